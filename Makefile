@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install hubctl with its test tools
+
+run: $(STAMP)  ## the main job on the embedded demo city: write, ingest, show
+	rm -rf demo/lake
+	$(BIN)/hubctl demo --dir demo
+
+test: $(STAMP)  ## lint, type-check and the whole test suite
+	$(BIN)/ruff check hubctl adapters pipelines tests bench
+	$(BIN)/mypy hubctl adapters
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check hubctl adapters pipelines tests bench
+	$(BIN)/mypy hubctl adapters
+
+bench: $(STAMP)  ## benchmarks (not part of the tests); figures go to docs/benchmarks.md
+	$(BIN)/python bench/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) demo bench-out .pytest_cache .mypy_cache .ruff_cache

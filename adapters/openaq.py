@@ -1,0 +1,251 @@
+"""OpenAQ long CSV (``city,country,date.utc,location,parameter,value,unit``) with a station
+coordinates CSV (``location,coordinates.latitude,coordinates.longitude``).
+
+One input row is one pollutant at one station and hour; rows of the same station and hour
+pivot into one AirQualityObserved row. Everything is vectorised over Arrow record batches:
+Python only touches rejected records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.adapter import Batch, ReadContext
+from hubctl.arrowkit import parse_numbers, parse_timestamps
+from hubctl.csvread import open_csv, require_columns
+from hubctl.duck import connect
+from hubctl.errors import InputError
+from hubctl.gate import gate_for
+from hubctl.ngsild import entity_id
+from hubctl.registry import get_type
+from hubctl.rejects import Reject, reason
+from hubctl.units import conversion_factor, unit_code
+
+__all__ = ["ADAPTER", "OpenAQ"]
+
+COLUMNS = ("date.utc", "location", "parameter", "value", "unit")
+PARAMETERS = {"pm25": "pm25", "pm2.5": "pm25", "pm10": "pm10", "no2": "no2", "o3": "o3",
+              "so2": "so2", "co": "co", "no": "no", "nox": "nox"}
+STATION_COLUMNS = ("location", "coordinates.latitude", "coordinates.longitude")
+
+
+class OpenAQ:
+    """The ``openaq`` adapter."""
+
+    name = "openaq"
+    entity_types = ("AirQualityObserved", "PointOfInterest")
+    summary = "OpenAQ long CSV (one pollutant per row) plus a station coordinates CSV."
+    example = ("hubctl ingest openaq air_quality_long.csv "
+               "--stations air_quality_stations.csv")
+    params: Sequence[click.Parameter] = (
+        click.Option(["--stations"], required=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="CSV with location,coordinates.latitude,coordinates.longitude."),
+    )
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """Stations first (PointOfInterest), then the measurements of every input file."""
+        stations_path = Path(options["stations"])
+        stations, station_batch = _stations(stations_path, ctx)
+        yield station_batch
+        for path in inputs:
+            yield from _measurements(path, stations, ctx)
+
+
+def _stations(path: Path, ctx: ReadContext) -> tuple[pa.Table, Batch]:
+    """The station table (one row per location) and its PointOfInterest batch."""
+    table = open_csv(path).read_all()
+    require_columns(path, table.column_names, STATION_COLUMNS)
+    lat, bad_lat = parse_numbers(table.column("coordinates.latitude").combine_chunks())
+    lon, bad_lon = parse_numbers(table.column("coordinates.longitude").combine_chunks())
+    names = table.column("location").to_pylist()
+    first: dict[str, int] = {}
+    rejects: list[Reject] = []
+    repeated = 0  # a station listed again: counted as a duplicate record, with a warning
+    for i, name in enumerate(names):
+        raw = ",".join(str(table.column(c)[i].as_py() or "") for c in STATION_COLUMNS)
+        if bad_lat[i].as_py() or bad_lon[i].as_py() or not name:
+            rejects.append(Reject("PointOfInterest", raw, [reason(
+                "type-error", "location", value=raw, expected="name,lat,lon")],
+                file=str(path), record=f"line {i + 2}"))
+        elif name in first:
+            j = first[name]
+            ctx.warn(f"{path.name}: station {name} is listed again at line {i + 2} "
+                     f"({lat[i]}, {lon[i]}); kept ({lat[j]}, {lon[j]}) from line {j + 2}")
+            repeated += 1
+        else:
+            first[name] = i
+    keep = pa.array(sorted(first.values()), pa.int64())
+    stations = pa.table({"location": pa.array(names).take(keep), "lat": lat.take(keep),
+                         "lon": lon.take(keep)})
+    n = stations.num_rows
+    poi = pa.table({
+        "id": pa.array([entity_id("PointOfInterest", s) for s in stations["location"].to_pylist()]),
+        "observed_at": pa.repeat(pa.scalar(ctx.arrival), n),
+        "name": stations["location"], "lon": stations["lon"], "lat": stations["lat"],
+        "category": pa.array([["airQualityStation"]] * n, pa.list_(pa.string())),
+        "source": pa.repeat(pa.scalar("OpenAQ"), n),
+        "_time_index": pa.repeat(pa.scalar("arrival"), n),
+    })
+    return stations, Batch("PointOfInterest", poi, str(path), n + len(rejects) + repeated,
+                           rejects=rejects, duplicate=repeated)
+
+
+def _measurements(path: Path, stations: pa.Table, ctx: ReadContext) -> Iterator[Batch]:
+    stream = open_csv(path)
+    require_columns(path, stream.schema.names, COLUMNS)
+    first_row = 2
+    try:
+        for batch in stream:
+            ctx.advance(batch.nbytes)
+            out = _convert(path, pa.Table.from_batches([batch]), first_row, stations)
+            first_row += batch.num_rows
+            invalid = stream.take_invalid()
+            out.rejects += [Reject("AirQualityObserved", text, [reason(
+                "malformed-record", detail="wrong number of fields for the header")],
+                file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
+            out.records += len(invalid)
+            yield out
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
+                         path=str(path), hint="fix or remove the damaged part") from None
+
+
+def _convert(path: Path, t: pa.Table, first_row: int, stations: pa.Table) -> Batch:
+    n = t.num_rows
+    row_no = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+    ts, bad_ts = parse_timestamps(t.column("date.utc").combine_chunks())
+    measured, bad_value = parse_numbers(t.column("value").combine_chunks())
+    param = pc.utf8_lower(pc.utf8_trim_whitespace(t.column("parameter").combine_chunks()))
+    attr = pc.if_else(pc.is_in(param, value_set=pa.array(list(PARAMETERS))),
+                      _map(param, PARAMETERS), pa.scalar(None, pa.string()))
+    factor = _factors(attr, t.column("unit").combine_chunks())
+    value = pc.multiply(measured, factor)
+    station_idx = pc.index_in(t.column("location").combine_chunks(), value_set=stations["location"])
+    problems: dict[int, list[Any]] = {}
+    _flag(problems, bad_ts, lambda i: reason("bad-timestamp", "date.utc",
+                                             value=t["date.utc"][i].as_py()))
+    _flag(problems, pc.is_null(ts), lambda i: reason("missing-required", "date.utc"))
+    _flag(problems, bad_value, lambda i: reason("type-error", "value",
+                                                value=t["value"][i].as_py(), expected="number"))
+    _flag(problems, pc.is_null(measured), lambda i: reason("missing-required", "value"))
+    _flag(problems, pc.is_null(attr), lambda i: reason(
+        "unknown-parameter", "parameter", value=t["parameter"][i].as_py(),
+        type="AirQualityObserved"))
+    _flag(problems, pc.and_(pc.is_valid(attr), pc.is_null(factor)), lambda i: reason(
+        "unknown-unit", "unit", unit=t["unit"][i].as_py(), canonical=_canonical(attr[i].as_py())))
+    _flag(problems, pc.is_null(station_idx), lambda i: reason(
+        "unknown-station", "location", value=t["location"][i].as_py()))
+    _range_checks(problems, attr, value)
+    rejects = [_reject(path, t, i, rs, int(row_no[i].as_py())) for i, rs in sorted(problems.items())]
+    keep = np.ones(n, dtype=bool)
+    keep[list(problems)] = False
+    good = pa.table({"location": t.column("location"), "city": t.column("city")
+                     if "city" in t.column_names else pa.nulls(n, pa.string()),
+                     "ts": ts, "attr": attr, "value": value,
+                     "station": station_idx}).filter(pa.array(keep))
+    rows, dup, upd = _pivot(good, stations)
+    return Batch("AirQualityObserved", rows, str(path), n, rejects=rejects,
+                 duplicate=dup, updated=upd, cell_columns=tuple(sorted(set(PARAMETERS.values()))))
+
+
+def _map(values: pa.Array, mapping: dict[str, str]) -> pa.Array:
+    keys = list(mapping)
+    idx = pc.index_in(values, value_set=pa.array(keys))
+    return pc.take(pa.array([mapping[k] for k in keys]), idx)
+
+
+def _canonical(attr: str | None) -> str:
+    et = get_type("AirQualityObserved")
+    return (et.attributes[attr].unit or "") if attr in et.attributes else ""
+
+
+def _factors(attr: pa.Array, unit: pa.Array) -> pa.Array:
+    """Conversion factor to the canonical unit per row (null where not convertible)."""
+    pairs = pc.binary_join_element_wise(pc.fill_null(attr, ""), pc.fill_null(unit, ""), "\x1f")
+    uniq = pc.unique(pairs)
+    factors: list[float | None] = []
+    for pair in uniq.to_pylist():
+        a, u = pair.split("\x1f", 1)
+        code = unit_code(u)
+        factors.append(conversion_factor(a, code, _canonical(a)) if a and code else None)
+    return pc.take(pa.array(factors, pa.float64()), pc.index_in(pairs, value_set=uniq))
+
+
+def _flag(problems: dict[int, list[Any]], mask: pa.Array, make: Any) -> None:
+    filled = pc.fill_null(mask, False)
+    if filled.true_count == 0:
+        return
+    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
+        found = problems.setdefault(int(i), [])
+        if not found or found[-1].field != make(int(i)).field:
+            found.append(make(int(i)))
+
+
+def _range_checks(problems: dict[int, list[Any]], attr: pa.Array, value: pa.Array) -> None:
+    """The schema's minimum/maximum of each pollutant, through the compiled gate."""
+    gate = gate_for(get_type("AirQualityObserved"))
+    for name in pc.unique(attr).to_pylist():
+        if name is None:
+            continue
+        values = pc.if_else(pc.equal(attr, name), value, pa.scalar(None, pa.float64()))
+        for i, r in gate.check_column(name, values):
+            if i not in problems:
+                problems[i] = [r]
+
+
+def _reject(path: Path, t: pa.Table, i: int, reasons: list[Any], line: int) -> Reject:
+    raw = json.dumps({c: t.column(c)[i].as_py() for c in t.column_names}, ensure_ascii=False)
+    return Reject("AirQualityObserved", raw, reasons, file=str(path), record=f"row {line}")
+
+
+def _pivot(good: pa.Table, stations: pa.Table) -> tuple[pa.Table, int, int]:
+    """One row per (station, hour); repeats of a cell within the batch counted, last wins."""
+    if good.num_rows == 0:
+        return good.slice(0, 0), 0, 0
+    good = good.append_column("pos", pa.array(np.arange(good.num_rows, dtype=np.int64)))
+    attrs = [a for a in pc.unique(good["attr"]).to_pylist() if a]
+    con = connect()
+    try:
+        con.register("g", good)
+        con.register("st", stations)
+        dup, upd = con.execute("""
+            SELECT coalesce(sum(CASE WHEN n > 1 AND lo = hi THEN n - 1 END), 0),
+                   coalesce(sum(CASE WHEN n > 1 AND lo <> hi THEN n - 1 END), 0)
+            FROM (SELECT count(*) n, min(value) lo, max(value) hi FROM g
+                  GROUP BY location, ts, attr)""").fetchall()[0]
+        cols = ", ".join(f"arg_max(value, pos) FILTER (WHERE attr = '{a}') AS \"{a}\""
+                         for a in attrs)
+        rows = con.sql(f"""
+            SELECT g.location, g.ts AS observed_at, g.ts AS "dateObserved",
+                   any_value(g.city) AS "areaServed", any_value(st.lon) AS lon,
+                   any_value(st.lat) AS lat, count(DISTINCT attr) AS _records, {cols}
+            FROM g JOIN st ON st.location = g.location
+            GROUP BY g.location, g.ts ORDER BY g.location, g.ts""").to_arrow_table()
+    finally:
+        con.close()
+    locs = rows.column("location").combine_chunks()
+    uniq = pc.unique(locs)
+    idx = pc.index_in(locs, value_set=uniq)
+    ids = pc.take(pa.array([entity_id("AirQualityObserved", s) for s in uniq.to_pylist()]), idx)
+    refs = pc.take(pa.array([entity_id("PointOfInterest", s) for s in uniq.to_pylist()]), idx)
+    n = rows.num_rows
+    out = rows.drop_columns(["location"])
+    out = out.append_column("id", ids).append_column("refPointOfInterest", refs)
+    out = out.append_column("source", pa.repeat(pa.scalar("OpenAQ"), n))
+    out = out.append_column("_time_index", pa.repeat(pa.scalar("dateObserved"), n))
+    out = out.set_column(out.schema.get_field_index("_records"), "_records",
+                         pc.cast(out["_records"], pa.int64()))
+    return out, int(dup), int(upd)
+
+
+ADAPTER = OpenAQ()

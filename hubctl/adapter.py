@@ -1,0 +1,74 @@
+"""What an adapter is: a name, the entity types it produces, its click options, and a
+``read`` that yields bounded batches of lake rows (never the whole input).
+
+The ingest engine (:mod:`hubctl.ingest`) does the rest: quality gate, lake upsert, rejects,
+ledger. Adapters know their source format and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+import pyarrow as pa
+
+from hubctl.gate import RowReasons
+from hubctl.rejects import Reject
+
+__all__ = ["BATCH_ROWS", "Adapter", "Batch", "ReadContext"]
+
+# The one name for the batch size, everywhere: rows an adapter puts in one Batch.
+BATCH_ROWS = 250_000
+
+
+@dataclass
+class Batch:
+    """Lake rows of one entity type from one input, plus what the adapter rejected itself.
+
+    ``rows`` is in lake-row form (``id``, ``observed_at``, attribute columns, ``lon``/``lat``,
+    optional ``_extra``, ``_time_index``), with two optional bookkeeping columns: ``_records``
+    (input records folded into the row, default 1) and ``_raw`` (the raw record, kept for rejects)
+    and ``_record`` (where in the input: a line number or JSON pointer).
+    ``records`` is how many input records this batch accounts for: the sum of ``_records`` plus
+    the records of ``rejects``, plus ``duplicate`` and ``updated``: records the adapter itself
+    found repeated within the input (same key and attribute) and folded away.
+    """
+
+    entity_type: str
+    rows: pa.Table | None
+    file: str
+    records: int
+    typed_bad: RowReasons = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    duplicate: int = 0
+    updated: int = 0
+    cell_columns: tuple[str, ...] = ()  # columns where each non-null cell is one input record
+
+
+@dataclass
+class ReadContext:
+    """What the engine gives an adapter: batch size, arrival time, warnings, progress."""
+
+    batch_rows: int = BATCH_ROWS
+    arrival: datetime = field(default_factory=lambda: datetime.now(UTC))
+    warn: Callable[[str], None] = lambda msg: None
+    advance: Callable[[int], None] = lambda nbytes: None
+
+
+class Adapter(Protocol):
+    """The contract every module in ``adapters/`` fulfils."""
+
+    name: str
+    entity_types: tuple[str, ...]
+    summary: str
+    example: str
+    params: Sequence[click.Parameter]
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """Yield batches of lake rows from the inputs."""
+        ...

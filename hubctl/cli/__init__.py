@@ -1,0 +1,97 @@
+"""The ``hubctl`` command line. Each command group lives in its own module; errors are turned
+into messages and exit codes in one place (:func:`main`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hubctl import __version__
+from hubctl.cli.context import HubContext
+from hubctl.errors import HubError
+
+__all__ = ["cli", "main"]
+
+
+class HubCommandError(click.ClickException):
+    """A HubError on its way out through click: message, hint and the error's exit code."""
+
+    def __init__(self, error: HubError) -> None:
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+        self.hint = error.hint
+
+    def show(self, file: object = None) -> None:
+        """Print ``error: ...`` and the hint to stderr."""
+        click.secho(f"error: {self.message}", fg="red", err=True)
+        if self.hint:
+            click.echo(f"  hint: {self.hint}", err=True)
+
+
+class HubGroup(click.Group):
+    """The root group: turns HubErrors (and bugs, unless --debug) into messages, once."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; translate errors for people (``--debug`` shows tracebacks)."""
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            if _debug(ctx):
+                raise
+            raise HubCommandError(exc) from exc
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            raise click.exceptions.Exit(0) from None
+        except Exception as exc:  # a bug: short message, traceback with --debug
+            if _debug(ctx):
+                raise
+            raise HubCommandError(HubError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="rerun with --debug for the traceback and report it")) from exc
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_object(HubContext)
+    return bool(obj and obj.debug)
+
+
+@click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lake folder (default: $HUBCTL_LAKE, else hub.toml [lake] path, else ./lake).")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="hub.toml to read (default: ./hub.toml if present).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of short messages.")
+@click.version_option(__version__, prog_name="hubctl")
+@click.pass_context
+def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool) -> None:
+    """hubctl: a smart-city data hub on one machine.
+
+    Sources (CSV, JSON, NGSI-LD) are normalised into NGSI-LD entities, checked against the
+    JSON Schemas in schemas/, kept in Delta tables under the lake, and queried with DuckDB.
+
+    \b
+    Example:
+      hubctl init
+      hubctl ingest openaq air_quality_long.csv --stations air_quality_stations.csv
+      hubctl tables
+      hubctl sql "SELECT id, avg(no2) FROM AirQualityObserved GROUP BY id"
+    """
+    ctx.obj = HubContext(lake_option=lake, config_option=config, debug=debug)
+
+
+def _register() -> None:
+    from hubctl.cli import admin, ingest, ngsi, query
+
+    for module in (ingest, query, ngsi, admin):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="hubctl")

@@ -1,0 +1,41 @@
+"""What every command gets: the resolved config and lake, loaded on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from hubctl.config import Config, load_config
+from hubctl.lake import Lake
+
+__all__ = ["HubContext", "hub"]
+
+
+@dataclass
+class HubContext:
+    """Global options and the lazily loaded configuration."""
+
+    lake_option: Path | None = None
+    config_option: Path | None = None
+    debug: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        """hub.toml and the lake path, resolved once."""
+        if self._config is None:
+            self._config = load_config(self.config_option, self.lake_option)
+        return self._config
+
+    @property
+    def lake(self) -> Lake:
+        """The lake this invocation works on."""
+        return Lake(self.config.lake)
+
+
+def hub() -> HubContext:
+    """The HubContext of the running command."""
+    obj = click.get_current_context().find_object(HubContext)
+    return obj if obj is not None else HubContext()

@@ -1,0 +1,146 @@
+"""NGSI-LD views of the lake: ``hubctl entities`` and ``hubctl validate``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hubctl.cli.context import hub
+from hubctl.cli.output import emit_json, json_option, print_rows
+from hubctl.errors import InputError, UsageError
+
+__all__ = ["COMMANDS"]
+
+
+@click.command()
+@click.argument("entity_type")
+@click.option("--id", "entity_id", default=None, help="Only this entity id (URN).")
+@click.option("--since", default=None, help="observed_at >= this ISO 8601 time.")
+@click.option("--until", default=None, help="observed_at < this ISO 8601 time.")
+@click.option("--format", "form", default="normalized", show_default=True,
+              type=click.Choice(["normalized", "concise", "keyValues", "temporal"]),
+              help="NGSI-LD representation.")
+@click.option("--latest", is_flag=True, help="Only the newest row per entity.")
+@click.option("--limit", default=1000, show_default=True, help="At most this many rows.")
+def entities(entity_type: str, entity_id: str | None, since: str | None, until: str | None,
+             form: str, latest: bool, limit: int) -> None:
+    """Print entities of one type as NGSI-LD JSON (with their @context).
+
+    \b
+    Examples:
+      hubctl entities AirQualityObserved --format normalized --latest
+      hubctl entities AirQualityObserved --id urn:ngsi-ld:AirQualityObserved:BETR801 \\
+          --since 2019-06-01T00:00:00Z --format temporal
+    """
+    from hubctl.catalog import Catalog
+    from hubctl.ngsild import parse_time
+    from hubctl.registry import get_type
+    from hubctl.rows import render, render_temporal
+
+    et = get_type(entity_type)
+    where, params = [], []
+    for value, op, label in ((since, ">=", "--since"), (until, "<", "--until")):
+        if value is not None:
+            ts = parse_time(value)
+            if ts is None:
+                raise UsageError(f"{label} {value!r} is not an ISO 8601 time",
+                                 hint="e.g. 2019-06-01T00:00:00Z")
+            where.append(f"observed_at {op} ?")
+            params.append(ts)
+    if entity_id:
+        where.append("id = ?")
+        params.append(entity_id)
+    lake = hub().lake
+    lake.require_root()
+    cat = Catalog(lake)
+    try:
+        view = f"{et.name}_latest" if latest else et.name
+        cat.require(view)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = cat.query(f'SELECT * FROM "{view}" {clause} ORDER BY id, observed_at '
+                         f"LIMIT {int(limit)}", params).to_pylist()
+    finally:
+        cat.close()
+    if form == "temporal":
+        emit_json(render_temporal(rows, et))
+    else:
+        emit_json([render(r, et, form) for r in rows])
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@json_option
+def validate(files: tuple[str, ...], as_json: bool) -> None:
+    """Check NGSI-LD documents against the schemas; list every problem with its JSON path.
+
+    Accepts a single entity, an array or JSON Lines, in normalized, concise or keyValues form.
+    Exits 1 when any entity has a problem.
+
+    \b
+    Example:
+      hubctl validate AirQualityObserved.example-normalized.jsonld
+    """
+    from hubctl.ingest import expand_inputs
+
+    problems: list[dict[str, Any]] = []
+    checked = 0
+    for path in expand_inputs(list(files)):
+        n, found = _validate_file(path)
+        checked += n
+        problems += found
+    if as_json:
+        emit_json({"entities": checked, "problems": problems})
+    elif problems:
+        print_rows(["file", "entity", "path", "severity", "code", "message"],
+                   [[Path(p["file"]).name, p["entity"], p["path"], p["severity"], p["code"],
+                     p["message"]] for p in problems])
+    errors = [p for p in problems if p["severity"] == "error"]
+    if not as_json:
+        click.echo(f"{checked} entities, {len(errors)} errors, "
+                   f"{len(problems) - len(errors)} warnings", err=True)
+    if errors:
+        sys.exit(1)
+
+
+def _validate_file(path: Path) -> tuple[int, list[dict[str, Any]]]:
+    from hubctl.gate import validate_entity
+    from hubctl.ngsild import iter_documents, normalize, type_name
+    from hubctl.registry import registry
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text", path=str(path)) from None
+    out: list[dict[str, Any]] = []
+    count = 0
+    for pointer, obj in iter_documents(text, str(path)):
+        count += 1
+
+        def add(entity: str, where: str, code: str, message: str, ptr: str = pointer,
+                severity: str = "error") -> None:
+            out.append({"file": str(path), "entity": entity, "path": where, "code": code,
+                        "message": message, "record": ptr, "severity": severity})
+
+        if isinstance(obj, Exception):
+            add("", pointer, "malformed-record", str(obj))
+            continue
+        et = registry().get(type_name(obj.get("type")) if isinstance(obj, dict) else "")
+        ident = obj.get("id", "") if isinstance(obj, dict) else ""
+        if et is None:
+            add(ident, f"{pointer}/type", "unknown-type",
+                f"type {obj.get('type') if isinstance(obj, dict) else None!r} has no schema")
+            continue
+        parsed = normalize(obj, et)
+        for r in parsed.reasons + validate_entity(parsed.entity, et):
+            add(ident, f"{pointer.rstrip('/')}/{r.field}".replace(".", "/"), r.code, r.message)
+        for name in parsed.unknown:
+            add(ident, f"{pointer.rstrip('/')}/{name}", "unknown-attribute",
+                f"{name} is not in the {et.name} schema (kept in _extra on ingest)",
+                severity="warning")
+    return count, out
+
+
+COMMANDS = [entities, validate]

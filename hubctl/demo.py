@@ -1,0 +1,132 @@
+"""The demo city: a small, seeded air-quality data set in real source formats.
+
+``hubctl demo`` writes it with a hub.toml that declares one source per format, ingests them
+through the real adapters and prints what is in the lake. The data is synthetic (seeded, so
+every run is the same) but every file follows the layout its real publisher uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+__all__ = ["write_demo"]
+
+# (name, lat, lon): real districts of Daegu and a few European stations.
+KOREAN_STATIONS = [("수창동", 35.8741, 128.5927), ("대명동", 35.8505, 128.5753),
+                   ("이현동", 35.8791, 128.5567), ("지산동", 35.8232, 128.6332),
+                   ("신암동", 35.8843, 128.6240)]
+EU_STATIONS = [("BETR801", 51.20966, 4.43182), ("FR04014", 48.83724, 2.3939),
+               ("London Westminster", 51.49467, -0.13193)]
+START = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _diurnal(hour: int, base: float, rng: random.Random) -> float:
+    return max(0.0, base * (1 + 0.4 * math.sin((hour - 8) / 24 * 2 * math.pi))
+               + rng.gauss(0, base * 0.15))
+
+
+def _openaq(folder: Path, hours: int, rng: random.Random) -> None:
+    with open(folder / "openaq_long.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["city", "country", "date.utc", "location", "parameter", "value", "unit"])
+        for name, *_ in EU_STATIONS:
+            for h in range(hours):
+                ts = (START + timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+                w.writerow(["Demo", "EU", ts, name, "no2", round(_diurnal(h % 24, 30, rng), 1),
+                            "µg/m³"])
+                if h % 3 == 0:
+                    w.writerow(["Demo", "EU", ts, name, "pm25",
+                                round(_diurnal(h % 24, 12, rng), 1), "µg/m³"])
+        w.writerow(["Demo", "EU", "not a date", "BETR801", "no2", "12", "µg/m³"])
+        w.writerow(["Demo", "EU", START.strftime("%Y-%m-%d %H:%M:%S+00:00"), "BETR801", "no2",
+                    "-3", "µg/m³"])
+    with open(folder / "openaq_stations.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["location", "coordinates.latitude", "coordinates.longitude"])
+        w.writerows(EU_STATIONS)
+
+
+def _airkorea(folder: Path, hours: int, rng: random.Random) -> None:
+    items = []
+    for name, *_ in KOREAN_STATIONS:
+        for h in range(1, hours + 1):
+            kst = START + timedelta(hours=9 + h - 1)
+            hh = kst.hour or 24
+            day = kst if kst.hour else kst - timedelta(days=1)
+            pm10 = round(_diurnal(h % 24, 40, rng))
+            items.append({
+                "stationName": name, "mangName": "도시대기", "sidoName": "대구",
+                "dataTime": f"{day:%Y-%m-%d} {hh:02d}:00",
+                "pm10Value": str(pm10), "pm25Value": str(round(pm10 * 0.55)),
+                "no2Value": f"{_diurnal(h % 24, 0.02, rng):.3f}",
+                "o3Value": f"{_diurnal((h + 12) % 24, 0.03, rng):.3f}",
+                "coValue": f"{_diurnal(h % 24, 0.4, rng):.1f}",
+                "so2Value": "-" if h % 7 == 0 else f"{_diurnal(h % 24, 0.003, rng):.3f}",
+                "khaiValue": str(50 + pm10 // 2), "khaiGrade": "2" if pm10 > 30 else "1",
+                "pm10Grade": "2", "pm25Grade": "2", "pm10Flag": None, "so2Flag": None,
+            })
+    doc = {"response": {"header": {"resultCode": "00", "resultMsg": "NORMAL_CODE"},
+                        "body": {"totalCount": len(items), "items": items, "pageNo": 1,
+                                 "numOfRows": len(items)}}}
+    (folder / "airkorea_daegu.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1),
+                                                encoding="utf-8")
+    stations = {"response": {"header": {"resultCode": "00", "resultMsg": "NORMAL_CODE"},
+                             "body": {"items": [{"stationName": n, "addr": f"대구광역시 {n}",
+                                                 "mangName": "도시대기", "dmX": str(lat),
+                                                 "dmY": str(lon)}
+                                                for n, lat, lon in KOREAN_STATIONS]}}}
+    (folder / "airkorea_stations.json").write_text(json.dumps(stations, ensure_ascii=False),
+                                                   encoding="utf-8")
+
+
+def _ngsi_ld(folder: Path, hours: int, rng: random.Random) -> None:
+    ctx = ["https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/"
+           "context.jsonld"]
+    with open(folder / "broker_export.jsonl", "w", encoding="utf-8") as f:
+        for h in range(0, hours, 6):
+            ts = (START + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            entity = {"id": "urn:ngsi-ld:AirQualityObserved:DaeguSensor-7", "type":
+                      "AirQualityObserved", "dateObserved": ts,
+                      "location": {"type": "Point", "coordinates": [128.6014, 35.8714]},
+                      "pm10": round(_diurnal(h % 24, 35, rng), 1),
+                      "temperature": round(18 + 6 * math.sin(h / 24 * 2 * math.pi), 1),
+                      "@context": ctx}
+            f.write(json.dumps(entity) + "\n")
+
+
+HUB_TOML = """# The demo city (written by `hubctl demo`). Paths are relative to this file.
+[lake]
+path = "lake"
+
+[sources.eu-air]
+adapter = "openaq"
+inputs = ["data/openaq_long.csv"]
+options = { stations = "data/openaq_stations.csv" }
+
+[sources.daegu-air]
+adapter = "airkorea"
+inputs = ["data/airkorea_daegu.json"]
+options = { stations = "data/airkorea_stations.json" }
+
+[sources.broker]
+adapter = "ngsi-ld"
+inputs = ["data/broker_export.jsonl"]
+"""
+
+
+def write_demo(folder: Path, hours: int = 72, seed: int = 7) -> Path:
+    """Write the demo data and its hub.toml under ``folder``; returns the hub.toml path."""
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    _openaq(data, hours, rng)
+    _airkorea(data, hours, rng)
+    _ngsi_ld(data, hours, rng)
+    config = folder / "hub.toml"
+    config.write_text(HUB_TOML, encoding="utf-8")
+    return config

@@ -1,0 +1,52 @@
+"""DuckDB connections that never download anything, and SQL over Delta snapshots.
+
+A Delta table is read as its current snapshot's Parquet file list through DuckDB's own
+``read_parquet`` (DESIGN.md says why not ``to_pyarrow_dataset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+__all__ = ["OFFLINE", "connect", "quote_ident", "scan_sql"]
+
+# Extensions are never installed or loaded behind the user's back (offline first).
+OFFLINE = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def connect(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with extension auto-install and auto-load switched off."""
+    con = duckdb.connect(path, read_only=read_only, config=dict(OFFLINE))
+    try:
+        con.execute("SET TimeZone = 'UTC'").fetchall()  # needs the built-in ICU; harmless without it
+    except duckdb.Error:
+        pass
+    return con
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier in double quotes."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def scan_sql(files: Sequence[str], hive: bool = True) -> str:
+    """SQL that reads the given Parquet files as one relation (schema unioned by name)."""
+    listing = "[" + ", ".join(_literal(f) for f in files) + "]"
+    return (f"read_parquet({listing}, hive_partitioning={'true' if hive else 'false'}, "
+            "union_by_name=true)")
+
+
+def empty_relation(con: duckdb.DuckDBPyConnection, schema: pa.Schema, name: str) -> str:
+    """Register an empty Arrow table of ``schema`` under ``name``; return the name quoted."""
+    con.register(name, pa.Table.from_batches([], schema=schema))
+    return quote_ident(name)

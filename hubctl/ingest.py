@@ -1,0 +1,250 @@
+"""The ingest engine: adapter batches -> quality gate -> lake upsert -> rejects -> ledger.
+
+Every record an adapter reads ends up written, updated, duplicate or rejected, and the ledger
+row of the run proves it (``read = written + updated + duplicate + rejected``).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.duck import connect, quote_ident
+from hubctl.errors import HubError, InputError, RejectRateExceeded
+from hubctl.gate import gate_for
+from hubctl.lake import Lake
+from hubctl.ledger import Run, find_ingested, new_run_id, write_rejects, write_run
+from hubctl.locks import hold
+from hubctl.registry import EntityType, get_type
+from hubctl.rejects import Reason, Reject
+from hubctl.types import TIMESTAMP
+
+__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest"]
+
+_BOOKKEEPING = ("_records", "_raw", "_record")
+
+
+@dataclass
+class IngestRequest:
+    """One ingest: which adapter reads which inputs, and how the run behaves."""
+
+    adapter: Adapter
+    inputs: list[Path]
+    options: dict[str, Any]
+    source: str
+    force: bool = False
+    max_reject_rate: float | None = None
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Paths from arguments, expanding globs; a missing input is an InputError."""
+    out: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not matches:
+            raise InputError("no file matches this pattern", path=pattern)
+        for m in matches:
+            p = Path(m)
+            if not p.exists():
+                raise InputError("no such file", path=m, hint="check the path and try again")
+            if p.is_dir() or not os.access(p, os.R_OK):
+                raise InputError("not a readable file", path=m)
+            out.append(p)
+    return out
+
+
+def fingerprint(adapter: str, inputs: Sequence[Path], options: dict[str, Any]) -> str:
+    """Content hash of the inputs (and the files named in options) with the adapter options."""
+    h = hashlib.sha256()
+    h.update(adapter.encode())
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    files = list(inputs) + [Path(v) for v in options.values()
+                            if isinstance(v, str | Path) and Path(v).is_file()]
+    for path in files:
+        h.update(str(path.name).encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def ingest(lake: Lake, req: IngestRequest,
+           progress: Callable[[int], None] | None = None) -> Run:
+    """Run one ingest under the source's lock; returns the ledger row it wrote."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with hold(lake.root, f"source:{req.source}"):
+        fp = fingerprint(req.adapter.name, req.inputs, req.options)
+        run = Run(run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
+                  fingerprint=fp, inputs=[str(p) for p in req.inputs],
+                  options={k: str(v) for k, v in req.options.items() if v is not None})
+        previous = None if req.force else find_ingested(lake, req.source, fp)
+        if previous:
+            run.status = "unchanged"
+            run.warnings.append(f"input already ingested by run {previous}; use --force to "
+                                "read it again")
+            write_run(lake, run)
+            return run
+        try:
+            _consume(lake, req, run, progress)
+        except BaseException as exc:
+            run.status = "failed"
+            run.error = str(exc) or type(exc).__name__
+            write_run(lake, run)
+            raise
+        if not run.reconciles:  # a bug, never a user error: say so loudly
+            run.status = "failed"
+            run.error = (f"counts do not reconcile: read {run.read} != written {run.written} + "
+                         f"updated {run.updated} + duplicate {run.duplicate} + rejected "
+                         f"{run.rejected}")
+            write_run(lake, run)
+            raise HubError(run.error)
+        rate = run.rejected / run.read if run.read else 0.0
+        over = req.max_reject_rate is not None and rate > req.max_reject_rate
+        run.status = "over-reject-rate" if over else "ok"
+        write_run(lake, run)
+        if over:
+            raise RejectRateExceeded(
+                f"run {run.run_id} rejected {run.rejected} of {run.read} records "
+                f"({rate:.1%}), over --max-reject-rate {req.max_reject_rate:.1%}",
+                hint="see `hubctl rejects` for the reasons; the good records were written")
+        return run
+
+
+def _consume(lake: Lake, req: IngestRequest, run: Run,
+             progress: Callable[[int], None] | None) -> None:
+    ctx = ReadContext(warn=run.warnings.append, advance=progress or (lambda n: None))
+    for batch in req.adapter.read(req.inputs, req.options, ctx):
+        run.read += batch.records
+        run.duplicate += batch.duplicate
+        run.updated += batch.updated
+        rejects = list(batch.rejects)
+        if batch.rows is not None and batch.rows.num_rows:
+            et = get_type(batch.entity_type)
+            rejects += _store(lake, et, batch, run)
+        if rejects:
+            run.rejected += sum(r.records for r in rejects)
+            run.tables["_rejects"] = write_rejects(lake, run, rejects)
+
+
+def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
+    """Gate, collapse and upsert one batch; return its rejects."""
+    rows = batch.rows
+    assert rows is not None
+    if "_records" not in rows.column_names:
+        rows = rows.append_column("_records", pa.array(np.ones(rows.num_rows, np.int64)))
+    good, bad, reasons = gate_for(et).split(rows, batch.typed_bad)
+    rejects = [_reject(et, bad, i, rs, batch.file) for i, rs in reasons.items()]
+    if good.num_rows == 0:
+        return rejects
+    good, shadowed = _collapse(et, good)
+    run.updated += shadowed["updated"]
+    run.duplicate += shadowed["duplicate"]
+    result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns)
+    run.written += result.records["new"] + result.records["filled"]
+    run.updated += result.records["updated"]
+    run.duplicate += result.records["duplicate"]
+    if result.version is not None:
+        run.tables[et.name] = result.version
+    return rejects
+
+
+def _reject(et: EntityType, bad: pa.Table, i: int, reasons: list[Reason], file: str) -> Reject:
+    row = bad.slice(i, 1).to_pylist()[0]
+    raw = row.pop("_raw", None)
+    where = row.pop("_record", None)
+    records = int(row.pop("_records", 1) or 1)
+    if raw is None:
+        raw = json.dumps({k: v for k, v in row.items() if v is not None}, default=str,
+                         ensure_ascii=False)
+    return Reject(et.name, raw, reasons, file=file, record=str(where or ""), records=records)
+
+
+def _collapse(et: EntityType, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """One row per key: later rows win cell by cell (a null keeps the earlier value).
+
+    Earlier rows whose values a later row changed count as updated; exact repeats of the last
+    row as duplicate; the rest fold their records into the surviving row.
+    """
+    counts = {"updated": 0, "duplicate": 0}
+    key = list(et.key)
+    if rows.group_by(key).aggregate([]).num_rows == rows.num_rows:
+        return rows.drop_columns([c for c in ("_raw", "_record") if c in rows.column_names]), counts
+    rows = rows.drop_columns([c for c in ("_raw", "_record") if c in rows.column_names])
+    rows = rows.append_column("__pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    values = [c for c in rows.column_names if c not in key and c not in ("_records", "__pos")]
+    q = quote_ident
+    keys = ", ".join(q(k) for k in key)
+    aggs = ", ".join(f"arg_max({q(c)}, __pos) FILTER (WHERE {q(c)} IS NOT NULL) AS {q(c)}"
+                     for c in values)
+    on = " AND ".join(f"s.{q(k)} = f.{q(k)}" for k in key)
+    changed = " OR ".join(f"(s.{q(c)} IS NOT NULL AND s.{q(c)} IS DISTINCT FROM f.{q(c)})"
+                          for c in values if not c.startswith("_")) or "false"
+    same = " AND ".join(f"s.{q(c)} IS NOT DISTINCT FROM l.{q(c)}"
+                        for c in values if not c.startswith("_")) or "true"
+    con = connect()
+    try:
+        con.register("s_rows", rows)
+        con.execute(f"""CREATE TEMP TABLE f AS SELECT {keys}, {aggs}, max(__pos) AS __last
+                        FROM s_rows GROUP BY {keys}""").fetchall()
+        classes = con.execute(f"""
+            SELECT s.__pos, s._records, f.__last,
+                   CASE WHEN s.__pos = f.__last THEN 'last' WHEN {changed} THEN 'updated'
+                        WHEN {same} THEN 'duplicate' ELSE 'folded' END AS cls
+            FROM s_rows s JOIN f ON {on} JOIN s_rows l ON l.__pos = f.__last""").fetchall()
+        folded: dict[int, int] = {}
+        for _pos, records, last, cls in classes:
+            if cls in counts:
+                counts[cls] += records
+            elif cls == "folded":
+                folded[last] = folded.get(last, 0) + records
+        out = con.sql("""
+            SELECT f.* EXCLUDE (__last), s._records AS _records, f.__last AS __last
+            FROM f JOIN s_rows s ON s.__pos = f.__last ORDER BY f.__last""").to_arrow_table()
+    finally:
+        con.close()
+    extra = pa.array([folded.get(p, 0) for p in out.column("__last").to_pylist()], pa.int64())
+    out = out.set_column(out.schema.get_field_index("_records"), "_records",
+                         pc.add(out.column("_records"), extra))
+    return out.drop_columns(["__last"]).cast(_schema_like(rows, out)), counts
+
+
+def _schema_like(rows: pa.Table, out: pa.Table) -> pa.Schema:
+    types = {f.name: f.type for f in rows.schema}
+    return pa.schema([pa.field(n, types.get(n, out.schema.field(n).type)) for n in out.column_names])
+
+
+def _with_provenance(et: EntityType, rows: pa.Table, run: Run) -> pa.Table:
+    n = rows.num_rows
+    now = pa.scalar(datetime.now(UTC), TIMESTAMP)
+    cols = {
+        "_source": pa.array([run.source] * n, pa.string()) if n < 2 else
+        pa.repeat(pa.scalar(run.source), n),
+        "_run_id": pa.repeat(pa.scalar(run.run_id), n),
+        "_ingested_at": pa.repeat(now, n),
+    }
+    for name, arr in cols.items():
+        if name in rows.column_names:
+            rows = rows.drop_columns([name])
+        rows = rows.append_column(name, arr)
+    if et.time_series:
+        if "date" in rows.column_names:
+            rows = rows.drop_columns(["date"])
+        rows = rows.append_column("date", pc.cast(rows.column("observed_at"), pa.date32()))
+    schema = et.arrow_schema()
+    for f in schema:
+        if f.name not in rows.column_names:
+            rows = rows.append_column(f.name, pa.nulls(n, f.type))
+    return rows.select(schema.names + ["_records"]).cast(
+        pa.schema(list(schema) + [pa.field("_records", pa.int64())]))

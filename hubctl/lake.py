@@ -1,0 +1,248 @@
+"""The lake: one Delta table per entity type under ``<lake>/<Type>/``, plus ``_runs`` and
+``_rejects``. A thin wrapper around ``deltalake``; nothing else in hubctl calls it directly.
+
+Upserts are idempotent on the key (id, observed_at): each incoming row is classified against
+the current snapshot as new, updated (a known attribute changes value), filled (it adds
+attributes the stored row lacked) or duplicate, and only new, updated and filled rows are
+merged. Attributes merge cell by cell: a null in the incoming row keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from hubctl.duck import connect, empty_relation, quote_ident, scan_sql
+from hubctl.errors import HubError, UnknownTable
+from hubctl.registry import PROVENANCE, EntityType
+
+__all__ = ["Lake", "UpsertResult"]
+
+CLASSES = ("new", "updated", "filled", "duplicate")
+_MERGE_RETRIES = 8
+
+
+@dataclass
+class UpsertResult:
+    """Rows of one upsert by class, each weighted by the input records it stands for."""
+
+    records: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    version: int | None = None
+
+
+class Lake:
+    """The lake folder and its Delta tables."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ tables
+    def path(self, name: str) -> Path:
+        """Folder of table ``name`` (an entity type, ``_runs``, ``_rejects``, ``derived/x``)."""
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        """True if ``name`` is a Delta table in this lake."""
+        return (self.path(name) / "_delta_log").is_dir()
+
+    def table_names(self) -> list[str]:
+        """Every Delta table in the lake, entity types first, then ``_runs``, ``_rejects``."""
+        if not self.root.is_dir():
+            return []
+        names = [p.parent.name for p in self.root.glob("*/_delta_log")]
+        return sorted(names, key=lambda n: (n.startswith("_"), n))
+
+    def open(self, name: str) -> DeltaTable:
+        """The Delta table ``name``, or UnknownTable."""
+        try:
+            return DeltaTable(str(self.path(name)))
+        except TableNotFoundError:
+            raise UnknownTable(f"the lake {self.root} has no table {name!r}",
+                               hint="run `hubctl tables` to list them") from None
+
+    def files(self, name: str, dates: list[str] | None = None) -> list[str]:
+        """Parquet files of the current snapshot (only the given ``date`` partitions if set)."""
+        dt = self.open(name)
+        if dates is not None:
+            if not dates:
+                return []
+            return dt.file_uris(file_pruning_predicate=[("date", "in", dates)])
+        return dt.file_uris()
+
+    def schema(self, name: str) -> pa.Schema:
+        """The Arrow schema of table ``name``."""
+        return pa.schema(self.open(name).schema())
+
+    def ensure(self, name: str, schema: pa.Schema, partition_by: list[str]) -> None:
+        """Create table ``name`` empty if it does not exist (safe when processes race)."""
+        if self.exists(name):
+            return
+        self.path(name).mkdir(parents=True, exist_ok=True)
+        try:
+            write_deltalake(str(self.path(name)), pa.Table.from_batches([], schema=schema),
+                            partition_by=partition_by or None, mode="ignore")
+        except Exception:  # another process created it first: that is fine
+            time.sleep(0.1)
+            if not self.exists(name):
+                raise
+
+    def append(self, name: str, table: pa.Table, partition_by: list[str] | None = None) -> int:
+        """Append rows (used for the ledger and rejects); returns the new version."""
+        self.ensure(name, table.schema, partition_by or [])
+        for attempt in range(_MERGE_RETRIES):
+            try:
+                write_deltalake(str(self.path(name)), table, mode="append",
+                                schema_mode="merge", partition_by=partition_by or None)
+                break
+            except CommitFailedError:
+                if attempt == _MERGE_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return self.open(name).version()
+
+    # ------------------------------------------------------------------ upsert
+    def upsert(self, et: EntityType, rows: pa.Table,
+               cell_columns: tuple[str, ...] = ()) -> UpsertResult:
+        """Merge typed lake rows (one per key, with a ``_records`` column) into ``et``'s table.
+
+        ``cell_columns``: columns where each non-null cell is one input record (OpenAQ's one
+        pollutant per line); a matched row's records are then counted cell by cell.
+        """
+        self.ensure(et.name, et.arrow_schema(), et.partition_by)
+        for attempt in range(_MERGE_RETRIES):
+            try:
+                return self._upsert_once(et, rows, cell_columns)
+            except CommitFailedError:
+                if attempt == _MERGE_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _upsert_once(self, et: EntityType, rows: pa.Table,
+                     cell_columns: tuple[str, ...]) -> UpsertResult:
+        dt = self.open(et.name)
+        classes = self._classify(et, dt, rows, cell_columns)
+        result = UpsertResult(records=_count(classes, rows.column("_records"),
+                                             bool(cell_columns)))
+        cls = classes.column("cls")
+        changed = rows.filter(pc.not_equal(cls, "duplicate")).drop_columns(["_records"])
+        if changed.num_rows == 0:
+            result.version = dt.version()
+            return result
+        self._merge(et, dt, changed.select(et.arrow_schema().names).cast(et.arrow_schema()))
+        result.version = self.open(et.name).version()
+        return result
+
+    def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table) -> None:
+        key = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in et.key)
+        if et.time_series:
+            key += " AND t.date = s.date"
+        keep = set(et.key) | {"date"}
+        updates = {}
+        for name in source.column_names:
+            q = quote_ident(name)
+            if name in keep:
+                continue
+            if name in PROVENANCE or name == "_time_index":
+                updates[q] = f"s.{q}"
+            else:
+                updates[q] = f"COALESCE(s.{q}, t.{q})"
+        (dt.merge(source, predicate=key, source_alias="s", target_alias="t", merge_schema=True)
+           .when_matched_update(updates=updates)
+           .when_not_matched_insert_all()
+           .execute())
+
+    def _classify(self, et: EntityType, dt: DeltaTable, rows: pa.Table,
+                  cell_columns: tuple[str, ...]) -> pa.Table:
+        """For each row: its class (new / updated / filled / duplicate) against the current
+        snapshot, and how many of its non-null cells changed, filled a gap or were equal."""
+        if et.time_series:
+            dates = sorted({d.isoformat() for d in pc.unique(rows.column("date")).to_pylist()
+                            if d is not None})
+            files = dt.file_uris(file_pruning_predicate=[("date", "in", dates)]) if dates else []
+        else:
+            files = dt.file_uris()
+        if not files:
+            zeros = pa.array(np.zeros(rows.num_rows, dtype=np.int64))
+            return pa.table({"cls": pa.array(["new"] * rows.num_rows, pa.string()),
+                             "changed": zeros, "filled": zeros, "same": zeros})
+        stored = set(pa.schema(dt.schema()).names)
+        attrs = [c for c in et.attribute_columns() + ["_extra"] if c in stored]
+        con = connect()
+        try:
+            con.register("s_rows", rows.select(list(et.key) + attrs).append_column(
+                "__pos", pa.array(np.arange(rows.num_rows, dtype=np.int64))))
+            on = " AND ".join(f"s.{quote_ident(k)} = t.{quote_ident(k)}" for k in et.key)
+            changed = " OR ".join(
+                f"(s.{q} IS NOT NULL AND t.{q} IS NOT NULL AND s.{q} IS DISTINCT FROM t.{q})"
+                for q in map(quote_ident, attrs)) or "false"
+            filled = " OR ".join(f"(s.{q} IS NOT NULL AND t.{q} IS NULL)"
+                                 for q in map(quote_ident, attrs)) or "false"
+            cols = ", ".join(quote_ident(c) for c in list(et.key) + attrs)
+            counts = {
+                "changed": "s.{q} IS NOT NULL AND t.{q} IS NOT NULL AND s.{q} IS DISTINCT FROM t.{q}",
+                "filled": "s.{q} IS NOT NULL AND t.{q} IS NULL",
+                "same": "s.{q} IS NOT NULL AND s.{q} IS NOT DISTINCT FROM t.{q}",
+            }
+            tallies = "0 AS changed, 0 AS filled, 0 AS same" if not cell_columns else ", ".join(
+                "(" + " + ".join(f"CASE WHEN {tpl.format(q=quote_ident(c))} THEN 1 ELSE 0 END"
+                                 for c in attrs if c in cell_columns) + f")::BIGINT AS {name}"
+                for name, tpl in counts.items())
+            sql = f"""
+                WITH t AS (SELECT {cols} FROM {scan_sql(files)})
+                SELECT CASE WHEN t.id IS NULL THEN 'new'
+                            WHEN {changed} THEN 'updated'
+                            WHEN {filled} THEN 'filled'
+                            ELSE 'duplicate' END AS cls, {tallies}
+                FROM s_rows s
+                LEFT JOIN t ON {on}
+                ORDER BY s.__pos"""
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ maintenance
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits of table ``name``, newest first."""
+        return self.open(name).history(limit)
+
+    def compact(self, name: str) -> dict[str, Any]:
+        """Rewrite small files into larger ones (a new version; old files stay until vacuum)."""
+        return self.open(name).optimize.compact()
+
+    def vacuum(self, name: str, retention_hours: int, dry_run: bool) -> list[str]:
+        """Delete files no longer referenced by versions newer than the retention period."""
+        return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                                      enforce_retention_duration=False)
+
+    def empty_relation(self, con: Any, name: str) -> str:
+        """An empty relation with table ``name``'s schema (for tables with no files yet)."""
+        return empty_relation(con, self.schema(name), f"__empty_{name}")
+
+    def require_root(self) -> None:
+        """Fail with a hint when the lake folder does not exist."""
+        if not self.root.is_dir():
+            raise HubError(f"no lake at {self.root}",
+                           hint="run `hubctl init` or pass --lake PATH (env HUBCTL_LAKE)")
+
+
+def _count(classes: pa.Table, weights: pa.ChunkedArray, by_cell: bool) -> dict[str, int]:
+    """Records per class. Where a matched row holds one record per non-null cell (OpenAQ's
+    one pollutant per line), cells are counted one by one; otherwise the row's class counts."""
+    cls = classes.column("cls").to_numpy(zero_copy_only=False)
+    w = weights.to_numpy()
+    changed, filled, same = (classes.column(c).to_numpy() for c in ("changed", "filled", "same"))
+    per_cell = (cls != "new") & by_cell
+    out = {c: int(w[(cls == c) & ~per_cell].sum()) for c in CLASSES}
+    out["updated"] += int(changed[per_cell].sum())
+    out["filled"] += int(filled[per_cell].sum())
+    out["duplicate"] += int(same[per_cell].sum())
+    return out

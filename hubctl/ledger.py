@@ -1,0 +1,141 @@
+"""The run ledger (``_runs``) and the rejects table (``_rejects``).
+
+Every run leaves one ledger row: what it read, what it wrote, updated, found duplicate or
+rejected, which table versions it committed, and how it ended. Counts must reconcile:
+``read = written + updated + duplicate + rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from hubctl.duck import connect, scan_sql
+from hubctl.lake import Lake
+from hubctl.rejects import Reject
+from hubctl.types import TIMESTAMP
+
+__all__ = ["REJECTS", "RUNS", "Run", "find_ingested", "new_run_id", "write_rejects", "write_run"]
+
+RUNS = "_runs"
+REJECTS = "_rejects"
+
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("source", pa.string()), ("adapter", pa.string()),
+    ("fingerprint", pa.string()), ("cursor_before", pa.string()), ("cursor_after", pa.string()),
+    ("inputs", pa.string()), ("options", pa.string()),
+    ("started_at", TIMESTAMP), ("finished_at", TIMESTAMP), ("status", pa.string()),
+    ("error", pa.string()), ("read", pa.int64()), ("written", pa.int64()),
+    ("updated", pa.int64()), ("duplicate", pa.int64()), ("rejected", pa.int64()),
+    ("tables", pa.string()), ("warnings", pa.string()), ("host", pa.string()),
+    ("pid", pa.int64()),
+])
+
+REJECTS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("source", pa.string()), ("adapter", pa.string()),
+    ("entity_type", pa.string()), ("file", pa.string()), ("record", pa.string()),
+    ("records", pa.int64()), ("codes", pa.string()), ("reasons", pa.string()),
+    ("raw", pa.string()), ("rejected_at", TIMESTAMP),
+])
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random bits."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class Run:
+    """One run of a source, as it accumulates."""
+
+    run_id: str
+    source: str
+    adapter: str
+    fingerprint: str
+    inputs: list[str]
+    options: dict[str, Any]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = "running"
+    error: str | None = None
+    read: int = 0
+    written: int = 0
+    updated: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        """True when every record read is accounted for."""
+        return self.read == self.written + self.updated + self.duplicate + self.rejected
+
+    def summary(self) -> dict[str, Any]:
+        """The run as a JSON-ready dict (what ``--json`` prints)."""
+        return {
+            "run_id": self.run_id, "source": self.source, "adapter": self.adapter,
+            "status": self.status, "error": self.error, "read": self.read,
+            "written": self.written, "updated": self.updated, "duplicate": self.duplicate,
+            "rejected": self.rejected, "reconciles": self.reconciles, "tables": self.tables,
+            "warnings": self.warnings, "fingerprint": self.fingerprint,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def write_run(lake: Lake, run: Run) -> None:
+    """Append the run's ledger row."""
+    run.finished_at = run.finished_at or datetime.now(UTC)
+    row = {
+        "run_id": run.run_id, "source": run.source, "adapter": run.adapter,
+        "fingerprint": run.fingerprint, "cursor_before": run.cursor_before,
+        "cursor_after": run.cursor_after, "inputs": json.dumps(run.inputs, ensure_ascii=False),
+        "options": json.dumps(run.options, ensure_ascii=False, default=str, sort_keys=True),
+        "started_at": run.started_at, "finished_at": run.finished_at, "status": run.status,
+        "error": run.error, "read": run.read, "written": run.written, "updated": run.updated,
+        "duplicate": run.duplicate, "rejected": run.rejected,
+        "tables": json.dumps(run.tables, sort_keys=True),
+        "warnings": json.dumps(run.warnings, ensure_ascii=False), "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
+    lake.append(RUNS, pa.Table.from_pylist([row], schema=RUNS_SCHEMA))
+
+
+def write_rejects(lake: Lake, run: Run, rejects: Sequence[Reject]) -> int:
+    """Append rejects of a run; returns the ``_rejects`` version."""
+    now = datetime.now(UTC)
+    rows = [{
+        "run_id": run.run_id, "source": run.source, "adapter": run.adapter,
+        "entity_type": r.entity_type, "file": r.file, "record": r.record,
+        "records": r.records, "codes": r.codes, "reasons": r.reasons_json(), "raw": r.raw,
+        "rejected_at": now,
+    } for r in rejects]
+    return lake.append(REJECTS, pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
+
+
+def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
+    """The run id that already ingested this exact input for this source, if any."""
+    if not lake.exists(RUNS):
+        return None
+    files = lake.files(RUNS)
+    if not files:
+        return None
+    con = connect()
+    try:
+        row = con.execute(
+            f"SELECT run_id FROM {scan_sql(files, hive=False)} WHERE source = ? AND "
+            "fingerprint = ? AND status IN ('ok', 'over-reject-rate') ORDER BY started_at DESC "
+            "LIMIT 1", [source, fingerprint]).fetchall()
+    finally:
+        con.close()
+    return row[0][0] if row else None

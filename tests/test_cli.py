@@ -1,0 +1,128 @@
+"""CLI commands over a small lake: sql formats, tables, rejects, catalog, lake maintenance,
+init and hub.toml sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import hub, hub_json, row, write_openaq
+
+
+@pytest.fixture()
+def lake(tmp_path: Path) -> Path:
+    data, st = write_openaq(tmp_path / "in", [row("S1", h, "no2", 10 + h) for h in range(6)]
+                            + [row("S2", 1, "pm25", 3), row("S2", 2, "pm25", -1)])
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--stations", str(st))
+    assert result.exit_code == 0, result.output
+    return tmp_path / "lake"
+
+
+def test_sql_formats(lake: Path, tmp_path: Path) -> None:
+    q = "SELECT id, no2 FROM AirQualityObserved WHERE no2 IS NOT NULL ORDER BY observed_at"
+    assert len(hub_json(lake, "sql", q)) == 6
+    lines = hub(lake, "sql", q, "--format", "jsonl").stdout.splitlines()
+    assert json.loads(lines[0])["no2"] == 10.0 and len(lines) == 6
+    csv_out = hub(lake, "sql", q, "--format", "csv").stdout.splitlines()
+    assert csv_out[0] == '"id","no2"' and len(csv_out) == 7
+    table = hub(lake, "sql", q).stdout
+    assert "urn:ngsi-ld:AirQualityObserved:S1" in table
+    out = tmp_path / "x.parquet"
+    assert hub(lake, "sql", q, "--format", "parquet", "--output", str(out)).exit_code == 0
+    assert pq.read_table(out).num_rows == 6
+    assert hub(lake, "sql", q, "--format", "parquet").exit_code == 2
+
+
+def test_sql_errors_are_translated(lake: Path) -> None:
+    result = hub(lake, "sql", "SELECT * FROM Nope")
+    assert result.exit_code == 1 and "unknown table" in result.output
+    assert "hubctl tables" in result.output
+    assert "syntax" in hub(lake, "sql", "SELEC 1").output
+
+
+def test_latest_view_keeps_the_newest_row_per_id(lake: Path) -> None:
+    rows = hub_json(lake, "sql", "SELECT id, hour(observed_at) AS h FROM AirQualityObserved_latest"
+                    " ORDER BY id")
+    assert rows == [{"id": "urn:ngsi-ld:AirQualityObserved:S1", "h": 5},
+                    {"id": "urn:ngsi-ld:AirQualityObserved:S2", "h": 1}]
+
+
+def test_tables_lists_rows_time_span_and_last_run(lake: Path) -> None:
+    stats = {t["table"]: t for t in hub_json(lake, "tables")}
+    aq = stats["AirQualityObserved"]
+    assert aq["rows"] == 7 and aq["ids"] == 2 and "pm25" in aq["attributes"]
+    assert aq["from"].startswith("2024-05-01T00:00") and aq["last_run"]
+    assert stats["_runs"]["rows"] == 1 and stats["_rejects"]["rows"] == 1
+
+
+def test_rejects_lists_reasons_and_raw(lake: Path) -> None:
+    rej = hub_json(lake, "rejects", "AirQualityObserved")
+    assert len(rej) == 1 and rej[0]["codes"] == "below-minimum"
+    assert '"value": "-1"' in rej[0]["raw"]
+    assert hub_json(lake, "rejects", "PointOfInterest") == []
+
+
+def test_catalog_file_is_queryable_by_plain_duckdb(lake: Path, tmp_path: Path) -> None:
+    db = tmp_path / "city.duckdb"
+    result = hub(lake, "catalog", str(db))
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True,
+                         config={"autoinstall_known_extensions": False})
+    assert con.execute("SELECT count(*) FROM AirQualityObserved").fetchone() == (7,)
+    assert con.execute("SELECT count(*) FROM AirQualityObserved_latest").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM _runs").fetchone() == (1,)
+    con.close()
+
+
+def test_lake_compact_vacuum_history(lake: Path, tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path / "more", [row("S1", 7, "no2", 1)])
+    hub(lake, "ingest", "openaq", str(data), "--stations", str(st))
+    before = hub_json(lake, "sql", "SELECT count(*) AS n, sum(no2) AS s FROM AirQualityObserved")
+    hist = hub_json(lake, "lake", "history", "AirQualityObserved")
+    assert hist[0]["version"] == 2 and hist[0]["operation"] == "MERGE"
+    assert hub(lake, "lake", "compact", "AirQualityObserved").exit_code == 0
+    vac = hub_json(lake, "lake", "vacuum", "AirQualityObserved", "--retention-hours", "0")
+    assert vac[0]["files"] >= 1
+    after = hub_json(lake, "sql", "SELECT count(*) AS n, sum(no2) AS s FROM AirQualityObserved")
+    assert after == before
+    assert hub(lake, "lake", "history", "Nope").exit_code == 1
+
+
+def test_init_and_sources_from_hub_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUBCTL_LAKE", raising=False)
+    from click.testing import CliRunner
+
+    from hubctl.cli import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    assert "[sources.eu-air]" in (tmp_path / "hub.toml").read_text()
+    assert runner.invoke(cli, ["init"]).exit_code == 2  # exists
+    write_openaq(tmp_path / "data", [row("S1", 1, "no2", 5)])
+    (tmp_path / "hub.toml").write_text(
+        '[sources.eu-air]\nadapter = "openaq"\ninputs = ["data/long.csv"]\n'
+        'options = { stations = "data/stations.csv" }\n', encoding="utf-8")
+    result = runner.invoke(cli, ["ingest", "--source", "eu-air", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] == 4
+    assert (tmp_path / "lake" / "AirQualityObserved" / "_delta_log").is_dir()
+    result = runner.invoke(cli, ["ingest", "--all", "--json"])
+    assert json.loads(result.stdout)["status"] == "unchanged"
+    bad = runner.invoke(cli, ["ingest", "--source", "nope"])
+    assert bad.exit_code == 2 and "unknown source" in bad.output
+
+
+def test_help_has_examples() -> None:
+    from click.testing import CliRunner
+
+    from hubctl.cli import cli
+
+    for args in (["--help"], ["ingest", "--help"], ["ingest", "openaq", "--help"],
+                 ["sql", "--help"], ["lake", "vacuum", "--help"], ["entities", "--help"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0 and "Example" in result.output, args

@@ -1,0 +1,153 @@
+"""The openaq adapter end to end through the CLI: pivot, units, idempotence, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_DATA, needs_sample_data
+from tests.helpers import hub, hub_json, row, write_openaq
+
+
+def _ingest(lake: Path, data: Path, st: Path, *extra: str) -> dict:
+    return hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st), *extra)
+
+
+def test_rows_of_one_station_and_hour_pivot_into_one_row(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "pm25", 10), row("S1", 1, "no2", 20),
+                                       row("S1", 2, "no2", 21), row("S2", 1, "pm25", 5)])
+    run = _ingest(tmp_path / "lake", data, st)
+    assert run["status"] == "ok" and run["reconciles"]
+    assert run["read"] == 4 + 3 and run["written"] == 7 and run["rejected"] == 0
+    rows = hub_json(tmp_path / "lake", "sql", "SELECT id, hour(observed_at) AS h, pm25, no2, "
+                    "lon, lat, refPointOfInterest FROM AirQualityObserved ORDER BY id, h")
+    assert [(r["id"].rsplit(":", 1)[1], r["h"], r["pm25"], r["no2"]) for r in rows] == [
+        ("S1", 1, 10.0, 20.0), ("S1", 2, None, 21.0), ("S2", 1, 5.0, None)]
+    assert rows[0]["lon"] == 4.4 and rows[0]["lat"] == 51.2
+    assert rows[0]["refPointOfInterest"] == "urn:ngsi-ld:PointOfInterest:S1"
+
+
+def test_units_convert_to_the_canonical_unit(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 0.02, "ppm"),
+                                       row("S1", 1, "co", 1.0, "ppm"),
+                                       row("S1", 1, "pm10", 0.05, "mg/m³"),
+                                       row("S1", 1, "o3", 3, "furlongs")])
+    run = _ingest(tmp_path / "lake", data, st)
+    assert run["rejected"] == 1
+    r = hub_json(tmp_path / "lake", "sql", "SELECT no2, co, pm10 FROM AirQualityObserved")[0]
+    assert r["no2"] == pytest.approx(0.02 * 1000 * 46.0055 / 24.45)
+    assert r["co"] == pytest.approx(28.010 / 24.45)  # mg/m³
+    assert r["pm10"] == pytest.approx(50.0)
+    rej = hub_json(tmp_path / "lake", "rejects")
+    assert rej[0]["codes"] == "unknown-unit" and "furlongs" in rej[0]["reasons"][0]["message"]
+
+
+def test_second_run_is_a_no_op_and_force_writes_no_duplicates(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(5)])
+    lake = tmp_path / "lake"
+    first = _ingest(lake, data, st)
+    again = _ingest(lake, data, st)
+    forced = _ingest(lake, data, st, "--force")
+    assert first["written"] == 5 + 3
+    assert again["status"] == "unchanged" and again["read"] == 0
+    assert forced["duplicate"] == 8 and forced["written"] == 0 and forced["reconciles"]
+    n = hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved")[0]["n"]
+    assert n == 5
+
+
+def test_changed_value_is_an_update_and_new_attribute_fills_the_row(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 20)])
+    _ingest(lake, data, st)
+    data2, _ = write_openaq(tmp_path, [row("S1", 1, "no2", 25), row("S1", 1, "pm25", 7)],
+                            name="later.csv")
+    run = _ingest(lake, data2, st)
+    assert run["updated"] == 1 and run["written"] == 1
+    r = hub_json(lake, "sql", "SELECT no2, pm25, count(*) OVER () AS n FROM AirQualityObserved")
+    assert r == [{"no2": 25.0, "pm25": 7.0, "n": 1}]
+
+
+def test_bad_records_are_rejected_with_reasons_and_the_rest_written(tmp_path: Path) -> None:
+    rows = [row("S1", 1, "no2", 20), row("S1", 2, "no2", -4), row("S1", 3, "no2", "abc"),
+            row("S1", 4, "xyz", 1), row("NOPE", 1, "no2", 3), row("S1", 5, "no2", 99999),
+            ["X", "XX", "yesterday", "S1", "no2", 1, "µg/m³"], row("S1", 6, "no2", "")]
+    data, st = write_openaq(tmp_path, rows)
+    lake = tmp_path / "lake"
+    run = _ingest(lake, data, st)
+    assert run["written"] == 1 + 3 and run["rejected"] == 7 and run["reconciles"]
+    codes = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
+    assert codes == {"row 3": "below-minimum", "row 4": "type-error",
+                     "row 5": "unknown-parameter", "row 6": "unknown-station",
+                     "row 7": "above-maximum", "row 8": "bad-timestamp",
+                     "row 9": "missing-required"}
+
+
+def test_max_reject_rate_exits_4_after_writing_the_good_records(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 1), row("S1", 2, "no2", -1)])
+    lake = tmp_path / "lake"
+    result = hub(lake, "ingest", "openaq", str(data), "--stations", str(st),
+                 "--max-reject-rate", "0.1")
+    assert result.exit_code == 4
+    assert "max-reject-rate" in result.output
+    assert hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved")[0]["n"] == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("location,parameter\nS1,no2\n", "missing column(s) date.utc"),
+    ("", "Empty CSV file"),
+])
+def test_unusable_files_fail_with_the_file_named(tmp_path: Path, content: str,
+                                                 message: str) -> None:
+    _, st = write_openaq(tmp_path, [])
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content, encoding="utf-8")
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(bad), "--stations", str(st))
+    assert result.exit_code == 1
+    assert "bad.csv" in result.output and message in result.output
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
+    _, st = write_openaq(tmp_path, [])
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(tmp_path / "nope.csv"),
+                 "--stations", str(st))
+    assert result.exit_code == 1 and "nope.csv: no such file" in result.output
+    cp949 = tmp_path / "cp949.csv"
+    cp949.write_bytes("도시,country\n".encode("cp949"))
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(cp949), "--stations", str(st))
+    assert result.exit_code == 1 and "not UTF-8" in result.output
+
+
+def test_malformed_csv_rows_are_rejected_not_lost(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 1)])
+    with open(data, "a", encoding="utf-8") as f:
+        f.write("X,XX,2024-05-01 02:00:00+00:00,S1,no2\n")  # two fields short
+    run = _ingest(tmp_path / "lake", data, st)
+    assert run["rejected"] == 1 and run["written"] == 1 + 3 and run["reconciles"]
+
+
+@needs_sample_data
+def test_openaq_sample_one_row_per_station_and_hour(tmp_path: Path) -> None:
+    folder = SAMPLE_DATA / "air" / "openaq-2019"
+    long, st = folder / "air_quality_long.csv", folder / "air_quality_stations.csv"
+    lake = tmp_path / "lake"
+    run = _ingest(lake, long, st)
+    lines = long.read_text(encoding="utf-8").splitlines()[1:]
+    params: dict[tuple[str, str], set[str]] = {}
+    for line in lines:
+        f = line.split(",")
+        params.setdefault((f[3], f[2]), set()).add(f[4])
+    keys = set(params)
+    both = {k for k, p in params.items() if p >= {"pm25", "no2"}}
+    got = hub_json(lake, "sql", "SELECT count(*) AS n, count(*) FILTER (WHERE pm25 IS NOT NULL "
+                   "AND no2 IS NOT NULL) AS both FROM AirQualityObserved")[0]
+    assert got == {"n": len(keys), "both": len(both)}
+    assert run["read"] == len(lines) + 66 and run["rejected"] == 0 and run["reconciles"]
+    assert any("FR04014" in w for w in run["warnings"])
+    again = _ingest(lake, long, st)
+    assert again["status"] == "unchanged"
+    runs = hub_json(lake, "sql", "SELECT * FROM _runs ORDER BY started_at", "--format", "json")
+    for r in runs:
+        assert r["read"] == r["written"] + r["updated"] + r["duplicate"] + r["rejected"]
+    assert json.loads(runs[0]["tables"])["AirQualityObserved"] >= 1

@@ -1,0 +1,92 @@
+"""What only a real process shows: the console script, exit codes, locks between processes,
+clean JSON on stdout, and no abort at interpreter exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import row, write_openaq
+
+pytestmark = pytest.mark.subprocess
+
+HUBCTL = str(Path(sys.executable).parent / "hubctl")
+
+
+def _run(*args: str, lake: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HUBCTL_LAKE": str(lake)}
+    return subprocess.run([HUBCTL, *args], capture_output=True, text=True, env=env,
+                          timeout=120, **kw)  # type: ignore[call-overload]
+
+
+def test_commands_exit_with_stable_codes_many_times(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(24)])
+    first = _run("ingest", "openaq", str(data), "--stations", str(st), "--json", lake=lake)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["written"] == 24 + 3  # stdout is JSON and nothing else
+    codes = []
+    for _ in range(6):
+        codes.append(_run("sql", "SELECT count(*) AS n FROM AirQualityObserved", "--json",
+                          lake=lake).returncode)
+        codes.append(_run("ingest", "openaq", str(data), "--stations", str(st), "--force",
+                          "--json", lake=lake).returncode)
+        codes.append(_run("tables", "--json", lake=lake).returncode)
+        codes.append(_run("sql", "SELECT * FROM nope", lake=lake).returncode)
+    assert codes == [0, 0, 0, 1] * 6  # never 134 (abort at exit)
+
+
+def test_usage_error_exits_2_and_unknown_table_names_the_fix(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    assert _run("sql", lake=lake).returncode == 2
+    assert _run("ingest", "openaq", "x.csv", lake=lake).returncode == 2  # --stations missing
+    res = _run("sql", "SELECT * FROM nope", lake=lake)
+    assert res.returncode == 1 and "hubctl tables" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_second_run_of_the_same_source_exits_75_while_other_sources_succeed(
+        tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    data, st = write_openaq(tmp_path, [row("S1", h % 24, "no2", h) for h in range(24)])
+    # hold the source lock from another process, as a long ingest would
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from hubctl.locks import hold\n"
+         f"with hold(Path({str(lake)!r}), 'source:eu'):\n"
+         "    print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        locked = _run("ingest", "openaq", str(data), "--stations", str(st),
+                      "--source-name", "eu", lake=lake)
+        assert locked.returncode == 75, locked.stderr
+        assert time.monotonic() - started < 20 and "locked" in locked.stderr
+        other = _run("ingest", "openaq", str(data), "--stations", str(st),
+                     "--source-name", "other", lake=lake)
+        assert other.returncode == 0, other.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_sources_ingest_into_the_same_table_at_once(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    a, st = write_openaq(tmp_path / "a", [row("S1", h, "no2", h) for h in range(24)])
+    b, _ = write_openaq(tmp_path / "b", [row("S2", h, "no2", h) for h in range(24)])
+    env = {**os.environ, "HUBCTL_LAKE": str(lake)}
+    procs = [subprocess.Popen([HUBCTL, "ingest", "openaq", str(p), "--stations", str(st),
+                               "--source-name", name], env=env, stderr=subprocess.PIPE,
+                              text=True) for p, name in ((a, "a"), (b, "b"))]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    res = _run("sql", "SELECT count(*) AS n FROM AirQualityObserved", "--json", lake=lake)
+    assert json.loads(res.stdout) == [{"n": 48}]
