@@ -7,7 +7,7 @@ import time.
 from __future__ import annotations
 
 from hubctl.adapter import Adapter
-from hubctl.adapters import airkorea, openaq  # TEMP
+from hubctl.adapters import airkorea, ngsi_ld, openaq
 
 __all__ = ["ADAPTERS", "get_adapter"]
 
@@ -22,7 +22,7 @@ def _build(*modules: object) -> dict[str, Adapter]:
     return out
 
 
-ADAPTERS: dict[str, Adapter] = _build(openaq, airkorea)  # TEMP
+ADAPTERS: dict[str, Adapter] = _build(openaq, airkorea, ngsi_ld)
 
 
 def get_adapter(name: str) -> Adapter:

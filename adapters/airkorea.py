@@ -59,26 +59,22 @@ def parse_data_time(value: Any, zone: tzinfo = KST) -> datetime | None:
     match = _DATA_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         return None
-    y, mo, d, h, mi = (int(g) for g in match.groups()[:5])
-    s = int(match.group(6) or 0)
+    y, mo, d, h, mi, s = (int(g or 0) for g in match.groups())
     next_day = h == 24 and mi == 0 and s == 0
     try:
-        local = datetime(y, mo, d, 0 if next_day else h, mi, s)
+        local = datetime(y, mo, d, 0 if next_day else h, mi, s) + timedelta(days=next_day)
     except ValueError:
         return None
-    if next_day:
-        local += timedelta(days=1)
     return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 def _number(value: Any) -> Any:
     """A float from published text; None if missing; anything else unchanged (a type-error)."""
     if isinstance(value, str):
-        text = value.strip()
-        if text in MISSING:
+        if value.strip() in MISSING:
             return None
         try:
-            number = float(text.replace(",", ""))
+            number = float(value)
         except ValueError:
             return value
         return number if math.isfinite(number) else value
@@ -88,8 +84,7 @@ def _number(value: Any) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    text = "" if value is None else str(value).strip()
-    return None if text in MISSING else text
+    return None if value is None or str(value).strip() in MISSING else str(value).strip()
 
 
 def _extra(record: dict[str, Any], mapped: frozenset[str]) -> str | None:
@@ -132,18 +127,17 @@ def _load_json(path: Path) -> list[tuple[str, Any]]:
             raise InputError(f"is not JSON ({whole.msg} at line {whole.lineno} column "
                              f"{whole.colno})", path=str(path),
                              hint="fetch the data with returnType=json") from None
-        return [(f"line {n}", _json_line(path, n, ln)) for n, ln in lines]
+        docs = []
+        for n, line in lines:
+            try:
+                docs.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"is not JSON ({exc.msg} at column {exc.colno})",
+                                 path=str(path), record=f"line {n}") from None
+        return docs
     if isinstance(doc, list):
         return [(f"[{i}]", d) for i, d in enumerate(doc)]
     return [("", doc)]
-
-
-def _json_line(path: Path, n: int, line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"is not JSON ({exc.msg} at column {exc.colno})", path=str(path),
-                         record=f"line {n}") from None
 
 
 def _api_error(path: Path, code: Any, msg: Any, record: str | None = None) -> InputError:
@@ -210,11 +204,8 @@ class Stations:
 
 
 def _position(rec: dict[str, Any]) -> Position | str:
-    """(lon, lat) of a station record, (None, None) if it has none, or why it is unusable.
-
-    ``lat``/``lon`` are taken as named; ``dmX``/``dmY`` in either order, told apart by South
-    Korea's latitude and longitude ranges (which do not overlap).
-    """
+    """(lon, lat) of a station, (None, None) if it has none, or why it is unusable: ``lat``/``lon``
+    as named, ``dmX``/``dmY`` in either order, told apart by South Korea's ranges."""
     explicit = "lat" in rec or "lon" in rec
     a, b = (rec.get("lat"), rec.get("lon")) if explicit else (rec.get("dmX"), rec.get("dmY"))
     if _text(a) is None and _text(b) is None:
@@ -237,8 +228,8 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
     header = [CSV_ALIASES.get(h.strip().lower(), h.strip().lower())
               for h in reader.fieldnames or []]
     reader.fieldnames = header
-    has_pos = {"lat", "lon"} <= set(header) or {"dmX", "dmY"} <= set(header)
-    if not (has_pos and ("name" in header or "stationName" in header)):
+    if not ({"lat", "lon"} <= set(header) or {"dmX", "dmY"} <= set(header)) or not (
+            "name" in header or "stationName" in header):
         raise InputError(f"the CSV header ({','.join(header)}) must name the station (name or "
                          "stationName) and its lat and lon columns", path=str(path),
                          hint="start the file with the line name,lat,lon")
@@ -296,20 +287,25 @@ def _check_station(rec: Any, out: Stations, repeated: list[str]) -> tuple[str, P
     return name, pos
 
 
+def _hinted(r: Reason, what_to_do: str) -> Reason:
+    return Reason(r.code, r.field, f"{r.message}; {what_to_do}")
+
+
 def _item_reasons(item: Any, stations: Stations, ts: datetime | None) -> list[Reason]:
     """Why a measurement item cannot become a row (empty if it can)."""
     if not isinstance(item, dict):
         return [reason("malformed-record", detail="an item must be a JSON object")]
     out: list[Reason] = []
     name = _text(item.get("stationName"))
-    if name is None:
-        out.append(reason("missing-required", "stationName"))
+    if name is None:  # getMsrstnAcctoRltmMesureDnsty leaves it out unless asked with ver
+        out.append(_hinted(reason("missing-required", "stationName"),
+                           "fetch with ver=1.0 or later so that items name their station"))
     elif name in stations.unusable:
-        out.append(reason("malformed-record", "stationName",
-                          detail=f"{stations.unusable[name]}; fix it in the --stations file"))
+        out.append(_hinted(reason("malformed-record", "stationName",
+                                  detail=stations.unusable[name]), "fix it in the --stations file"))
     elif name not in stations.by_name:
-        r = reason("unknown-station", "stationName", value=name)
-        out.append(Reason(r.code, r.field, f"{r.message}; add it to the --stations file"))
+        out.append(_hinted(reason("unknown-station", "stationName", value=name),
+                           "add it to the --stations file"))
     if ts is None:
         value = item.get("dataTime")
         out.append(reason("missing-required", "dataTime") if _text(value) is None

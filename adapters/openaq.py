@@ -146,7 +146,8 @@ def _convert(path: Path, t: pa.Table, first_row: int, stations: pa.Table) -> Bat
     _flag(problems, pc.is_null(station_idx), lambda i: reason(
         "unknown-station", "location", value=t["location"][i].as_py()))
     _range_checks(problems, attr, value)
-    rejects = [_reject(path, t, i, rs, int(row_no[i].as_py())) for i, rs in sorted(problems.items())]
+    rejects = [_reject(path, t, i, rs, int(row_no[i].as_py()))
+               for i, rs in sorted(problems.items())]
     keep = np.ones(n, dtype=bool)
     keep[list(problems)] = False
     good = pa.table({"location": t.column("location"), "city": t.column("city")

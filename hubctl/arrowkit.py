@@ -49,6 +49,13 @@ def parse_timestamps(text: pa.Array, assume_offset: str = "+00:00") -> tuple[pa.
     """
     if pa.types.is_timestamp(text.type):
         return pc.cast(text, TIMESTAMP), pa.array([False] * len(text))
+    if len(text) > 4096:  # sensor data repeats its timestamps: parse each distinct text once
+        encoded = pc.dictionary_encode(text).combine_chunks() if isinstance(
+            text, pa.ChunkedArray) else pc.dictionary_encode(text)
+        if len(encoded.dictionary) < len(text) // 4:
+            values, bad = parse_timestamps(encoded.dictionary, assume_offset)
+            idx = encoded.indices
+            return pc.take(values, idx), pc.fill_null(pc.take(bad, idx), False)
     missing = blank(text)
     trimmed = pc.utf8_trim_whitespace(text)
     ok = pc.fill_null(pc.match_substring_regex(trimmed, _ISO), False)

@@ -86,7 +86,7 @@ def load_config(config: Path | None = None, lake: Path | None = None) -> Config:
                   sources=sources)
 
 
-STARTER_TOML = '''# hub.toml: the lake and the sources `hubctl ingest --source NAME` and `--all` run.
+STARTER_TOML = '''# hub.toml: the lake, and the sources that `hubctl ingest --source NAME` runs.
 # Relative paths are relative to this file.
 
 [lake]

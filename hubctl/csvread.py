@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,10 @@ def open_csv(path: Path, encoding: str = "utf8", delimiter: str = ",") -> CsvStr
             header.decode("utf-8")
         except UnicodeDecodeError:
             raise InputError("is not UTF-8 text", path=str(path),
-                             hint="convert it (iconv -f cp949 -t utf-8) or pass --encoding")
-    names = [n.strip().lstrip("\ufeff") for n in
-             header.decode(encoding if encoding != "utf8" else "utf-8", "replace")
-             .rstrip("\r\n").split(delimiter)]
+                             hint="convert it first, e.g. iconv -f cp949 -t utf-8") from None
+    codec = "utf-8" if encoding == "utf8" else encoding
+    text = header.decode(codec, "replace").lstrip("\ufeff")
+    names = [n.strip() for n in next(csv.reader([text], delimiter=delimiter), [])]
     invalid: list[tuple[int, str]] = []
 
     def _keep(row: Any) -> str:

@@ -6,6 +6,7 @@ A Delta table is read as its current snapshot's Parquet file list through DuckDB
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import duckdb
@@ -23,10 +24,8 @@ OFFLINE = {
 def connect(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with extension auto-install and auto-load switched off."""
     con = duckdb.connect(path, read_only=read_only, config=dict(OFFLINE))
-    try:
-        con.execute("SET TimeZone = 'UTC'").fetchall()  # needs the built-in ICU; harmless without it
-    except duckdb.Error:
-        pass
+    with contextlib.suppress(duckdb.Error):  # needs the built-in ICU; harmless without it
+        con.execute("SET TimeZone = 'UTC'").fetchall()
     return con
 
 

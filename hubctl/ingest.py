@@ -217,12 +217,14 @@ def _collapse(et: EntityType, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]
     extra = pa.array([folded.get(p, 0) for p in out.column("__last").to_pylist()], pa.int64())
     out = out.set_column(out.schema.get_field_index("_records"), "_records",
                          pc.add(out.column("_records"), extra))
-    return out.drop_columns(["__last"]).cast(_schema_like(rows, out)), counts
+    out = out.drop_columns(["__last"])
+    return out.cast(_schema_like(rows, out)), counts
 
 
 def _schema_like(rows: pa.Table, out: pa.Table) -> pa.Schema:
     types = {f.name: f.type for f in rows.schema}
-    return pa.schema([pa.field(n, types.get(n, out.schema.field(n).type)) for n in out.column_names])
+    return pa.schema([pa.field(n, types.get(n, out.schema.field(n).type))
+                      for n in out.column_names])
 
 
 def _with_provenance(et: EntityType, rows: pa.Table, run: Run) -> pa.Table:

@@ -188,7 +188,8 @@ class Lake:
                                  for q in map(quote_ident, attrs)) or "false"
             cols = ", ".join(quote_ident(c) for c in list(et.key) + attrs)
             counts = {
-                "changed": "s.{q} IS NOT NULL AND t.{q} IS NOT NULL AND s.{q} IS DISTINCT FROM t.{q}",
+                "changed": "s.{q} IS NOT NULL AND t.{q} IS NOT NULL "
+                           "AND s.{q} IS DISTINCT FROM t.{q}",
                 "filled": "s.{q} IS NOT NULL AND t.{q} IS NULL",
                 "same": "s.{q} IS NOT NULL AND s.{q} IS NOT DISTINCT FROM t.{q}",
             }

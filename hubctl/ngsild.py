@@ -211,7 +211,7 @@ def _json_lines(body: str, whole_error: json.JSONDecodeError) -> Iterator[tuple[
     """Lines of JSON Lines; one error for the whole text until a line holds an object."""
     held: list[tuple[str, Any]] = []  # lines read before the first object
     lines_found = False
-    for n, line in enumerate(body.splitlines(), start=1):
+    for n, line in enumerate(body.split("\n"), start=1):  # not splitlines: U+2028 is text
         if not line.strip():
             continue
         try:

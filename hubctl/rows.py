@@ -123,9 +123,9 @@ def build_table(rows: Sequence[dict[str, Any]], et: EntityType) -> tuple[pa.Tabl
     """
     schema = et.arrow_schema()
     by_col: dict[str, Attribute] = {}
-    for attr in et.attributes.values():
-        for col, _ in attr.columns():
-            by_col[col] = attr
+    for a in et.attributes.values():
+        for col, _ in a.columns():
+            by_col[col] = a
     bad: RowReasons = {}
     columns: dict[str, list[Any]] = {f.name: [] for f in schema}
     for i, row in enumerate(rows):

@@ -12,7 +12,8 @@ import unicodedata
 __all__ = ["MOLAR_MASS", "UNIT_CODES", "conversion_factor", "unit_code"]
 
 MOLAR_VOLUME_L = 24.45
-MOLAR_MASS = {"no2": 46.0055, "o3": 47.9982, "so2": 64.066, "co": 28.010, "no": 30.006, "nox": 46.0055}
+MOLAR_MASS = {"no2": 46.0055, "o3": 47.9982, "so2": 64.066, "co": 28.010, "no": 30.006,
+              "nox": 46.0055}
 
 # UN/CEFACT Recommendation 20 codes (as NGSI-LD unitCode) for the spellings sources publish.
 UNIT_CODES: dict[str, str] = {

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hubctl.adapters.airkorea import ADAPTER, parse_data_time, time_zone
 
 from hubctl.adapter import Batch, ReadContext
+from hubctl.adapters.airkorea import ADAPTER, KST, parse_data_time
 from hubctl.errors import InputError, UsageError
 from hubctl.gate import gate_for
 from hubctl.ingest import IngestRequest, ingest
@@ -97,9 +97,8 @@ def test_declares_the_adapter_contract() -> None:
     assert ADAPTER.summary and "\n" not in ADAPTER.summary
     assert ADAPTER.example.startswith("hubctl ") and "--stations" in ADAPTER.example
     by_name = {p.name: p for p in ADAPTER.params}
-    assert set(by_name) == {"stations", "timezone"}
+    assert set(by_name) == {"stations"}
     assert by_name["stations"].required
-    assert by_name["timezone"].default == "Asia/Seoul"
 
 
 # ---------------------------------------------------------------- measurements
@@ -195,23 +194,26 @@ def test_unknown_station_and_bad_time_are_rejects(tmp_path: Path, stations_json:
     assert by_record["items[5]"].codes == "malformed-record"
 
 
+def test_an_item_without_station_name_says_how_to_fetch_it(tmp_path: Path,
+                                                          stations_json: Path) -> None:
+    nameless = item()
+    del nameless["stationName"]
+    src = write(tmp_path / "m.json", response([nameless]))
+    (aqo,) = of_type(read([src], stations_json), "AirQualityObserved")
+    assert aqo.rows is None and aqo.records == 1
+    (r,) = aqo.rejects[0].reasons
+    assert (r.code, r.field) == ("missing-required", "stationName") and "ver=1.0" in r.message
+
+
 def test_data_time_is_korea_time_with_24_00_as_next_midnight() -> None:
-    kst = time_zone("Asia/Seoul")
-    assert parse_data_time("2024-05-01 24:00", kst) == KST_MIDNIGHT_IN_UTC
-    assert parse_data_time("2024-12-31 24:00", kst) == datetime(2024, 12, 31, 15, tzinfo=UTC)
-    assert parse_data_time("2024-05-01 01:00", kst) == datetime(2024, 4, 30, 16, tzinfo=UTC)
-    assert parse_data_time("2024-02-29 13:00", kst) == datetime(2024, 2, 29, 4, tzinfo=UTC)
+    assert parse_data_time("2024-05-01 24:00") == KST_MIDNIGHT_IN_UTC
+    assert parse_data_time("2024-12-31 24:00") == datetime(2024, 12, 31, 15, tzinfo=UTC)
+    assert parse_data_time("2024-05-01 01:00") == datetime(2024, 4, 30, 16, tzinfo=UTC)
+    assert parse_data_time("2024-02-29 13:00") == datetime(2024, 2, 29, 4, tzinfo=UTC)
+    assert parse_data_time("2024-05-01 10:00", UTC) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert KST.utcoffset(None) == timedelta(hours=9)
     for bad in ("2024-05-01 24:30", "2024-05-01 25:00", "2023-02-29 10:00", "", None, 20240501):
-        assert parse_data_time(bad, kst) is None
-
-
-def test_timezone_option(tmp_path: Path, stations_json: Path) -> None:
-    src = write(tmp_path / "m.json", response([item(when="2024-05-01 10:00")]))
-    (aqo,) = of_type(read([src], stations_json, timezone="UTC"), "AirQualityObserved")
-    assert rows_of(aqo)[0]["observed_at"] == datetime(2024, 5, 1, 10, tzinfo=UTC)
-    assert time_zone("Asia/Seoul").utcoffset(datetime(2024, 7, 1)) == timedelta(hours=9)
-    with pytest.raises(UsageError, match="Mars/Olympus"):
-        read([src], stations_json, timezone="Mars/Olympus")
+        assert parse_data_time(bad) is None
 
 
 # ---------------------------------------------------------------- response layouts
@@ -271,6 +273,8 @@ def test_xml_gateway_error_is_reported_with_its_code(tmp_path: Path,
      r"bad\.json: has no response\.body\.items"),
     ('{"data": []}', r"bad\.json: has no response\.body\.items"),
     ("[1, 2]", r"bad\.json, \[0\]: is not an AirKorea API response"),
+    ('{"response": {"body": {"items": []}}}\n{"response": ', r"bad\.json, line 2: is not JSON"),
+    ("<html><body>Bad Gateway</body></html>", r"bad\.json: is XML, not JSON"),
     ('{"response": {"body": {"items": 7}}}', r"bad\.json: response\.body\.items is neither"),
 ])
 def test_unusable_files_are_input_errors(tmp_path: Path, stations_json: Path, text: str,
@@ -390,8 +394,8 @@ def test_stations_option_is_required(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- through the ingest engine
 
 def ingest_once(tmp_path: Path, src: Path, stations: Path, force: bool = False) -> Any:
-    req = IngestRequest(ADAPTER, [src], {"stations": str(stations), "timezone": "Asia/Seoul"},
-                        source="airkorea-test", force=force)
+    req = IngestRequest(ADAPTER, [src], {"stations": str(stations)}, source="airkorea-test",
+                        force=force)
     return ingest(Lake(tmp_path / "lake"), req)
 
 
@@ -410,8 +414,6 @@ def test_ingest_accounts_for_every_record(tmp_path: Path) -> None:
     assert (again.read, again.written, again.duplicate, again.rejected) == (6, 0, 2, 4)
 
 
-@pytest.mark.xfail(reason="hubctl/ingest.py _collapse casts to a schema that still has __last "
-                          "when a batch repeats a key", strict=False)
 def test_overlapping_pages_do_not_duplicate_rows(tmp_path: Path, stations_json: Path) -> None:
     src = write(tmp_path / "pages.json", [response([item()]), response([item()])])
     run = ingest_once(tmp_path, src, stations_json)

@@ -53,7 +53,7 @@ def raw_entity(row: Row, et: EntityType) -> dict[str, Any]:
         if attr.kind == "Relationship":
             entity[name] = {"type": "Relationship", "object": value}
             continue
-        if isinstance(value, datetime):
+        if isinstance(value, datetime) and attr.column.name == "timestamp":
             value = format_time(value)
         entity[name] = {"type": attr.kind, "value": value}
         if attr.unit:
@@ -156,28 +156,47 @@ def _set_point(row: Row, point: tuple[Any, Any]) -> None:
     row["lon"], row["lat"] = point
 
 
-def aqo_mutations(rng: random.Random) -> list[Callable[[Row], None]]:
+Mutation = Callable[[Row], None]
+
+
+def set_to(name: str, value: Any) -> Mutation:
+    """A mutation that sets one field of a row."""
+    def mutate(row: Row) -> None:
+        row[name] = value
+    return mutate
+
+
+def drop(*names: str) -> Mutation:
+    """A mutation that removes fields from a row."""
+    def mutate(row: Row) -> None:
+        for name in names:
+            row.pop(name, None)
+    return mutate
+
+
+def point_to(point: tuple[Any, Any]) -> Mutation:
+    """A mutation that sets lon and lat."""
+    return lambda row: _set_point(row, point)
+
+
+def aqo_mutations(rng: random.Random) -> list[Mutation]:
     """Every kind of bad value, as functions that spoil one field of a row."""
-    muts: list[Callable[[Row], None]] = []
+    muts: list[Mutation] = []
     for name in NUMERIC:
         vs = AQO.attributes[name].value_schema
         bad = [vs["minimum"] - 0.001, vs["minimum"] - 1] if "minimum" in vs else []
         bad += [vs["maximum"] + 0.001, vs["maximum"] * 10] if "maximum" in vs else []
         for value in bad + [rng.choice(BAD_NUMBERS)]:
-            muts.append(lambda r, n=name, v=value: r.__setitem__(n, v))
-    for value in BAD_NUMBERS:
-        muts.append(lambda r, v=value: r.__setitem__("no2", v))
+            muts.append(set_to(name, value))
+    muts += [set_to("no2", value) for value in BAD_NUMBERS]
     for name, pool in (("id", BAD_IDS), ("dateObserved", BAD_TIMES),
                        ("airQualityLevel", BAD_LEVELS), ("typeOfLocation", BAD_LEVELS),
                        ("refPointOfInterest", BAD_URNS), ("address", BAD_ADDRESSES),
                        ("areaServed", BAD_STRINGS), ("source", BAD_STRINGS)):
-        for value in pool:
-            muts.append(lambda r, n=name, v=value: r.__setitem__(n, v))
-    for name in ("id", "dateObserved", "lon", "lat"):
-        muts.append(lambda r, n=name: r.pop(n, None))
-    muts.append(lambda r: (r.pop("lon", None), r.pop("lat", None)))
-    for point in BAD_POINTS:
-        muts.append(lambda r, p=point: _set_point(r, p))
+        muts += [set_to(name, value) for value in pool]
+    muts += [drop(name) for name in ("id", "dateObserved", "lon", "lat")]
+    muts.append(drop("lon", "lat"))
+    muts += [point_to(point) for point in BAD_POINTS]
     return muts
 
 
@@ -233,9 +252,8 @@ def poi_corpus(seed: int = 7) -> list[Row]:
     """Good PointOfInterest rows, every bad value once, and random mixtures."""
     rng = random.Random(seed)
     rows = [good_poi(rng, n) for n in range(30)]
-    muts: list[Callable[[Row], None]] = [
-        lambda r, f=f, v=v: r.__setitem__(f, v) for f, v in POI_BAD]
-    muts += [lambda r, p=p: _set_point(r, p) for p in BAD_POINTS]
+    muts = [set_to(name, value) for name, value in POI_BAD]
+    muts += [point_to(point) for point in BAD_POINTS]
     for n, mutate in enumerate(muts):
         row = good_poi(rng, n)
         mutate(row)

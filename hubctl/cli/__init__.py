@@ -19,7 +19,7 @@ class HubCommandError(click.ClickException):
 
     def __init__(self, error: HubError) -> None:
         super().__init__(error.message)
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]
         self.hint = error.hint
 
     def show(self, file: object = None) -> None:
@@ -57,7 +57,8 @@ def _debug(ctx: click.Context) -> bool:
     return bool(obj and obj.debug)
 
 
-@click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                             "max_content_width": 100})
 @click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Lake folder (default: $HUBCTL_LAKE, else hub.toml [lake] path, else ./lake).")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,

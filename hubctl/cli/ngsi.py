@@ -41,7 +41,8 @@ def entities(entity_type: str, entity_id: str | None, since: str | None, until: 
     from hubctl.rows import render, render_temporal
 
     et = get_type(entity_type)
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     for value, op, label in ((since, ">=", "--since"), (until, "<", "--until")):
         if value is not None:
             ts = parse_time(value)

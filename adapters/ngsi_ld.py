@@ -1,0 +1,255 @@
+"""NGSI-LD entity documents: one entity, an array of entities, or JSON Lines.
+
+Files are ``.json``, ``.jsonld`` or ``.jsonl``; entities may be in normalized, concise or
+keyValues form and of any type that has a schema in ``schemas/`` (the type may be a short name,
+an expanded IRI or a compacted one). Each entity is normalized (units converted to the
+schema's), dated by its time index and turned into a lake row; attributes the schema does not
+know are kept in ``_extra``.
+
+Real documents, the official Smart Data Models examples among them, have known defects. They
+are reported once per file through the run's warnings, never fatal: timestamps without a time
+zone (read as UTC), no ``observedAt``, attributes not in the schema, and names that differ from
+a schema attribute only in case (``typeofLocation`` for ``typeOfLocation``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from hubctl.adapter import Batch, ReadContext
+from hubctl.errors import InputError, UsageError
+from hubctl.ngsild import Parsed, iter_documents, normalize, time_index, type_name
+from hubctl.registry import EntityType, registry
+from hubctl.rejects import Reason, Reject, reason
+from hubctl.rows import build_table, entity_to_row
+
+__all__ = ["ADAPTER", "NgsiLd"]
+
+Entry = dict[str, Any] | Reject  # a lake row (with _raw and _record) or a rejected record
+
+
+class NgsiLd:
+    """The ``ngsi-ld`` adapter."""
+
+    name = "ngsi-ld"
+    entity_types: tuple[str, ...] = tuple(registry())
+    summary = ("NGSI-LD entities (normalized, concise or keyValues): one entity, an array, "
+               "or JSON Lines.")
+    example = "hubctl ingest ngsi-ld AirQualityObserved.example-normalized.jsonld"
+    params: Sequence[click.Parameter] = (
+        click.Option(["--type"], metavar="TYPE", default=None,
+                     help="Entity type assumed for entities that have no type, "
+                          "e.g. AirQualityObserved."),
+    )
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """Batches of rows per file and entity type, at most ``ctx.batch_rows`` records each."""
+        assumed = _assumed_type(options.get("type"))
+        for path in inputs:
+            text, nbytes = _load(path)
+            yield from _FileReader(path, text, assumed, ctx).batches()
+            ctx.advance(nbytes)
+
+
+def _assumed_type(value: Any) -> str | None:
+    """The registered type named by ``--type``, or a UsageError listing the known ones."""
+    if value in (None, ""):
+        return None
+    name = type_name(value)
+    if name not in registry():
+        raise UsageError(f"--type {value!r} is not a known entity type",
+                         hint=f"known types: {', '.join(sorted(registry()))}")
+    return name
+
+
+def _load(path: Path) -> tuple[str, int]:
+    """The text of a file and its size in bytes; InputError if unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", path=str(path),
+                         hint="check that the file exists and that you may read it") from None
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path=str(path),
+            hint="JSON must be UTF-8; convert the file first, e.g. "
+                 "`iconv -f CP949 -t UTF-8 in.json > out.json`") from None
+
+
+def _is_naive(value: Any) -> bool:
+    """Whether ``value`` is date-time text without a time zone."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value.strip()).tzinfo is None
+    except ValueError:
+        return False
+
+
+def _resolve(obj: dict[str, Any], assumed: str | None) -> tuple[str, Reason | None]:
+    """The registered type of an entity, or the type to file it under and why it is rejected."""
+    declared = obj.get("type")
+    if declared in (None, "", []):
+        return (assumed, None) if assumed else ("", reason("missing-required", "type"))
+    names = [type_name(t) for t in (declared if isinstance(declared, list) else [declared])]
+    known = next((n for n in names if n in registry()), None)
+    if known:
+        return known, None
+    return names[0] if names else "", reason("unknown-type", "type", value=declared)
+
+
+@dataclass
+class _TypeReport:
+    """What one file showed about the entities of one type."""
+
+    unknown: dict[str, None] = field(default_factory=dict)
+    naive: dict[str, list[Any]] = field(default_factory=dict)  # attribute -> [count, example]
+    sources: Counter[str] = field(default_factory=Counter)
+    notes: dict[str, None] = field(default_factory=dict)
+
+    def saw(self, et: EntityType, parsed: Parsed, source: str) -> None:
+        """Record the defects of one parsed entity."""
+        self.unknown.update(dict.fromkeys(parsed.unknown))
+        self.notes.update(dict.fromkeys(parsed.warnings))
+        self.sources[source] += 1
+        for name, obj in parsed.entity.items():
+            if not isinstance(obj, dict):
+                continue
+            attr = et.attributes.get(name)
+            if attr is not None and attr.column.name == "timestamp" and _is_naive(obj.get("value")):
+                self.naive.setdefault(name, [0, obj["value"]])[0] += 1
+            if _is_naive(obj.get("observedAt")):
+                self.naive.setdefault(f"{name}.observedAt", [0, obj["observedAt"]])[0] += 1
+
+    def messages(self, file: str, et: EntityType) -> list[str]:
+        """The warnings of this file and type, each once."""
+        out = [f"{file}: {et.name}: {note}" for note in self.notes]
+        for name, (count, example) in self.naive.items():
+            out.append(f"{file}: {et.name}: {name} has no time zone in {_n(count, 'entity')} "
+                       f"(e.g. {example!r}); read as UTC")
+        for source, count in self.sources.items():
+            if source != "observedAt":
+                where = "the arrival time" if source == "arrival" else source
+                out.append(f"{file}: {et.name}: {_n(count, 'entity')} without observedAt; "
+                           f"time index taken from {where}")
+        if self.unknown:
+            out.append(f"{file}: {et.name}: {_n(len(self.unknown), 'attribute')} not in the "
+                       f"schema kept in _extra: {', '.join(self.unknown)}")
+        by_lower = {name.lower(): name for name in et.attributes}
+        for name in self.unknown:
+            known = by_lower.get(name.lower())
+            if known:
+                out.append(f"{file}: {et.name}: {name!r} is not in the schema (kept in "
+                           f"_extra); did you mean {known!r}?")
+        return out
+
+
+def _n(count: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{count} {noun if count == 1 else plural}"
+
+
+@dataclass
+class _Group:
+    """Rows and rejects of one entity type read from one file, not yet yielded."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.rejects)
+
+
+class _FileReader:
+    """One input file: its entities grouped by type, then batches and warnings."""
+
+    def __init__(self, path: Path, text: str, assumed: str | None, ctx: ReadContext) -> None:
+        self.path, self.text, self.assumed, self.ctx = path, text, assumed, ctx
+        self.reports: dict[str, _TypeReport] = {}
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The file's lines, as iter_documents numbers them."""
+        return [line.rstrip("\r") for line in self.text.lstrip("\ufeff").split("\n")]
+
+    def batches(self) -> Iterator[Batch]:
+        """Batches per entity type, flushed at ``batch_rows``; warnings at the end."""
+        groups: dict[str, _Group] = {}
+        for pointer, obj in iter_documents(self.text, str(self.path)):
+            type_name_, entry = self.entry(pointer, obj)
+            group = groups.setdefault(type_name_, _Group())
+            if isinstance(entry, Reject):
+                group.rejects.append(entry)
+            else:
+                group.rows.append(entry)
+            if len(group) >= self.ctx.batch_rows:
+                yield self.batch(type_name_, groups.pop(type_name_))
+        for type_name_, group in groups.items():
+            yield self.batch(type_name_, group)
+        for type_name_, report in self.reports.items():
+            for message in report.messages(self.path.name, registry()[type_name_]):
+                self.ctx.warn(message)
+
+    def entry(self, pointer: str, obj: Any) -> tuple[str, Entry]:
+        """The type and the lake row (or reject) of one document of the file."""
+        if isinstance(obj, ValueError):
+            return self.reject(self.assumed or "", self.raw(pointer, None), pointer,
+                               [reason("malformed-record", detail=str(obj))])
+        raw = self.raw(pointer, obj)
+        if not isinstance(obj, dict):
+            detail = f"an entity must be a JSON object, not {type(obj).__name__}"
+            return self.reject(self.assumed or "", raw, pointer,
+                               [reason("malformed-record", detail=detail)])
+        name, bad = _resolve(obj, self.assumed)
+        if bad is not None:
+            return self.reject(name, raw, pointer, [bad])
+        et = registry()[name]
+        parsed = normalize({**obj, "type": et.name}, et)
+        if parsed.reasons:
+            return self.reject(name, raw, pointer, parsed.reasons)
+        observed_at, source = time_index(parsed.entity, et, self.ctx.arrival)
+        self.reports.setdefault(name, _TypeReport()).saw(et, parsed, source)
+        row = entity_to_row(parsed.entity, et, observed_at, source, parsed.unknown)
+        row["_raw"], row["_record"] = raw, pointer
+        return name, row
+
+    def raw(self, pointer: str, obj: Any) -> str:
+        """The record as it was read: its line for JSON Lines, else its JSON text."""
+        if pointer.startswith("line "):
+            n = int(pointer.split()[1])
+            if 0 < n <= len(self.lines):
+                return self.lines[n - 1]
+        return json.dumps(obj, ensure_ascii=False)
+
+    def reject(self, name: str, raw: str, pointer: str,
+               reasons: list[Reason]) -> tuple[str, Reject]:
+        """A rejected record filed under entity type ``name``."""
+        return name, Reject(name, raw, reasons, file=str(self.path), record=pointer)
+
+    def batch(self, name: str, group: _Group) -> Batch:
+        """The Batch of one group: a typed table with _raw and _record, and the rejects."""
+        records = len(group.rows) + sum(r.records for r in group.rejects)
+        if not group.rows:
+            return Batch(name, None, str(self.path), records, rejects=group.rejects)
+        table, typed_bad = build_table(group.rows, registry()[name])
+        for col in ("_raw", "_record"):
+            table = table.append_column(col, pa.array([r[col] for r in group.rows], pa.string()))
+        return Batch(name, table, str(self.path), records, typed_bad=typed_bad,
+                     rejects=group.rejects)
+
+
+ADAPTER = NgsiLd()
