@@ -190,18 +190,18 @@ class _FileReader:
         """Batches per entity type, flushed at ``batch_rows``; warnings at the end."""
         groups: dict[str, _Group] = {}
         for pointer, obj in iter_documents(self.text, str(self.path)):
-            type_name_, entry = self.entry(pointer, obj)
-            group = groups.setdefault(type_name_, _Group())
+            name, entry = self.entry(pointer, obj)
+            group = groups.setdefault(name, _Group())
             if isinstance(entry, Reject):
                 group.rejects.append(entry)
             else:
                 group.rows.append(entry)
             if len(group) >= self.ctx.batch_rows:
-                yield self.batch(type_name_, groups.pop(type_name_))
-        for type_name_, group in groups.items():
-            yield self.batch(type_name_, group)
-        for type_name_, report in self.reports.items():
-            for message in report.messages(self.path.name, registry()[type_name_]):
+                yield self.batch(name, groups.pop(name))
+        for name, group in groups.items():
+            yield self.batch(name, group)
+        for name, report in self.reports.items():
+            for message in report.messages(self.path.name, registry()[name]):
                 self.ctx.warn(message)
 
     def entry(self, pointer: str, obj: Any) -> tuple[str, Entry]:

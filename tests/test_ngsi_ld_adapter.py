@@ -12,9 +12,12 @@ import click
 import pytest
 
 from hubctl.adapter import Batch, ReadContext
+from hubctl.adapters import get_adapter
 from hubctl.adapters.ngsi_ld import ADAPTER
 from hubctl.errors import InputError, UsageError
 from hubctl.gate import gate_for
+from hubctl.ingest import IngestRequest, ingest
+from hubctl.lake import Lake
 from hubctl.registry import get_type, registry
 from tests.conftest import SAMPLE_DATA, needs_sample_data
 
@@ -69,6 +72,18 @@ def test_adapter_declares_itself() -> None:
     assert ADAPTER.summary and ADAPTER.example.startswith("hubctl ingest ngsi-ld ")
     assert all(isinstance(p, click.Option) for p in ADAPTER.params)
     assert [p.name for p in ADAPTER.params] == ["type"]
+    assert get_adapter("ngsi-ld") is ADAPTER
+
+
+def test_ingest_accounts_for_every_record(tmp_path: Path) -> None:
+    """Through the engine: rows in = written + updated + duplicate + rejected."""
+    path = tmp_path / "feed.jsonl"
+    docs = [aqo(1), aqo(2), aqo(1), aqo(3, no2={"type": "Property", "value": -1}),
+            {"id": "urn:ngsi-ld:Alert:1", "type": "Alert"}]
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n{oops\n", encoding="utf-8")
+    run = ingest(Lake(tmp_path / "lake"), IngestRequest(ADAPTER, [path], {}, "feed"))
+    assert (run.read, run.written, run.duplicate, run.rejected) == (6, 2, 1, 3)
+    assert run.reconciles and run.status == "ok"
 
 
 # ------------------------------------------------------------------ shapes of input
@@ -230,7 +245,7 @@ def test_no_time_at_all_uses_arrival(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ official examples
 
 NGSI = SAMPLE_DATA / "ngsi-ld"
-SCHEMA_COLUMNS = [c for c in get_type("AirQualityObserved").attribute_columns()]
+SCHEMA_COLUMNS = get_type("AirQualityObserved").attribute_columns()
 
 
 @pytest.fixture(scope="module")
