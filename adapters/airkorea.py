@@ -167,6 +167,8 @@ def _items(doc: Any, path: Path, where: str) -> list[Any]:
                          path=str(path), record=record)
     header = resp.get("header") if isinstance(resp.get("header"), dict) else None
     code = header.get("resultCode") if header else None
+    if code is not None and str(code).strip() == "03":
+        return []  # NODATA_ERROR: the API had nothing for this query; an empty page, not a failure
     if code is not None and str(code).strip() != "00":
         raise _api_error(path, code, header and header.get("resultMsg"), record)
     body = resp.get("body")

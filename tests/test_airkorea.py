@@ -418,3 +418,19 @@ def test_overlapping_pages_do_not_duplicate_rows(tmp_path: Path, stations_json: 
     src = write(tmp_path / "pages.json", [response([item()]), response([item()])])
     run = ingest_once(tmp_path, src, stations_json)
     assert (run.read, run.written, run.duplicate, run.rejected) == (4, 3, 1, 0)
+
+
+def test_nodata_result_code_is_an_empty_page(tmp_path: Path) -> None:
+    from hubctl.adapter import ReadContext
+    from hubctl.adapters.airkorea import ADAPTER
+
+    src = tmp_path / "nodata.json"
+    src.write_text(json.dumps({"response": {"header": {"resultCode": "03",
+                                                       "resultMsg": "NODATA_ERROR"}}}),
+                   encoding="utf-8")
+    st = tmp_path / "st.csv"
+    st.write_text("name,lat,lon\n종로구,37.57,126.99\n", encoding="utf-8")
+    batches = list(ADAPTER.read([src], {"stations": str(st)}, ReadContext()))
+    measured = [b for b in batches if b.entity_type == "AirQualityObserved"]
+    assert sum(b.records for b in measured) == 0
+    assert sum(b.records for b in batches if b.entity_type == "PointOfInterest") == 1
