@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import Sequence
 
 import duckdb
-import pyarrow as pa
 
 __all__ = ["OFFLINE", "connect", "quote_ident", "scan_sql"]
 
@@ -43,9 +42,3 @@ def scan_sql(files: Sequence[str], hive: bool = True) -> str:
     listing = "[" + ", ".join(_literal(f) for f in files) + "]"
     return (f"read_parquet({listing}, hive_partitioning={'true' if hive else 'false'}, "
             "union_by_name=true)")
-
-
-def empty_relation(con: duckdb.DuckDBPyConnection, schema: pa.Schema, name: str) -> str:
-    """Register an empty Arrow table of ``schema`` under ``name``; return the name quoted."""
-    con.register(name, pa.Table.from_batches([], schema=schema))
-    return quote_ident(name)

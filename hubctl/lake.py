@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from hubctl.duck import connect, empty_relation, quote_ident, scan_sql
+from hubctl.duck import connect, quote_ident, scan_sql
 from hubctl.errors import HubError, UnknownTable
 from hubctl.registry import PROVENANCE, EntityType
 
@@ -223,10 +223,6 @@ class Lake:
         """Delete files no longer referenced by versions newer than the retention period."""
         return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
                                       enforce_retention_duration=False)
-
-    def empty_relation(self, con: Any, name: str) -> str:
-        """An empty relation with table ``name``'s schema (for tables with no files yet)."""
-        return empty_relation(con, self.schema(name), f"__empty_{name}")
 
     def require_root(self) -> None:
         """Fail with a hint when the lake folder does not exist."""

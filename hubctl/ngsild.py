@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -236,16 +236,6 @@ def with_context(entity: dict[str, Any], et: EntityType) -> dict[str, Any]:
     out = {k: v for k, v in entity.items() if k != "@context"}
     out["@context"] = list(et.context)
     return out
-
-
-def merge_lists(chunks: Iterable[list[str]]) -> list[str]:
-    """Distinct items of several lists, first appearance first."""
-    return list(dict.fromkeys(x for chunk in chunks for x in chunk))
-
-
-def shift(ts: datetime, hours: float) -> datetime:
-    """``ts`` moved by a number of hours (used for local-time sources)."""
-    return ts + timedelta(hours=hours)
 
 
 def type_name(value: Any) -> str:
