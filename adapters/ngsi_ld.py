@@ -27,8 +27,16 @@ import click
 import pyarrow as pa
 
 from hubctl.adapter import Batch, ReadContext
-from hubctl.errors import InputError, UsageError
-from hubctl.ngsild import Parsed, iter_documents, normalize, time_index, type_name
+from hubctl.errors import UsageError
+from hubctl.ngsild import (
+    Parsed,
+    iter_documents,
+    normalize,
+    read_document,
+    resolve_type,
+    time_index,
+    type_name,
+)
 from hubctl.registry import EntityType, registry
 from hubctl.rejects import Reason, Reject, reason
 from hubctl.rows import build_table, entity_to_row
@@ -57,7 +65,7 @@ class NgsiLd:
         """Batches of rows per file and entity type, at most ``ctx.batch_rows`` records each."""
         assumed = _assumed_type(options.get("type"))
         for path in inputs:
-            text, nbytes = _load(path)
+            text, nbytes = read_document(path)
             yield from _FileReader(path, text, assumed, ctx).batches()
             ctx.advance(nbytes)
 
@@ -73,23 +81,6 @@ def _assumed_type(value: Any) -> str | None:
     return name
 
 
-def _load(path: Path) -> tuple[str, int]:
-    """The text of a file and its size in bytes; InputError if unreadable or not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot be read: {exc.strerror or exc}", path=str(path),
-                         hint="check that the file exists and that you may read it") from None
-    try:
-        return data.decode("utf-8"), len(data)
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-            path=str(path),
-            hint="JSON must be UTF-8; convert the file first, e.g. "
-                 "`iconv -f CP949 -t UTF-8 in.json > out.json`") from None
-
-
 def _is_naive(value: Any) -> bool:
     """Whether ``value`` is date-time text without a time zone."""
     if not isinstance(value, str):
@@ -98,18 +89,6 @@ def _is_naive(value: Any) -> bool:
         return datetime.fromisoformat(value.strip()).tzinfo is None
     except ValueError:
         return False
-
-
-def _resolve(obj: dict[str, Any], assumed: str | None) -> tuple[str, Reason | None]:
-    """The registered type of an entity, or the type to file it under and why it is rejected."""
-    declared = obj.get("type")
-    if declared in (None, "", []):
-        return (assumed, None) if assumed else ("", reason("missing-required", "type"))
-    names = [type_name(t) for t in (declared if isinstance(declared, list) else [declared])]
-    known = next((n for n in names if n in registry()), None)
-    if known:
-        return known, None
-    return names[0] if names else "", reason("unknown-type", "type", value=declared)
 
 
 @dataclass
@@ -214,7 +193,7 @@ class _FileReader:
             detail = f"an entity must be a JSON object, not {type(obj).__name__}"
             return self.reject(self.assumed or "", raw, pointer,
                                [reason("malformed-record", detail=detail)])
-        name, bad = _resolve(obj, self.assumed)
+        name, bad = resolve_type(obj, self.assumed)
         if bad is not None:
             return self.reject(name, raw, pointer, [bad])
         et = registry()[name]

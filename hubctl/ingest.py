@@ -231,9 +231,8 @@ def _with_provenance(et: EntityType, rows: pa.Table, run: Run) -> pa.Table:
     n = rows.num_rows
     now = pa.scalar(datetime.now(UTC), TIMESTAMP)
     cols = {
-        "_source": pa.array([run.source] * n, pa.string()) if n < 2 else
-        pa.repeat(pa.scalar(run.source), n),
-        "_run_id": pa.repeat(pa.scalar(run.run_id), n),
+        "_source": pa.repeat(pa.scalar(run.source, pa.string()), n),
+        "_run_id": pa.repeat(pa.scalar(run.run_id, pa.string()), n),
         "_ingested_at": pa.repeat(now, n),
     }
     for name, arr in cols.items():

@@ -12,10 +12,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from hubctl.registry import EntityType
+from hubctl.errors import InputError
+from hubctl.registry import EntityType, registry
 from hubctl.rejects import Reason, reason
 from hubctl.units import conversion_factor, unit_code
 
@@ -246,3 +248,32 @@ def type_name(value: Any) -> str:
     for sep in ("#", "/", ":"):
         value = value.rsplit(sep, 1)[-1]
     return value
+
+
+def read_document(path: Path) -> tuple[str, int]:
+    """The text of a file and its size in bytes; InputError if unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", path=str(path),
+                         hint="check that the file exists and that you may read it") from None
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path=str(path),
+            hint="JSON must be UTF-8; convert the file first, e.g. "
+                 "`iconv -f CP949 -t UTF-8 in.json > out.json`") from None
+
+
+def resolve_type(obj: dict[str, Any], assumed: str | None) -> tuple[str, Reason | None]:
+    """The registered type of an entity, or the type to file it under and why it is rejected."""
+    declared = obj.get("type")
+    if declared in (None, "", []):
+        return (assumed, None) if assumed else ("", reason("missing-required", "type"))
+    names = [type_name(t) for t in (declared if isinstance(declared, list) else [declared])]
+    known = next((n for n in names if n in registry()), None)
+    if known:
+        return known, None
+    return names[0] if names else "", reason("unknown-type", "type", value=declared)

@@ -12,7 +12,7 @@ import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import ConfigError, HubError, RejectRateExceeded, UsageError
+from hubctl.errors import ConfigError, HubError, UsageError
 
 __all__ = ["COMMANDS"]
 
@@ -114,10 +114,7 @@ def _run(adapter_name: str, inputs: list[str], options: dict[str, Any], source: 
                         force=force, max_reject_rate=max_reject_rate)
     lake = hub().lake
     with _progress(paths, adapter_name) as advance:
-        try:
-            return run_ingest(lake, req, progress=advance)
-        except RejectRateExceeded:
-            raise
+        return run_ingest(lake, req, progress=advance)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import UsageError
 
 __all__ = ["COMMANDS"]
 
@@ -108,13 +108,10 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
 
 def _validate_file(path: Path) -> tuple[int, list[dict[str, Any]]]:
     from hubctl.gate import validate_entity
-    from hubctl.ngsild import iter_documents, normalize, type_name
-    from hubctl.registry import registry
+    from hubctl.ngsild import iter_documents, normalize, read_document, resolve_type
+    from hubctl.registry import get_type
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", path=str(path)) from None
+    text, _ = read_document(path)
     out: list[dict[str, Any]] = []
     count = 0
     for pointer, obj in iter_documents(text, str(path)):
@@ -128,12 +125,15 @@ def _validate_file(path: Path) -> tuple[int, list[dict[str, Any]]]:
         if isinstance(obj, Exception):
             add("", pointer, "malformed-record", str(obj))
             continue
-        et = registry().get(type_name(obj.get("type")) if isinstance(obj, dict) else "")
-        ident = obj.get("id", "") if isinstance(obj, dict) else ""
-        if et is None:
-            add(ident, f"{pointer}/type", "unknown-type",
-                f"type {obj.get('type') if isinstance(obj, dict) else None!r} has no schema")
+        if not isinstance(obj, dict):
+            add("", pointer, "malformed-record", "an entity must be a JSON object")
             continue
+        ident = obj.get("id", "")
+        name, problem = resolve_type(obj, None)
+        if problem is not None:
+            add(ident, f"{pointer.rstrip('/')}/type", problem.code, problem.message)
+            continue
+        et = get_type(name)
         parsed = normalize(obj, et)
         for r in parsed.reasons + validate_entity(parsed.entity, et):
             add(ident, f"{pointer.rstrip('/')}/{r.field}".replace(".", "/"), r.code, r.message)

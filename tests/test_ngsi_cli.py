@@ -1,0 +1,99 @@
+"""``hubctl entities``, ``hubctl validate``, ``hubctl demo`` and the maintenance lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hubctl.locks import MAINTENANCE, hold
+from tests.conftest import SAMPLE_DATA, needs_sample_data
+from tests.helpers import hub, hub_json, row, write_openaq
+
+NGSI = SAMPLE_DATA / "ngsi-ld"
+
+
+def _entities(lake: Path, *args: str) -> list[dict]:
+    result = hub(lake, "entities", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@needs_sample_data
+def test_sdm_example_re_renders_with_the_same_values_units_and_coordinates(
+        tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    src = NGSI / "AirQualityObserved.example-normalized.jsonld"
+    assert hub(lake, "ingest", "ngsi-ld", str(src)).exit_code == 0
+    original = json.loads(src.read_text(encoding="utf-8"))
+    [entity] = _entities(lake, "AirQualityObserved", "--format", "normalized")
+    assert entity["id"] == original["id"]
+    assert entity["location"]["value"] == original["location"]["value"]
+    for name in ("co", "no2", "no", "nox", "so2"):  # every attribute that carries a unit
+        assert entity[name]["value"] == original[name]["value"], name
+        assert entity[name]["unitCode"] == original[name]["unitCode"], name
+    for name, attr in original.items():  # known and unknown attributes keep their values
+        if isinstance(attr, dict) and "value" in attr and name != "dateObserved":
+            assert entity[name]["value"] == attr["value"], name
+    assert entity["refPointOfInterest"]["object"] == original["refPointOfInterest"]["object"]
+    assert entity["dateObserved"]["value"] == "2016-03-15T11:00:00Z"
+    assert entity["@context"][0] == original["@context"][0]
+
+
+def test_entities_filters_and_forms(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", 10 + h) for h in range(4)]
+                            + [row("S2", 0, "no2", 1)])
+    lake = tmp_path / "lake"
+    assert hub(lake, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0
+    s1 = "urn:ngsi-ld:AirQualityObserved:S1"
+    window = _entities(lake, "AirQualityObserved", "--id", s1, "--since",
+                       "2024-05-01T01:00:00Z", "--until", "2024-05-01T03:00:00Z",
+                       "--format", "keyValues")
+    assert [e["no2"] for e in window] == [11.0, 12.0]
+    assert window[0]["location"] == {"type": "Point", "coordinates": [4.4, 51.2]}
+    [temporal] = _entities(lake, "AirQualityObserved", "--id", s1, "--format", "temporal")
+    assert temporal["no2"]["values"][0] == [10.0, "2024-05-01T00:00:00Z"]
+    assert len(temporal["no2"]["values"]) == 4
+    concise = _entities(lake, "AirQualityObserved", "--latest", "--format", "concise")
+    assert {e["id"]: e["no2"]["value"] for e in concise} == {
+        s1: 13.0, "urn:ngsi-ld:AirQualityObserved:S2": 1.0}
+    assert hub(lake, "entities", "AirQualityObserved", "--since", "soon").exit_code == 2
+    assert hub(lake, "entities", "Nope").exit_code == 1
+
+
+def test_validate_lists_problems_with_json_paths(tmp_path: Path) -> None:
+    good = {"id": "urn:ngsi-ld:AirQualityObserved:A", "type": "AirQualityObserved",
+            "dateObserved": "2024-05-01T00:00:00Z",
+            "location": {"type": "Point", "coordinates": [127.0, 37.5]}, "no2": 5}
+    bad = dict(good, no2=-1, location={"type": "Point", "coordinates": [37.5, 127.0]})
+    path = tmp_path / "e.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n{oops\n", encoding="utf-8")
+    result = hub(tmp_path / "lake", "validate", str(path), "--json")
+    assert result.exit_code == 1
+    found = {(p["path"], p["code"]) for p in json.loads(result.stdout)["problems"]}
+    assert found == {("line 2/no2", "below-minimum"),
+                     ("line 2/location", "swapped-coordinates"),
+                     ("line 3", "malformed-record")}
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps([good]), encoding="utf-8")
+    assert hub(tmp_path / "lake", "validate", str(ok)).exit_code == 0
+
+
+def test_maintenance_is_refused_with_75_while_its_lock_is_held(tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 1)])
+    lake = tmp_path / "lake"
+    assert hub(lake, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0
+    with hold(lake, MAINTENANCE):
+        assert hub(lake, "lake", "compact").exit_code == 75
+        assert hub(lake, "lake", "vacuum").exit_code == 75
+    assert hub(lake, "lake", "compact").exit_code == 0
+
+
+def test_demo_ingests_every_format_into_one_lake(tmp_path: Path) -> None:
+    result = hub(tmp_path / "lake", "demo", "--dir", str(tmp_path / "city"), "--hours", "6")
+    assert result.exit_code == 0, result.output
+    runs = hub_json(tmp_path / "lake", "sql", "SELECT source, status, read, written, rejected "
+                    "FROM _runs ORDER BY source")
+    assert [(r["source"], r["status"]) for r in runs] == [
+        ("broker", "ok"), ("daegu-air", "ok"), ("eu-air", "ok")]
+    assert all(r["written"] > 0 for r in runs)
+    assert next(r for r in runs if r["source"] == "eu-air")["rejected"] == 2
