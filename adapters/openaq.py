@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 from hubctl.adapter import Batch, ReadContext
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import open_csv, require_columns
-from hubctl.duck import connect
 from hubctl.errors import InputError
 from hubctl.gate import gate_for
 from hubctl.ngsild import entity_id
@@ -85,11 +84,15 @@ def _stations(path: Path, ctx: ReadContext) -> tuple[pa.Table, Batch]:
         else:
             first[name] = i
     keep = pa.array(sorted(first.values()), pa.int64())
-    stations = pa.table({"location": pa.array(names).take(keep), "lat": lat.take(keep),
-                         "lon": lon.take(keep)})
+    kept = pa.array(names).take(keep).to_pylist()
+    stations = pa.table({"location": pa.array(kept, pa.string()), "lat": lat.take(keep),
+                         "lon": lon.take(keep),
+                         "aq_id": [entity_id("AirQualityObserved", s) for s in kept],
+                         "poi_id": pa.array([entity_id("PointOfInterest", s) for s in kept],
+                                            pa.string())})
     n = stations.num_rows
     poi = pa.table({
-        "id": pa.array([entity_id("PointOfInterest", s) for s in stations["location"].to_pylist()]),
+        "id": stations["poi_id"],
         "observed_at": pa.repeat(pa.scalar(ctx.arrival), n),
         "name": stations["location"], "lon": stations["lon"], "lat": stations["lat"],
         "category": pa.array([["airQualityStation"]] * n, pa.list_(pa.string())),
@@ -210,43 +213,63 @@ def _reject(path: Path, t: pa.Table, i: int, reasons: list[Any], line: int) -> R
 
 
 def _pivot(good: pa.Table, stations: pa.Table) -> tuple[pa.Table, int, int]:
-    """One row per (station, hour); repeats of a cell within the batch counted, last wins."""
+    """One row per (station, time) in numpy; repeats of a cell within the batch are counted
+    (same value: duplicate, other value: updated) and the last one wins."""
     if good.num_rows == 0:
         return good.slice(0, 0), 0, 0
-    good = good.append_column("pos", pa.array(np.arange(good.num_rows, dtype=np.int64)))
-    attrs = [a for a in pc.unique(good["attr"]).to_pylist() if a]
-    con = connect()
-    try:
-        con.register("g", good)
-        con.register("st", stations)
-        dup, upd = con.execute("""
-            SELECT coalesce(sum(CASE WHEN n > 1 AND lo = hi THEN n - 1 END), 0),
-                   coalesce(sum(CASE WHEN n > 1 AND lo <> hi THEN n - 1 END), 0)
-            FROM (SELECT count(*) n, min(value) lo, max(value) hi FROM g
-                  GROUP BY location, ts, attr)""").fetchall()[0]
-        cols = ", ".join(f"arg_max(value, pos) FILTER (WHERE attr = '{a}') AS \"{a}\""
-                         for a in attrs)
-        rows = con.sql(f"""
-            SELECT g.location, g.ts AS observed_at, g.ts AS "dateObserved",
-                   any_value(g.city) AS "areaServed", any_value(st.lon) AS lon,
-                   any_value(st.lat) AS lat, count(DISTINCT attr) AS _records, {cols}
-            FROM g JOIN st ON st.location = g.location
-            GROUP BY g.location, g.ts ORDER BY g.location, g.ts""").to_arrow_table()
-    finally:
-        con.close()
-    locs = rows.column("location").combine_chunks()
-    uniq = pc.unique(locs)
-    idx = pc.index_in(locs, value_set=uniq)
-    ids = pc.take(pa.array([entity_id("AirQualityObserved", s) for s in uniq.to_pylist()]), idx)
-    refs = pc.take(pa.array([entity_id("PointOfInterest", s) for s in uniq.to_pylist()]), idx)
-    n = rows.num_rows
-    out = rows.drop_columns(["location"])
-    out = out.append_column("id", ids).append_column("refPointOfInterest", refs)
-    out = out.append_column("source", pa.repeat(pa.scalar("OpenAQ"), n))
-    out = out.append_column("_time_index", pa.repeat(pa.scalar("dateObserved"), n))
-    out = out.set_column(out.schema.get_field_index("_records"), "_records",
-                         pc.cast(out["_records"], pa.int64()))
-    return out, int(dup), int(upd)
+    station = good["station"].to_numpy().astype(np.int64)
+    ts = pc.cast(good["ts"], pa.int64()).to_numpy()
+    first, group = _groups(station, ts)
+    size = len(first)
+    names = [a for a in pc.unique(good["attr"]).to_pylist() if a]
+    codes = pc.index_in(good["attr"], value_set=pa.array(names)).to_numpy(zero_copy_only=False)
+    value = good["value"].to_numpy()
+    records = np.zeros(size, dtype=np.int64)
+    columns: dict[str, pa.Array] = {}
+    dup = upd = 0
+    for j, name in enumerate(names):
+        mask = codes == j
+        g, v = group[mask], value[mask]
+        last = len(g) - 1 - np.unique(g[::-1], return_index=True)[1]  # last row per cell
+        cell = np.full(size, np.nan)
+        present = np.zeros(size, dtype=bool)
+        cell[g[last]] = v[last]
+        present[g[last]] = True
+        records += present
+        counts = np.bincount(g, minlength=size)
+        if (counts > 1).any():
+            lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
+            np.minimum.at(lo, g, v)
+            np.maximum.at(hi, g, v)
+            repeated = counts > 1
+            dup += int((counts - 1)[repeated & (lo == hi)].sum())
+            upd += int((counts - 1)[repeated & (lo != hi)].sum())
+        columns[name] = pa.array(cell, mask=~present)
+    first_rows = pa.array(first)
+    at = pc.take(good["ts"], first_rows)
+    st = pa.array(station[first])
+    out = pa.table({
+        "id": pc.take(stations["aq_id"], st), "observed_at": at, "dateObserved": at,
+        "areaServed": pc.take(good["city"], first_rows),
+        "lon": pc.take(stations["lon"], st), "lat": pc.take(stations["lat"], st),
+        "refPointOfInterest": pc.take(stations["poi_id"], st),
+        "source": pa.repeat(pa.scalar("OpenAQ"), size),
+        "_time_index": pa.repeat(pa.scalar("dateObserved"), size),
+        "_records": pa.array(records), **columns,
+    })
+    return out, dup, upd
+
+
+def _groups(station: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each (station, time) group, group number of every row)."""
+    lo = int(ts.min())
+    span = int(ts.max()) - lo + 1
+    if (int(station.max()) + 1) * span < 2**62:
+        combined = station * span + (ts - lo)
+    else:  # an enormous time range: fall back to a structured key
+        combined = np.rec.fromarrays([station, ts]).view(np.dtype("V16"))
+    _, first, group = np.unique(combined, return_index=True, return_inverse=True)
+    return first, group.reshape(-1)
 
 
 ADAPTER = OpenAQ()

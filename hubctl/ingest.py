@@ -21,12 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.duck import connect, quote_ident
+from hubctl.duck import quote_ident, scratch
 from hubctl.errors import HubError, InputError, RejectRateExceeded
 from hubctl.gate import gate_for
 from hubctl.lake import Lake
 from hubctl.ledger import Run, find_ingested, new_run_id, write_rejects, write_run
 from hubctl.locks import hold
+from hubctl.prefetch import prefetch
 from hubctl.registry import EntityType, get_type
 from hubctl.rejects import Reason, Reject
 from hubctl.types import TIMESTAMP
@@ -125,7 +126,7 @@ def ingest(lake: Lake, req: IngestRequest,
 def _consume(lake: Lake, req: IngestRequest, run: Run,
              progress: Callable[[int], None] | None) -> None:
     ctx = ReadContext(warn=run.warnings.append, advance=progress or (lambda n: None))
-    for batch in req.adapter.read(req.inputs, req.options, ctx):
+    for batch in prefetch(iter(req.adapter.read(req.inputs, req.options, ctx))):
         run.read += batch.records
         run.duplicate += batch.duplicate
         run.updated += batch.updated
@@ -193,7 +194,7 @@ def _collapse(et: EntityType, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]
                           for c in values if not c.startswith("_")) or "false"
     same = " AND ".join(f"s.{q(c)} IS NOT DISTINCT FROM l.{q(c)}"
                         for c in values if not c.startswith("_")) or "true"
-    con = connect()
+    con = scratch()
     try:
         con.register("s_rows", rows)
         con.execute(f"""CREATE TEMP TABLE f AS SELECT {keys}, {aggs}, max(__pos) AS __last

@@ -9,6 +9,7 @@ merged. Attributes merge cell by cell: a null in the incoming row keeps the stor
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,15 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from hubctl.duck import connect, quote_ident, scan_sql
+from hubctl.duck import quote_ident, scan_sql, scratch
 from hubctl.errors import HubError, UnknownTable
 from hubctl.registry import PROVENANCE, EntityType
 
 __all__ = ["Lake", "UpsertResult"]
 
-CLASSES = ("new", "updated", "filled", "duplicate")
+CLASSES = ("new", "updated", "filled", "duplicate")  # coded 0..3 in the class column
+NEW, DUPLICATE = 0, 3
+_DATE_DIR = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 _MERGE_RETRIES = 8
 
 
@@ -133,18 +136,33 @@ class Lake:
         result = UpsertResult(records=_count(classes, rows.column("_records"),
                                              bool(cell_columns)))
         cls = classes.column("cls")
-        changed = rows.filter(pc.not_equal(cls, "duplicate")).drop_columns(["_records"])
+        changed = rows.filter(pc.not_equal(cls, DUPLICATE)).drop_columns(["_records"])
         if changed.num_rows == 0:
             result.version = dt.version()
             return result
-        self._merge(et, dt, changed.select(et.arrow_schema().names).cast(et.arrow_schema()))
-        result.version = self.open(et.name).version()
+        # Rows whose key is not in the snapshot are appended (no MERGE scan); only the rest go
+        # through MERGE. Only a writer of the same keys at the same instant could race the
+        # append, and one source never runs twice at once (its lock).
+        is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
+        schema = et.arrow_schema()
+        fresh = changed.filter(is_new).select(schema.names).cast(schema)
+        known = changed.filter(pc.invert(is_new)).select(schema.names).cast(schema)
+        if fresh.num_rows:
+            write_deltalake(dt, fresh, mode="append", partition_by=et.partition_by or None)
+            dt.update_incremental()
+        if known.num_rows:
+            self._merge(et, dt, known)
+            dt.update_incremental()
+        result.version = dt.version()
         return result
 
     def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table) -> None:
         key = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in et.key)
-        if et.time_series:
-            key += " AND t.date = s.date"
+        if et.time_series:  # literal partitions let delta-rs skip every other file
+            dates = sorted({d.isoformat() for d in
+                            pc.unique(source.column("date")).to_pylist() if d is not None})
+            key += " AND t.date = s.date AND t.date IN (" + ", ".join(
+                f"'{d}'" for d in dates) + ")"
         keep = set(et.key) | {"date"}
         updates = {}
         for name in source.column_names:
@@ -164,19 +182,41 @@ class Lake:
                   cell_columns: tuple[str, ...]) -> pa.Table:
         """For each row: its class (new / updated / filled / duplicate) against the current
         snapshot, and how many of its non-null cells changed, filled a gap or were equal."""
-        if et.time_series:
-            dates = sorted({d.isoformat() for d in pc.unique(rows.column("date")).to_pylist()
-                            if d is not None})
-            files = dt.file_uris(file_pruning_predicate=[("date", "in", dates)]) if dates else []
-        else:
+        n = rows.num_rows
+        zeros = np.zeros(n, dtype=np.int64)
+        everything_new = pa.table({"cls": pa.array(np.zeros(n, dtype=np.int8)),
+                                   "changed": zeros, "filled": zeros, "same": zeros})
+        if not et.time_series:
             files = dt.file_uris()
+            return self._compare(et, dt, rows, files, cell_columns) if files else everything_new
+        dates = sorted({d.isoformat() for d in pc.unique(rows.column("date")).to_pylist()
+                        if d is not None})
+        files = dt.file_uris(file_pruning_predicate=[("date", "in", dates)]) if dates else []
+        stored_dates = sorted({m.group(1) for f in files if (m := _DATE_DIR.search(f))})
         if not files:
-            zeros = pa.array(np.zeros(rows.num_rows, dtype=np.int64))
-            return pa.table({"cls": pa.array(["new"] * rows.num_rows, pa.string()),
-                             "changed": zeros, "filled": zeros, "same": zeros})
+            return everything_new
+        # Only rows of dates the table already holds can match: compare just those.
+        maybe = pc.is_in(pc.cast(rows.column("date"), pa.string()),
+                         value_set=pa.array(stored_dates, pa.string()))
+        idx = np.flatnonzero(pc.fill_null(maybe, False).to_numpy(zero_copy_only=False))
+        if len(idx) == n:
+            return self._compare(et, dt, rows, files, cell_columns)
+        found = self._compare(et, dt, rows.take(pa.array(idx)), files, cell_columns)
+        cls = np.zeros(n, dtype=np.int8)
+        cls[idx] = found.column("cls").to_numpy()
+        out = {"cls": pa.array(cls)}
+        for col in ("changed", "filled", "same"):
+            full = zeros.copy()
+            full[idx] = found.column(col).to_numpy()
+            out[col] = pa.array(full)
+        return pa.table(out)
+
+    def _compare(self, et: EntityType, dt: DeltaTable, rows: pa.Table, files: list[str],
+                 cell_columns: tuple[str, ...]) -> pa.Table:
+        """Classify ``rows`` against the rows stored in ``files`` (a DuckDB join)."""
         stored = set(pa.schema(dt.schema()).names)
         attrs = [c for c in et.attribute_columns() + ["_extra"] if c in stored]
-        con = connect()
+        con = scratch()
         try:
             con.register("s_rows", rows.select(list(et.key) + attrs).append_column(
                 "__pos", pa.array(np.arange(rows.num_rows, dtype=np.int64))))
@@ -199,10 +239,8 @@ class Lake:
                 for name, tpl in counts.items())
             sql = f"""
                 WITH t AS (SELECT {cols} FROM {scan_sql(files)})
-                SELECT CASE WHEN t.id IS NULL THEN 'new'
-                            WHEN {changed} THEN 'updated'
-                            WHEN {filled} THEN 'filled'
-                            ELSE 'duplicate' END AS cls, {tallies}
+                SELECT (CASE WHEN t.id IS NULL THEN 0 WHEN {changed} THEN 1
+                             WHEN {filled} THEN 2 ELSE 3 END)::TINYINT AS cls, {tallies}
                 FROM s_rows s
                 LEFT JOIN t ON {on}
                 ORDER BY s.__pos"""
@@ -234,11 +272,11 @@ class Lake:
 def _count(classes: pa.Table, weights: pa.ChunkedArray, by_cell: bool) -> dict[str, int]:
     """Records per class. Where a matched row holds one record per non-null cell (OpenAQ's
     one pollutant per line), cells are counted one by one; otherwise the row's class counts."""
-    cls = classes.column("cls").to_numpy(zero_copy_only=False)
+    cls = classes.column("cls").to_numpy()
     w = weights.to_numpy()
     changed, filled, same = (classes.column(c).to_numpy() for c in ("changed", "filled", "same"))
-    per_cell = (cls != "new") & by_cell
-    out = {c: int(w[(cls == c) & ~per_cell].sum()) for c in CLASSES}
+    per_cell = (cls != NEW) & by_cell
+    out = {c: int(w[(cls == code) & ~per_cell].sum()) for code, c in enumerate(CLASSES)}
     out["updated"] += int(changed[per_cell].sum())
     out["filled"] += int(filled[per_cell].sum())
     out["duplicate"] += int(same[per_cell].sum())

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from hubctl.duck import connect, scan_sql
+from hubctl.duck import scan_sql, scratch
 from hubctl.lake import Lake
 from hubctl.rejects import Reject
 from hubctl.types import TIMESTAMP
@@ -130,7 +130,7 @@ def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     files = lake.files(RUNS)
     if not files:
         return None
-    con = connect()
+    con = scratch()
     try:
         row = con.execute(
             f"SELECT run_id FROM {scan_sql(files, hive=False)} WHERE source = ? AND "

@@ -83,7 +83,7 @@ def test_lake_compact_vacuum_history(lake: Path, tmp_path: Path) -> None:
     hub(lake, "ingest", "openaq", str(data), "--stations", str(st))
     before = hub_json(lake, "sql", "SELECT count(*) AS n, sum(no2) AS s FROM AirQualityObserved")
     hist = hub_json(lake, "lake", "history", "AirQualityObserved")
-    assert hist[0]["version"] == 2 and hist[0]["operation"] == "MERGE"
+    assert hist[0]["version"] == 2 and hist[0]["operation"] == "WRITE"  # new keys: appended
     assert hub(lake, "lake", "compact", "AirQualityObserved").exit_code == 0
     vac = hub_json(lake, "lake", "vacuum", "AirQualityObserved", "--retention-hours", "0")
     assert vac[0]["files"] >= 1

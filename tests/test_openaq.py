@@ -151,3 +151,16 @@ def test_openaq_sample_one_row_per_station_and_hour(tmp_path: Path) -> None:
     for r in runs:
         assert r["read"] == r["written"] + r["updated"] + r["duplicate"] + r["rejected"]
     assert json.loads(runs[0]["tables"])["AirQualityObserved"] >= 1
+
+
+def test_repeats_within_one_file_count_as_duplicate_or_updated_and_last_wins(
+        tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 20), row("S1", 1, "no2", 20),
+                                       row("S1", 2, "no2", 5), row("S1", 2, "no2", 6),
+                                       row("S1", 2, "pm25", 3)])
+    lake = tmp_path / "lake"
+    run = _ingest(lake, data, st)
+    assert (run["written"], run["duplicate"], run["updated"]) == (3 + 3, 1, 1)
+    rows = hub_json(lake, "sql", "SELECT hour(observed_at) AS h, no2, pm25 "
+                    "FROM AirQualityObserved ORDER BY h")
+    assert rows == [{"h": 1, "no2": 20.0, "pm25": None}, {"h": 2, "no2": 6.0, "pm25": 3.0}]
