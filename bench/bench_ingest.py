@@ -128,7 +128,7 @@ def main() -> None:
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}",
-        "rows": read, "entity_rows_written": runs[0]["written"],
+        "rows": read, "records_written": runs[0]["written"],
         "end_to_end_seconds_median": round(seconds, 2),
         "end_to_end_rows_per_s": round(read / seconds),
         "peak_rss_mb_max": round(max(r["peak_rss_mb"] for r in runs)),
