@@ -20,15 +20,15 @@ run: $(STAMP)  ## the main job on the embedded demo city: write, ingest, show
 
 test: $(STAMP)  ## lint, type-check and the whole test suite
 	$(BIN)/ruff check hubctl adapters pipelines tests bench
-	$(BIN)/mypy hubctl adapters
+	$(BIN)/mypy hubctl adapters pipelines
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check hubctl adapters pipelines tests bench
-	$(BIN)/mypy hubctl adapters
+	$(BIN)/mypy hubctl adapters pipelines
 
 bench: $(STAMP)  ## benchmarks (not part of the tests); figures go to docs/benchmarks.md
-	$(BIN)/python bench/bench_ingest.py
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo bench-out .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,11 @@ CODES: dict[str, str] = {
     "malformed-record": "{detail}",
     "constraint-error": "{field}: {detail}",
     "unknown-station": "station {value!r} has no coordinates in the stations file",
+    "unknown-reference": "{field}: {value!r} refers to no {type} in {where}",
+    "duplicate-key": "{field}: {value!r} appears again ({detail})",
+    "end-before-start": "{field}: {value} is before the start {start}",
+    "negative-value": "{field}: {value} is negative",
+    "unmapped-message": "{detail}",
 }
 
 

@@ -1,8 +1,32 @@
-"""Analyses over the catalog, registered in ``PIPELINES`` (none yet: the transit, safety and
-energy issues add the first ones)."""
+"""Analyses over the catalog: one module per pipeline, registered in ``PIPELINES``.
+
+The registry is a plain dict built from an explicit import list; a duplicate name fails at
+import time. :mod:`hubctl.pipeline` says what a pipeline module provides.
+"""
 
 from __future__ import annotations
 
-__all__ = ["PIPELINES"]
+from hubctl.pipeline import Pipeline
 
-PIPELINES: dict[str, object] = {}
+__all__ = ["PIPELINES", "get_pipeline"]
+
+
+def _build(*modules: object) -> dict[str, Pipeline]:
+    out: dict[str, Pipeline] = {}
+    for module in modules:
+        pipeline: Pipeline = module.PIPELINE  # type: ignore[attr-defined]
+        if pipeline.name in out:
+            raise RuntimeError(f"two pipelines are called {pipeline.name!r}")
+        out[pipeline.name] = pipeline
+    return out
+
+
+PIPELINES: dict[str, Pipeline] = _build()
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline called ``name``; KeyError lists the known ones."""
+    if name not in PIPELINES:
+        known = ", ".join(sorted(PIPELINES)) or "none"
+        raise KeyError(f"unknown pipeline {name!r} (known: {known})")
+    return PIPELINES[name]

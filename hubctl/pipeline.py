@@ -1,0 +1,187 @@
+"""What a pipeline is: an analysis over the catalog that returns derived tables and a summary.
+
+A pipeline module in ``pipelines/`` defines ``PIPELINE``, an object with:
+
+- ``name``: what ``hubctl run NAME`` calls it;
+- ``summary``: one line for ``hubctl pipelines``;
+- ``inputs``: the lake tables it needs, each ``"Type"`` or ``"TypeA|TypeB"`` (any one of them);
+  ``hubctl run --all`` runs the pipelines whose inputs are all present;
+- ``optional_inputs``: tables it uses when they are present;
+- ``params``: its :class:`Param` list (``--param name=value``);
+- ``example``: a command line for ``--help``;
+- ``run(ctx)``: the analysis, returning a :class:`PipelineResult`.
+
+The runner (:mod:`hubctl.runner`) does the rest: catalog, parameters, the lock, writing the
+derived tables under ``<lake>/derived/<NAME>/<table>/`` tagged with the run id, the run's
+ledger row, the printed summary and the ``--assert`` checks.
+
+A pipeline must be deterministic: the same lake and parameters give the same tables and summary
+(order rows explicitly; break ties by a key; seed anything random).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from hubctl.errors import UsageError
+
+__all__ = ["Param", "Pipeline", "PipelineContext", "PipelineResult", "metrics"]
+
+_KINDS = ("int", "float", "str", "bool", "date", "list")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``--param name=value`` of a pipeline, with its default and help text.
+
+    ``kind`` is one of int, float, str, bool, date (YYYY-MM-DD), list (comma-separated
+    strings); empty means "the type of the default". ``choices`` restricts str values;
+    ``minimum``/``maximum`` bound numbers.
+    """
+
+    name: str
+    default: Any
+    help: str
+    kind: str = ""
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def type_name(self) -> str:
+        """The kind of value this parameter takes."""
+        if self.kind:
+            return self.kind
+        if isinstance(self.default, bool):
+            return "bool"
+        if isinstance(self.default, int):
+            return "int"
+        if isinstance(self.default, float):
+            return "float"
+        if isinstance(self.default, date):
+            return "date"
+        if isinstance(self.default, list | tuple):
+            return "list"
+        return "str"
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text`` for this parameter, or a UsageError that says what fits."""
+        kind = self.type_name
+        raw = text.strip()
+        try:
+            value: Any
+            if kind == "int":
+                value = int(raw)
+            elif kind == "float":
+                value = float(raw)
+                if not math.isfinite(value):
+                    raise ValueError(raw)
+            elif kind == "bool":
+                low = raw.lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(raw)
+                value = low in ("1", "true", "yes", "on")
+            elif kind == "date":
+                value = date.fromisoformat(raw)
+            elif kind == "list":
+                value = [p.strip() for p in raw.split(",") if p.strip()]
+            else:
+                value = raw
+        except ValueError:
+            raise UsageError(f"--param {self.name}={text}: not a valid {kind}",
+                             hint=f"{self.name}: {self.help} (default {self.default!r})") from None
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """Raise UsageError when ``value`` is outside the choices or bounds."""
+        if self.choices and value not in self.choices:
+            raise UsageError(f"--param {self.name}={value}: choose one of "
+                             f"{', '.join(self.choices)}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise UsageError(f"--param {self.name}={value}: must be at least {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise UsageError(f"--param {self.name}={value}: must be at most {self.maximum}")
+
+
+@dataclass
+class PipelineContext:
+    """What the runner gives a pipeline.
+
+    ``con`` is a DuckDB connection with the catalog's views: every lake table by its name
+    (``"GtfsStopTime"``), ``<Type>_latest`` (newest row per id), ``_runs``, ``_rejects``, and
+    earlier derived tables as ``derived.<pipeline>_<table>``. ``params`` holds every parameter
+    of the pipeline, parsed, defaults filled in.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    params: dict[str, Any]
+    run_id: str
+    tables: frozenset[str] = frozenset()
+    warn: Callable[[str], None] = lambda msg: None
+    step: Callable[[str], None] = lambda msg: None
+
+    def has(self, table: str) -> bool:
+        """True if the lake has table ``table`` (it may still be empty)."""
+        return table in self.tables
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run SQL on the catalog and return the result as an Arrow table."""
+        return self.con.sql(query, params=list(params) if params else None).to_arrow_table()
+
+    def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
+        """The first column of the first row of a query (None when there is no row)."""
+        rows = self.con.execute(query, list(params) if params else []).fetchall()
+        return rows[0][0] if rows else None
+
+
+@dataclass
+class PipelineResult:
+    """Derived tables by short name, and the JSON summary.
+
+    Table ``x`` of pipeline ``p`` is written to ``<lake>/derived/p/x/`` and queried as
+    ``derived.p_x``. Numbers anywhere in ``summary`` are metrics for ``--assert``, named by
+    their dotted path (``coverage.after``, ``routes.0.trips``). ``notes`` are sentences for
+    people (for example how many records an analysis had to leave out, and why).
+    """
+
+    tables: dict[str, pa.Table]
+    summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+class Pipeline(Protocol):
+    """The contract every module in ``pipelines/`` fulfils (as its ``PIPELINE``)."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...]
+    optional_inputs: tuple[str, ...]
+    params: tuple[Param, ...]
+    example: str
+
+    def run(self, ctx: PipelineContext) -> PipelineResult:
+        """Run the analysis."""
+        ...
+
+
+def metrics(summary: Any, prefix: str = "") -> dict[str, float]:
+    """Every number in a summary by dotted path (booleans count as 0/1)."""
+    out: dict[str, float] = {}
+    if isinstance(summary, dict):
+        for key, value in summary.items():
+            out.update(metrics(value, f"{prefix}{key}."))
+    elif isinstance(summary, list | tuple):
+        for i, value in enumerate(summary):
+            out.update(metrics(value, f"{prefix}{i}."))
+    elif isinstance(summary, int | float) and math.isfinite(summary):  # bool is an int too
+        out[prefix[:-1]] = float(summary)
+    return out
