@@ -1,6 +1,7 @@
 """The catalog: a DuckDB connection with one view per lake table.
 
-Views: ``<Type>`` (every row), ``<Type>_latest`` (newest row per id), ``_runs``, ``_rejects``.
+Views: ``<Type>`` (every row), ``<Type>_latest`` (newest row per id), ``_runs``, ``_rejects``,
+``_pipeline_runs``, and ``derived.<pipeline>_<table>`` (the latest output of each pipeline).
 Each view reads its Delta table's current snapshot as a list of Parquet files, so any DuckDB
 client can do the same without hubctl (``hubctl catalog FILE.duckdb`` writes such views).
 """
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from hubctl.duck import connect, quote_ident, scan_sql
 from hubctl.errors import SqlError, UnknownTable
-from hubctl.lake import Lake
+from hubctl.lake import DERIVED, Lake
 from hubctl.registry import registry
 
 __all__ = ["Catalog", "translate_error"]
@@ -46,6 +47,21 @@ class Catalog:
         self.views: list[str] = []
         for name in lake.table_names():
             self._add(name)
+        self.derived: list[str] = []
+        for pipeline, table in lake.derived_names():
+            self._add_derived(pipeline, table)
+
+    def _add_derived(self, pipeline: str, table: str) -> None:
+        """``derived.<pipeline>_<table>``: the latest output of a pipeline."""
+        path = f"{DERIVED}/{pipeline}/{table}"
+        files = self.lake.files(path)
+        source = (f"SELECT * FROM {scan_sql(files, hive=False)}" if files
+                  else self._empty_select(self.lake.schema(path)))
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {DERIVED}").fetchall()
+        name = f"{pipeline}_{table}"
+        self.con.execute(f"CREATE OR REPLACE VIEW {DERIVED}.{quote_ident(name)} AS {source}"
+                         ).fetchall()
+        self.derived.append(f"{DERIVED}.{name}")
 
     def _add(self, name: str) -> None:
         files = self.lake.files(name)
@@ -104,6 +120,6 @@ class Catalog:
             path.unlink()
         cat = Catalog(lake, str(path))
         try:
-            return list(cat.views)
+            return list(cat.views) + list(cat.derived)
         finally:
             cat.close()

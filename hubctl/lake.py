@@ -31,6 +31,7 @@ CLASSES = ("new", "updated", "filled", "duplicate")  # coded 0..3 in the class c
 NEW, DUPLICATE = 0, 3
 _DATE_DIR = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 _MERGE_RETRIES = 8
+DERIVED = "derived"  # <lake>/derived/<pipeline>/<table>/: tables that pipelines write
 
 
 @dataclass
@@ -261,6 +262,18 @@ class Lake:
         """Delete files no longer referenced by versions newer than the retention period."""
         return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
                                       enforce_retention_duration=False)
+
+    def replace(self, name: str, table: pa.Table) -> int:
+        """Overwrite table ``name`` with ``table`` (a pipeline's derived table; earlier
+        versions stay readable by time travel until vacuumed). Returns the new version."""
+        self.path(name).mkdir(parents=True, exist_ok=True)
+        write_deltalake(str(self.path(name)), table, mode="overwrite", schema_mode="overwrite")
+        return self.open(name).version()
+
+    def derived_names(self) -> list[tuple[str, str]]:
+        """(pipeline, table) of every derived table under ``<lake>/derived/``."""
+        found = self.root.glob(f"{DERIVED}/*/*/_delta_log")
+        return sorted((p.parent.parent.name, p.parent.name) for p in found)
 
     def require_root(self) -> None:
         """Fail with a hint when the lake folder does not exist."""

@@ -6,14 +6,15 @@ from typing import Any
 
 from hubctl.catalog import Catalog
 from hubctl.duck import quote_ident
-from hubctl.lake import Lake
+from hubctl.lake import DERIVED, Lake
 from hubctl.registry import registry
 
 __all__ = ["table_stats"]
 
 
 def table_stats(lake: Lake) -> list[dict[str, Any]]:
-    """Rows, distinct ids, attributes, time span, version and last run of every table."""
+    """Rows, distinct ids, attributes, time span, version and last run of every table, then
+    the derived tables of pipelines."""
     cat = Catalog(lake)
     types = registry()
     try:
@@ -33,6 +34,14 @@ def table_stats(lake: Lake) -> list[dict[str, Any]]:
             else:
                 info["rows"] = cat.query(f"SELECT count(*) AS n FROM {q}").to_pylist()[0]["n"]
             out.append(info)
+        for pipeline, table in lake.derived_names():
+            path = f"{DERIVED}/{pipeline}/{table}"
+            name = f"{DERIVED}.{quote_ident(f'{pipeline}_{table}')}"
+            out.append({"table": f"{DERIVED}.{pipeline}_{table}",
+                        "version": lake.open(path).version(),
+                        "columns": lake.schema(path).names,
+                        "rows": cat.query(f"SELECT count(*) AS n FROM {name}"
+                                          ).to_pylist()[0]["n"]})
         return out
     finally:
         cat.close()

@@ -1,0 +1,270 @@
+"""Running a pipeline: parameters, inputs, the lock, derived tables, the ledger row, asserts.
+
+Each run of pipeline ``p`` overwrites its derived tables ``<lake>/derived/p/<table>/`` (a new
+Delta version, so earlier outputs stay readable by time travel until vacuumed), every row tagged
+with the run id, and appends one row to ``_pipeline_runs``: parameters, input table versions,
+row counts, the summary, the assert results and how the run ended.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import operator
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from hubctl.catalog import Catalog
+from hubctl.errors import EXIT_FAILED, HubError, InputError, UsageError
+from hubctl.lake import DERIVED, Lake
+from hubctl.ledger import new_run_id
+from hubctl.locks import hold
+from hubctl.pipeline import Pipeline, PipelineContext, metrics
+from hubctl.types import TIMESTAMP
+
+__all__ = ["PIPELINE_RUNS", "Assertion", "AssertionFailed", "Outcome", "missing_inputs",
+           "parse_assert", "parse_params", "plain", "run_pipeline"]
+
+PIPELINE_RUNS = "_pipeline_runs"
+
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("pipeline", pa.string()), ("params", pa.string()),
+    ("inputs", pa.string()), ("started_at", TIMESTAMP), ("finished_at", TIMESTAMP),
+    ("seconds", pa.float64()), ("status", pa.string()), ("error", pa.string()),
+    ("tables", pa.string()), ("summary", pa.string()), ("notes", pa.string()),
+    ("asserts", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
+])
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt, ">": operator.gt, "=": operator.eq,
+}
+_ASSERT = re.compile(r"^\s*([^\s<>=!]+)\s*(<=|>=|==|!=|<|>|=)\s*(\S+)\s*$")
+
+
+class AssertionFailed(HubError):
+    """An ``--assert`` did not hold: the analysis ran, its result is not acceptable."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, outcome: Outcome, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.outcome = outcome
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """``METRIC OP VALUE`` from ``--assert``."""
+
+    text: str
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, actual: float) -> bool:
+        """True when ``actual OP value``."""
+        return _OPS[self.op](actual, self.value)
+
+
+def parse_assert(text: str) -> Assertion:
+    """Parse ``"coverage.after >= 0.6"``; a UsageError shows the expected form."""
+    m = _ASSERT.match(text)
+    value: float | None = None
+    if m:
+        raw = m.group(3).lower()
+        if raw in ("true", "false"):
+            value = 1.0 if raw == "true" else 0.0
+        else:
+            try:
+                value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+            except ValueError:
+                value = None
+    if not m or value is None or not math.isfinite(value):
+        raise UsageError(f"--assert {text!r}: expected METRIC OP NUMBER",
+                         hint='for example --assert "coverage.after >= 0.6" '
+                              "(OP is one of < <= > >= == !=)")
+    return Assertion(text.strip(), m.group(1), m.group(2), value)
+
+
+def parse_params(pipeline: Pipeline, pairs: Sequence[str]) -> dict[str, Any]:
+    """Every parameter of ``pipeline``: defaults, overridden by ``name=value`` pairs."""
+    known = {p.name: p for p in pipeline.params}
+    values = {p.name: p.default for p in pipeline.params}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise UsageError(f"--param {pair!r}: expected NAME=VALUE",
+                             hint=f"`hubctl pipelines {pipeline.name}` lists the parameters")
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            raise UsageError(
+                f"pipeline {pipeline.name} has no parameter {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else ""),
+                hint=f"its parameters: {', '.join(known) or 'none'}")
+        values[name] = known[name].parse(text)
+    return values
+
+
+def missing_inputs(pipeline: Pipeline, tables: Sequence[str]) -> list[str]:
+    """The inputs of ``pipeline`` that the lake lacks (``"A|B"`` when neither is there)."""
+    present = set(tables)
+    return [spec for spec in pipeline.inputs
+            if not any(alt in present for alt in spec.split("|"))]
+
+
+@dataclass
+class Outcome:
+    """What one run produced, as ``hubctl run --json`` prints it."""
+
+    pipeline: str
+    run_id: str
+    params: dict[str, Any]
+    inputs: dict[str, int]
+    tables: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    status: str = "running"
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
+            "seconds": round(self.seconds, 3), "params": plain(self.params),
+            "inputs": self.inputs,
+            "tables": {t: {"rows": n, "sql": f"{DERIVED}.{self.pipeline}_{t}"}
+                       for t, n in self.tables.items()},
+            "summary": self.summary, "notes": self.notes, "asserts": self.checks,
+        }
+
+
+def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
+                 asserts: Sequence[Assertion] = (), *,
+                 warn: Callable[[str], None] = lambda m: None,
+                 step: Callable[[str], None] = lambda m: None) -> Outcome:
+    """Run ``pipeline`` on the lake's current snapshots and record it.
+
+    Raises InputError when an input table is missing, LockHeld when the same pipeline runs
+    elsewhere, UsageError when an assert names no metric of the summary, and AssertionFailed
+    (after writing everything) when an assert does not hold.
+    """
+    lake.require_root()
+    tables = lake.table_names()
+    missing = missing_inputs(pipeline, tables)
+    if missing:
+        raise InputError(
+            f"pipeline {pipeline.name} needs table(s) {', '.join(missing)}, which the lake "
+            f"{lake.root} does not have",
+            hint="ingest them first (`hubctl ingest --help` lists the adapters, "
+                 "`hubctl tables` what the lake holds)")
+    with hold(lake.root, f"pipeline:{pipeline.name}"):
+        used = [t for spec in (*pipeline.inputs, *pipeline.optional_inputs)
+                for t in spec.split("|") if t in tables]
+        out = Outcome(pipeline.name, new_run_id(), params,
+                      {t: lake.open(t).version() for t in used})
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        catalog = Catalog(lake)
+        try:
+            ctx = PipelineContext(con=catalog.con, params=dict(params), run_id=out.run_id,
+                                  tables=frozenset(tables), warn=warn, step=step)
+            result = pipeline.run(ctx)
+            out.summary = plain(result.summary)
+            out.notes = list(result.notes)
+            for note in out.notes:
+                warn(note)
+            for name, table in sorted(result.tables.items()):
+                step(f"writing {DERIVED}.{pipeline.name}_{name} ({table.num_rows:,} rows)")
+                lake.replace(f"{DERIVED}/{pipeline.name}/{name}", _tagged(table, out.run_id))
+                out.tables[name] = table.num_rows
+            out.checks = _check(out.summary, asserts)
+            out.status = "ok" if all(c["ok"] for c in out.checks) else "assert-failed"
+        except BaseException as exc:
+            out.status = "failed"
+            out.seconds = time.perf_counter() - clock
+            _record(lake, out, started, error=_describe(exc))
+            raise
+        finally:
+            catalog.close()
+        out.seconds = time.perf_counter() - clock
+        _record(lake, out, started)
+    failed = [c for c in out.checks if not c["ok"]]
+    if failed:
+        raise AssertionFailed(
+            "assertion failed: " + "; ".join(
+                f"{c['metric']} = {c['value']:g}, expected {c['op']} {c['expected']:g}"
+                for c in failed), out,
+            hint=f"run {out.run_id} is recorded in _pipeline_runs with status assert-failed")
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, HubError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _tagged(table: pa.Table, run_id: str) -> pa.Table:
+    if "_run_id" in table.column_names:
+        table = table.drop_columns(["_run_id"])
+    return table.append_column("_run_id", pa.array([run_id] * table.num_rows, pa.string()))
+
+
+def _check(summary: dict[str, Any], asserts: Sequence[Assertion]) -> list[dict[str, Any]]:
+    values = metrics(summary)
+    checks = []
+    for a in asserts:
+        if a.metric not in values:
+            close = difflib.get_close_matches(a.metric, list(values), n=3)
+            raise UsageError(
+                f"--assert {a.text!r}: the summary has no metric {a.metric!r}",
+                hint=(f"did you mean {', '.join(close)}? " if close else "")
+                + "`hubctl run NAME --json` shows the summary; metrics are dotted paths")
+        actual = values[a.metric]
+        checks.append({"assert": a.text, "metric": a.metric, "op": a.op, "expected": a.value,
+                       "value": actual, "ok": a.holds(actual)})
+    return checks
+
+
+def _record(lake: Lake, out: Outcome, started: datetime, error: str | None = None) -> None:
+    row = {
+        "run_id": out.run_id, "pipeline": out.pipeline,
+        "params": json.dumps(plain(out.params), sort_keys=True),
+        "inputs": json.dumps(out.inputs, sort_keys=True), "started_at": started,
+        "finished_at": datetime.now(UTC), "seconds": out.seconds, "status": out.status,
+        "error": error, "tables": json.dumps(out.tables, sort_keys=True),
+        "summary": json.dumps(out.summary, ensure_ascii=False),
+        "notes": json.dumps(out.notes, ensure_ascii=False),
+        "asserts": json.dumps(out.checks), "host": socket.gethostname(), "pid": os.getpid(),
+    }
+    lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=RUNS_SCHEMA))
+
+
+def plain(value: Any) -> Any:
+    """A summary as plain JSON values: numpy scalars unwrapped, dates as ISO text, NaN as null."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # numpy
+        return plain(value.tolist())
+    if hasattr(value, "as_py"):  # an Arrow scalar
+        return plain(value.as_py())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
