@@ -216,8 +216,13 @@ def _describe(exc: BaseException) -> str:
 
 
 def _tagged(table: pa.Table, run_id: str) -> pa.Table:
+    """The table with its ``_run_id``; all-null columns typed as text (Delta has no null type)."""
     if "_run_id" in table.column_names:
         table = table.drop_columns(["_run_id"])
+    for i, f in enumerate(table.schema):
+        if pa.types.is_null(f.type):
+            table = table.set_column(i, pa.field(f.name, pa.string()),
+                                     table.column(i).cast(pa.string()))
     return table.append_column("_run_id", pa.array([run_id] * table.num_rows, pa.string()))
 
 

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from hubctl.errors import UsageError
@@ -47,7 +48,7 @@ class DailyMeans:
             "ORDER BY id, day", [ctx.params["since"], ctx.params["min_hours"]])
         top = max(means["mean"].to_pylist(), default=0.0)
         return PipelineResult(
-            tables={"means": means},
+            tables={"means": means, "empty": pa.table({"nothing": pa.nulls(0)})},
             summary={"stations": len(set(means["id"].to_pylist())),
                      "days": {"count": means.num_rows}, "max_mean": top,
                      "ok": True},
@@ -87,7 +88,9 @@ def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_run_writes_derived_tables_and_ledger(lake: Path) -> None:
     out = hub_json(lake, "run", "aq_daily")
     assert out["status"] == "ok"
-    assert out["tables"] == {"means": {"rows": 2, "sql": "derived.aq_daily_means"}}
+    assert out["tables"]["means"] == {"rows": 2, "sql": "derived.aq_daily_means"}
+    assert hub_json(lake, "sql", "SELECT count(*) AS n FROM derived.aq_daily_empty") == [
+        {"n": 0}]
     assert out["summary"]["stations"] == 2 and out["summary"]["max_mean"] == 40.0
     assert out["inputs"]["AirQualityObserved"] >= 1 and "PointOfInterest" in out["inputs"]
     rows = hub_json(lake, "sql", "SELECT id, mean, hours, _run_id FROM derived.aq_daily_means "
@@ -98,7 +101,7 @@ def test_run_writes_derived_tables_and_ledger(lake: Path) -> None:
     assert len(runs) == 1 and runs[0]["status"] == "ok"
     assert json.loads(runs[0]["params"]) == {"attribute": "no2", "min_hours": 1,
                                              "since": "2000-01-01"}
-    assert json.loads(runs[0]["tables"]) == {"means": 2}
+    assert json.loads(runs[0]["tables"]) == {"empty": 0, "means": 2}
 
 
 def test_params_reach_the_pipeline(lake: Path) -> None:
@@ -209,7 +212,7 @@ def test_catalog_file_has_derived_views(lake: Path, tmp_path: Path) -> None:
     assert hub(lake, "catalog", str(db)).exit_code == 0
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM derived.aq_daily_means").fetchall() == [(2,)]
-    assert Lake(lake).derived_names() == [("aq_daily", "means")]
+    assert Lake(lake).derived_names() == [("aq_daily", "empty"), ("aq_daily", "means")]
     tables = {t["table"]: t for t in hub_json(lake, "tables")}
     assert tables["derived.aq_daily_means"]["rows"] == 2
     assert tables["_pipeline_runs"]["rows"] == 1
