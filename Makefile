@@ -21,6 +21,7 @@ run: $(STAMP)  ## the main job on the embedded demo city: write, ingest, show
 test: $(STAMP)  ## lint, type-check and the whole test suite
 	$(BIN)/ruff check hubctl adapters pipelines tests bench
 	$(BIN)/mypy hubctl adapters pipelines
+	bash scripts/ensure-mosquitto
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -7,7 +7,22 @@ import time.
 from __future__ import annotations
 
 from hubctl.adapter import Adapter
-from hubctl.adapters import airkorea, ngsi_ld, openaq
+from hubctl.adapters import (
+    airkorea,
+    boardings,
+    calls,
+    ev_sessions,
+    greenbutton,
+    gtfs,
+    gtfs_rt,
+    meter_readings,
+    ngsi_ld,
+    ngsi_ld_broker,
+    openaq,
+    osm,
+    places,
+    population,
+)
 
 __all__ = ["ADAPTERS", "get_adapter"]
 
@@ -22,7 +37,9 @@ def _build(*modules: object) -> dict[str, Adapter]:
     return out
 
 
-ADAPTERS: dict[str, Adapter] = _build(openaq, airkorea, ngsi_ld)
+ADAPTERS: dict[str, Adapter] = _build(openaq, airkorea, ngsi_ld, osm, boardings, population,
+                                       ngsi_ld_broker, gtfs, gtfs_rt, calls, places,
+                                       greenbutton, meter_readings, ev_sessions)
 
 
 def get_adapter(name: str) -> Adapter:

@@ -140,13 +140,13 @@ def _load_json(path: Path) -> list[tuple[str, Any]]:
     return [("", doc)]
 
 
-def _api_error(path: Path, code: Any, msg: Any, record: str | None = None) -> InputError:
+def _api_error(path: str | Path, code: Any, msg: Any, record: str | None = None) -> InputError:
     code = str(code).strip()
     return InputError(f"the API answered resultCode {code} ({msg or 'no message'}) instead of "
                       "data", path=str(path), record=record, hint=RESULT_HINTS.get(code))
 
 
-def _xml_error(path: Path, text: str) -> InputError:
+def _xml_error(path: str | Path, text: str) -> InputError:
     """An XML answer (data.go.kr sends its key errors as XML): its code, else 'not JSON'."""
     def first(*tags: str) -> str | None:
         found = (re.search(rf"<{t}>\s*([^<]*?)\s*</{t}>", text) for t in tags)
@@ -158,7 +158,7 @@ def _xml_error(path: Path, text: str) -> InputError:
     return InputError("is XML, not JSON", path=str(path), hint="fetch it with returnType=json")
 
 
-def _items(doc: Any, path: Path, where: str) -> list[Any]:
+def _items(doc: Any, path: str | Path, where: str) -> list[Any]:
     """``response.body.items`` of one API response (a list, or an object holding ``item``)."""
     record = where or None
     resp = doc.get("response", doc) if isinstance(doc, dict) else None
@@ -333,12 +333,17 @@ def _measurement(item: dict[str, Any], name: str, pos: Position, ts: datetime) -
 
 def _measurements(path: Path, stations: Stations) -> Iterator[Entry]:
     """Lake rows and rejects of one measurement file, in input order."""
-    for where, item in _records(path):
+    return _entries(str(path), _records(path), stations)
+
+
+def _entries(file: str, records: Iterable[tuple[str, Any]], stations: Stations) -> Iterator[Entry]:
+    """Lake rows and rejects of measurement items (with where each is), in input order."""
+    for where, item in records:
         raw = json.dumps(item, ensure_ascii=False, default=str)
         ts = parse_data_time(item.get("dataTime")) if isinstance(item, dict) else None
         reasons = _item_reasons(item, stations, ts)
         if reasons or ts is None:
-            yield Reject(AQO, raw, reasons, file=str(path), record=where)
+            yield Reject(AQO, raw, reasons, file=file, record=where)
         else:
             name = _text(item["stationName"]) or ""
             yield _measurement(item, name, stations.by_name[name], ts) | {
@@ -382,6 +387,25 @@ class AirKorea:
         click.Option(["--stations"], required=True, type=click.Path(exists=True, dir_okay=False),
                      help="AirKorea station list (getMsrstnList JSON) or a CSV name,lat,lon."),
     ]
+    pull_example = ("AIRKOREA_SERVICE_KEY=... hubctl ingest airkorea --api --sido 서울 "
+                    "--stations stations.json")
+
+    @property
+    def pull_params(self) -> list[click.Parameter]:
+        """Options of ``--api`` pulls from the data.go.kr endpoint."""
+        from hubctl.adapters.airkorea_api import PARAMS
+
+        return PARAMS
+
+    def is_pull(self, options: dict[str, Any]) -> bool:
+        """True when these options ask for an API pull instead of files."""
+        return bool(options.get("api"))
+
+    def pull_source(self, options: dict[str, Any]) -> str:
+        """The default source name of a pull (its cursor is kept under it)."""
+        from hubctl.adapters.airkorea_api import source_name
+
+        return source_name(options)
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -392,7 +416,15 @@ class AirKorea:
         stations_path = Path(options["stations"])
         stations = load_stations(stations_path, ctx)
         size = max(1, ctx.batch_rows)
+        pulled = None
+        if self.is_pull(options):  # checks the key and the query before anything is written
+            from hubctl.adapters.airkorea_api import pull
+
+            pulled = pull(options, stations, ctx)
         yield from _batches(POI, str(stations_path), [*stations.rows, *stations.rejects], size)
+        if pulled is not None:
+            yield from pulled
+            return
         for path in inputs:
             entries = list(_measurements(Path(path), stations))  # a bad page fails the file
             ctx.advance(Path(path).stat().st_size)

@@ -156,8 +156,11 @@ class _Group:
 class _FileReader:
     """One input file: its entities grouped by type, then batches and warnings."""
 
-    def __init__(self, path: Path, text: str, assumed: str | None, ctx: ReadContext) -> None:
+    def __init__(self, path: Path | str, text: str, assumed: str | None,
+                 ctx: ReadContext) -> None:
+        """``path``: the file, or the URL a broker pull read the text from."""
         self.path, self.text, self.assumed, self.ctx = path, text, assumed, ctx
+        self.label = path.name if isinstance(path, Path) else path
         self.reports: dict[str, _TypeReport] = {}
 
     @cached_property
@@ -180,7 +183,7 @@ class _FileReader:
         for name, group in groups.items():
             yield self.batch(name, group)
         for name, report in self.reports.items():
-            for message in report.messages(self.path.name, registry()[name]):
+            for message in report.messages(self.label, registry()[name]):
                 self.ctx.warn(message)
 
     def entry(self, pointer: str, obj: Any) -> tuple[str, Entry]:

@@ -27,6 +27,7 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict)
     schedule: str | None = None
     base: Path = field(default_factory=Path.cwd)  # relative option paths resolve against it
+    mqtt: dict[str, Any] | None = None  # [sources.NAME.mqtt]: a live source for `hubctl listen`
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Config:
 
 
 def _source(name: str, spec: Any, base: Path, where: Path) -> Source:
+    if isinstance(spec, dict) and isinstance(spec.get("mqtt"), dict):  # checked by `listen`
+        return Source(name=name, adapter=str(spec.get("adapter", "mqtt")), inputs=[],
+                      schedule=spec.get("schedule"), base=base, mqtt=dict(spec["mqtt"]))
     if not isinstance(spec, dict) or "adapter" not in spec:
         raise ConfigError(f"{where}: [sources.{name}] needs adapter = \"...\"",
                           hint="see `hubctl init` for a commented example")
@@ -108,4 +112,21 @@ path = "lake"        # overridden by --lake PATH or the HUBCTL_LAKE environment 
 # [sources.brokers]
 # adapter = "ngsi-ld"
 # inputs = ["data/entities.jsonl"]
+#
+# API pulls keep a cursor in the run ledger; `schedule` (cron, local time) is used by
+# `hubctl schedule run|emit` and `hubctl ingest --all --due`. Keys come from the environment.
+#
+# [sources.daegu-live]
+# adapter = "airkorea"
+# schedule = "5 * * * *"
+# [sources.daegu-live.options]
+# api = true
+# sido = "대구"
+# stations = "data/airkorea-stations.json"
+# service-key-env = "AIRKOREA_SERVICE_KEY"
+#
+# [sources.orion-history]
+# adapter = "ngsi-ld-broker"
+# schedule = "*/10 * * * *"
+# options = { url = "http://localhost:1026", type = "AirQualityObserved", temporal = true }
 '''

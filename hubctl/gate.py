@@ -272,7 +272,7 @@ class Gate:
             if i not in type_fields.get("id", ()):
                 out[i].append(reason("missing-required", "id"))
         if self.id_pattern:
-            for i in _true_indices(pc.invert(pc.match_substring_regex(ids, self.id_pattern))):
+            for i in _true_indices(_mismatches(ids, self.id_pattern)):
                 out[i].append(reason("pattern-error", "id", value=ids[i].as_py(),
                                      pattern=self.id_pattern))
 
@@ -319,6 +319,24 @@ class Gate:
         good = table.filter(pa.array(keep))
         rejected = table.take(pa.array(idx))
         return good, rejected, {n: bad[int(i)] for n, i in enumerate(idx)}
+
+
+def _mismatches(values: pa.Array | pa.ChunkedArray, pattern: str) -> pa.Array:
+    """True where a text does not match ``pattern``. Ids repeat (one per station or meter, many
+    rows each): on long columns each distinct text is matched once."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        bad_words = pc.invert(pc.match_substring_regex(values.dictionary, pattern))
+        return pc.take(bad_words, values.indices)
+    if len(values) < 4096:
+        return pc.invert(pc.match_substring_regex(values, pattern))
+    distinct = pc.unique(values)
+    bad = distinct.filter(pc.invert(pc.fill_null(
+        pc.match_substring_regex(distinct, pattern), True)))
+    if len(bad) == 0:
+        return pa.repeat(pa.scalar(False), len(values))
+    return pc.is_in(values, value_set=bad)
 
 
 def _true_indices(mask: pa.Array | pa.ChunkedArray) -> list[int]:

@@ -25,14 +25,22 @@ from hubctl.duck import quote_ident, scratch
 from hubctl.errors import HubError, InputError, RejectRateExceeded
 from hubctl.gate import gate_for
 from hubctl.lake import Lake
-from hubctl.ledger import Run, find_ingested, new_run_id, write_rejects, write_run
+from hubctl.ledger import (
+    Cursor,
+    Run,
+    find_ingested,
+    last_cursor,
+    new_run_id,
+    write_rejects,
+    write_run,
+)
 from hubctl.locks import hold
 from hubctl.prefetch import prefetch
 from hubctl.registry import EntityType, get_type
 from hubctl.rejects import Reason, Reject
 from hubctl.types import TIMESTAMP
 
-__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest"]
+__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest", "ingest_batches"]
 
 _BOOKKEEPING = ("_records", "_raw", "_record")
 
@@ -47,6 +55,7 @@ class IngestRequest:
     source: str
     force: bool = False
     max_reject_rate: float | None = None
+    cursor: Cursor | None = None  # a pull: resumes from the source's last committed cursor
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[Path]:
@@ -90,7 +99,10 @@ def ingest(lake: Lake, req: IngestRequest,
         run = Run(run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
                   fingerprint=fp, inputs=[str(p) for p in req.inputs],
                   options={k: str(v) for k, v in req.options.items() if v is not None})
-        previous = None if req.force else find_ingested(lake, req.source, fp)
+        if req.cursor is not None:  # read under the lock; a pull is never "unchanged"
+            req.cursor.before = run.cursor_before = last_cursor(lake, req.source)
+        pull = req.cursor is not None
+        previous = None if req.force or pull else find_ingested(lake, req.source, fp)
         if previous:
             run.status = "unchanged"
             run.warnings.append(f"input already ingested by run {previous}; use --force to "
@@ -114,6 +126,8 @@ def ingest(lake: Lake, req: IngestRequest,
         rate = run.rejected / run.read if run.read else 0.0
         over = req.max_reject_rate is not None and rate > req.max_reject_rate
         run.status = "over-reject-rate" if over else "ok"
+        if req.cursor is not None:  # committed with the run; a failed run never advances it
+            run.cursor_after = req.cursor.after or req.cursor.before
         write_run(lake, run)
         if over:
             raise RejectRateExceeded(
@@ -127,16 +141,54 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
              progress: Callable[[int], None] | None) -> None:
     ctx = ReadContext(warn=run.warnings.append, advance=progress or (lambda n: None))
     for batch in prefetch(iter(req.adapter.read(req.inputs, req.options, ctx))):
-        run.read += batch.records
-        run.duplicate += batch.duplicate
-        run.updated += batch.updated
-        rejects = list(batch.rejects)
-        if batch.rows is not None and batch.rows.num_rows:
-            et = get_type(batch.entity_type)
-            rejects += _store(lake, et, batch, run)
-        if rejects:
-            run.rejected += sum(r.records for r in rejects)
-            run.tables["_rejects"] = write_rejects(lake, run, rejects)
+        _account(lake, batch, run)
+
+
+def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
+    """Gate and store one batch, write its rejects, count it in the run; return the rejects."""
+    run.read += batch.records
+    run.duplicate += batch.duplicate
+    run.updated += batch.updated
+    rejects = list(batch.rejects)
+    if batch.rows is not None and batch.rows.num_rows:
+        et = get_type(batch.entity_type)
+        rejects += _store(lake, et, batch, run)
+    if rejects:
+        run.rejected += sum(r.records for r in rejects)
+        run.tables["_rejects"] = write_rejects(lake, run, rejects)
+    return rejects
+
+
+def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batch], *,
+                   fingerprint: str, inputs: Sequence[str] = (),
+                   options: dict[str, Any] | None = None) -> tuple[Run, list[Reject]]:
+    """Ingest in-memory batches (a live micro-batch) as one run of ``source``.
+
+    The same gate, upsert, rejects and ledger path as :func:`ingest`, without an input file:
+    ``fingerprint`` names what was read (e.g. an MQTT session and batch number). The caller
+    holds the source's lock. Returns the ledger row written (status ``ok``) and every reject,
+    so the caller can answer each message; on failure the run is recorded as failed and the
+    error raised, and the caller must not acknowledge the batch.
+    """
+    lake.root.mkdir(parents=True, exist_ok=True)
+    run = Run(run_id=new_run_id(), source=source, adapter=adapter, fingerprint=fingerprint,
+              inputs=list(inputs), options=dict(options or {}))
+    rejects: list[Reject] = []
+    try:
+        for batch in batches:
+            rejects += _account(lake, batch, run)
+        if not run.reconciles:
+            raise HubError(f"counts do not reconcile: read {run.read} != written {run.written} "
+                           f"+ updated {run.updated} + duplicate {run.duplicate} + rejected "
+                           f"{run.rejected}")
+    except BaseException as exc:
+        run.status = "failed"
+        run.error = str(exc) or type(exc).__name__
+        write_run(lake, run)
+        raise
+    run.status = "ok"
+    write_run(lake, run)
+    return run, rejects
 
 
 def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ class Lake:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._live: dict[str, DeltaTable] = {}  # tables this process upserts into
+
+    def _current(self, name: str) -> DeltaTable:
+        """Table ``name`` at its newest version; a table upserted before is brought up to
+        date from the commits since (a fresh open replays the log: tens of ms per batch)."""
+        dt = self._live.get(name)
+        if dt is None:
+            dt = self._live[name] = self.open(name)
+        else:
+            dt.update_incremental()
+        return dt
 
     # ------------------------------------------------------------------ tables
     def path(self, name: str) -> Path:
@@ -132,24 +144,29 @@ class Lake:
 
     def _upsert_once(self, et: EntityType, rows: pa.Table,
                      cell_columns: tuple[str, ...]) -> UpsertResult:
-        dt = self.open(et.name)
+        dt = self._current(et.name)
         classes = self._classify(et, dt, rows, cell_columns)
         result = UpsertResult(records=_count(classes, rows.column("_records"),
                                              bool(cell_columns)))
         cls = classes.column("cls")
-        changed = rows.filter(pc.not_equal(cls, DUPLICATE)).drop_columns(["_records"])
-        if changed.num_rows == 0:
-            result.version = dt.version()
-            return result
-        # Rows whose key is not in the snapshot are appended (no MERGE scan); only the rest go
-        # through MERGE. Only a writer of the same keys at the same instant could race the
-        # append, and one source never runs twice at once (its lock).
-        is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
         schema = et.arrow_schema()
-        fresh = changed.filter(is_new).select(schema.names).cast(schema)
-        known = changed.filter(pc.invert(is_new)).select(schema.names).cast(schema)
+        codes = cls.to_numpy()
+        if (codes == NEW).all():  # the common case of fresh data: no filtering copies
+            fresh, known = _conform(rows, schema), rows.slice(0, 0)
+        else:
+            changed = rows.filter(pc.not_equal(cls, DUPLICATE)).drop_columns(["_records"])
+            if changed.num_rows == 0:
+                result.version = dt.version()
+                return result
+            # Rows whose key is not in the snapshot are appended (no MERGE scan); only the
+            # rest go through MERGE. Only a writer of the same keys at the same instant could
+            # race the append, and one source never runs twice at once (its lock).
+            is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
+            fresh = _conform(changed.filter(is_new), schema)
+            known = _conform(changed.filter(pc.invert(is_new)), schema)
         if fresh.num_rows:
-            write_deltalake(dt, fresh, mode="append", partition_by=et.partition_by or None)
+            write_deltalake(dt, _constants_as_dictionaries(fresh), mode="append",
+                            partition_by=et.partition_by or None)
             dt.update_incremental()
         if known.num_rows:
             self._merge(et, dt, known)
@@ -193,13 +210,14 @@ class Lake:
         dates = sorted({d.isoformat() for d in pc.unique(rows.column("date")).to_pylist()
                         if d is not None})
         files = dt.file_uris(file_pruning_predicate=[("date", "in", dates)]) if dates else []
-        stored_dates = sorted({m.group(1) for f in files if (m := _DATE_DIR.search(f))})
         if not files:
             return everything_new
-        # Only rows of dates the table already holds can match: compare just those.
-        maybe = pc.is_in(pc.cast(rows.column("date"), pa.string()),
-                         value_set=pa.array(stored_dates, pa.string()))
-        idx = np.flatnonzero(pc.fill_null(maybe, False).to_numpy(zero_copy_only=False))
+        # Only rows of dates the table already holds, and inside the time span stored for
+        # that date, can match: compare just those (appending newer readings scans nothing).
+        maybe, files = _candidates(dt, rows, files)
+        idx = np.flatnonzero(maybe)
+        if len(idx) == 0:
+            return everything_new
         if len(idx) == n:
             return self._compare(et, dt, rows, files, cell_columns)
         found = self._compare(et, dt, rows.take(pa.array(idx)), files, cell_columns)
@@ -280,6 +298,79 @@ class Lake:
         if not self.root.is_dir():
             raise HubError(f"no lake at {self.root}",
                            hint="run `hubctl init` or pass --lake PATH (env HUBCTL_LAKE)")
+
+
+def _stored_spans(dt: DeltaTable) -> list[tuple[str, str, int, int]] | None:
+    """(path, date, first, last observed_at in µs) of every file, from the Delta log's file
+    statistics; None when the log has no such statistics. A file without them spans all time."""
+    try:
+        stats = pa.table(dt.get_add_actions(flatten=True))
+        paths = stats.column("path").to_pylist()
+        part = stats.column("partition.date").to_pylist()
+        mins = pc.cast(stats.column("min.observed_at"), pa.int64()).to_pylist()
+        maxs = pc.cast(stats.column("max.observed_at"), pa.int64()).to_pylist()
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    lowest, highest = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    return [(p, d.isoformat() if d is not None else "", lowest if a is None else a,
+             highest if b is None else b) for p, d, a, b in zip(paths, part, mins, maxs,
+                                                                strict=True)]
+
+
+def _candidates(dt: DeltaTable, rows: pa.Table, files: list[str]
+                ) -> tuple[np.ndarray, list[str]]:
+    """Rows that may match a stored row (their date is stored and their observed_at lies
+    within the span a stored file of that date covers), and the files that may hold those
+    matches. Appending readings newer than anything stored compares nothing."""
+    spans = _stored_spans(dt)
+    stored_dates = sorted({m.group(1) for f in files if (m := _DATE_DIR.search(f))})
+    days = pa.array([date.fromisoformat(d) for d in stored_dates], pa.date32())
+    where = pc.index_in(rows.column("date"), value_set=days)
+    known = pc.is_valid(where).to_numpy(zero_copy_only=False)
+    if spans is None:
+        return known, files
+    slot = pc.fill_null(where, 0).to_numpy(zero_copy_only=False)
+    at = pc.fill_null(pc.cast(rows.column("observed_at"), pa.int64()), 0).to_numpy(
+        zero_copy_only=False)
+    lo = np.full(len(days), np.iinfo(np.int64).max)
+    hi = np.full(len(days), np.iinfo(np.int64).min)
+    index = {d: i for i, d in enumerate(stored_dates)}
+    for _, day, a, b in spans:
+        if day in index:
+            lo[index[day]] = min(lo[index[day]], a)
+            hi[index[day]] = max(hi[index[day]], b)
+    maybe = known & (at >= lo[slot]) & (at <= hi[slot])
+    if not maybe.any():
+        return maybe, []
+    first = np.full(len(days), np.iinfo(np.int64).max)
+    last = np.full(len(days), np.iinfo(np.int64).min)
+    np.minimum.at(first, slot[maybe], at[maybe])
+    np.maximum.at(last, slot[maybe], at[maybe])
+    wanted = {p for p, day, a, b in spans
+              if day in index and a <= last[index[day]] and b >= first[index[day]]}
+    return maybe, [f for f in files if any(f.endswith(w) for w in wanted)] or files
+
+
+def _constants_as_dictionaries(rows: pa.Table) -> pa.Table:
+    """Text columns holding one value in every row (the run id, the source, ...) as
+    one-entry dictionaries: the Parquet writer then skips hashing every cell (about a fifth of
+    its time on time-series batches). The Delta schema stays string."""
+    for i, col in enumerate(rows.schema):
+        if col.type != pa.string() or rows.num_rows < 1024:
+            continue
+        column = rows.column(i).combine_chunks()
+        if column.null_count or not pc.all(pc.equal(column, column[0])).as_py():
+            continue
+        codes = pa.array(np.zeros(len(column), dtype=np.int32))
+        rows = rows.set_column(i, col.name, pa.DictionaryArray.from_arrays(
+            codes, pa.array([column[0].as_py()], pa.string())))
+    return rows
+
+
+def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with exactly the columns and types of ``schema`` (no copy when they have them)."""
+    picked = rows.select(schema.names)
+    return picked if picked.schema.equals(schema) else picked.cast(schema)
 
 
 def _count(classes: pa.Table, weights: pa.ChunkedArray, by_cell: bool) -> dict[str, int]:

@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -22,7 +22,8 @@ from hubctl.lake import Lake
 from hubctl.rejects import Reject
 from hubctl.types import TIMESTAMP
 
-__all__ = ["REJECTS", "RUNS", "Run", "find_ingested", "new_run_id", "write_rejects", "write_run"]
+__all__ = ["REJECTS", "RUNS", "Cursor", "Run", "find_ingested", "last_cursor", "last_run_start",
+           "new_run_id", "source_runs", "write_rejects", "write_run"]
 
 RUNS = "_runs"
 REJECTS = "_rejects"
@@ -139,3 +140,60 @@ def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     finally:
         con.close()
     return row[0][0] if row else None
+
+
+@dataclass
+class Cursor:
+    """Where a pull resumes: ``before`` is the last committed cursor (read by the engine under
+    the source's lock), ``after`` what the adapter reached; committed only with a finished run."""
+
+    before: str | None = None
+    after: str | None = None
+
+
+def _query(lake: Lake, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` over ``_runs`` (written ``FROM runs``); none if there is no ledger."""
+    if not lake.exists(RUNS):
+        return []
+    files = lake.files(RUNS)
+    if not files:
+        return []
+    con = scratch()
+    try:
+        return con.execute(sql.replace("FROM runs", f"FROM {scan_sql(files, hive=False)}"),
+                           params).fetchall()
+    finally:
+        con.close()
+
+
+def last_cursor(lake: Lake, source: str) -> str | None:
+    """The cursor the newest successful run of ``source`` committed (a failed run never
+    advances it)."""
+    rows = _query(lake, "SELECT cursor_after FROM runs WHERE source = ? AND cursor_after IS NOT "
+                        "NULL AND status IN ('ok', 'over-reject-rate') ORDER BY finished_at DESC "
+                        "LIMIT 1", [source])
+    return rows[0][0] if rows else None
+
+
+def last_run_start(lake: Lake, source: str) -> datetime | None:
+    """When the newest finished run of ``source`` (any outcome) started, as aware UTC."""
+    rows = _query(lake, "SELECT epoch_us(max(started_at)) FROM runs WHERE source = ?", [source])
+    return _utc(rows[0][0]) if rows else None
+
+
+def _utc(epoch_us: int | None) -> datetime | None:
+    """Microseconds since the epoch as aware UTC (DuckDB's timestamptz needs pytz otherwise)."""
+    if epoch_us is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_us)
+
+
+def source_runs(lake: Lake, source: str) -> list[dict[str, Any]]:
+    """Every ledger row of ``source``, oldest first (for reports and tests)."""
+    cols = [f.name for f in RUNS_SCHEMA]
+    times = {f.name for f in RUNS_SCHEMA if f.type == TIMESTAMP}
+    select = ", ".join(f"epoch_us({c})" if c in times else c for c in cols)
+    rows = _query(lake, f"SELECT {select} FROM runs WHERE source = ? ORDER BY started_at",
+                  [source])
+    return [{c: _utc(v) if c in times else v for c, v in zip(cols, r, strict=True)}
+            for r in rows]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,16 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--source", "sources", multiple=True, metavar="NAME",
               help="Run a source declared in hub.toml (repeatable).")
 @click.option("--all", "run_all", is_flag=True, help="Run every source declared in hub.toml.")
+@click.option("--due", is_flag=True,
+              help="Only sources whose schedule fired since their last run started (for one "
+                   "cron line: * * * * * hubctl ingest --all --due).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              help="json: one JSON line per source on stderr (run id, counts, duration) "
+                   "instead of the table.")
 @_common
 @click.pass_context
-def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, force: bool,
-           max_reject_rate: float | None, as_json: bool) -> None:
+def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: bool,
+           log_format: str, force: bool, max_reject_rate: float | None, as_json: bool) -> None:
     """Read a source into the lake: parse, convert units, validate, upsert, record the run.
 
     Use a subcommand for files given on the command line, or --source / --all for sources
@@ -44,6 +52,8 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, force: b
       hubctl ingest openaq air_quality_long.csv --stations air_quality_stations.csv
       hubctl ingest --source eu-air
       hubctl ingest --all --json
+      hubctl ingest --all --due --log-format json
+      AIRKOREA_SERVICE_KEY=... hubctl ingest airkorea --api --sido 대구 --stations st.json
 
     Exit codes: 0 done, 1 failed, 2 usage, 4 over --max-reject-rate, 75 source locked.
     """
@@ -56,26 +66,87 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, force: b
     if not config.sources:
         raise ConfigError(f"no sources declared in {config.path or 'hub.toml (none found)'}",
                           hint="run `hubctl init` and add a [sources.NAME] table")
-    names = list(config.sources) if run_all else list(sources)
+    # --all: every source `hubctl ingest` can run (MQTT sources belong to `hubctl listen`)
+    names = [n for n, s in config.sources.items() if not getattr(s, "mqtt", None)] \
+        if run_all else list(sources)
     unknown = [n for n in names if n not in config.sources]
     if unknown:
         raise ConfigError(f"unknown source(s): {', '.join(unknown)}",
                           hint=f"declared in {config.path}: {', '.join(config.sources)}")
+    if due:
+        names = _due(names, log_format)
     runs, failures = [], []
     for name in names:
         src = config.sources[name]
+        began = time.monotonic()
         try:
             runs.append(_run(src.adapter, src.inputs, _source_options(src), name, force,
                              max_reject_rate))
+            _log_run(log_format, runs[-1], time.monotonic() - began)
         except HubError as exc:
             failures.append((name, exc))
-            if len(names) == 1:
+            _log_failure(log_format, name, exc, time.monotonic() - began)
+            if len(names) == 1 and log_format != "json":
                 raise
-            click.secho(f"error: source {name}: {exc}", fg="red", err=True)
-    _report(runs, as_json)
+            if log_format != "json":
+                click.secho(f"error: source {name}: {exc}", fg="red", err=True)
+    quiet = due and not runs and not as_json  # cron mails any output: none when nothing ran
+    if (log_format != "json" or as_json) and not quiet:
+        _report(runs, as_json)
     if failures:
         worst = max(f[1].exit_code for f in failures)
         sys.exit(worst)
+
+
+def _due(names: list[str], log_format: str) -> list[str]:
+    """The sources among ``names`` whose schedule is due now; the others are logged."""
+    from hubctl.cron import local_zone
+    from hubctl.schedule import due, log_event, scheduled
+
+    config, lake = hub().config, hub().lake
+    schedules = scheduled(config, names)
+    now = datetime.now(local_zone())
+    out = []
+    for name in names:
+        if name not in schedules:
+            if log_format == "json":
+                log_event("json", "not-scheduled", source=name)
+            continue
+        is_due, fire = due(lake, name, schedules[name], now)
+        if is_due:
+            out.append(name)
+        elif log_format == "json":
+            log_event("json", "not-due", source=name, next_fire=fire)
+    return out
+
+
+def _log_run(log_format: str, run: Any, seconds: float) -> None:
+    if log_format != "json":
+        return
+    from hubctl.schedule import log_event
+
+    summary = run.summary()
+    log_event("json", "run-finished", **{k: summary[k] for k in (
+        "source", "run_id", "status", "read", "written", "updated", "duplicate", "rejected")},
+        cursor=run.cursor_after, duration_s=round(seconds, 3))
+
+
+def _log_failure(log_format: str, name: str, exc: HubError, seconds: float) -> None:
+    if log_format != "json":
+        return
+    from hubctl.errors import LockHeld
+    from hubctl.schedule import log_event
+
+    if isinstance(exc, LockHeld):
+        log_event("json", "run-skipped", source=name, reason="locked", exit_code=exc.exit_code)
+    else:
+        log_event("json", "run-failed", source=name, error=exc.message, hint=exc.hint,
+                  exit_code=exc.exit_code, duration_s=round(seconds, 3))
+
+
+def _params(adapter: Any) -> list[click.Parameter]:
+    """The adapter's options, and its pull options if it can pull from an API."""
+    return [*adapter.params, *getattr(adapter, "pull_params", [])]
 
 
 def _source_options(src: Any) -> dict[str, Any]:
@@ -85,17 +156,19 @@ def _source_options(src: Any) -> dict[str, Any]:
         adapter = get_adapter(src.adapter)
     except KeyError as exc:
         raise ConfigError(f"source {src.name}: {exc.args[0]}") from None
-    known = {p.name: p for p in adapter.params}
+    known = {p.name: p for p in _params(adapter)}
+    known |= {o.lstrip("-").replace("-", "_"): p for p in _params(adapter) for o in p.opts
+              if p.name is not None and o.startswith("--")}  # `type` for --type too
     out: dict[str, Any] = {}
     for key, value in src.options.items():
         name = key.replace("-", "_")
         if name not in known:
             raise ConfigError(f"source {src.name}: adapter {adapter.name} has no option {key!r}",
-                              hint=f"its options: {', '.join(known) or 'none'}")
+                              hint=f"its options: {', '.join(sorted(known)) or 'none'}")
         param = known[name]
         if isinstance(param.type, click.Path) and isinstance(value, str):
             value = str(src.base / value)
-        out[name] = value
+        out[param.name or name] = value
     return out
 
 
@@ -105,7 +178,11 @@ def _run(adapter_name: str, inputs: list[str], options: dict[str, Any], source: 
     from hubctl.ingest import IngestRequest, expand_inputs
     from hubctl.ingest import ingest as run_ingest
 
-    adapter = get_adapter(adapter_name)
+    adapter: Any = get_adapter(adapter_name)
+    if hasattr(adapter, "is_pull") and adapter.is_pull(options):
+        return _pull(adapter, inputs, options, source, max_reject_rate)
+    pull_only = {p.name for p in getattr(adapter, "pull_params", [])}
+    options = {k: v for k, v in options.items() if k not in pull_only}  # files: as before
     paths = expand_inputs(inputs)
     if not paths:
         raise UsageError(f"{adapter_name}: give at least one input file")
@@ -113,8 +190,57 @@ def _run(adapter_name: str, inputs: list[str], options: dict[str, Any], source: 
     req = IngestRequest(adapter=adapter, inputs=paths, options=options, source=name,
                         force=force, max_reject_rate=max_reject_rate)
     lake = hub().lake
-    with _progress(paths, adapter_name) as advance:
+    with _progress(paths, adapter_name) as advance, _stoppable():
         return run_ingest(lake, req, progress=advance)
+
+
+def _pull(adapter: Any, inputs: list[str], options: dict[str, Any], source: str | None,
+          max_reject_rate: float | None) -> Any:
+    """An API pull: no input files; the run resumes from the source's committed cursor."""
+    from hubctl.ingest import IngestRequest
+    from hubctl.ingest import ingest as run_ingest
+    from hubctl.ledger import Cursor
+    from hubctl.pull import Pulling
+
+    if inputs:
+        raise UsageError(f"{adapter.name}: an API pull reads no files ({inputs[0]} given)",
+                         hint="drop the file arguments, or drop --api to read files")
+    cursor = Cursor()
+    req = IngestRequest(adapter=Pulling(adapter, cursor), inputs=[], options=options,
+                        source=source or adapter.pull_source(options),
+                        max_reject_rate=max_reject_rate, cursor=cursor)
+    with _stoppable():
+        return run_ingest(hub().lake, req)
+
+
+class Stopped(HubError):
+    """SIGTERM reached a running ingest: the run ends as failed, and says so in the ledger."""
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """Turn SIGTERM into Stopped while a run is under way, so that the engine records it as
+    a failed run (cursor not advanced) instead of the process vanishing without a trace."""
+    import signal
+    import threading
+
+    from hubctl.pull import STOP
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        STOP.set()  # a pull stops at its next request instead of reading every page first
+        raise Stopped(f"stopped by {signal.Signals(signum).name} while running",
+                      hint="what was committed stays; the next run reads from the last cursor")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        STOP.clear()
 
 
 @contextmanager
@@ -160,11 +286,14 @@ def _adapter_command(name: str) -> click.Command:
 
     command = click.Command(
         name=name, callback=callback,
-        help=f"{adapter.summary}\n\n\b\nExample:\n  {adapter.example}\n\n"
+        help=f"{adapter.summary}\n\n\b\nExample:\n  {adapter.example}\n"
+             + (f"  {adapter.pull_example}\n" if hasattr(adapter, "pull_example") else "")
+             + "\n"
              f"Produces: {', '.join(adapter.entity_types)}.",
         short_help=adapter.summary,
-        params=[click.Argument(["files"], nargs=-1, required=True, type=click.Path()),
-                *adapter.params,
+        params=[click.Argument(["files"], nargs=-1, type=click.Path(),
+                               required=not hasattr(adapter, "pull_params")),
+                *_params(adapter),
                 click.Option(["--source-name"], default=None, metavar="NAME",
                              help="Name of this source in the ledger and its lock "
                                   "(default: adapter and input paths).")],

@@ -1,0 +1,534 @@
+"""Emergency-call / calls-for-service CSV (911, 112, police CAD exports) into ``Alert`` rows.
+
+A *profile* names the columns of a known layout: ``berkeley`` (Berkeley PD calls for service:
+date and time in separate columns, coordinates embedded as "(lat, lon)" in a quoted multi-line
+address, ``&amp;`` entities) and ``korea-112`` (Korean headers: 접수일시, 사건종별, 위도, 경도,
+출동일시, 도착일시, ...). Any other layout is described with ``--map column=field``; when
+``--profile`` is absent the profile is detected from the header and the choice is reported.
+
+Everything is vectorised over Arrow: times are split by regular expressions into numbers and
+converted from local time to UTC per distinct local hour (so DST gaps and overlaps follow the
+time-zone database); Python only touches distinct texts (HTML entities, ids that need
+percent-encoding) and rejected records. A call without usable coordinates is a real call: it is
+kept with an empty location and counted in a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.adapter import Batch, ReadContext
+from hubctl.adapters.places import (
+    blank_to_null,
+    coordinates,
+    extra_json,
+    json_text,
+    unescape_html,
+    urn_ids,
+)
+from hubctl.arrowkit import blank, parse_numbers
+from hubctl.csvread import open_csv
+from hubctl.errors import InputError, UsageError
+from hubctl.gate import RowReasons
+from hubctl.rejects import Reject, reason
+from hubctl.types import TIMESTAMP
+
+__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile", "parse_times",
+           "time_zone"]
+
+TYPE = "Alert"
+
+#: The fields ``--map column=field`` can fill, and what each holds.
+FIELDS: dict[str, str] = {
+    "id": "case or incident number (the last part of the entity id)",
+    "dateIssued": "date and time the call was received",
+    "issuedDate": "date the call was received (with issuedTime)",
+    "issuedTime": "time of day the call was received (with issuedDate)",
+    "subCategory": "type of incident as the source names it",
+    "description": "broader class or remarks",
+    "category": "Smart Data Models category (default security)",
+    "lat": "latitude (WGS84)",
+    "lon": "longitude (WGS84)",
+    "location": "text holding the position: '(lat, lon)', 'lat, lon' or 'POINT (lon lat)'",
+    "address": "address or block location",
+    "areaServed": "district, precinct or responsible station",
+    "dateDispatched": "date and time a unit was dispatched",
+    "dateArrived": "date and time the first unit arrived",
+    "responseTime": "response time in seconds, when the source gives it",
+    "priority": "the source's urgency code (112: C0..C4)",
+    "severity": "Smart Data Models severity (informational, low, medium, high, critical)",
+}
+_TIME_FIELDS = ("dateIssued", "dateDispatched", "dateArrived")
+# 112 response codes (C0 most urgent .. C4 not a police matter) -> SDM severity
+_SEVERITY = {"0": "critical", "1": "high", "2": "medium", "3": "low", "4": "informational"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A known call-file layout: accepted header names per field, its zone and source name."""
+
+    name: str
+    source: str  # the id namespace: urn:ngsi-ld:Alert:<source>:<case>
+    alert_source: str
+    timezone: str
+    columns: dict[str, tuple[str, ...]]
+    detect: tuple[tuple[str, ...], ...]  # every group must have one of its headers
+
+    def matches(self, header: Sequence[str]) -> bool:
+        """Whether a header looks like this layout."""
+        have = set(header)
+        return all(any(h in have for h in group) for group in self.detect)
+
+    def mapping(self, header: Sequence[str]) -> dict[str, str]:
+        """field -> column for the columns of this header."""
+        have = set(header)
+        out: dict[str, str] = {}
+        for field, names in self.columns.items():
+            found = next((n for n in names if n in have), None)
+            if found is not None:
+                out[field] = found
+        return out
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("berkeley", "berkeley-pd", "Berkeley PD", "America/Los_Angeles", {
+        "id": ("CASENO",), "issuedDate": ("EVENTDT",), "issuedTime": ("EVENTTM",),
+        "subCategory": ("OFFENSE",), "description": ("CVLEGEND",),
+        "location": ("Block_Location",), "address": ("BLKADDR",),
+    }, (("CASENO",), ("EVENTDT",), ("EVENTTM",), ("Block_Location",))),
+    Profile("korea-112", "112", "112", "Asia/Seoul", {
+        "id": ("접수번호", "사건번호", "신고번호", "사건관리번호"),
+        "dateIssued": ("접수일시", "신고일시", "접수시각"),
+        "issuedDate": ("접수일자", "신고일자"), "issuedTime": ("접수시간", "신고시간"),
+        "subCategory": ("사건종별", "사건종류", "신고유형", "사건유형"),
+        "description": ("사건분류", "종별대분류", "대분류"),
+        "lat": ("위도", "Y좌표", "y좌표"), "lon": ("경도", "X좌표", "x좌표"),
+        "address": ("발생지주소", "발생장소", "주소", "발생지"),
+        "areaServed": ("관할서", "관할경찰서", "관할관서", "관할지구대", "지구대"),
+        "dateDispatched": ("출동일시", "지령일시", "출동지령일시"),
+        "dateArrived": ("도착일시", "현장도착일시"),
+        "responseTime": ("도착소요시간(초)", "출동소요시간(초)"),
+        "priority": ("긴급도", "대응코드", "코드", "사건코드"),
+    }, (("접수일시", "신고일시", "접수시각", "접수일자", "신고일자"),
+        ("사건종별", "사건종류", "신고유형", "사건유형"))),
+)}
+
+
+def detect_profile(header: Sequence[str]) -> Profile | None:
+    """The first built-in profile whose identifying headers are all present."""
+    return next((p for p in PROFILES.values() if p.matches(header)), None)
+
+
+def _parse_map(items: Sequence[str]) -> dict[str, str]:
+    """``column=field`` items as field -> column; UsageError on an unknown field."""
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, field = item.rpartition("=")
+        column, field = column.strip(), field.strip()
+        if not sep or not column or not field:
+            raise UsageError(f"--map {item!r}: write column=field",
+                             hint="for example --map 'Call Time=dateIssued'")
+        if field not in FIELDS:
+            raise UsageError(f"--map {item!r}: {field!r} is not a call field",
+                             hint="fields: " + ", ".join(FIELDS))
+        out[field] = column
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one file is read: field -> column, zone, source names, the profile used."""
+
+    fields: dict[str, str]
+    zone: Any
+    source: str
+    alert_source: str
+    profile: str
+
+
+def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -> Layout:
+    """Pick the profile (given or detected), apply ``--map``, check the columns exist."""
+    name = options.get("profile")
+    overrides = _parse_map(options.get("map") or ())
+    profile = PROFILES[name] if name else detect_profile(header)
+    if profile is None and not overrides:
+        raise InputError(
+            "the header matches no call profile (" + ", ".join(PROFILES) + ")",
+            path=str(path), record="line 1",
+            hint="name the columns with --map, e.g. --map 'Received=dateIssued' "
+                 "--map 'Type=subCategory' --map 'Lat=lat' --map 'Lon=lon'")
+    fields = profile.mapping(header) if profile else {}
+    fields.update(overrides)
+    missing = sorted({c for c in fields.values() if c not in header})
+    if missing:
+        raise InputError(f"no column {', '.join(repr(m) for m in missing)} in the header "
+                         f"({', '.join(header)})", path=str(path), record="line 1",
+                         hint="check --map and --profile against the file")
+    if "dateIssued" not in fields and "issuedDate" not in fields:
+        raise InputError("no column gives the call time", path=str(path), record="line 1",
+                         hint="map one: --map 'COLUMN=dateIssued' (or issuedDate and issuedTime)")
+    zone_name = options.get("timezone") or (profile.timezone if profile else "UTC")
+    source = options.get("agency") or (profile.source if profile else path.stem)
+    return Layout(fields, time_zone(zone_name), source,
+                  options.get("agency") or (profile.alert_source if profile else source),
+                  (profile.name if profile else "custom") + (" + --map" if overrides and profile
+                                                             else ""))
+
+
+class Calls:
+    """The ``calls`` adapter."""
+
+    name = "calls"
+    entity_types = (TYPE,)
+    summary = ("Emergency-call / calls-for-service CSV (911, 112, CAD) into Alert: built-in "
+               "profiles berkeley and korea-112, any other layout with --map column=field.")
+    example = ("hubctl ingest calls berkeley-pd-calls-for-service-2018.csv\n"
+               "  hubctl ingest calls 112_2024.csv --profile korea-112\n"
+               "  hubctl ingest calls cad.csv --map 'Received=dateIssued' --map 'Type=subCategory'"
+               " --map 'Y=lat' --map 'X=lon' --timezone America/Chicago")
+    params: Sequence[click.Parameter] = (
+        click.Option(["--profile"], type=click.Choice(sorted(PROFILES)), default=None,
+                     help="Layout of the file; detected from the header when absent."),
+        click.Option(["--map", "map"], multiple=True, metavar="COLUMN=FIELD",
+                     help="Read COLUMN as FIELD (" + ", ".join(FIELDS) + "); repeat it; "
+                          "overrides the profile."),
+        click.Option(["--timezone"], default=None, metavar="TZ",
+                     help="Zone of times without an offset (IANA name, e.g. Asia/Seoul); "
+                          "default: the profile's, UTC for --map."),
+        click.Option(["--agency"], default=None, metavar="NAME",
+                     help="Agency in the ids (urn:ngsi-ld:Alert:NAME:CASE) and in "
+                          "alertSource; default: the profile's, the file name for --map."),
+    )
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """One Batch of Alert rows per CSV block of every input file."""
+        if options.get("timezone"):
+            time_zone(options["timezone"])  # a bad zone fails before any file is read
+        for path in inputs:
+            yield from _read_file(path, options, ctx)
+
+
+def _open(path: Path) -> Any:
+    """open_csv, falling back to CP949 (common for Korean exports) when not UTF-8."""
+    try:
+        return open_csv(path)
+    except InputError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+        return open_csv(path, encoding="cp949")
+
+
+def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterator[Batch]:
+    stream = _open(path)
+    header = list(stream.schema.names)
+    layout = resolve_layout(path, header, options)
+    how = "given" if options.get("profile") else "detected from the header"
+    ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
+             f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
+    first_row = 2
+    counts = {"none": 0, "unusable": 0}
+    try:
+        for block in stream:
+            ctx.advance(block.nbytes)
+            out = _convert(path, pa.Table.from_batches([block]), first_row, layout, counts)
+            first_row += block.num_rows
+            invalid = stream.take_invalid()
+            out.rejects += [Reject(TYPE, text, [reason(
+                "malformed-record", detail="wrong number of fields for the header")],
+                file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
+            out.records += len(invalid)
+            yield out
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
+                         path=str(path), hint="fix or remove the damaged part") from None
+    if counts["none"] or counts["unusable"]:
+        ctx.warn(f"{path.name}: {counts['none'] + counts['unusable']} calls without usable "
+                 f"coordinates kept with an empty location ({counts['none']} without any, "
+                 f"{counts['unusable']} zero, out of range or unreadable; those are kept in "
+                 "_extra); analyses that need a position leave them out")
+
+
+def _column(t: pa.Table, layout: Layout, field: str) -> pa.Array | None:
+    name = layout.fields.get(field)
+    return t.column(name).combine_chunks() if name is not None else None
+
+
+def _issued_text(t: pa.Table, layout: Layout) -> pa.Array:
+    """The call time as one text: dateIssued, or issuedDate's date part + issuedTime."""
+    full = _column(t, layout, "dateIssued")
+    day = _column(t, layout, "issuedDate")
+    if day is None:
+        assert full is not None
+        return full
+    date_part = pc.replace_substring_regex(day, r"^\s*([^\sT]+)(?:[\sT].*)?$", r"\1")
+    clock = _column(t, layout, "issuedTime")
+    joined = (pc.binary_join_element_wise(date_part, clock, " ") if clock is not None
+              else date_part)
+    return pc.if_else(pc.is_null(full), joined, full) if full is not None else joined
+
+
+def _convert(path: Path, t: pa.Table, first_row: int, layout: Layout,
+             counts: dict[str, int]) -> Batch:
+    n = t.num_rows
+    bad: RowReasons = {}
+    times: dict[str, pa.Array] = {}
+    for field in _TIME_FIELDS:
+        text = _issued_text(t, layout) if field == "dateIssued" else _column(t, layout, field)
+        if text is None:
+            continue
+        values, unreadable = parse_times(text, layout.zone)
+        times[field] = values
+        for i in np.flatnonzero(unreadable):
+            bad.setdefault(int(i), []).append(reason("bad-timestamp", field,
+                                                     value=text[int(i)].as_py()))
+    rows: dict[str, Any] = {"id": _ids(t, layout, first_row)}
+    rows["observed_at"] = times["dateIssued"]
+    rows.update(times)
+    _order_checks(times, bad)
+    rows["responseTime"] = _response(t, layout, times, bad)
+    lon, lat, unusable = _location(t, layout, counts)
+    rows["lon"], rows["lat"] = lon, lat
+    for field in ("subCategory", "description", "areaServed", "priority", "severity",
+                  "category"):
+        col = _column(t, layout, field)
+        if col is not None:
+            rows[field] = blank_to_null(unescape_html(col))
+    if "category" not in rows:
+        rows["category"] = pa.repeat(pa.scalar("security"), n)
+    if "severity" not in rows and "priority" in rows:
+        rows["severity"] = _severity(rows["priority"])
+    address = _column(t, layout, "address")
+    if address is not None:
+        rows["address"] = json_text(blank_to_null(unescape_html(address)))
+    rows["alertSource"] = pa.repeat(pa.scalar(layout.alert_source), n)
+    rows["source"] = pa.repeat(pa.scalar(path.name), n)
+    rows["_time_index"] = pa.repeat(pa.scalar("dateIssued"), n)
+    rows["_extra"] = _extra(t, layout, unusable)
+    rows["_record"] = pc.binary_join_element_wise(
+        "row ", pc.cast(pa.array(np.arange(first_row, first_row + n)), pa.string()), "")
+    rows["_raw"] = _raw(t, bad)
+    return Batch(TYPE, pa.table(rows), str(path), n, typed_bad=bad)
+
+
+def _ids(t: pa.Table, layout: Layout, first_row: int) -> pa.Array:
+    """urn:ngsi-ld:Alert:<source>:<case>; without a case column a digest of the whole row."""
+    case = _column(t, layout, "id")
+    if case is None:
+        texts = pc.binary_join_element_wise(
+            *[pc.fill_null(t.column(c).combine_chunks(), "") for c in t.column_names], "\x1f")
+        case = pa.array([hashlib.blake2b(s.encode(), digest_size=10).hexdigest()
+                         for s in texts.to_pylist()], pa.string())
+    else:
+        case = blank_to_null(pc.utf8_trim_whitespace(case))
+    return urn_ids(TYPE, layout.source, case)
+
+
+def _order_checks(times: dict[str, pa.Array], bad: RowReasons) -> None:
+    """Dispatch and arrival before the call are end-before-start rejects."""
+    start = times["dateIssued"]
+    for field in ("dateDispatched", "dateArrived"):
+        if field not in times:
+            continue
+        early = pc.fill_null(pc.less(times[field], start), False)
+        for i in np.flatnonzero(early.to_numpy(zero_copy_only=False)):
+            bad.setdefault(int(i), []).append(reason(
+                "end-before-start", field, value=times[field][int(i)].as_py(),
+                start=start[int(i)].as_py()))
+
+
+def _response(t: pa.Table, layout: Layout, times: dict[str, pa.Array],
+              bad: RowReasons) -> pa.Array:
+    """Seconds from the call to arrival; the source's own figure where it gives one."""
+    n = t.num_rows
+    if "dateArrived" in times:
+        delta = pc.subtract(pc.cast(times["dateArrived"], pa.int64()),
+                            pc.cast(times["dateIssued"], pa.int64()))
+        computed = pc.divide(pc.cast(delta, pa.float64()), 1e6)
+        computed = pc.if_else(pc.less(computed, 0.0), pa.scalar(None, pa.float64()), computed)
+    else:
+        computed = pa.nulls(n, pa.float64())
+    given = _column(t, layout, "responseTime")
+    if given is None:
+        return computed
+    values, unreadable = parse_numbers(given)
+    for i in np.flatnonzero(unreadable.to_numpy(zero_copy_only=False)):
+        bad.setdefault(int(i), []).append(reason(
+            "type-error", "responseTime", value=given[int(i)].as_py(), expected="number"))
+    return pc.if_else(pc.is_null(values), computed, values)
+
+
+def _location(t: pa.Table, layout: Layout,
+              counts: dict[str, int]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(lon, lat, mask of present-but-unusable positions); counts the calls without one."""
+    n = t.num_rows
+    lon_text, lat_text = _column(t, layout, "lon"), _column(t, layout, "lat")
+    text = _column(t, layout, "location")
+    lon, lat, present = coordinates(text, lon_text, lat_text, n)
+    usable = pc.is_valid(lon)
+    unusable = pc.and_(present, pc.invert(usable))
+    counts["none"] += int(pc.sum(pc.invert(present)).as_py() or 0)
+    counts["unusable"] += int(pc.sum(unusable).as_py() or 0)
+    return lon, lat, unusable
+
+
+def _severity(priority: pa.Array) -> pa.Array:
+    """SDM severity from a 112 code such as 'C1', '코드1', 'code 1' or '1'."""
+    digit = pc.extract_regex(pc.fill_null(priority, ""),
+                             r"^\s*(?:[Cc]|[Cc]ode|코드)?\s*(?P<d>[0-4])\s*$")
+    d = pc.struct_field(digit, "d")
+    return pc.take(pa.array(list(_SEVERITY.values())),
+                   pc.index_in(d, value_set=pa.array(list(_SEVERITY))))
+
+
+def _extra(t: pa.Table, layout: Layout, unusable: pa.Array) -> pa.Array:
+    """Unmapped columns, and the position columns of unusable positions, as JSON objects."""
+    mapped = set(layout.fields.values())
+    position = [layout.fields[f] for f in ("location", "lat", "lon") if f in layout.fields]
+    parts: list[tuple[str, pa.Array]] = [
+        (c, t.column(c).combine_chunks()) for c in t.column_names if c not in mapped]
+    empty = pa.scalar(None, pa.string())
+    parts += [(c, pc.if_else(unusable, t.column(c).combine_chunks(), empty)) for c in position]
+    return extra_json(parts, t.num_rows)
+
+
+def _raw(t: pa.Table, bad: RowReasons) -> pa.Array:
+    """The raw record (JSON of its columns) for rows already known bad; null for the rest."""
+    out: list[str | None] = [None] * t.num_rows
+    for i in bad:
+        out[i] = json.dumps({c: t.column(c)[i].as_py() for c in t.column_names},
+                            ensure_ascii=False)
+    return pa.array(out, pa.string())
+
+
+# ---------------------------------------------------------------- local times
+
+_DATETIME = (
+    r"^\s*(?:(?P<y>\d{4})[-./년]?\s*(?P<mo>\d{1,2})[-./월]?\s*(?P<d>\d{1,2})일?"
+    r"|(?P<mo2>\d{1,2})/(?P<d2>\d{1,2})/(?P<y2>\d{4}))"
+    r"(?:(?:[T\s]+|)(?P<h>\d{1,2})(?:[:시]\s*)?(?P<mi>\d{2})분?"
+    r"(?::?(?P<s>\d{2})(?:\.\d+)?초?)?)?"
+    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?|오전|오후)?\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?\s*$")
+_ISO_LOCAL = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
+_US_PER_HOUR = 3_600_000_000
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; UsageError when the time-zone database lacks it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--timezone {name!r} is not a known time zone",
+                         hint="use an IANA name such as Asia/Seoul, America/Los_Angeles or UTC"
+                         ) from None
+
+
+def _part(m: pa.Array, name: str, alt: str | None = None) -> np.ndarray:
+    """One regex group as int64 (-1 where empty or unmatched)."""
+    text = pc.struct_field(m, name)
+    if alt is not None:
+        text = pc.if_else(pc.equal(text, ""), pc.struct_field(m, alt), text)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return np.asarray(pc.fill_null(pc.cast(text, pa.int64()), -1).to_numpy(
+        zero_copy_only=False))
+
+
+def parse_times(text: pa.Array, zone: ZoneInfo) -> tuple[pa.Array, np.ndarray]:
+    """(UTC timestamps, mask of present-but-unreadable texts) from local date-times.
+
+    Reads ``YYYY-MM-DD HH:MM[:SS]`` (also ``T``, ``.`` or ``/`` separators, no separators at
+    all, Korean 년월일/시분초), ``MM/DD/YYYY HH:MM[:SS] [AM|PM]`` and 오전/오후; an explicit
+    offset or ``Z`` wins over ``zone``. A date without a time of day is unreadable (a call's
+    time is its key). Local times become UTC per distinct local hour with the zone database:
+    a time in a DST gap is read with the offset before the change, a repeated hour as its
+    first occurrence.
+    """
+    n = len(text)
+    present = ~np.asarray(blank(text).to_numpy(zero_copy_only=False), dtype=bool)
+    fast = _iso_local(text, present, zone)
+    if fast is not None:
+        return fast
+    m = pc.extract_regex(pc.fill_null(text, ""), _DATETIME)
+    matched = np.asarray(pc.is_valid(m).to_numpy(zero_copy_only=False), dtype=bool)
+    m = pc.fill_null(m, pa.scalar({k: "" for k in (
+        "y", "mo", "d", "mo2", "d2", "y2", "h", "mi", "s", "ampm", "tz")}, m.type))
+    y, mo, d = _part(m, "y", "y2"), _part(m, "mo", "mo2"), _part(m, "d", "d2")
+    h, mi, sec = _part(m, "h"), _part(m, "mi"), np.maximum(_part(m, "s"), 0)
+    ampm = pc.utf8_upper(pc.replace_substring(pc.struct_field(m, "ampm"), ".", ""))
+    pm = np.asarray(pc.is_in(ampm, value_set=pa.array(["PM", "오후"])).to_numpy(
+        zero_copy_only=False), dtype=bool)
+    twelve = np.asarray(pc.not_equal(ampm, "").to_numpy(zero_copy_only=False), dtype=bool)
+    ok = matched & (y >= 1900) & (mo >= 1) & (mo <= 12) & (d >= 1) & (h >= 0) & (mi <= 59)
+    ok &= (sec <= 60) & ((h < 24) | ((h == 24) & (mi == 0) & (sec == 0) & ~twelve))
+    ok &= ~twelve | ((h >= 1) & (h <= 12))
+    h = np.where(twelve, h % 12 + np.where(pm, 12, 0), h)
+    month = np.where(ok, (y - 1970) * 12 + mo - 1, 0).astype("datetime64[M]")
+    day = month.astype("datetime64[D]") + np.where(ok, d - 1, 0)
+    ok &= day.astype("datetime64[M]") == month
+    local = (day.astype(np.int64) * 86400 + (h * 60 + mi) * 60 + np.minimum(sec, 59)) * 1_000_000
+    local = np.where(ok, local, 0)
+    tz = pc.struct_field(m, "tz")
+    has_tz = np.asarray(pc.not_equal(tz, "").to_numpy(zero_copy_only=False), dtype=bool)
+    utc = local - np.where(has_tz, _fixed_offsets(tz), _zone_offsets(local, zone, ok & ~has_tz))
+    values = pa.array(utc, pa.int64(), mask=~ok).cast(TIMESTAMP)
+    return values, present & ~ok if n else np.zeros(0, dtype=bool)
+
+
+def _iso_local(text: pa.Array, present: np.ndarray,
+               zone: ZoneInfo) -> tuple[pa.Array, np.ndarray] | None:
+    """The fast path: every present text is ``YYYY-MM-DD[ T]HH:MM:SS`` without an offset
+    (most exports); Arrow's ISO cast reads them. None when any text needs the general path."""
+    simple = pc.fill_null(pc.match_substring_regex(text, _ISO_LOCAL), False)
+    if int(pc.sum(simple).as_py() or 0) != int(present.sum()):
+        return None
+    iso = pc.if_else(pa.array(present), pc.replace_substring(text, " ", "T"),
+                     pa.scalar(None, pa.string()))
+    try:
+        naive = pc.cast(iso, pa.timestamp("us"))
+    except pa.ArrowInvalid:  # an impossible date (Feb 30): the general path says which
+        return None
+    local = np.asarray(pc.fill_null(pc.cast(naive, pa.int64()), 0).to_numpy(
+        zero_copy_only=False), dtype=np.int64)
+    utc = local - _zone_offsets(local, zone, present)
+    values = pa.array(utc, pa.int64(), mask=~present).cast(TIMESTAMP)
+    return values, np.zeros(len(text), dtype=bool)
+
+
+def _fixed_offsets(tz: pa.Array) -> np.ndarray:
+    """Microseconds east of UTC of texts like +09:00, -0700 or Z (0 where empty)."""
+    parts = pc.extract_regex(tz, r"^(?P<sign>[+-]?)(?P<hh>\d{0,2}):?(?P<mm>\d{0,2})$")
+    parts = pc.fill_null(parts, pa.scalar({"sign": "", "hh": "", "mm": ""}, parts.type))
+    hh = _part(parts, "hh").clip(0)
+    mm = _part(parts, "mm").clip(0)
+    sign = np.where(np.asarray(pc.equal(pc.struct_field(parts, "sign"), "-").to_numpy(
+        zero_copy_only=False), dtype=bool), -1, 1)
+    return np.asarray(sign * (hh * 60 + mm) * 60_000_000, dtype=np.int64)
+
+
+def _zone_offsets(local: np.ndarray, zone: ZoneInfo, use: np.ndarray) -> np.ndarray:
+    """UTC offset (microseconds) of each local time in ``zone``, per distinct local hour."""
+    out = np.zeros(len(local), dtype=np.int64)
+    if not use.any():
+        return out
+    hours, inverse = np.unique(local[use] // _US_PER_HOUR, return_inverse=True)
+    epoch = datetime(1970, 1, 1)
+    offsets = np.array([
+        ((epoch + timedelta(hours=int(hr))).replace(tzinfo=zone).utcoffset() or timedelta(0))
+        // timedelta(microseconds=1) for hr in hours], dtype=np.int64)
+    out[use] = offsets[inverse.reshape(-1)]
+    return out
+
+
+ADAPTER = Calls()

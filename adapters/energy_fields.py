@@ -1,0 +1,223 @@
+"""Shared by the energy adapters: column mapping (``--map column=field``), time parsing with a
+time zone or a strptime format, energy units to kWh, and side files with coordinates (a meters
+file, a sites file). Everything is vectorised over Arrow arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
+from hubctl.csvread import open_csv
+from hubctl.errors import InputError, UsageError
+from hubctl.types import TIMESTAMP
+
+__all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "fold", "parse_map", "parse_times",
+           "read_places", "resolve_columns", "text_column"]
+
+# Energy unit spellings (folded to lower case, no spaces) -> factor to kWh.
+ENERGY_TO_KWH: dict[str, float] = {
+    "kwh": 1.0, "kw·h": 1.0, "kw.h": 1.0, "kwhr": 1.0, "kwhrs": 1.0,
+    "wh": 0.001, "w·h": 0.001, "whr": 0.001,
+    "mwh": 1000.0, "gwh": 1_000_000.0,
+    "mj": 1 / 3.6, "gj": 1000 / 3.6, "kj": 1 / 3600,
+}
+# UN/CEFACT codes (as NGSI-LD unitCode) for the same units.
+_CODES = {"KWH": 1.0, "WHR": 0.001, "MWH": 1000.0, "GWH": 1_000_000.0, "3B": 1 / 3.6}
+_OFFSET = re.compile(r"^[+-]\d{2}:?\d{2}$|^Z$|^UTC$", re.IGNORECASE)
+
+
+def fold(name: str) -> str:
+    """A header folded for matching: lower case, no spaces, dots, dashes or underscores."""
+    return re.sub(r"[\s._\-()/:#]+", "", name.strip().lower())
+
+
+def parse_map(pairs: Iterable[str], fields: Iterable[str], option: str = "--map") -> dict[str, str]:
+    """``column=field`` pairs as {field: column}; a bad pair or unknown field is a UsageError."""
+    known = list(fields)
+    out: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, field = pair.rpartition("=")
+        column, field = column.strip(), field.strip()
+        if not sep or not column or not field:
+            raise UsageError(f"{option} {pair!r}: write it as COLUMN=FIELD, e.g. "
+                             f"{option} 'kWh delivered=value'")
+        if field not in known:
+            raise UsageError(f"{option} {pair!r}: unknown field {field!r}",
+                             hint=f"fields: {', '.join(known)}")
+        out[field] = column
+    return out
+
+
+def resolve_columns(path: Path, header: Sequence[str], aliases: Mapping[str, Sequence[str]],
+                    mapping: Mapping[str, str], required: Sequence[Sequence[str]]
+                    ) -> dict[str, str]:
+    """{field: header column} from ``--map`` first, then the aliases of each field.
+
+    ``required`` lists alternatives: each inner sequence needs all of its fields, and one of
+    the sequences must be complete (e.g. ``[["timestamp"], ["date", "time"]]``).
+    """
+    by_fold = {fold(h): h for h in header}
+    out: dict[str, str] = {}
+    for field, column in mapping.items():
+        if column not in header:
+            raise InputError(f"--map names column {column!r}, which the header does not have; "
+                             f"the header has {', '.join(header)}", path=str(path),
+                             record="line 1")
+        out[field] = column
+    taken = set(out.values())
+    for field, names in aliases.items():
+        if field in out:
+            continue
+        for name in (field, *names):
+            found = by_fold.get(fold(name))
+            if found is not None and found not in taken:
+                out[field] = found
+                taken.add(found)
+                break
+    for group in required:
+        missing = [f for f in group if f not in out]
+        if missing and not any(all(f in out for f in alt) for alt in required if alt != group):
+            need = " or ".join("+".join(alt) for alt in required if alt)
+            raise InputError(
+                f"no column for {', '.join(missing)} (needs {need}); the header has "
+                f"{', '.join(header)}", path=str(path), record="line 1",
+                hint=f"name the column with --map COLUMN={missing[0]}")
+    return out
+
+
+@overload
+def text_column(table: pa.Table | pa.RecordBatch, column: str) -> pa.Array: ...
+
+
+@overload
+def text_column(table: pa.Table | pa.RecordBatch, column: None) -> None: ...
+
+
+@overload
+def text_column(table: pa.Table | pa.RecordBatch, column: str | None) -> pa.Array | None: ...
+
+
+def text_column(table: pa.Table | pa.RecordBatch, column: str | None) -> pa.Array | None:
+    """A text column as one Arrow array (None when the column is not mapped)."""
+    if column is None:
+        return None
+    arr = table.column(column)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def parse_times(text: pa.Array, tz: str = "UTC", fmt: str | None = None
+                ) -> tuple[pa.Array, pa.Array]:
+    """(UTC timestamps, mask of present-but-unparseable cells).
+
+    ``fmt`` is a strptime format (``%d/%m/%Y %H:%M``); without it ISO 8601 is expected.
+    Texts without a zone are local times in ``tz``: an IANA name (``Europe/London``) or an
+    offset (``+09:00``). Each distinct text is parsed once.
+    """
+    n = len(text)
+    if n == 0:
+        return pa.array([], TIMESTAMP), pa.array([], pa.bool_())
+    encoded = pc.dictionary_encode(text)
+    uniq, idx = encoded.dictionary, encoded.indices
+    if fmt:
+        missing = blank(uniq)
+        naive = pc.strptime(pc.utf8_trim_whitespace(uniq), format=fmt, unit="us",
+                            error_is_null=True)
+        values = _localise(naive, tz)
+        bad = pc.and_(pc.invert(missing), pc.is_null(values))
+    elif _OFFSET.match(tz.strip()):
+        offset = tz.strip().upper()
+        offset = "+00:00" if offset in ("Z", "UTC") else offset
+        values, bad = parse_timestamps(uniq, offset)
+    else:
+        zoned = pc.fill_null(pc.match_substring_regex(
+            pc.utf8_trim_whitespace(uniq), r"(Z|[+-]\d{2}(:?\d{2})?)$"), False)
+        as_utc, bad = parse_timestamps(uniq, "+00:00")
+        naive = pc.cast(pc.cast(as_utc, pa.int64()), pa.timestamp("us"))
+        values = pc.if_else(zoned, as_utc, _localise(naive, tz))
+    return pc.take(values, idx), pc.fill_null(pc.take(bad, idx), False)
+
+
+def _localise(naive: pa.Array, tz: str) -> pa.Array:
+    try:
+        local = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise UsageError(f"--timezone {tz!r}: not a time zone name or offset",
+                         hint="use an IANA name such as Europe/London or an offset like "
+                              "+09:00") from None
+    return pc.cast(local, TIMESTAMP)
+
+
+def energy_factors(units: pa.Array) -> pa.Array:
+    """Factor to kWh for each unit text (null where the unit is not an energy unit)."""
+    encoded = pc.dictionary_encode(pc.fill_null(units, ""))
+    factors = [_factor(u) for u in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(factors, pa.float64()), encoded.indices)
+
+
+def _factor(unit: str) -> float | None:
+    text = unit.strip()
+    if text in _CODES:
+        return _CODES[text]
+    return ENERGY_TO_KWH.get(text.lower().replace(" ", ""))
+
+
+@dataclass
+class Places:
+    """Rows of a meters or sites file: a key, coordinates and an optional site name."""
+
+    key: pa.Array
+    lon: pa.Array
+    lat: pa.Array
+    site: pa.Array
+    extra: dict[str, pa.Array]
+
+    def lookup(self, keys: pa.Array) -> pa.Array:
+        """Index into this file of each key (null where the key is not listed)."""
+        return pc.index_in(keys, value_set=self.key)
+
+
+PLACE_ALIASES = {"lat": ("latitude", "y", "coordinates.latitude"),
+                 "lon": ("lng", "long", "longitude", "x", "coordinates.longitude"),
+                 "site": ("site name", "location", "building", "district", "area")}
+
+
+def read_places(path: Path, key: str, key_aliases: Sequence[str],
+                extra: Sequence[str] = ()) -> Places:
+    """A meters or sites CSV: ``key`` column (or an alias), ``lat``, ``lon``, optional ``site``.
+
+    A key listed twice keeps its first row. Coordinates that are not numbers are an InputError
+    naming the line (a side file is small and should be fixed, not half-used).
+    """
+    table = open_csv(path).read_all()
+    aliases = {key: key_aliases, **{k: v for k, v in PLACE_ALIASES.items() if k != key},
+               **{e: () for e in extra}}
+    cols = resolve_columns(path, table.column_names, aliases, {}, [[key, "lat", "lon"]])
+    keys = pc.utf8_trim_whitespace(text_column(table, cols[key]))
+    lat, bad_lat = parse_numbers(text_column(table, cols["lat"]))
+    lon, bad_lon = parse_numbers(text_column(table, cols["lon"]))
+    for bad, name in ((bad_lat, "lat"), (bad_lon, "lon")):
+        hits = np.flatnonzero(pc.fill_null(bad, False).to_numpy(zero_copy_only=False))
+        if len(hits):
+            i = int(hits[0])
+            raise InputError(f"{cols[name]} {table.column(cols[name])[i].as_py()!r} is not a "
+                             "number", path=str(path), record=f"line {i + 2}",
+                             hint="fix the coordinates or leave the cell empty")
+    _, first = np.unique(keys.to_numpy(zero_copy_only=False).astype(str), return_index=True)
+    keep = pa.array(np.sort(first))
+    site_col = cols.get("site") if key != "site" else None
+    site = (text_column(table, site_col) if site_col else pa.nulls(table.num_rows, pa.string()))
+    extras = {e: text_column(table, cols[e]).take(keep) for e in extra if e in cols}
+    return Places(keys.take(keep), lon.take(keep), lat.take(keep), site.take(keep), extras)

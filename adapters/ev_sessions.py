@@ -1,0 +1,480 @@
+"""EV charging sessions as CSV (charge point, connector, start, end, energy, site) to
+``EVChargingSession``, plus one ``EVChargingStation`` per charge point seen.
+
+Layouts differ by operator, so columns are found through a profile (``--profile``): the
+ChargePlace Scotland council exports (Dundee and others: day-first dates, date and time in
+separate columns, sessions in progress with no end and no energy), ChargePoint network exports
+(Palo Alto, Boulder: month-first dates, durations as hh:mm:ss, coordinates), or a generic one;
+``--map COLUMN=FIELD`` names any other column. Without ``--profile`` the header picks one.
+
+A session without an end is kept with status ``open`` (and counted as open); one that ends
+before it starts, or has negative energy, is rejected with that reason. Sites get coordinates
+from ``--sites FILE`` (site, lat, lon).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.adapter import Batch, ReadContext
+from hubctl.adapters.energy_fields import (
+    Places,
+    parse_map,
+    parse_times,
+    read_places,
+    resolve_columns,
+    text_column,
+)
+from hubctl.arrowkit import blank, parse_numbers
+from hubctl.csvread import open_csv
+from hubctl.errors import InputError
+from hubctl.ngsild import entity_id
+from hubctl.rejects import Reason, Reject, reason
+from hubctl.types import TIMESTAMP
+
+__all__ = ["ADAPTER", "FIELDS", "PROFILES", "EVSessions", "Profile"]
+
+SESSION, STATION = "EVChargingSession", "EVChargingStation"
+FIELDS = ("session", "charge_point", "connector", "start", "start_date", "start_time", "end",
+          "end_date", "end_time", "duration", "charging_duration", "energy", "cost", "site",
+          "lat", "lon", "operator", "model")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A published layout: header spellings per field, date formats, the local time zone."""
+
+    name: str
+    description: str
+    aliases: dict[str, tuple[str, ...]]
+    formats: tuple[str, ...]  # strptime formats tried in order ("" = ISO 8601)
+    timezone: str
+    detect: tuple[str, ...] = ()  # header names (folded) that identify the layout
+
+
+_GENERIC = {
+    "session": ("session_id", "session id", "transaction_id", "transaction id", "event_id",
+                "charging event", "plug in event id", "charging session id", "id"),
+    "charge_point": ("cp id", "cp_id", "charge_point_id", "charge point id", "charge point",
+                     "chargepoint id", "chargepoint", "charger id", "charger", "station_id",
+                     "station id", "station", "station name", "evse_id", "evse id", "evse",
+                     "device id", "charging point"),
+    "connector": ("connector id", "connector_id", "port", "port number", "outlet", "socket",
+                  "plug"),
+    "start": ("start_time", "start datetime", "start date time", "start timestamp",
+              "started", "plug in", "plug_in", "plug in time", "connected",
+              "start_date___time", "start date (local)", "session start", "session_start",
+              "start date"),
+    "start_date": (),
+    "start_time": (),
+    "end": ("end_time", "end datetime", "end date time", "end timestamp", "ended", "plug out",
+            "plug_out", "plug out time", "disconnected", "end_date___time", "session end",
+            "session_end", "end date"),
+    "end_date": (),
+    "end_time": (),
+    "duration": ("total duration (hh:mm:ss)", "total_duration__hh_mm_ss_", "total duration",
+                 "connected time", "connected_time", "duration (minutes)", "duration mins",
+                 "duration_minutes", "plug in duration"),
+    "charging_duration": ("charging time (hh:mm:ss)", "charging_time__hh_mm_ss_",
+                          "charging time", "charging_time", "charging duration"),
+    "energy": ("kwh", "total kwh", "energy (kwh)", "energy__kwh_", "energy_kwh", "energy kwh",
+               "kwh delivered", "kwh_delivered", "consumption (kwh)", "consumption",
+               "total energy", "energy delivered"),
+    "cost": ("fee", "price", "amount", "cost (gbp)", "cost (£)"),
+    "site": ("site name", "site_name", "location", "location name", "address", "address 1"),
+    "lat": ("latitude",),
+    "lon": ("longitude", "lng"),
+    "operator": ("group", "org name", "network", "operator name", "operator_name"),
+    "model": ("charger model", "equipment", "charger type"),
+}
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("chargeplace-scotland",
+            "ChargePlace Scotland council exports (Dundee, Perth & Kinross, Stirling): "
+            "'CP ID', 'Start Date' DD/MM/YYYY and 'Start Time' HH:MM, 'Total kWh', 'Site'.",
+            {**_GENERIC, "session": ("charging event", "event id", "session id"),
+             "start": (), "end": (),
+             "start_date": ("start date",), "start_time": ("start time",),
+             "end_date": ("end date",), "end_time": ("end time",)},
+            ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "",
+             "%d/%m/%y %H:%M", "%d-%m-%Y %H:%M"),
+            "Europe/London", ("cpid", "startdate", "starttime", "totalkwh")),
+    Profile("chargepoint",
+            "ChargePoint network exports (Palo Alto, Boulder): 'Station Name', 'Start Date' "
+            "M/D/YYYY H:MM, 'Total Duration (hh:mm:ss)', 'Charging Time (hh:mm:ss)', "
+            "'Energy (kWh)', 'Latitude', 'Longitude'.",
+            _GENERIC,
+            ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
+             "", "%m/%d/%y %H:%M"),
+            "America/Los_Angeles", ("chargingtimehhmmss",)),
+    Profile("generic", "Any layout with ISO 8601 start and end (UTC unless they carry a "
+            "zone); name other columns with --map.", _GENERIC, ("",), "UTC"),
+)}
+PROFILES["dundee"] = PROFILES["chargeplace-scotland"]
+REQUIRED = [["charge_point", "start"], ["charge_point", "start_date", "start_time"],
+            ["charge_point", "start_date"]]
+
+
+@dataclass
+class _Stations:
+    """Charge points seen so far: first site, operator, model; connectors."""
+
+    site: dict[str, str | None] = field(default_factory=dict)
+    operator: dict[str, str | None] = field(default_factory=dict)
+    model: dict[str, str | None] = field(default_factory=dict)
+    connectors: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    path: Path
+    cols: dict[str, str]
+    profile: Profile
+    tz: str
+    fmt: str | None
+    sites: Places | None
+    stations: _Stations
+    open_sessions: int = 0
+
+
+class EVSessions:
+    """The ``ev-sessions`` adapter."""
+
+    name = "ev-sessions"
+    entity_types = (SESSION, STATION)
+    summary = "EV charging sessions CSV (council and network exports) to EVChargingSession."
+    example = ("hubctl ingest ev-sessions dundee-ev-charging-sessions.csv --profile dundee "
+               "--sites dundee-sites.csv")
+    params: Sequence[click.Parameter] = (
+        click.Option(["--profile"], type=click.Choice(sorted(PROFILES)), default=None,
+                     help="Published layout (default: recognised from the header, else "
+                          "generic): " + "; ".join(
+                              f"{p.name}: {p.description.rstrip('.')}"
+                              for n, p in sorted(PROFILES.items())
+                              if n == p.name)),
+        click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
+                     help="Read COLUMN as FIELD (repeatable). Fields: " + ", ".join(FIELDS)
+                          + "."),
+        click.Option(["--sites"], type=click.Path(exists=True, dir_okay=False),
+                     help="CSV of sites: site, lat, lon (coordinates for sites by name)."),
+        click.Option(["--timezone"], default=None,
+                     help="Time zone of times without one (IANA name or +HH:MM; default: the "
+                          "profile's, e.g. Europe/London for ChargePlace Scotland)."),
+        click.Option(["--date-format"], default=None,
+                     help="strptime format of start and end (date and time joined by a space), "
+                          "e.g. '%d/%m/%Y %H:%M'; default: the profile's formats."),
+    )
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """Sessions of every input, then the charge points they name."""
+        mapping = parse_map(options.get("mapping") or (), FIELDS)
+        sites_file = options.get("sites")
+        sites = (read_places(Path(sites_file), "site", _GENERIC["site"])
+                 if sites_file else None)
+        stations = _Stations()
+        last: _Plan | None = None
+        for path in inputs:
+            stream = open_csv(path)
+            profile = _profile(options.get("profile"), stream.schema.names)
+            cols = resolve_columns(path, stream.schema.names, profile.aliases, mapping,
+                                   REQUIRED)
+            _split_date_time(cols)
+            last = _Plan(path, cols, profile, options.get("timezone") or profile.timezone,
+                         options.get("date_format"), sites, stations)
+            yield from _read_file(last, stream, ctx)
+            if last.open_sessions:
+                ctx.warn(f"{path.name}: {last.open_sessions} sessions still open (no end): "
+                         "kept with status open")
+        if last is not None and stations.site:
+            yield _station_batch(last, stations, ctx)
+
+
+def _split_date_time(cols: dict[str, str]) -> None:
+    """Where a layout has both a start column and a start date column, decide which is which:
+    a "Start Date Time" column is the whole timestamp; a "Start Time" beside a "Start Date" is
+    the time of day. The same for the end."""
+    from hubctl.adapters.energy_fields import fold
+
+    for which in ("start", "end"):
+        day, clock = f"{which}_date", f"{which}_time"
+        if which not in cols or day not in cols:
+            continue
+        if "date" in fold(cols[which]):  # a full timestamp column wins
+            cols.pop(day)
+            cols.pop(clock, None)
+        else:
+            cols[clock] = cols.pop(which)
+
+
+def _profile(name: str | None, header: Sequence[str]) -> Profile:
+    if name:
+        return PROFILES[name]
+    from hubctl.adapters.energy_fields import fold
+
+    folded = {fold(h) for h in header}
+    for profile in PROFILES.values():
+        if profile.detect and all(d in folded for d in profile.detect):
+            return profile
+    return PROFILES["generic"]
+
+
+def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
+    first_row = 2
+    try:
+        for batch in stream:
+            ctx.advance(batch.nbytes)
+            out = _convert(plan, batch, first_row)
+            first_row += batch.num_rows
+            invalid = stream.take_invalid()
+            out.rejects += [Reject(SESSION, text, [reason(
+                "malformed-record", detail="wrong number of fields for the header")],
+                file=str(plan.path), record=f"line {line}" if line else "")
+                for line, text in invalid]
+            out.records += len(invalid)
+            yield out
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
+                         path=str(plan.path), hint="fix or remove the damaged part") from None
+
+
+def _joined(plan: _Plan, batch: pa.RecordBatch, which: str) -> tuple[pa.Array | None, str]:
+    """The start or end text of each row (date and time joined when they are separate)."""
+    cols = plan.cols
+    date_col, time_col = cols.get(f"{which}_date"), cols.get(f"{which}_time")
+    if which in cols:
+        if time_col is None:
+            return text_column(batch, cols[which]), cols[which]
+        date_col = cols[which]  # a "Start Date" column with a "Start Time" beside it
+    if date_col is None:
+        return None, which
+    date = pc.utf8_trim_whitespace(text_column(batch, date_col))
+    if time_col is None:
+        return date, date_col
+    time = pc.utf8_trim_whitespace(text_column(batch, time_col))
+    both = pc.binary_join_element_wise(date, time, " ")
+    return pc.if_else(blank(date), pa.scalar(None, pa.string()), both), f"{date_col}+{time_col}"
+
+
+def _times(plan: _Plan, text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Parse with --date-format, else with the first profile format that reads every
+    present value of this batch (falling back to the one that reads the most)."""
+    if plan.fmt is not None:
+        return parse_times(text, plan.tz, plan.fmt or None)
+    best: tuple[pa.Array, pa.Array] | None = None
+    best_bad = len(text) + 1
+    for fmt in plan.profile.formats:
+        values, bad = parse_times(text, plan.tz, fmt or None)
+        count = pc.sum(bad).as_py() or 0
+        if count == 0:
+            plan.fmt = fmt  # the layout's format: keep it for the rest of the file
+            return values, bad
+        if count < best_bad:
+            best, best_bad = (values, bad), count
+    assert best is not None
+    return best
+
+
+_HMS = r"^(?P<h>\d+):(?P<m>\d{1,2})(?::(?P<s>\d{1,2}(?:\.\d+)?))?$"
+
+
+def _durations(text: pa.Array | None) -> tuple[pa.Array | None, pa.Array | None]:
+    """hh:mm[:ss] (or a bare number of minutes) -> duration, and a bad-cell mask."""
+    if text is None:
+        return None, None
+    trimmed = pc.utf8_trim_whitespace(text)
+    parts = pc.extract_regex(trimmed, _HMS)
+    hours = pc.cast(pc.struct_field(parts, "h"), pa.float64())
+    minutes = pc.cast(pc.struct_field(parts, "m"), pa.float64())
+    seconds = pc.fill_null(pc.cast(pc.if_else(
+        pc.equal(pc.struct_field(parts, "s"), ""), None, pc.struct_field(parts, "s")),
+        pa.float64()), 0.0)
+    hms = pc.add(pc.add(pc.multiply(hours, 3600.0), pc.multiply(minutes, 60.0)), seconds)
+    plain, bad_plain = parse_numbers(pc.if_else(pc.is_valid(parts), None, trimmed))
+    total = pc.coalesce(hms, pc.multiply(plain, 60.0))
+    missing = blank(text)
+    bad = pc.and_(pc.invert(missing), pc.is_null(total))
+    micros = pc.cast(pc.round(pc.multiply(total, 1e6)), pa.int64())
+    return pc.cast(micros, pa.duration("us")), pc.fill_null(bad, False)
+
+
+def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int) -> Batch:
+    n = batch.num_rows
+    cols = plan.cols
+    start_text, start_field = _joined(plan, batch, "start")
+    end_text, end_field = _joined(plan, batch, "end")
+    assert start_text is not None
+    start, bad_start = _times(plan, start_text)
+    if end_text is not None:
+        end, bad_end = _times(plan, end_text)
+    else:
+        end, bad_end = pa.nulls(n, TIMESTAMP), pa.repeat(pa.scalar(False), n)
+    total, bad_total = _durations(text_column(batch, cols.get("duration")))
+    charging, bad_charging = _durations(text_column(batch, cols.get("charging_duration")))
+    if total is not None:  # an end from the duration where the file gives no end
+        end = pc.if_else(pc.is_null(end), pc.add(start, total), end)
+    charging_end = pc.add(start, charging) if charging is not None else pa.nulls(n, TIMESTAMP)
+    energy, bad_energy = _numbers(batch, cols.get("energy"), n)
+    cost, bad_cost = _numbers(batch, cols.get("cost"), n)
+    cp = _trimmed(batch, cols["charge_point"])
+    problems: dict[int, list[Reason]] = {}
+    _flag(problems, blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
+    _flag(problems, bad_start, lambda i: reason("bad-timestamp", start_field,
+                                                value=start_text[i].as_py()))
+    _flag(problems, pc.and_(pc.is_null(start), pc.invert(bad_start)),
+          lambda i: reason("missing-required", start_field))
+    if end_text is not None:
+        _flag(problems, bad_end, lambda i: reason("bad-timestamp", end_field,
+                                                  value=end_text[i].as_py()))
+    for bad, name in ((bad_total, "duration"), (bad_charging, "charging_duration")):
+        if bad is not None:
+            _flag(problems, bad, lambda i, c=cols[name]: reason(
+                "type-error", c, value=batch.column(c)[i].as_py(), expected="hh:mm:ss"))
+    _flag(problems, bad_energy, lambda i: reason(
+        "type-error", cols["energy"], value=batch.column(cols["energy"])[i].as_py(),
+        expected="number"))
+    _flag(problems, bad_cost, lambda i: reason(
+        "type-error", cols["cost"], value=batch.column(cols["cost"])[i].as_py(),
+        expected="number"))
+    _flag(problems, pc.less(end, start), lambda i: reason(
+        "end-before-start", end_field, value=end[i].as_py().isoformat(),
+        start=start[i].as_py().isoformat()))
+    _flag(problems, pc.less(energy, 0), lambda i: reason(
+        "negative-value", cols.get("energy", "energy"), value=energy[i].as_py()))
+    rejects = [Reject(SESSION, _raw(batch, i), rs, file=str(plan.path),
+                      record=f"line {first_row + i}") for i, rs in sorted(problems.items())]
+    keep = np.ones(n, dtype=bool)
+    keep[list(problems)] = False
+    rows = _rows(plan, batch, pa.array(keep), cp, start, end, charging_end, energy, cost)
+    plan.open_sessions += int(pc.sum(pc.equal(rows.column("status"), "open")).as_py() or 0)
+    return Batch(SESSION, rows, str(plan.path), n, rejects=rejects)
+
+
+def _rows(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Array, start: pa.Array,
+          end: pa.Array, charging_end: pa.Array, energy: pa.Array, cost: pa.Array) -> pa.Table:
+    cols = plan.cols
+
+    def pick(a: pa.Array) -> pa.Array:
+        return a.filter(keep)
+
+    cp, start, end, charging_end, energy, cost = (pick(a) for a in (
+        cp, start, end, charging_end, energy, cost))
+    n = len(cp)
+    connector = (pick(_trimmed(batch, cols["connector"])) if "connector" in cols
+                 else pa.repeat(pa.scalar("1"), n))
+    connector = pc.if_else(blank(connector), "1", connector)
+    site = pick(_trimmed(batch, cols["site"])) if "site" in cols else pa.nulls(n, pa.string())
+    if "session" in cols:
+        session = pick(_trimmed(batch, cols["session"]))
+    else:  # charge point, connector and start identify a session
+        seconds = pc.cast(pc.cast(start, pa.int64()), pa.timestamp("us", tz="UTC"))
+        stamp = pc.utf8_slice_codeunits(pc.strftime(seconds, format="%Y%m%dT%H%M%S"), 0, 15)
+        session = pc.binary_join_element_wise(cp, connector, stamp, "-")
+    cp_list, session_list = cp.to_pylist(), session.to_pylist()
+    lon, lat = _coordinates(plan, batch, keep, site)
+    _note_stations(plan, batch, keep, cp_list, connector.to_pylist(), site.to_pylist())
+    status = pc.if_else(pc.is_null(end), "open", "closed")
+    return pa.table({
+        "id": pa.array([entity_id(SESSION, s) for s in session_list], pa.string()),
+        "observed_at": start, "startDateTime": start, "endDateTime": end,
+        "chargingEndDateTime": charging_end, "energy": energy, "cost": cost,
+        "status": status, "connector": connector,
+        "refEVChargingStation": pa.array([entity_id(STATION, c) for c in cp_list], pa.string()),
+        "site": site, "lon": lon, "lat": lat,
+        "source": pa.repeat(pa.scalar(f"ev-sessions:{plan.path.name}"), n),
+        "_time_index": pa.repeat(pa.scalar("startDateTime"), n),
+    })
+
+
+def _coordinates(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array,
+                 site: pa.Array) -> tuple[pa.Array, pa.Array]:
+    cols = plan.cols
+    n = len(site)
+    lon, lat = pa.nulls(n, pa.float64()), pa.nulls(n, pa.float64())
+    if "lat" in cols and "lon" in cols:
+        lat = parse_numbers(text_column(batch, cols["lat"]))[0].filter(keep)
+        lon = parse_numbers(text_column(batch, cols["lon"]))[0].filter(keep)
+    if plan.sites is not None:
+        idx = plan.sites.lookup(site)
+        lon = pc.coalesce(lon, pc.take(plan.sites.lon, idx))
+        lat = pc.coalesce(lat, pc.take(plan.sites.lat, idx))
+    return lon, lat
+
+
+def _note_stations(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cps: list[str],
+                   connectors: list[str], sites: list[str | None]) -> None:
+    cols, st = plan.cols, plan.stations
+    operators = (_trimmed(batch, cols["operator"]).filter(keep).to_pylist()
+                 if "operator" in cols else [None] * len(cps))
+    models = (_trimmed(batch, cols["model"]).filter(keep).to_pylist()
+              if "model" in cols else [None] * len(cps))
+    for cp, connector, site, operator, model in zip(cps, connectors, sites, operators, models,
+                                                    strict=True):
+        if cp not in st.site:
+            st.site[cp], st.operator[cp], st.model[cp] = site, operator, model
+            st.connectors[cp] = set()
+        st.connectors[cp].add(connector)
+
+
+def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext) -> Batch:
+    """One EVChargingStation per charge point; derived rows, so they count no input records."""
+    cps = sorted(st.site)
+    sites = pa.array([st.site[c] for c in cps], pa.string())
+    lon, lat = pa.nulls(len(cps), pa.float64()), pa.nulls(len(cps), pa.float64())
+    if plan.sites is not None:
+        idx = plan.sites.lookup(sites)
+        lon, lat = pc.take(plan.sites.lon, idx), pc.take(plan.sites.lat, idx)
+        missing = sorted({s for s, i in zip(sites.to_pylist(), idx.to_pylist(), strict=True)
+                          if i is None and s})
+        if missing:
+            ctx.warn(f"{len(missing)} sites have no coordinates in the sites file, e.g. "
+                     f"{missing[0]!r}")
+    n = len(cps)
+    rows = pa.table({
+        "id": pa.array([entity_id(STATION, c) for c in cps], pa.string()),
+        "observed_at": pa.repeat(pa.scalar(ctx.arrival, TIMESTAMP), n),
+        "name": pa.array(cps, pa.string()), "site": sites, "lon": lon, "lat": lat,
+        "operator": pa.array([st.operator[c] for c in cps], pa.string()),
+        "description": pa.array([st.model[c] for c in cps], pa.string()),
+        "socketNumber": pa.array([len(st.connectors[c]) for c in cps], pa.int64()),
+        "source": pa.repeat(pa.scalar("ev-sessions"), n),
+        "_time_index": pa.repeat(pa.scalar("arrival"), n),
+        "_records": pa.array(np.zeros(n, dtype=np.int64)),
+    })
+    return Batch(STATION, rows, str(plan.path), 0)
+
+
+def _trimmed(batch: pa.RecordBatch, column: str) -> pa.Array:
+    return pc.utf8_trim_whitespace(text_column(batch, column))
+
+
+def _numbers(batch: pa.RecordBatch, column: str | None, n: int) -> tuple[pa.Array, pa.Array]:
+    if column is None:
+        return pa.nulls(n, pa.float64()), pa.repeat(pa.scalar(False), n)
+    text = pc.replace_substring_regex(text_column(batch, column), r"^\s*[£$€₩]", "")
+    return parse_numbers(text)
+
+
+def _flag(problems: dict[int, list[Reason]], mask: pa.Array, make: Any) -> None:
+    filled = pc.fill_null(mask, False)
+    if filled.true_count == 0:
+        return
+    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
+        problems.setdefault(int(i), []).append(make(int(i)))
+
+
+def _raw(batch: pa.RecordBatch, i: int) -> str:
+    return json.dumps({c: batch.column(c)[i].as_py() for c in batch.schema.names},
+                      ensure_ascii=False)
+
+
+ADAPTER = EVSessions()

@@ -1,0 +1,258 @@
+"""Vectorised parsing of GTFS text columns, and the per-row problems of a file.
+
+Each parser takes a text column (null = empty field) and returns the typed values plus a mask
+of the cells whose text was present but did not parse. Only the rows that fail are touched
+in Python: to build their reasons and their raw record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.ngsild import entity_id
+from hubctl.rejects import Reason, Reject, reason
+
+__all__ = ["Problems", "extra_json", "local_ids", "parse_bool", "parse_clock", "parse_date",
+           "parse_float", "parse_int", "text", "trimmed", "urns"]
+
+_CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
+_SAFE = "-._~!$&'()*+,;=:@"  # what hubctl.ngsild.entity_id leaves unencoded
+
+
+def text(table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` as one string array (all null when the file lacks the column)."""
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def trimmed(table: pa.Table, name: str) -> pa.Array:
+    """An id column without surrounding blanks; a blank id is null."""
+    arr = pc.ascii_trim_whitespace(text(table, name))
+    blank = pc.equal(arr, "")
+    return pc.if_else(blank, pa.scalar(None, pa.string()), arr) if pc.any(blank).as_py() else arr
+
+
+def _mask(arr: pa.Array | np.ndarray) -> np.ndarray:
+    if isinstance(arr, np.ndarray):
+        return arr.astype(bool)
+    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def parse_int(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(int64 values, bad mask). ``3``, `` 3 `` and ``3.0`` are 3."""
+    try:
+        return pc.cast(arr, pa.int64()), np.zeros(len(arr), bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    clean = pc.ascii_trim_whitespace(arr)
+    ok = pc.fill_null(pc.match_substring_regex(clean, r"^[-+]?\d+(\.0*)?$"), False)
+    digits = pc.replace_substring_regex(clean, r"\.0*$", "")
+    values = pc.cast(pc.if_else(ok, digits, pa.scalar(None, pa.string())), pa.int64())
+    blank = pc.fill_null(pc.equal(clean, ""), False)
+    return values, _mask(pc.and_(pc.and_(pc.is_valid(arr), pc.invert(ok)), pc.invert(blank)))
+
+
+def parse_float(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(float64 values, bad mask); NaN and infinity are bad."""
+    try:
+        values = pc.cast(arr, pa.float64())
+        bad = np.zeros(len(arr), bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        clean = pc.ascii_trim_whitespace(arr)
+        ok = pc.fill_null(pc.match_substring_regex(
+            clean, r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"), False)
+        values = pc.cast(pc.if_else(ok, clean, pa.scalar(None, pa.string())), pa.float64())
+        blank = pc.fill_null(pc.equal(clean, ""), False)
+        bad = _mask(pc.and_(pc.and_(pc.is_valid(arr), pc.invert(ok)), pc.invert(blank)))
+    finite = _mask(pc.is_finite(values)) | ~_mask(pc.is_valid(values))
+    if not finite.all():
+        bad |= ~finite
+        values = pc.if_else(pa.array(finite), values, pa.scalar(None, pa.float64()))
+    return values, bad
+
+
+def parse_bool(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(boolean values, bad mask) from GTFS ``0`` / ``1``."""
+    clean = pc.ascii_trim_whitespace(arr)
+    one, zero = pc.equal(clean, "1"), pc.equal(clean, "0")
+    ok = pc.or_(one, zero)
+    values = pc.if_else(ok, one, pa.scalar(None, pa.bool_()))
+    return values, _mask(pc.and_(pc.is_valid(arr), pc.invert(ok)))
+
+
+def parse_date(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(date32 values, bad mask) from GTFS ``YYYYMMDD``."""
+    clean = pc.ascii_trim_whitespace(arr)
+    shaped = pc.fill_null(pc.match_substring_regex(clean, r"^\d{8}$"), False)
+    stamps = pc.strptime(pc.if_else(shaped, clean, pa.scalar(None, pa.string())),
+                         format="%Y%m%d", unit="s", error_is_null=True)
+    values = pc.cast(stamps, pa.date32())
+    return values, _mask(pc.and_(pc.is_valid(arr), pc.is_null(values)))
+
+
+def parse_clock(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(seconds after the service day's midnight, bad mask) from ``H:MM:SS`` / ``HH:MM:SS``.
+
+    Times past midnight (``25:10:00`` is 90600) are valid GTFS. Every cell is left-padded
+    with zeros to nine characters (``006:00:00``), so the Arrow string buffer becomes a
+    fixed-width byte matrix that numpy checks and converts column by column. Cells of another
+    width, or with blanks around the time, go through a regular expression one by one.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    valid = _mask(pc.is_valid(arr))
+    if n == 0 or not valid.any():
+        return pa.nulls(n, pa.int64()), np.zeros(n, bool)
+    padded = pc.ascii_lpad(pc.fill_null(arr.cast(pa.string()), "000:00:00"), 9, "0")
+    odd = _mask(pc.not_equal(pc.binary_length(padded), 9))
+    if odd.any():
+        padded = pc.if_else(pa.array(odd), "000:00:00", padded)
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32)[
+        padded.offset:padded.offset + n + 1]
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    d = np.ascontiguousarray(data.reshape(n, 9).T) - np.uint8(48)  # digits 0..9, ':' is 10
+    ok = valid & ~odd & (d[3] == 10) & (d[6] == 10) & (d[4] <= 5) & (d[7] <= 5)
+    for k in (0, 1, 2, 5, 8):
+        ok &= d[k] <= 9
+    hours = d[0].astype(np.int64) * 100 + d[1].astype(np.int64) * 10 + d[2]
+    seconds = hours * 3600 + (d[4].astype(np.int64) * 10 + d[5]) * 60 + d[7] * 10 + d[8]
+    bad = np.zeros(n, bool)
+    for i in np.flatnonzero(valid & ~ok):  # blanks around the time, or not a time at all
+        value = arr[int(i)].as_py().strip()
+        match = _CLOCK.match(value)
+        if match:
+            h, m, sec = (int(g) for g in match.groups())
+            seconds[i] = h * 3600 + m * 60 + sec
+            ok[i] = True
+        elif value:
+            bad[i] = True
+    return pa.array(seconds, pa.int64(), mask=~ok), bad
+
+
+_PLAIN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"  # needs no percent-encoding and no strip
+
+
+def _encoded(prefix: str, feed: str, ids: pa.Array, encode: Callable[[str], str]) -> pa.Array:
+    """``prefix + encode(f"{feed}:{id}")`` per id: plain ids joined with string kernels, the
+    few others (blanks, non-ASCII, ``/``, ``%``...) through ``encode`` once each."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    joined = pc.binary_join_element_wise(f"{prefix}{feed}:", ids, "")
+    plain = pc.fill_null(pc.match_substring_regex(ids, _PLAIN), True)
+    if pc.all(plain).as_py() is not False:
+        return joined
+    odd = np.flatnonzero(~np.asarray(plain.to_numpy(zero_copy_only=False), bool))
+    done: dict[str, str] = {}
+    for i in odd:
+        word = ids[int(i)].as_py()
+        if word not in done:
+            done[word] = encode(f"{feed}:{word}")
+    values = pa.array([done[ids[int(i)].as_py()] for i in odd], pa.string())
+    mask = np.zeros(len(ids), bool)
+    mask[odd] = True
+    return pc.replace_with_mask(joined, pa.array(mask), values)
+
+
+def local_ids(feed: str, ids: pa.Array) -> pa.Array:
+    """``quote(f"{feed}:{id}")``: the local part of the entity ids, as entity_id encodes it."""
+    return _encoded("", feed, ids, lambda local: quote(local.strip(), safe=_SAFE))
+
+
+def urns(type_name: str, feed: str, ids: pa.Array) -> pa.Array:
+    """``entity_id(type_name, f"{feed}:{id}")`` for every id (null stays null)."""
+    return _encoded(f"urn:ngsi-ld:{type_name}:", feed, ids,
+                    lambda local: entity_id(type_name, local))
+
+
+def extra_json(table: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """The values of ``columns`` as one JSON object per row (null where all are empty).
+
+    Built with string kernels, not per row: values are escaped for JSON (quote, backslash and
+    control characters), then joined as ``{"col": "value", ...}``.
+    """
+    n = table.num_rows
+    if not columns:
+        return pa.nulls(n, pa.string())
+    parts = []
+    any_value = pa.array(np.zeros(n, bool))
+    for name in columns:
+        arr = text(table, name)
+        any_value = pc.or_(any_value, pc.is_valid(arr))
+        esc = pc.replace_substring(arr, "\\", "\\\\")
+        esc = pc.replace_substring(esc, '"', '\\"')
+        if pc.any(pc.match_substring_regex(arr, r"[\x00-\x1f]")).as_py():
+            esc = pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1]
+                            for v in arr.to_pylist()], pa.string())
+        quoted = pc.binary_join_element_wise('"', esc, '"', "")
+        parts.append(pc.binary_join_element_wise(
+            json.dumps(name) + ":", pc.fill_null(quoted, "null"), ""))
+    body = pc.binary_join_element_wise(*parts, ",")
+    out = pc.binary_join_element_wise("{", body, "}", "")
+    return pc.if_else(any_value, out, pa.scalar(None, pa.string()))
+
+
+class Problems:
+    """Reasons per row of one block of a file, collected from vectorised masks."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.rows: dict[int, list[Reason]] = {}
+
+    def flag(self, mask: pa.Array | np.ndarray, make: Callable[[int], Reason]) -> None:
+        """Add ``make(i)`` to every row ``i`` where ``mask`` is true (null is false)."""
+        m = _mask(mask)
+        if not m.any():
+            return
+        for i in np.flatnonzero(m):
+            self.rows.setdefault(int(i), []).append(make(int(i)))
+
+    def flag_nul(self, table: pa.Table) -> None:
+        """Reject rows holding a NUL character (no GTFS text field may contain one)."""
+        for name in table.column_names:
+            col = text(table, name)
+            data = col.buffers()[2] if col.type == pa.string() else None
+            if data is not None and not (np.frombuffer(data, np.uint8) == 0).any():
+                continue  # no NUL byte anywhere in the column: nothing to look at
+            hits = pc.match_substring(col, "\x00")
+            self.flag(hits, lambda i, name=name: reason(  # type: ignore[misc]
+                "malformed-record", name, detail=f"{name} contains a NUL character"))
+
+    def bad(self) -> np.ndarray:
+        """Mask of the rows with at least one problem."""
+        out = np.zeros(self.n, bool)
+        if self.rows:
+            out[list(self.rows)] = True
+        return out
+
+    def rejects(self, entity_type: str, table: pa.Table, where: str,
+                key: Sequence[str]) -> list[Reject]:
+        """One Reject per problem row: the raw record as JSON, named by its key fields."""
+        out = []
+        for i in sorted(self.rows):
+            raw = {c: table.column(c)[i].as_py() for c in table.column_names}
+            record = ", ".join(f"{k}={raw.get(k)}" for k in key if k in raw) or f"row {i + 1}"
+            out.append(Reject(entity_type, json.dumps(raw, ensure_ascii=False),
+                              self.rows[i], file=where, record=record))
+        return out
+
+
+def missing(field: str) -> Callable[[int], Reason]:
+    """A reason maker for a required field left empty."""
+    return lambda i: reason("missing-required", field)
+
+
+def type_error(field: str, values: pa.Array, expected: str) -> Callable[[int], Reason]:
+    """A reason maker for a field whose text is not of the expected kind."""
+    return lambda i: reason("type-error", field, value=values[i].as_py(), expected=expected)

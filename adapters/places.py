@@ -1,0 +1,319 @@
+"""Point facilities (patrol points, police, fire and ambulance stations, CCTV cameras) from CSV
+or GeoJSON into ``PointOfInterest`` rows with ``category`` = [kind].
+
+Columns are found by common names in English and Korean (id/코드, name/명칭/시설명,
+lat/위도, lon/경도, address/주소/소재지, ...) or named with ``--map column=field``. The id is
+``urn:ngsi-ld:PointOfInterest:<kind>:<id>``; a file without an id column uses the position
+(``lon,lat`` to 6 decimals), so re-ingesting the same list never duplicates a place.
+
+Also home of the small vectorised text helpers the ``calls`` adapter shares (coordinates from
+columns or from text, JSON string literals, HTML entities, entity ids).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hubctl.adapter import Batch, ReadContext
+from hubctl.arrowkit import blank, parse_numbers
+from hubctl.csvread import open_csv
+from hubctl.errors import InputError, UsageError
+from hubctl.ngsild import entity_id
+from hubctl.rejects import Reject
+
+__all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
+           "json_text", "unescape_html", "urn_ids"]
+
+TYPE = "PointOfInterest"
+KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_POINT_TEXT = (  # pattern, which group is the latitude
+    (rf"POINT\s*\(\s*(?P<a>{_NUM})\s+(?P<b>{_NUM})\s*\)", "b"),  # WKT: lon lat
+    (rf"\(\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\)", "a"),  # "(lat, lon)"
+    (rf"^\s*(?P<a>{_NUM})\s*[,;]\s*(?P<b>{_NUM})\s*$", "a"),  # "lat, lon"
+)
+_URN_SAFE = "-._~!$&'()*+,;=:@"
+
+#: Place fields and the header names (lower case) recognised for each.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "code", "station_id", "site_id", "코드", "관리번호", "시설코드", "관서코드",
+           "번호"),
+    "name": ("name", "station", "site", "명칭", "이름", "시설명", "관서명", "지구대명",
+             "파출소명", "경찰서명", "소방서명", "안전센터명", "설치장소"),
+    "lat": ("lat", "latitude", "y", "위도", "wgs84위도"),
+    "lon": ("lon", "lng", "long", "longitude", "x", "경도", "wgs84경도"),
+    "location": ("location", "geometry", "point", "좌표"),
+    "address": ("address", "addr", "주소", "소재지", "도로명주소", "소재지도로명주소",
+                "소재지지번주소"),
+    "description": ("description", "remarks", "비고", "설명"),
+    "areaServed": ("areaserved", "district", "area", "관할", "관할구역", "관할지역"),
+    "capacity": ("capacity", "units", "vehicles", "cameras", "인원", "차량수", "카메라대수",
+                 "대수"),
+}
+
+
+# ---------------------------------------------------------------- shared text helpers
+
+def blank_to_null(text: pa.Array) -> pa.Array:
+    """Trimmed text, null where it means 'no value' (empty, '-', NA, ...)."""
+    return pc.if_else(blank(text), pa.scalar(None, pa.string()), pc.utf8_trim_whitespace(text))
+
+
+def unescape_html(text: pa.Array) -> pa.Array:
+    """HTML entities (``&amp;``, ``&#39;``) decoded; each distinct affected text once."""
+    has = pc.fill_null(pc.match_substring_regex(text, r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z]+);"),
+                       False)
+    if not pc.any(has).as_py():
+        return text
+    encoded = pc.dictionary_encode(text)
+    words = [None if w is None else html.unescape(w) for w in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(words, pa.string()), encoded.indices)
+
+
+def json_text(text: pa.Array) -> pa.Array:
+    """Each text as a JSON string literal (null stays null)."""
+    esc = pc.replace_substring(text, "\\", "\\\\")
+    esc = pc.replace_substring(esc, '"', '\\"')
+    for char, code in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        esc = pc.replace_substring(esc, char, code)
+    if pc.any(pc.fill_null(pc.match_substring_regex(esc, r"[\x00-\x1f]"), False)).as_py():
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
+                         for v in text.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', esc, '"', "")
+
+
+def extra_json(parts: Sequence[tuple[str, pa.Array]], n: int) -> pa.Array:
+    """One JSON object per row of the named text columns, leaving out null cells (null where
+    every cell is null): the ``_extra`` column for source columns the schema does not map."""
+    if not parts:
+        return pa.nulls(n, pa.string())
+    pieces = [pc.if_else(pc.is_null(v), "", pc.binary_join_element_wise(
+        json.dumps(name, ensure_ascii=False) + ":", json_text(v), "")) for name, v in parts]
+    body = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, ",")
+    body = pc.replace_substring_regex(body, r",{2,}", ",")
+    body = pc.replace_substring_regex(body, r"^,|,$", "")
+    return pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()),
+                      pc.binary_join_element_wise("{", body, "}", ""))
+
+
+def urn_ids(type_name: str, source: str, local: pa.Array) -> pa.Array:
+    """``entity_id(type_name, f"{source}:{local}")`` for every value; null stays null.
+
+    Plain ids are joined by a string kernel; only ids that need percent-encoding go through
+    :func:`hubctl.ngsild.entity_id`, each distinct one once.
+    """
+    prefix = f"urn:ngsi-ld:{type_name}:{quote(source, safe=_URN_SAFE)}:"
+    plain = pc.fill_null(pc.match_substring_regex(local, r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"),
+                         True)
+    out = pc.binary_join_element_wise(prefix, local, "")
+    if pc.all(plain).as_py():
+        return out
+    encoded = pc.dictionary_encode(local)
+    full = pa.array([entity_id(type_name, f"{source}:{w}") for w in
+                     encoded.dictionary.to_pylist()], pa.string())
+    return pc.if_else(plain, out, pc.take(full, encoded.indices))
+
+
+def _from_text(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(lon, lat) from position texts: WKT POINT, '(lat, lon)' inside text, or 'lat, lon'."""
+    lon = pa.nulls(len(text), pa.float64())
+    lat = pa.nulls(len(text), pa.float64())
+    filled = pc.fill_null(text, "")
+    for pattern, lat_group in _POINT_TEXT:
+        m = pc.extract_regex(filled, pattern)
+        a = pc.cast(pc.struct_field(m, "a"), pa.float64())
+        b = pc.cast(pc.struct_field(m, "b"), pa.float64())
+        la, lo = (a, b) if lat_group == "a" else (b, a)
+        take = pc.and_(pc.is_null(lat), pc.is_valid(m))
+        lat = pc.if_else(take, la, lat)
+        lon = pc.if_else(take, lo, lon)
+    return lon, lat
+
+
+def coordinates(text: pa.Array | None, lon_text: pa.Array | None, lat_text: pa.Array | None,
+                n: int) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(lon, lat, present): WGS84 positions from lon/lat columns, else from a position text.
+
+    ``present`` is true where the source gave something that looks like a position; lon and lat
+    are null where it is missing, unreadable, outside WGS84 or exactly (0, 0).
+    """
+    lon = pa.nulls(n, pa.float64())
+    lat = pa.nulls(n, pa.float64())
+    present = pa.array(np.zeros(n, dtype=bool))
+    if lon_text is not None and lat_text is not None:
+        lon, _ = parse_numbers(lon_text)
+        lat, _ = parse_numbers(lat_text)
+        present = pc.or_(pc.invert(blank(lon_text)), pc.invert(blank(lat_text)))
+    if text is not None:
+        t_lon, t_lat = _from_text(text)
+        missing = pc.or_(pc.is_null(lon), pc.is_null(lat))
+        lon = pc.if_else(missing, t_lon, lon)
+        lat = pc.if_else(missing, t_lat, lat)
+        present = pc.or_(present, pc.is_valid(t_lat))
+    ok = pc.and_(pc.and_(pc.greater_equal(lon, -180.0), pc.less_equal(lon, 180.0)),
+                 pc.and_(pc.greater_equal(lat, -90.0), pc.less_equal(lat, 90.0)))
+    ok = pc.and_(ok, pc.or_(pc.not_equal(lon, 0.0), pc.not_equal(lat, 0.0)))
+    ok = pc.fill_null(ok, False)
+    empty = pa.scalar(None, pa.float64())
+    return pc.if_else(ok, lon, empty), pc.if_else(ok, lat, empty), pc.fill_null(present, False)
+
+
+# ---------------------------------------------------------------- the adapter
+
+def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
+    """field -> column: the --map items first, then the recognised header names."""
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, field = item.rpartition("=")
+        if not sep or field.strip() not in FIELDS:
+            raise UsageError(f"--map {item!r}: write column=field with a field among "
+                             f"{', '.join(FIELDS)}")
+        out[field.strip()] = column.strip()
+    lower = {h.strip().lower(): h for h in header}
+    for field, names in FIELDS.items():
+        if field not in out:
+            found = next((lower[n] for n in names if n in lower), None)
+            if found is not None:
+                out[field] = found
+    missing = sorted({c for c in out.values() if c not in header})
+    if missing:
+        raise InputError(f"no column {', '.join(repr(m) for m in missing)} in the header",
+                         path=str(path), record="line 1", hint="check --map against the file")
+    if not ({"lat", "lon"} <= set(out) or "location" in out):
+        raise InputError("no coordinate columns found (lat/lon, 위도/경도, location)",
+                         path=str(path), record="line 1",
+                         hint="name them with --map, e.g. --map 'Y=lat' --map 'X=lon'")
+    return out
+
+
+class Places:
+    """The ``places`` adapter."""
+
+    name = "places"
+    entity_types = (TYPE,)
+    summary = ("Point facilities (patrol points, police/fire/ambulance stations, CCTV) from CSV "
+               "or GeoJSON into PointOfInterest with category [kind].")
+    example = ("hubctl ingest places patrol_points.csv --kind patrol-point\n"
+               "  hubctl ingest places stations.geojson --kind fire-station\n"
+               "  hubctl ingest places cctv.csv --kind cctv --map '설치위치=name'")
+    params: Sequence[click.Parameter] = (
+        click.Option(["--kind"], required=True, type=click.Choice(KINDS),
+                     help="What the places are; becomes their category."),
+        click.Option(["--map", "map"], multiple=True, metavar="COLUMN=FIELD",
+                     help="Read COLUMN (or GeoJSON property) as FIELD (" + ", ".join(FIELDS)
+                          + "); repeat it."),
+    )
+
+    def read(self, inputs: Sequence[Path], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """One Batch per input file (facility lists are small)."""
+        for path in inputs:
+            if path.suffix.lower() in (".geojson", ".json"):
+                table, first = _geojson_table(path), "feature 0"
+            else:
+                table, first = _csv_table(path), "row 2"
+            yield _convert(path, table, options, ctx, first)
+
+
+def _csv_table(path: Path) -> pa.Table:
+    stream = open_csv(path)
+    try:
+        table = stream.read_all()
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot be read as CSV: {exc}", path=str(path)) from None
+    if stream.take_invalid():
+        raise InputError("has rows with the wrong number of fields", path=str(path),
+                         hint="fix the file; a facility list should be complete")
+    return table
+
+
+def _geojson_table(path: Path) -> pa.Table:
+    """Point features as a text table: properties plus a 'location' column 'POINT (lon lat)'."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"is not a GeoJSON file: {exc}", path=str(path)) from None
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        raise InputError("is not a GeoJSON FeatureCollection", path=str(path))
+    rows: list[dict[str, str]] = []
+    for f in features:
+        props = f.get("properties") or {} if isinstance(f, dict) else {}
+        geom = f.get("geometry") or {} if isinstance(f, dict) else {}
+        coords = geom.get("coordinates") if isinstance(geom, dict) else None
+        row = {str(k): "" if v is None else str(v) for k, v in props.items()}
+        if isinstance(f, dict) and "id" in f and "id" not in row:
+            row["id"] = str(f["id"])
+        ok = isinstance(geom, dict) and geom.get("type") == "Point" and isinstance(
+            coords, list) and len(coords) >= 2
+        row["location"] = f"POINT ({coords[0]} {coords[1]})" if ok and coords else json.dumps(
+            geom, ensure_ascii=False)
+        rows.append(row)
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.table({k: pa.array([r.get(k, "") for r in rows], pa.string()) for k in names})
+
+
+def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
+             first: str) -> Batch:
+    kind = options["kind"]
+    fields = _mapping(path, t.column_names, options.get("map") or ())
+    n = t.num_rows
+
+    def col(field: str) -> pa.Array | None:
+        name = fields.get(field)
+        return t.column(name).combine_chunks() if name is not None else None
+
+    lon, lat, present = coordinates(col("location"), col("lon"), col("lat"), n)
+    ids = col("id")
+    if ids is not None:
+        local = blank_to_null(ids)
+    else:
+        fmt = pc.binary_join_element_wise(
+            pc.cast(pc.round(lon, 6), pa.string()), pc.cast(pc.round(lat, 6), pa.string()), ",")
+        local = fmt
+    name = col("name")
+    fallback = pc.binary_join_element_wise(f"{kind} ", pc.fill_null(local, "?"), "")
+    rows: dict[str, Any] = {
+        "id": urn_ids(TYPE, kind, local),
+        "observed_at": pa.repeat(pa.scalar(ctx.arrival), n),
+        "name": fallback if name is None else pc.coalesce(blank_to_null(name), fallback),
+        "category": pa.array([[kind]] * n, pa.list_(pa.string())),
+        "lon": lon, "lat": lat,
+        "source": pa.repeat(pa.scalar(path.name), n),
+        "_time_index": pa.repeat(pa.scalar("arrival"), n),
+        "_record": pa.array([f"{first.split()[0]} {i + int(first.split()[1])}"
+                             for i in range(n)], pa.string()),
+    }
+    for field in ("description", "areaServed"):
+        if col(field) is not None:
+            rows[field] = blank_to_null(unescape_html(col(field)))  # type: ignore[arg-type]
+    if col("address") is not None:
+        rows["address"] = json_text(blank_to_null(col("address")))  # type: ignore[arg-type]
+    mapped = set(fields.values())
+    rows["_extra"] = extra_json([(c, t.column(c).combine_chunks()) for c in t.column_names
+                                 if c not in mapped], n)
+    rejects: list[Reject] = []
+    if col("capacity") is not None:
+        cap, bad = parse_numbers(col("capacity"))  # type: ignore[arg-type]
+        rows["capacity"] = cap
+        for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+            ctx.warn(f"{path.name}: capacity {col('capacity')[int(i)]} at "  # type: ignore[index]
+                     f"{rows['_record'][int(i)]} is not a number; left empty")
+    unusable = int(pc.sum(pc.and_(present, pc.is_null(lon))).as_py() or 0)
+    if unusable:
+        ctx.warn(f"{path.name}: {unusable} places have coordinates outside WGS84 or (0, 0); "
+                 "they are rejected (a place needs a position)")
+    return Batch(TYPE, pa.table(rows), str(path), n, rejects=rejects)
+
+
+ADAPTER = Places()

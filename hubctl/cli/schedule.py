@@ -1,0 +1,154 @@
+"""``hubctl schedule``: what to install in cron or systemd, a foreground scheduler, a list."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from hubctl.cli.context import hub
+from hubctl.cli.output import emit_json, json_option, print_rows
+from hubctl.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from hubctl.cron import CronExpr
+
+__all__ = ["COMMANDS"]
+
+LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+                          show_default=True,
+                          help="Log lines for people, or JSON lines for a log shipper.")
+
+
+def _schedules() -> dict[str, CronExpr]:
+    from hubctl.schedule import scheduled
+
+    config = hub().config
+    found = scheduled(config)
+    if not found:
+        raise ConfigError(f"no source in {config.path or 'hub.toml (none found)'} has a schedule",
+                          hint='add schedule = "*/10 * * * *" to a [sources.NAME] table')
+    return found
+
+
+@click.group("schedule")
+def schedule() -> None:
+    """Scheduled ingests: sources in hub.toml with schedule = "CRON" (local time).
+
+    \b
+    Examples:
+      hubctl schedule list
+      hubctl schedule emit --systemd --output-dir /etc/systemd/system
+      hubctl schedule run --log-format json
+    """
+
+
+@schedule.command("emit")
+@click.option("--cron", "kind", flag_value="cron", help="Print crontab lines.")
+@click.option("--systemd", "kind", flag_value="systemd",
+              help="Print a oneshot service and a Persistent=true timer per source.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --systemd: write the unit files into this folder instead.")
+def emit(kind: str | None, output_dir: Path | None) -> None:
+    """Print what to install so that cron or systemd runs each scheduled source.
+
+    Each line or unit runs `hubctl ingest --source NAME`; the source's lock keeps runs from
+    overlapping (exit 75 = skipped). systemd timers get OnCalendar= lines that fire at the
+    same times as the cron expression, and Persistent=true to catch up after downtime.
+
+    \b
+    Examples:
+      hubctl schedule emit --cron | crontab -
+      hubctl schedule emit --systemd --output-dir ~/.config/systemd/user
+    """
+    from hubctl.schedule import cron_table, systemd_units
+
+    if kind is None:
+        raise UsageError("choose --cron or --systemd")
+    _schedules()
+    ctx = hub()
+    lake = ctx.lake_option.resolve() if ctx.lake_option else None
+    if kind == "cron":
+        if output_dir is not None:
+            raise UsageError("--output-dir goes with --systemd; redirect --cron output instead")
+        click.echo(cron_table(ctx.config, lake), nl=False)
+        return
+    units = systemd_units(ctx.config, lake)
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (output_dir / name).write_text(text, encoding="utf-8")
+        timers = " ".join(n for n in units if n.endswith(".timer"))
+        click.echo(f"wrote {len(units)} unit files to {output_dir}; then: systemctl "
+                   f"daemon-reload && systemctl enable --now {timers}", err=True)
+        return
+    for name, text in units.items():
+        click.echo(f"# ---- {name} ----\n{text}")
+
+
+@schedule.command("run")
+@click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Sources run at the same time at most (each source once at a time).")
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="Schedule only these sources (repeatable; default: every scheduled one).")
+@LOG_FORMAT
+def run(jobs: int, sources: tuple[str, ...], log_format: str) -> None:
+    """Run scheduled sources when due, in the foreground, until SIGTERM or ^C.
+
+    Each due source runs as a child `hubctl ingest --source NAME`. Missed fire times (the
+    machine was off, a run took long) coalesce into one run. Two schedulers on one lake never
+    run a source twice at once: the loser of the source's lock is logged as skipped. On
+    SIGTERM no new run starts and the scheduler exits once running ingests have committed.
+
+    \b
+    Example:
+      hubctl schedule run --log-format json >> /var/log/hubctl.log
+    """
+    from hubctl.schedule import Scheduler, log_event
+
+    found = _schedules()
+    unknown = [s for s in sources if s not in found]
+    if unknown:
+        raise ConfigError(f"not a scheduled source: {', '.join(unknown)}",
+                          hint=f"scheduled: {', '.join(found)}")
+    ctx = hub()
+    chosen = {n: e for n, e in found.items() if not sources or n in sources}
+    logger = functools.partial(log_event, log_format, stream=sys.stdout)
+    ctx.lake.root.mkdir(parents=True, exist_ok=True)
+    code = Scheduler(ctx.config, ctx.lake, chosen, logger, jobs=jobs).run()
+    sys.exit(code)
+
+
+@schedule.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """Each scheduled source: its schedule, last run, whether it is due, and the next fire.
+
+    \b
+    Example:
+      hubctl schedule list --json
+    """
+    from hubctl.cron import local_zone
+    from hubctl.ledger import last_run_start
+    from hubctl.schedule import due
+
+    lake = hub().lake
+    now = datetime.now(local_zone())
+    rows = []
+    for name, expr in _schedules().items():
+        is_due, fire = due(lake, name, expr, now)
+        nxt = fire if not is_due else expr.next_after(now)
+        rows.append({"source": name, "schedule": expr.text,
+                     "last_run_started": last_run_start(lake, name), "due": is_due,
+                     "next_fire": nxt})
+    if as_json:
+        emit_json(rows)
+        return
+    print_rows(list(rows[0]), [list(r.values()) for r in rows])
+
+
+COMMANDS = [schedule]

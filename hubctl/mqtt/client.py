@@ -1,0 +1,320 @@
+"""``hubctl listen``: MQTT sources into the lake, micro-batch by micro-batch, nothing lost.
+
+Per source, one paho-mqtt 2.x client (QoS 1 subscriptions, a persistent session, manual
+acknowledgement) whose network thread only queues messages. The main thread cuts a micro-batch
+when ``batch_size`` messages are waiting or the oldest has waited ``batch_time`` seconds,
+parses it (:mod:`~hubctl.mqtt.onem2m`, :mod:`~hubctl.mqtt.iotagent`), commits it through the
+ingest engine (gate, lake upsert, rejects, one ledger row per micro-batch), then answers oneM2M
+requests, then acknowledges the messages. A crash at any point leaves the unacknowledged
+messages with the broker, which sends them again; the lake key (id, observed_at) turns the
+second copy into a counted duplicate.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hubctl.lake import Lake
+from hubctl.locks import hold
+from hubctl.mqtt import iotagent, onem2m
+from hubctl.mqtt.observe import Message, Observation, to_batches
+from hubctl.mqtt.recover import recover_orphans
+from hubctl.mqtt.settings import MqttSettings
+from hubctl.rejects import Reject
+
+__all__ = ["SourceListener", "Totals", "listen"]
+
+RECONNECT_MIN, RECONNECT_MAX = 1, 30  # seconds of backoff between reconnect attempts
+
+
+@dataclass
+class Totals:
+    """What one source did during a listen session."""
+
+    source: str
+    messages: int = 0
+    batches: int = 0
+    read: int = 0
+    written: int = 0
+    updated: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    responses: int = 0
+    connects: int = 0
+    runs: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready totals (the last ledger runs only, not all of them)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "runs"}
+        out["last_run_id"] = self.runs[-1] if self.runs else None
+        return out
+
+
+class SourceListener:
+    """One MQTT source: its client, its queue of received messages, its micro-batches."""
+
+    def __init__(self, lake: Lake, settings: MqttSettings, log: Callable[[str], None],
+                 wake: threading.Event) -> None:
+        self.lake, self.s, self.log, self.wake = lake, settings, log, wake
+        self.totals = Totals(settings.source)
+        self.session = secrets.token_hex(4)
+        self.pending: list[Message] = []
+        self.lock = threading.Lock()
+        self.generation = 0  # connection number: an ack is only valid on its own connection
+        self.gens: dict[int, int] = {}  # message seq -> generation it arrived on
+        self.closing = False
+        self.seq = 0
+        self.client = self._client()
+
+    # ------------------------------------------------------------------ connection
+    def _client(self) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        v5 = self.s.version == "5"
+        kwargs: dict[str, Any] = {"protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
+        if not v5:
+            kwargs["clean_session"] = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.s.client_id,
+                             manual_ack=True, reconnect_on_failure=True, **kwargs)
+        if self.s.username is not None:
+            client.username_pw_set(self.s.username, self.s.password)
+        if self.s.tls is not None:
+            tls = self.s.tls
+            client.tls_set(ca_certs=tls.get("ca"), certfile=tls.get("cert"),
+                           keyfile=tls.get("key"))
+            if tls.get("insecure"):
+                client.tls_insecure_set(True)
+        client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_socket_open = _no_delay
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying with backoff until the broker answers)."""
+        properties = None
+        if self.s.version == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.s.session_expiry
+            properties.ReceiveMaximum = min(65535, max(self.s.batch_size, 1))
+            self.client.connect_async(self.s.host, self.s.port, self.s.keepalive,
+                                      clean_start=False, properties=properties)
+        else:
+            self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.log(f"{self.s.source}: broker {self.s.host}:{self.s.port} refused the "
+                     f"connection: {reason}")
+            return
+        with self.lock:
+            self.generation += 1
+        self.totals.connects += 1
+        present = getattr(flags, "session_present", False)
+        self.log(f"{self.s.source}: connected to {self.s.host}:{self.s.port} as "
+                 f"{self.s.client_id} (MQTT {self.s.version}, session "
+                 f"{'resumed' if present else 'new'})")
+        client.subscribe([(t, 1) for t in self.s.topics])
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        failed = [t for t, r in zip(self.s.topics, reasons, strict=False) if r.is_failure]
+        if failed:
+            self.log(f"{self.s.source}: the broker refused the subscription to "
+                     f"{', '.join(failed)}")
+        else:
+            self.log(f"{self.s.source}: subscribed to {', '.join(self.s.topics)} (QoS 1)")
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if not self.closing:
+            self.log(f"{self.s.source}: disconnected ({reason}); reconnecting with backoff")
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self.closing:  # not stored, not acknowledged: the broker sends it again next time
+            return
+        with self.lock:
+            self.seq += 1
+            self.pending.append(Message(self.seq, msg.topic, msg.payload, datetime.now(UTC),
+                                        msg.mid, msg.qos))
+            self.gens[self.seq] = self.generation
+            full = len(self.pending) >= self.s.batch_size
+        if full:
+            self.wake.set()
+
+    # ------------------------------------------------------------------ batches
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the pending batch is due (0: now), or None if nothing is waiting."""
+        with self.lock:
+            if not self.pending:
+                return None
+            if len(self.pending) >= self.s.batch_size:
+                return 0.0
+            first = self.pending[0].arrival.timestamp()
+        return max(0.0, first + self.s.batch_time - now)
+
+    def commit(self) -> None:
+        """Commit the pending micro-batch, answer it, then acknowledge it."""
+        with self.lock:
+            batch, self.pending = self.pending[:self.s.batch_size], \
+                self.pending[self.s.batch_size:]
+            gens = {m.seq: self.gens.pop(m.seq, -1) for m in batch}
+            generation = self.generation
+        if not batch:
+            return
+        requests, observations, rejects = self._parse(batch)
+        from hubctl.ingest import ingest_batches
+
+        self.totals.batches += 1
+        run, all_rejects = ingest_batches(
+            self.lake, self.s.source, f"mqtt-{self.s.protocol}",
+            to_batches(observations, rejects, f"mqtt://{self.s.host}:{self.s.port}"),
+            fingerprint=f"mqtt:{self.s.client_id}:{self.session}:{self.totals.batches}",
+            inputs=[f"mqtt://{self.s.host}:{self.s.port}/{t}" for t in self.s.topics],
+            options={"session": self.session, "batch": self.totals.batches,
+                     "messages": len(batch)})
+        self.totals.messages += len(batch)
+        for key in ("read", "written", "updated", "duplicate", "rejected"):
+            setattr(self.totals, key, getattr(self.totals, key) + getattr(run, key))
+        self.totals.runs.append(run.run_id)
+        if requests:
+            self._answer(requests, all_rejects)
+        _ack(self.client, [m.mid for m in batch if m.qos == 1 and gens[m.seq] == generation])
+
+    def _parse(self, batch: list[Message]) -> tuple[list[onem2m.Request], list[Observation],
+                                                    list[Reject]]:
+        requests: list[onem2m.Request] = []
+        observations: list[Observation] = []
+        rejects: list[Reject] = []
+        for m in batch:
+            if self.s.protocol == "onem2m":
+                req = onem2m.parse(m, self.s.mappings)
+                requests.append(req)
+                observations += req.observations
+                if req.reject is not None:
+                    rejects.append(req.reject)
+            else:
+                parsed = iotagent.parse(m, self.s.mappings)
+                if isinstance(parsed, Reject):
+                    rejects.append(parsed)
+                else:
+                    observations += parsed
+        return requests, observations, rejects
+
+    def _answer(self, requests: list[onem2m.Request], rejects: list[Reject]) -> None:
+        """One response per request, after the commit: it tells the lake's outcome."""
+        by_record: dict[str, list[str]] = {}
+        for r in rejects:
+            by_record.setdefault(r.record, []).extend(x.message for x in r.reasons)
+        for req in requests:
+            topic = onem2m.response_topic(req.message.topic)
+            if topic is None or req.rqi is None and req.reject is None:
+                continue
+            reasons = by_record.get(req.message.record)
+            if req.reject is not None:
+                body = onem2m.response(req, req.rsc, "; ".join(reasons or []))
+            elif reasons:
+                body = onem2m.response(req, onem2m.BAD_REQUEST, "; ".join(reasons))
+            else:
+                body = onem2m.response(req, req.rsc)
+            self.client.publish(topic, body, qos=self.s.response_qos)
+            self.totals.responses += 1
+
+    def stop(self) -> None:
+        """Stop taking messages, commit and acknowledge what is held, disconnect."""
+        self.closing = True
+        while self.due_in(time.time()) is not None:
+            self.commit()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _ack(client: Any, mids: list[int]) -> None:
+    """PUBACK each message id, in the order received. paho's ``ack()`` queues and wakes its
+    network thread once per message; with thousands per micro-batch we queue the PUBACK
+    packets as one write through the same queue (falling back to ``ack()`` if that ever
+    changes)."""
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    if mids:
+        queue(0x40, b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids), 0, 0)
+
+
+def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    """Small packets (acknowledgements) leave at once instead of waiting for Nagle."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def listen(lake: Lake, sources: list[MqttSettings], log: Callable[[str], None],
+           should_stop: Callable[[], bool] | None = None) -> list[Totals]:
+    """Listen to the sources until SIGTERM or SIGINT (or ``should_stop()``), then commit what
+    is held and return each source's totals. Holds every source's lock meanwhile (exit 75 if
+    another process has one)."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    wake = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        wake.set()
+
+    with ExitStack() as stack:
+        for s in sources:
+            stack.enter_context(hold(lake.root, f"source:{s.source}"))
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        stack.callback(lambda: [signal.signal(k, v) for k, v in previous.items()])
+        for s in sources:
+            types = {m.entity_type.name for m in s.mappings.values()}
+            for run in recover_orphans(lake, s.source, f"mqtt-{s.protocol}", types):
+                log(f"{s.source}: run {run.run_id} was cut off before its ledger row; recorded "
+                    f"it as recovered ({run.written} rows, {run.rejected} rejected)")
+        listeners = [SourceListener(lake, s, log, wake) for s in sources]
+        for li in listeners:
+            li.start()
+        try:
+            while not stop.is_set() and not (should_stop and should_stop()):
+                now = time.time()
+                waits = [w for li in listeners if (w := li.due_in(now)) is not None]
+                for li in listeners:
+                    if li.due_in(now) == 0.0:
+                        li.commit()
+                if not any(w == 0.0 for w in waits):
+                    wake.wait(min(waits + [0.2]))
+                    wake.clear()
+        except BaseException:
+            for li in listeners:  # nothing more is acknowledged: the broker keeps it all
+                li.closing = True
+                li.client.disconnect()
+                li.client.loop_stop()
+            raise
+        for li in listeners:
+            li.stop()
+        return [li.totals for li in listeners]
+
+
+def stderr_log(text: str) -> None:
+    """A status line on stderr, with the UTC time."""
+    sys.stderr.write(f"{datetime.now(UTC).strftime('%H:%M:%S')} {text}\n")
+    sys.stderr.flush()

@@ -1,0 +1,134 @@
+"""The boardings adapter through the CLI: mapping, time zones, links to stops, bad rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import hub, hub_json
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_mapped_headers_local_hours_and_stop_links(tmp_path: Path) -> None:
+    data = _write(tmp_path / "card.csv", "정류소,일자,시간,승차,하차\n"
+                  "70011,2017-07-24,7,120,30\n70011,20170724,8,95,40\n70012,2017/7/24,23,4,\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--feed-id", "ct",
+                   "--timezone", "America/Los_Angeles", "--map", "정류소=stop_id",
+                   "--map", "일자=date", "--map", "시간=hour", "--map", "승차=boardings",
+                   "--map", "하차=alightings")
+    assert run["read"] == 3 and run["written"] == 3 and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT id, strftime(observed_at, '%Y-%m-%d %H:%M') AS t, "
+                    "serviceDate, hour, boardings, alightings, refStop, stopId, feedId "
+                    "FROM StopBoardings ORDER BY t")
+    assert rows[0] == {"id": "urn:ngsi-ld:StopBoardings:ct:70011", "t": "2017-07-24 14:00",
+                       "serviceDate": "2017-07-24", "hour": 7, "boardings": 120.0,
+                       "alightings": 30.0, "refStop": "urn:ngsi-ld:GtfsStop:ct:70011",
+                       "stopId": "70011", "feedId": "ct"}
+    # 23:00 in Los Angeles (PDT, UTC-7) is 06:00 UTC the next day; the local date stays
+    assert (rows[2]["t"], rows[2]["serviceDate"], rows[2]["hour"]) == (
+        "2017-07-25 06:00", "2017-07-24", 23)
+    assert rows[2]["alightings"] is None
+    # the rows render as NGSI-LD entities that the schema's jsonschema path accepts
+    rendered = hub(lake, "entities", "StopBoardings")
+    assert rendered.exit_code == 0
+    (tmp_path / "entities.json").write_text(rendered.stdout)
+    checked = hub(lake, "validate", str(tmp_path / "entities.json"))
+    assert checked.exit_code == 0 and "3 entities, 0 errors" in checked.output
+
+
+def test_datetimes_are_floored_to_their_hour_in_the_local_zone(tmp_path: Path) -> None:
+    data = _write(tmp_path / "taps.csv", "stop_id,datetime,boardings\n"
+                  "A,2024-05-01 07:23,5\nA,2024-05-01T08:59:59+09:00,6\nB,2024-05-01T00:30Z,1\n")
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    rows = hub_json(lake, "sql", "SELECT stopId, strftime(observed_at, '%Y-%m-%d %H:%M') AS t, "
+                    "serviceDate, hour, refStop FROM StopBoardings ORDER BY stopId, t")
+    assert [(r["stopId"], r["t"], r["serviceDate"], r["hour"]) for r in rows] == [
+        ("A", "2024-04-30 22:00", "2024-05-01", 7),
+        ("A", "2024-04-30 23:00", "2024-05-01", 8),
+        ("B", "2024-05-01 00:00", "2024-05-01", 9)]
+    assert rows[0]["refStop"] is None  # no --feed-id: no link
+
+
+def test_daily_totals_without_hour(tmp_path: Path) -> None:
+    data = _write(tmp_path / "daily.csv", "stop_id,date,boardings,alightings\nS1,2024-05-08,"
+                  "1200,1100\n")
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    hourly = _write(tmp_path / "hourly.csv", "stop_id,date,hour,boardings\nS1,2024-05-08,0,7\n")
+    hub_json(lake, "ingest", "boardings", str(hourly), "--timezone", "Asia/Seoul")
+    rows = hub_json(lake, "sql", "SELECT id, hour, serviceDate, boardings FROM StopBoardings "
+                                 "ORDER BY id")
+    assert rows == [  # the day total and the 00:00 hour start at the same instant: two series
+        {"id": "urn:ngsi-ld:StopBoardings:S1", "hour": 0, "serviceDate": "2024-05-08",
+         "boardings": 7.0},
+        {"id": "urn:ngsi-ld:StopBoardings:S1:daily", "hour": None,
+         "serviceDate": "2024-05-08", "boardings": 1200.0}]
+
+
+def test_bad_rows_are_rejected_with_reasons_and_the_rest_written(tmp_path: Path) -> None:
+    data = _write(tmp_path / "bad.csv", "stop_id,date,hour,boardings,alightings\n"
+                  "S1,2024-05-08,7,10,5\n"       # good
+                  "S1,2024-05-08,8,-3,5\n"       # negative
+                  "S1,2024-05-08,25,1,1\n"       # not an hour
+                  ",2024-05-08,7,1,1\n"          # no stop
+                  "S2,2024-02-30,7,1,1\n"        # no such date
+                  "S2,2024-05-08,7,many,1\n"     # not a number
+                  "S3,2024-05-08,7,,\n"          # no count at all
+                  "S3,2024-05-08,7,1\n")         # a field short
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data))
+    assert run["read"] == 8 and run["written"] == 1 and run["rejected"] == 7
+    assert run["reconciles"]
+    codes = sorted(r["codes"] for r in hub_json(lake, "rejects"))
+    assert codes == sorted(["negative-value", "constraint-error", "missing-required",
+                            "type-error", "type-error", "missing-required",
+                            "malformed-record"])
+
+
+def test_reingest_is_idempotent_and_a_changed_count_updates(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    first = _write(tmp_path / "a.csv", "stop_id,date,hour,boardings\nS1,2024-05-08,7,10\n"
+                   "S1,2024-05-08,8,12\n")
+    hub_json(lake, "ingest", "boardings", str(first))
+    again = hub_json(lake, "ingest", "boardings", str(first), "--force")
+    assert again["duplicate"] == 2 and again["written"] == 0
+    changed = _write(tmp_path / "b.csv", "stop_id,date,hour,boardings\nS1,2024-05-08,7,11\n")
+    assert hub_json(lake, "ingest", "boardings", str(changed))["updated"] == 1
+    n = hub_json(lake, "sql", "SELECT count(*) AS n, sum(boardings) AS b FROM StopBoardings")
+    assert n == [{"n": 2, "b": 23.0}]
+
+
+def test_missing_columns_and_bad_options_are_clear_errors(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    data = _write(tmp_path / "x.csv", "stop,when,count\nS1,2024-05-08,3\n")
+    result = hub(lake, "ingest", "boardings", str(data))
+    assert result.exit_code == 1
+    assert "missing column(s) stop_id, date or datetime, boardings or alightings" in result.output
+    assert "--map" in result.output
+    result = hub(lake, "ingest", "boardings", str(data), "--map", "stop=stop_ident")
+    assert result.exit_code == 2 and "'stop_ident' is not a field" in result.output
+    result = hub(lake, "ingest", "boardings", str(data), "--timezone", "Mars/Olympus")
+    assert result.exit_code == 2 and "not a known IANA time zone" in result.output
+
+
+def test_sum_repeats_adds_up_rows_split_by_route(tmp_path: Path) -> None:
+    data = _write(tmp_path / "by-route.csv", "stop_id,date,hour,route,boardings,alightings\n"
+                  "S1,2024-05-08,7,101,10,1\nS1,2024-05-08,7,102,5,\nS1,2024-05-08,8,101,3,2\n"
+                  "S2,2024-05-08,7,101,-1,2\nS2,2024-05-08,7,102,4,4\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--sum-repeats")
+    assert (run["read"], run["written"], run["rejected"]) == (5, 4, 1) and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT stopId, hour, boardings, alightings "
+                                 "FROM StopBoardings ORDER BY stopId, hour")
+    assert [tuple(r.values()) for r in rows] == [("S1", 7, 15.0, 1.0), ("S1", 8, 3.0, 2.0),
+                                                 ("S2", 7, 4.0, 4.0)]
+    again = hub_json(lake, "ingest", "boardings", str(data), "--sum-repeats", "--force")
+    assert again["duplicate"] == 4 and again["written"] == 0 and again["reconciles"]
+    # without the flag the later row of a stop and hour replaces the earlier one
+    last = hub_json(tmp_path / "lake2", "ingest", "boardings", str(data))
+    assert last["updated"] == 1 and last["written"] == 3

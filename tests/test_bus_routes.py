@@ -1,0 +1,408 @@
+"""The bus_routes pipeline end to end: a small feed with known answers, and the trips per
+route and service day of the real Caltrain and Cairns feeds against an independent count."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import zipfile
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hubctl.pipelines.transit_geo import cluster_cells
+from hubctl.pipelines.transit_plans import Segments, removals
+from tests.conftest import SAMPLE_DATA, needs_sample_data
+from tests.helpers import hub, hub_json
+
+LAT0, LON0, STEP = 37.5, 127.0, 0.005  # stops every 0.005° of longitude (~440 m)
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def write_feed(path: Path) -> Path:
+    """A zipped GTFS feed with known answers.
+
+    Route A (S1..S6 and back, weekdays): direction 0 every 10 min 07:00-08:50 (12 trips) and
+    every 30 min 09:00-11:00 (5 trips); direction 1 every 30 min 07:00-11:00 (9 trips).
+    Route B (S2-S3-S4, weekdays, 4 trips) runs on A's segments only. Route C (S6..S9 north,
+    Saturdays plus an added Wednesday 2024-05-08; 5 trips). Weekday service is removed on
+    2024-05-09.
+    """
+    stops = [(f"S{k}", LAT0, LON0 + STEP * (k - 1)) for k in range(1, 7)]
+    stops += [(f"S{k}", LAT0 + STEP * (k - 6), LON0 + STEP * 5) for k in range(7, 10)]
+    trips: list[tuple[str, str, str, int, list[str], int]] = []
+    a_stops = [f"S{k}" for k in range(1, 7)]
+    for m in [*range(420, 540, 10), *range(540, 661, 30)]:
+        trips.append((f"A0-{m}", "A", "WK", 0, a_stops, m))
+    for m in range(420, 661, 30):
+        trips.append((f"A1-{m}", "A", "WK", 1, a_stops[::-1], m))
+    for m in range(420, 601, 60):
+        trips.append((f"B-{m}", "B", "WK", 0, ["S2", "S3", "S4"], m))
+    for m in range(420, 661, 60):
+        trips.append((f"C-{m}", "C", "SAT", 0, ["S6", "S7", "S8", "S9"], m))
+    files = {
+        "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\n"
+                      "T,Test Transit,https://example.org,Asia/Seoul\n",
+        "stops.txt": "stop_id,stop_name,stop_lat,stop_lon\n"
+                     + "".join(f"{s},Stop {s},{la},{lo}\n" for s, la, lo in stops),
+        "routes.txt": "route_id,agency_id,route_short_name,route_long_name,route_type\n"
+                      "A,T,A,Main line,3\nB,T,B,Short line,3\nC,T,C,North line,3\n",
+        "calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,"
+                        "start_date,end_date\nWK,1,1,1,1,1,0,0,20240501,20241231\n"
+                        "SAT,0,0,0,0,0,1,0,20240501,20241231\n",
+        "calendar_dates.txt": "service_id,date,exception_type\nSAT,20240508,1\n"
+                              "WK,20240509,2\n",
+        "trips.txt": "route_id,service_id,trip_id,direction_id\n"
+                     + "".join(f"{r},{s},{t},{d}\n" for t, r, s, d, _, _ in trips),
+        "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+                          + "".join(f"{t},{_hhmm(m + 2 * k)},{_hhmm(m + 2 * k)},{s},{k + 1}\n"
+                                    for t, _, _, _, seq, m in trips
+                                    for k, s in enumerate(seq)),
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def write_population(path: Path) -> Path:
+    """1,000 people beside each of S1..S6, 150 beside S7..S9, and 4 x 400 people 3.3 km
+    north of the line, far from every stop."""
+    rows = [(LAT0 + 0.0005, LON0 + STEP * k, 1000) for k in range(6)]
+    rows += [(LAT0 + STEP * k + 0.0002, LON0 + STEP * 5 + 0.0005, 150) for k in (1, 2, 3)]
+    rows += [(37.53 + dy, 127.01 + dx, 400) for dy in (0, 0.003) for dx in (0, 0.004)]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lat", "lon", "population"])
+        w.writerows(rows)
+    return path
+
+
+PARAMS = ("--param", "date=2024-05-08", "--param", "day_window=07:00-11:00",
+          "--param", "min_trips_per_hour=4", "--param", "min_cluster_population=500")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The test feed and population ingested once, with one run at the default parameters;
+    tests that change parameters or the lake work on a copy (``lake``)."""
+    folder = tmp_path_factory.mktemp("bus_routes")
+    lake = folder / "lake"
+    feed = write_feed(folder / "t.zip")
+    run = hub_json(lake, "ingest", "gtfs", str(feed), "--feed-id", "t")
+    assert run["rejected"] == 0, run
+    hub_json(lake, "ingest", "population", str(write_population(folder / "pop.csv")),
+             "--dataset", "test")
+    return lake, _run(lake)
+
+
+@pytest.fixture()
+def lake(base: tuple[Path, dict[str, Any]], tmp_path: Path) -> Path:
+    return Path(shutil.copytree(base[0], tmp_path / "lake"))
+
+
+def _run(lake: Path, *params: str) -> dict[str, Any]:
+    result = hub(lake, "run", "bus_routes", "--json", *PARAMS, *params)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _rows(lake: Path, table: str, order: str) -> list[dict[str, Any]]:
+    rows = hub_json(lake, "sql", f"SELECT * EXCLUDE (_run_id) FROM derived.bus_routes_{table} "
+                                 f"ORDER BY {order}")
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_route_metrics_follow_the_timetable(base: tuple[Path, dict[str, Any]]) -> None:
+    lake, result = base
+    out = result["summary"]
+    assert out["first_date"] == "2024-05-08" and out["service_days"] == 1
+    assert out["trips_per_day"] == 17 + 9 + 4 + 5
+    routes = {(r["route_id"], r["direction"]): r
+              for r in _rows(lake, "routes", "route_id, direction")}
+    a0 = routes[("A", 0)]
+    assert a0["trips_per_day"] == 17 and a0["stops"] == 6
+    assert a0["peak_headway_min"] == pytest.approx(10.0)  # 07:00-08:50 every 10 min
+    assert a0["offpeak_headway_min"] == pytest.approx(30.0)  # 09:00-11:00 every 30 min
+    assert a0["mean_headway_min"] == pytest.approx((660 - 420) / 16)
+    assert a0["first_departure"] == "07:00:00" and a0["last_departure"] == "11:00:00"
+    assert a0["vehicle_hours_per_day"] == pytest.approx(17 * 10 / 60)
+    km = 5 * 0.005 * 111.195 * 0.7934  # five gaps of 0.005° of longitude at 37.5°N
+    assert a0["route_length_km"] == pytest.approx(km, rel=2e-3)
+    assert a0["vehicle_km_per_day"] == pytest.approx(17 * km, rel=2e-3)
+    assert routes[("B", 0)]["redundancy"] == pytest.approx(1.0)  # all on route A's segments
+    assert routes[("C", 0)]["redundancy"] == pytest.approx(0.0)
+    assert routes[("A", 0)]["catchment_population"] == 6000
+
+
+def test_service_days_follow_calendar_and_exceptions(lake: Path) -> None:
+    _run(lake, "--param", "end_date=2024-05-11")
+    days = Counter()
+    for r in _rows(lake, "route_days", "service_date, route_id, direction"):
+        days[(r["service_date"], r["route_id"])] += r["trips"]
+    assert days == {("2024-05-08", "A"): 26, ("2024-05-08", "B"): 4, ("2024-05-08", "C"): 5,
+                    ("2024-05-10", "A"): 26, ("2024-05-10", "B"): 4,
+                    ("2024-05-11", "C"): 5}  # 05-09: weekday service removed
+
+
+def test_default_date_is_the_busiest_of_the_calendar(lake: Path) -> None:
+    result = hub(lake, "run", "bus_routes", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    # weekdays run 30 trips, Saturdays 5; Wednesday 2024-05-08 has both: 35
+    assert (summary["first_date"], summary["trips_per_day"]) == ("2024-05-08", 35)
+
+
+def test_coverage_uncovered_cells_and_new_service(base: tuple[Path, dict[str, Any]]) -> None:
+    lake, result = base
+    out = result["summary"]
+    # S1..S6 are served 4+ times an hour in 07:00-11:00; S7..S9 (route C) are not
+    assert out["coverage"]["covered"] == 6000
+    assert out["coverage"]["uncovered"] == 450 + 1600
+    cells = _rows(lake, "uncovered", "cell")
+    assert sum(c["population"] for c in cells) == 2050
+    new = _rows(lake, "new_service", "candidate")
+    assert len(new) == 1  # the 450 beside route C are under min_cluster_population
+    assert new[0]["uncovered_population"] == 1600
+    assert new[0]["population_reached_by_one_stop"] == 1600
+    assert (new[0]["nearest_stop"], new[0]["nearest_route_name"]) == ("S9", "C")
+    assert new[0]["action"] == "new-route" and new[0]["nearest_stop_m"] > 1500
+
+
+def test_reallocation_keeps_vehicle_hours_and_cuts_waiting(
+        base: tuple[Path, dict[str, Any]]) -> None:
+    lake, result = base
+    out = result["summary"]["reallocation"]
+    assert out["vehicle_hours_after"] <= out["vehicle_hours_before"] * (1 + 1e-9)
+    assert out["waiting_hours_after"] <= out["waiting_hours_before"]
+    rows = _rows(lake, "reallocation", "route_id")
+    assert [r["route_id"] for r in rows] == ["A", "B", "C"]
+    assert sum(r["vehicle_hours_after"] for r in rows) == pytest.approx(
+        sum(r["vehicle_hours_before"] for r in rows))
+    free = []
+    for r in rows:
+        lo, hi = min(5.0, r["headway_before_min"]), max(60.0, r["headway_before_min"])
+        assert lo - 1e-9 <= r["headway_after_min"] <= hi + 1e-9
+        if lo + 1e-6 < r["headway_after_min"] < hi - 1e-6:
+            cost = r["vehicle_hours_before"] * r["headway_before_min"]  # T = V h
+            free.append(r["headway_after_min"] / (cost / r["demand_per_day"]) ** 0.5)
+    assert len(free) >= 2 and max(free) == pytest.approx(min(free))  # h ∝ sqrt(T / d)
+
+
+def test_boardings_drive_demand_when_present(lake: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cards.csv"
+    path.write_text("stop_id,date,hour,boardings,alightings\n"
+                    + "".join(f"S{k},2024-05-08,8,{100 * k},{50 * k}\n" for k in range(1, 7))
+                    + "S9,2024-05-08,8,5,5\nX99,2024-05-08,8,7,7\n")
+    hub_json(lake, "ingest", "boardings", str(path), "--feed-id", "t",
+             "--timezone", "Asia/Seoul")
+    result = _run(lake)
+    out = result["summary"]
+    assert out["demand"]["basis"] == "boardings"
+    assert out["demand"]["boardings_per_day"] == 2100 + 5
+    stops = {s["stop_id"]: s for s in _rows(lake, "stops", "stop_id")}
+    assert stops["S3"]["boardings_per_day"] == 300 and stops["S3"]["alightings_per_day"] == 150
+    assert any("not served" in n for n in result.get("notes", []))
+    routes = {(r["route_id"], r["direction"]): r for r in _rows(lake, "routes", "route_id")}
+    total = sum(r["boardings_per_day"] for r in routes.values())
+    assert total == pytest.approx(2105)  # every boarding goes to exactly one route direction
+
+
+def test_hourly_floating_population_counts_its_mean_hour(lake: Path, tmp_path: Path) -> None:
+    path = tmp_path / "floating.csv"
+    path.write_text("lat,lon,population,hour\n37.5005,127.0,800,8\n37.5005,127.0,400,9\n"
+                    "37.53,127.01,300,8\n")
+    hub_json(lake, "ingest", "population", str(path), "--dataset", "phone", "--kind",
+             "floating")
+    out = _run(lake, "--param", "population_kind=floating")["summary"]
+    assert out["demand"]["population_kind"] == "floating"
+    assert out["coverage"]["population"] == 600 + 300  # mean of 08h and 09h, and 300
+    assert out["coverage"]["covered"] == 600
+    at_nine = _run(lake, "--param", "population_kind=floating", "--param", "population_hour=9")
+    assert at_nine["summary"]["coverage"]["population"] == 400
+    residents = _run(lake)["summary"]["coverage"]["population"]  # auto: residents
+    assert residents == 6000 + 450 + 1600
+
+
+def test_redundant_low_demand_route_is_a_removal_candidate(lake: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cards.csv"
+    path.write_text("stop_id,date,boardings\nS1,2024-05-08,500\nS5,2024-05-08,300\n"
+                    "S6,2024-05-08,300\nS9,2024-05-08,20\n")
+    hub_json(lake, "ingest", "boardings", str(path), "--feed-id", "t")
+    _run(lake, "--param", "redundancy_threshold=0.9", "--param", "low_demand_quantile=0.5")
+    removed = [r for r in _rows(lake, "removals", "kind, route_id") if r["kind"] == "remove"]
+    assert [r["route_id"] for r in removed] == ["B"]
+    assert removed[0]["vehicle_km_after"] == 0 and removed[0]["vehicle_km_before"] > 0
+    assert removed[0]["population_losing_only_route"] == 0  # route A serves all its stops
+
+
+def test_same_lake_and_parameters_give_the_same_tables(lake: Path,
+                                                     base: tuple[Path, dict[str, Any]]) -> None:
+    tables = {t: _rows(lake, t, "ALL") for t in ("routes", "stops", "uncovered", "removals")}
+    assert _run(lake)["summary"] == base[1]["summary"]
+    assert {t: _rows(lake, t, "ALL") for t in tables} == tables
+
+
+@pytest.mark.parametrize(("param", "message"), [
+    ("date=2024-13-01", "not a date"),
+    ("feed=nope", "no such feed"),
+    ("peak_windows=7-9", "HH:MM-HH:MM"),
+])
+def test_bad_parameters_are_usage_errors(base: tuple[Path, dict[str, Any]], param: str,
+                                        message: str) -> None:
+    result = hub(base[0], "run", "bus_routes", "--param", param)
+    assert result.exit_code == 2 and message in result.output
+
+
+# --- trips per route and service day against an independent count of the real feeds ---
+
+def _read(folder: Path | zipfile.ZipFile, name: str) -> list[dict[str, str]]:
+    if isinstance(folder, zipfile.ZipFile):
+        if name not in folder.namelist():
+            return []
+        text = folder.read(name).decode("utf-8-sig")
+    else:
+        if not (folder / name).exists():
+            return []
+        text = (folder / name).read_text(encoding="utf-8-sig")
+    return [{k.strip(): (v or "").strip() for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(text))]
+
+
+def independent_trip_counts(feed: Path, days: list[date]) -> Counter[tuple[str, str, str]]:
+    """Trips per (date, route_id, direction_id) from trips.txt, calendar.txt and
+    calendar_dates.txt with the csv module alone."""
+    src: Path | zipfile.ZipFile = zipfile.ZipFile(feed) if feed.suffix == ".zip" else feed
+    weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    calendar = _read(src, "calendar.txt")
+    exceptions = _read(src, "calendar_dates.txt")
+    counts: Counter[tuple[str, str, str]] = Counter()
+    trips = _read(src, "trips.txt")
+    for day in days:
+        ymd = day.strftime("%Y%m%d")
+        active = {c["service_id"] for c in calendar
+                  if c["start_date"] <= ymd <= c["end_date"]
+                  and c[weekdays[day.weekday()]] == "1"}
+        active |= {e["service_id"] for e in exceptions
+                   if e["date"] == ymd and e["exception_type"] == "1"}
+        active -= {e["service_id"] for e in exceptions
+                   if e["date"] == ymd and e["exception_type"] == "2"}
+        for t in trips:
+            if t["service_id"] in active:
+                counts[(str(day), t["route_id"], t.get("direction_id") or "0")] += 1
+    return counts
+
+
+@needs_sample_data
+@pytest.mark.parametrize(("name", "first", "last"), [
+    ("caltrain-2017-07-24", date(2017, 9, 1), date(2017, 9, 7)),   # Labor Day exceptions
+    ("cairns-2014.zip", date(2014, 6, 5), date(2014, 6, 11)),      # 9 June exceptions
+])
+def test_trips_per_route_and_day_equal_an_independent_count(tmp_path: Path, name: str,
+                                                             first: date, last: date) -> None:
+    feed = SAMPLE_DATA / "gtfs" / name
+    if feed.is_dir():  # the ingest takes the folder's files zipped (the repository keeps none)
+        zipped = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(zipped, "w") as z:
+            for f in sorted(feed.iterdir()):
+                z.write(f, f.name)
+        source = zipped
+    else:
+        source = feed
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "gtfs", str(source), "--feed-id", "real")
+    result = hub(lake, "run", "bus_routes", "--json", "--param", f"date={first}",
+                 "--param", f"end_date={last}")
+    assert result.exit_code == 0, result.output
+    rows = hub_json(lake, "sql", "SELECT service_date, route_id, direction, trips "
+                                 "FROM derived.bus_routes_route_days")
+    ours = Counter({(r["service_date"], r["route_id"], str(r["direction"])): r["trips"]
+                    for r in rows})
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    expected = independent_trip_counts(feed, days)
+    assert ours == expected
+    assert sum(expected.values()) > 100
+    # no demand in this lake: today's frequencies stay, nothing is proposed for removal
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["reallocation"]["status"] == "current-is-optimal"
+    assert summary["candidates"]["remove"] == summary["candidates"]["shorten"] == 0
+
+
+# --- units of the recommendations ---
+
+def test_two_routes_that_only_duplicate_each_other_are_not_both_removed() -> None:
+    # routes 0 and 1 run the same two segments; route 2 runs elsewhere
+    seg = Segments(route=np.array([0, 0, 1, 1, 2]), group=np.array([0, 0, 1, 1, 2]),
+                   pair=np.array([0, 1, 0, 1, 2]), weight=np.ones(5), n_routes=3)
+    routes = pa.table({
+        "route": ["r0", "r1", "r2"], "route_id": ["0", "1", "2"], "short_name": ["0", "1", "2"],
+        "stops": [3, 3, 2], "demand_per_vehicle_km": [2.0, 1.0, 50.0],
+        "redundancy": [1.0, 1.0, 0.0], "vehicle_km_per_day": [10.0, 10.0, 5.0],
+        "vehicle_hours_per_day": [1.0, 1.0, 0.5], "boardings_per_day": [20.0, 10.0, 250.0],
+        "_code": [0, 1, 2]})
+    out = removals(routes, np.zeros(3), seg, redundancy_min=0.6, low_quantile=0.9)
+    assert out["route"].to_pylist() == ["r1"]  # the less used one; r0 then stands alone
+
+
+def test_touching_cells_form_one_cluster_whatever_the_input_order() -> None:
+    col = np.array([0, 1, 5, 2, 6, 9])
+    row = np.array([0, 1, 5, 2, 5, 0])  # a diagonal chain, a pair, a single cell
+    labels = cluster_cells(col, row)
+    assert labels.tolist() == [0, 0, 1, 0, 1, 2]
+    perm = np.array([5, 3, 1, 4, 0, 2])
+    assert cluster_cells(col[perm], row[perm]).tolist() == labels[perm].tolist()
+
+
+@needs_sample_data
+def test_real_feed_with_generated_demand_keeps_its_guarantees(tmp_path: Path) -> None:
+    """Cairns with seeded population around its stops and a day of boardings at each stop."""
+    rng = np.random.default_rng(11)
+    feed = SAMPLE_DATA / "gtfs" / "cairns-2014.zip"
+    stops = _read(zipfile.ZipFile(feed), "stops.txt")
+    lat = np.array([float(s["stop_lat"]) for s in stops])
+    lon = np.array([float(s["stop_lon"]) for s in stops])
+    n = 3000
+    pick = rng.integers(0, len(stops), n)
+    pop = tmp_path / "pop.csv"
+    with open(pop, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lat", "lon", "population"])
+        for k in range(n):
+            w.writerow([round(lat[pick[k]] + rng.normal(0, 0.006), 6),
+                        round(lon[pick[k]] + rng.normal(0, 0.006), 6), int(rng.integers(5, 200))])
+    cards = tmp_path / "cards.csv"
+    with open(cards, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["stop_id", "date", "hour", "boardings"])
+        for s in stops:
+            w.writerow([s["stop_id"], "2014-06-05", 8, int(rng.integers(0, 60))])
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "gtfs", str(feed), "--feed-id", "cairns")
+    hub_json(lake, "ingest", "population", str(pop))
+    hub_json(lake, "ingest", "boardings", str(cards), "--feed-id", "cairns",
+             "--timezone", "Australia/Brisbane")
+    out = hub_json(lake, "run", "bus_routes", "--param", "date=2014-06-05")["summary"]
+    cov, realloc = out["coverage"], out["reallocation"]
+    assert cov["covered"] + cov["uncovered"] == pytest.approx(cov["population"])
+    assert 0 < cov["share"] < 1
+    assert realloc["vehicle_hours_after"] <= realloc["vehicle_hours_before"] * (1 + 1e-9)
+    assert realloc["waiting_hours_after"] <= realloc["waiting_hours_before"]
+    assert out["demand"]["basis"] == "boardings"
+    stops_out = hub_json(lake, "sql", "SELECT sum(boardings_per_day) AS b, "
+                                      "max(catchment_population) AS c FROM derived."
+                                      "bus_routes_stops")[0]
+    assert stops_out["b"] == pytest.approx(out["demand"]["boardings_per_day"])
+    assert stops_out["c"] <= cov["population"]
+    days = hub_json(lake, "sql", "SELECT sum(trips) AS n FROM derived.bus_routes_route_days")
+    assert days[0]["n"] == out["trips_per_day"]

@@ -1,0 +1,146 @@
+"""The ev-sessions adapter: council and network layouts into EVChargingSession/-Station."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_DATA, needs_sample_data
+from tests.helpers import hub, hub_json
+
+DUNDEE = SAMPLE_DATA / "energy" / "dundee-ev-charging-sessions-2018-03-05.csv"
+CPS_HEADER = ("Charging event,CP ID,Connector,Start Date,Start Time,End Date,End Time,"
+              "Total kWh,Cost,Site,Group,Model")
+
+
+def _csv(path: Path, header: str, *lines: str) -> Path:
+    path.write_text(header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_council_layout_open_sessions_and_rejects(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "council.csv", CPS_HEADER,
+                '1,500,1,05/06/2018,11:00,05/06/2018,13:30,12.5,0,"Site A, Dundee",G,M 7kW',
+                '2,500,2,05/06/2018,12:00,,,,,"Site A, Dundee",G,M 7kW',
+                '3,501,1,04/06/2018,10:00,04/06/2018,09:00,3,0,Site B,G,M 50kW',
+                '4,501,1,04/06/2018,10:00,04/06/2018,11:00,-2,0,Site B,G,M 50kW',
+                '5,501,2,31/05/2018,23:30,01/06/2018,00:30,4,0,Site B,G,M 50kW')
+    sites = _csv(tmp_path / "sites.csv", "site,lat,lon", '"Site A, Dundee",56.46,-2.97')
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), "--sites", str(sites))
+    assert run["read"] == 5 and run["written"] == 3 and run["rejected"] == 2
+    assert run["reconciles"] and any("1 sessions still open" in w for w in run["warnings"])
+    rows = hub_json(lake, "sql", "SELECT id, CAST(startDateTime AS VARCHAR) AS s, "
+                    "CAST(endDateTime AS VARCHAR) AS e, energy, status, connector, "
+                    "refEVChargingStation AS cp, lat FROM EVChargingSession ORDER BY id")
+    assert [r["id"].rsplit(":", 1)[1] for r in rows] == ["1", "2", "5"]
+    first, open_, late = rows
+    assert first["s"] == "2018-06-05 10:00:00+00"  # British Summer Time
+    assert first["e"] == "2018-06-05 12:30:00+00" and first["energy"] == 12.5
+    assert open_["status"] == "open" and open_["e"] is None and open_["energy"] is None
+    assert first["cp"] == "urn:ngsi-ld:EVChargingStation:500" and first["lat"] == 56.46
+    assert late["s"] == "2018-05-31 22:30:00+00" and late["lat"] is None
+    codes = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
+    assert codes == {"line 4": "end-before-start", "line 5": "negative-value"}
+    stations = hub_json(lake, "sql", "SELECT name, site, socketNumber AS n, description, "
+                        "operator FROM EVChargingStation ORDER BY name")
+    assert stations == [
+        {"name": "500", "site": "Site A, Dundee", "n": 2, "description": "M 7kW",
+         "operator": "G"},
+        {"name": "501", "site": "Site B", "n": 1, "description": "M 50kW", "operator": "G"}]
+
+
+def test_network_layout_durations_give_idle_time(tmp_path: Path) -> None:
+    header = ("Station Name,Start Date,End Date,Total Duration (hh:mm:ss),"
+              "Charging Time (hh:mm:ss),Energy (kWh),Port Number,Latitude,Longitude,"
+              "Plug In Event Id")
+    data = _csv(tmp_path / "paloalto.csv", header,
+                "PALO ALTO CA / HAMILTON #1,7/29/2011 20:17,7/29/2011 23:20,3:03:32,1:54:03,"
+                "6.25,2,37.444572,-122.160309,3",
+                "PALO ALTO CA / HAMILTON #1,8/1/2011 8:00,,1:00:00,0:30:00,2,1,37.444572,"
+                "-122.160309,4")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data))
+    assert run["written"] == 2 and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT CAST(startDateTime AS VARCHAR) AS s, "
+                    "CAST(endDateTime AS VARCHAR) AS e, CAST(chargingEndDateTime AS VARCHAR) "
+                    "AS c, status, lon FROM EVChargingSession ORDER BY s")
+    assert rows[0] == {"s": "2011-07-30 03:17:00+00", "e": "2011-07-30 06:20:00+00",
+                       "c": "2011-07-30 05:11:03+00", "status": "closed", "lon": -122.160309}
+    assert rows[1]["e"] == "2011-08-01 16:00:00+00"  # end from the total duration
+
+
+def test_generic_layout_through_map(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "other.csv", "charger;plugged;unplugged;kwh delivered".replace(
+        ";", ","), "C1,2024-05-01T08:00:00+09:00,2024-05-01T09:00:00+09:00,10",
+        "C1,2024-05-01T10:00:00+09:00,not a time,3")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), "--profile", "generic",
+                   "--map", "charger=charge_point", "--map", "plugged=start",
+                   "--map", "unplugged=end", "--map", "kwh delivered=energy")
+    assert run["written"] == 1 and run["rejected"] == 1
+    [row] = hub_json(lake, "sql", "SELECT id, CAST(startDateTime AS VARCHAR) AS s "
+                     "FROM EVChargingSession")
+    assert row == {"id": "urn:ngsi-ld:EVChargingSession:C1-1-20240430T230000",
+                   "s": "2024-04-30 23:00:00+00"}
+    assert hub_json(lake, "rejects")[0]["codes"] == "bad-timestamp"
+
+
+def test_missing_columns_and_bad_profile(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "x.csv", "a,b", "1,2")
+    result = hub(tmp_path / "lake", "ingest", "ev-sessions", str(data))
+    assert result.exit_code == 1 and "no column for charge_point" in result.output
+    result = hub(tmp_path / "lake", "ingest", "ev-sessions", str(data), "--profile", "nope")
+    assert result.exit_code == 2
+
+
+@needs_sample_data
+def test_dundee_sessions_ingest_and_open_ones_are_counted(tmp_path: Path) -> None:
+    with open(DUNDEE, newline="", encoding="utf-8") as f:
+        records = list(csv.DictReader(f))
+    fmt = "%d/%m/%Y %H:%M"
+    bad = 0
+    for r in records:
+        negative = r["Total kWh"] != "" and float(r["Total kWh"]) < 0
+        backwards = r["End Date"] != "" and datetime.strptime(
+            f"{r['End Date']} {r['End Time']}", fmt) < datetime.strptime(
+            f"{r['Start Date']} {r['Start Time']}", fmt)
+        bad += negative or backwards
+    open_ = sum(1 for r in records if r["End Date"] == "" and float(r["Total kWh"] or 0) >= 0)
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(DUNDEE), "--profile", "dundee")
+    assert run["read"] == len(records) == 16773
+    assert run["rejected"] == bad and run["written"] == len(records) - bad
+    assert any(f"{open_} sessions still open" in w for w in run["warnings"])
+    counts = hub_json(lake, "sql", "SELECT status, count(*) AS n FROM EVChargingSession "
+                      "GROUP BY status ORDER BY status")
+    assert counts == [{"status": "closed", "n": len(records) - bad - open_},
+                      {"status": "open", "n": open_}]
+    stations = hub_json(lake, "sql", "SELECT count(*) AS n FROM EVChargingStation")
+    assert stations == [{"n": len({r["CP ID"] for r in records})}]
+
+
+@pytest.mark.parametrize(("header", "line", "extra"), [
+    ("Charger ID,Start Date,Start Time,End Date,End Time,Energy (kWh)",
+     "A1,2018-03-05,10:43,2018-03-05,11:10,4.5", ()),
+    ("CP ID,Connector,Start Date,End Date,Total kWh,Site",
+     "A1,1,05/03/2018 10:43,05/03/2018 11:10,4.5,Town Hall", ("--profile", "dundee")),
+    ("Device ID;Session Start;Session End;Consumption (kWh)".replace(";", ","),
+     "A1,2018-03-05T10:43:00Z,2018-03-05T11:10:00Z,4.5", ()),
+    ("box,from,to,kwh", "A1,05.03.2018 10:43,05.03.2018 11:10,4.5",
+     ("--map", "box=charge_point", "--map", "from=start", "--map", "to=end",
+      "--date-format", "%d.%m.%Y %H:%M", "--timezone", "UTC")),
+])
+def test_other_council_layouts(tmp_path: Path, header: str, line: str,
+                               extra: tuple[str, ...]) -> None:
+    data = _csv(tmp_path / "council.csv", header, line)
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), *extra)
+    assert run["written"] == 1, run
+    [row] = hub_json(lake, "sql", "SELECT CAST(startDateTime AS VARCHAR) AS s, "
+                     "CAST(endDateTime AS VARCHAR) AS e, energy FROM EVChargingSession")
+    assert row["s"][:16] == "2018-03-05 10:43"
+    assert row["e"][:16] == "2018-03-05 11:10" and row["energy"] == 4.5

@@ -1,0 +1,103 @@
+"""oneM2M TS-0010 binding without a broker: request primitives with and without the m2m:rqp
+wrapper, contentInstance creation and notification, ct timestamps, and the responses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hubctl.mqtt import onem2m
+from hubctl.mqtt.observe import Message, to_batches
+from hubctl.mqtt.settings import parse_settings
+
+ARRIVAL = datetime(2026, 1, 2, tzinfo=UTC)
+MAPPINGS = parse_settings("m2m", {"protocol": "onem2m", "containers": {
+    "/Mobius/daegu/air01/data": {"type": "AirQualityObserved", "id": "daegu-air01",
+                                 "attributes": {"PM10": "pm10", "NO2": "no2"},
+                                 "units": {"NO2": "ppb"}, "time": "measured",
+                                 "static": {"location": [128.59, 35.87]}}}},
+    Path(".")).mappings
+TOPIC = "/oneM2M/req/SAE-air01/hubctl/json"
+
+
+def parse(doc: object, topic: str = TOPIC) -> onem2m.Request:
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    return onem2m.parse(Message(7, topic, text.encode(), ARRIVAL), MAPPINGS)
+
+
+def create(con: object, **extra: object) -> dict[str, object]:
+    return {"op": 1, "to": "/Mobius/daegu/air01/data", "fr": "SAE-air01", "rqi": "req-1",
+            "ty": 4, "pc": {"m2m:cin": {"con": con}}, **extra}
+
+
+def row(req: onem2m.Request) -> dict[str, object]:
+    batch = to_batches(req.observations, [], "mqtt://x")[0]
+    assert batch.rows is not None and not batch.typed_bad
+    return batch.rows.to_pylist()[0]
+
+
+def test_wrapped_create_with_json_text_con_and_its_created_response() -> None:
+    req = parse({"m2m:rqp": create('{"PM10": 41, "NO2": 20, "measured": "20240501T090000"}')})
+    assert (req.wrapped, req.rqi, req.rsc, req.reject) == (True, "req-1", onem2m.CREATED, None)
+    r = row(req)
+    assert r["id"] == "urn:ngsi-ld:AirQualityObserved:daegu-air01"
+    assert r["observed_at"] == datetime(2024, 5, 1, 9, tzinfo=UTC)
+    assert r["pm10"] == 41.0 and round(r["no2"], 2) == round(20 * 46.0055 / 24.45, 2)
+    rsp = json.loads(onem2m.response(req, onem2m.CREATED))
+    assert rsp["m2m:rsp"]["rsc"] == 2001 and rsp["m2m:rsp"]["rqi"] == "req-1"
+    assert rsp["m2m:rsp"]["to"] == "SAE-air01" and rsp["m2m:rsp"]["fr"] == "hubctl"
+    assert onem2m.response_topic(TOPIC) == "/oneM2M/resp/SAE-air01/hubctl/json"
+
+
+def test_plain_create_with_object_con_uses_ot_then_arrival() -> None:
+    r = row(parse(create({"PM10": 5}, ot="20240501T100000")))
+    assert r["observed_at"] == datetime(2024, 5, 1, 10, tzinfo=UTC) and r["_time_index"] == "ot"
+    r = row(parse(create({"PM10": 5})))
+    assert r["observed_at"] == ARRIVAL and r["_time_index"] == "arrival"
+
+
+def test_notification_maps_the_subscribed_container_and_uses_ct() -> None:
+    req = parse({"op": 5, "to": "hubctl", "fr": "/Mobius", "rqi": "n-9", "pc": {"m2m:sgn": {
+        "sur": "/Mobius/daegu/air01/data/sub-hub", "nev": {"net": 3, "rep": {"m2m:cin": {
+            "con": {"PM10": 17}, "ct": "20240501T083000", "ri": "4-1"}}}}}})
+    assert req.rsc == onem2m.OK and not req.wrapped
+    r = row(req)
+    assert r["pm10"] == 17.0 and r["observed_at"] == datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
+    assert r["_time_index"] == "ct"
+    assert json.loads(onem2m.response(req, req.rsc)) == {
+        "rsc": 2000, "rqi": "n-9", "rvi": "3", "to": "/Mobius", "fr": "hubctl"}
+
+
+def test_verification_request_is_answered_without_data() -> None:
+    req = parse({"op": 5, "fr": "/Mobius", "rqi": "v1", "pc": {"m2m:sgn": {
+        "vrq": True, "sur": "Mobius/daegu/air01/data/sub"}}})
+    assert req.rsc == onem2m.OK and not req.observations and req.reject is None
+
+
+def test_bad_requests_get_4000_or_4004_with_a_reason_and_a_reject() -> None:
+    cases = {
+        "not json": (onem2m.BAD_REQUEST, "not JSON"),
+        json.dumps({"op": 2, "rqi": "r", "to": "x"}): (onem2m.BAD_REQUEST, "operation 2"),
+        json.dumps(create(1, ty=3)): (onem2m.BAD_REQUEST, "only contentInstance"),
+        json.dumps({**create(1), "to": "/Mobius/elsewhere"}): (onem2m.NOT_FOUND, "not mapped"),
+        json.dumps({"op": 1, "ty": 4}): (onem2m.BAD_REQUEST, "no rqi"),
+    }
+    for text, (rsc, words) in cases.items():
+        req = parse(text)
+        assert req.rsc == rsc and req.reject is not None, text
+        assert words in req.reject.reasons[0].message and req.reject.raw == text
+        assert req.reject.file == TOPIC and req.reject.codes == "unmapped-message"
+    req = parse(json.dumps({**create(1), "to": "/Mobius/elsewhere"}))
+    body = json.loads(onem2m.response(req, req.rsc, req.reject.reasons[0].message))  # type: ignore[union-attr]
+    assert body["rsc"] == 4004 and "not mapped" in body["pc"]["m2m:dbg"]
+
+
+def test_scalar_con_maps_through_the_con_key() -> None:
+    mappings = parse_settings("m", {"protocol": "onem2m", "containers": {"cse/pm": {
+        "type": "AirQualityObserved", "id": "x", "attributes": {"con": "pm10"},
+        "static": {"location": [1, 2]}}}}, Path(".")).mappings
+    req = onem2m.parse(Message(1, TOPIC, json.dumps(
+        {"op": 1, "to": "/in-cse/cse/pm", "rqi": "1", "ty": 4,
+         "pc": {"m2m:cin": {"con": "23.5"}}}).encode(), ARRIVAL), mappings)
+    assert row(req)["pm10"] == 23.5  # "/in-cse/cse/pm" ends with the mapped "cse/pm"
