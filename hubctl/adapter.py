@@ -68,6 +68,9 @@ class Adapter(Protocol):
     example: str
     params: Sequence[click.Parameter]
 
+    # Optional: ``accepts_folders = True`` lets the engine pass a folder as one input (an
+    # unzipped GTFS feed); otherwise a folder argument is a usage mistake.
+
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """Yield batches of lake rows from the inputs."""

@@ -58,8 +58,9 @@ class IngestRequest:
     cursor: Cursor | None = None  # a pull: resumes from the source's last committed cursor
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Paths from arguments, expanding globs; a missing input is an InputError."""
+def expand_inputs(patterns: Sequence[str], folders: bool = False) -> list[Path]:
+    """Paths from arguments, expanding globs; a missing input is an InputError. ``folders``:
+    the adapter reads a folder as one input (an unzipped GTFS feed)."""
     out: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
@@ -69,8 +70,11 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
             p = Path(m)
             if not p.exists():
                 raise InputError("no such file", path=m, hint="check the path and try again")
-            if p.is_dir() or not os.access(p, os.R_OK):
-                raise InputError("not a readable file", path=m)
+            if p.is_dir() and not folders:
+                raise InputError("is a folder; this adapter reads files", path=m,
+                                 hint=f"give the files inside, e.g. {Path(m) / '*'}")
+            if not os.access(p, os.R_OK):
+                raise InputError("not readable", path=m, hint="check its permissions")
             out.append(p)
     return out
 
@@ -83,10 +87,12 @@ def fingerprint(adapter: str, inputs: Sequence[Path], options: dict[str, Any]) -
     files = list(inputs) + [Path(v) for v in options.values()
                             if isinstance(v, str | Path) and Path(v).is_file()]
     for path in files:
-        h.update(str(path.name).encode())
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for member in members:  # a folder input: every file in it, by relative name
+            h.update(str(member.relative_to(path.parent)).encode())
+            with open(member, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 

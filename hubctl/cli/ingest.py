@@ -183,7 +183,7 @@ def _run(adapter_name: str, inputs: list[str], options: dict[str, Any], source: 
         return _pull(adapter, inputs, options, source, max_reject_rate)
     pull_only = {p.name for p in getattr(adapter, "pull_params", [])}
     options = {k: v for k, v in options.items() if k not in pull_only}  # files: as before
-    paths = expand_inputs(inputs)
+    paths = expand_inputs(inputs, folders=getattr(adapter, "accepts_folders", False))
     if not paths:
         raise UsageError(f"{adapter_name}: give at least one input file")
     name = source or f"{adapter_name}:" + ",".join(str(p.resolve()) for p in paths)
