@@ -215,19 +215,31 @@ def _show(out: Any, as_json: bool) -> None:
     if as_json:
         emit_json(out.as_json())
         return
-    from hubctl.pipeline import metrics
-
     click.secho(f"{out.pipeline}: {out.status} in {out.seconds:.1f} s (run {out.run_id})",
                 bold=True)
     if out.tables:
         print_rows(["derived table", "rows"],
                    [[f"derived.{out.pipeline}_{t}", f"{n:,}"] for t, n in out.tables.items()])
-    values = metrics(out.summary)
-    if values:
-        print_rows(["metric", "value"], [[k, f"{v:,.6g}"] for k, v in values.items()],
-                   max_rows=60)
+    leaves = _leaves(out.summary)
+    if leaves:
+        print_rows(["metric", "value"], leaves, max_rows=60)
     for c in out.checks:
         click.echo(f"{'ok  ' if c['ok'] else 'FAIL'} {c['assert']} (value {c['value']:g})")
+
+
+def _leaves(value: Any, prefix: str = "") -> list[list[str]]:
+    """Every scalar of a summary by dotted path (numbers formatted, text as it is)."""
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _leaves(v, f"{prefix}{k}.")]
+    if isinstance(value, list):
+        return [r for i, v in enumerate(value) for r in _leaves(v, f"{prefix}{i}.")]
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [[prefix[:-1], str(value).lower()]]
+    if isinstance(value, int | float):
+        return [[prefix[:-1], f"{value:,.6g}"]]
+    return [[prefix[:-1], str(value)]]
 
 
 COMMANDS: list[click.Command] = [pipelines, run]
