@@ -67,13 +67,13 @@ class Lake:
 
     def exists(self, name: str) -> bool:
         """True if ``name`` is a Delta table in this lake."""
-        return (self.path(name) / "_delta_log").is_dir()
+        return _committed(self.path(name))
 
     def table_names(self) -> list[str]:
         """Every Delta table in the lake, entity types first, then ``_runs``, ``_rejects``."""
         if not self.root.is_dir():
             return []
-        names = [p.parent.name for p in self.root.glob("*/_delta_log")]
+        names = [p.parent.name for p in self.root.glob("*/_delta_log") if _committed(p.parent)]
         return sorted(names, key=lambda n: (n.startswith("_"), n))
 
     def open(self, name: str) -> DeltaTable:
@@ -291,7 +291,8 @@ class Lake:
     def derived_names(self) -> list[tuple[str, str]]:
         """(pipeline, table) of every derived table under ``<lake>/derived/``."""
         found = self.root.glob(f"{DERIVED}/*/*/_delta_log")
-        return sorted((p.parent.parent.name, p.parent.name) for p in found)
+        return sorted((p.parent.parent.name, p.parent.name) for p in found
+                      if _committed(p.parent))
 
     def require_root(self) -> None:
         """Fail with a hint when the lake folder does not exist."""
@@ -312,9 +313,10 @@ def _stored_spans(dt: DeltaTable) -> list[tuple[str, str, int, int]] | None:
     except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     lowest, highest = np.iinfo(np.int64).min, np.iinfo(np.int64).max
-    return [(p, d.isoformat() if d is not None else "", lowest if a is None else a,
-             highest if b is None else b) for p, d, a, b in zip(paths, part, mins, maxs,
-                                                                strict=True)]
+    slack = 1000  # Delta statistics keep timestamps to the millisecond: widen by one
+    return [(p, d.isoformat() if d is not None else "", lowest if a is None else a - slack,
+             highest if b is None else b + slack) for p, d, a, b in zip(paths, part, mins, maxs,
+                                                                        strict=True)]
 
 
 def _candidates(dt: DeltaTable, rows: pa.Table, files: list[str]
@@ -371,6 +373,14 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     """``rows`` with exactly the columns and types of ``schema`` (no copy when they have them)."""
     picked = rows.select(schema.names)
     return picked if picked.schema.equals(schema) else picked.cast(schema)
+
+
+def _committed(folder: Path) -> bool:
+    """True once a Delta table has its first commit: a process killed between creating the
+    folder and committing leaves an empty ``_delta_log`` that is not yet a table."""
+    log = folder / "_delta_log"
+    return log.is_dir() and any(p.suffix in (".json", ".parquet") or p.name == "_last_checkpoint"
+                                for p in log.iterdir())
 
 
 def _count(classes: pa.Table, weights: pa.ChunkedArray, by_cell: bool) -> dict[str, int]:

@@ -9,7 +9,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
+from hubctl.cli import cli
 from tests.helpers import hub, hub_json, row, write_openaq
 
 
@@ -126,3 +128,12 @@ def test_help_has_examples() -> None:
                  ["sql", "--help"], ["lake", "vacuum", "--help"], ["entities", "--help"]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0 and "Example" in result.output, args
+
+
+def test_ingest_of_an_mqtt_source_points_to_listen(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text('[lake]\npath = "lake"\n[sources.live.mqtt]\nhost = "127.0.0.1"\n'
+                      'protocol = "iotagent-json"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "ingest", "--source", "live"])
+    assert result.exit_code == 2
+    assert "MQTT source" in result.stderr and "hubctl listen live" in result.stderr

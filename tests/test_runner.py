@@ -230,3 +230,4 @@ def test_param_parsing_and_metrics() -> None:
     a = parse_assert("coverage.after>=60%")
     assert (a.metric, a.op, a.value) == ("coverage.after", ">=", 0.6)
     assert a.holds(0.61) and not a.holds(0.5)
+

@@ -73,6 +73,10 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
     if unknown:
         raise ConfigError(f"unknown source(s): {', '.join(unknown)}",
                           hint=f"declared in {config.path}: {', '.join(config.sources)}")
+    live = [n for n in names if getattr(config.sources[n], "mqtt", None)]
+    if live:
+        raise UsageError(f"source(s) {', '.join(live)} are MQTT sources: they are received, "
+                         "not ingested", hint=f"run `hubctl listen {' '.join(live)}`")
     if due:
         names = _due(names, log_format)
     runs, failures = [], []
