@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hubctl.config import Config, load_config
-from hubctl.lake import Lake
+
+if TYPE_CHECKING:
+    from hubctl.lake import Lake
 
 __all__ = ["HubContext", "hub"]
 
@@ -32,6 +35,8 @@ class HubContext:
     @property
     def lake(self) -> Lake:
         """The lake this invocation works on."""
+        from hubctl.lake import Lake  # deltalake loads only for commands that use the lake
+
         return Lake(self.config.lake)
 
 

@@ -28,7 +28,26 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return json_option(f)
 
 
-@click.group(invoke_without_command=True)
+class _AdapterGroup(click.Group):
+    """Subcommands built from the adapter registry when asked for, so that an adapter's
+    module (and what it imports) loads only when that adapter is used or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every adapter name, sorted."""
+        from hubctl.adapters import MODULES
+
+        return sorted(set(MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand of adapter ``cmd_name``, built once."""
+        from hubctl.adapters import MODULES
+
+        if cmd_name not in self.commands and cmd_name in MODULES:
+            self.commands[cmd_name] = _adapter_command(cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_AdapterGroup, invoke_without_command=True)
 @click.option("--source", "sources", multiple=True, metavar="NAME",
               help="Run a source declared in hub.toml (repeatable).")
 @click.option("--all", "run_all", is_flag=True, help="Run every source declared in hub.toml.")
@@ -304,14 +323,5 @@ def _adapter_command(name: str) -> click.Command:
     )
     return _common(command)  # type: ignore[return-value]
 
-
-def _attach() -> None:
-    from hubctl.adapters import ADAPTERS
-
-    for name in ADAPTERS:
-        ingest.add_command(_adapter_command(name))
-
-
-_attach()
 
 COMMANDS = [ingest]
