@@ -24,6 +24,9 @@ from hubctl.rejects import reason
 __all__ = ["build_table", "entity_to_row", "render", "render_temporal"]
 
 
+# Column types stored as JSON text in the lake (a GeoJSON geometry, any JSON value).
+JSON_TEXT = ("json", "geometry")
+
 def entity_to_row(entity: dict[str, Any], et: EntityType, observed_at: datetime,
                   time_source: str, unknown: Sequence[str] = ()) -> dict[str, Any]:
     """The lake row of one normalized entity; values are copied as they are (not coerced)."""
@@ -115,7 +118,7 @@ def _fits(attr: Attribute, value: Any) -> bool:
 def _cell(attr: Attribute | None, value: Any) -> Any:
     if attr is None or value is None:
         return value
-    if attr.column.name == "json":
+    if attr.column.name in JSON_TEXT:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     if attr.column.name in ("float64", "point"):
         return float(value)
@@ -171,7 +174,7 @@ def _attr_object(attr: Attribute, row: dict[str, Any]) -> dict[str, Any] | None:
     value = row.get(attr.name)
     if value is None:
         return None
-    if attr.column.name == "json" and isinstance(value, str):
+    if attr.column.name in JSON_TEXT and isinstance(value, str):
         value = json.loads(value)
     elif isinstance(value, datetime):
         value = format_time(value)

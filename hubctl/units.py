@@ -25,7 +25,19 @@ UNIT_CODES: dict[str, str] = {
     "m/s": "MTS", "MTS": "MTS",
     "°": "DD", "deg": "DD", "DD": "DD",
     "%": "P1", "P1": "P1",
+    "km/h": "KMH", "kmh": "KMH", "kph": "KMH", "KMH": "KMH",
+    "m": "MTR", "MTR": "MTR", "km": "KMT", "KMT": "KMT",
+    "wh": "WHR", "WHR": "WHR", "kwh": "KWH", "KWH": "KWH", "mwh": "MWH", "MWH": "MWH",
+    "s": "SEC", "sec": "SEC", "SEC": "SEC", "min": "MIN", "MIN": "MIN", "h": "HUR", "HUR": "HUR",
 }
+
+# Units that differ by a constant factor, by dimension: factor to the dimension's first unit.
+_LINEAR: tuple[dict[str, float], ...] = (
+    {"KMH": 1.0, "MTS": 3.6},                       # speed, km/h
+    {"MTR": 1.0, "KMT": 1000.0},                    # length, m
+    {"WHR": 1.0, "KWH": 1000.0, "MWH": 1e6},        # energy, Wh
+    {"SEC": 1.0, "MIN": 60.0, "HUR": 3600.0},       # duration, s
+)
 
 # Factor from a unit to the reference unit of its dimension (GQ for concentrations).
 _MASS_TO_GQ = {"GQ": 1.0, "GP": 1000.0}
@@ -52,6 +64,9 @@ def conversion_factor(parameter: str, from_code: str, to_code: str) -> float | N
         return 1.0
     if from_code in _MASS_TO_GQ and to_code in _MASS_TO_GQ:
         return _MASS_TO_GQ[from_code] / _MASS_TO_GQ[to_code]
+    for dimension in _LINEAR:
+        if from_code in dimension and to_code in dimension:
+            return dimension[from_code] / dimension[to_code]
     mass = MOLAR_MASS.get(parameter)
     if mass is None:
         return None

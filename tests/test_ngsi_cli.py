@@ -97,3 +97,22 @@ def test_demo_ingests_every_format_into_one_lake(tmp_path: Path) -> None:
         ("broker", "ok"), ("daegu-air", "ok"), ("eu-air", "ok")]
     assert all(r["written"] > 0 for r in runs)
     assert next(r for r in runs if r["source"] == "eu-air")["rejected"] == 2
+
+
+def test_geometry_attributes_round_trip_as_geojson(tmp_path: Path) -> None:
+    """A LineString (GtfsShape.location) goes in as GeoJSON and comes out as GeoJSON."""
+    line = {"type": "LineString", "coordinates": [[145.77, -16.92], [145.78, -16.93]]}
+    shape = {"id": "urn:ngsi-ld:GtfsShape:demo:s1", "type": "GtfsShape",
+             "feedId": {"type": "Property", "value": "demo"},
+             "location": {"type": "GeoProperty", "value": line},
+             "length": {"type": "Property", "value": 1520.5},
+             "points": {"type": "Property", "value": 2}}
+    src = tmp_path / "shape.jsonld"
+    src.write_text(json.dumps(shape), encoding="utf-8")
+    lake = tmp_path / "lake"
+    result = hub(lake, "ingest", "ngsi-ld", str(src))
+    assert result.exit_code == 0, result.output
+    stored = hub_json(lake, "sql", "SELECT location FROM GtfsShape")
+    assert json.loads(stored[0]["location"]) == line
+    [entity] = _entities(lake, "GtfsShape", "--format", "normalized")
+    assert entity["location"] == {"type": "GeoProperty", "value": line}

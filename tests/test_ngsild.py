@@ -346,3 +346,20 @@ def test_iter_documents_broken_pretty_json_is_one_record() -> None:
     [(pointer, error)] = list(iter_documents(text, "x"))
     assert pointer == "line 5" and isinstance(error, ValueError)
     assert "line 5" in str(error)
+
+
+@pytest.mark.parametrize(("type_name", "attr", "given", "unit", "expected"), [
+    ("Vehicle", "speed", 10.0, "MTS", 36.0),            # m/s -> km/h
+    ("Vehicle", "speed", 36.0, "km/h", 36.0),
+    ("GtfsShape", "length", 1.5, "KMT", 1500.0),        # km -> m
+    ("Alert", "responseTime", 2.0, "MIN", 120.0),       # minutes -> seconds
+])
+def test_linear_units_convert(type_name: str, attr: str, given: float, unit: str,
+                              expected: float) -> None:
+    et = get_type(type_name)
+    doc = {"id": f"urn:ngsi-ld:{type_name}:x", "type": type_name,
+           attr: {"type": "Property", "value": given, "unitCode": unit}}
+    parsed = normalize(doc, et)
+    assert [r for r in parsed.reasons if r.field == attr] == []
+    assert math.isclose(parsed.entity[attr]["value"], expected, rel_tol=1e-12)
+    assert parsed.entity[attr]["unitCode"] == et.attributes[attr].unit
