@@ -35,11 +35,11 @@ from hubctl.adapters.places import (
     coordinates,
     extra_json,
     json_text,
+    open_text_csv,
     unescape_html,
     urn_ids,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import open_csv
 from hubctl.errors import InputError, UsageError
 from hubctl.gate import RowReasons
 from hubctl.rejects import Reject, reason
@@ -221,18 +221,8 @@ class Calls:
             yield from _read_file(path, options, ctx)
 
 
-def _open(path: Path) -> Any:
-    """open_csv, falling back to CP949 (common for Korean exports) when not UTF-8."""
-    try:
-        return open_csv(path)
-    except InputError as exc:
-        if "UTF-8" not in str(exc):
-            raise
-        return open_csv(path, encoding="cp949")
-
-
 def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterator[Batch]:
-    stream = _open(path)
+    stream = open_text_csv(path)
     header = list(stream.schema.names)
     layout = resolve_layout(path, header, options)
     how = "given" if options.get("profile") else "detected from the header"

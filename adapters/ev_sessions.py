@@ -33,6 +33,7 @@ from hubctl.adapters.energy_fields import (
     read_places,
     resolve_columns,
     text_column,
+    urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import open_csv
@@ -379,16 +380,15 @@ def _rows(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Array, star
         seconds = pc.cast(pc.cast(start, pa.int64()), pa.timestamp("us", tz="UTC"))
         stamp = pc.utf8_slice_codeunits(pc.strftime(seconds, format="%Y%m%dT%H%M%S"), 0, 15)
         session = pc.binary_join_element_wise(cp, connector, stamp, "-")
-    cp_list, session_list = cp.to_pylist(), session.to_pylist()
     lon, lat = _coordinates(plan, batch, keep, site)
-    _note_stations(plan, batch, keep, cp_list, connector.to_pylist(), site.to_pylist())
+    _note_stations(plan, batch, keep, cp, connector, site)
     status = pc.if_else(pc.is_null(end), "open", "closed")
     return pa.table({
-        "id": pa.array([entity_id(SESSION, s) for s in session_list], pa.string()),
+        "id": urns(SESSION, session),
         "observed_at": start, "startDateTime": start, "endDateTime": end,
         "chargingEndDateTime": charging_end, "energy": energy, "cost": cost,
         "status": status, "connector": connector,
-        "refEVChargingStation": pa.array([entity_id(STATION, c) for c in cp_list], pa.string()),
+        "refEVChargingStation": urns(STATION, cp),
         "site": site, "lon": lon, "lat": lat,
         "source": pa.repeat(pa.scalar(f"ev-sessions:{plan.path.name}"), n),
         "_time_index": pa.repeat(pa.scalar("startDateTime"), n),
@@ -410,19 +410,30 @@ def _coordinates(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array,
     return lon, lat
 
 
-def _note_stations(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cps: list[str],
-                   connectors: list[str], sites: list[str | None]) -> None:
+def _note_stations(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Array,
+                   connector: pa.Array, site: pa.Array) -> None:
+    """Remember each charge point's first site, operator and model, and its connectors
+    (grouped in Arrow: Python sees one row per charge point and connector)."""
     cols, st = plan.cols, plan.stations
-    operators = (_trimmed(batch, cols["operator"]).filter(keep).to_pylist()
-                 if "operator" in cols else [None] * len(cps))
-    models = (_trimmed(batch, cols["model"]).filter(keep).to_pylist()
-              if "model" in cols else [None] * len(cps))
-    for cp, connector, site, operator, model in zip(cps, connectors, sites, operators, models,
-                                                    strict=True):
-        if cp not in st.site:
-            st.site[cp], st.operator[cp], st.model[cp] = site, operator, model
-            st.connectors[cp] = set()
-        st.connectors[cp].add(connector)
+    n = len(cp)
+    none = pa.nulls(n, pa.string())
+    table = pa.table({
+        "cp": cp, "connector": connector, "site": site,
+        "operator": _trimmed(batch, cols["operator"]).filter(keep) if "operator" in cols
+        else none,
+        "model": _trimmed(batch, cols["model"]).filter(keep) if "model" in cols else none,
+    })
+    firsts = table.group_by("cp", use_threads=False).aggregate(
+        [("site", "first"), ("operator", "first"), ("model", "first")])
+    for cp_id, site_name, operator, model in zip(*(firsts.column(c).to_pylist() for c in (
+            "cp", "site_first", "operator_first", "model_first")), strict=True):
+        if cp_id not in st.site:
+            st.site[cp_id], st.operator[cp_id], st.model[cp_id] = site_name, operator, model
+            st.connectors[cp_id] = set()
+    pairs = table.group_by(["cp", "connector"]).aggregate([])
+    for cp_id, plug in zip(pairs.column("cp").to_pylist(), pairs.column("connector").to_pylist(),
+                           strict=True):
+        st.connectors[cp_id].add(plug)
 
 
 def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext) -> Batch:

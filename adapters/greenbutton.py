@@ -19,7 +19,6 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,27 +232,41 @@ def _reading_type(el: ET.Element, ref: str) -> ReadingType:
 
 
 def _block(el: ET.Element) -> list[tuple[Any, ...]]:
-    """(start, duration, value text, cost text, raw) of each IntervalReading of a block;
-    a reading without a timePeriod follows the one before it (or the block's start)."""
+    """(start, duration, value text, cost text, has timePeriod) of each IntervalReading of a
+    block; a reading without a timePeriod follows the one before it (or the block's start)."""
     interval = _child(el, "interval")
     block_start = _int(_text(interval, "start"))
     out: list[tuple[Any, ...]] = []
     for reading in el:
-        if _local(reading.tag) != "IntervalReading":
+        if not reading.tag.endswith("IntervalReading"):
             continue
-        period = _child(reading, "timePeriod")
-        start = _int(_text(period, "start"))
-        duration = _int(_text(period, "duration"))
-        value = _text(reading, "value")
-        cost = _text(reading, "cost")
-        raw = {"start": _text(period, "start"), "duration": _text(period, "duration"),
-               "value": value, "cost": cost}
-        if start is None and period is None and out and out[-1][0] is not None:
-            start = out[-1][0] + (out[-1][1] or 0)
-        elif start is None and period is None and not out:
-            start = block_start
-        out.append((start, duration, value, cost, raw))
+        start_text = duration_text = value = cost = None
+        period = False
+        for child in reading:
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == "value":
+                value = (child.text or "").strip()
+            elif tag == "timePeriod":
+                period = True
+                for part in child:
+                    name = part.tag.rsplit("}", 1)[-1]
+                    if name == "start":
+                        start_text = (part.text or "").strip()
+                    elif name == "duration":
+                        duration_text = (part.text or "").strip()
+            elif tag == "cost":
+                cost = (child.text or "").strip()
+        start = _int(start_text)
+        if start is None and not period:
+            start = out[-1][0] + (out[-1][1] or 0) if out and out[-1][0] is not None \
+                else block_start
+        out.append((start, _int(duration_text), value, cost, start_text, duration_text))
     return out
+
+
+def _raw(reading: tuple[Any, ...]) -> str:
+    return json.dumps({"start": reading[4], "duration": reading[5], "value": reading[2],
+                       "cost": reading[3]})
 
 
 def _resolve(feed: _Feed, fallback: ReadingType | None = None) -> None:
@@ -303,44 +316,49 @@ def _convert(feed: _Feed, mr: str, point: str, rt: ReadingType, number: int,
         _reject_all(feed, readings, problem, number)
         return
     attr = FLOWS[rt.flow]
+    slot = _ATTRIBUTES.index(attr)
     eid = _series_id(feed, mr, point, attr)
     scale = 10.0 ** rt.multiplier / 1000.0  # Wh x 10^m -> kWh
+    priced = attr == "activeEnergyImport"
     rows = feed.rows
-    for i, (start, duration, value, cost, raw) in enumerate(readings):
-        feed.records += 1
-        where = f"entry {number}, IntervalReading {i + 1}"
+    ids, starts, lengths, slots, energies = (rows["id"], rows["start"], rows["length"],
+                                             rows["slot"], rows["energy"])
+    costs, currencies = rows["cost"], rows["currency"]
+    feed.records += len(readings)
+    for i, reading in enumerate(readings):
+        start, duration, value, cost = reading[:4]
         length = duration if duration is not None else rt.interval
-        number_value = _number(value)
-        reasons = []
-        if start is None:
-            reasons.append(reason("missing-required", "timePeriod.start"))
-        if value is None or value == "":
-            reasons.append(reason("missing-required", "value"))
-        elif number_value is None:
-            reasons.append(reason("type-error", "value", value=value, expected="number"))
-        if length is None or length <= 0:
-            reasons.append(reason("missing-required", "timePeriod.duration"))
-        cost_value = _number(cost)
-        if cost not in (None, "") and cost_value is None:
-            reasons.append(reason("type-error", "cost", value=cost, expected="number"))
-        if reasons:
-            feed.rejects.append(Reject(TYPE, json.dumps(raw), reasons, file=str(feed.path),
-                                       record=where))
+        amount = _number(value)
+        price = _number(cost)
+        if (start is None or amount is None or length is None or length <= 0
+                or (cost not in (None, "") and price is None)):
+            feed.rejects.append(Reject(TYPE, _raw(reading), _reasons(
+                start, value, amount, length, cost, price), file=str(feed.path),
+                record=f"entry {number}, IntervalReading {i + 1}"))
             continue
-        assert number_value is not None and start is not None
-        energy = number_value * scale
-        at = datetime.fromtimestamp(start, UTC)
-        rows["id"].append(eid)
-        rows["observed_at"].append(at)
-        rows["intervalLength"].append(length)
-        for name in _ATTRIBUTES:
-            rows[name].append(energy if name == attr else None)
-        rows["cost"].append(cost_value / 100_000 if cost_value is not None and
-                            attr == "activeEnergyImport" else None)
-        rows["currency"].append(rt.currency if cost_value is not None and
-                                attr == "activeEnergyImport" else None)
-        rows["_raw"].append(json.dumps(raw))
-        rows["_record"].append(where)
+        ids.append(eid)
+        starts.append(start)
+        lengths.append(length)
+        slots.append(slot)
+        energies.append(amount * scale)
+        costs.append(price / 100_000 if price is not None and priced else None)
+        currencies.append(rt.currency if price is not None and priced else None)
+
+
+def _reasons(start: int | None, value: str | None, amount: float | None, length: int | None,
+             cost: str | None, price: float | None) -> list[Reason]:
+    out = []
+    if start is None:
+        out.append(reason("missing-required", "timePeriod.start"))
+    if value is None or value == "":
+        out.append(reason("missing-required", "value"))
+    elif amount is None:
+        out.append(reason("type-error", "value", value=value, expected="number"))
+    if length is None or length <= 0:
+        out.append(reason("missing-required", "timePeriod.duration"))
+    if cost not in (None, "") and price is None:
+        out.append(reason("type-error", "cost", value=cost, expected="number"))
+    return out
 
 
 def _number(text: str | None) -> float | None:
@@ -356,13 +374,12 @@ def _number(text: str | None) -> float | None:
 def _reject_all(feed: _Feed, readings: list[tuple[Any, ...]], why: Reason, number: int) -> None:
     for i, reading in enumerate(readings):
         feed.records += 1
-        feed.rejects.append(Reject(TYPE, json.dumps(reading[4]), [why], file=str(feed.path),
+        feed.rejects.append(Reject(TYPE, _raw(reading), [why], file=str(feed.path),
                                    record=f"entry {number}, IntervalReading {i + 1}"))
 
 
 _ATTRIBUTES = tuple(dict.fromkeys(FLOWS.values()))
-_COLUMNS = ("id", "observed_at", "intervalLength", *_ATTRIBUTES, "cost",
-            "currency", "_raw", "_record")
+_COLUMNS = ("id", "start", "length", "slot", "energy", "cost", "currency")
 
 
 def _reset(feed: _Feed) -> None:
@@ -374,17 +391,18 @@ def _reset(feed: _Feed) -> None:
 def _flush(feed: _Feed) -> Batch:
     rows = feed.rows
     n = len(rows["id"])
-    at = pa.array(rows["observed_at"], TIMESTAMP)
+    micros = np.asarray(rows["start"], dtype=np.int64) * 1_000_000
+    at = pa.array(micros, pa.int64()).cast(TIMESTAMP)
+    slot = np.asarray(rows["slot"], dtype=np.int8)
+    energy = np.asarray(rows["energy"], dtype=np.float64)
     table = pa.table({
         "id": pa.array(rows["id"], pa.string()), "observed_at": at, "dateObservedFrom": at,
-        "intervalLength": pa.array(rows["intervalLength"], pa.int64()),
-        **{name: pa.array(rows[name], pa.float64()) for name in _ATTRIBUTES},
+        "intervalLength": pa.array(np.asarray(rows["length"], dtype=np.int64)),
+        **{name: pa.array(energy, mask=slot != k) for k, name in enumerate(_ATTRIBUTES)},
         "cost": pa.array(rows["cost"], pa.float64()),
         "currency": pa.array(rows["currency"], pa.string()),
         "source": pa.repeat(pa.scalar(f"greenbutton:{feed.path.name}"), n),
         "_time_index": pa.repeat(pa.scalar("dateObservedFrom"), n),
-        "_raw": pa.array(rows["_raw"], pa.string()),
-        "_record": pa.array(rows["_record"], pa.string()),
     })
     batch = Batch(TYPE, table, str(feed.path), feed.records, rejects=feed.rejects,
                   cell_columns=_ATTRIBUTES)

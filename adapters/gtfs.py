@@ -71,11 +71,10 @@ class Gtfs:
     entity_types = ("GtfsAgency", "GtfsStop", "GtfsRoute", "GtfsCalendarRule",
                     "GtfsCalendarDateRule", "GtfsShape", "GtfsTrip", "GtfsFrequency",
                     "GtfsService", "GtfsStopTime")
-    summary = ("GTFS static feed, a zip or a folder (for a folder give its files, "
-               "e.g. caltrain/*.txt): agencies, stops, routes, calendars, shapes, trips, "
-               "frequencies, stop times.")
+    summary = ("GTFS static feed, a zip or a folder: agencies, stops, routes, calendars, "
+               "shapes, trips, frequencies, stop times.")
     example = "hubctl ingest gtfs cairns-2014.zip --feed-id cairns"
-    accepts_folders = True  # read by the engine once it lets a folder through (see docs)
+    accepts_folders = True  # an unzipped feed is one input
     params: Sequence[click.Parameter] = (
         click.Option(["--feed-id"], metavar="ID", default=None,
                      help="Namespace of the feed's ids (default: the zip or folder name as a "

@@ -50,14 +50,14 @@ def _mask(arr: pa.Array | np.ndarray) -> np.ndarray:
 
 
 def parse_int(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """(int64 values, bad mask). ``3``, `` 3 `` and ``3.0`` are 3."""
+    """(int64 values, bad mask). ``3``, `` 3 ``, ``+3`` and ``3.0`` are 3."""
     try:
         return pc.cast(arr, pa.int64()), np.zeros(len(arr), bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     clean = pc.ascii_trim_whitespace(arr)
-    ok = pc.fill_null(pc.match_substring_regex(clean, r"^[-+]?\d+(\.0*)?$"), False)
-    digits = pc.replace_substring_regex(clean, r"\.0*$", "")
+    ok = pc.fill_null(pc.match_substring_regex(clean, r"^[-+]?\d{1,18}(\.0*)?$"), False)
+    digits = pc.replace_substring_regex(clean, r"^\+|\.0*$", "")
     values = pc.cast(pc.if_else(ok, digits, pa.scalar(None, pa.string())), pa.int64())
     blank = pc.fill_null(pc.equal(clean, ""), False)
     return values, _mask(pc.and_(pc.and_(pc.is_valid(arr), pc.invert(ok)), pc.invert(blank)))
@@ -98,6 +98,9 @@ def parse_date(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     stamps = pc.strptime(pc.if_else(shaped, clean, pa.scalar(None, pa.string())),
                          format="%Y%m%d", unit="s", error_is_null=True)
     values = pc.cast(stamps, pa.date32())
+    # strptime rolls 20260229 over to 2026-03-01: a date must print back as its own text
+    same = pc.equal(pc.strftime(values, format="%Y%m%d"), clean)
+    values = pc.if_else(pc.fill_null(same, False), values, pa.scalar(None, pa.date32()))
     return values, _mask(pc.and_(pc.is_valid(arr), pc.is_null(values)))
 
 

@@ -32,7 +32,7 @@ from hubctl.ngsild import entity_id
 from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
-           "json_text", "unescape_html", "urn_ids"]
+           "json_text", "open_text_csv", "unescape_html", "urn_ids"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
@@ -225,8 +225,19 @@ class Places:
             yield _convert(path, table, options, ctx, first)
 
 
+def open_text_csv(path: Path) -> Any:
+    """:func:`hubctl.csvread.open_csv`, falling back to CP949 (common for Korean public data)
+    when the file is not UTF-8."""
+    try:
+        return open_csv(path)
+    except InputError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+        return open_csv(path, encoding="cp949")
+
+
 def _csv_table(path: Path) -> pa.Table:
-    stream = open_csv(path)
+    stream = open_text_csv(path)
     try:
         table = stream.read_all()
     except pa.ArrowInvalid as exc:

@@ -19,6 +19,7 @@ leave the CPU to the broker and the listener being measured.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import multiprocessing as mp
 import os
@@ -104,6 +105,7 @@ class Broker:
         conf = folder / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                         f"persistence true\npersistence_location {folder}/\n"
+                        f"user {getpass.getuser()}\n"
                         "max_inflight_messages 0\nmax_queued_messages 10000000\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)

@@ -268,6 +268,8 @@ def max_cover(cover: sp.csr_matrix, weight: np.ndarray, k: int, *,
                              seconds=time.perf_counter() - start)
 
     n_cols = red.matrix.shape[1]
+    if free == 0:  # nothing to choose: the fixed sites are the answer
+        return done(np.empty(0, dtype=np.int64), 0.0, "milp-optimal")
     if n_cols <= free:  # every useful site fits: opening them all is optimal
         return done(red.columns, 0.0, "milp-optimal")
     sub = _Problem(red.matrix, red.weight, free, np.empty(0, dtype=np.int64))

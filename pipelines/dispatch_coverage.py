@@ -125,6 +125,9 @@ class DispatchCoverage:
         t_cov = time.perf_counter() - t1
         ctx.step("what-if")
         whatif, sites = _whatif(graph, bands, stations, calls, target, p, rows)
+        if whatif.get("solver_seconds", 0) > 1.2 * whatif.get("solver_time_limit", np.inf):
+            notes.append(f"the what-if solver took {whatif['solver_seconds']:.1f} s, over the "
+                         f"{whatif['solver_time_limit']:.1f} s it was given")
         cells = _cells(graph, bands, calls, times, target, p)
         located = len(calls.node)
         covered = sum(r["calls_covered"] for r in rows)
@@ -267,9 +270,9 @@ def _cells(graph: RoadGraph, bands: list[Band], calls: Calls, times: list[np.nda
     ix, iy = keys[:, 0], keys[:, 1]
     cx, cy = cell_centres(ix, iy, size)
     clon, clat = graph.projection.to_lonlat(cx, cy)
-    rank = np.empty(n_cells, np.int64)
-    rank[np.lexsort((iy, ix, -miss[:, nb]))] = np.arange(1, n_cells + 1)
     sel = np.flatnonzero(shown)
+    rank = np.zeros(n_cells, np.int64)  # among published cells: most calls out of reach first
+    rank[sel[np.lexsort((iy[sel], ix[sel], -miss[sel, nb]))]] = np.arange(1, len(sel) + 1)
     names = [b.name for b in bands] + ["all"]
     cell_ids = np.array(cell_labels(ix[sel], iy[sel], size), dtype=object)
     reps = len(names)
@@ -286,7 +289,9 @@ def _cells(graph: RoadGraph, bands: list[Band], calls: Calls, times: list[np.nda
         "out_of_reach_share": pa.array(np.round(miss_flat / np.maximum(calls_flat, 1), 4)),
         "rank": pa.array(np.repeat(rank[sel], reps)),
     })
-    return table.take(pa.array(order))
+    table = table.take(pa.array(order))
+    # a band row of a published cell is withheld too when that band has few calls there
+    return table.filter(pc.greater_equal(table["calls"], int(p["min_cell_calls"])))
 
 
 def _top_cells(cells: pa.Table, n: int = 10) -> list[dict[str, Any]]:
@@ -379,6 +384,7 @@ def _whatif(graph: RoadGraph, bands: list[Band], st: Stations, calls: Calls, tar
         "added": actions.count("add"), "removed": actions.count("remove"),
         "gap": round(float(sol.gap), 6), "method": sol.method,
         "matrix_seconds": round(float(matrix_s), 3),
+        "solver_time_limit": round(left, 3),
         "solver_seconds": round(float(sol.seconds), 3),
         "bands": [{"band": r["band"], "before": r["call_coverage"],
                    "after": r["call_coverage_after"]} for r in rows],

@@ -58,7 +58,8 @@ def ev_tables(ctx: PipelineContext, tz: str) -> dict[str, pa.Table]:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE __ev_window AS
         SELECT date_trunc('hour', min(st)) AS w0,
-               date_trunc('hour', max(coalesce(en, st))) + INTERVAL 1 HOUR AS w1
+               greatest(date_trunc('hour', max(en) - INTERVAL 1 MICROSECOND) + INTERVAL 1 HOUR,
+                        date_trunc('hour', max(st)) + INTERVAL 1 HOUR) AS w1
         FROM __ev_s""").fetchall()
     con.execute("""
         CREATE OR REPLACE TEMP TABLE __ev_occ AS

@@ -27,8 +27,8 @@ from scipy.special import ndtr
 from hubctl.errors import UsageError
 from hubctl.pipelines.geo import cell_index, cell_keys
 
-__all__ = ["MAX_CELLS", "Bands", "GridCounts", "gi_star", "grid_counts", "local_hours",
-           "neighbour_weights", "parse_bands"]
+__all__ = ["MAX_CELLS", "Bands", "GridCounts", "gi_star", "grid_counts", "hotspots",
+           "local_hours", "neighbour_weights", "parse_bands"]
 
 MAX_CELLS = 4_000_000  # cells in the study area's bounding box; beyond, use larger cells
 _US_PER_HOUR = 3_600_000_000
@@ -165,3 +165,20 @@ def gi_star(counts: np.ndarray, weights: sp.csr_matrix) -> tuple[np.ndarray, np.
     z = np.where(np.isfinite(z), z, 0.0)
     p = 2.0 * ndtr(-np.abs(z))
     return z, p
+
+
+def hotspots(z: np.ndarray, p: np.ndarray, alpha: float, fdr: bool = False) -> np.ndarray:
+    """Hot cells per band (column): z > 0 and p below ``alpha``; with ``fdr`` the
+    Benjamini-Hochberg step-up over each band's cells controls the false-discovery rate at
+    ``alpha`` instead (Gi* tests every cell, so plain p-values flag many cells by chance)."""
+    hot = (z > 0) & (p < alpha)
+    if not fdr:
+        return hot
+    out = np.zeros_like(hot)
+    n = p.shape[0]
+    for b in range(p.shape[1]):
+        order = np.sort(p[:, b])
+        passed = np.flatnonzero(order <= alpha * np.arange(1, n + 1) / n)
+        if passed.size:
+            out[:, b] = (z[:, b] > 0) & (p[:, b] <= order[passed[-1]])
+    return out

@@ -36,6 +36,7 @@ from hubctl.pipelines.hotspots import (
     GridCounts,
     gi_star,
     grid_counts,
+    hotspots,
     local_hours,
     neighbour_weights,
     parse_bands,
@@ -81,7 +82,9 @@ class PatrolPoints:
         Param("category", "security", "Alert category to analyse ('any' for all)"),
         Param("alpha", 0.05, "hotspot: Gi* z > 0 and two-sided p below this",
               minimum=1e-9, maximum=0.5),
+        Param("fdr", False, "hotspots by Benjamini-Hochberg false-discovery rate at alpha"),
         Param("rings", 1, "Gi* neighbourhood in cells around each cell", minimum=1, maximum=10),
+        Param("demand_band", "all", "optimise for the calls of one band (e.g. 18-24) or all"),
         Param("candidates", 2000, "most candidate sites (existing + hotspot cells)",
               minimum=1),
         Param("keep_existing", False, "existing points stay open; the model only adds"),
@@ -117,10 +120,11 @@ class PatrolPoints:
         grid = grid_counts(x, y, band, len(bands.names), p["cell_m"])
         counts = np.column_stack([grid.counts, grid.counts.sum(axis=1)])
         z, pv = gi_star(counts, neighbour_weights(grid.width, grid.height, p["rings"]))
-        hot = (z > 0) & (pv < p["alpha"])
+        hot = hotspots(z, pv, p["alpha"], p["fdr"])
         sites = _candidates(grid, z, hot, existing, proj, p["candidates"])
         ctx.step("covering model")
-        demand = _demand(grid, x, y)
+        dmask = _band_mask(bands, band, p["demand_band"])
+        demand = _demand(grid, x, y, dmask)
         model = _Model(p, proj, ctx)
         cover = model.cover(demand["x"], demand["y"], sites["x"], sites["y"])
         n_exist = len(existing["id"])
@@ -141,6 +145,10 @@ class PatrolPoints:
         }
         summary = _summary(p, total, int(located.sum()), grid, hot, bands, sites, n_exist, k,
                            sol, before, after, plan, model)
+        if p["demand_band"] != "all":
+            summary["coverage_demand_band"] = {
+                "before": _stats(before["reach"][dmask], model.limit)["share"],
+                "after": _stats(after["reach"][dmask], model.limit)["share"]}
         notes = [f"{total - int(located.sum())} of {total} calls have no position and are "
                  "left out of the hotspots and the coverage figures"]
         if p["timezone"] == "UTC":
@@ -149,9 +157,9 @@ class PatrolPoints:
         if not hot[:, :-1].any():
             notes.append("no cell is a significant hotspot in any band at alpha "
                          f"{p['alpha']}: the candidates are the existing points only")
-        if sol.method != "milp-optimal":
-            notes.append(f"the covering model stopped with {sol.method}; the answer is within "
-                         f"{sol.gap:.2%} of the optimum")
+        notes.append(f"covering model: {sol.method}, {len(sol.chosen)} sites open, "
+                     + ("proven optimal" if sol.gap == 0 else
+                        f"within {sol.gap:.2%} of the optimum") + f" ({sol.seconds:.1f} s)")
         return PipelineResult(tables=tables, summary=summary, notes=notes)
 
 
@@ -195,12 +203,24 @@ def _candidates(grid: GridCounts, z: np.ndarray, hot: np.ndarray,
     }
 
 
-def _demand(grid: GridCounts, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+def _band_mask(bands: Bands, band: np.ndarray, name: str) -> np.ndarray:
+    """Calls of the demand band (every call for ``all``)."""
+    if name == "all":
+        return np.ones(len(band), dtype=bool)
+    if name not in bands.names:
+        raise UsageError(f"--param demand_band={name}: not one of the bands",
+                         hint=f"choose all or one of {', '.join(bands.names)}")
+    return np.asarray(band == bands.names.index(name))
+
+
+def _demand(grid: GridCounts, x: np.ndarray, y: np.ndarray,
+            mask: np.ndarray) -> dict[str, np.ndarray]:
     """Calls per occupied cell and the mean position of those calls (kept internal)."""
-    w = np.bincount(grid.cell_of_event, minlength=grid.n_cells).astype(np.float64)
+    cell = grid.cell_of_event[mask]
+    w = np.bincount(cell, minlength=grid.n_cells).astype(np.float64)
     cells = np.flatnonzero(w)
-    sx = np.bincount(grid.cell_of_event, weights=x, minlength=grid.n_cells)
-    sy = np.bincount(grid.cell_of_event, weights=y, minlength=grid.n_cells)
+    sx = np.bincount(cell, weights=x[mask], minlength=grid.n_cells)
+    sy = np.bincount(cell, weights=y[mask], minlength=grid.n_cells)
     return {"x": sx[cells] / w[cells], "y": sy[cells] / w[cells], "w": w[cells]}
 
 
@@ -381,6 +401,7 @@ def _summary(p: dict[str, Any], total: int, located: int, grid: GridCounts, hot:
                      enumerate([*bands.names, "all"])},
         "candidates": {"existing": n_exist, "hotspot_cells": int(len(sites["x"]) - n_exist)},
         "k": k,
+        "demand_band": p["demand_band"],
         "coverage_mode": p["coverage"],
         "limit": {"value": model.limit, "unit": model.unit},
         "coverage": {"before": sb["share"], "after": sa["share"],
@@ -388,7 +409,8 @@ def _summary(p: dict[str, Any], total: int, located: int, grid: GridCounts, hot:
         reach: {"before": {"mean": sb["mean"], "p90": sb["p90"]},
                 "after": {"mean": sa["mean"], "p90": sa["p90"]}},
         "changes": {a: actions.count(a) for a in ("keep", "add", "move", "remove")},
-        "solver": {"method": sol.method, "gap": round(sol.gap, 6),
+        "solver": {"method": sol.method,
+                   "gap": round(sol.gap, 6) if np.isfinite(sol.gap) else None,
                    "seconds": round(sol.seconds, 3), "model_covered": sol.covered,
                    "model_total": sol.total, "opened": int(len(sol.chosen))},
     }

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from hubctl.pipelines.roads import CLASS_SPEEDS, parse_bands
+from tests.conftest import SAMPLE_DATA, needs_sample_data
 from tests.helpers import hub, hub_json
 from tests.test_osm import write_osm
 
@@ -199,6 +200,11 @@ def test_outputs_hold_aggregates_only(city: tuple[Path, list[dict[str, Any]]]) -
     cells = hub_json(lake, "sql", "SELECT cell, band, calls, out_of_reach FROM "
                      "derived.dispatch_coverage_cells WHERE band = 'all' ORDER BY rank")
     assert all(r["calls"] >= 3 for r in cells)
+    assert [r["rank"] for r in hub_json(lake, "sql", "SELECT rank FROM derived."
+            "dispatch_coverage_cells WHERE band = 'all' ORDER BY rank")] == list(
+        range(1, len(cells) + 1))
+    assert hub_json(lake, "sql", "SELECT min(calls) AS m FROM derived.dispatch_coverage_cells"
+                    )[0]["m"] >= 3
     centres = hub_json(lake, "sql", "SELECT DISTINCT cell, centre_lon, centre_lat FROM "
                        "derived.dispatch_coverage_cells")
     assert all(abs(r["centre_lon"] - LON0 - 0.0025) < 0.005 for r in centres)
@@ -214,7 +220,8 @@ def test_runs_are_deterministic(city: tuple[Path, list[dict[str, Any]]]) -> None
     a, b = run(lake, *BASE, "k=2")["summary"], run(lake, *BASE, "k=2")["summary"]
     a.pop("seconds"), b.pop("seconds")
     for x in (a, b):
-        x["whatif"].pop("solver_seconds"), x["whatif"].pop("matrix_seconds")
+        for key in ("solver_seconds", "matrix_seconds", "solver_time_limit"):
+            x["whatif"].pop(key)
     assert a == b
 
 
@@ -245,3 +252,39 @@ def test_no_roads_says_what_to_ingest(tmp_path: Path) -> None:
     hub_json(lake, "ingest", "ngsi-ld", str(tmp_path / "calls.jsonl"))
     result = hub(lake, "run", "dispatch_coverage")
     assert result.exit_code != 0 and "RoadSegment" in result.output
+
+
+@needs_sample_data
+def test_west_oakland_coverage_equals_networkx(tmp_path: Path) -> None:
+    """Real roads: calls on the nodes of the largest strongly connected component (found here
+    with networkx), two stations; calls covered per band equal networkx's times."""
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "osm", str(SAMPLE_DATA / "osm" / "west-oakland.osm"))
+    g = reference_graph(lake)
+    core = sorted(max(nx.strongly_connected_components(g), key=len))
+    points = {r["n"]: json.loads(r["p"])["coordinates"] for r in hub_json(
+        lake, "sql", "SELECT startNode AS n, startPoint AS p FROM RoadSegment UNION "
+                     "SELECT endNode, endPoint FROM RoadSegment")}
+    rng = np.random.default_rng(4)
+    calls, lines = [], []
+    for n in range(120):
+        node = core[int(rng.integers(0, len(core)))]
+        hour = int(rng.integers(0, 24))
+        lon, lat = points[node]
+        calls.append({"node": node, "hour": hour})
+        lines.append({"id": f"urn:ngsi-ld:Alert:wo-{n}", "type": "Alert", "category": "security",
+                      "dateIssued": f"2026-01-05T{hour:02d}:00:00Z",
+                      "location": {"type": "Point", "coordinates": [lon, lat]}})
+    stations = core[0], core[len(core) // 2]
+    for i, node in enumerate(stations):
+        lines.append({"id": f"urn:ngsi-ld:PointOfInterest:wo-fs{i}", "type": "PointOfInterest",
+                      "name": f"fs{i}", "category": ["fire-station"],
+                      "location": {"type": "Point", "coordinates": points[node]}})
+    path = tmp_path / "wo.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    hub_json(lake, "ingest", "ngsi-ld", str(path))
+    s = run(lake, "target_minutes=0.75", "bands=" + ",".join(BANDS), "whatif=none")["summary"]
+    expected, _ = covered_counts(g, set(stations), calls, 45.0)
+    assert s["calls"]["used"] == 120
+    assert [b["calls_covered"] for b in s["bands"]] == expected
+    assert 0 < sum(expected) < 120

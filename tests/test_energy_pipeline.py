@@ -132,3 +132,21 @@ def test_tariff_windows_timezone_and_asserts(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "08-22" in bad.output
     bad_tz = hub(lake, "run", "energy", "--param", "timezone=Mars/Olympus")
     assert bad_tz.exit_code == 2 and "time zone" in bad_tz.output
+
+
+def test_ev_only_lake_and_population_from_the_lake(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    ev = tmp_path / "ev.csv"
+    ev.write_text("session,charge_point,start,end,energy\n"
+                  "s1,CP1,2025-03-03T08:00:00Z,2025-03-03T10:00:00Z,10\n", encoding="utf-8")
+    hub_json(lake, "ingest", "ev-sessions", str(ev))
+    cells = tmp_path / "cells.csv"
+    cells.write_text("lat,lon,population\n35.87,128.60,1500\n35.88,128.61,2500\n",
+                     encoding="utf-8")
+    hub_json(lake, "ingest", "population", str(cells), "--dataset", "census")
+    out = _run(lake)
+    assert out["tables"]["meter_daily"]["rows"] == 0 and "meters" not in out["summary"]
+    assert out["summary"]["population"] == {"value": 4000.0, "source": "PopulationCell:census"}
+    per_capita = out["summary"]["kpis"]["ev_charging_kwh_per_capita_year"]
+    assert per_capita == pytest.approx(10.0 * 365.25 * 24 / 2 / 4000, rel=1e-5)
+    assert any("MeterReadingObserved" in n for n in out["notes"])

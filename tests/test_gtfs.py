@@ -16,7 +16,7 @@ import pytest
 
 from hubctl.adapter import ReadContext
 from hubctl.adapters.gtfs import ADAPTER
-from hubctl.adapters.gtfs_parse import parse_clock
+from hubctl.adapters.gtfs_parse import parse_clock, parse_date, parse_float, parse_int
 from hubctl.adapters.gtfs_source import feed_slug
 from tests.conftest import SAMPLE_DATA, needs_sample_data
 from tests.helpers import hub, hub_json
@@ -166,7 +166,7 @@ def test_real_world_formatting_is_read(tmp_path: Path) -> None:
                           "T1,08:05:00,08:05:00,S2,2,0\nT1,08:09:00,08:09:00,S3,3,,\n",
     }
     lake = tmp_path / "lake"
-    run = ingest(lake, str(write_feed(tmp_path / "f", changes) / "*.txt"))
+    run = ingest(lake, str(write_feed(tmp_path / "f", changes)))
     assert run["rejected"] == 0 and run["reconciles"]
     stops = {r["id"].rsplit(":", 1)[1]: r for r in sql(lake, "SELECT * FROM GtfsStop")}
     assert stops["S1"]["name"] == "First, the one"
@@ -291,7 +291,7 @@ def test_stop_times_in_many_blocks_find_repeats_across_blocks(tmp_path: Path) ->
 
 
 def test_a_folder_path_reads_like_its_files(tmp_path: Path) -> None:
-    """The adapter reads a folder itself (the CLI passes files until the engine takes one)."""
+    """A folder, or any .txt file in it, is the feed in that folder."""
     feed = write_feed(tmp_path / "metro")
     ctx = ReadContext(arrival=datetime(2026, 1, 1, tzinfo=UTC))
     by_folder = list(ADAPTER.read([feed], {}, ctx))
@@ -299,6 +299,18 @@ def test_a_folder_path_reads_like_its_files(tmp_path: Path) -> None:
     assert sum(b.records for b in by_folder) == sum(b.records for b in by_files) == RECORDS
     first = by_folder[0].rows
     assert first is not None and first.column("feedId")[0].as_py() == "metro"
+
+
+def test_numbers_and_dates_parse_leniently_and_flag_the_rest() -> None:
+    values, bad = parse_int(pa.array(["1", " 5 ", "+4", "3.0", "007", "x", "1" * 20, None]))
+    assert values.to_pylist() == [1, 5, 4, 3, 7, None, None, None]
+    assert bad.tolist() == [False] * 5 + [True, True, False]
+    floats, bad = parse_float(pa.array(["1.5", "+.5", "1e999", "nan", "north", None]))
+    assert floats.to_pylist() == [1.5, 0.5, None, None, None, None]
+    assert bad.tolist() == [False, False, True, True, True, False]
+    dates, bad = parse_date(pa.array(["20260229", "20240229", "2024-02-29", None]))
+    assert [str(d) if d else None for d in dates.to_pylist()] == [None, "2024-02-29", None, None]
+    assert bad.tolist() == [True, False, True, False]
 
 
 def test_clock_times_parse_like_a_reference() -> None:
@@ -324,7 +336,7 @@ def _count_rows(path: Path) -> int:
 def test_caltrain_folder_conforms(tmp_path: Path) -> None:
     folder = GTFS / "caltrain-2017-07-24"
     lake = tmp_path / "lake"
-    run = ingest(lake, str(folder / "*.txt"))
+    run = ingest(lake, str(folder))
     assert run["status"] == "ok" and run["rejected"] == 0 and run["reconciles"]
     counts = sql(lake, "SELECT (SELECT count(*) FROM GtfsStopTime) AS st, "
                        "(SELECT count(*) FROM GtfsTrip) AS trips, "
@@ -339,6 +351,8 @@ def test_caltrain_folder_conforms(tmp_path: Path) -> None:
     assert counts["points"] == _count_rows(folder / "shapes.txt")
     assert counts["last"] > 24 * 3600  # trips past midnight
     assert any("realtime_trips.txt" in w and "not part of GTFS" in w for w in run["warnings"])
+    again = ingest(lake, str(folder / "*.txt"), "--source-name", "caltrain", "--force")
+    assert again["duplicate"] == run["read"] and again["written"] == 0  # same feed id
 
 
 @needs_sample_data

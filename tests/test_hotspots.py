@@ -118,3 +118,17 @@ def test_geo_helpers() -> None:
     keys = cell_keys(np.array([-3, 0, 7]), np.array([5, -2, 0]))
     assert [a.tolist() for a in split_cell_keys(keys)] == [[-3, 0, 7], [5, -2, 0]]
     assert isinstance(proj, LocalProjection)
+
+
+def test_fdr_keeps_fewer_hotspots_than_plain_p_values() -> None:
+    from hubctl.pipelines.hotspots import hotspots
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 1, (400, 1))
+    z[:5] = 6.0  # five true hotspots
+    from scipy.special import ndtr
+    p = 2 * ndtr(-np.abs(z))
+    plain = hotspots(z, p, 0.05)
+    fdr = hotspots(z, p, 0.05, fdr=True)
+    assert fdr[:5].all() and fdr.sum() < plain.sum()
+    assert (fdr <= plain).all()

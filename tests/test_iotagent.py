@@ -120,3 +120,19 @@ def test_password_comes_from_the_environment_never_from_the_file(
     assert (s.password, s.port, s.version) == ("s3cret", 8883, "5")
     assert s.tls == {"ca": "/etc/hub/ca.pem"}
     assert s.topics == ("/json/+/+/attrs", "/json/+/+/attrs/+") and s.batch_size == 10_000
+
+
+def test_listen_names_unknown_and_non_mqtt_sources_and_bad_config(tmp_path: Path) -> None:
+    from tests.helpers import hub
+
+    config = tmp_path / "hub.toml"
+    config.write_text('[sources.files]\nadapter = "openaq"\ninputs = ["x.csv"]\n'
+                      '[sources.live.mqtt]\nprotocol = "sparkplug"\n')
+    lake = tmp_path / "lake"
+    res = hub(lake, "--config", str(config), "listen", "nope")
+    assert res.exit_code == 2 and "unknown source 'nope'" in res.output
+    res = hub(lake, "--config", str(config), "listen", "files")
+    assert res.exit_code == 2 and "not an MQTT source" in res.output
+    res = hub(lake, "--config", str(config), "listen", "live")
+    assert res.exit_code == 2 and "protocol must be one of onem2m, iotagent-json" in res.output
+    assert "hubctl listen daegu-air" in hub(lake, "listen", "--help").output

@@ -4,6 +4,7 @@ of the listener mid-stream, a broker restart, and SIGTERM."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -36,14 +37,15 @@ needs_broker = pytest.mark.skipif(
 class Broker:
     """A mosquitto process with persistence in a temporary folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, security: str = "allow_anonymous true\n") -> None:
         self.folder = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\n{security}persistence true\n"
+            f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
             f"persistence_location {folder}/\nautosave_interval 1\n"
             "max_inflight_messages 0\nmax_queued_messages 100000\n")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -130,6 +132,42 @@ class Listener:
         self.proc.wait(10)
 
 
+class InProcess:
+    """The same listener in a thread of the test process (no interpreter start-up): for the
+    tests that need no real signal or kill."""
+
+    def __init__(self, config: Path) -> None:
+        from hubctl.config import load_config
+        from hubctl.lake import Lake
+        from hubctl.mqtt.client import listen
+        from hubctl.mqtt.settings import parse_settings
+
+        cfg = load_config(config)
+        src = cfg.sources["live"]
+        settings = [parse_settings("live", src.mqtt, src.base)]
+        self.lines: list[str] = []
+        self.stop = threading.Event()
+        self.totals: list[Any] = []
+
+        def run() -> None:
+            self.totals = listen(Lake(cfg.lake), settings, self.lines.append, self.stop.is_set)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        self.wait_for("subscribed")
+
+    def wait_for(self, words: str, count: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(words in line for line in self.lines) < count:
+            assert time.monotonic() < deadline and self.thread.is_alive(), self.lines
+            time.sleep(0.05)
+
+    def terminate(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join(30)
+        return dict(self.totals[0].summary())
+
+
 def paho_client(broker: Broker, client_id: str) -> Any:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -184,7 +222,7 @@ def wait_count(lake: Path, n: int, timeout: float = 30) -> int:
 @needs_broker
 def test_paho_and_mosquitto_pub_messages_land_once_and_rejects_keep_topic_and_payload(
         tmp_path: Path, broker: Broker) -> None:
-    listener = Listener(write_hub(tmp_path, broker))
+    listener = InProcess(write_hub(tmp_path, broker))
     publish(broker, "/json/k1/d1/attrs", measures(0, 300))
     for args in (["-t", "/json/k1/d2/attrs", "-m", measures(0, 1)[0]],
                  ["-t", "/json/k1/d2/attrs/p10", "-m", "42", "-V", "5"],
@@ -208,7 +246,7 @@ def test_paho_and_mosquitto_pub_messages_land_once_and_rejects_keep_topic_and_pa
 @needs_broker
 def test_onem2m_peer_gets_responses_with_its_rqi_after_the_commit(
         tmp_path: Path, broker: Broker) -> None:
-    listener = Listener(write_hub(tmp_path, broker, protocol="onem2m"))
+    listener = InProcess(write_hub(tmp_path, broker, protocol="onem2m"))
     responses: dict[str, dict[str, Any]] = {}
     done = threading.Event()
 
@@ -274,13 +312,14 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(
     publisher = threading.Thread(target=publish, args=(broker, "/json/k1/d1/attrs",
                                                        measures(0, total)))
     publisher.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (lake / "_runs").exists():
+    first_ledger_row = lake / "_runs" / "_delta_log" / f"{1:020d}.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not first_ledger_row.exists():
         time.sleep(0.02)
     listener.kill()  # mid-stream: some batches committed, some held, some not yet received
     publisher.join()
-    first = lake_count(lake) if (lake / "AirQualityObserved").exists() else 0
-    assert first < total
+    assert first_ledger_row.exists()
+    assert lake_count(lake) < total
     listener = Listener(config)
     assert wait_count(lake, total) == total
     listener.terminate()
@@ -295,8 +334,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(
 
 
 @needs_broker
-def test_broker_restart_is_survived_with_mqtt_5(tmp_path: Path, broker: Broker) -> None:
-    listener = Listener(write_hub(tmp_path, broker, version="5"))
+def test_broker_restart_is_survived_and_keeps_the_queued_session_with_mqtt_5(
+        tmp_path: Path, broker: Broker) -> None:
+    listener = InProcess(write_hub(tmp_path, broker, version="5"))
     lake = tmp_path / "lake"
     publish(broker, "/json/k1/d1/attrs", measures(0, 100))
     assert wait_count(lake, 100) == 100
@@ -307,6 +347,14 @@ def test_broker_restart_is_survived_with_mqtt_5(tmp_path: Path, broker: Broker) 
     publish(broker, "/json/k1/d1/attrs", measures(100, 100), "pub-after")
     assert wait_count(lake, 200) == 200
     assert listener.terminate()["connects"] == 2
+    # the listener is away: the broker queues for its session, persists, restarts, delivers
+    publish(broker, "/json/k1/d1/attrs", measures(200, 100), "pub-offline")
+    broker.stop()
+    broker.start()
+    listener = InProcess(write_hub(tmp_path, broker, version="5"))
+    assert wait_count(lake, 300) == 300
+    assert any("session resumed" in line for line in listener.lines)
+    assert listener.terminate()["written"] == 100
 
 
 @needs_broker
@@ -321,3 +369,60 @@ def test_sigterm_commits_what_is_held_then_exits_0_and_a_second_listener_exits_7
     assert not (tmp_path / "lake" / "AirQualityObserved").exists()  # held, not yet due
     totals = listener.terminate()
     assert totals["written"] == 50 and lake_count(tmp_path / "lake") == 50
+
+
+def _tls_files(folder: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl, EC keys: fast)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    files = {k: folder / f"{k}.pem" for k in ("ca", "ca_key", "server", "server_key", "csr")}
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", str(files["ca_key"]), "-out", str(files["ca"]),
+        "-days", "1", "-subj", "/CN=hubctl-test-ca")
+    run("req", *ec, "-keyout", str(files["server_key"]), "-out", str(files["csr"]),
+        "-subj", "/CN=localhost")
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(files["csr"]), "-CA", str(files["ca"]), "-CAkey",
+        str(files["ca_key"]), "-CAcreateserial", "-out", str(files["server"]), "-days", "1",
+        "-extfile", str(ext))
+    return files
+
+
+@needs_broker
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
+                    reason="openssl and mosquitto_passwd are needed for the TLS broker")
+def test_tls_and_password_from_the_environment(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "secure"
+    folder.mkdir()
+    tls = _tls_files(folder)
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(folder / "passwd"), "hub", "s3cret"],
+                   check=True, capture_output=True)
+    broker = Broker(folder, f"allow_anonymous false\npassword_file {folder / 'passwd'}\n"
+                            f"cafile {tls['ca']}\ncertfile {tls['server']}\n"
+                            f"keyfile {tls['server_key']}\n")
+    broker.start()
+    try:
+        config = write_hub(tmp_path, broker)
+        config.write_text(config.read_text().replace(
+            'client_id = "hub-iotagent-json-3.1.1"\n',
+            f'client_id = "hub-tls"\nusername = "hub"\npassword_env = "HUB_MQTT_PW"\n'
+            f'tls = {{ ca = "{tls["ca"]}" }}\n'))
+        monkeypatch.setenv("HUB_MQTT_PW", "s3cret")
+        listener = InProcess(config)
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-pub")
+        pub.tls_set(ca_certs=str(tls["ca"]))
+        pub.username_pw_set("hub", "s3cret")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        for info in [pub.publish("/json/k1/d1/attrs", p, qos=1) for p in measures(0, 20)]:
+            info.wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        assert wait_count(tmp_path / "lake", 20) == 20
+        assert listener.terminate()["written"] == 20
+    finally:
+        broker.stop()

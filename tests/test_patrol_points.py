@@ -212,3 +212,15 @@ def test_road_coverage_matches_networkx_on_the_west_oakland_graph(tmp_path: Path
     assert s["coverage"]["calls_after"] == int((reach <= 30.0).sum())
     assert s["time_s"]["after"]["mean"] == pytest.approx(reach[np.isfinite(reach)].mean(),
                                                          abs=0.06)
+
+
+def test_demand_band_and_fdr(city: tuple[Path, np.ndarray]) -> None:
+    lake, _ = city
+    night = _run(lake, "k=4", "timezone=Asia/Seoul", "demand_band=00-06", "fdr=true")
+    s = night["summary"]
+    assert s["demand_band"] == "00-06" and 0 <= s["coverage_demand_band"]["after"] <= 1
+    band = hub_json(lake, "sql", "SELECT share_after FROM derived.patrol_points_coverage "
+                    "WHERE band = '00-06'")[0]
+    assert band["share_after"] == s["coverage_demand_band"]["after"]
+    r = hub(lake, "run", "patrol_points", "--param", "demand_band=dawn")
+    assert r.exit_code != 0 and "not one of the bands" in r.output

@@ -82,3 +82,13 @@ def test_missing_coordinates_and_bad_kind_are_clear_errors(tmp_path: Path) -> No
     bad.write_text('{"type": "Feature"}', encoding="utf-8")
     result = hub(tmp_path / "lake", "ingest", "places", str(bad), "--kind", "cctv")
     assert result.exit_code != 0 and "FeatureCollection" in result.output
+
+
+def test_cp949_police_station_list(tmp_path: Path) -> None:
+    path = tmp_path / "stations.csv"
+    path.write_bytes("관서명,위도,경도\n대구중부경찰서,35.8692,128.5934\n".encode("cp949"))
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "places", str(path), "--kind", "police-station")
+    assert run["written"] == 1
+    r = hub_json(lake, "sql", "SELECT name, category FROM PointOfInterest")[0]
+    assert r == {"name": "대구중부경찰서", "category": ["police-station"]}

@@ -74,6 +74,7 @@ class SourceListener:
         self.gens: dict[int, int] = {}  # message seq -> generation it arrived on
         self.closing = False
         self.seq = 0
+        self._last_size, self._repeats, self._warned = 0, 0, False
         self.client = self._client()
 
     # ------------------------------------------------------------------ connection
@@ -85,8 +86,8 @@ class SourceListener:
         kwargs: dict[str, Any] = {"protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
         if not v5:
             kwargs["clean_session"] = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.s.client_id,
-                             manual_ack=True, reconnect_on_failure=True, **kwargs)
+        client = _client_class()(CallbackAPIVersion.VERSION2, client_id=self.s.client_id,
+                                 manual_ack=True, reconnect_on_failure=True, **kwargs)
         if self.s.username is not None:
             client.username_pw_set(self.s.username, self.s.password)
         if self.s.tls is not None:
@@ -100,6 +101,7 @@ class SourceListener:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
         client.on_socket_open = _no_delay
         return client
 
@@ -112,7 +114,8 @@ class SourceListener:
 
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = self.s.session_expiry
-            properties.ReceiveMaximum = min(65535, max(self.s.batch_size, 1))
+            # two batches in flight: the next one arrives while this one commits
+            properties.ReceiveMaximum = min(65535, 2 * self.s.batch_size)
             self.client.connect_async(self.s.host, self.s.port, self.s.keepalive,
                                       clean_start=False, properties=properties)
         else:
@@ -133,6 +136,10 @@ class SourceListener:
                  f"{self.s.client_id} (MQTT {self.s.version}, session "
                  f"{'resumed' if present else 'new'})")
         client.subscribe([(t, 1) for t in self.s.topics])
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.log(f"{self.s.source}: cannot reach the broker at {self.s.host}:{self.s.port}; "
+                 f"retrying with backoff ({RECONNECT_MIN} s doubling to {RECONNECT_MAX} s)")
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
@@ -180,6 +187,7 @@ class SourceListener:
             generation = self.generation
         if not batch:
             return
+        self._check_window(len(batch))
         requests, observations, rejects = self._parse(batch)
         from hubctl.ingest import ingest_batches
 
@@ -198,6 +206,20 @@ class SourceListener:
         if requests:
             self._answer(requests, all_rejects)
         _ack(self.client, [m.mid for m in batch if m.qos == 1 and gens[m.seq] == generation])
+
+    def _check_window(self, size: int) -> None:
+        """Warn once when MQTT 3.1.1 batches keep holding exactly 20 messages: Mosquitto's
+        default in-flight window (max_inflight_messages 20) then caps every batch."""
+        same = (size == self._last_size == 20 < self.s.batch_size and self.s.version == "3.1.1"
+                and not self.closing)
+        self._repeats = self._repeats + 1 if same else 0
+        self._last_size = size
+        if self._repeats == 3 and not self._warned:
+            self._warned = True
+            self.log(f"{self.s.source}: every batch holds {size} messages; if more are "
+                     f"waiting, the broker allows only {size} unacknowledged messages (Mosquitto's "
+                     "default max_inflight_messages): set it to 0 or use version = \"5\" "
+                     "(docs/live.md)")
 
     def _parse(self, batch: list[Message]) -> tuple[list[onem2m.Request], list[Observation],
                                                     list[Reject]]:
@@ -247,6 +269,33 @@ class SourceListener:
         self.client.loop_stop()
 
 
+def _client_class() -> Any:
+    """paho's Client, reading up to 512 packets per wake-up instead of one.
+
+    paho's network loop reads a single packet per ``select()`` when nothing of its own is in
+    flight, then checks keepalives; at thousands of messages per second that loop costs more
+    than the messages. This reads packets until the socket has no more (or 512), through
+    paho's own packet reader, so its protocol handling is unchanged.
+    """
+    import paho.mqtt.client as mqtt
+
+    class Client(mqtt.Client):  # type: ignore[misc]
+        def loop_read(self, max_packets: int = 1) -> Any:
+            if not hasattr(self, "_packet_read"):
+                return super().loop_read(max_packets)
+            for _ in range(512):
+                if self._sock is None:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = self._packet_read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    return Client
+
+
 def _ack(client: Any, mids: list[int]) -> None:
     """PUBACK each message id, in the order received. paho's ``ack()`` queues and wakes its
     network thread once per message; with thousands per micro-batch we queue the PUBACK
@@ -283,8 +332,10 @@ def listen(lake: Lake, sources: list[MqttSettings], log: Callable[[str], None],
     with ExitStack() as stack:
         for s in sources:
             stack.enter_context(hold(lake.root, f"source:{s.source}"))
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        stack.callback(lambda: [signal.signal(k, v) for k, v in previous.items()])
+        if threading.current_thread() is threading.main_thread():  # else: should_stop
+            previous = {sig: signal.signal(sig, on_signal)
+                        for sig in (signal.SIGTERM, signal.SIGINT)}
+            stack.callback(lambda: [signal.signal(k, v) for k, v in previous.items()])
         for s in sources:
             types = {m.entity_type.name for m in s.mappings.values()}
             for run in recover_orphans(lake, s.source, f"mqtt-{s.protocol}", types):

@@ -44,17 +44,18 @@ def parse(message: Message, groups: dict[str, Mapping]) -> list[Observation] | R
     if mapping is None:
         return unmapped(message, f"apikey {apikey!r} has no config group in hub.toml")
     et = mapping.entity_type.name
-    text = message.text()
     if len(parts) == 5:  # one measure; its payload is the value (JSON, else text)
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text.strip()
+            value = json.loads(message.payload)
+        except ValueError:
+            value = message.text().strip()
         return [_observation(message, mapping, device, {parts[4]: value}, None)]
     try:
-        doc = json.loads(text)
+        doc = json.loads(message.payload)
     except json.JSONDecodeError as exc:
         return unmapped(message, f"payload is not JSON ({exc.msg} at column {exc.colno})", et)
+    except ValueError:
+        return unmapped(message, "payload is not UTF-8 text", et)
     items = doc if isinstance(doc, list) else [doc]
     if not items or not all(isinstance(i, dict) for i in items):
         return unmapped(message, "payload must be a JSON object of measures or an array of "

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import pyarrow as pa
@@ -125,6 +126,24 @@ def _point(value: Any) -> tuple[float, float] | None:
         if lon is not None and lat is not None:
             return lon, lat
     return None
+
+
+def _json(value: Any) -> str:
+    """JSON text of one value; scalars without the encoder's per-call set-up."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _extra_text(extra: dict[str, Any]) -> str:
+    """``_extra``: the unmapped attributes as NGSI-LD Properties, as JSON text."""
+    return "{" + ", ".join(f'{encode_basestring(k)}: {{"type": "Property", "value": '
+                           f'{_json(v["value"])}}}' for k, v in extra.items()) + "}"
 
 
 class _Builder:
@@ -251,9 +270,8 @@ class _Builder:
                 columns[name] = self._column(attr, values)
         if self.extra:
             extra = self.extra
-            columns["_extra"] = pa.array([json.dumps(extra[i], ensure_ascii=False)
-                                          if i in extra else None for i in range(self.n)],
-                                         pa.string())
+            columns["_extra"] = pa.array([_extra_text(extra[i]) if i in extra else None
+                                          for i in range(self.n)], pa.string())
         arrays = [columns[f.name].cast(f.type) if f.name in columns else pa.nulls(self.n, f.type)
                   for f in schema]
         table = pa.Table.from_arrays(arrays, schema=schema)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hubctl.duck import scan_sql, scratch
+from hubctl.errors import UnknownTable
 from hubctl.lake import Lake
 from hubctl.ledger import REJECTS, RUNS, Run, write_run
 
@@ -22,7 +23,10 @@ def _counts(lake: Lake, table: str, run_col: str, count: str, source_col: str,
             source: str) -> dict[str, int]:
     if not lake.exists(table):
         return {}
-    files = lake.files(table)
+    try:
+        files = lake.files(table)
+    except UnknownTable:  # a folder left by a process killed while creating the table
+        return {}
     if not files:
         return {}
     con = scratch()
