@@ -14,7 +14,7 @@ import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import ConfigError, HubError, UsageError
+from hubctl.errors import EXIT_LOCKED, ConfigError, HubError, UsageError
 
 __all__ = ["COMMANDS"]
 
@@ -116,9 +116,9 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
     quiet = due and not runs and not as_json  # cron mails any output: none when nothing ran
     if (log_format != "json" or as_json) and not quiet:
         _report(runs, as_json)
-    if failures:
-        worst = max(f[1].exit_code for f in failures)
-        sys.exit(worst)
+    if failures:  # a real failure outranks "skipped, locked" (75) in the exit code
+        codes = [exc.exit_code for _, exc in failures]
+        sys.exit(max((c for c in codes if c != EXIT_LOCKED), default=EXIT_LOCKED))
 
 
 def _due(names: list[str], log_format: str) -> list[str]:

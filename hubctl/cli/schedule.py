@@ -62,7 +62,7 @@ def emit(kind: str | None, output_dir: Path | None) -> None:
 
     \b
     Examples:
-      hubctl schedule emit --cron | crontab -
+      (crontab -l; hubctl schedule emit --cron) | crontab -   # adds to your crontab
       hubctl schedule emit --systemd --output-dir ~/.config/systemd/user
     """
     from hubctl.schedule import cron_table, systemd_units
@@ -83,8 +83,9 @@ def emit(kind: str | None, output_dir: Path | None) -> None:
         for name, text in units.items():
             (output_dir / name).write_text(text, encoding="utf-8")
         timers = " ".join(n for n in units if n.endswith(".timer"))
-        click.echo(f"wrote {len(units)} unit files to {output_dir}; then: systemctl "
-                   f"daemon-reload && systemctl enable --now {timers}", err=True)
+        user = " --user" if "systemd/user" in output_dir.resolve().as_posix() else ""
+        click.echo(f"wrote {len(units)} unit files to {output_dir}; then: systemctl{user} "
+                   f"daemon-reload && systemctl{user} enable --now {timers}", err=True)
         return
     for name, text in units.items():
         click.echo(f"# ---- {name} ----\n{text}")
