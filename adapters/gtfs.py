@@ -165,7 +165,7 @@ class _FeedReader:
             yield from self._emit(done, gf.where, malformed)
             self.ctx.advance(self.src.size(name))
         services = tables.services(self.feed)
-        yield Batch("GtfsService", services, str(self.src.path), 0)
+        yield Batch("GtfsService", services, str(self.src.path), 0, unique_keys=True)
         yield from self._stop_times(accepted.get("trips.txt", pa.array([], pa.string())))
 
     def _stop_times(self, trips: pa.Array) -> Iterator[Batch]:
@@ -190,7 +190,10 @@ class _FeedReader:
         while True:
             part = rows.slice(start, step)
             records = _records(part) + len(rejects)
-            yield Batch(done.entity_type, part, where, records, rejects=rejects)
+            # keys are unique across the run: repeats were rejected (duplicate-key) and two
+            # feeds never share a feed id
+            yield Batch(done.entity_type, part, where, records, rejects=rejects,
+                        unique_keys=True)
             rejects = []
             start += step
             if start >= rows.num_rows:

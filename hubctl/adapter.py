@@ -47,6 +47,11 @@ class Batch:
     duplicate: int = 0
     updated: int = 0
     cell_columns: tuple[str, ...] = ()  # columns where each non-null cell is one input record
+    # True when no key of these rows repeats, within the batch or in any other batch of the
+    # same run (the adapter removed repeats itself, as the GTFS adapter does): the engine then
+    # skips its within-batch key check, and a static table compares the rows only with what
+    # the table held before this run, not with what this run wrote.
+    unique_keys: bool = False
 
 
 @dataclass

@@ -207,10 +207,15 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     rejects = [_reject(et, bad, i, rs, batch.file) for i, rs in reasons.items()]
     if good.num_rows == 0:
         return rejects
-    good, shadowed = _collapse(et, good)
-    run.updated += shadowed["updated"]
-    run.duplicate += shadowed["duplicate"]
-    result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns)
+    if batch.unique_keys:
+        good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
+        own = run.own_files.setdefault(et.name, set())
+    else:
+        good, shadowed = _collapse(et, good)
+        run.updated += shadowed["updated"]
+        run.duplicate += shadowed["duplicate"]
+        own = None
+    result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns, own)
     run.written += result.records["new"] + result.records["filled"]
     run.updated += result.records["updated"]
     run.duplicate += result.records["duplicate"]

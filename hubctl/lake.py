@@ -125,27 +125,29 @@ class Lake:
         return self.open(name).version()
 
     # ------------------------------------------------------------------ upsert
-    def upsert(self, et: EntityType, rows: pa.Table,
-               cell_columns: tuple[str, ...] = ()) -> UpsertResult:
+    def upsert(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...] = (),
+               own_files: set[str] | None = None) -> UpsertResult:
         """Merge typed lake rows (one per key, with a ``_records`` column) into ``et``'s table.
 
         ``cell_columns``: columns where each non-null cell is one input record (OpenAQ's one
         pollutant per line); a matched row's records are then counted cell by cell.
+        ``own_files``: for a run whose keys never repeat across its batches, the files it has
+        appended so far (updated here); a static table then skips comparing with them.
         """
         self.ensure(et.name, et.arrow_schema(), et.partition_by)
         for attempt in range(_MERGE_RETRIES):
             try:
-                return self._upsert_once(et, rows, cell_columns)
+                return self._upsert_once(et, rows, cell_columns, own_files)
             except CommitFailedError:
                 if attempt == _MERGE_RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _upsert_once(self, et: EntityType, rows: pa.Table,
-                     cell_columns: tuple[str, ...]) -> UpsertResult:
+    def _upsert_once(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...],
+                     own_files: set[str] | None) -> UpsertResult:
         dt = self._current(et.name)
-        classes = self._classify(et, dt, rows, cell_columns)
+        classes = self._classify(et, dt, rows, cell_columns, own_files)
         result = UpsertResult(records=_count(classes, rows.column("_records"),
                                              bool(cell_columns)))
         cls = classes.column("cls")
@@ -165,9 +167,12 @@ class Lake:
             fresh = _conform(changed.filter(is_new), schema)
             known = _conform(changed.filter(pc.invert(is_new)), schema)
         if fresh.num_rows:
+            before = set(dt.file_uris()) if own_files is not None else set()
             write_deltalake(dt, _constants_as_dictionaries(fresh), mode="append",
                             partition_by=et.partition_by or None)
             dt.update_incremental()
+            if own_files is not None:
+                own_files |= set(dt.file_uris()) - before
         if known.num_rows:
             self._merge(et, dt, known)
             dt.update_incremental()
@@ -197,7 +202,8 @@ class Lake:
            .execute())
 
     def _classify(self, et: EntityType, dt: DeltaTable, rows: pa.Table,
-                  cell_columns: tuple[str, ...]) -> pa.Table:
+                  cell_columns: tuple[str, ...], own_files: set[str] | None = None
+                  ) -> pa.Table:
         """For each row: its class (new / updated / filled / duplicate) against the current
         snapshot, and how many of its non-null cells changed, filled a gap or were equal."""
         n = rows.num_rows
@@ -205,7 +211,7 @@ class Lake:
         everything_new = pa.table({"cls": pa.array(np.zeros(n, dtype=np.int8)),
                                    "changed": zeros, "filled": zeros, "same": zeros})
         if not et.time_series:
-            files = dt.file_uris()
+            files = [f for f in dt.file_uris() if not own_files or f not in own_files]
             return self._compare(et, dt, rows, files, cell_columns) if files else everything_new
         dates = sorted({d.isoformat() for d in pc.unique(rows.column("date")).to_pylist()
                         if d is not None})

@@ -71,6 +71,8 @@ class Run:
     duplicate: int = 0
     rejected: int = 0
     tables: dict[str, int] = field(default_factory=dict)
+    # Files this run appended, per table (not in the ledger): see Batch.unique_keys.
+    own_files: dict[str, set[str]] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
     cursor_before: str | None = None
     cursor_after: str | None = None
