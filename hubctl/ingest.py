@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapter import BATCH_ROWS, Adapter, Batch, ReadContext
 from hubctl.duck import quote_ident, scratch
 from hubctl.errors import HubError, InputError, RejectRateExceeded
 from hubctl.gate import gate_for
@@ -145,7 +145,8 @@ def ingest(lake: Lake, req: IngestRequest,
 
 def _consume(lake: Lake, req: IngestRequest, run: Run,
              progress: Callable[[int], None] | None) -> None:
-    ctx = ReadContext(warn=run.warnings.append, advance=progress or (lambda n: None))
+    ctx = ReadContext(batch_rows=getattr(req.adapter, "batch_rows", BATCH_ROWS),
+                      warn=run.warnings.append, advance=progress or (lambda n: None))
     for batch in prefetch(iter(req.adapter.read(req.inputs, req.options, ctx))):
         _account(lake, batch, run)
 
