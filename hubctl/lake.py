@@ -13,13 +13,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, write_deltalake
+from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from hubctl.duck import quote_ident, scan_sql, scratch
@@ -169,7 +170,8 @@ class Lake:
         if fresh.num_rows:
             before = set(dt.file_uris()) if own_files is not None else set()
             write_deltalake(dt, _constants_as_dictionaries(fresh), mode="append",
-                            partition_by=et.partition_by or None)
+                            partition_by=et.partition_by or None,
+                            writer_properties=_writer_properties(schema))
             dt.update_incremental()
             if own_files is not None:
                 own_files |= set(dt.file_uris()) - before
@@ -357,6 +359,15 @@ def _candidates(dt: DeltaTable, rows: pa.Table, files: list[str]
     wanted = {p for p, day, a, b in spans
               if day in index and a <= last[index[day]] and b >= first[index[day]]}
     return maybe, [f for f in files if any(f.endswith(w) for w in wanted)] or files
+
+
+@cache
+def _writer_properties(schema: pa.Schema) -> WriterProperties:
+    """Parquet settings for appends: measured values (float columns) are nearly all distinct,
+    so dictionary-encoding them is wasted work before the writer falls back to plain pages."""
+    plain = ColumnProperties(dictionary_enabled=False)
+    return WriterProperties(column_properties={
+        f.name: plain for f in schema if pa.types.is_floating(f.type)})
 
 
 def _constants_as_dictionaries(rows: pa.Table) -> pa.Table:
