@@ -36,7 +36,7 @@ LON0, LAT0 = 128.45, 35.75  # south-west corner of the generated city (Daegu)
 M_PER_DEG_LAT = 111_195.0
 SIDE_M = 30_000.0
 HOTSPOTS = 200
-TIME_LIMIT = 40.0  # MILP seconds (the pipeline default is 30)
+TIME_LIMIT = 30.0  # the pipeline default: a safety net; work limits decide the method
 TYPES = ("폭력", "절도", "교통사고", "주취자", "소음", "분실물", "가정폭력", "기타")
 
 

@@ -97,9 +97,16 @@ def cell_index(x: np.ndarray, y: np.ndarray, size: float) -> tuple[np.ndarray, n
 
 def cell_keys(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
     """One int64 per cell (column in the high half, row in the low half); sorts row-major by
-    column then row, and :func:`split_cell_keys` undoes it."""
+    column then row, and :func:`split_cell_keys` undoes it. Columns and rows must lie in
+    [-2**30, 2**30) (a billion cells either way of the anchor); ValueError otherwise (an
+    index outside would overflow int64 or spill into the column: a NaN coordinate floors to
+    the smallest int64)."""
     ix = np.asarray(ix, dtype=np.int64)
     iy = np.asarray(iy, dtype=np.int64)
+    for name, v in (("column", ix), ("row", iy)):
+        if v.size and (int(v.min()) < -_KEY_OFFSET or int(v.max()) >= _KEY_OFFSET):
+            raise ValueError(f"cell {name} index outside [-2**30, 2**30): "
+                             f"{int(v.min())}..{int(v.max())} (a non-finite coordinate?)")
     return np.asarray(((ix + _KEY_OFFSET) << 32) | (iy + _KEY_OFFSET), dtype=np.int64)
 
 

@@ -90,7 +90,8 @@ class PatrolPoints:
         Param("keep_existing", False, "existing points stay open; the model only adds"),
         Param("move_m", 1000.0, "a removed and an added point this close count as a move (m)",
               minimum=0.0),
-        Param("time_limit", 30.0, "seconds for the MILP; then the best answer and its gap",
+        Param("time_limit", 30.0, "safety net in seconds for the solver (work limits, not "
+              "the clock, decide its answer)",
               minimum=0.1),
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import time
 
 import numpy as np
 import pytest
@@ -108,7 +110,7 @@ def test_larger_instance_is_optimal_and_at_least_the_greedy() -> None:
     d2 = ((xy[:, None, :] - sites[None, :, :]) ** 2).sum(axis=2)
     cover = sp.csr_matrix(d2 <= 400.0**2)
     weight = rng.poisson(3.0, 3000).astype(float)
-    sol = max_cover(cover, weight, 15, time_limit=20.0)
+    sol = max_cover(cover, weight, 15, time_limit=60.0)  # 8,465 non-zeros: HiGHS runs (gate)
     greedy = greedy_cover(cover, weight, 15)
     assert sol.covered >= greedy.covered
     assert sol.method in ("milp-optimal", "milp-time-limit")
@@ -123,10 +125,89 @@ def test_lagrangian_bound_and_swap_search_bracket_the_optimum() -> None:
         cover, weight, k, _fixed = _random_instance(rng)
         k = max(1, min(k, cover.shape[1]))
         best = _brute_force(cover, weight, k, [])
-        sites, value, bound = _lagrangian(cover, weight, k, 0.0, 1.0)
+        sites, value, bound = _lagrangian(cover, weight, k, 0.0, math.inf)
         assert bound >= best - 1e-6
         assert value <= best + 1e-9 and len(sites) <= k
         start = greedy_cover(cover, weight, k).chosen
-        improved, v2 = _swap_search(cover, weight, start, 1.0)
+        improved, v2 = _swap_search(cover, weight, start, math.inf)
         assert coverage_of(cover, weight, start) - 1e-9 <= v2 <= best + 1e-9
         assert len(improved) == len(start)
+
+
+def _hard_instance() -> tuple[sp.csr_matrix, np.ndarray]:
+    """5,000 demands x 500 sites at 1 % density: ~25,000 non-zeros after the reductions, a 9 %
+    gap between the heuristics and the bound; HiGHS needs far more than a few seconds."""
+    rng = np.random.default_rng(5)
+    cover = sp.random(5000, 500, density=0.01, random_state=rng, format="csr") != 0
+    return sp.csr_matrix(cover), rng.integers(1, 20, 5000).astype(float)
+
+
+def test_time_limit_is_respected_when_highs_runs_on_a_large_instance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubctl.pipelines import covering
+
+    cover, weight = _hard_instance()
+    # admit the model to HiGHS whatever its size, so that only the time limit can stop it
+    monkeypatch.setattr(covering, "_MILP_NONZEROS_PER_SECOND", 1e12)
+    start = time.perf_counter()
+    sol = max_cover(cover, weight, 40, time_limit=1.5)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.5 + 6.0  # generous: a loaded 2-core machine
+    assert sol.method in ("milp-time-limit", "greedy-fallback")
+    assert 0.0 < sol.gap < 1.0 and len(sol.chosen) == 40
+    assert sol.covered == pytest.approx(coverage_of(cover, weight, sol.chosen))
+
+
+def test_large_model_is_decided_by_size_and_deterministic() -> None:
+    cover, weight = _hard_instance()
+    start = time.perf_counter()
+    first = max_cover(cover, weight, 40, time_limit=5.0)
+    assert time.perf_counter() - start < 5.0 + 6.0
+    second = max_cover(cover, weight, 40, time_limit=5.0)
+    # too large for HiGHS within 5 s: the heuristics answer, with the gap to the bound
+    assert first.method == second.method == "greedy-fallback"
+    assert first.chosen.tolist() == second.chosen.tolist()
+    assert first.gap == second.gap and first.covered == second.covered
+    assert first.covered >= greedy_cover(cover, weight, 40).covered
+
+
+def _count_milp_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from hubctl.pipelines import covering
+
+    calls: list[int] = []
+    real = covering.milp
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(covering, "milp", counting)
+    return calls
+
+
+def test_milp_answer_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_milp_calls(monkeypatch)
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 5000, (3000, 2))
+    sites = rng.uniform(0, 5000, (300, 2))
+    cover = sp.csr_matrix(((xy[:, None, :] - sites[None, :, :]) ** 2).sum(axis=2) <= 400.0**2)
+    weight = rng.poisson(3.0, 3000).astype(float)
+    runs = [max_cover(cover, weight, 15, time_limit=60.0) for _ in range(2)]
+    assert len(calls) == 2  # the bound does not prove the heuristics: HiGHS runs each time
+    assert runs[0].method == runs[1].method == "milp-optimal"
+    assert runs[0].chosen.tolist() == runs[1].chosen.tolist()
+    assert runs[0].gap == runs[1].gap == 0.0
+
+
+def test_heuristic_meeting_the_bound_returns_without_highs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_milp_calls(monkeypatch)
+    # disjoint sites: the greedy (largest weights) is optimal and the Lagrangian bound says so
+    rng = np.random.default_rng(11)
+    cover = sp.csr_matrix(np.repeat(np.eye(60, dtype=bool), 3, axis=0))
+    weight = rng.integers(1, 50, 180).astype(float)
+    sol = max_cover(cover, weight, 7)
+    assert calls == []
+    assert sol.method == "milp-optimal" and sol.gap == 0.0
+    best = np.sort(weight.reshape(60, 3).sum(axis=1))[-7:].sum()
+    assert sol.covered == pytest.approx(best) and len(sol.chosen) == 7

@@ -120,6 +120,23 @@ def test_geo_helpers() -> None:
     assert isinstance(proj, LocalProjection)
 
 
+def test_cell_keys_round_trip_at_the_extremes() -> None:
+    lim = 1 << 30
+    edge = np.array([-lim, -lim + 1, -4_294_967_296 // 8, -1, 0, 1, 4_294_967_296 // 8,
+                     lim - 2, lim - 1], dtype=np.int64)
+    ix, iy = (a.reshape(-1) for a in np.meshgrid(edge, edge, indexing="ij"))
+    keys = cell_keys(ix, iy)
+    back_x, back_y = split_cell_keys(keys)
+    assert back_x.tolist() == ix.tolist() and back_y.tolist() == iy.tolist()
+    assert (keys >= 0).all()  # no int64 overflow, even for the largest column
+    order = np.lexsort((iy, ix))  # keys sort by column, then row
+    assert (np.diff(keys[order]) > 0).all()
+    for bad_x, bad_y in ((lim, 0), (-lim - 1, 0), (0, lim), (0, -lim - 1),
+                         (np.iinfo(np.int64).min, 0)):
+        with pytest.raises(ValueError, match="outside"):
+            cell_keys(np.array([bad_x]), np.array([bad_y]))
+
+
 def test_fdr_keeps_fewer_hotspots_than_plain_p_values() -> None:
     from hubctl.pipelines.hotspots import hotspots
 

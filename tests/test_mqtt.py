@@ -99,15 +99,15 @@ def write_hub(tmp: Path, broker: Broker, protocol: str = "iotagent-json",
 class Listener:
     """``hubctl listen live`` as a child process; waits until it has subscribed."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *extra: str, subscribed: int = 1) -> None:
         self.config = config
         self.lines: list[str] = []
         self.proc = subprocess.Popen([HUBCTL, "--config", str(config), "listen", "live",
-                                      "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                      "--json", *extra], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for("subscribed")
+        self.wait_for("subscribed", subscribed)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
