@@ -23,20 +23,11 @@ from hubctl.adapters.gtfs_parse import (
 )
 from hubctl.adapters.gtfs_tables import KNOWN_COLUMNS, Converted, Feed, later_repeats
 from hubctl.gate import coordinate_reason
+from hubctl.geo import haversine_m
 from hubctl.rejects import reason
 
-__all__ = ["EARTH_RADIUS_M", "haversine_m", "shapes"]
+__all__ = ["shapes"]
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
-
-
-def haversine_m(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray,
-                lat2: np.ndarray) -> np.ndarray:
-    """Great-circle distance in metres between WGS84 points (arrays of degrees)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi, dlmb = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def shapes(feed: Feed, table: pa.Table, where: str) -> Converted:

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Batch, ReadContext
 from hubctl.errors import InputError
+from hubctl.geo import haversine_m
 from hubctl.rejects import Reject, reason
 
 __all__ = ["ADAPTER", "DRIVE_CLASSES", "OSM", "parse_maxspeed", "read_osm", "segments"]
@@ -259,7 +260,7 @@ def segments(ex: Extract) -> Segments:
     node_pos = np.flatnonzero(is_node)
     s = node_pos[~last[node_pos]]
     e = node_pos[np.searchsorted(node_pos, s, side="right")]
-    step = _haversine(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    step = haversine_m(lon[:-1], lat[:-1], lon[1:], lat[1:])
     walked = np.concatenate([[0.0], np.cumsum(step)])
     seg_way = way[s]
     direction = np.array([oneway_code(ex.tags[w]) for w in range(n_ways)], np.int8)[seg_way]
@@ -282,15 +283,6 @@ def _rejected_ways(ex: Extract, kept_way: np.ndarray, present: np.ndarray,
     missing = np.bincount(way_of[~present], minlength=len(ex.way_id))
     total = np.diff(ex.way_start)
     return [(int(ex.way_id[w]), int(total[w]), int(missing[w])) for w in np.flatnonzero(~has)]
-
-
-def _haversine(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray,
-               lat2: np.ndarray) -> np.ndarray:
-    """Great-circle metres (mean Earth radius, as pipelines.geo)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = (np.sin((p2 - p1) / 2) ** 2
-         + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def _table(ex: Extract, seg_way: np.ndarray, start_pos: np.ndarray, start_node: np.ndarray,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hubctl.geo import EARTH_RADIUS_M, haversine_m
+
 __all__ = [
     "EARTH_RADIUS_M",
     "LocalProjection",
@@ -29,19 +31,8 @@ __all__ = [
     "split_cell_keys",
 ]
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG), metres
 _SNAP_DEG = 0.05
 _KEY_OFFSET = 1 << 30  # cell indices are shifted by this into a non-negative 31-bit range
-
-
-def haversine_m(lon1: np.ndarray | float, lat1: np.ndarray | float,
-                lon2: np.ndarray | float, lat2: np.ndarray | float) -> np.ndarray:
-    """Great-circle distance in metres between WGS84 points (broadcasting numpy arrays)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from hubctl.geo import EARTH_RADIUS_M, haversine_m
+
 __all__ = [
     "EARTH_RADIUS_M",
     "Grid",
@@ -25,18 +27,6 @@ __all__ = [
     "haversine_m",
     "nearest",
 ]
-
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray,
-                lat2: np.ndarray) -> np.ndarray:
-    """Great-circle distance in metres (broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
-
 
 @dataclass(frozen=True)
 class Projection:
