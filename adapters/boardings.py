@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Batch, ReadContext
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
-from hubctl.csvread import CsvStream, open_csv
+from hubctl.csvread import CsvStream, add_malformed, open_csv
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -135,10 +135,7 @@ def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
             out = convert(table, problems)
             first_line += batch.num_rows
             invalid = stream.take_invalid()
-            out.rejects += [Reject(type_name, text, [reason(
-                "malformed-record", detail="wrong number of fields for the header")],
-                file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
-            out.records += len(invalid)
+            add_malformed(out, type_name, path, invalid)
             yield out
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot be read as CSV after line {first_line}: {exc}",

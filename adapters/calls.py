@@ -40,9 +40,10 @@ from hubctl.adapters.places import (
     urn_ids,
 )
 from hubctl.arrowkit import blank, parse_numbers
+from hubctl.csvread import add_malformed
 from hubctl.errors import InputError, UsageError
 from hubctl.gate import RowReasons
-from hubctl.rejects import Reject, reason
+from hubctl.rejects import reason
 from hubctl.types import TIMESTAMP
 
 __all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile", "parse_times",
@@ -236,10 +237,7 @@ def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterato
             out = _convert(path, pa.Table.from_batches([block]), first_row, layout, counts)
             first_row += block.num_rows
             invalid = stream.take_invalid()
-            out.rejects += [Reject(TYPE, text, [reason(
-                "malformed-record", detail="wrong number of fields for the header")],
-                file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
-            out.records += len(invalid)
+            add_malformed(out, TYPE, path, invalid)
             yield out
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",

@@ -36,7 +36,7 @@ from hubctl.adapters.energy_fields import (
     urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import open_csv
+from hubctl.csvread import add_malformed, open_csv
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -237,11 +237,7 @@ def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
             out = _convert(plan, batch, first_row)
             first_row += batch.num_rows
             invalid = stream.take_invalid()
-            out.rejects += [Reject(SESSION, text, [reason(
-                "malformed-record", detail="wrong number of fields for the header")],
-                file=str(plan.path), record=f"line {line}" if line else "")
-                for line, text in invalid]
-            out.records += len(invalid)
+            add_malformed(out, SESSION, plan.path, invalid)
             yield out
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",

@@ -33,6 +33,7 @@ from hubctl.adapters.energy_fields import (
     text_column,
 )
 from hubctl.arrowkit import parse_numbers
+from hubctl.csvread import add_malformed
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -176,13 +177,8 @@ def _read_file(plan: _Plan, ctx: ReadContext) -> Iterator[Batch]:
             ctx.advance(batch.nbytes)
             out = _convert(plan, batch, first_row, ctx)
             first_row += batch.num_rows
-            bad = list(invalid)
+            add_malformed(out, TYPE, plan.path, list(invalid))
             invalid.clear()
-            out.rejects += [Reject(TYPE, text, [reason(
-                "malformed-record", detail="wrong number of fields for the header")],
-                file=str(plan.path), record=f"line {line}" if line else "")
-                for line, text in bad]
-            out.records += len(bad)
             yield out
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Batch, ReadContext
 from hubctl.arrowkit import parse_numbers, parse_timestamps
-from hubctl.csvread import open_csv, require_columns
+from hubctl.csvread import add_malformed, open_csv, require_columns
 from hubctl.errors import InputError
 from hubctl.gate import gate_for
 from hubctl.ngsild import entity_id
@@ -113,10 +113,7 @@ def _measurements(path: Path, stations: pa.Table, ctx: ReadContext) -> Iterator[
             out = _convert(path, pa.Table.from_batches([batch]), first_row, stations)
             first_row += batch.num_rows
             invalid = stream.take_invalid()
-            out.rejects += [Reject("AirQualityObserved", text, [reason(
-                "malformed-record", detail="wrong number of fields for the header")],
-                file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
-            out.records += len(invalid)
+            add_malformed(out, "AirQualityObserved", path, invalid)
             yield out
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",

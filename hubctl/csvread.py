@@ -10,10 +10,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from hubctl.adapter import BATCH_ROWS
+from hubctl.adapter import BATCH_ROWS, Batch
 from hubctl.errors import InputError
+from hubctl.rejects import Reject, reason
 
-__all__ = ["CsvStream", "open_csv", "require_columns"]
+__all__ = ["CsvStream", "add_malformed", "open_csv", "require_columns"]
 
 _BYTES_PER_ROW = 64  # block size = BATCH_ROWS rows of a typical sensor CSV
 
@@ -86,3 +87,13 @@ def require_columns(path: Path, have: Sequence[str], need: Iterable[str]) -> Non
             f"missing column(s) {', '.join(missing)}; the header has {', '.join(have)}",
             path=str(path), record="line 1",
             hint="check that this is the right file for this adapter")
+
+
+def add_malformed(batch: Batch, entity_type: str, path: Path | str,
+                  invalid: Iterable[tuple[int | None, str]]) -> None:
+    """Count CSV lines with the wrong number of fields in ``batch``, each as a reject."""
+    rejects = [Reject(entity_type, text, [reason(
+        "malformed-record", detail="wrong number of fields for the header")],
+        file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
+    batch.rejects += rejects
+    batch.records += len(rejects)
