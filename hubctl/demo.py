@@ -99,6 +99,33 @@ def _ngsi_ld(folder: Path, hours: int, rng: random.Random) -> None:
             f.write(json.dumps(entity) + "\n")
 
 
+# Daegu police boxes (지구대) and where 112 calls cluster: (lon, lat, share of calls).
+_PATROL = [("중부지구대", 128.5960, 35.8690), ("동인지구대", 128.6080, 35.8640),
+           ("수성지구대", 128.6300, 35.8580), ("신암지구대", 128.6210, 35.8830)]
+_HOTSPOTS = [(128.5935, 35.8685, 0.35), (128.6015, 35.8755, 0.25), (128.6255, 35.8555, 0.2),
+             (128.5800, 35.8600, 0.2)]
+_KINDS = ["폭력", "절도", "교통사고", "소음", "주취자", "분실물"]
+
+
+def _calls(folder: Path, hours: int, rng: random.Random) -> None:
+    """A 112 call log with Korean headers (the korea-112 profile), and the patrol points."""
+    with open(folder / "daegu_112.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["접수번호", "접수일시", "사건종별", "위도", "경도", "출동일시", "도착일시"])
+        for i in range(hours * 25):
+            lon, lat, _ = rng.choices(_HOTSPOTS, weights=[h[2] for h in _HOTSPOTS])[0]
+            at = datetime(2024, 5, 1) + timedelta(minutes=rng.randrange(hours * 60))
+            sent = at + timedelta(seconds=rng.randrange(30, 180))
+            came = sent + timedelta(seconds=rng.randrange(120, 900))
+            w.writerow([f"D{i:06d}", f"{at:%Y-%m-%d %H:%M:%S}", rng.choice(_KINDS),
+                        round(lat + rng.gauss(0, 0.002), 6), round(lon + rng.gauss(0, 0.002), 6),
+                        f"{sent:%Y-%m-%d %H:%M:%S}", f"{came:%Y-%m-%d %H:%M:%S}"])
+    with open(folder / "daegu_patrol_points.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "lat", "lon"])
+        w.writerows([name, lat, lon] for name, lon, lat in _PATROL)
+
+
 HUB_TOML = """# The demo city (written by `hubctl demo`). Paths are relative to this file.
 [lake]
 path = "lake"
@@ -116,6 +143,16 @@ options = { stations = "data/airkorea_stations.json" }
 [sources.broker]
 adapter = "ngsi-ld"
 inputs = ["data/broker_export.jsonl"]
+
+[sources.daegu-112]
+adapter = "calls"
+inputs = ["data/daegu_112.csv"]
+options = { profile = "korea-112" }
+
+[sources.daegu-patrol]
+adapter = "places"
+inputs = ["data/daegu_patrol_points.csv"]
+options = { kind = "patrol-point" }
 """
 
 
@@ -127,6 +164,7 @@ def write_demo(folder: Path, hours: int = 72, seed: int = 7) -> Path:
     _openaq(data, hours, rng)
     _airkorea(data, hours, rng)
     _ngsi_ld(data, hours, rng)
+    _calls(data, hours, rng)
     config = folder / "hub.toml"
     config.write_text(HUB_TOML, encoding="utf-8")
     return config

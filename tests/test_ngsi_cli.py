@@ -94,9 +94,13 @@ def test_demo_ingests_every_format_into_one_lake(tmp_path: Path) -> None:
     runs = hub_json(tmp_path / "lake", "sql", "SELECT source, status, read, written, rejected "
                     "FROM _runs ORDER BY source")
     assert [(r["source"], r["status"]) for r in runs] == [
-        ("broker", "ok"), ("daegu-air", "ok"), ("eu-air", "ok")]
+        ("broker", "ok"), ("daegu-112", "ok"), ("daegu-air", "ok"), ("daegu-patrol", "ok"),
+        ("eu-air", "ok")]
     assert all(r["written"] > 0 for r in runs)
     assert next(r for r in runs if r["source"] == "eu-air")["rejected"] == 2
+    assert next(r for r in runs if r["source"] == "daegu-112")["written"] == 6 * 25
+    [analysis] = hub_json(tmp_path / "lake", "sql", "SELECT pipeline, status FROM _pipeline_runs")
+    assert analysis == {"pipeline": "patrol_points", "status": "ok"}
 
 
 def test_geometry_attributes_round_trip_as_geojson(tmp_path: Path) -> None:

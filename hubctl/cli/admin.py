@@ -157,8 +157,9 @@ COMMANDS = [init, lake_group]
 @click.option("--hours", default=72, show_default=True, help="Hours of data per station.")
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, hours: int) -> None:
-    """Write a small demo city (air quality in OpenAQ, AirKorea and NGSI-LD formats), ingest
-    it through the real adapters, and show what is in the lake.
+    """Write a small demo city (air quality in OpenAQ, AirKorea and NGSI-LD formats, 112 calls
+    and patrol points), ingest it through the real adapters, show what is in the lake, and run
+    the patrol_points analysis on it.
 
     \b
     Example:
@@ -167,6 +168,7 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     from hubctl.cli.context import HubContext
     from hubctl.cli.ingest import ingest
     from hubctl.cli.query import sql, tables
+    from hubctl.cli.run import run
     from hubctl.demo import write_demo
 
     config = write_demo(folder, hours)
@@ -178,6 +180,8 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     ctx.invoke(sql, query="SELECT id, count(*) AS hours, round(avg(pm10), 1) AS pm10, "
                "round(avg(no2), 1) AS no2_ugm3 FROM AirQualityObserved GROUP BY id ORDER BY id",
                fmt="table", output=None, as_json=False)
+    ctx.invoke(run, name="patrol_points", params=("k=4", "timezone=Asia/Seoul"), asserts=(),
+               run_all=False, as_json=False)
 
 
 COMMANDS.append(demo)
