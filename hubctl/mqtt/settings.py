@@ -28,13 +28,15 @@ from hubctl.errors import ConfigError
 from hubctl.registry import EntityType, get_type
 from hubctl.units import conversion_factor, unit_code
 
-__all__ = ["DEFAULT_TOPICS", "PROTOCOLS", "Mapping", "MqttSettings", "parse_settings"]
+__all__ = ["DEFAULT_TOPICS", "MAX_WORKERS", "PROTOCOLS", "Mapping", "MqttSettings",
+           "check_workers", "parse_settings"]
 
 PROTOCOLS = ("onem2m", "iotagent-json")
 DEFAULT_TOPICS = {"onem2m": ["/oneM2M/req/+/+/json"], "iotagent-json": ["/json/+/+/attrs",
                                                                         "/json/+/+/attrs/+"]}
 DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_BATCH_TIME = 1.0
+MAX_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class MqttSettings:
     session_expiry: int = 7 * 24 * 3600
     response_qos: int = 1
     cse_id: str = "hubctl"
+    workers: int = 1  # listener processes sharing the subscription (hubctl.mqtt.workers)
     mappings: dict[str, Mapping] = field(default_factory=dict)  # container path or apikey
 
 
@@ -155,6 +158,14 @@ def _password(source: str, mqtt: dict[str, Any]) -> str | None:
     return value
 
 
+def check_workers(value: Any, where: str) -> int:
+    """A worker count: an integer from 1 to MAX_WORKERS (ConfigError naming ``where``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"{where} must be a whole number from 1 to {MAX_WORKERS}, "
+                          f"not {value!r}")
+    return value
+
+
 def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
     """Check an ``[sources.NAME.mqtt]`` table and return its settings (ConfigError if wrong)."""
     mqtt = _table(mqtt, _where(source))
@@ -188,6 +199,7 @@ def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
     if version == "5" and batch_size > 65535:
         raise ConfigError(f"{_where(source)}: batch_size is at most 65535 with MQTT 5 (the "
                           "Receive Maximum: messages the broker may send before they are acked)")
+    workers = check_workers(mqtt.get("workers", 1), f"{_where(source)}: workers")
     return MqttSettings(
         source=source, protocol=str(protocol), host=str(mqtt.get("host", "localhost")),
         port=int(mqtt.get("port", 8883 if tls is not None else 1883)), version=version,
@@ -197,5 +209,6 @@ def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
         keepalive=int(mqtt.get("keepalive", 60)),
         session_expiry=int(mqtt.get("session_expiry", 7 * 24 * 3600)),
         response_qos=int(mqtt.get("response_qos", 1)), cse_id=str(mqtt.get("cse_id", "hubctl")),
+        workers=workers,
         mappings=mappings,
     )
