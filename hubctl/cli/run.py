@@ -112,7 +112,7 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
     Examples:
       hubctl pipelines
       hubctl run bus_routes --param feed=caltrain --param catchment_m=500
-      hubctl run energy --json --assert "kpi.ev_energy_share <= 0.2"
+      hubctl run energy --json --assert "kpis.ev_utilisation >= 0.2"
       hubctl run --all --assert "patrol_points.coverage.after >= 0.5"
     """
     from hubctl.runner import AssertionFailed, parse_assert, parse_params, run_pipeline
