@@ -75,6 +75,12 @@ def open_csv(path: Path, encoding: str = "utf8", delimiter: str = ",") -> CsvStr
                 quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
+        if "Could not skip initial" in str(exc):  # one line and no line break after it
+            raise InputError("has no records: one line (a header?) and nothing after it",
+                             path=str(path), record="line 1",
+                             hint=f"the header read as: {', '.join(names) or '(empty)'}; check "
+                                  "that this is the right file and the export is complete"
+                             ) from None
         raise InputError(f"is not a readable CSV: {exc}", path=str(path)) from None
     return CsvStream(reader, invalid)
 

@@ -137,3 +137,12 @@ def test_ingest_of_an_mqtt_source_points_to_listen(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(config), "ingest", "--source", "live"])
     assert result.exit_code == 2
     assert "MQTT source" in result.stderr and "hubctl listen live" in result.stderr
+
+
+def test_a_one_line_csv_says_it_has_no_records(tmp_path: Path) -> None:
+    data = tmp_path / "long.csv"
+    data.write_text("city,country,date.utc,location,parameter,value,unit", encoding="utf-8")
+    _, stations = write_openaq(tmp_path / "st", [])
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--stations", str(stations))
+    assert result.exit_code == 1
+    assert "long.csv, line 1: has no records" in result.stderr
