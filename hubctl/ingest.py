@@ -123,10 +123,7 @@ def ingest(lake: Lake, req: IngestRequest,
             write_run(lake, run)
             raise
         if not run.reconciles:  # a bug, never a user error: say so loudly
-            run.status = "failed"
-            run.error = (f"counts do not reconcile: read {run.read} != written {run.written} + "
-                         f"updated {run.updated} + duplicate {run.duplicate} + rejected "
-                         f"{run.rejected}")
+            run.status, run.error = "failed", _unreconciled(run)
             write_run(lake, run)
             raise HubError(run.error)
         rate = run.rejected / run.read if run.read else 0.0
@@ -185,9 +182,7 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
         for batch in batches:
             rejects += _account(lake, batch, run)
         if not run.reconciles:
-            raise HubError(f"counts do not reconcile: read {run.read} != written {run.written} "
-                           f"+ updated {run.updated} + duplicate {run.duplicate} + rejected "
-                           f"{run.rejected}")
+            raise HubError(_unreconciled(run))
     except BaseException as exc:
         run.status = "failed"
         run.error = str(exc) or type(exc).__name__
@@ -196,6 +191,11 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
     run.status = "ok"
     write_run(lake, run)
     return run, rejects
+
+
+def _unreconciled(run: Run) -> str:
+    return (f"counts do not reconcile: read {run.read} != written {run.written} + updated "
+            f"{run.updated} + duplicate {run.duplicate} + rejected {run.rejected}")
 
 
 def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
@@ -208,8 +208,8 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     rejects = [_reject(et, bad, i, rs, batch.file) for i, rs in reasons.items()]
     if good.num_rows == 0:
         return rejects
+    good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
     if batch.unique_keys:
-        good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
         own = run.own_files.setdefault(et.name, set())
     else:
         good, shadowed = _collapse(et, good)
@@ -238,6 +238,7 @@ def _reject(et: EntityType, bad: pa.Table, i: int, reasons: list[Reason], file: 
 
 def _collapse(et: EntityType, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     """One row per key: later rows win cell by cell (a null keeps the earlier value).
+    ``rows`` carry ``_records`` but no longer ``_raw``/``_record``.
 
     Earlier rows whose values a later row changed count as updated; exact repeats of the last
     row as duplicate; the rest fold their records into the surviving row.
@@ -245,8 +246,7 @@ def _collapse(et: EntityType, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]
     counts = {"updated": 0, "duplicate": 0}
     key = list(et.key)
     if rows.group_by(key).aggregate([]).num_rows == rows.num_rows:
-        return rows.drop_columns([c for c in ("_raw", "_record") if c in rows.column_names]), counts
-    rows = rows.drop_columns([c for c in ("_raw", "_record") if c in rows.column_names])
+        return rows, counts
     rows = rows.append_column("__pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     values = [c for c in rows.column_names if c not in key and c not in ("_records", "__pos")]
     q = quote_ident

@@ -128,20 +128,10 @@ def write_rejects(lake: Lake, run: Run, rejects: Sequence[Reject]) -> int:
 
 def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     """The run id that already ingested this exact input for this source, if any."""
-    if not lake.exists(RUNS):
-        return None
-    files = lake.files(RUNS)
-    if not files:
-        return None
-    con = scratch()
-    try:
-        row = con.execute(
-            f"SELECT run_id FROM {scan_sql(files, hive=False)} WHERE source = ? AND "
-            "fingerprint = ? AND status IN ('ok', 'over-reject-rate') ORDER BY started_at DESC "
-            "LIMIT 1", [source, fingerprint]).fetchall()
-    finally:
-        con.close()
-    return row[0][0] if row else None
+    rows = _query(lake, "SELECT run_id FROM runs WHERE source = ? AND fingerprint = ? AND "
+                        "status IN ('ok', 'over-reject-rate') ORDER BY started_at DESC LIMIT 1",
+                  [source, fingerprint])
+    return rows[0][0] if rows else None
 
 
 @dataclass
