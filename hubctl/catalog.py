@@ -53,23 +53,23 @@ class Catalog:
 
     def _add_derived(self, pipeline: str, table: str) -> None:
         """``derived.<pipeline>_<table>``: the latest output of a pipeline."""
-        path = f"{DERIVED}/{pipeline}/{table}"
-        files = self.lake.files(path)
-        source = (f"SELECT * FROM {scan_sql(files, hive=False)}" if files
-                  else self._empty_select(self.lake.schema(path)))
+        source = self._snapshot(f"{DERIVED}/{pipeline}/{table}", hive=False)
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {DERIVED}").fetchall()
         name = f"{pipeline}_{table}"
         self.con.execute(f"CREATE OR REPLACE VIEW {DERIVED}.{quote_ident(name)} AS {source}"
                          ).fetchall()
         self.derived.append(f"{DERIVED}.{name}")
 
-    def _add(self, name: str) -> None:
+    def _snapshot(self, name: str, hive: bool) -> str:
+        """SELECT over table ``name``'s current Parquet files (typed and empty when none)."""
         files = self.lake.files(name)
-        q = quote_ident(name)
         if files:
-            source = f"SELECT * FROM {scan_sql(files, hive=name in registry())}"
-        else:
-            source = self._empty_select(self.lake.schema(name))
+            return f"SELECT * FROM {scan_sql(files, hive=hive)}"
+        return self._empty_select(self.lake.schema(name))
+
+    def _add(self, name: str) -> None:
+        q = quote_ident(name)
+        source = self._snapshot(name, hive=name in registry())
         self.con.execute(f"CREATE OR REPLACE VIEW {q} AS {source}").fetchall()
         self.views.append(name)
         et = registry().get(name)

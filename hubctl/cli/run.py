@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -159,7 +160,7 @@ def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
         target, dot, metric = a.metric.partition(".")
         if not dot or target not in registry:
             raise UsageError(f"--assert {a.text!r}: with --all write PIPELINE.METRIC OP VALUE")
-        by_pipeline.setdefault(target, []).append(type(a)(a.text, metric, a.op, a.value))
+        by_pipeline.setdefault(target, []).append(replace(a, metric=metric))
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     for pname in sorted(registry):
