@@ -33,8 +33,8 @@ from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 from hubctl.types import TIMESTAMP
 
-__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_mapping", "read_csv_batches",
-           "rename_columns", "zone_of"]
+__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_mapping",
+           "read_csv_batches", "rename_columns", "zone_of"]
 
 TYPE = "StopBoardings"
 FIELDS = ("stop_id", "date", "datetime", "hour", "boardings", "alightings")
@@ -168,10 +168,23 @@ def _one_date(text: str | None) -> Any:
         return None
 
 
+def parse_hours(t: pa.Table, p: Problems) -> pa.Array:
+    """The optional ``hour`` column as int64 0-23 (null where absent or rejected)."""
+    if "hour" not in t.column_names:
+        return pa.nulls(t.num_rows, pa.int64())
+    hours, bad = parse_numbers(t.column("hour").combine_chunks())
+    p.flag(bad, lambda i: reason("type-error", "hour", value=p.cell("hour", i),
+                                 expected="whole hour 0-23"))
+    whole = pc.and_(pc.equal(pc.floor(hours), hours),
+                    pc.and_(pc.greater_equal(hours, 0), pc.less_equal(hours, 23)))
+    p.flag(pc.and_(pc.is_valid(hours), pc.invert(whole)), lambda i: reason(
+        "constraint-error", "hour", detail=f"{p.cell('hour', i)!r} is not a whole hour 0-23"))
+    return pc.cast(pc.if_else(whole, hours, pa.scalar(None, pa.float64())), pa.int64())
+
+
 def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(UTC instant of each period start, local date, local hour or null) from ``datetime``
     or ``date`` [+ ``hour``]; bad or missing cells are flagged on ``p``."""
-    n = t.num_rows
     if "datetime" in t.column_names:
         text = t.column("datetime").combine_chunks()
         trimmed = pc.utf8_trim_whitespace(text)
@@ -189,18 +202,7 @@ def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.
         p.flag(bad_day, lambda i: reason("type-error", "date", value=p.cell("date", i),
                                          expected="date (YYYY-MM-DD)"))
         p.flag(pc.is_null(day), lambda i: reason("missing-required", "date"))
-        if "hour" in t.column_names:
-            hours, bad_hour = parse_numbers(t.column("hour").combine_chunks())
-            p.flag(bad_hour, lambda i: reason("type-error", "hour", value=p.cell("hour", i),
-                                              expected="whole hour 0-23"))
-            whole = pc.and_(pc.equal(pc.floor(hours), hours),
-                            pc.and_(pc.greater_equal(hours, 0), pc.less_equal(hours, 23)))
-            p.flag(pc.and_(pc.is_valid(hours), pc.invert(whole)), lambda i: reason(
-                "constraint-error", "hour", detail=f"{p.cell('hour', i)!r} is not a whole hour "
-                "0-23"))
-            hour = pc.cast(pc.if_else(whole, hours, pa.scalar(None, pa.float64())), pa.int64())
-        else:
-            hour = pa.nulls(n, pa.int64())
+        hour = parse_hours(t, p)
         seconds = pc.multiply(pc.fill_null(hour, 0), 3600_000_000)
         wall = pc.cast(pc.add(pc.cast(pc.cast(day, pa.timestamp("us")), pa.int64()), seconds),
                        pa.timestamp("us"))

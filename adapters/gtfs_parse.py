@@ -221,6 +221,15 @@ class Problems:
         for i in np.flatnonzero(m):
             self.rows.setdefault(int(i), []).append(make(int(i)))
 
+    def parsed(self, table: pa.Table, name: str,
+               parse: Callable[[pa.Array], tuple[pa.Array, np.ndarray]],
+               expected: str) -> tuple[pa.Array, np.ndarray]:
+        """Column ``name`` through ``parse``; a cell it cannot read is a type error."""
+        raw = text(table, name)
+        values, bad = parse(raw)
+        self.flag(bad, type_error(name, raw, expected))
+        return values, bad
+
     def flag_nul(self, table: pa.Table) -> None:
         """Reject rows holding a NUL character (no GTFS text field may contain one)."""
         for name in table.column_names:

@@ -16,9 +16,7 @@ from hubctl.adapters.gtfs_parse import (
     missing,
     parse_float,
     parse_int,
-    text,
     trimmed,
-    type_error,
     urns,
 )
 from hubctl.adapters.gtfs_tables import KNOWN_COLUMNS, Converted, Feed, later_repeats
@@ -40,8 +38,7 @@ def shapes(feed: Feed, table: pa.Table, where: str) -> Converted:
     for col, parse, kind in (("shape_pt_lat", parse_float, "number"),
                              ("shape_pt_lon", parse_float, "number"),
                              ("shape_pt_sequence", parse_int, "integer")):
-        values, bad = parse(text(table, col))
-        p.flag(bad, type_error(col, text(table, col), kind))
+        values, bad = p.parsed(table, col, parse, kind)
         p.flag(pc.and_(pc.is_null(values), pa.array(~bad)), missing(col))
         parsed[col] = values
     lat, lon, seq = parsed["shape_pt_lat"], parsed["shape_pt_lon"], parsed["shape_pt_sequence"]

@@ -29,7 +29,6 @@ from hubctl.adapters.gtfs_parse import (
     parse_int,
     text,
     trimmed,
-    type_error,
     urns,
 )
 from hubctl.gate import gate_for
@@ -166,20 +165,15 @@ def stops(feed: Feed, table: pa.Table, where: str) -> Converted:
     p.flag_nul(table)
     stop_id = trimmed(table, "stop_id")
     p.flag(pc.is_null(stop_id), missing("stop_id"))
-    lat, bad_lat = parse_float(text(table, "stop_lat"))
-    lon, bad_lon = parse_float(text(table, "stop_lon"))
-    p.flag(bad_lat, type_error("stop_lat", text(table, "stop_lat"), "number"))
-    p.flag(bad_lon, type_error("stop_lon", text(table, "stop_lon"), "number"))
-    kind, bad_kind = parse_int(text(table, "location_type"))
-    p.flag(bad_kind, type_error("location_type", text(table, "location_type"), "integer"))
+    lat, bad_lat = p.parsed(table, "stop_lat", parse_float, "number")
+    lon, bad_lon = p.parsed(table, "stop_lon", parse_float, "number")
+    kind, _ = p.parsed(table, "location_type", parse_int, "integer")
     kind = pc.fill_null(kind, 0)
     placed = pc.is_in(kind, value_set=pa.array([0, 1, 2], pa.int64()))
     no_point = pc.or_(pc.is_null(lat), pc.is_null(lon))
     p.flag(pc.and_(pc.and_(placed, no_point), pa.array(~(bad_lat | bad_lon))),
            missing("stop_lat/stop_lon (required for stops, stations and entrances)"))
-    wheel, bad_wheel = parse_int(text(table, "wheelchair_boarding"))
-    p.flag(bad_wheel, type_error("wheelchair_boarding", text(table, "wheelchair_boarding"),
-                                 "integer"))
+    wheel, _ = p.parsed(table, "wheelchair_boarding", parse_int, "integer")
     _repeated(p, stop_id, "stop_id", "stops.txt")
     parent = trimmed(table, "parent_station")
     feed.dangling("stops.txt", "parent_station", parent, stop_id, "stop")
@@ -200,8 +194,7 @@ def routes(feed: Feed, table: pa.Table, where: str) -> Converted:
     p.flag_nul(table)
     route_id = trimmed(table, "route_id")
     p.flag(pc.is_null(route_id), missing("route_id"))
-    route_type, bad_type = parse_int(text(table, "route_type"))
-    p.flag(bad_type, type_error("route_type", text(table, "route_type"), "integer"))
+    route_type, _ = p.parsed(table, "route_type", parse_int, "integer")
     agency_id = trimmed(table, "agency_id")
     if len(feed.agencies) == 1:
         agency_id = pc.fill_null(agency_id, feed.agencies[0])
@@ -233,13 +226,9 @@ def calendar(feed: Feed, table: pa.Table, where: str) -> Converted:
     cols = feed.base("GtfsCalendarRule", service, table, "calendar.txt")
     cols.update({"hasService": urns("GtfsService", feed.feed_id, service)})
     for day in DAYS:
-        values, bad = parse_bool(text(table, day))
-        p.flag(bad, type_error(day, text(table, day), "0 or 1"))
-        cols[day] = values
+        cols[day], _ = p.parsed(table, day, parse_bool, "0 or 1")
     for col, attr in (("start_date", "startDate"), ("end_date", "endDate")):
-        values, bad = parse_date(text(table, col))
-        p.flag(bad, type_error(col, text(table, col), "date YYYYMMDD"))
-        cols[attr] = values
+        cols[attr], _ = p.parsed(table, col, parse_date, "date YYYYMMDD")
     p.flag(pc.less(cols["endDate"], cols["startDate"]), lambda i: reason(
         "end-before-start", "end_date", value=text(table, "end_date")[i].as_py(),
         start=text(table, "start_date")[i].as_py()))
@@ -254,11 +243,9 @@ def calendar_dates(feed: Feed, table: pa.Table, where: str) -> Converted:
     service = trimmed(table, "service_id")
     feed.service_ids["calendar_dates.txt"] = service
     p.flag(pc.is_null(service), missing("service_id"))
-    day, bad_day = parse_date(text(table, "date"))
-    p.flag(bad_day, type_error("date", text(table, "date"), "date YYYYMMDD"))
+    day, bad_day = p.parsed(table, "date", parse_date, "date YYYYMMDD")
     p.flag(pc.and_(pc.is_null(day), pa.array(~bad_day)), missing("date"))
-    kind, bad_kind = parse_int(text(table, "exception_type"))
-    p.flag(bad_kind, type_error("exception_type", text(table, "exception_type"), "integer"))
+    kind, _ = p.parsed(table, "exception_type", parse_int, "integer")
     key = pc.binary_join_element_wise(service, pc.strftime(day, format="%Y%m%d"), ":")
     _repeated(p, key, "date", "calendar_dates.txt")
     cols = feed.base("GtfsCalendarDateRule", key, table, "calendar_dates.txt")
@@ -302,11 +289,8 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
     p.flag(pc.and_(pc.is_valid(route_id), pc.invert(pc.is_in(route_id, value_set=feed.routes))),
            lambda i: reason("unknown-reference", "route_id", value=route_id[i].as_py(),
                             type="GtfsRoute", where="routes.txt"))
-    direction, bad_dir = parse_int(text(table, "direction_id"))
-    p.flag(bad_dir, type_error("direction_id", text(table, "direction_id"), "0 or 1"))
-    wheel, bad_wheel = parse_int(text(table, "wheelchair_accessible"))
-    p.flag(bad_wheel, type_error("wheelchair_accessible", text(table, "wheelchair_accessible"),
-                                 "integer"))
+    direction, _ = p.parsed(table, "direction_id", parse_int, "0 or 1")
+    wheel, _ = p.parsed(table, "wheelchair_accessible", parse_int, "integer")
     shape = trimmed(table, "shape_id")
     if feed.shapes is not None:
         feed.dangling("trips.txt", "shape_id", shape, feed.shapes, "shape in shapes.txt")
@@ -338,15 +322,12 @@ def frequencies(feed: Feed, table: pa.Table, where: str) -> Converted:
                             type="GtfsTrip", where="trips.txt"))
     times = {}
     for col in ("start_time", "end_time"):
-        times[col], bad = parse_clock(text(table, col))
-        p.flag(bad, type_error(col, text(table, col), "time H:MM:SS"))
+        times[col], _ = p.parsed(table, col, parse_clock, "time H:MM:SS")
     p.flag(pc.less_equal(times["end_time"], times["start_time"]), lambda i: reason(
         "end-before-start", "end_time", value=text(table, "end_time")[i].as_py(),
         start=text(table, "start_time")[i].as_py()))
-    headway, bad_headway = parse_int(text(table, "headway_secs"))
-    p.flag(bad_headway, type_error("headway_secs", text(table, "headway_secs"), "integer"))
-    exact, bad_exact = parse_bool(text(table, "exact_times"))
-    p.flag(bad_exact, type_error("exact_times", text(table, "exact_times"), "0 or 1"))
+    headway, _ = p.parsed(table, "headway_secs", parse_int, "integer")
+    exact, _ = p.parsed(table, "exact_times", parse_bool, "0 or 1")
     key = pc.binary_join_element_wise(trip_id, pc.cast(times["start_time"], pa.string()), ":")
     _repeated(p, key, "start_time", "frequencies.txt")
     cols = feed.base("GtfsFrequency", key, table, "frequencies.txt")

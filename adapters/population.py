@@ -26,7 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Batch, ReadContext
-from hubctl.adapters.boardings import Problems, line_numbers, parse_mapping, read_csv_batches
+from hubctl.adapters.boardings import (
+    Problems,
+    line_numbers,
+    parse_hours,
+    parse_mapping,
+    read_csv_batches,
+)
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
@@ -216,7 +222,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, dataset: str, default_kind: s
     p.flag(pc.less(people, 0), lambda i: reason("negative-value", "population",
                                                 value=p.cell("population", i)))
     lon, lat, place, zone_col = _places(t, p, zones)
-    hour = _hours(t, p)
+    hour = parse_hours(t, p)
     if "kind" in t.column_names:
         raw = pc.utf8_lower(pc.utf8_trim_whitespace(t.column("kind").combine_chunks()))
         known = pc.index_in(raw, value_set=pa.array(list(KINDS)))
@@ -279,19 +285,6 @@ def _places(t: pa.Table, p: Problems, zones: dict[str, tuple[float, float]] | No
     place = pc.binary_join_element_wise(
         pc.cast(pc.round(lat, 6), pa.string()), pc.cast(pc.round(lon, 6), pa.string()), ",")
     return lon, lat, pc.fill_null(place, ""), zone
-
-
-def _hours(t: pa.Table, p: Problems) -> pa.Array:
-    if "hour" not in t.column_names:
-        return pa.nulls(t.num_rows, pa.int64())
-    hours, bad = parse_numbers(t.column("hour").combine_chunks())
-    p.flag(bad, lambda i: reason("type-error", "hour", value=p.cell("hour", i),
-                                 expected="whole hour 0-23"))
-    whole = pc.and_(pc.equal(pc.floor(hours), hours),
-                    pc.and_(pc.greater_equal(hours, 0), pc.less_equal(hours, 23)))
-    p.flag(pc.and_(pc.is_valid(hours), pc.invert(whole)), lambda i: reason(
-        "constraint-error", "hour", detail=f"{p.cell('hour', i)!r} is not a whole hour 0-23"))
-    return pc.cast(pc.if_else(whole, hours, pa.scalar(None, pa.float64())), pa.int64())
 
 
 ADAPTER = Population()

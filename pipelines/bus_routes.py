@@ -40,7 +40,7 @@ from hubctl.pipelines.transit_feed import (
     load_service,
     parse_windows,
 )
-from hubctl.pipelines.transit_geo import Grid, Projection, nearest
+from hubctl.pipelines.transit_geo import Grid, LocalProjection, nearest, projection_around, to_xy
 from hubctl.pipelines.transit_plans import (
     REMOVAL_SCHEMA,
     new_service,
@@ -166,9 +166,9 @@ def _span(dates: list[date]) -> str:
 def _analyse(ctx: PipelineContext, service: Service, net: Network, population: Population,
              boardings: Boardings) -> PipelineResult:
     p = ctx.params
-    proj = Projection.around(net.lon, net.lat)
-    stops_xy = proj.to_xy(net.lon, net.lat)
-    points_xy = proj.to_xy(population.lon, population.lat)
+    proj = projection_around(net.lon, net.lat)
+    stops_xy = to_xy(proj, net.lon, net.lat)
+    points_xy = to_xy(proj, population.lon, population.lat)
     frequent = net.day_trips_per_hour >= float(p["min_trips_per_hour"])
     cov = coverage(points_xy, population.people, stops_xy, frequent, net.stop_routes,
                    float(p["catchment_m"]))
@@ -273,8 +273,9 @@ def _stops_table(net: Network, frequent: np.ndarray, cov: Coverage, board: np.nd
         "boardings_per_day": board, "alightings_per_day": alight})
 
 
-def _uncovered_table(unc: Any, proj: Projection, frequent_xy: np.ndarray) -> pa.Table:
-    lon, lat = proj.to_lonlat(unc.centre_xy) if len(unc.col) else (np.zeros(0), np.zeros(0))
+def _uncovered_table(unc: Any, proj: LocalProjection, frequent_xy: np.ndarray) -> pa.Table:
+    xy = unc.centre_xy
+    lon, lat = proj.to_lonlat(xy[:, 0], xy[:, 1]) if len(unc.col) else (np.zeros(0), np.zeros(0))
     dist, _ = nearest(unc.centre_xy, frequent_xy)
     return pa.table({
         "cell": pa.array([f"{c}:{r}" for c, r in zip(unc.col.tolist(), unc.row.tolist(),

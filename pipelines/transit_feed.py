@@ -16,13 +16,15 @@ from datetime import date, timedelta
 import pyarrow as pa
 
 from hubctl.errors import InputError, UsageError
+from hubctl.geo import EARTH_RADIUS_M
 from hubctl.pipeline import PipelineContext
 
 __all__ = ["Service", "as_dates", "busiest_date", "choose_feed", "load_service", "parse_windows",
            "service_days_sql"]
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_HAVERSINE = ("2 * 6371008.8 * asin(sqrt(pow(sin(radians({lat2} - {lat1}) / 2), 2) + "
+_HAVERSINE = (f"2 * {EARTH_RADIUS_M!r} * "
+              "asin(sqrt(pow(sin(radians({lat2} - {lat1}) / 2), 2) + "
               "cos(radians({lat1})) * cos(radians({lat2})) * "
               "pow(sin(radians({lon2} - {lon1}) / 2), 2)))")
 _TEMP = ("__br_days", "__br_trips", "__br_st", "__br_tripsum", "__br_tripdays")

@@ -8,7 +8,6 @@ Everything is vectorised over numpy. The projection is equirectangular around th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,43 +16,32 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from hubctl.geo import EARTH_RADIUS_M, haversine_m
+from hubctl.pipelines.geo import LocalProjection
 
 __all__ = [
     "EARTH_RADIUS_M",
     "Grid",
-    "Projection",
+    "LocalProjection",
     "catchment_pairs",
     "cluster_cells",
     "haversine_m",
     "nearest",
+    "projection_around",
+    "to_xy",
 ]
 
-@dataclass(frozen=True)
-class Projection:
-    """Equirectangular projection to metres around (lon0, lat0)."""
+def projection_around(lon: np.ndarray, lat: np.ndarray) -> LocalProjection:
+    """pipelines/geo.py's projection centred on the middle of the points' bounding box, not
+    snapped (so grid cells keep their anchor); (0, 0) when there is no point."""
+    if len(lon) == 0:
+        return LocalProjection(0.0, 0.0)
+    return LocalProjection(float((np.min(lon) + np.max(lon)) / 2),
+                           float((np.min(lat) + np.max(lat)) / 2))
 
-    lon0: float
-    lat0: float
 
-    @classmethod
-    def around(cls, lon: np.ndarray, lat: np.ndarray) -> Projection:
-        """A projection centred on the middle of the points' bounding box."""
-        if len(lon) == 0:
-            return cls(0.0, 0.0)
-        return cls(float((np.min(lon) + np.max(lon)) / 2), float((np.min(lat) + np.max(lat)) / 2))
-
-    def to_xy(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        """An (n, 2) array of metres east and north of the centre."""
-        k = EARTH_RADIUS_M * math.pi / 180
-        x = (np.asarray(lon, float) - self.lon0) * k * math.cos(math.radians(self.lat0))
-        y = (np.asarray(lat, float) - self.lat0) * k
-        return np.column_stack([x, y])
-
-    def to_lonlat(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Longitudes and latitudes of projected points."""
-        k = EARTH_RADIUS_M * math.pi / 180
-        lon = xy[:, 0] / (k * math.cos(math.radians(self.lat0))) + self.lon0
-        return lon, xy[:, 1] / k + self.lat0
+def to_xy(proj: LocalProjection, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """An (n, 2) array of metres east and north of the projection's centre."""
+    return np.column_stack(proj.to_xy(lon, lat))
 
 
 def catchment_pairs(points: np.ndarray, stops: np.ndarray,

@@ -14,7 +14,13 @@ import numpy as np
 import pyarrow as pa
 
 from hubctl.pipelines.transit_coverage import Coverage
-from hubctl.pipelines.transit_geo import Grid, Projection, catchment_pairs, cluster_cells, nearest
+from hubctl.pipelines.transit_geo import (
+    Grid,
+    LocalProjection,
+    catchment_pairs,
+    cluster_cells,
+    nearest,
+)
 
 __all__ = ["REMOVAL_SCHEMA", "Pattern", "Segments", "Uncovered", "new_service", "redundancy_of",
            "removals", "shortenings", "uncovered_cells"]
@@ -47,7 +53,7 @@ def uncovered_cells(xy: np.ndarray, people: np.ndarray, covered: np.ndarray,
     return Uncovered(uniq[:, 0], uniq[:, 1], total, count, grid.centres(uniq[:, 0], uniq[:, 1]))
 
 
-def new_service(unc: Uncovered, proj: Projection, points_xy: np.ndarray, people: np.ndarray,
+def new_service(unc: Uncovered, proj: LocalProjection, points_xy: np.ndarray, people: np.ndarray,
                 covered: np.ndarray, stops_xy: np.ndarray, stop_ids: list[str],
                 stop_best_route: list[str | None], route_names: dict[str, str], radius: float,
                 min_people: float, extend_within_m: float, limit: int) -> pa.Table:
@@ -78,7 +84,8 @@ def new_service(unc: Uncovered, proj: Projection, points_xy: np.ndarray, people:
         else np.zeros((0, 2))
     reach = np.where(use_mean, reach_mean, reach)
     dist, idx = nearest(centre, stops_xy)
-    lon, lat = proj.to_lonlat(centre) if len(centre) else (np.zeros(0), np.zeros(0))
+    lon, lat = (proj.to_lonlat(centre[:, 0], centre[:, 1]) if len(centre)
+                else (np.zeros(0), np.zeros(0)))
     rows = []
     for k, label in enumerate(order):
         j = int(idx[k])
