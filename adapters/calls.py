@@ -36,6 +36,7 @@ from hubctl.adapters.places import (
     extra_json,
     json_text,
     open_text_csv,
+    parse_map,
     unescape_html,
     urn_ids,
 )
@@ -132,22 +133,6 @@ def detect_profile(header: Sequence[str]) -> Profile | None:
     return next((p for p in PROFILES.values() if p.matches(header)), None)
 
 
-def _parse_map(items: Sequence[str]) -> dict[str, str]:
-    """``column=field`` items as field -> column; UsageError on an unknown field."""
-    out: dict[str, str] = {}
-    for item in items:
-        column, sep, field = item.rpartition("=")
-        column, field = column.strip(), field.strip()
-        if not sep or not column or not field:
-            raise UsageError(f"--map {item!r}: write column=field",
-                             hint="for example --map 'Call Time=dateIssued'")
-        if field not in FIELDS:
-            raise UsageError(f"--map {item!r}: {field!r} is not a call field",
-                             hint="fields: " + ", ".join(FIELDS))
-        out[field] = column
-    return out
-
-
 @dataclass(frozen=True)
 class Layout:
     """How one file is read: field -> column, zone, source names, the profile used."""
@@ -162,7 +147,7 @@ class Layout:
 def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -> Layout:
     """Pick the profile (given or detected), apply ``--map``, check the columns exist."""
     name = options.get("profile")
-    overrides = _parse_map(options.get("map") or ())
+    overrides = parse_map(options.get("map") or (), FIELDS, "call")
     profile = PROFILES[name] if name else detect_profile(header)
     if profile is None and not overrides:
         raise InputError(

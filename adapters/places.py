@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,7 +32,7 @@ from hubctl.ngsild import entity_id
 from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
-           "json_text", "open_text_csv", "unescape_html", "urn_ids"]
+           "json_text", "open_text_csv", "parse_map", "unescape_html", "urn_ids"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
@@ -170,15 +170,26 @@ def coordinates(text: pa.Array | None, lon_text: pa.Array | None, lat_text: pa.A
 
 # ---------------------------------------------------------------- the adapter
 
-def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
-    """field -> column: the --map items first, then the recognised header names."""
+def parse_map(items: Sequence[str], fields: Iterable[str], what: str) -> dict[str, str]:
+    """``--map column=field`` items as field -> column; UsageError on an unknown ``what`` field."""
+    known = list(fields)
     out: dict[str, str] = {}
     for item in items:
         column, sep, field = item.rpartition("=")
-        if not sep or field.strip() not in FIELDS:
-            raise UsageError(f"--map {item!r}: write column=field with a field among "
-                             f"{', '.join(FIELDS)}")
-        out[field.strip()] = column.strip()
+        column, field = column.strip(), field.strip()
+        if not sep or not column or not field:
+            raise UsageError(f"--map {item!r}: write column=field",
+                             hint=f"for example --map 'Some Column={known[0]}'")
+        if field not in known:
+            raise UsageError(f"--map {item!r}: {field!r} is not a {what} field",
+                             hint="fields: " + ", ".join(known))
+        out[field] = column
+    return out
+
+
+def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
+    """field -> column: the --map items first, then the recognised header names."""
+    out = parse_map(items, FIELDS, "place")
     lower = {h.strip().lower(): h for h in header}
     for field, names in FIELDS.items():
         if field not in out:

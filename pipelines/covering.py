@@ -191,10 +191,9 @@ def _top_sum(gains: np.ndarray, is_open: np.ndarray, m: int) -> float:
 
 
 def greedy_cover(cover: sp.csr_matrix, weight: np.ndarray, k: int, *,
-                 fixed: Sequence[int] = (), time_limit: float = 30.0) -> CoverSolution:
+                 fixed: Sequence[int] = ()) -> CoverSolution:
     """Greedy maximal covering (fixed sites first, then the largest marginal gain, ties to the
-    lowest index); ``gap`` is measured against the submodularity upper bound. ``time_limit`` is
-    accepted for symmetry with :func:`max_cover` (the greedy is fast)."""
+    lowest index); ``gap`` is measured against the submodularity upper bound."""
     start = time.perf_counter()
     p = _prepare(cover, weight, k, fixed)
     chosen, value, bound = _greedy(p)

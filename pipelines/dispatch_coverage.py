@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import coverage_of, max_cover
@@ -40,7 +41,6 @@ from hubctl.pipelines.roads import (
 
 __all__ = ["PIPELINE", "DispatchCoverage"]
 
-KINDS = ("fire-station", "ambulance-station", "police-station", "patrol-point", "cctv")
 BANDS_SCHEMA = pa.schema([
     ("band", pa.string()), ("start_hour", pa.int64()), ("end_hour", pa.int64()),
     ("speed_factor", pa.float64()), ("calls", pa.int64()), ("calls_covered", pa.int64()),

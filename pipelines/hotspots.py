@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from scipy.special import ndtr
 
@@ -31,7 +32,6 @@ __all__ = ["MAX_CELLS", "Bands", "GridCounts", "gi_star", "grid_counts", "hotspo
            "local_hours", "neighbour_weights", "parse_bands"]
 
 MAX_CELLS = 4_000_000  # cells in the study area's bounding box; beyond, use larger cells
-_US_PER_HOUR = 3_600_000_000
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,9 @@ def parse_bands(items: Sequence[str]) -> Bands:
 
 
 def local_hours(utc_us: np.ndarray, zone: ZoneInfo) -> np.ndarray:
-    """Local hour of day (0..23) of UTC instants in microseconds, per distinct UTC hour."""
-    hours = np.floor_divide(np.asarray(utc_us, dtype=np.int64), _US_PER_HOUR)
-    if hours.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    uniq, inverse = np.unique(hours, return_inverse=True)
-    local = np.array([datetime.fromtimestamp(int(h) * 3600, tz=UTC).astimezone(zone).hour
-                      for h in uniq], dtype=np.int64)
-    return np.asarray(local[inverse.reshape(-1)])
+    """Local hour of day (0..23) of UTC instants in microseconds."""
+    instants = pa.array(np.asarray(utc_us, dtype=np.int64), pa.timestamp("us", tz=str(zone)))
+    return np.asarray(pc.hour(instants).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 @dataclass(frozen=True)

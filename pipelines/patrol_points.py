@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import CoverSolution, max_cover
@@ -44,7 +45,6 @@ from hubctl.pipelines.hotspots import (
 
 __all__ = ["PIPELINE", "PatrolPoints"]
 
-KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
 _CALLS_SQL = """
 SELECT epoch_us(dateIssued) AS t, lon, lat FROM Alert_latest
 WHERE dateIssued IS NOT NULL AND (? = 'any' OR category = ?)

@@ -107,6 +107,12 @@ def test_local_hours_follow_daylight_saving() -> None:
     assert local_hours(us, la).tolist() == [1, 3, 17]
 
 
+def test_local_hours_in_a_half_hour_zone() -> None:
+    # 10:45 UTC is 16:15 in Kolkata (+05:30): flooring to the UTC hour first would give 15
+    us = np.array([int(datetime(2024, 1, 1, 10, 45, tzinfo=UTC).timestamp()) * 1_000_000])
+    assert local_hours(us, ZoneInfo("Asia/Kolkata")).tolist() == [16]
+
+
 def test_geo_helpers() -> None:
     proj = projection_for(np.array([-122.31, -122.23]), np.array([37.84, 37.91]))
     assert (proj.lon0, proj.lat0) == (-122.25, 37.9)

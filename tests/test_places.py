@@ -82,6 +82,9 @@ def test_missing_coordinates_and_bad_kind_are_clear_errors(tmp_path: Path) -> No
     bad.write_text('{"type": "Feature"}', encoding="utf-8")
     result = hub(tmp_path / "lake", "ingest", "places", str(bad), "--kind", "cctv")
     assert result.exit_code != 0 and "FeatureCollection" in result.output
+    result = hub(tmp_path / "lake", "ingest", "places", str(data), "--kind", "cctv",
+                 "--map", "addr=where")
+    assert result.exit_code == 2 and "'where' is not a place field" in result.output
 
 
 def test_cp949_police_station_list(tmp_path: Path) -> None:
