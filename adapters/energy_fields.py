@@ -5,8 +5,9 @@ file, a sites file). Everything is vectorised over Arrow arrays.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
@@ -18,10 +19,11 @@ import pyarrow.compute as pc
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import open_csv
 from hubctl.errors import InputError, UsageError
+from hubctl.rejects import Reason
 from hubctl.types import TIMESTAMP
 
-__all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "fold", "parse_map", "parse_times",
-           "read_places", "resolve_columns", "text_column", "urns"]
+__all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "flag_rows", "fold", "parse_map",
+           "parse_times", "raw_row", "read_places", "resolve_columns", "text_column", "urns"]
 
 # Energy unit spellings (folded to lower case, no spaces) -> factor to kWh.
 ENERGY_TO_KWH: dict[str, float] = {
@@ -241,3 +243,19 @@ def urns(type_name: str, local: pa.Array) -> pa.Array:
         x = local[int(i)].as_py()
         out[int(i)] = entity_id(type_name, x) if x is not None else None
     return pa.array(out, pa.string())
+
+
+def flag_rows(problems: dict[int, list[Reason]], mask: pa.Array,
+              make: Callable[[int], Reason]) -> None:
+    """Add ``make(i)`` to the problems of every row ``i`` where ``mask`` is true."""
+    filled = pc.fill_null(mask, False)
+    if filled.true_count == 0:
+        return
+    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
+        problems.setdefault(int(i), []).append(make(int(i)))
+
+
+def raw_row(batch: pa.RecordBatch, i: int) -> str:
+    """Row ``i`` of a text batch as JSON, for a reject's raw record."""
+    return json.dumps({c: batch.column(c)[i].as_py() for c in batch.schema.names},
+                      ensure_ascii=False)

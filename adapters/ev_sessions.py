@@ -14,7 +14,6 @@ from ``--sites FILE`` (site, lat, lon).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,11 @@ import pyarrow.compute as pc
 from hubctl.adapter import Batch, ReadContext
 from hubctl.adapters.energy_fields import (
     Places,
+    flag_rows,
+    fold,
     parse_map,
     parse_times,
+    raw_row,
     read_places,
     resolve_columns,
     text_column,
@@ -204,8 +206,6 @@ def _split_date_time(cols: dict[str, str]) -> None:
     """Where a layout has both a start column and a start date column, decide which is which:
     a "Start Date Time" column is the whole timestamp; a "Start Time" beside a "Start Date" is
     the time of day. The same for the end."""
-    from hubctl.adapters.energy_fields import fold
-
     for which in ("start", "end"):
         day, clock = f"{which}_date", f"{which}_time"
         if which not in cols or day not in cols:
@@ -220,8 +220,6 @@ def _split_date_time(cols: dict[str, str]) -> None:
 def _profile(name: str | None, header: Sequence[str]) -> Profile:
     if name:
         return PROFILES[name]
-    from hubctl.adapters.energy_fields import fold
-
     folded = {fold(h) for h in header}
     for profile in PROFILES.values():
         if profile.detect and all(d in folded for d in profile.detect):
@@ -324,30 +322,30 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int) -> Batch:
     cost, bad_cost = _numbers(batch, cols.get("cost"), n)
     cp = _trimmed(batch, cols["charge_point"])
     problems: dict[int, list[Reason]] = {}
-    _flag(problems, blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
-    _flag(problems, bad_start, lambda i: reason("bad-timestamp", start_field,
-                                                value=start_text[i].as_py()))
-    _flag(problems, pc.and_(pc.is_null(start), pc.invert(bad_start)),
-          lambda i: reason("missing-required", start_field))
+    flag_rows(problems, blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
+    flag_rows(problems, bad_start, lambda i: reason("bad-timestamp", start_field,
+                                                    value=start_text[i].as_py()))
+    flag_rows(problems, pc.and_(pc.is_null(start), pc.invert(bad_start)),
+              lambda i: reason("missing-required", start_field))
     if end_text is not None:
-        _flag(problems, bad_end, lambda i: reason("bad-timestamp", end_field,
-                                                  value=end_text[i].as_py()))
+        flag_rows(problems, bad_end, lambda i: reason("bad-timestamp", end_field,
+                                                      value=end_text[i].as_py()))
     for bad, name in ((bad_total, "duration"), (bad_charging, "charging_duration")):
         if bad is not None:
-            _flag(problems, bad, lambda i, c=cols[name]: reason(
+            flag_rows(problems, bad, lambda i, c=cols[name]: reason(
                 "type-error", c, value=batch.column(c)[i].as_py(), expected="hh:mm:ss"))
-    _flag(problems, bad_energy, lambda i: reason(
+    flag_rows(problems, bad_energy, lambda i: reason(
         "type-error", cols["energy"], value=batch.column(cols["energy"])[i].as_py(),
         expected="number"))
-    _flag(problems, bad_cost, lambda i: reason(
+    flag_rows(problems, bad_cost, lambda i: reason(
         "type-error", cols["cost"], value=batch.column(cols["cost"])[i].as_py(),
         expected="number"))
-    _flag(problems, pc.less(end, start), lambda i: reason(
+    flag_rows(problems, pc.less(end, start), lambda i: reason(
         "end-before-start", end_field, value=end[i].as_py().isoformat(),
         start=start[i].as_py().isoformat()))
-    _flag(problems, pc.less(energy, 0), lambda i: reason(
+    flag_rows(problems, pc.less(energy, 0), lambda i: reason(
         "negative-value", cols.get("energy", "energy"), value=energy[i].as_py()))
-    rejects = [Reject(SESSION, _raw(batch, i), rs, file=str(plan.path),
+    rejects = [Reject(SESSION, raw_row(batch, i), rs, file=str(plan.path),
                       record=f"line {first_row + i}") for i, rs in sorted(problems.items())]
     keep = np.ones(n, dtype=bool)
     keep[list(problems)] = False
@@ -469,19 +467,6 @@ def _numbers(batch: pa.RecordBatch, column: str | None, n: int) -> tuple[pa.Arra
         return pa.nulls(n, pa.float64()), pa.repeat(pa.scalar(False), n)
     text = pc.replace_substring_regex(text_column(batch, column), r"^\s*[£$€₩]", "")
     return parse_numbers(text)
-
-
-def _flag(problems: dict[int, list[Reason]], mask: pa.Array, make: Any) -> None:
-    filled = pc.fill_null(mask, False)
-    if filled.true_count == 0:
-        return
-    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
-        problems.setdefault(int(i), []).append(make(int(i)))
-
-
-def _raw(batch: pa.RecordBatch, i: int) -> str:
-    return json.dumps({c: batch.column(c)[i].as_py() for c in batch.schema.names},
-                      ensure_ascii=False)
 
 
 ADAPTER = EVSessions()

@@ -232,8 +232,9 @@ def _reading_type(el: ET.Element, ref: str) -> ReadingType:
 
 
 def _block(el: ET.Element) -> list[tuple[Any, ...]]:
-    """(start, duration, value text, cost text, has timePeriod) of each IntervalReading of a
-    block; a reading without a timePeriod follows the one before it (or the block's start)."""
+    """(start, duration, value text, cost text, start text, duration text) of each
+    IntervalReading of a block; a reading without a timePeriod follows the one before it (or
+    the block's start)."""
     interval = _child(el, "interval")
     block_start = _int(_text(interval, "start"))
     out: list[tuple[Any, ...]] = []
@@ -243,17 +244,12 @@ def _block(el: ET.Element) -> list[tuple[Any, ...]]:
         start_text = duration_text = value = cost = None
         period = False
         for child in reading:
-            tag = child.tag.rsplit("}", 1)[-1]
+            tag = _local(child.tag)
             if tag == "value":
                 value = (child.text or "").strip()
             elif tag == "timePeriod":
                 period = True
-                for part in child:
-                    name = part.tag.rsplit("}", 1)[-1]
-                    if name == "start":
-                        start_text = (part.text or "").strip()
-                    elif name == "duration":
-                        duration_text = (part.text or "").strip()
+                start_text, duration_text = _text(child, "start"), _text(child, "duration")
             elif tag == "cost":
                 cost = (child.text or "").strip()
         start = _int(start_text)

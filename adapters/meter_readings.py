@@ -10,7 +10,6 @@ Everything is vectorised over Arrow record batches: Python only touches rejected
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,10 @@ from hubctl.adapter import Batch, ReadContext
 from hubctl.adapters.energy_fields import (
     Places,
     energy_factors,
+    flag_rows,
     parse_map,
     parse_times,
+    raw_row,
     read_places,
     resolve_columns,
     text_column,
@@ -129,7 +130,7 @@ class MeterReadings:
             plan = _Plan(path, cols, unit, options.get("timezone") or "UTC",
                          options.get("date_format"), options.get("interval"),
                          options.get("timestamp_at") == "end", places)
-            yield from _read_file(plan, ctx)
+            yield from _read_file(plan, header, ctx)
 
 
 def _header(path: Path) -> list[str]:
@@ -167,8 +168,7 @@ def _open(path: Path, header: list[str], batch_rows: int,
             quoted_strings_can_be_null=False))
 
 
-def _read_file(plan: _Plan, ctx: ReadContext) -> Iterator[Batch]:
-    header = _header(plan.path)
+def _read_file(plan: _Plan, header: list[str], ctx: ReadContext) -> Iterator[Batch]:
     invalid: list[tuple[int, str]] = []
     reader = _open(plan.path, header, ctx.batch_rows, invalid)
     first_row = 2
@@ -240,26 +240,26 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int, ctx: ReadContex
         ts = pc.subtract(ts, pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
     problems: dict[int, list[Reason]] = {}
     col = plan.cols
-    _flag(problems, pc.equal(pc.utf8_length(meter), 0),
-          lambda i: reason("missing-required", col["meter"]))
-    _flag(problems, bad_ts, lambda i: reason("bad-timestamp", ts_field, value=_raw_ts(
+    flag_rows(problems, pc.equal(pc.utf8_length(meter), 0),
+              lambda i: reason("missing-required", col["meter"]))
+    flag_rows(problems, bad_ts, lambda i: reason("bad-timestamp", ts_field, value=_raw_ts(
         plan, batch, i)))
-    _flag(problems, pc.and_(pc.is_null(ts), pc.invert(bad_ts)),
-          lambda i: reason("missing-required", ts_field))
-    _flag(problems, bad_value, lambda i: reason("type-error", col["value"], value=_cell(
+    flag_rows(problems, pc.and_(pc.is_null(ts), pc.invert(bad_ts)),
+              lambda i: reason("missing-required", ts_field))
+    flag_rows(problems, bad_value, lambda i: reason("type-error", col["value"], value=_cell(
         batch, col["value"], i), expected="number"))
-    _flag(problems, pc.and_(pc.is_null(value), pc.invert(bad_value)),
-          lambda i: reason("missing-required", col["value"]))
-    _flag(problems, pc.is_null(factor), lambda i: reason(
+    flag_rows(problems, pc.and_(pc.is_null(value), pc.invert(bad_value)),
+              lambda i: reason("missing-required", col["value"]))
+    flag_rows(problems, pc.is_null(factor), lambda i: reason(
         "unknown-unit", col.get("unit", "unit"), unit=_cell(batch, col["unit"], i),
         canonical="kWh"))
-    _flag(problems, pc.less(kwh, 0), lambda i: reason(
+    flag_rows(problems, pc.less(kwh, 0), lambda i: reason(
         "negative-value", col["value"], value=kwh[i].as_py()))
     if bad_duration is not None:
-        _flag(problems, bad_duration, lambda i: reason(
+        flag_rows(problems, bad_duration, lambda i: reason(
             "type-error", col["duration"], value=_cell(batch, col["duration"], i),
             expected="whole number of seconds > 0"))
-    rejects = [Reject(TYPE, _raw(batch, i), rs, file=str(plan.path),
+    rejects = [Reject(TYPE, raw_row(batch, i), rs, file=str(plan.path),
                       record=f"line {first_row + i}") for i, rs in sorted(problems.items())]
     keep = None
     if problems:
@@ -343,14 +343,6 @@ def _infer_interval(plan: _Plan, meter: pa.Array, ts: pa.Array) -> int:
     return max(1, int(values[np.argmax(counts)] // 1_000_000))
 
 
-def _flag(problems: dict[int, list[Reason]], mask: pa.Array, make: Any) -> None:
-    filled = pc.fill_null(mask, False)
-    if filled.true_count == 0:
-        return
-    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
-        problems.setdefault(int(i), []).append(make(int(i)))
-
-
 def _cell(batch: pa.RecordBatch, column: str, i: int) -> Any:
     return batch.column(column)[i].as_py()
 
@@ -359,11 +351,6 @@ def _raw_ts(plan: _Plan, batch: pa.RecordBatch, i: int) -> str:
     if "timestamp" in plan.cols:
         return str(_cell(batch, plan.cols["timestamp"], i))
     return f"{_cell(batch, plan.cols['date'], i)} {_cell(batch, plan.cols['time'], i)}"
-
-
-def _raw(batch: pa.RecordBatch, i: int) -> str:
-    return json.dumps({c: batch.column(c)[i].as_py() for c in batch.schema.names},
-                      ensure_ascii=False)
 
 
 ADAPTER = MeterReadings()

@@ -108,7 +108,7 @@ def _meters(ctx: PipelineContext, tz: str, tables: dict[str, pa.Table]) -> dict[
     daily, monthly = energy_meters.meter_tables(ctx, tz, peak, q)
     tables["meter_daily"], tables["meter_monthly"] = daily, monthly
     tables["meters"] = energy_meters.meters_summary(ctx)
-    tables["site_daily"], tables["site_monthly"] = energy_meters.site_tables(ctx, tz, peak, q)
+    tables["site_daily"], tables["site_monthly"] = energy_meters.site_tables(ctx, q)
     found = energy_meters.anomalies(ctx, float(p["anomaly_z"]), int(p["anomaly_min_days"]))
     tables["anomalies"] = found
     totals = energy_meters.totals(ctx)

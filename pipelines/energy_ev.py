@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 from hubctl.pipeline import PipelineContext
+from hubctl.pipelines.energy_meters import NO_SITE
 
 __all__ = ["drop_temp", "ev_tables", "ev_totals"]
 
 _CP = "urn:ngsi-ld:EVChargingStation:"
-NO_SITE = "(unassigned)"
 
 
 def _sessions(tz: str) -> str:
@@ -128,16 +128,16 @@ def ev_tables(ctx: PipelineContext, tz: str) -> dict[str, pa.Table]:
                    / nullif(sum(epoch(en - st)) FILTER (WHERE ce IS NOT NULL
                                                          AND status = 'closed'), 0)
                    AS idle_share
-        FROM __ev_s s {join} GROUP BY {key}"""
+        FROM __ev_s s GROUP BY {key}"""
     hours = "(SELECT epoch(w1 - w0) / 3600.0 FROM __ev_window)"
     points = ctx.sql(f"""
-        WITH p AS ({per.format(key="s.cp", name="charge_point", join="",
+        WITH p AS ({per.format(key="s.cp", name="charge_point",
                                extra="min(s.site) AS site,")})
         SELECT p.*, c.connectors, c.connectors * {hours} AS available_hours,
                p.occupied_hours / nullif(c.connectors * {hours}, 0) AS utilisation
         FROM p JOIN __ev_cp c ON c.cp = p.charge_point ORDER BY p.charge_point""")
     sites = ctx.sql(f"""
-        WITH p AS ({per.format(key="s.site", name="site", join="",
+        WITH p AS ({per.format(key="s.site", name="site",
                                extra="count(DISTINCT s.cp)::BIGINT AS charge_points,")}),
         c AS (SELECT s.site, sum(c.connectors) AS connectors
               FROM (SELECT DISTINCT cp, site FROM __ev_s) s JOIN __ev_cp c USING (cp)

@@ -80,6 +80,14 @@ def _readings() -> str:
           AND r.intervalLength > 0"""
 
 
+# The aggregates a meter's daily and monthly rows share (over ``_readings()``).
+_CONSUMPTION = """sum(kwh) AS kwh,
+                     sum(kwh) FILTER (WHERE secs <= 3600 AND peak) AS peak_kwh,
+                     sum(kwh) FILTER (WHERE secs <= 3600 AND NOT peak) AS offpeak_kwh,
+                     count(*)::BIGINT AS readings, sum(secs) / 3600.0 AS hours,
+                     max(kw) AS peak_kw"""
+
+
 def _meter(column: str = "id") -> str:
     return f"url_decode(replace({column}, '{_PREFIX}', ''))"
 
@@ -90,20 +98,13 @@ def meter_tables(ctx: PipelineContext, tz: str, peak: str,
     prepare_local_time(ctx, tz, peak)
     daily = ctx.sql(f"""
         WITH r AS ({_readings()}),
-        g AS (SELECT id, min(site) AS site, day, sum(kwh) AS kwh,
-                     sum(kwh) FILTER (WHERE secs <= 3600 AND peak) AS peak_kwh,
-                     sum(kwh) FILTER (WHERE secs <= 3600 AND NOT peak) AS offpeak_kwh,
-                     count(*)::BIGINT AS readings, sum(secs) / 3600.0 AS hours,
-                     max(kw) AS peak_kw
+        g AS (SELECT id, min(site) AS site, day, {_CONSUMPTION}
               FROM r GROUP BY id, day)
         SELECT {_meter()} AS meter, * EXCLUDE (id) FROM g ORDER BY meter, day""")
     monthly = ctx.sql(f"""
         WITH r AS ({_readings()}),
-        g AS (SELECT id, min(site) AS site, month, sum(kwh) AS kwh,
-                     sum(kwh) FILTER (WHERE secs <= 3600 AND peak) AS peak_kwh,
-                     sum(kwh) FILTER (WHERE secs <= 3600 AND NOT peak) AS offpeak_kwh,
-                     count(*)::BIGINT AS readings, sum(secs) / 3600.0 AS hours,
-                     max(kw) AS peak_kw, sum(kwh) / (sum(secs) / 3600.0) AS mean_kw,
+        g AS (SELECT id, min(site) AS site, month, {_CONSUMPTION},
+                     sum(kwh) / (sum(secs) / 3600.0) AS mean_kw,
                      quantile_cont(kw, {quantile}) AS base_load_kw
               FROM r GROUP BY id, month)
         SELECT {_meter()} AS meter, * EXCLUDE (id) FROM g ORDER BY meter, month""")
@@ -135,8 +136,7 @@ def meters_summary(ctx: PipelineContext) -> pa.Table:
         FROM __energy_meter_monthly GROUP BY meter ORDER BY meter""")
 
 
-def site_tables(ctx: PipelineContext, tz: str, peak: str,
-                quantile: float) -> tuple[pa.Table, pa.Table]:
+def site_tables(ctx: PipelineContext, quantile: float) -> tuple[pa.Table, pa.Table]:
     """(site_daily, site_monthly): the summed load of each site's meters."""
     daily = ctx.sql("""
         SELECT site, day, count(*)::BIGINT AS meters, sum(kwh) AS kwh,
