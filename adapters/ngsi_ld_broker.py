@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from hubctl.adapter import Batch, ReadContext
 from hubctl.adapters.ngsi_ld import _assumed_type, _FileReader
 from hubctl.errors import UsageError
 from hubctl.ledger import Cursor
+from hubctl.ngsild import parse_time
 from hubctl.pull import (
     CURSOR_KEY,
     HttpClient,
@@ -70,11 +71,7 @@ def _instant(text: Any) -> datetime | str | None:
     """An observedAt as aware UTC (naive read as UTC), the text itself if unparseable."""
     if not isinstance(text, str):
         return None
-    try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return text
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return parse_time(text) or text
 
 
 def explode(entity: Any) -> list[Any]:

@@ -30,6 +30,7 @@ import click
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import HubError, UsageError
 from hubctl.ledger import Cursor
+from hubctl.ngsild import parse_time
 
 __all__ = ["CURSOR_KEY", "STOP", "HttpClient", "PullError", "PullSettings", "Pulling", "Response",
            "format_cursor", "newest", "parse_cursor", "pull_params", "settings_from",
@@ -189,12 +190,11 @@ def parse_cursor(text: str | None) -> datetime | None:
     """The time a cursor holds (ISO 8601), as aware UTC; None for no cursor."""
     if not text:
         return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    value = parse_time(text)
+    if value is None:
         raise HubError(f"the ledger holds a cursor that is not a time: {text!r}",
-                       hint="pass --since to start from a given time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+                       hint="pass --since to start from a given time")
+    return value
 
 
 def format_cursor(value: datetime) -> str:

@@ -207,6 +207,15 @@ def ledger(lake: Path) -> dict[str, int]:
     return {k: int(v or 0) for k, v in rows[0].items()}
 
 
+def wait_first_commit(lake: Path, timeout: float = 30) -> bool:
+    """Wait until the first batch is committed (its ledger row exists); True when it is."""
+    first_ledger_row = lake / "_runs" / "_delta_log" / f"{1:020d}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not first_ledger_row.exists():
+        time.sleep(0.02)
+    return first_ledger_row.exists()
+
+
 def wait_count(lake: Path, n: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     found = 0
@@ -312,13 +321,10 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(
     publisher = threading.Thread(target=publish, args=(broker, "/json/k1/d1/attrs",
                                                        measures(0, total)))
     publisher.start()
-    first_ledger_row = lake / "_runs" / "_delta_log" / f"{1:020d}.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not first_ledger_row.exists():
-        time.sleep(0.02)
+    first_commit = wait_first_commit(lake)
     listener.kill()  # mid-stream: some batches committed, some held, some not yet received
     publisher.join()
-    assert first_ledger_row.exists()
+    assert first_commit
     assert lake_count(lake) < total
     listener = Listener(config)
     assert wait_count(lake, total) == total

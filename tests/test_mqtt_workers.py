@@ -33,6 +33,7 @@ from tests.test_mqtt import (
     paho_client,
     publish,
     wait_count,
+    wait_first_commit,
     write_hub,
 )
 
@@ -113,12 +114,10 @@ def test_kill_9_of_one_worker_mid_stream_it_is_restarted_and_nothing_is_lost_or_
     publisher = threading.Thread(target=publish, args=(broker, "/json/k1/d1/attrs",
                                                        measures(0, total)))
     publisher.start()
-    first_ledger_row = lake / "_runs" / "_delta_log" / f"{1:020d}.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not first_ledger_row.exists():
-        time.sleep(0.02)
+    first_commit = wait_first_commit(lake)
     os.kill(pids[1], signal.SIGKILL)  # mid-stream: held and unacknowledged messages with it
     publisher.join()
+    assert first_commit
     listener.wait_for("worker 1 was killed by signal 9")
     listener.wait_for("worker 1 restarted")
     listener.wait_for("subscribed", count=3)

@@ -207,3 +207,23 @@ def test_a_finished_child_is_logged_with_its_counts_or_its_error() -> None:
                                          "  hint: the server is failing", 2.0)
     assert event == "run-failed" and fields["exit_code"] == 1
     assert fields["error"] == "http://x/y: HTTP 500 after 5 attempt(s)"
+
+
+def test_a_child_that_found_the_lock_held_is_logged_as_skipped(tmp_path: Path) -> None:
+    import io
+
+    from hubctl.config import Config
+    from hubctl.errors import EXIT_LOCKED
+    from hubctl.schedule import Scheduler, _Child
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    lake = Lake(tmp_path / "lake")
+    scheduler = Scheduler(Config(lake.root, None, {}), lake, {},
+                          lambda event, **fields: events.append((event, fields)))
+    proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_LOCKED})"])
+    proc.wait(timeout=30)
+    scheduler._running["a"] = _Child("a", None, proc, io.BytesIO(), io.BytesIO())
+    scheduler._reap()
+    assert not scheduler._running
+    assert [(e, f["source"], f["reason"], f["exit_code"]) for e, f in events] == [
+        ("run-skipped", "a", "locked", 75)]

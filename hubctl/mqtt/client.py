@@ -279,6 +279,27 @@ class SourceListener:
         self.client.loop_stop()
 
 
+def _varint(buf: bytes, at: int, end: int) -> tuple[int, int, int]:
+    """The MQTT variable byte integer at ``buf[at:end]``: ``(value, position after it, bits
+    read)``, the position -1 when it runs past ``end``."""
+    value, shift = 0, 0
+    while at < end:
+        byte = buf[at]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+        if byte < 0x80:
+            return value, at, shift
+    return value, -1, shift
+
+
+def _in_packet(command: int, length: int, body: bytes) -> Any:
+    """paho's incoming-packet state for a whole packet read (``command`` 0: none)."""
+    return {"command": command, "have_remaining": 1 if command else 0, "remaining_count": [],
+            "remaining_mult": 1, "remaining_length": length, "packet": bytearray(body),
+            "to_process": 0, "pos": 0}
+
+
 def _client_class() -> Any:
     """paho's Client with a bulk reader for incoming packets.
 
@@ -322,15 +343,8 @@ def _client_class() -> Any:
             pos, end, v5, sink = 0, len(buf), self._protocol == mqtt.MQTTv5, self.hub_publish
             while pos + 2 <= end:
                 header = buf[pos]
-                length, shift, i = 0, 0, pos + 1
-                while i < end:  # remaining length: 1 to 4 bytes of 7 bits
-                    byte = buf[i]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    i += 1
-                    if byte < 0x80:
-                        break
-                else:
+                length, i, shift = _varint(buf, pos + 1, end)  # remaining length: 1 to 4 bytes
+                if i < 0:
                     break
                 if shift > 28:
                     return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL)
@@ -348,30 +362,17 @@ def _client_class() -> Any:
                         mid = int.from_bytes(body[at:at + 2], "big")
                         at += 2
                     if v5:  # skip the properties (a topic alias is never granted: we ask none)
-                        plen, shift = 0, 0
-                        while at < length:
-                            byte = body[at]
-                            plen |= (byte & 0x7F) << shift
-                            shift += 7
-                            at += 1
-                            if byte < 0x80:
-                                break
-                        at += plen
+                        plen, after, _ = _varint(body, at, length)
+                        at = (after if after >= 0 else length) + plen
                     sink(topic, body[at:], mid, qos)
                     continue
-                self._in_packet = {"command": header, "have_remaining": 1,
-                                   "remaining_count": [], "remaining_mult": 1,
-                                   "remaining_length": length, "packet": bytearray(body),
-                                   "to_process": 0, "pos": 0}
+                self._in_packet = _in_packet(header, length, body)
                 try:
                     rc = self._packet_handle()
                 except mqtt.MalformedPacket:
                     rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
                 finally:
-                    self._in_packet = {"command": 0, "have_remaining": 0,
-                                       "remaining_count": [], "remaining_mult": 1,
-                                       "remaining_length": 0, "packet": bytearray(b""),
-                                       "to_process": 0, "pos": 0}
+                    self._in_packet = _in_packet(0, 0, b"")
                 if rc:
                     return self._loop_rc_handle(rc)
             self._hub_rest = buf[pos:]
