@@ -9,6 +9,7 @@ __all__ = [
     "EXIT_REJECT_RATE",
     "EXIT_USAGE",
     "ConfigError",
+    "DuplicateKeys",
     "HubError",
     "InputError",
     "LockHeld",
@@ -87,3 +88,15 @@ class SqlError(HubError):
 
 class UnknownTable(SqlError):
     """A query or command named a table that the lake does not have."""
+
+
+class DuplicateKeys(HubError):
+    """A table holds more than one row for one key (written by an older hubctl or another
+    tool); ``hubctl lake check --repair`` keeps the last write of each key."""
+
+    def __init__(self, table: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"table {table} holds more than one row for some keys (id, observed_at)",
+            hint=hint or f"run `hubctl lake check {table}` to list them and `hubctl lake check "
+                         f"{table} --repair` to keep the last write of each key")
+        self.table = table

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -24,7 +25,8 @@ from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from hubctl.duck import quote_ident, scan_sql, scratch
-from hubctl.errors import HubError, UnknownTable
+from hubctl.errors import DuplicateKeys, HubError, UnknownTable
+from hubctl.locks import table_commit
 from hubctl.registry import PROVENANCE, EntityType
 
 __all__ = ["Lake", "UpsertResult"]
@@ -135,19 +137,18 @@ class Lake:
         pollutant per line); a matched row's records are then counted cell by cell.
         ``own_files``: for a run whose keys never repeat across its batches, the files it has
         appended so far (updated here); a static table then skips comparing with them.
+
+        Classification and the commits it leads to happen under the table's commit lock
+        (:func:`hubctl.locks.table_commit`): they see the same table version, whatever the
+        number of writers, so no key is ever appended twice and the counts are true. A table
+        that already holds duplicate keys raises DuplicateKeys (see ``hubctl lake check``).
         """
         self.ensure(et.name, et.arrow_schema(), et.partition_by)
-        for attempt in range(_MERGE_RETRIES):
-            try:
-                return self._upsert_once(et, rows, cell_columns, own_files)
-            except CommitFailedError:
-                if attempt == _MERGE_RETRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        with table_commit(self.root, et.name):
+            return self._upsert_locked(et, rows, cell_columns, own_files)
 
-    def _upsert_once(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...],
-                     own_files: set[str] | None) -> UpsertResult:
+    def _upsert_locked(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...],
+                       own_files: set[str] | None) -> UpsertResult:
         dt = self._current(et.name)
         classes = self._classify(et, dt, rows, cell_columns, own_files)
         result = UpsertResult(records=_count(classes, rows.column("_records"),
@@ -163,24 +164,28 @@ class Lake:
                 result.version = dt.version()
                 return result
             # Rows whose key is not in the snapshot are appended (no MERGE scan); only the
-            # rest go through MERGE. Only a writer of the same keys at the same instant could
-            # race the append, and one source never runs twice at once (its lock).
+            # rest go through MERGE. The commit lock keeps every other hubctl writer out
+            # until both are committed.
             is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
             fresh = _conform(changed.filter(is_new), schema)
             known = _conform(changed.filter(pc.invert(is_new)), schema)
         if fresh.num_rows:
-            before = set(dt.file_uris()) if own_files is not None else set()
-            write_deltalake(dt, _constants_as_dictionaries(fresh), mode="append",
-                            partition_by=et.partition_by or None,
-                            writer_properties=_writer_properties(schema))
-            dt.update_incremental()
-            if own_files is not None:
-                own_files |= set(dt.file_uris()) - before
+            self._append_fresh(et, dt, fresh, own_files)
         if known.num_rows:
-            self._merge(et, dt, known)
-            dt.update_incremental()
+            _retrying(dt, lambda: self._merge(et, dt, known))
         result.version = dt.version()
         return result
+
+    def _append_fresh(self, et: EntityType, dt: DeltaTable, fresh: pa.Table,
+                      own_files: set[str] | None) -> None:
+        """Append rows whose keys the table does not hold (a blind append, no MERGE scan)."""
+        before, version = set(dt.file_uris()) if own_files is not None else set(), dt.version()
+        _retrying(dt, lambda: write_deltalake(
+            dt, _constants_as_dictionaries(fresh), mode="append",
+            partition_by=et.partition_by or None,
+            writer_properties=_writer_properties(et.arrow_schema())))
+        if own_files is not None and dt.version() == version + 1:  # nobody else in between
+            own_files |= set(dt.file_uris()) - before
 
     def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table) -> None:
         key = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in et.key)
@@ -273,9 +278,12 @@ class Lake:
                 FROM s_rows s
                 LEFT JOIN t ON {on}
                 ORDER BY s.__pos"""
-            return con.sql(sql).to_arrow_table()
+            out = con.sql(sql).to_arrow_table()
         finally:
             con.close()
+        if out.num_rows != rows.num_rows:  # a stored key matched more than one row
+            raise DuplicateKeys(et.name)
+        return out
 
     # ------------------------------------------------------------------ maintenance
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -363,6 +371,23 @@ def _candidates(dt: DeltaTable, rows: pa.Table, files: list[str]
     wanted = {p for p, day, a, b in spans
               if day in index and a <= last[index[day]] and b >= first[index[day]]}
     return maybe, [f for f in files if any(f.endswith(w) for w in wanted)] or files
+
+
+def _retrying(dt: DeltaTable, commit: Callable[[], object]) -> None:
+    """Run one commit, again after a conflict with a writer that does not take the commit lock
+    (compaction, another tool): the commit lock already keeps hubctl's upserts apart, and
+    each step is safe to repeat (an append of keys the table lacks, a MERGE on the key)."""
+    for attempt in range(_MERGE_RETRIES):
+        try:
+            commit()
+        except CommitFailedError:
+            if attempt == _MERGE_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            dt.update_incremental()
+            return
+        dt.update_incremental()
 
 
 @cache

@@ -1,7 +1,11 @@
-"""Locks between processes: one per source, one for lake maintenance.
+"""Locks between processes: one per source, one per input file, one for lake maintenance, and
+one commit lock per table.
 
 ``flock`` on a file under ``<lake>/_locks/``: the kernel drops it when the process dies, so a
-``kill -9`` never leaves a stale lock. A second holder fails at once with exit code 75.
+``kill -9`` never leaves a stale lock. :func:`hold` is non-blocking: a second holder fails at
+once with exit code 75 ("skipped, locked"). :func:`table_commit` waits its turn instead: it
+serialises the few milliseconds to seconds in which a writer classifies rows against a table
+and commits the result.
 """
 
 from __future__ import annotations
@@ -10,15 +14,18 @@ import fcntl
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from hubctl.errors import LockHeld
 
-__all__ = ["MAINTENANCE", "hold"]
+__all__ = ["COMMIT_TIMEOUT", "MAINTENANCE", "file_key", "hold", "table_commit"]
 
 MAINTENANCE = "lake-maintenance"
+#: Seconds a writer waits for a table's commit lock before giving up (exit 75).
+COMMIT_TIMEOUT = 600.0
 
 
 def _lock_path(root: Path, name: str) -> Path:
@@ -27,22 +34,76 @@ def _lock_path(root: Path, name: str) -> Path:
     return root / "_locks" / f"{slug}-{digest}.lock"
 
 
+def _open(root: Path, name: str) -> int:
+    path = _lock_path(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+
+
+def _mark(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+
+
 @contextmanager
 def hold(root: Path, name: str) -> Iterator[Path]:
     """Hold the lock called ``name`` in lake ``root`` for the ``with`` block, or raise LockHeld."""
-    path = _lock_path(root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(root, name)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise LockHeld(f"{name!r} is locked by {holder}",
+            raise LockHeld(f"{name!r} is locked by {_holder(fd)}",
                            hint="another run of this source is in progress; try again later "
                                 "(exit code 75 means 'skipped, locked')") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
-        yield path
+        _mark(fd)
+        yield _lock_path(root, name)
+    finally:
+        os.close(fd)
+
+
+def file_key(path: Path) -> str:
+    """The lock name of an input file or folder: its identity (device and inode), so that the
+    same file reached through another path, a symbolic or a hard link is the same lock."""
+    st = os.stat(path)
+    return f"input:{st.st_dev}:{st.st_ino}"
+
+
+@contextmanager
+def table_commit(root: Path, table: str, timeout: float = COMMIT_TIMEOUT) -> Iterator[None]:
+    """Hold table ``table``'s commit lock for the ``with`` block, waiting up to ``timeout``
+    seconds for it (then LockHeld, exit 75).
+
+    This is the one interface behind which hubctl makes "the rows a writer classified against
+    (new / updated / duplicate) are the rows it commits over": every upsert reads the table's
+    newest version and commits inside this block, so no interleaving of writers, in any number
+    of processes, can append one key twice, and every run's counts are true. On a local lake it
+    is a blocking ``flock`` on ``<lake>/_locks/commit-<table>…``, released by the kernel when the
+    holder dies. A lake on object storage, shared by several machines, will back this same call
+    with a lease object in the lake (a conditional put of ``_locks/<table>`` carrying an owner
+    and an expiry, renewed while held); callers do not change.
+    """
+    fd = _open(root, f"commit:{table}")
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeld(
+                        f"table {table} has been locked for commits by {_holder(fd)} for more "
+                        f"than {timeout:g} s", hint="another writer is committing a large "
+                        "batch or is stuck; check it, then try again") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        _mark(fd)
+        yield
     finally:
         os.close(fd)
