@@ -126,13 +126,14 @@ def test_listen_names_unknown_and_non_mqtt_sources_and_bad_config(tmp_path: Path
     from tests.helpers import hub
 
     config = tmp_path / "hub.toml"
-    config.write_text('[sources.files]\nadapter = "openaq"\ninputs = ["x.csv"]\n'
-                      '[sources.live.mqtt]\nprotocol = "sparkplug"\n')
+    config.write_text('[sources.files]\nadapter = "openaq"\ninputs = ["x.csv"]\n')
     lake = tmp_path / "lake"
     res = hub(lake, "--config", str(config), "listen", "nope")
     assert res.exit_code == 2 and "unknown source 'nope'" in res.output
     res = hub(lake, "--config", str(config), "listen", "files")
     assert res.exit_code == 2 and "not an MQTT source" in res.output
+    config.write_text('[sources.live.mqtt]\nprotocol = "sparkplug"\n')  # the schema: at load
     res = hub(lake, "--config", str(config), "listen", "live")
-    assert res.exit_code == 2 and "protocol must be one of onem2m, iotagent-json" in res.output
+    assert res.exit_code == 2 and "sources.live.mqtt.protocol: must be one of \"onem2m\", " \
+        "\"iotagent-json\", not text 'sparkplug'" in res.output
     assert "hubctl listen daegu-air" in hub(lake, "listen", "--help").output

@@ -83,9 +83,9 @@ def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool)
 
 
 def _register() -> None:
-    from hubctl.cli import admin, ingest, listen, ngsi, query, run, schedule
+    from hubctl.cli import admin, config, ingest, listen, ngsi, query, run, schedule
 
-    for module in (ingest, query, ngsi, admin, run, schedule, listen):
+    for module in (ingest, query, ngsi, admin, run, schedule, listen, config):
         for command in module.COMMANDS:
             cli.add_command(command)
 

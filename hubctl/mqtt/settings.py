@@ -14,7 +14,8 @@ mapping from what devices publish to entity types and attributes.
     static = { location = [128.5912, 35.8714] }
 
 Everything is checked when the listener starts, so a typo fails at once with the key's path,
-not message by message.
+not message by message. Every key read here is also declared in ``MQTT`` in
+:mod:`hubctl.config_schema` (hub.toml is checked against it when loaded; a test compares).
 """
 
 from __future__ import annotations
