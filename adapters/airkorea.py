@@ -42,7 +42,16 @@ MISSING = (None, "", "-")
 POLLUTANTS = {"pm10Value": ("pm10", "GQ"), "pm25Value": ("pm25", "GQ"), "no2Value": ("no2", "59"),
               "o3Value": ("o3", "59"), "so2Value": ("so2", "59"), "coValue": ("co", "59")}
 KHAI_LEVELS = {"1": "good", "2": "moderate", "3": "unhealthy", "4": "veryUnhealthy"}
-MAPPED = frozenset({"stationName", "dataTime", "khaiValue", "khaiGrade", *POLLUTANTS})
+# What AirKorea itself computed, kept beside the concentrations as reported attributes: its CAI
+# grades (1-4) and its 24-hour predicted moving PM concentrations (µg/m³, the CAI's PM input).
+REPORTED_GRADES = {"khaiGrade": "reportedCaiGrade", "pm10Grade": "reportedPm10Grade",
+                   "pm25Grade": "reportedPm25Grade", "pm10Grade1h": "reportedPm10Grade1h",
+                   "pm25Grade1h": "reportedPm25Grade1h", "o3Grade": "reportedO3Grade",
+                   "no2Grade": "reportedNo2Grade", "coGrade": "reportedCoGrade",
+                   "so2Grade": "reportedSo2Grade"}
+REPORTED_VALUES = {"khaiValue": "reportedCai", "pm10Value24": "reportedPm10Avg24h",
+                   "pm25Value24": "reportedPm25Avg24h"}
+MAPPED = frozenset({"stationName", "dataTime", *REPORTED_GRADES, *REPORTED_VALUES, *POLLUTANTS})
 STATION_MAPPED = frozenset({"stationName", "name", "addr", "mangName", "dmX", "dmY", "lat", "lon"})
 CSV_ALIASES = {"stationname": "stationName", "latitude": "lat", "longitude": "lon", "lng": "lon",
                "dmx": "dmX", "dmy": "dmY", "address": "addr", "mangname": "mangName"}
@@ -328,6 +337,11 @@ def _measurement(item: dict[str, Any], name: str, pos: Position, ts: datetime) -
     for item_field, factor in _factors().items():
         value = _number(item.get(item_field))
         row[POLLUTANTS[item_field][0]] = value * factor if isinstance(value, float) else value
+    for item_field, attr in REPORTED_VALUES.items():
+        row[attr] = _number(item.get(item_field))
+    for item_field, attr in REPORTED_GRADES.items():
+        number = _number(item.get(item_field))  # a grade out of 1..4 is a range-error
+        row[attr] = int(number) if isinstance(number, float) and number.is_integer() else number
     return row
 
 

@@ -119,6 +119,11 @@ def test_one_item_becomes_one_converted_row(tmp_path: Path, stations_json: Path)
     assert row["co"] == pytest.approx(0.4 * 28.010 / 24.45, rel=1e-12)  # mg/m³
     assert row["airQualityIndex"] == 72.0
     assert row["airQualityLevel"] == "moderate"
+    # AirKorea's own CAI and grades are kept as reported attributes, not in _extra
+    assert (row["reportedCai"], row["reportedCaiGrade"]) == (72.0, 2)
+    assert (row["reportedPm10Grade"], row["reportedPm25Grade"], row["reportedSo2Grade"]) == (
+        2, 1, 1)
+    assert row["reportedO3Grade"] is None and row["reportedPm25Avg24h"] is None
     assert row["source"] == "AirKorea"
     assert row["_time_index"] == "dateObserved"
     assert row["_record"] == "items[0]"
@@ -126,9 +131,6 @@ def test_one_item_becomes_one_converted_row(tmp_path: Path, stations_json: Path)
     assert json.loads(row["_extra"]) == {
         "mangName": {"type": "Property", "value": "도시대기"},
         "sidoName": {"type": "Property", "value": "서울"},
-        "pm10Grade": {"type": "Property", "value": "2"},
-        "pm25Grade": {"type": "Property", "value": "1"},
-        "so2Grade": {"type": "Property", "value": "1"},
         "pm25Flag": {"type": "Property", "value": "통신장애"},
     }
     assert "서울" in row["_extra"]  # ensure_ascii=False
@@ -143,6 +145,20 @@ def test_khai_grade_maps_to_the_level(tmp_path: Path, stations_json: Path, grade
     src = write(tmp_path / "m.json", response([item(khaiGrade=grade)]))
     (aqo,) = of_type(read([src], stations_json), "AirQualityObserved")
     assert rows_of(aqo)[0]["airQualityLevel"] == level
+
+
+def test_reported_24h_pm_and_an_impossible_grade(tmp_path: Path, stations_json: Path) -> None:
+    src = write(tmp_path / "m.json", response([
+        item(pm10Value24="44", pm25Value24="27", pm25Grade1h="1"),
+        item(JUNG, o3Grade="7")]))
+    (aqo,) = of_type(read([src], stations_json), "AirQualityObserved")
+    row = rows_of(aqo)[0]
+    assert (row["reportedPm10Avg24h"], row["reportedPm25Avg24h"]) == (44.0, 27.0)
+    assert row["reportedPm25Grade1h"] == 1
+    assert aqo.rows is not None
+    checked = gate_for(get_type("AirQualityObserved")).check(aqo.rows, aqo.typed_bad)
+    assert 0 not in checked
+    assert "reportedO3Grade" in [x.field for x in checked[1]]  # grades are 1..4
 
 
 def test_missing_values_are_null_cells_not_rejects(tmp_path: Path, stations_json: Path) -> None:
