@@ -7,7 +7,13 @@ import time. :mod:`hubctl.pipeline` says what a pipeline module provides.
 from __future__ import annotations
 
 from hubctl.pipeline import Pipeline
-from hubctl.pipelines import bus_routes, dispatch_coverage, energy, patrol_points
+from hubctl.pipelines import (
+    air_quality,
+    bus_routes,
+    dispatch_coverage,
+    energy,
+    patrol_points,
+)
 
 __all__ = ["PIPELINES", "get_pipeline"]
 
@@ -22,7 +28,8 @@ def _build(*modules: object) -> dict[str, Pipeline]:
     return out
 
 
-PIPELINES: dict[str, Pipeline] = _build(dispatch_coverage, bus_routes, patrol_points, energy)
+PIPELINES: dict[str, Pipeline] = _build(dispatch_coverage, bus_routes, patrol_points, energy,
+                                         air_quality)
 
 
 def get_pipeline(name: str) -> Pipeline:

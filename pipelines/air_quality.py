@@ -1,0 +1,173 @@
+"""``air_quality``: indices per station and hour, traffic lights, means, WHO exceedances and
+exposure.
+
+1. Hourly indices (:mod:`pipelines.aq_indices`): the Korean CAI as AirKorea publishes it (PM
+   from AirKorea's 24-hour predicted moving average by default), the US AQI (2024 PM2.5
+   breakpoints, NowCast for PM, 8-hour and 1-hour ozone) and the European AQI (2023 bands).
+2. Traffic lights: each station's latest CAI grade per pollutant and overall.
+3. Daily and annual means with the 75 % completeness rule, days above each WHO 2021 level and
+   annual means against the annual levels (:mod:`pipelines.aq_stats`).
+4. Exposure: annual means interpolated to population cells and GTFS stops
+   (:mod:`pipelines.aq_exposure`).
+
+Tables: indices, lights, means, exceedances, exposure (``derived.air_quality_<table>``).
+docs/air-quality.md gives every breakpoint and its source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from hubctl.errors import UsageError
+from hubctl.pipeline import Param, PipelineContext, PipelineResult
+from hubctl.pipelines import aq_exposure, aq_stats
+from hubctl.pipelines.aq_indices import CAI_PM_MODES, INDICES, OBS, hourly_indices, load_hours
+
+__all__ = ["PIPELINE", "AirQuality"]
+
+
+class AirQuality:
+    """The ``air_quality`` pipeline."""
+
+    name = "air_quality"
+    summary = ("Air-quality indices per station and hour (Korean CAI, US AQI with NowCast, "
+               "European AQI), traffic lights, daily/annual means, WHO 2021 exceedances, "
+               "exposure of residents and bus stops.")
+    inputs = ("AirQualityObserved",)
+    optional_inputs = ("PopulationCell", "GtfsStop", "StopBoardings")
+    params = (
+        Param("timezone", "UTC", "IANA time zone of the days of daily and annual means, e.g. "
+              "Asia/Seoul."),
+        Param("index", list(INDICES), "Indices to compute, comma-separated: cai, us_aqi, eaqi.",
+              kind="list"),
+        Param("cai_pm", "c24e", "PM input of the CAI: c24e (AirKorea's 24-hour predicted moving "
+              "average, as its real-time CAI), mean24h (24-hour mean), reported (the source's "
+              "published 24-hour value, AirKorea pm10Value24/pm25Value24).",
+              choices=CAI_PM_MODES),
+        Param("population", "", "PopulationCell dataset for exposure (default: the largest)."),
+        Param("radius_m", 5000.0, "Radius of the inverse-distance interpolation, metres.",
+              minimum=1.0),
+        Param("min_completeness", 0.75, "Share of hours a mean needs (of a day, of a running "
+              "window) and share of days a year needs.", minimum=0.01, maximum=1.0),
+    )
+    example = ("hubctl run air_quality --param timezone=Asia/Seoul --param radius_m=5000 "
+               "--assert \"indices.stations >= 1\" --json")
+
+    def run(self, ctx: PipelineContext) -> PipelineResult:
+        """Indices, lights, means, exceedances and exposure."""
+        p = ctx.params
+        tz = _timezone(ctx, str(p["timezone"]))
+        which = _indices(list(p["index"]))
+        mc = float(p["min_completeness"])
+        notes: list[str] = []
+        ctx.step("hourly grid")
+        hours = load_hours(ctx)
+        ctx.step("indices")
+        indices = hourly_indices(ctx, mc, str(p["cai_pm"]), which)
+        ctx.con.register(aq_stats.IDX, indices)
+        try:
+            ctx.step("lights, means and exceedances")
+            lights = aq_stats.lights(ctx)
+            means = aq_stats.means(ctx, tz, mc)
+            ctx.con.register("__aq_means", means)
+            exceed = aq_stats.exceedances(ctx)
+            ctx.step("exposure")
+            targets = [t for t in (aq_exposure.population_cells(ctx, str(p["population"]),
+                                                                notes),
+                                   aq_exposure.stops(ctx)) if t is not None]
+            exposure = aq_exposure.exposure(ctx, targets, float(p["radius_m"]))
+            summary = _summary(ctx, hours, which, tz, str(p["cai_pm"]), exceed)
+        finally:
+            for name in (aq_stats.IDX, "__aq_means"):
+                ctx.con.unregister(name)
+            for name in (OBS, "__aq_daily", "__aq_who"):
+                ctx.con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
+        summary["exposure"] = aq_exposure.summarise(exposure, targets)
+        if not targets:
+            notes.append("no PopulationCell or GtfsStop in the lake: the exposure table is "
+                         "empty")
+        elif exposure.num_rows == 0:
+            notes.append("no station has a complete annual mean (75 % of the year's days): "
+                         "the exposure table is empty")
+        if summary["means"]["complete_years"] == 0:
+            notes.append("no station-year reaches the completeness rule: annual means are null "
+                         "(see the note column of derived.air_quality_means)")
+        return PipelineResult(
+            tables={"indices": indices, "lights": lights, "means": means,
+                    "exceedances": exceed, "exposure": exposure},
+            summary=summary, notes=notes)
+
+
+def _timezone(ctx: PipelineContext, tz: str) -> str:
+    try:
+        ctx.con.execute("SELECT timezone(?, TIMESTAMPTZ '2024-01-01 00:00:00+00')",
+                        [tz]).fetchall()
+    except duckdb.Error:
+        raise UsageError(f"--param timezone={tz}: not a time zone DuckDB knows",
+                         hint="use an IANA name such as Europe/London or Asia/Seoul") from None
+    return tz.replace("'", "")
+
+
+def _indices(names: list[str]) -> tuple[str, ...]:
+    bad = [n for n in names if n not in INDICES]
+    if bad or not names:
+        raise UsageError(f"--param index={','.join(names)}: choose from {', '.join(INDICES)}",
+                         hint="for example --param index=cai,us_aqi")
+    return tuple(n for n in INDICES if n in names)
+
+
+def _summary(ctx: PipelineContext, hours: int, which: tuple[str, ...], tz: str,
+             cai_pm: str, exceed: pa.Table) -> dict[str, Any]:
+    idx = aq_stats.IDX
+    row = ctx.con.execute(f"""
+        SELECT count(DISTINCT id), count(*), min(observed_at), max(observed_at),
+               count(cai), count(us_aqi), count(eaqi),
+               count(*) FILTER (WHERE cai_grade = 1), count(*) FILTER (WHERE cai_grade = 2),
+               count(*) FILTER (WHERE cai_grade = 3), count(*) FILTER (WHERE cai_grade = 4),
+               count(reported_cai) FILTER (WHERE cai IS NOT NULL),
+               count(*) FILTER (WHERE cai IS NOT NULL AND reported_cai IS NOT NULL
+                                AND abs(cai - reported_cai) <= 1),
+               count(*) FILTER (WHERE cai IS NOT NULL AND reported_cai_grade IS NOT NULL
+                                AND cai_grade = reported_cai_grade)
+        FROM {idx}""").fetchall()[0]
+    assert row is not None
+    lights = ctx.con.execute(f"""
+        SELECT grade, count(*) FROM (
+            SELECT id, max_by(cai_grade, observed_at) FILTER (WHERE cai IS NOT NULL) AS grade
+            FROM {idx} GROUP BY id) GROUP BY grade ORDER BY grade""").fetchall()
+    m = ctx.con.execute("""
+        SELECT count(*) FILTER (WHERE period = 'day' AND complete),
+               count(*) FILTER (WHERE period = 'day'),
+               count(*) FILTER (WHERE period = 'year' AND complete),
+               count(*) FILTER (WHERE period = 'year'),
+               avg(mean) FILTER (WHERE period = 'year' AND pollutant = 'pm25')
+        FROM __aq_means""").fetchall()[0]
+    assert m is not None
+    ctx.con.register("__aq_exc", exceed)
+    ex = ctx.con.execute("""
+        SELECT pollutant, averaging, level, count(*) FILTER (WHERE exceeds), count(exceeds),
+               sum(days_above)
+        FROM __aq_exc WHERE level = 'AQG' GROUP BY ALL ORDER BY ALL""").fetchall()
+    ctx.con.unregister("__aq_exc")
+    return {
+        "timezone": tz, "computed": list(which), "cai_pm": cai_pm,
+        "indices": {"stations": row[0], "hours": row[1], "grid_hours": hours,
+                    "first": row[2], "last": row[3], "cai_hours": row[4],
+                    "us_aqi_hours": row[5], "eaqi_hours": row[6],
+                    "cai_grades": {"good": row[7], "moderate": row[8], "unhealthy": row[9],
+                                   "very_unhealthy": row[10]}},
+        "reported": {"hours_with_both": row[11], "cai_within_1": row[12],
+                     "same_grade": row[13]},
+        "lights": {str(g): n for g, n in lights if g is not None},
+        "means": {"complete_days": m[0], "days": m[1], "complete_years": m[2], "years": m[3],
+                  "pm25_annual_mean_of_stations": None if m[4] is None else round(m[4], 3)},
+        "who_aqg": {f"{p}_{a}": {"station_years_exceeding": n, "station_years": of,
+                                 "days_above": days}
+                    for p, a, _, n, of, days in ex},
+    }
+
+
+PIPELINE = AirQuality()
