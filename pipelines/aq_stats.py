@@ -35,18 +35,17 @@ UNITS = {"pm25": "µg/m³", "pm10": "µg/m³", "o3": "µg/m³", "no2": "µg/m³"
 
 
 def _need(n: int | str, mc: float) -> str:
-    return f"greatest(1, ceil({n} * {mc!r} - 1e-9))"
+    return f"CAST(greatest(1, ceil({n} * {mc!r} - 1e-9)) AS INTEGER)"
 
 
 def lights(ctx: PipelineContext) -> pa.Table:
     """Each station's latest CAI grade per pollutant and overall, with the time of the value
     used (the latest hour whose sub-index could be computed) and how far behind the newest
     hour in the lake it is."""
-    used = {"pm25": ("pm25_cai_input", "µg/m³", "24h"), "pm10": ("pm10_cai_input", "µg/m³", "24h"),
-            "o3": (f"o3 * {_ppm('o3')!r}", "ppm", "1h"), "no2": (f"no2 * {_ppm('no2')!r}", "ppm",
-                                                                  "1h"),
-            "co": (f"co * {_ppm('co')!r}", "ppm", "1h"), "so2": (f"so2 * {_ppm('so2')!r}", "ppm",
-                                                                "1h")}
+    used = {"pm25": ("round(pm25_cai_input, 1)", "µg/m³", "24h"),
+            "pm10": ("round(pm10_cai_input, 1)", "µg/m³", "24h")}
+    used |= {p: (f"round({p} * {_ppm(p)!r}, {2 if p == 'co' else 4})", "ppm", "1h")
+             for p in ("o3", "no2", "co", "so2")}
     aggs = ["max(observed_at) FILTER (WHERE cai IS NOT NULL) AS t_overall",
             "max_by(cai, observed_at) FILTER (WHERE cai IS NOT NULL) AS i_overall",
             "max_by(cai_pollutant, observed_at) FILTER (WHERE cai IS NOT NULL) AS v_overall"]
