@@ -9,7 +9,10 @@ the week 0 and 7 are both Sunday. ``@hourly``, ``@daily``, ``@weekly``, ``@month
 with ``*``) a day matches if either does; otherwise both must.
 
 Fire times are wall-clock times of a time zone (the machine's local zone by default, as cron
-uses); a wall-clock time that does not exist there (a daylight-saving gap) is skipped.
+uses); a wall-clock time that does not exist there (a daylight-saving gap) is skipped. When the
+clocks go back, the repeated wall times come twice: as in Vixie cron, an expression whose
+minute or hour field starts with ``*`` (``*/30 * * * *``) fires in both passes, a fixed-time
+one (``30 2 * * *``) in the first only.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ class CronExpr:
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday
     day_or: bool  # both day fields restricted: a day matches if either matches
+    wildcard: bool = True  # minute or hour field starts with "*" (Vixie cron's DST rule)
 
     @property
     def has_seconds(self) -> bool:
@@ -127,17 +131,41 @@ class CronExpr:
         """The first fire time strictly after ``after``, as an aware datetime in ``tz``.
 
         ``tz`` defaults to ``after``'s zone if it is aware, else the machine's local zone.
-        Raises CronError if the expression never fires (e.g. ``0 0 30 2 *``).
+        Instants are compared in UTC, so the repeated hour of an autumn night is walked twice:
+        a wildcard expression (minute or hour field starting with ``*``) fires in both passes,
+        a fixed-time one in the first only (:attr:`wildcard`). Raises CronError if the
+        expression never fires (e.g. ``0 0 30 2 *``).
         """
         zone = tz or after.tzinfo or local_zone()
         start = after.astimezone(zone) if after.tzinfo else after.replace(tzinfo=zone)
-        wall = start.replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)
+        found = self._first_instant(start.replace(tzinfo=None, microsecond=0, fold=0)
+                                    + timedelta(seconds=1), start, zone)
+        back = _fall_back(start, zone)  # walls already passed come again after it
+        if back is not None:
+            again = self._first_instant(back.astimezone(zone).replace(tzinfo=None, fold=0),
+                                        start, zone)
+            found = min(found, again, key=lambda t: t.astimezone(UTC))
+        return found
+
+    def _first_instant(self, wall: datetime, start: datetime, zone: tzinfo) -> datetime:
+        """The earliest fire instant after ``start`` among the first matching wall time at or
+        after the naive ``wall`` that has one (both passes of a repeated wall time)."""
+        utc_start = start.astimezone(UTC)
         while True:
             wall = self._next_wall(wall)
-            aware = wall.replace(tzinfo=zone)
-            if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall \
-                    and aware > start:  # skip wall times that do not exist (a DST gap)
-                return aware
+            instants = []
+            for fold in (0, 1):
+                aware = wall.replace(tzinfo=zone, fold=fold)
+                if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
+                    continue  # a wall time that does not exist (a daylight-saving gap)
+                if fold and aware.utcoffset() == wall.replace(tzinfo=zone, fold=0).utcoffset():
+                    continue  # not a repeated wall time
+                if fold and not self.wildcard:
+                    continue  # a fixed-time job fires in the first pass only
+                if aware.astimezone(UTC) > utc_start:
+                    instants.append(aware)
+            if instants:
+                return min(instants, key=lambda t: t.astimezone(UTC))
             wall += timedelta(seconds=1)
 
     def _next_wall(self, t: datetime) -> datetime:
@@ -162,17 +190,58 @@ class CronExpr:
         """Whether a fire time falls in (since, until]."""
         return self.next_after(since, until.tzinfo) <= until
 
-    def on_calendar(self) -> list[str]:
+    def on_calendar(self, zone: tzinfo | None = None) -> list[str]:
         """systemd ``OnCalendar=`` values firing at exactly the same times (several when both
-        day fields are restricted, since systemd requires both where cron accepts either)."""
+        day fields are restricted, since systemd requires both where cron accepts either).
+
+        systemd walks the repeated hour of an autumn night once. An expression that fires
+        every hour of every day at minutes that ``zone``'s UTC offsets do not move (``*/10``,
+        ``*/30`` or ``0`` in whole-hour zones) is written in UTC instead, which fires at the
+        same instants and in both passes, as :meth:`next_after` does.
+        """
         time = ":".join(_systemd_list(v, f) for v, f in (
             (self.hours, HOUR), (self.minutes, MINUTE), (self.seconds, SECOND)))
         month = _systemd_list(self.months, MONTH)
+        if zone is not None and self._same_in_utc(zone):
+            return [f"*-*-* {time} UTC"]
         if not self.day_or:
             days = _systemd_list(self.days, DOM)
             return [f"{_systemd_weekdays(self.weekdays)}*-{month}-{days} {time}"]
         return [f"*-{month}-{_systemd_list(self.days, DOM)} {time}",
                 f"{_systemd_weekdays(self.weekdays)}*-{month}-* {time}"]
+
+    def _same_in_utc(self, zone: tzinfo) -> bool:
+        """Whether the expression fires at the same instants read in UTC as in ``zone``."""
+        every = (self.hours == frozenset(range(24)) and self.days == frozenset(range(1, 32))
+                 and self.months == frozenset(range(1, 13))
+                 and self.weekdays == frozenset(range(7)))
+        if not every:
+            return False
+        year = datetime.now(UTC).year
+        shifts = {int(o.total_seconds()) % 3600 for y in (year, year + 1) for m in range(1, 13)
+                  if (o := datetime(y, m, 1, tzinfo=zone).utcoffset()) is not None}
+        marks = {m * 60 + s for m in self.minutes for s in self.seconds}
+        return all({(v + shift) % 3600 for v in marks} == marks for shift in shifts)
+
+
+_MAX_SHIFT = timedelta(hours=3)  # the largest daylight-saving shift a zone has had is 2 h
+
+
+def _fall_back(start: datetime, zone: tzinfo) -> datetime | None:
+    """The instant, within a few hours after ``start``, at which ``zone``'s clocks go back
+    (so wall times already passed come again), or None."""
+    lo, hi = start.astimezone(UTC), (start + _MAX_SHIFT).astimezone(UTC)
+    before = lo.astimezone(zone).utcoffset()
+    after = hi.astimezone(zone).utcoffset()
+    if before is None or after is None or after >= before:
+        return None
+    while hi - lo > timedelta(seconds=1):  # the first instant with the later offset
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(zone).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi.replace(microsecond=0)
 
 
 def _first_of_next_month(t: datetime) -> datetime:
@@ -236,7 +305,8 @@ def parse_cron(text: str) -> CronExpr:
     expr = CronExpr(
         text=text.strip(), seconds=_field(sec, SECOND), minutes=_field(minute, MINUTE),
         hours=_field(hour, HOUR), days=_field(dom, DOM), months=_field(month, MONTH),
-        weekdays=_field(dow, DOW), day_or=not dom.startswith("*") and not dow.startswith("*"))
+        weekdays=_field(dow, DOW), day_or=not dom.startswith("*") and not dow.startswith("*"),
+        wildcard=minute.startswith("*") or hour.startswith("*") or sec.startswith("*"))
     expr.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # raises if it never fires
     return expr
 

@@ -121,3 +121,80 @@ def test_on_calendar_fires_when_cron_does_per_systemd_itself(expr: str) -> None:
                 if line.strip().startswith(("Next elapse:", "Iter. #"))}
     ours = [t[4:] for t in fires(expr, n=6)]
     assert sorted(got)[:6] == ours
+
+
+BERLIN = ZoneInfo("Europe/Berlin")  # 2026-10-25 03:00 CEST -> 02:00 CET: 02:00-03:00 twice
+
+
+def _walk(expr: str, start: datetime, until: datetime, zone: ZoneInfo) -> list[datetime]:
+    out, c, t = [], parse_cron(expr), start
+    while (t := c.next_after(t, zone)) <= until:
+        out.append(t)
+    return out
+
+
+def test_the_repeated_autumn_hour_fires_wildcard_jobs_in_both_passes() -> None:
+    start = datetime(2026, 10, 25, 1, 40, tzinfo=BERLIN)
+    until = datetime(2026, 10, 25, 3, 10, tzinfo=BERLIN)  # CET
+    got = _walk("*/30 * * * *", start, until, BERLIN)
+    assert [t.strftime("%H:%M %Z") for t in got] == [
+        "02:00 CEST", "02:30 CEST", "02:00 CET", "02:30 CET", "03:00 CET"]
+    utc = [t.astimezone(UTC) for t in got]  # every 30 minutes of real time, none missed
+    assert all(b - a == timedelta(minutes=30) for a, b in zip(utc, utc[1:], strict=False))
+    # restricted hour, wildcard minute (Vixie cron's rule): both passes too
+    assert len(_walk("*/30 2 * * *", start, until, BERLIN)) == 4
+    # a fixed-time job runs once, in the first pass
+    assert [t.strftime("%H:%M %Z") for t in _walk("30 2 * * *", start, until, BERLIN)] == \
+        ["02:30 CEST"]
+
+
+def test_a_start_inside_the_second_pass_is_read_as_that_instant() -> None:
+    c = parse_cron("*/30 * * * *")
+    second_pass = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET
+    assert c.next_after(second_pass, BERLIN).astimezone(UTC) == \
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    first_pass = datetime(2026, 10, 25, 0, 40, tzinfo=UTC)  # 02:40 CEST: 02:00 CET is next
+    assert c.next_after(first_pass, BERLIN).astimezone(UTC) == \
+        datetime(2026, 10, 25, 1, 0, tzinfo=UTC)
+    # what the scheduler asks: a run at 02:30 CEST, now 02:10 CET: a fire time has come
+    assert c.fires_between(datetime(2026, 10, 25, 2, 30, tzinfo=BERLIN),
+                           datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=BERLIN))
+
+
+def test_a_half_hour_fall_back_is_walked_too() -> None:
+    howe = ZoneInfo("Australia/Lord_Howe")  # 2026-04-05 02:00 +11 -> 01:30 +10:30
+    got = _walk("*/30 * * * *", datetime(2026, 4, 5, 1, 0, tzinfo=howe),
+                datetime(2026, 4, 5, 3, 0, tzinfo=howe), howe)
+    utc = [t.astimezone(UTC) for t in got]
+    assert len(utc) == 5 and all(b - a == timedelta(minutes=30)
+                                 for a, b in zip(utc, utc[1:], strict=False))
+
+
+def test_on_calendar_in_utc_where_that_fires_at_the_same_instants() -> None:
+    assert parse_cron("*/30 * * * *").on_calendar(BERLIN) == ["*-*-* *:00,30:00 UTC"]
+    assert parse_cron("*/10 * * * *").on_calendar(ZoneInfo("Asia/Kolkata")) == \
+        ["*-*-* *:00/10:00 UTC"]
+    # minutes a +5:45 offset moves, restricted hours or days: local time
+    assert parse_cron("*/20 * * * *").on_calendar(ZoneInfo("Asia/Kathmandu")) == \
+        ["*-*-* *:00/20:00"]
+    assert parse_cron("30 2 * * *").on_calendar(BERLIN) == ["*-*-* 02:30:00"]
+    assert parse_cron("*/30 * * * mon").on_calendar(BERLIN) == ["Mon *-*-* *:00,30:00"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
+@pytest.mark.parametrize("expr", ["*/30 * * * *", "0 * * * *", "30 2 * * *"])
+def test_systemd_walks_the_autumn_night_as_we_do(expr: str) -> None:
+    base = datetime(2026, 10, 25, 1, 40, tzinfo=BERLIN)
+    until = datetime(2026, 10, 25, 5, 0, tzinfo=BERLIN)
+    ours = [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            for t in _walk(expr, base, until, BERLIN)]
+    theirs: list[str] = []
+    for spec in parse_cron(expr).on_calendar(BERLIN):
+        out = subprocess.run(
+            ["systemd-analyze", "calendar", "--iterations=12",
+             "--base-time=2026-10-24 23:40:00 UTC", spec],
+            capture_output=True, text=True, env={"TZ": "Europe/Berlin", "SYSTEMD_COLORS": "0"},
+            check=True).stdout
+        theirs += [ln.split(": ", 1)[1].split(" ", 1)[1].removesuffix(" UTC")
+                   for ln in out.splitlines() if ln.strip().startswith("(in UTC)")]
+    assert sorted(t for t in theirs if t <= until.astimezone(UTC).strftime("%F %T")) == ours
