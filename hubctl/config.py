@@ -23,7 +23,8 @@ from typing import Any
 from hubctl.errors import ConfigError, HubError
 
 __all__ = ["STARTER_TOML", "Config", "PipelineSpec", "Problem", "Source", "build_config",
-           "check_config", "check_deep", "load_config", "param_text", "read_config"]
+           "check_config", "check_deep", "load_config", "param_text", "pipeline_problems",
+           "read_config"]
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,7 @@ def check_deep(config: Config, text: str | None = None) -> list[Problem]:
     for src in config.sources.values():
         problems += _source_problems(src)
     for spec in config.pipelines.values():
-        problems += _pipeline_problems(spec, config)
+        problems += pipeline_problems(spec, config)
     for table, items in (("sources", config.sources), ("pipelines", config.pipelines)):
         for name, item in items.items():
             if item.schedule is not None:
@@ -386,7 +387,9 @@ def _source_problems(src: Source) -> list[Problem]:
     return problems
 
 
-def _pipeline_problems(spec: PipelineSpec, config: Config) -> list[Problem]:
+def pipeline_problems(spec: PipelineSpec, config: Config) -> list[Problem]:
+    """What is wrong with a ``[pipelines.NAME]`` table: the name, what starts it, its
+    ``after`` sources and its parameters."""
     from hubctl.pipelines import PIPELINES
 
     where: tuple[str, ...] = ("pipelines", spec.name)

@@ -31,8 +31,8 @@ from hubctl.errors import EXIT_LOCKED, ConfigError
 from hubctl.lake import Lake
 from hubctl.ledger import last_run_start
 
-__all__ = ["Logger", "Scheduler", "cron_table", "due", "log_event", "scheduled",
-           "systemd_units"]
+__all__ = ["Logger", "Scheduler", "cron_table", "due", "log_event", "pipelines_after",
+           "scheduled", "scheduled_pipelines", "systemd_units"]
 
 Logger = Callable[..., None]
 
@@ -63,12 +63,40 @@ def scheduled(config: Config, names: list[str] | None = None) -> dict[str, CronE
             continue
         if getattr(src, "mqtt", None):  # a listener runs all the time; `hubctl listen` owns it
             continue
-        try:
-            out[name] = parse_cron(src.schedule)
-        except CronError as exc:
-            raise ConfigError(f"{config.path}: [sources.{name}] schedule: {exc}",
-                              hint="write five cron fields, e.g. schedule = \"*/10 * * * *\"") \
-                from None
+        out[name] = _parse(config, "sources", name, src.schedule)
+    return out
+
+
+def _parse(config: Config, table: str, name: str, text: str) -> CronExpr:
+    try:
+        return parse_cron(text)
+    except CronError as exc:
+        raise ConfigError(f"{config.path}: [{table}.{name}] schedule: {exc}",
+                          hint="write five cron fields, e.g. schedule = \"*/10 * * * *\"") \
+            from None
+
+
+def scheduled_pipelines(config: Config) -> dict[str, CronExpr]:
+    """The parsed schedule of every ``[pipelines.NAME]`` that has one."""
+    return {name: _parse(config, "pipelines", name, spec.schedule)
+            for name, spec in config.pipelines.items() if spec.schedule is not None}
+
+
+def pipelines_after(config: Config) -> dict[str, list[str]]:
+    """Source name -> the pipelines that run after each of its successful runs
+    (``after = [...]``); ConfigError for an unknown pipeline or source."""
+    from hubctl.config import pipeline_problems
+
+    problems = [p for spec in config.pipelines.values()
+                for p in pipeline_problems(spec, config)]
+    if problems:
+        raise ConfigError(f"{config.path}: " + "; ".join(f"{p.key}: {p.message}"
+                                                        for p in problems),
+                          hint=problems[0].hint or "see `hubctl config check`")
+    out: dict[str, list[str]] = {}
+    for name, spec in config.pipelines.items():
+        for source in spec.after:
+            out.setdefault(source, []).append(name)
     return out
 
 
@@ -98,25 +126,58 @@ def _hubctl_argv(config: Config, lake: Path | None = None) -> list[str]:
     return argv
 
 
-def cron_table(config: Config, lake: Path | None = None) -> str:
-    """crontab lines, one per scheduled source, plus the single ``--all --due`` alternative."""
+def _ingest_argv(name: str) -> list[str]:
+    return ["ingest", "--source", name, "--log-format", "json"]
+
+
+def _run_argv(config: Config, name: str) -> list[str]:
+    return ["run", name, *config.pipelines[name].param_args(), "--json"]
+
+
+def _workdir(config: Config) -> Path:
+    return config.path.parent if config.path else Path.cwd()
+
+
+def cron_table(config: Config, lake: Path | None = None, log: Path | None = None) -> str:
+    """crontab lines: one per scheduled source (and the pipelines that run after it), one per
+    scheduled pipeline, plus the single ``--all --due`` alternative. Every line appends its
+    output to ``log`` (default ``hubctl-schedule.log`` beside hub.toml), so cron mails nothing.
+    """
     base = _hubctl_argv(config, lake)
-    workdir = config.path.parent if config.path else Path.cwd()
-    lines = [f"# hubctl schedules from {config.path or 'hub.toml'}; install with `crontab -e`.",
-             "# Times are the machine's local time. Exit code 75 means the source's previous",
-             "# run still held its lock (skipped). Put service keys in the crontab environment",
-             "# or a file it sources, never in hub.toml."]
-    for name, expr in scheduled(config).items():
+    workdir = _workdir(config)
+    logfile = shlex.quote(str((log or workdir / "hubctl-schedule.log").resolve()))
+    after = pipelines_after(config)
+
+    def command(args: list[str]) -> str:
+        return shlex.join([*base, *args]).replace("%", "\\%") + f" >> {logfile} 2>&1"
+
+    def line(expr: CronExpr, what: str, args: list[str], then: list[str]) -> str:
         if expr.has_seconds:
-            lines.append(f"# {name}: {expr.text!r} fires on seconds, which cron cannot do; "
-                         "use `hubctl schedule emit --systemd` or `hubctl schedule run`")
-            continue
-        cmd = shlex.join([*base, "ingest", "--source", name, "--log-format", "json"])
-        lines.append(f"{expr.text} cd {shlex.quote(str(workdir))} && "
-                     + cmd.replace("%", "\\%"))
-    every = shlex.join([*base, "ingest", "--all", "--due", "--log-format", "json"])
-    lines += ["# Or one line that runs whatever is due each minute:",
-              f"# * * * * * cd {shlex.quote(str(workdir))} && " + every.replace("%", "\\%")]
+            return (f"# {what}: {expr.text!r} fires on seconds, which cron cannot do; "
+                    "use `hubctl schedule emit --systemd` or `hubctl schedule run`")
+        runs = " && { " + "; ".join(command(_run_argv(config, p)) for p in then) + "; }" \
+            if then else ""
+        return f"{expr.text} cd {shlex.quote(str(workdir))} && {command(args)}{runs}"
+
+    lines = [f"# hubctl schedules from {config.path or 'hub.toml'}; install with `crontab -e`.",
+             "# Times are the machine's local time. Output goes to the log, so cron mails",
+             "# nothing. Exit code 75 means the previous run still held its lock (skipped).",
+             "# Put service keys in the crontab environment or a file it sources, never in",
+             "# hub.toml."]
+    for name, expr in scheduled(config).items():
+        lines.append(line(expr, name, _ingest_argv(name), after.get(name, [])))
+    for name, expr in scheduled_pipelines(config).items():
+        lines.append(line(expr, f"pipeline {name}", _run_argv(config, name), []))
+    for name, src in config.sources.items():
+        if src.mqtt is not None:
+            lines.append(f"# {name}: an MQTT source runs all the time under `hubctl listen "
+                         f"{name}`; cron cannot restart it: use `hubctl schedule emit --systemd`")
+        elif src.schedule is None and name in after:
+            lines.append(f"# {name} has no schedule: `{shlex.join(_ingest_argv(name)[:3])}` "
+                         f"then runs {', '.join(after[name])} only when run by hand")
+    every = command(["ingest", "--all", "--due", "--log-format", "json"])
+    lines += ["# Or one line that runs whatever source is due each minute:",
+              f"# * * * * * cd {shlex.quote(str(workdir))} && {every}"]
     return "\n".join(lines) + "\n"
 
 
@@ -131,27 +192,99 @@ def _exec_quote(arg: str) -> str:
         '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
-def systemd_units(config: Config, lake: Path | None = None) -> dict[str, str]:
-    """Unit file name -> text: a oneshot service and a ``Persistent=true`` timer per source."""
-    base = _hubctl_argv(config, lake)
-    workdir = config.path.parent if config.path else Path.cwd()
-    out: dict[str, str] = {}
-    for name, expr in scheduled(config).items():
-        unit = f"hubctl-ingest-{_unit_slug(name)}"
-        cmd = " ".join(_exec_quote(a) for a in [*base, "ingest", "--source", name,
-                                                 "--log-format", "json"])
-        out[f"{unit}.service"] = (
-            f"[Unit]\nDescription=hubctl ingest of source {name}\n"
-            "Wants=network-online.target\nAfter=network-online.target\n\n"
-            f"[Service]\nType=oneshot\nWorkingDirectory={workdir}\nExecStart={cmd}\n"
-            "# 75: the previous run of this source still held its lock (skipped, not failed)\n"
-            "SuccessExitStatus=75\n"
-            "# Service keys: EnvironmentFile=/etc/hubctl/keys.env (outside version control)\n")
-        calendars = "".join(f"OnCalendar={c}\n" for c in expr.on_calendar())
-        out[f"{unit}.timer"] = (
-            f"[Unit]\nDescription=Schedule of hubctl source {name} (cron: {expr.text})\n\n"
+def _unit_path(path: Path) -> str:
+    """A path as a unit file setting value (``%`` doubled; quoted if it has spaces)."""
+    text = str(path).replace("%", "%%")
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+@dataclass(frozen=True)
+class _Units:
+    """What every unit of one ``emit`` shares."""
+
+    base: list[str]
+    workdir: Path
+    lake: Path
+    user: bool
+
+    def service(self, description: str, args: list[str], *, listener: bool = False,
+                network: bool = True, on_success: list[str] | None = None) -> str:
+        cmd = " ".join(_exec_quote(a) for a in [*self.base, *args])
+        unit = f"[Unit]\nDescription={description}\n"
+        if network and not self.user:  # a user manager has no network-online.target
+            unit += "Wants=network-online.target\nAfter=network-online.target\n"
+        if on_success:
+            unit += f"OnSuccess={' '.join(on_success)}\n"
+        unit += f"\n[Service]\nType={'simple' if listener else 'oneshot'}\n" \
+                f"WorkingDirectory={_unit_path(self.workdir)}\nExecStart={cmd}\n"
+        if listener:
+            unit += ("Restart=on-failure\nRestartSec=5s\n"
+                     "# 2: hub.toml is wrong; 75: another listener holds the source\n"
+                     "RestartPreventExitStatus=2 75\n"
+                     "# SIGTERM: commit what is held, then exit 0\nTimeoutStopSec=90s\n")
+        else:
+            unit += ("# 75: the previous run still held its lock (skipped, not failed)\n"
+                     "SuccessExitStatus=75\n")
+        return unit + self.hardening(listener) + \
+            "# Service keys: EnvironmentFile=/etc/hubctl/keys.env (outside version control)\n" \
+            + ("\n[Install]\nWantedBy=" + ("default.target" if self.user else
+                                             "multi-user.target") + "\n" if listener else "")
+
+    def hardening(self, listener: bool) -> str:
+        out = "NoNewPrivileges=true\n"
+        if self.user:
+            return out + ("# In a user manager, ProtectSystem=strict needs unprivileged user "
+                          "namespaces;\n# where you have them, add ProtectSystem=strict and "
+                          f"ReadWritePaths={_unit_path(self.lake)}\n")
+        if listener:
+            out += ("ProtectSystem=strict\n"
+                    "# the lake must exist before the first start (hubctl init, or mkdir)\n"
+                    f"ReadWritePaths={_unit_path(self.lake)}\nPrivateTmp=true\n")
+        return out
+
+
+def _timer(description: str, unit: str, expr: CronExpr) -> str:
+    calendars = "".join(f"OnCalendar={c}\n" for c in expr.on_calendar(local_zone()))
+    return (f"[Unit]\nDescription={description} (cron: {expr.text})\n\n"
             f"[Timer]\n{calendars}Persistent=true\nUnit={unit}.service\n\n"
             "[Install]\nWantedBy=timers.target\n")
+
+
+def systemd_units(config: Config, lake: Path | None = None,
+                  user: bool = False) -> dict[str, str]:
+    """Unit file name -> text: per scheduled source a oneshot service and a
+    ``Persistent=true`` timer; per MQTT source a ``hubctl listen`` service (``Type=simple``,
+    restarted on failure, sandboxed to write only the lake); per pipeline with a schedule a
+    service and a timer, and with ``after`` a service the sources' services start on success.
+    ``user``: for a user manager (``systemctl --user``), whose units cannot see system
+    targets such as ``network-online.target``."""
+    root = lake.resolve() if lake is not None else config.lake
+    units = _Units(_hubctl_argv(config, lake), _workdir(config), root, user)
+    after = pipelines_after(config)
+    timed = scheduled(config)
+    out: dict[str, str] = {}
+    for name, src in config.sources.items():
+        slug = _unit_slug(name)
+        if src.mqtt is not None:
+            out[f"hubctl-listen-{slug}.service"] = units.service(
+                f"hubctl listener of MQTT source {name}", ["listen", name], listener=True)
+            continue
+        if name not in timed and name not in after:
+            continue
+        unit = f"hubctl-ingest-{slug}"
+        out[f"{unit}.service"] = units.service(
+            f"hubctl ingest of source {name}", _ingest_argv(name),
+            on_success=[f"hubctl-run-{_unit_slug(p)}.service" for p in after.get(name, [])])
+        if name in timed:
+            out[f"{unit}.timer"] = _timer(f"Schedule of hubctl source {name}", unit, timed[name])
+    timed_pipelines = scheduled_pipelines(config)
+    for name in config.pipelines:
+        unit = f"hubctl-run-{_unit_slug(name)}"
+        out[f"{unit}.service"] = units.service(f"hubctl pipeline {name}",
+                                               _run_argv(config, name), network=False)
+        if name in timed_pipelines:
+            out[f"{unit}.timer"] = _timer(f"Schedule of hubctl pipeline {name}", unit,
+                                          timed_pipelines[name])
     return out
 
 

@@ -44,20 +44,23 @@ def test_emit_cron_prints_one_line_per_scheduled_source(tmp_path: Path) -> None:
     result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron")
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.stdout.splitlines() if not ln.startswith("#")]
+    log = (tmp_path / "hubctl-schedule.log").resolve()
     assert len(lines) == 1 and lines[0].startswith("*/10 * * * * cd ")
     assert lines[0].endswith(f"--config {config.resolve()} --lake {(tmp_path / 'lake').resolve()}"
-                             " ingest --source eu-air --log-format json")
+                             f" ingest --source eu-air --log-format json >> {log} 2>&1")
     assert "# fast: '*/5 * * * * *' fires on seconds, which cron cannot do" in result.stdout
-    assert "ingest --all --due --log-format json" in result.stdout
+    assert f"ingest --all --due --log-format json >> {log} 2>&1" in result.stdout
     assert "manual" not in result.stdout
 
 
-def test_emit_systemd_units_fire_when_cron_would_and_persist(tmp_path: Path) -> None:
+def test_emit_systemd_units_fire_when_cron_would_and_persist(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # whole-hour offsets: */10 is written in UTC
     config = write_hub(tmp_path, {"eu-air": "*/10 * * * *", "monthly": "0 3 1 * mon"})
     result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--systemd")
     assert result.exit_code == 0, result.output
     assert "# ---- hubctl-ingest-eu-air.timer ----" in result.stdout
-    assert "OnCalendar=*-*-* *:00/10:00\nPersistent=true\n" in result.stdout
+    assert "OnCalendar=*-*-* *:00/10:00 UTC\nPersistent=true\n" in result.stdout
     # both day fields restricted: cron fires on either, so two OnCalendar lines
     assert "OnCalendar=*-*-1 03:00:00\nOnCalendar=Mon *-*-* 03:00:00\n" in result.stdout
     assert "SuccessExitStatus=75" in result.stdout and "Type=oneshot" in result.stdout
@@ -77,7 +80,8 @@ def test_emit_systemd_units_fire_when_cron_would_and_persist(tmp_path: Path) -> 
 def test_emit_needs_a_schedule_and_a_kind(tmp_path: Path) -> None:
     config = write_hub(tmp_path, {"manual": None})
     result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron")
-    assert result.exit_code == 2 and "no source" in result.output and "schedule =" in result.output
+    assert result.exit_code == 2 and "nothing to schedule" in result.output
+    assert "schedule =" in result.output
     config = write_hub(tmp_path, {"bad": "61 * * * *"})
     result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron")
     assert result.exit_code == 2 and "[sources.bad] schedule: minute: 61" in result.output
@@ -227,3 +231,175 @@ def test_a_child_that_found_the_lock_held_is_logged_as_skipped(tmp_path: Path) -
     assert not scheduler._running
     assert [(e, f["source"], f["reason"], f["exit_code"]) for e, f in events] == [
         ("run-skipped", "a", "locked", 75)]
+
+
+# ---------------------------------------------------------------- everything the hub runs
+
+EVERYTHING = """
+[sources.live.mqtt]
+protocol = "iotagent-json"
+[sources.live.mqtt.groups.k]
+type = "AirQualityObserved"
+
+[sources.calls]
+adapter = "calls"
+inputs = ["calls.csv"]
+
+[pipelines.patrol_points]
+after = ["eu-air", "calls"]
+params = { radius_m = 400, bands = ["00-12", "12-24"] }
+
+[pipelines.energy]
+schedule = "30 6 * * *"
+"""
+
+
+def write_everything(folder: Path) -> Path:
+    """An ingest source on a schedule, an MQTT source, a pipeline after two sources (one
+    unscheduled) and a pipeline on a schedule."""
+    config = write_hub(folder, {"eu-air": "*/30 * * * *"})
+    config.write_text(config.read_text(encoding="utf-8") + EVERYTHING, encoding="utf-8")
+    return config
+
+
+def _unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """A unit file as section -> key -> values (keys repeat in unit files)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    section: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = out.setdefault(line[1:-1], {})
+        elif line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            section.setdefault(key, []).append(value)
+    return out
+
+
+def _verify(units: Path, user: bool) -> None:
+    """systemd's own check of the unit files, where systemd-analyze is installed."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="xdg") as runtime:  # short: socket paths in it
+        check = subprocess.run(
+            ["systemd-analyze", *(["--user"] if user else []), "verify",
+             *map(str, sorted(units.glob("hubctl-*")))],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "XDG_RUNTIME_DIR": runtime, "SYSTEMD_COLORS": "0"})
+    ours = [ln for ln in check.stderr.splitlines() if "hubctl" in ln]
+    assert check.returncode == 0 and ours == [], check.stderr
+
+
+def test_emit_systemd_writes_listeners_and_pipelines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    config = write_everything(tmp_path)
+    lake = (tmp_path / "lake").resolve()
+    lake.mkdir()
+    units = tmp_path / "units"
+    result = hub(lake, "--config", str(config), "schedule", "emit", "--systemd",
+                 "--output-dir", str(units))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in units.iterdir()) == [
+        "hubctl-ingest-calls.service", "hubctl-ingest-eu-air.service",
+        "hubctl-ingest-eu-air.timer", "hubctl-listen-live.service",
+        "hubctl-run-energy.service", "hubctl-run-energy.timer",
+        "hubctl-run-patrol_points.service"]
+    listen = _unit((units / "hubctl-listen-live.service").read_text())
+    service = listen["Service"]
+    assert service["ExecStart"][0].endswith(f"--config {config.resolve()} --lake {lake} "
+                                            "listen live")
+    assert (service["Type"], service["Restart"], service["NoNewPrivileges"],
+            service["ProtectSystem"], service["ReadWritePaths"]) == (
+        ["simple"], ["on-failure"], ["true"], ["strict"], [str(lake)])
+    assert service["RestartPreventExitStatus"] == ["2 75"]
+    assert listen["Install"]["WantedBy"] == ["multi-user.target"]
+    assert "listen" in result.output and "hubctl-listen-live.service" in result.output
+    # a pipeline after sources: started by each source service's success
+    for source in ("eu-air", "calls"):
+        unit = _unit((units / f"hubctl-ingest-{source}.service").read_text())
+        assert unit["Unit"]["OnSuccess"] == ["hubctl-run-patrol_points.service"]
+    run = _unit((units / "hubctl-run-patrol_points.service").read_text())["Service"]
+    assert run["Type"] == ["oneshot"] and run["SuccessExitStatus"] == ["75"]
+    assert run["ExecStart"][0].endswith(
+        "run patrol_points --param radius_m=400 --param bands=00-12,12-24 --json")
+    timer = _unit((units / "hubctl-run-energy.timer").read_text())
+    assert timer["Timer"]["OnCalendar"] == ["*-*-* 06:30:00"]
+    assert timer["Timer"]["Unit"] == ["hubctl-run-energy.service"]
+    # every 30 minutes of every hour: in UTC, so systemd also fires in the repeated DST hour
+    assert _unit((units / "hubctl-ingest-eu-air.timer").read_text())["Timer"]["OnCalendar"] \
+        == ["*-*-* *:00,30:00 UTC"]
+    _verify(units, user=False)
+
+
+def test_emit_systemd_user_units_need_no_system_targets(tmp_path: Path) -> None:
+    config = write_everything(tmp_path)
+    units = tmp_path / ".config" / "systemd" / "user"
+    result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--systemd",
+                 "--output-dir", str(units))  # under systemd/user: --user implied
+    assert result.exit_code == 0, result.output
+    assert "systemctl --user daemon-reload" in result.output
+    texts = {p.name: p.read_text() for p in units.glob("hubctl-*")}
+    assert len(texts) == 7
+    for name, text in texts.items():
+        for system_only in ("network-online.target", "network.target", "multi-user.target",
+                            "sysinit.target"):
+            assert system_only not in text, (name, system_only)
+    listen = _unit(texts["hubctl-listen-live.service"])
+    assert listen["Install"]["WantedBy"] == ["default.target"]
+    assert listen["Service"]["Restart"] == ["on-failure"]
+    assert listen["Service"]["NoNewPrivileges"] == ["true"]
+    assert _unit(texts["hubctl-run-energy.timer"])["Install"]["WantedBy"] == ["timers.target"]
+    printed = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--systemd",
+                  "--user")
+    assert printed.exit_code == 0 and "network-online" not in printed.stdout
+    _verify(units, user=True)
+
+
+def test_emit_cron_chains_pipelines_and_logs_instead_of_mailing(tmp_path: Path) -> None:
+    config = write_everything(tmp_path)
+    log = tmp_path / "logs" / "hub.log"
+    log.parent.mkdir()
+    result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron",
+                 "--log", str(log))
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 2
+    source, pipeline = lines
+    assert source.startswith("*/30 * * * * cd ")
+    assert source.endswith(f"ingest --source eu-air --log-format json >> {log} 2>&1 && "
+                           f"{{ {HUBCTL if Path(HUBCTL).exists() else 'hubctl'} --config "
+                           f"{config.resolve()} --lake {(tmp_path / 'lake').resolve()} run "
+                           "patrol_points --param radius_m=400 --param bands=00-12,12-24 "
+                           f"--json >> {log} 2>&1; }}")
+    assert pipeline.startswith("30 6 * * * cd ") and pipeline.endswith(
+        f"run energy --json >> {log} 2>&1")
+    assert "# live: an MQTT source runs all the time" in result.stdout
+    assert "# calls has no schedule" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_an_emitted_cron_line_prints_nothing_and_appends_to_its_log(tmp_path: Path) -> None:
+    """What cron would run, run by a shell: nothing on stdout or stderr (nothing to mail),
+    the ingest's JSON events and the pipeline's JSON result in the log."""
+    config = write_everything(tmp_path)
+    log = tmp_path / "hub.log"
+    result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron",
+                 "--log", str(log))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("*/30"))
+    command = line.split(" ", 5)[5]  # after the five cron fields
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HUBCTL_LAKE": ""})
+    assert (done.stdout, done.stderr) == ("", "")
+    text = log.read_text(encoding="utf-8")
+    events = [json.loads(ln) for ln in text.splitlines() if ln.startswith('{"time"')]
+    assert [e["event"] for e in events] == ["run-finished"] and events[0]["source"] == "eu-air"
+    assert "patrol_points" in text  # it ran after the ingest (no Alert in the lake: failed)
+
+
+def test_emit_refuses_a_pipeline_after_an_unknown_source(tmp_path: Path) -> None:
+    config = write_hub(tmp_path, {"eu-air": "*/30 * * * *"})
+    config.write_text(config.read_text() + '\n[pipelines.energy]\nafter = ["nope"]\n')
+    result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron")
+    assert result.exit_code == 2 and "pipelines.energy.after: no source 'nope'" in result.output

@@ -6,7 +6,7 @@ import functools
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,7 +37,7 @@ def _schedules() -> dict[str, CronExpr]:
 
 @click.group("schedule")
 def schedule() -> None:
-    """Scheduled ingests: sources in hub.toml with schedule = "CRON" (local time).
+    """Schedules: sources and pipelines in hub.toml with schedule = "CRON" (local time).
 
     \b
     Examples:
@@ -50,45 +50,70 @@ def schedule() -> None:
 @schedule.command("emit")
 @click.option("--cron", "kind", flag_value="cron", help="Print crontab lines.")
 @click.option("--systemd", "kind", flag_value="systemd",
-              help="Print a oneshot service and a Persistent=true timer per source.")
+              help="Print systemd units: timers, services, listeners.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --systemd: write the unit files into this folder instead.")
-def emit(kind: str | None, output_dir: Path | None) -> None:
-    """Print what to install so that cron or systemd runs each scheduled source.
+@click.option("--user", is_flag=True,
+              help="With --systemd: units for a user manager (systemctl --user); implied by "
+                   "an --output-dir under systemd/user.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --cron: the file every line appends its output to "
+                   "[default: hubctl-schedule.log beside hub.toml].")
+def emit(kind: str | None, output_dir: Path | None, user: bool, log: Path | None) -> None:
+    """Print what to install so that cron or systemd runs everything the hub runs.
 
-    Each line or unit runs `hubctl ingest --source NAME`; the source's lock keeps runs from
-    overlapping (exit 75 = skipped). systemd timers get OnCalendar= lines that fire at the
-    same times as the cron expression, and Persistent=true to catch up after downtime.
+    Scheduled sources run `hubctl ingest --source NAME` (the source's lock keeps runs from
+    overlapping: exit 75 = skipped); pipelines with [pipelines.NAME] schedule = "CRON" run
+    `hubctl run NAME`, those with after = ["SOURCE", ...] run after each successful run of
+    those sources; MQTT sources get a `hubctl listen NAME` service (systemd only: Type=simple,
+    Restart=on-failure, NoNewPrivileges, ProtectSystem=strict, ReadWritePaths= the lake).
+    Timers get OnCalendar= lines that fire when the cron expression does and Persistent=true;
+    cron lines append their output to a log, so cron mails nothing.
 
     \b
     Examples:
       (crontab -l; hubctl schedule emit --cron) | crontab -   # adds to your crontab
-      hubctl schedule emit --systemd --output-dir ~/.config/systemd/user
+      hubctl schedule emit --systemd --output-dir /etc/systemd/system
+      hubctl schedule emit --systemd --user --output-dir ~/.config/systemd/user
     """
     from hubctl.schedule import cron_table, systemd_units
 
     if kind is None:
         raise UsageError("choose --cron or --systemd")
-    _schedules()
     ctx = hub()
+    config = ctx.config
+    if not (scheduled_anything(config)):
+        raise ConfigError(f"nothing to schedule in {config.path or 'hub.toml (none found)'}",
+                          hint='add schedule = "*/10 * * * *" to a [sources.NAME] table, an '
+                               "MQTT source, or a [pipelines.NAME] table")
     lake = ctx.lake_option.resolve() if ctx.lake_option else None
     if kind == "cron":
-        if output_dir is not None:
-            raise UsageError("--output-dir goes with --systemd; redirect --cron output instead")
-        click.echo(cron_table(ctx.config, lake), nl=False)
+        if output_dir is not None or user:
+            raise UsageError("--output-dir and --user go with --systemd; redirect --cron output")
+        click.echo(cron_table(config, lake, log), nl=False)
         return
-    units = systemd_units(ctx.config, lake)
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    if log is not None:
+        raise UsageError("--log goes with --cron (systemd units log to the journal)")
+    if output_dir is not None and "systemd/user" in output_dir.resolve().as_posix():
+        user = True
+    units = systemd_units(config, lake, user=user)
+    if output_dir is None:
         for name, text in units.items():
-            (output_dir / name).write_text(text, encoding="utf-8")
-        timers = " ".join(n for n in units if n.endswith(".timer"))
-        user = " --user" if "systemd/user" in output_dir.resolve().as_posix() else ""
-        click.echo(f"wrote {len(units)} unit files to {output_dir}; then: systemctl{user} "
-                   f"daemon-reload && systemctl{user} enable --now {timers}", err=True)
+            click.echo(f"# ---- {name} ----\n{text}")
         return
+    output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in units.items():
-        click.echo(f"# ---- {name} ----\n{text}")
+        (output_dir / name).write_text(text, encoding="utf-8")
+    start = " ".join(n for n in units if n.endswith(".timer") or n.startswith("hubctl-listen-"))
+    flag = " --user" if user else ""
+    click.echo(f"wrote {len(units)} unit files to {output_dir}; then: systemctl{flag} "
+               f"daemon-reload && systemctl{flag} enable --now {start}", err=True)
+
+
+def scheduled_anything(config: Any) -> bool:
+    """Whether hub.toml has anything `emit` writes: a scheduled or MQTT source, a pipeline."""
+    return bool(config.pipelines) or any(s.schedule is not None or s.mqtt is not None
+                                         for s in config.sources.values())
 
 
 @schedule.command("run")
