@@ -24,7 +24,7 @@ from typing import Any
 import click
 import pyarrow as pa
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
@@ -390,7 +390,7 @@ def _batch(type_name: str, file: str, rows: list[dict[str, Any]], rejects: list[
     return Batch(type_name, table, file, records, typed_bad=typed_bad, rejects=rejects)
 
 
-class AirKorea:
+class AirKorea(Adapter):
     """The ``airkorea`` adapter."""
 
     name = "airkorea"

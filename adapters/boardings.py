@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import CsvStream, add_malformed, open_csv
 from hubctl.errors import InputError, UsageError
@@ -211,7 +211,7 @@ def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.
     return pc.cast(utc, TIMESTAMP), local_date, hour
 
 
-class Boardings:
+class Boardings(Adapter):
     """The ``boardings`` adapter."""
 
     name = "boardings"

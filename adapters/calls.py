@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.places import (
     blank_to_null,
     coordinates,
@@ -173,7 +173,7 @@ def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -
                                                              else ""))
 
 
-class Calls:
+class Calls(Adapter):
     """The ``calls`` adapter."""
 
     name = "calls"

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.energy_fields import (
     Places,
     flag_rows,
@@ -149,7 +149,7 @@ class _Plan:
     open_sessions: int = 0
 
 
-class EVSessions:
+class EVSessions(Adapter):
     """The ``ev-sessions`` adapter."""
 
     name = "ev-sessions"

@@ -26,7 +26,7 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -128,7 +128,7 @@ class _Feed:
     records: int = 0
 
 
-class GreenButton:
+class GreenButton(Adapter):
     """The ``greenbutton`` adapter."""
 
     name = "greenbutton"

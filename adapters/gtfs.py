@@ -18,7 +18,7 @@ import click
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters import gtfs_tables as tables
 from hubctl.adapters.gtfs_parse import trimmed
 from hubctl.adapters.gtfs_shapes import shapes
@@ -64,7 +64,7 @@ _SMALL: tuple[tuple[str, Callable[[Feed, pa.Table, str], Converted]], ...] = (
     ("frequencies.txt", tables.frequencies))
 
 
-class Gtfs:
+class Gtfs(Adapter):
     """The ``gtfs`` adapter."""
 
     name = "gtfs"

@@ -21,7 +21,7 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.gtfs_source import check_feed_id, feed_slug
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
@@ -68,7 +68,7 @@ def decode(path: Path) -> Any:
     return message
 
 
-class GtfsRealtime:
+class GtfsRealtime(Adapter):
     """The ``gtfs-rt`` adapter."""
 
     name = "gtfs-rt"

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.energy_fields import (
     Places,
     energy_factors,
@@ -76,7 +76,7 @@ class _Plan:
     ids: dict[str, str] = field(default_factory=dict)
 
 
-class MeterReadings:
+class MeterReadings(Adapter):
     """The ``meter-readings`` adapter."""
 
     name = "meter-readings"

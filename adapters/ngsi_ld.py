@@ -26,7 +26,7 @@ from typing import Any
 import click
 import pyarrow as pa
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import UsageError
 from hubctl.ngsild import (
     Parsed,
@@ -46,7 +46,7 @@ __all__ = ["ADAPTER", "NgsiLd"]
 Entry = dict[str, Any] | Reject  # a lake row (with _raw and _record) or a rejected record
 
 
-class NgsiLd:
+class NgsiLd(Adapter):
     """The ``ngsi-ld`` adapter."""
 
     name = "ngsi-ld"

@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.ngsi_ld import _assumed_type, _FileReader
 from hubctl.errors import UsageError
 from hubctl.ledger import Cursor
@@ -108,7 +108,7 @@ def _newest(entities: list[Any]) -> datetime | None:
     return newest((t for t in times if isinstance(t, datetime)), None)
 
 
-class NgsiLdBroker:
+class NgsiLdBroker(Adapter):
     """The ``ngsi-ld-broker`` adapter."""
 
     name = "ngsi-ld-broker"

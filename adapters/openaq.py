@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import add_malformed, open_csv, require_columns
 from hubctl.errors import InputError
@@ -36,7 +36,7 @@ PARAMETERS = {"pm25": "pm25", "pm2.5": "pm25", "pm10": "pm10", "no2": "no2", "o3
 STATION_COLUMNS = ("location", "coordinates.latitude", "coordinates.longitude")
 
 
-class OpenAQ:
+class OpenAQ(Adapter):
     """The ``openaq`` adapter."""
 
     name = "openaq"

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import InputError
 from hubctl.geo import haversine_m
 from hubctl.rejects import Reject, reason
@@ -363,7 +363,7 @@ def _categories(oneway: np.ndarray, link: pa.Array, toll: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
-class OSM:
+class OSM(Adapter):
     """The ``osm`` adapter."""
 
     name = "osm"

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import open_csv
 from hubctl.errors import InputError, UsageError
@@ -207,7 +207,7 @@ def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[st
     return out
 
 
-class Places:
+class Places(Adapter):
     """The ``places`` adapter."""
 
     name = "places"

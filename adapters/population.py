@@ -25,7 +25,7 @@ import click
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.boardings import (
     Problems,
     line_numbers,
@@ -160,7 +160,7 @@ def _geojson_zones(path: Path, text: str,
         yield where, str(zone).strip(), lonlat
 
 
-class Population:
+class Population(Adapter):
     """The ``population`` adapter."""
 
     name = "population"

@@ -65,7 +65,12 @@ class ReadContext:
 
 
 class Adapter(Protocol):
-    """The contract every module in ``adapters/`` fulfils."""
+    """The contract every module in ``adapters/`` fulfils.
+
+    An adapter class subclasses this protocol explicitly (``class OpenAQ(Adapter):``), so that
+    it inherits the defaults of the optional members below and mypy checks the ones it sets.
+    The engine reads these members directly; it never probes an adapter with ``hasattr``.
+    """
 
     name: str
     entity_types: tuple[str, ...]
@@ -73,8 +78,28 @@ class Adapter(Protocol):
     example: str
     params: Sequence[click.Parameter]
 
-    # Optional: ``accepts_folders = True`` lets the engine pass a folder as one input (an
-    # unzipped GTFS feed); otherwise a folder argument is a usage mistake.
+    # Optional members, with their defaults.
+    #: True: a folder given as input is one input (an unzipped GTFS feed); otherwise a folder
+    #: argument is a usage mistake.
+    accepts_folders: bool = False
+    #: Rows an adapter puts in one Batch (``ReadContext.batch_rows``).
+    batch_rows: int = BATCH_ROWS
+    #: An adapter that can pull from an API: the options of a pull, an example command line,
+    #: and :meth:`is_pull` / :meth:`pull_source`. Empty for file-only adapters.
+    pull_example: str | None = None
+
+    @property
+    def pull_params(self) -> Sequence[click.Parameter]:
+        """Options of an API pull (none for a file-only adapter)."""
+        return ()
+
+    def is_pull(self, options: dict[str, Any]) -> bool:
+        """True when ``options`` ask for an API pull instead of reading files."""
+        return False
+
+    def pull_source(self, options: dict[str, Any]) -> str:
+        """The default source name of a pull (its cursor is kept under it)."""
+        return self.name
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:

@@ -254,7 +254,7 @@ def settings_from(options: Mapping[str, Any]) -> PullSettings:
 CURSOR_KEY = "_cursor"  # the option through which a bound pull adapter receives its Cursor
 
 
-class Pulling:
+class Pulling(Adapter):
     """An adapter bound to the Cursor of one pull run: ``read`` passes it in the options
     (under ``CURSOR_KEY``), so the request's options, its fingerprint and the ledger never
     hold it."""
@@ -266,6 +266,7 @@ class Pulling:
         self.summary: str = adapter.summary
         self.example: str = adapter.example
         self.params: Sequence[click.Parameter] = adapter.params
+        self.batch_rows: int = adapter.batch_rows
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
