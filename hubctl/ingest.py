@@ -10,7 +10,7 @@ import glob
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapter import BATCH_ROWS, Adapter, Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.duck import quote_ident, scratch
 from hubctl.errors import HubError, InputError, RejectRateExceeded
 from hubctl.gate import gate_for
@@ -40,7 +40,7 @@ from hubctl.registry import EntityType, get_type
 from hubctl.rejects import Reason, Reject
 from hubctl.types import TIMESTAMP
 
-__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest", "ingest_batches"]
+__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest", "ingest_batches", "judge"]
 
 _BOOKKEEPING = ("_records", "_raw", "_record")
 
@@ -56,6 +56,9 @@ class IngestRequest:
     force: bool = False
     max_reject_rate: float | None = None
     cursor: Cursor | None = None  # a pull: resumes from the source's last committed cursor
+    # The run, set by the engine as soon as it starts: a caller reports the counts so far of a
+    # run that failed from it.
+    run: Run | None = None
 
 
 def expand_inputs(patterns: Sequence[str], folders: bool = False) -> list[Path]:
@@ -105,6 +108,7 @@ def ingest(lake: Lake, req: IngestRequest,
         run = Run(run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
                   fingerprint=fp, inputs=[str(p) for p in req.inputs],
                   options={k: str(v) for k, v in req.options.items() if v is not None})
+        req.run = run
         if req.cursor is not None:  # read under the lock; a pull is never "unchanged"
             req.cursor.before = run.cursor_before = last_cursor(lake, req.source)
         pull = req.cursor is not None
@@ -126,26 +130,61 @@ def ingest(lake: Lake, req: IngestRequest,
             run.status, run.error = "failed", _unreconciled(run)
             write_run(lake, run)
             raise HubError(run.error)
-        rate = run.rejected / run.read if run.read else 0.0
-        over = req.max_reject_rate is not None and rate > req.max_reject_rate
-        run.status = "over-reject-rate" if over else "ok"
+        too_many = judge(run, req.max_reject_rate)
         if req.cursor is not None:  # committed with the run; a failed run never advances it
             run.cursor_after = req.cursor.after or req.cursor.before
         write_run(lake, run)
-        if over:
-            raise RejectRateExceeded(
-                f"run {run.run_id} rejected {run.rejected} of {run.read} records "
-                f"({rate:.1%}), over --max-reject-rate {req.max_reject_rate:.1%}",
-                hint="see `hubctl rejects` for the reasons; the good records were written")
+        if too_many is not None:
+            raise too_many
         return run
+
+
+def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
+    """Set the status of a finished run from its rejects; the error to raise (exit 4) when
+    it is not ``ok``.
+
+    ``rejected``: it read records and every one was rejected (nothing written, updated or
+    found duplicate), whatever ``max_reject_rate`` says. ``over-reject-rate``: more than
+    ``max_reject_rate`` of what it read was rejected.
+    """
+    rate = run.rejected / run.read if run.read else 0.0
+    hint = f"`hubctl rejects --run {run.run_id}` shows the reasons"
+    if run.read and run.rejected == run.read:
+        run.status = "rejected"
+        return RejectRateExceeded(
+            f"run {run.run_id} rejected all {run.read} records it read; nothing was written",
+            hint=hint)
+    if max_reject_rate is not None and rate > max_reject_rate:
+        run.status = "over-reject-rate"
+        return RejectRateExceeded(
+            f"run {run.run_id} rejected {run.rejected} of {run.read} records ({rate:.1%}), "
+            f"over --max-reject-rate {max_reject_rate:.1%}",
+            hint=hint + "; the good records were written")
+    run.status = "ok"
+    return None
 
 
 def _consume(lake: Lake, req: IngestRequest, run: Run,
              progress: Callable[[int], None] | None) -> None:
-    ctx = ReadContext(batch_rows=getattr(req.adapter, "batch_rows", BATCH_ROWS),
-                      warn=run.warnings.append, advance=progress or (lambda n: None))
-    for batch in prefetch(iter(req.adapter.read(req.inputs, req.options, ctx))):
+    read = [0]  # input bytes the adapter has read, advanced from the reading thread
+
+    def advance(nbytes: int) -> None:
+        read[0] += nbytes
+
+    def positioned() -> Iterator[tuple[Batch, int]]:
+        for batch in req.adapter.read(req.inputs, req.options, ctx):
+            yield batch, read[0]
+
+    ctx = ReadContext(batch_rows=req.adapter.batch_rows, warn=run.warnings.append,
+                      advance=advance)
+    shown = 0
+    for batch, position in prefetch(positioned()):
         _account(lake, batch, run)
+        if progress is not None and position > shown:  # a batch counts once it is committed
+            progress(position - shown)
+            shown = position
+    if progress is not None and read[0] > shown:
+        progress(read[0] - shown)
 
 
 def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
@@ -170,7 +209,8 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
 
     The same gate, upsert, rejects and ledger path as :func:`ingest`, without an input file:
     ``fingerprint`` names what was read (e.g. an MQTT session and batch number). The caller
-    holds the source's lock. Returns the ledger row written (status ``ok``) and every reject,
+    holds the source's lock. Returns the ledger row written (status ``ok``, or ``rejected``
+    when every record was) and every reject,
     so the caller can answer each message; on failure the run is recorded as failed and the
     error raised, and the caller must not acknowledge the batch.
     """
@@ -188,7 +228,7 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
         run.error = str(exc) or type(exc).__name__
         write_run(lake, run)
         raise
-    run.status = "ok"
+    judge(run, None)  # ``rejected`` when every message was; the caller answers each one
     write_run(lake, run)
     return run, rejects
 
@@ -218,6 +258,8 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
         own = None
     result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns, own)
     run.written += result.records["new"] + result.records["filled"]
+    if result.rows:
+        run.rows[et.name] = run.rows.get(et.name, 0) + result.rows
     run.updated += result.records["updated"]
     run.duplicate += result.records["duplicate"]
     if result.version is not None:

@@ -44,6 +44,7 @@ class UpsertResult:
 
     records: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     version: int | None = None
+    rows: int = 0  # rows the table gained (new keys appended)
 
 
 class Lake:
@@ -169,6 +170,7 @@ class Lake:
             is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
             fresh = _conform(changed.filter(is_new), schema)
             known = _conform(changed.filter(pc.invert(is_new)), schema)
+        result.rows = fresh.num_rows
         if fresh.num_rows:
             self._append_fresh(et, dt, fresh, own_files)
         if known.num_rows:

@@ -71,6 +71,9 @@ class Run:
     duplicate: int = 0
     rejected: int = 0
     tables: dict[str, int] = field(default_factory=dict)
+    # Rows each table gained (new keys appended; not in the ledger): long-format records that
+    # pivot into one row count once per row here, once per record in ``written``.
+    rows: dict[str, int] = field(default_factory=dict)
     # Files this run appended, per table (not in the ledger): see Batch.unique_keys.
     own_files: dict[str, set[str]] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
@@ -90,6 +93,7 @@ class Run:
             "status": self.status, "error": self.error, "read": self.read,
             "written": self.written, "updated": self.updated, "duplicate": self.duplicate,
             "rejected": self.rejected, "reconciles": self.reconciles, "tables": self.tables,
+            "rows_added": self.rows,
             "warnings": self.warnings, "fingerprint": self.fingerprint,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -129,7 +133,8 @@ def write_rejects(lake: Lake, run: Run, rejects: Sequence[Reject]) -> int:
 def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     """The run id that already ingested this exact input for this source, if any."""
     rows = _query(lake, "SELECT run_id FROM runs WHERE source = ? AND fingerprint = ? AND "
-                        "status IN ('ok', 'over-reject-rate') ORDER BY started_at DESC LIMIT 1",
+                        "status IN ('ok', 'over-reject-rate', 'rejected') "
+                        "ORDER BY started_at DESC LIMIT 1",
                   [source, fingerprint])
     return rows[0][0] if rows else None
 
@@ -162,8 +167,8 @@ def last_cursor(lake: Lake, source: str) -> str | None:
     """The cursor the newest successful run of ``source`` committed (a failed run never
     advances it)."""
     rows = _query(lake, "SELECT cursor_after FROM runs WHERE source = ? AND cursor_after IS NOT "
-                        "NULL AND status IN ('ok', 'over-reject-rate') ORDER BY finished_at DESC "
-                        "LIMIT 1", [source])
+                        "NULL AND status IN ('ok', 'over-reject-rate', 'rejected') "
+                        "ORDER BY finished_at DESC LIMIT 1", [source])
     return rows[0][0] if rows else None
 
 

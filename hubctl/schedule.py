@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from hubctl.config import Config
 from hubctl.cron import CronError, CronExpr, local_zone, parse_cron
@@ -31,8 +31,11 @@ from hubctl.errors import EXIT_LOCKED, ConfigError
 from hubctl.lake import Lake
 from hubctl.ledger import last_run_start
 
+if TYPE_CHECKING:
+    from hubctl.orchestrate import SourceRun
+
 __all__ = ["Logger", "Scheduler", "cron_table", "due", "log_event", "pipelines_after",
-           "scheduled", "scheduled_pipelines", "systemd_units"]
+           "run_event", "scheduled", "scheduled_pipelines", "systemd_units"]
 
 Logger = Callable[..., None]
 
@@ -49,6 +52,23 @@ def log_event(fmt: str, event: str, stream: IO[str] | None = None, **fields: Any
         line = " ".join([now, event, *parts])
     out.write(line + "\n")
     out.flush()
+
+
+def run_event(result: SourceRun) -> tuple[str, dict[str, Any]]:
+    """The log event of one source's run: ``run-finished``, ``run-skipped`` (locked) or
+    ``run-failed``, with its counts, exit code and duration."""
+    summary = result.summary()
+    duration = round(result.seconds, 3)
+    if result.status == "locked":
+        return "run-skipped", {"source": result.source, "reason": "locked",
+                               "exit_code": result.exit_code, "duration_s": duration}
+    fields = {k: summary.get(k) for k in ("source", "run_id", "status", "read", "written",
+                                           "updated", "duplicate", "rejected")}
+    if result.error is None:
+        cursor = result.run.cursor_after if result.run is not None else None
+        return "run-finished", {**fields, "cursor": cursor, "duration_s": duration}
+    return "run-failed", {**fields, "error": summary["error"], "hint": summary["hint"],
+                          "exit_code": result.exit_code, "duration_s": duration}
 
 
 def _jsonable(value: Any) -> Any:

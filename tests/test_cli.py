@@ -114,7 +114,7 @@ def test_init_and_sources_from_hub_toml(tmp_path: Path, monkeypatch: pytest.Monk
     assert json.loads(result.stdout)["written"] == 4
     assert (tmp_path / "lake" / "AirQualityObserved" / "_delta_log").is_dir()
     result = runner.invoke(cli, ["ingest", "--all", "--json"])
-    assert json.loads(result.stdout)["status"] == "unchanged"
+    assert json.loads(result.stdout)[0]["status"] == "unchanged"
     bad = runner.invoke(cli, ["ingest", "--source", "nope"])
     assert bad.exit_code == 2 and "unknown source" in bad.output
 

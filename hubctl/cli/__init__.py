@@ -9,6 +9,7 @@ import click
 
 from hubctl import __version__
 from hubctl.cli.context import HubContext
+from hubctl.cli.output import emit_failure
 from hubctl.errors import HubError
 
 __all__ = ["cli", "main"]
@@ -37,19 +38,24 @@ class HubGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HubError as exc:
+            emit_failure(exc, exc.exit_code)  # --json: the failure as JSON on stdout too
             if _debug(ctx):
                 raise
             raise HubCommandError(exc) from exc
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.ClickException as exc:
+            emit_failure(exc, exc.exit_code)
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:
             raise click.exceptions.Exit(0) from None
         except Exception as exc:  # a bug: short message, traceback with --debug
+            error = HubError(f"internal error: {type(exc).__name__}: {exc}",
+                             hint="rerun with --debug for the traceback and report it")
+            emit_failure(error, error.exit_code)
             if _debug(ctx):
                 raise
-            raise HubCommandError(HubError(
-                f"internal error: {type(exc).__name__}: {exc}",
-                hint="rerun with --debug for the traceback and report it")) from exc
+            raise HubCommandError(error) from exc
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import EXIT_LOCKED, ConfigError, HubError, UsageError
+from hubctl.errors import HubError, UsageError
+
+if TYPE_CHECKING:
+    from hubctl.ingest import IngestRequest
+    from hubctl.orchestrate import SourceRun
 
 __all__ = ["COMMANDS"]
 
@@ -74,51 +77,46 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
       hubctl ingest --all --due --log-format json
       AIRKOREA_SERVICE_KEY=... hubctl ingest airkorea --api --sido 대구 --stations st.json
 
-    Exit codes: 0 done, 1 failed, 2 usage, 4 over --max-reject-rate, 75 source locked.
+    \b
+    Exit codes: 0 done, 1 failed, 2 usage or configuration, 4 records rejected (every record
+    of a run, or more than --max-reject-rate), 75 source locked by another run (skipped).
+    With several sources each is listed with its own exit code (with --json: an array of run
+    objects) and the command exits with the most severe: 1 > 2 > 4 > 75 > 0. --json prints
+    the run object on failure too: status, error, hint and the counts so far.
     """
     if ctx.invoked_subcommand is not None:
         return
     if not sources and not run_all:
         click.echo(ctx.get_help())
         raise UsageError("name an adapter subcommand, --source NAME or --all")
+    from hubctl.orchestrate import run_sources, source_names
+
     config = hub().config
-    if not config.sources:
-        raise ConfigError(f"no sources declared in {config.path or 'hub.toml (none found)'}",
-                          hint="run `hubctl init` and add a [sources.NAME] table")
-    # --all: every source `hubctl ingest` can run (MQTT sources belong to `hubctl listen`)
-    names = [n for n, s in config.sources.items() if not getattr(s, "mqtt", None)] \
-        if run_all else list(sources)
-    unknown = [n for n in names if n not in config.sources]
-    if unknown:
-        raise ConfigError(f"unknown source(s): {', '.join(unknown)}",
-                          hint=f"declared in {config.path}: {', '.join(config.sources)}")
-    live = [n for n in names if getattr(config.sources[n], "mqtt", None)]
-    if live:
-        raise UsageError(f"source(s) {', '.join(live)} are MQTT sources: they are received, "
-                         "not ingested", hint=f"run `hubctl listen {' '.join(live)}`")
+    names = source_names(config, None if run_all else list(dict.fromkeys(sources)))
     if due:
         names = _due(names, log_format)
-    runs, failures = [], []
-    for name in names:
-        src = config.sources[name]
-        began = time.monotonic()
-        try:
-            runs.append(_run(src.adapter, src.inputs, _source_options(src), name, force,
-                             max_reject_rate))
-            _log_run(log_format, runs[-1], time.monotonic() - began)
-        except HubError as exc:
-            failures.append((name, exc))
-            _log_failure(log_format, name, exc, time.monotonic() - began)
-            if len(names) == 1 and log_format != "json":
-                raise
-            if log_format != "json":
-                click.secho(f"error: source {name}: {exc}", fg="red", err=True)
-    quiet = due and not runs and not as_json  # cron mails any output: none when nothing ran
+    with _stoppable():
+        results = run_sources(hub().lake, config, names, force=force,
+                              max_reject_rate=max_reject_rate, progress=_progress,
+                              debug=hub().debug, done=lambda r: _log(log_format, r))
+    many = run_all or len(names) > 1
+    quiet = due and not results and not as_json  # cron mails any output: none when nothing ran
     if (log_format != "json" or as_json) and not quiet:
-        _report(runs, as_json)
-    if failures:  # a real failure outranks "skipped, locked" (75) in the exit code
-        codes = [exc.exit_code for _, exc in failures]
-        sys.exit(max((c for c in codes if c != EXIT_LOCKED), default=EXIT_LOCKED))
+        _report(results, as_json, many)
+    _exit(results)
+
+
+def _exit(results: list[SourceRun]) -> None:
+    """Exit with the most severe code of ``results``. The error of a single run is raised (its
+    message and hint, its exit code, its traceback with --debug); several were listed."""
+    from hubctl.orchestrate import overall_exit
+
+    code = overall_exit(results)
+    if code == 0:
+        return
+    if len(results) == 1 and results[0].error is not None:
+        raise results[0].error
+    sys.exit(code)
 
 
 def _due(names: list[str], log_format: str) -> list[str]:
@@ -143,97 +141,13 @@ def _due(names: list[str], log_format: str) -> list[str]:
     return out
 
 
-def _log_run(log_format: str, run: Any, seconds: float) -> None:
-    if log_format != "json":
-        return
-    from hubctl.schedule import log_event
+def _log(log_format: str, result: SourceRun) -> None:
+    """One JSON line per source on stderr (--log-format json); a failure's message in text."""
+    if log_format == "json":
+        from hubctl.schedule import log_event, run_event
 
-    summary = run.summary()
-    log_event("json", "run-finished", **{k: summary[k] for k in (
-        "source", "run_id", "status", "read", "written", "updated", "duplicate", "rejected")},
-        cursor=run.cursor_after, duration_s=round(seconds, 3))
-
-
-def _log_failure(log_format: str, name: str, exc: HubError, seconds: float) -> None:
-    if log_format != "json":
-        return
-    from hubctl.errors import LockHeld
-    from hubctl.schedule import log_event
-
-    if isinstance(exc, LockHeld):
-        log_event("json", "run-skipped", source=name, reason="locked", exit_code=exc.exit_code)
-    else:
-        log_event("json", "run-failed", source=name, error=exc.message, hint=exc.hint,
-                  exit_code=exc.exit_code, duration_s=round(seconds, 3))
-
-
-def _params(adapter: Any) -> list[click.Parameter]:
-    """The adapter's options, and its pull options if it can pull from an API."""
-    return [*adapter.params, *getattr(adapter, "pull_params", [])]
-
-
-def _source_options(src: Any) -> dict[str, Any]:
-    from hubctl.adapters import get_adapter
-
-    try:
-        adapter = get_adapter(src.adapter)
-    except KeyError as exc:
-        raise ConfigError(f"source {src.name}: {exc.args[0]}") from None
-    known = {p.name: p for p in _params(adapter)}
-    known |= {o.lstrip("-").replace("-", "_"): p for p in _params(adapter) for o in p.opts
-              if p.name is not None and o.startswith("--")}  # `type` for --type too
-    out: dict[str, Any] = {}
-    for key, value in src.options.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"source {src.name}: adapter {adapter.name} has no option {key!r}",
-                              hint=f"its options: {', '.join(sorted(known)) or 'none'}")
-        param = known[name]
-        if isinstance(param.type, click.Path) and isinstance(value, str):
-            value = str(src.base / value)
-        out[param.name or name] = value
-    return out
-
-
-def _run(adapter_name: str, inputs: list[str], options: dict[str, Any], source: str | None,
-         force: bool, max_reject_rate: float | None) -> Any:
-    from hubctl.adapters import get_adapter
-    from hubctl.ingest import IngestRequest, expand_inputs
-    from hubctl.ingest import ingest as run_ingest
-
-    adapter: Any = get_adapter(adapter_name)
-    if hasattr(adapter, "is_pull") and adapter.is_pull(options):
-        return _pull(adapter, inputs, options, source, max_reject_rate)
-    pull_only = {p.name for p in getattr(adapter, "pull_params", [])}
-    options = {k: v for k, v in options.items() if k not in pull_only}  # files: as before
-    paths = expand_inputs(inputs, folders=getattr(adapter, "accepts_folders", False))
-    if not paths:
-        raise UsageError(f"{adapter_name}: give at least one input file")
-    name = source or f"{adapter_name}:" + ",".join(str(p.resolve()) for p in paths)
-    req = IngestRequest(adapter=adapter, inputs=paths, options=options, source=name,
-                        force=force, max_reject_rate=max_reject_rate)
-    lake = hub().lake
-    with _progress(paths, adapter_name) as advance, _stoppable():
-        return run_ingest(lake, req, progress=advance)
-
-
-def _pull(adapter: Any, inputs: list[str], options: dict[str, Any], source: str | None,
-          max_reject_rate: float | None) -> Any:
-    """An API pull: no input files; the run resumes from the source's committed cursor."""
-    from hubctl.ingest import IngestRequest
-    from hubctl.ingest import ingest as run_ingest
-    from hubctl.ledger import Cursor
-    from hubctl.pull import Pulling
-
-    if inputs:
-        raise UsageError(f"{adapter.name}: an API pull reads no files ({inputs[0]} given)",
-                         hint="drop the file arguments, or drop --api to read files")
-    cursor = Cursor()
-    req = IngestRequest(adapter=Pulling(adapter, cursor), inputs=[], options=options,
-                        source=source or adapter.pull_source(options),
-                        max_reject_rate=max_reject_rate, cursor=cursor)
-    with _stoppable():
-        return run_ingest(hub().lake, req)
+        event, fields = run_event(result)
+        log_event("json", event, **fields)
 
 
 class Stopped(HubError):
@@ -267,56 +181,94 @@ def _stoppable() -> Iterator[None]:
 
 
 @contextmanager
-def _progress(paths: list[Path], label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar over input bytes on a terminal; silent in cron and CI."""
+def _progress(req: IngestRequest) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the input bytes on a terminal; silent in cron and CI. The engine
+    advances it as batches are committed, and it never passes its total."""
     if not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    total = sum(p.stat().st_size for p in paths)
+    total = sum(_size(p) for p in req.inputs)
+    done = [0]
+
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(f"ingest {label}", total=total)
-        yield lambda n: bar.advance(task, n)
+        task = bar.add_task(f"ingest {req.adapter.name}", total=total)
+
+        def advance(nbytes: int) -> None:
+            step = max(0, min(nbytes, total - done[0]))
+            done[0] += step
+            bar.advance(task, step)
+
+        yield advance
 
 
-def _report(runs: list[Any], as_json: bool) -> None:
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _report(results: list[SourceRun], as_json: bool, many: bool) -> None:
+    """The runs as JSON (an object, or an array when several sources were asked for) or as a
+    table, with warnings and errors on stderr."""
     if as_json:
-        emit_json([r.summary() for r in runs] if len(runs) != 1 else runs[0].summary())
+        emit_json([r.summary() for r in results] if many else results[0].summary())
         return
-    cols = ["source", "status", "read", "written", "updated", "duplicate", "rejected", "run_id"]
-    rows = [[r.source if len(r.source) < 60 else "…" + r.source[-59:], r.status, r.read,
-             r.written, r.updated, r.duplicate, r.rejected, r.run_id] for r in runs]
+    if not results:
+        click.echo("no source ran", err=True)
+        return
+    cols = ["source", "status", "exit", "read", "written", "updated", "duplicate", "rejected",
+            "rows added", "run_id"]
+    rows = []
+    for r in results:
+        s = r.summary()
+        name = r.source if len(r.source) < 60 else "…" + r.source[-59:]
+        added = ", ".join(f"{t} +{n:,}" for t, n in sorted(s.get("rows_added", {}).items()))
+        rows.append([name, s["status"], s["exit_code"], *(s[k] for k in (
+            "read", "written", "updated", "duplicate", "rejected")),
+            added or "-", s.get("run_id")])
     print_rows(cols, rows)
-    for r in runs:
-        for w in r.warnings:
+    for r in results:
+        s = r.summary()
+        for w in s.get("warnings", []):
             click.secho(f"warning: {w}", fg="yellow", err=True)
-        if r.rejected:
-            click.echo(f"{r.rejected} record(s) rejected: hubctl rejects --run {r.run_id}",
+        if s["rejected"]:
+            click.echo(f"{s['rejected']} record(s) rejected: hubctl rejects --run {s['run_id']}",
                        err=True)
+        if r.error is not None and len(results) > 1:  # one run's error is raised instead
+            click.secho(f"error: source {r.source}: {s['error']}", fg="red", err=True)
+            if s["hint"]:
+                click.echo(f"  hint: {s['hint']}", err=True)
 
 
 def _adapter_command(name: str) -> click.Command:
     from hubctl.adapters import get_adapter
+    from hubctl.orchestrate import ingest_request, try_request
 
     adapter = get_adapter(name)
 
     def callback(files: tuple[str, ...], source_name: str | None, force: bool,
                  max_reject_rate: float | None, as_json: bool, **options: Any) -> None:
-        run = _run(name, list(files), options, source_name, force, max_reject_rate)
-        _report([run], as_json)
+        with _stoppable():
+            result = try_request(source_name or name, lambda: ingest_request(
+                name, list(files), options, source=source_name, force=force,
+                max_reject_rate=max_reject_rate), hub().lake, _progress)
+        _report([result], as_json, many=False)
+        _exit([result])
 
     command = click.Command(
         name=name, callback=callback,
         help=f"{adapter.summary}\n\n\b\nExample:\n  {adapter.example}\n"
-             + (f"  {adapter.pull_example}\n" if hasattr(adapter, "pull_example") else "")
+             + (f"  {adapter.pull_example}\n" if adapter.pull_example else "")
              + "\n"
              f"Produces: {', '.join(adapter.entity_types)}.",
         short_help=adapter.summary,
         params=[click.Argument(["files"], nargs=-1, type=click.Path(),
-                               required=not hasattr(adapter, "pull_params")),
-                *_params(adapter),
+                               required=not adapter.pull_params),
+                *adapter.params, *adapter.pull_params,
                 click.Option(["--source-name"], default=None, metavar="NAME",
                              help="Name of this source in the ledger and its lock "
                                   "(default: adapter and input paths).")],

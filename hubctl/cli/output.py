@@ -11,15 +11,42 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["emit_json", "json_option", "print_rows", "to_jsonable"]
+from hubctl.cli.context import HubContext
+
+__all__ = ["emit_failure", "emit_json", "json_option", "print_rows", "to_jsonable", "tsv",
+           "wants_json"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def json_option(f: F) -> F:
-    """``--json``: print machine-readable JSON on stdout instead of a table."""
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print JSON (for scripts) instead of a table.")(f)
+    """``--json``: print machine-readable JSON on stdout instead of a table, on failure too
+    (the CLI prints ``{"status": "failed", "error": ..., "exit_code": ...}`` when the command
+    printed nothing itself)."""
+    return click.option("--json", "as_json", is_flag=True, callback=wants_json,
+                        help="Print JSON (for scripts) instead of a table; on failure too.")(f)
+
+
+def wants_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Callback of a ``--json`` flag: remember it, so that a failure is printed as JSON too."""
+    obj = ctx.find_object(HubContext)
+    if obj is not None and value:
+        obj.json = True
+    return value
+
+
+def emit_failure(error: BaseException, exit_code: int) -> None:
+    """The JSON object of a command that failed before printing its own: status, error,
+    hint and exit code. Printed at most once, and only when ``--json`` was given."""
+    try:
+        obj = click.get_current_context().find_object(HubContext)
+    except RuntimeError:
+        return
+    if obj is None or not obj.json or obj.json_printed:
+        return
+    message = getattr(error, "message", None) or getattr(error, "format_message", str)()
+    emit_json({"status": "failed", "error": message, "hint": getattr(error, "hint", None),
+               "exit_code": exit_code})
 
 
 def to_jsonable(value: Any) -> Any:
@@ -40,11 +67,21 @@ def to_jsonable(value: Any) -> Any:
 def emit_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout."""
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+    try:
+        obj = click.get_current_context().find_object(HubContext)
+    except RuntimeError:  # outside a command
+        return
+    if obj is not None:
+        obj.json_printed = True
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
                max_rows: int = 200) -> None:
-    """A rich table on a terminal (plain aligned text when piped)."""
+    """A rich table on a terminal; plain TSV (a header line, then one line per row, every row)
+    when stdout is not a terminal, for ``cut``, ``sort`` and spreadsheets."""
+    if not sys.stdout.isatty():
+        click.echo(tsv(columns, rows), nl=False)
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -53,7 +90,17 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
         table.add_column(str(col), overflow="fold")
     for row in rows[:max_rows]:
         table.add_row(*["" if v is None else str(to_jsonable(v)) for v in row])
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console()
     console.print(table)
     if len(rows) > max_rows:
         console.print(f"... {len(rows) - max_rows} more rows (use --format csv or --output)")
+
+
+def tsv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as tab-separated text with a header line; tabs and line breaks in a value become
+    spaces, a missing value is empty."""
+    def cell(v: Any) -> str:
+        text = "" if v is None else str(to_jsonable(v))
+        return text.replace("\t", " ").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+    return "".join("\t".join(cell(v) for v in r) + "\n" for r in [list(columns), *rows])

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from hubctl.cli.context import hub
-from hubctl.cli.output import emit_json, json_option, print_rows, to_jsonable
+from hubctl.cli.output import emit_json, json_option, print_rows, to_jsonable, wants_json
 from hubctl.errors import UsageError
 
 __all__ = ["COMMANDS"]
@@ -33,7 +33,8 @@ def _catalog() -> Any:
               help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout (required for parquet).")
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--json", "as_json", is_flag=True, callback=wants_json,
+              help="Same as --format json; a failure is printed as JSON too.")
 def sql(query: str, fmt: str, output: Path | None, as_json: bool) -> None:
     """Run a DuckDB SQL query over the lake.
 
@@ -108,6 +109,13 @@ def tables(as_json: bool) -> None:
                       for s in stats])
 
 
+# A record is "line 17", "entry 3, IntervalReading 12" or a JSON pointer: sort by its first
+# and second number as numbers (line 9 before line 10), then as text.
+_RECORD_ORDER = ("TRY_CAST(regexp_extract(record, '(\\d+)', 1) AS BIGINT) NULLS LAST, "
+                 "TRY_CAST(regexp_extract(record, '\\d+\\D+(\\d+)', 1) AS BIGINT) NULLS FIRST, "
+                 "record")
+
+
 @click.command()
 @click.argument("entity_type", required=False)
 @click.option("--run", "run_id", default=None, help="Only rejects of this run id.")
@@ -136,7 +144,7 @@ def rejects(entity_type: str | None, run_id: str | None, limit: int, as_json: bo
             clause = f"WHERE {' AND '.join(where)}" if where else ""
             rows = cat.query(
                 f"SELECT run_id, entity_type, file, record, codes, reasons, raw FROM _rejects "
-                f"{clause} ORDER BY rejected_at DESC, file, record LIMIT {int(limit)}",
+                f"{clause} ORDER BY run_id DESC, file, {_RECORD_ORDER} LIMIT {int(limit)}",
                 params).to_pylist()
     finally:
         cat.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import HubError, UsageError
+from hubctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from hubctl.orchestrate import PipelineRun
 
 __all__ = ["COMMANDS"]
 
@@ -106,8 +108,7 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
 
     Derived tables go to <lake>/derived/NAME/TABLE/ (each row tagged with the run id) and are
     queryable as derived.NAME_TABLE; each run is recorded in _pipeline_runs. The summary is
-    printed as a table, or as JSON with --json. Exit codes: 0 ok, 1 an --assert failed or an
-    input is missing, 2 bad parameters, 75 the same pipeline is running elsewhere.
+    printed as a table, or as JSON with --json (on failure too: status, error, exit_code).
 
     \b
     Examples:
@@ -115,6 +116,13 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
       hubctl run bus_routes --param feed=caltrain --param catchment_m=500
       hubctl run energy --json --assert "kpis.ev_utilisation >= 0.2"
       hubctl run --all --assert "patrol_points.coverage.after >= 0.5"
+
+    \b
+    Exit codes: 0 ok, 1 an --assert failed, an input is missing or the pipeline failed,
+    2 bad parameters, 75 the same pipeline is running elsewhere (skipped). --all runs every
+    pipeline whose inputs are present even when one fails, lists each with its own exit code
+    and exits with the most severe: 1 > 2 > 75 > 0; with --debug a bug stops it with its
+    traceback.
     """
     from hubctl.runner import AssertionFailed, parse_assert, parse_params, run_pipeline
 
@@ -124,78 +132,53 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
                          hint=f"pipelines: {', '.join(sorted(registry)) or 'none'}")
     lake = hub().lake
     checks = [parse_assert(a) for a in asserts]
-    if name is not None:
-        if name not in registry:
-            raise UsageError(f"unknown pipeline {name!r}",
-                             hint=f"known: {', '.join(sorted(registry)) or 'none'} "
-                                  "(`hubctl pipelines` describes them)")
-        pipeline = registry[name]
-        values = parse_params(pipeline, params)
-        try:
-            out = run_pipeline(lake, pipeline, values, checks, warn=_warn,
-                               step=_stepper(name))
-        except AssertionFailed as exc:
-            _show(exc.outcome, as_json)  # the analysis ran: show it, then fail
-            raise
-        _show(out, as_json)
+    if name is None:
+        _run_all(lake, registry, params, checks, as_json)
         return
-    _run_all(lake, registry, params, checks, as_json)
+    if name not in registry:
+        raise UsageError(f"unknown pipeline {name!r}",
+                         hint=f"known: {', '.join(sorted(registry)) or 'none'} "
+                              "(`hubctl pipelines` describes them)")
+    from hubctl.orchestrate import PipelineRun
+
+    try:
+        out = run_pipeline(lake, registry[name], parse_params(registry[name], params), checks,
+                           warn=_warn, step=_stepper(name))
+    except AssertionFailed as exc:
+        _show(PipelineRun(name, exc.outcome, exc), as_json)  # it ran: show it, then fail
+        raise
+    except Exception as exc:
+        if as_json:
+            emit_json(PipelineRun(name, error=exc).as_json())
+        raise
+    _show(PipelineRun(name, out), as_json)
 
 
 def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
              checks: list[Any], as_json: bool) -> None:
-    from hubctl.runner import AssertionFailed, missing_inputs, parse_params, run_pipeline
+    from hubctl.orchestrate import overall_exit, route_all, run_pipelines
 
-    lake.require_root()
-    tables = lake.table_names()
-    per: dict[str, list[str]] = {}
-    for pair in params:
-        target, dot, rest = pair.partition(".")
-        if not dot or target not in registry:
-            raise UsageError(f"--param {pair!r}: with --all write PIPELINE.NAME=VALUE",
-                             hint=f"pipelines: {', '.join(sorted(registry))}")
-        per.setdefault(target, []).append(rest)
-    by_pipeline: dict[str, list[Any]] = {}
-    for a in checks:
-        target, dot, metric = a.metric.partition(".")
-        if not dot or target not in registry:
-            raise UsageError(f"--assert {a.text!r}: with --all write PIPELINE.METRIC OP VALUE")
-        by_pipeline.setdefault(target, []).append(replace(a, metric=metric))
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    for pname in sorted(registry):
-        pipeline = registry[pname]
-        missing = missing_inputs(pipeline, tables)
-        if missing:
-            results.append({"pipeline": pname, "status": "skipped",
-                            "missing_inputs": missing})
-            if not as_json:
-                click.echo(f"{pname}: skipped (no {', '.join(missing)} in the lake)", err=True)
-            continue
-        values = parse_params(pipeline, per.get(pname, []))
-        try:
-            out = run_pipeline(lake, pipeline, values, by_pipeline.get(pname, []),
-                               warn=_warn, step=_stepper(pname))
-        except AssertionFailed as exc:
-            failures.append(f"{pname}: {exc.message}")
-            results.append(exc.outcome.as_json())
-            if not as_json:
-                _show(exc.outcome, False)
-            continue
-        except Exception as exc:  # one pipeline failing does not stop the others
-            error = exc.message if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
-            failures.append(f"{pname}: {error}")
-            results.append({"pipeline": pname, "status": "failed", "error": error})
-            if not as_json:
-                click.secho(f"{pname}: failed: {error}", fg="red", err=True)
-            continue
-        results.append(out.as_json())
-        if not as_json:
-            _show(out, False)
+    per_params, per_checks = route_all(registry, params, checks)
+    steppers: dict[str, Any] = {}
+
+    def step(pname: str, message: str) -> None:
+        steppers.setdefault(pname, _stepper(pname))(message)
+
+    results = run_pipelines(lake, registry, per_params, per_checks, debug=hub().debug,
+                            warn=_warn, step=step,
+                            done=lambda r: None if as_json else _show(r, False))
     if as_json:
-        emit_json(results)
-    if failures:
-        raise HubError("; ".join(failures))
+        emit_json([r.as_json() for r in results])
+    code = overall_exit(results)
+    if code:
+        failed = [r.pipeline for r in results if r.exit_code]
+        for r in results:  # the JSON is on stdout: the reasons go to stderr too
+            if as_json and r.error is not None:
+                click.secho(f"{r.pipeline}: {r.status}: {r.as_json()['error']}", fg="red",
+                            err=True)
+        click.secho(f"error: {len(failed)} of {len(results)} pipeline(s) did not succeed: "
+                    f"{', '.join(failed)}", fg="red", err=True)
+        sys.exit(code)
 
 
 def _warn(message: str) -> None:
@@ -212,9 +195,20 @@ def _stepper(name: str) -> Any:
     return step
 
 
-def _show(out: Any, as_json: bool) -> None:
+def _show(result: PipelineRun, as_json: bool) -> None:
+    """One pipeline's run: JSON, or its status, derived tables, metrics and asserts."""
     if as_json:
-        emit_json(out.as_json())
+        emit_json(result.as_json())
+        return
+    out = result.outcome
+    if out is None:
+        if result.missing:
+            click.echo(f"{result.pipeline}: skipped (no {', '.join(result.missing)} in the "
+                       "lake)", err=True)
+        elif result.error is not None:
+            info = result.as_json()
+            click.secho(f"{result.pipeline}: {info['status']}: {info['error']}", fg="red",
+                        err=True)
         return
     click.secho(f"{out.pipeline}: {out.status} in {out.seconds:.1f} s (run {out.run_id})",
                 bold=True)
