@@ -370,7 +370,7 @@ def _source_problems(src: Source) -> list[Problem]:
             problems.append(Problem((*where, "mqtt"), exc.message, exc.hint))
         return problems
     from hubctl.adapters import ADAPTERS
-    from hubctl.cli.ingest import _source_options
+    from hubctl.orchestrate import source_options
 
     if src.adapter not in ADAPTERS:
         close = difflib.get_close_matches(src.adapter, list(ADAPTERS), n=1)
@@ -380,7 +380,7 @@ def _source_problems(src: Source) -> list[Problem]:
     problems = []
     for key, value in src.options.items():
         try:
-            _source_options(replace(src, options={key: value}))
+            source_options(replace(src, options={key: value}))
         except HubError as exc:
             problems.append(Problem((*where, "options", key), exc.message.split(": ", 1)[-1],
                                     exc.hint))
