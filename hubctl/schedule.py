@@ -4,9 +4,10 @@ and a foreground scheduler (``hubctl schedule run``).
 *Due*: a source is due when a fire time of its schedule falls after the start of its last
 finished run (any outcome) and not after now; a source that never ran is due. However many
 fire times were missed, one run serves them all (missed runs coalesce). The scheduler runs each
-due source as a child ``hubctl ingest --source NAME`` process; the source's lock keeps two runs
-of one source (from two schedulers, cron and a person) from overlapping: the loser exits 75 and
-is logged as skipped.
+due source in a thread of its own process, through the engine function that ``hubctl ingest
+--source NAME`` calls (:func:`hubctl.orchestrate.source_request`); the source's lock keeps two runs
+of one source (from two schedulers, cron and a person) from overlapping: the loser is logged as
+skipped (exit code 75 for ``hubctl ingest``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hubctl.config import Config
 from hubctl.cron import CronError, CronExpr, local_zone, parse_cron
-from hubctl.errors import EXIT_LOCKED, ConfigError
+from hubctl.errors import ConfigError
 from hubctl.lake import Lake
 from hubctl.ledger import last_run_start
 
@@ -66,7 +66,8 @@ def run_event(result: SourceRun) -> tuple[str, dict[str, Any]]:
                                            "updated", "duplicate", "rejected")}
     if result.error is None:
         cursor = result.run.cursor_after if result.run is not None else None
-        return "run-finished", {**fields, "cursor": cursor, "duration_s": duration}
+        return "run-finished", {**fields, "cursor": cursor, "exit_code": result.exit_code,
+                                "duration_s": duration}
     return "run-failed", {**fields, "error": summary["error"], "hint": summary["hint"],
                           "exit_code": result.exit_code, "duration_s": duration}
 
@@ -311,43 +312,47 @@ def systemd_units(config: Config, lake: Path | None = None,
 # ---------------------------------------------------------------- the scheduler
 
 @dataclass
-class _Child:
+class _Job:
+    """A source being ingested by a thread of the scheduler."""
+
     source: str
     fire: datetime | None
-    proc: subprocess.Popen[bytes]
-    out: IO[bytes]
-    err: IO[bytes]
+    thread: threading.Thread | None = None
+    result: SourceRun | None = None
     started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class Scheduler:
-    """Runs due sources as child ``hubctl ingest --source NAME`` processes until told to stop."""
+    """Runs due sources in this process (at most ``jobs`` at once, each in a thread, through
+    :func:`hubctl.orchestrate.source_request`) until told to stop."""
 
     config: Config
     lake: Lake
     sources: dict[str, CronExpr]
     log: Logger
     jobs: int = 2
-    poll: float = 0.2  # seconds between looks at the clock and the children
+    poll: float = 0.2  # seconds between looks at the clock and the running jobs
     zone: tzinfo = field(default_factory=local_zone)
     stopping: int = 0  # signals received
     _tried: dict[str, datetime] = field(default_factory=dict)
     _next: dict[str, datetime | None] = field(default_factory=dict)
-    _running: dict[str, _Child] = field(default_factory=dict)
+    _running: dict[str, _Job] = field(default_factory=dict)
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
-        """Stop starting runs; a second signal also stops the running ingests."""
+        """Stop starting runs; a second signal also asks the running ingests to stop after the
+        commit in progress (pulls stop at their next request)."""
+        from hubctl.pull import STOP
+
         self.stopping += 1
         if self.stopping == 1:
             self.log("stopping", signal=signal.Signals(signum).name,
                      waiting_for=sorted(self._running) or None)
         else:
-            for child in self._running.values():
-                child.proc.terminate()
+            STOP.set()
 
     def run(self) -> int:
-        """The loop: start due sources, reap finished ones; returns the exit code (0)."""
+        """The loop: start due sources, log finished ones; returns the exit code (0)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
         self.log("scheduler-started", pid=os.getpid(), lake=str(self.lake.root),
@@ -389,52 +394,32 @@ class Scheduler:
         return is_due
 
     def _start(self, name: str, now: datetime) -> None:
-        argv = [sys.executable, "-c", "from hubctl.cli import main; main()",
-                "--lake", str(self.lake.root)]
-        if self.config.path is not None:
-            argv += ["--config", str(self.config.path)]
-        argv += ["ingest", "--source", name, "--json"]
-        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the child is reaped)
-        err = tempfile.TemporaryFile()  # noqa: SIM115
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # a terminal's ^C reaches us only
+        """Run source ``name`` in a thread of its own, on a Lake object of its own."""
+        from hubctl.orchestrate import source_request, try_request
+
+        job = _Job(name, now)
+
+        def work() -> None:
+            job.result = try_request(name, lambda: source_request(self.config, name),
+                                     Lake(self.lake.root))
+
+        job.thread = threading.Thread(target=work, name=f"ingest {name}", daemon=True)
         self._tried[name] = now
         self._next[name] = now
-        self._running[name] = _Child(name, now, proc, out, err)
-        self.log("run-started", source=name, pid=proc.pid)
+        self._running[name] = job
+        job.thread.start()
+        self.log("run-started", source=name, pid=os.getpid())
 
     def _reap(self) -> None:
-        for name, child in list(self._running.items()):
-            code = child.proc.poll()
-            if code is None:
+        """Log every job that has ended: its counts, skipped (locked) or its error."""
+        for name, job in list(self._running.items()):
+            if job.thread is not None and job.thread.is_alive():
                 continue
             del self._running[name]
             self._next.pop(name, None)  # ask the ledger again at the next fire
-            duration = round(time.monotonic() - child.started, 3)
-            child.out.seek(0)
-            child.err.seek(0)
-            stdout = child.out.read().decode("utf-8", "replace")
-            stderr = child.err.read().decode("utf-8", "replace").strip()
-            child.out.close()
-            child.err.close()
-            if code == EXIT_LOCKED:
-                self.log("run-skipped", source=name, reason="locked", exit_code=code,
-                         duration_s=duration)
+            if job.result is None:  # the thread died without a result: a bug in the loop
+                self.log("run-failed", source=name, error="the run ended without a result",
+                         exit_code=1, duration_s=round(time.monotonic() - job.started, 3))
                 continue
-            event, fields = _outcome(name, code, stdout, stderr, duration)
+            event, fields = run_event(job.result)
             self.log(event, **fields)
-
-
-def _outcome(name: str, code: int, stdout: str, stderr: str,
-             duration: float) -> tuple[str, dict[str, Any]]:
-    """The log event of a finished child: its run summary, or its error."""
-    try:
-        summary = json.loads(stdout) if stdout.strip() else {}
-    except json.JSONDecodeError:
-        summary = {}
-    fields = {k: summary.get(k) for k in ("run_id", "status", "read", "written", "updated",
-                                           "duplicate", "rejected") if k in summary}
-    errors = [ln.removeprefix("error: ") for ln in stderr.splitlines() if ln.startswith("error")]
-    return ("run-finished" if code == 0 else "run-failed",
-            {"source": name, **fields, "exit_code": code, "duration_s": duration,
-             "error": "; ".join(errors) or (stderr[-300:] if code else None)})

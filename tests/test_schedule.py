@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,38 +199,51 @@ def test_two_schedulers_never_run_a_source_twice_at_once_and_stop_cleanly(
         assert all(prev[1] <= nxt[0] for prev, nxt in zip(spans, spans[1:], strict=False)), spans
 
 
-def test_a_finished_child_is_logged_with_its_counts_or_its_error() -> None:
-    from hubctl.schedule import _outcome
+def _scheduler(config_path: Path) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    from hubctl.config import load_config
+    from hubctl.schedule import Scheduler
 
-    summary = {"run_id": "r1", "status": "ok", "read": 5, "written": 4, "updated": 0,
-               "duplicate": 1, "rejected": 0, "warnings": []}
-    assert _outcome("a", 0, json.dumps(summary), "", 1.5) == ("run-finished", {
-        "source": "a", "run_id": "r1", "status": "ok", "read": 5, "written": 4, "updated": 0,
-        "duplicate": 1, "rejected": 0, "exit_code": 0, "duration_s": 1.5, "error": None})
-    event, fields = _outcome("a", 1, "", "error: http://x/y: HTTP 500 after 5 attempt(s)\n"
-                                         "  hint: the server is failing", 2.0)
-    assert event == "run-failed" and fields["exit_code"] == 1
-    assert fields["error"] == "http://x/y: HTTP 500 after 5 attempt(s)"
-
-
-def test_a_child_that_found_the_lock_held_is_logged_as_skipped(tmp_path: Path) -> None:
-    import io
-
-    from hubctl.config import Config
-    from hubctl.errors import EXIT_LOCKED
-    from hubctl.schedule import Scheduler, _Child
-
+    config = load_config(config_path, None)
     events: list[tuple[str, dict[str, Any]]] = []
-    lake = Lake(tmp_path / "lake")
-    scheduler = Scheduler(Config(lake.root, None, {}), lake, {},
-                          lambda event, **fields: events.append((event, fields)))
-    proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_LOCKED})"])
-    proc.wait(timeout=30)
-    scheduler._running["a"] = _Child("a", None, proc, io.BytesIO(), io.BytesIO())
+    return Scheduler(config, Lake(config.lake), {}, lambda event, **fields: events.append(
+        (event, fields))), events
+
+
+def _finish(scheduler: Any, name: str) -> None:
+    scheduler._start(name, datetime.now(UTC))
+    scheduler._running[name].thread.join(timeout=60)
     scheduler._reap()
+
+
+def test_the_scheduler_runs_a_source_in_process_and_logs_its_counts(tmp_path: Path) -> None:
+    scheduler, events = _scheduler(write_hub(tmp_path, {"a": "* * * * *"}))
+    _finish(scheduler, "a")
     assert not scheduler._running
-    assert [(e, f["source"], f["reason"], f["exit_code"]) for e, f in events] == [
-        ("run-skipped", "a", "locked", 75)]
+    assert [e for e, _ in events] == ["run-started", "run-finished"]
+    fields = events[1][1]
+    assert (fields["status"], fields["read"], fields["written"], fields["exit_code"]) == (
+        "ok", 6, 6, 0)
+    runs = source_runs(Lake(tmp_path / "lake"), "a")
+    assert [r["pid"] for r in runs] == [os.getpid()]  # no child process: this one
+
+
+def test_the_scheduler_logs_a_failure_with_its_error_and_a_held_lock_as_skipped(
+        tmp_path: Path) -> None:
+    from hubctl.locks import hold
+
+    config = write_hub(tmp_path, {"a": "* * * * *"})
+    (tmp_path / "data" / "long.csv").unlink()
+    scheduler, events = _scheduler(config)
+    _finish(scheduler, "a")
+    event, fields = events[-1]
+    assert event == "run-failed" and fields["exit_code"] == 1
+    assert "no such file" in fields["error"]
+    write_hub(tmp_path, {"a": "* * * * *"})  # the input is back; the lock is held
+    with hold(tmp_path / "lake", "source:a"):
+        _finish(scheduler, "a")
+    event, fields = events[-1]
+    assert (event, fields["source"], fields["reason"], fields["exit_code"]) == (
+        "run-skipped", "a", "locked", 75)
 
 
 # ---------------------------------------------------------------- everything the hub runs

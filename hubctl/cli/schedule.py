@@ -125,10 +125,11 @@ def scheduled_anything(config: Any) -> bool:
 def run(jobs: int, sources: tuple[str, ...], log_format: str) -> None:
     """Run scheduled sources when due, in the foreground, until SIGTERM or ^C.
 
-    Each due source runs as a child `hubctl ingest --source NAME`. Missed fire times (the
-    machine was off, a run took long) coalesce into one run. Two schedulers on one lake never
-    run a source twice at once: the loser of the source's lock is logged as skipped. On
-    SIGTERM no new run starts and the scheduler exits once running ingests have committed.
+    Each due source runs in this process, in a thread, as `hubctl ingest --source NAME` would
+    run it. Missed fire times (the machine was off, a run took long) coalesce into one run. Two
+    schedulers on one lake never run a source twice at once: the loser of the source's lock is
+    logged as skipped. On SIGTERM no new run starts and the scheduler exits once running
+    ingests have committed; a second SIGTERM asks them to stop after their current commit.
 
     \b
     Example:
