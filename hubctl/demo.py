@@ -14,7 +14,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["write_demo"]
+__all__ = ["DEMO_PIPELINE", "HUB_TOML", "write_demo"]
 
 # (name, lat, lon): real districts of Daegu and a few European stations.
 KOREAN_STATIONS = [("수창동", 35.8741, 128.5927), ("대명동", 35.8505, 128.5753),
@@ -154,6 +154,10 @@ adapter = "places"
 inputs = ["data/daegu_patrol_points.csv"]
 options = { kind = "patrol-point" }
 """
+
+
+#: The analysis `hubctl demo` runs on the demo lake, with its parameters.
+DEMO_PIPELINE = ("patrol_points", ("k=4", "timezone=Asia/Seoul"))
 
 
 def write_demo(folder: Path, hours: int = 72, seed: int = 7) -> Path:

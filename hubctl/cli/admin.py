@@ -165,23 +165,35 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     Example:
       hubctl demo --dir /tmp/city && hubctl --config /tmp/city/hub.toml tables
     """
+    import sys
+
     from hubctl.cli.context import HubContext
-    from hubctl.cli.ingest import ingest
+    from hubctl.cli.ingest import progress_bar, report_sources
     from hubctl.cli.query import sql, tables
-    from hubctl.cli.run import run
-    from hubctl.demo import write_demo
+    from hubctl.cli.run import pipeline_steps, show_pipeline
+    from hubctl.demo import DEMO_PIPELINE, write_demo
+    from hubctl.orchestrate import overall_exit, run_pipelines, run_sources, source_names
+    from hubctl.pipelines import PIPELINES
 
     config = write_demo(folder, hours)
     click.echo(f"demo city written to {folder}/ (sources in {config})")
-    ctx.obj = HubContext(config_option=config, lake_option=hub().lake_option)
-    ctx.invoke(ingest, sources=(), run_all=True, force=True, max_reject_rate=None,
-               as_json=False)
+    obj = ctx.obj = HubContext(config_option=config, lake_option=hub().lake_option,
+                               debug=hub().debug)
+    sources = run_sources(obj.lake, obj.config, source_names(obj.config), force=True,
+                          progress=progress_bar, debug=obj.debug)
+    report_sources(sources, as_json=False, many=True)
     ctx.invoke(tables, as_json=False)
     ctx.invoke(sql, query="SELECT id, count(*) AS hours, round(avg(pm10), 1) AS pm10, "
                "round(avg(no2), 1) AS no2_ugm3 FROM AirQualityObserved GROUP BY id ORDER BY id",
                fmt="table", output=None, as_json=False)
-    ctx.invoke(run, name="patrol_points", params=("k=4", "timezone=Asia/Seoul"), asserts=(),
-               run_all=False, as_json=False)
+    name, params = DEMO_PIPELINE
+    analyses = run_pipelines(obj.lake, {name: PIPELINES[name]}, {name: list(params)}, {},
+                             debug=obj.debug, step=pipeline_steps())
+    for result in analyses:
+        show_pipeline(result, as_json=False)
+    code = overall_exit([*sources, *analyses])
+    if code:
+        sys.exit(code)
 
 
 COMMANDS.append(demo)

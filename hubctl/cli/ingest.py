@@ -97,12 +97,12 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
         names = _due(names, log_format)
     with _stoppable():
         results = run_sources(hub().lake, config, names, force=force,
-                              max_reject_rate=max_reject_rate, progress=_progress,
+                              max_reject_rate=max_reject_rate, progress=progress_bar,
                               debug=hub().debug, done=lambda r: _log(log_format, r))
     many = run_all or len(names) > 1
     quiet = due and not results and not as_json  # cron mails any output: none when nothing ran
     if (log_format != "json" or as_json) and not quiet:
-        _report(results, as_json, many)
+        report_sources(results, as_json, many)
     _exit(results)
 
 
@@ -181,7 +181,7 @@ def _stoppable() -> Iterator[None]:
 
 
 @contextmanager
-def _progress(req: IngestRequest) -> Iterator[Callable[[int], None]]:
+def progress_bar(req: IngestRequest) -> Iterator[Callable[[int], None]]:
     """A progress bar over the input bytes on a terminal; silent in cron and CI. The engine
     advances it as batches are committed, and it never passes its total."""
     if not sys.stderr.isatty():
@@ -190,18 +190,23 @@ def _progress(req: IngestRequest) -> Iterator[Callable[[int], None]]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     total = sum(_size(p) for p in req.inputs)
-    done = [0]
-
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task(f"ingest {req.adapter.name}", total=total)
+        yield capped(total, lambda n: bar.advance(task, n))
 
-        def advance(nbytes: int) -> None:
-            step = max(0, min(nbytes, total - done[0]))
-            done[0] += step
-            bar.advance(task, step)
 
-        yield advance
+def capped(total: int, advance: Callable[[int], None]) -> Callable[[int], None]:
+    """``advance`` that never goes past ``total`` in all (an adapter may count more bytes
+    than the files hold, e.g. decoded Arrow bytes)."""
+    done = [0]
+
+    def step(nbytes: int) -> None:
+        n = max(0, min(nbytes, total - done[0]))
+        if n:
+            done[0] += n
+            advance(n)
+    return step
 
 
 def _size(path: Path) -> int:
@@ -211,7 +216,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _report(results: list[SourceRun], as_json: bool, many: bool) -> None:
+def report_sources(results: list[SourceRun], as_json: bool, many: bool) -> None:
     """The runs as JSON (an object, or an array when several sources were asked for) or as a
     table, with warnings and errors on stderr."""
     if as_json:
@@ -255,8 +260,8 @@ def _adapter_command(name: str) -> click.Command:
         with _stoppable():
             result = try_request(source_name or name, lambda: ingest_request(
                 name, list(files), options, source=source_name, force=force,
-                max_reject_rate=max_reject_rate), hub().lake, _progress)
-        _report([result], as_json, many=False)
+                max_reject_rate=max_reject_rate), hub().lake, progress_bar)
+        report_sources([result], as_json, many=False)
         _exit([result])
 
     command = click.Command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -145,13 +146,13 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
         out = run_pipeline(lake, registry[name], parse_params(registry[name], params), checks,
                            warn=_warn, step=_stepper(name))
     except AssertionFailed as exc:
-        _show(PipelineRun(name, exc.outcome, exc), as_json)  # it ran: show it, then fail
+        show_pipeline(PipelineRun(name, exc.outcome, exc), as_json)  # it ran: show it, then fail
         raise
     except Exception as exc:
         if as_json:
             emit_json(PipelineRun(name, error=exc).as_json())
         raise
-    _show(PipelineRun(name, out), as_json)
+    show_pipeline(PipelineRun(name, out), as_json)
 
 
 def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
@@ -159,14 +160,9 @@ def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
     from hubctl.orchestrate import overall_exit, route_all, run_pipelines
 
     per_params, per_checks = route_all(registry, params, checks)
-    steppers: dict[str, Any] = {}
-
-    def step(pname: str, message: str) -> None:
-        steppers.setdefault(pname, _stepper(pname))(message)
-
     results = run_pipelines(lake, registry, per_params, per_checks, debug=hub().debug,
-                            warn=_warn, step=step,
-                            done=lambda r: None if as_json else _show(r, False))
+                            warn=_warn, step=pipeline_steps(),
+                            done=lambda r: None if as_json else show_pipeline(r, False))
     if as_json:
         emit_json([r.as_json() for r in results])
     code = overall_exit(results)
@@ -185,6 +181,16 @@ def _warn(message: str) -> None:
     click.secho(f"note: {message}", fg="yellow", err=True)
 
 
+def pipeline_steps() -> Callable[[str, str], None]:
+    """``step(pipeline, message)`` for :func:`hubctl.orchestrate.run_pipelines`: timed lines
+    on a terminal, one clock per pipeline."""
+    steppers: dict[str, Any] = {}
+
+    def step(pname: str, message: str) -> None:
+        steppers.setdefault(pname, _stepper(pname))(message)
+    return step
+
+
 def _stepper(name: str) -> Any:
     start = time.perf_counter()
     show = sys.stderr.isatty()
@@ -195,7 +201,7 @@ def _stepper(name: str) -> Any:
     return step
 
 
-def _show(result: PipelineRun, as_json: bool) -> None:
+def show_pipeline(result: PipelineRun, as_json: bool) -> None:
     """One pipeline's run: JSON, or its status, derived tables, metrics and asserts."""
     if as_json:
         emit_json(result.as_json())
