@@ -22,6 +22,7 @@ test: $(STAMP)  ## lint, type-check and the whole test suite
 	$(BIN)/ruff check hubctl adapters pipelines tests bench
 	$(BIN)/mypy hubctl adapters pipelines
 	bash scripts/ensure-mosquitto
+	bash scripts/ensure-acme
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -29,7 +30,9 @@ lint: $(STAMP)
 	$(BIN)/mypy hubctl adapters pipelines
 
 bench: $(STAMP)  ## benchmarks (not part of the tests); figures go to docs/benchmarks.md
+	bash scripts/ensure-mosquitto
+	bash scripts/ensure-acme
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo bench-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .acme-venv demo bench-out .pytest_cache .mypy_cache .ruff_cache

@@ -204,7 +204,8 @@ def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
 
 def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batch], *,
                    fingerprint: str, inputs: Sequence[str] = (),
-                   options: dict[str, Any] | None = None) -> tuple[Run, list[Reject]]:
+                   options: dict[str, Any] | None = None,
+                   cursor: str | None = None) -> tuple[Run, list[Reject]]:
     """Ingest in-memory batches (a live micro-batch) as one run of ``source``.
 
     The same gate, upsert, rejects and ledger path as :func:`ingest`, without an input file:
@@ -212,11 +213,12 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
     holds the source's lock. Returns the ledger row written (status ``ok``, or ``rejected``
     when every record was) and every reject,
     so the caller can answer each message; on failure the run is recorded as failed and the
-    error raised, and the caller must not acknowledge the batch.
+    error raised, and the caller must not acknowledge the batch. ``cursor`` is stored as the
+    run's ``cursor_after`` (a listener's catch-up position; see ``ledger.last_cursor``).
     """
     lake.root.mkdir(parents=True, exist_ok=True)
     run = Run(run_id=new_run_id(), source=source, adapter=adapter, fingerprint=fingerprint,
-              inputs=list(inputs), options=dict(options or {}))
+              inputs=list(inputs), options=dict(options or {}), cursor_after=cursor)
     rejects: list[Reject] = []
     try:
         for batch in batches:

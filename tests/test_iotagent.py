@@ -119,7 +119,8 @@ def test_password_comes_from_the_environment_never_from_the_file(
                              "version": "5", "tls": {"ca": "ca.pem"}}, Path("/etc/hub"))
     assert (s.password, s.port, s.version) == ("s3cret", 8883, "5")
     assert s.tls == {"ca": "/etc/hub/ca.pem"}
-    assert s.topics == ("/json/+/+/attrs", "/json/+/+/attrs/+") and s.batch_size == 10_000
+    assert s.topics == ("/json/+/+/attrs", "/json/+/+/attrs/+", "/+/+/attrs", "/+/+/attrs/+")
+    assert s.batch_size == 10_000
 
 
 def test_listen_names_unknown_and_non_mqtt_sources_and_bad_config(tmp_path: Path) -> None:
@@ -137,3 +138,14 @@ def test_listen_names_unknown_and_non_mqtt_sources_and_bad_config(tmp_path: Path
     assert res.exit_code == 2 and "sources.live.mqtt.protocol: must be one of \"onem2m\", " \
         "\"iotagent-json\", not text 'sparkplug'" in res.output
     assert "hubctl listen daegu-air" in hub(lake, "listen", "--help").output
+
+
+def test_topics_without_the_json_prefix_are_read_the_same_way() -> None:
+    new, _, _ = rows([msg("/json/k1/s1/attrs", '{"p10": 12}'), msg("/json/k1/s2/attrs/p10", "3")],
+                     settings())
+    old, rejects, _ = rows([msg("/k1/s1/attrs", '{"p10": 12}'), msg("/k1/s2/attrs/p10", "3")],
+                           settings())
+    assert not rejects
+    assert [(r["id"], r["pm10"]) for r in old] == [(r["id"], r["pm10"]) for r in new] == [
+        ("urn:ngsi-ld:AirQualityObserved:daegu-s1", 12.0),
+        ("urn:ngsi-ld:AirQualityObserved:s2", 3.0)]

@@ -136,7 +136,7 @@ class InProcess:
     """The same listener in a thread of the test process (no interpreter start-up): for the
     tests that need no real signal or kill."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, wait: str = "subscribed") -> None:
         from hubctl.config import load_config
         from hubctl.lake import Lake
         from hubctl.mqtt.client import listen
@@ -154,7 +154,7 @@ class InProcess:
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
-        self.wait_for("subscribed")
+        self.wait_for(wait)
 
     def wait_for(self, words: str, count: int = 1, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -302,7 +302,7 @@ def test_onem2m_peer_gets_responses_with_its_rqi_after_the_commit(
         "/oneM2M/resp/Mobius/")
     assert responses["c3"]["rsc"] == 4000 and "below the minimum" in responses["c3"]["pc"][
         "m2m:dbg"]
-    assert responses["c4"]["rsc"] == 4004 and responses["r1"]["rsc"] == 4000
+    assert responses["c4"]["rsc"] == 4004 and responses["r1"]["rsc"] == 4005  # not allowed
     # a response is sent after its commit: the data is already queryable
     rows = hub_json(lake, "sql", "SELECT pm10, observed_at FROM AirQualityObserved ORDER BY 2")
     assert [r["pm10"] for r in rows] == [30.0, 31.0, 32.0]

@@ -48,7 +48,8 @@ def test_worker_settings_share_the_topics_under_their_own_client_ids() -> None:
     w1 = worker_settings(s, 1)
     assert w1.client_id == "hub-w1"
     assert w1.topics == ("$share/hubctl-live//json/+/+/attrs",
-                         "$share/hubctl-live//json/+/+/attrs/+")
+                         "$share/hubctl-live//json/+/+/attrs/+",
+                         "$share/hubctl-live//+/+/attrs", "$share/hubctl-live//+/+/attrs/+")
     one: MqttSettings = parse_settings("live", GROUP, Path("."))
     assert one.workers == 1 and worker_settings(one, 0) == one  # one worker: unchanged
     with pytest.raises(ConfigError, match="workers must be a whole number from 1 to 32"):

@@ -75,13 +75,24 @@ def test_verification_request_is_answered_without_data() -> None:
     assert req.rsc == onem2m.OK and not req.observations and req.reject is None
 
 
-def test_bad_requests_get_4000_or_4004_with_a_reason_and_a_reject() -> None:
+def test_bad_requests_get_the_status_a_cse_would_give_with_a_reason_and_a_reject() -> None:
     cases = {
         "not json": (onem2m.BAD_REQUEST, "not JSON"),
-        json.dumps({"op": 2, "rqi": "r", "to": "x"}): (onem2m.BAD_REQUEST, "operation 2"),
-        json.dumps(create(1, ty=3)): (onem2m.BAD_REQUEST, "only contentInstance"),
+        json.dumps({"op": 2, "rqi": "r", "to": "x"}): (onem2m.OPERATION_NOT_ALLOWED,
+                                                       "operation 2"),
+        json.dumps({"op": 4, "rqi": "r", "to": "x"}): (onem2m.OPERATION_NOT_ALLOWED,
+                                                       "operation 4"),
+        json.dumps({"op": 9, "rqi": "r", "to": "x"}): (onem2m.BAD_REQUEST, "op 9"),
+        json.dumps(create(1, ty=3)): (onem2m.NOT_IMPLEMENTED, "only contentInstance"),
+        json.dumps(create(1, ty=2)): (onem2m.NOT_IMPLEMENTED, "only contentInstance"),
         json.dumps({**create(1), "to": "/Mobius/elsewhere"}): (onem2m.NOT_FOUND, "not mapped"),
         json.dumps({"op": 1, "ty": 4}): (onem2m.BAD_REQUEST, "no rqi"),
+        json.dumps(create({})): (onem2m.BAD_REQUEST, "con has no values"),
+        json.dumps(create({"measured": "20240501T090000"})): (onem2m.BAD_REQUEST,
+                                                             "con has no values"),
+        json.dumps(create("nothing maps this text", ty=4)): (onem2m.BAD_REQUEST,
+                                                            "maps to no attribute"),
+        json.dumps(create({"foo": 1, "bar": 2})): (onem2m.BAD_REQUEST, "keys: bar, foo"),
     }
     for text, (rsc, words) in cases.items():
         req = parse(text)
@@ -101,3 +112,58 @@ def test_scalar_con_maps_through_the_con_key() -> None:
         {"op": 1, "to": "/in-cse/cse/pm", "rqi": "1", "ty": 4,
          "pc": {"m2m:cin": {"con": "23.5"}}}).encode(), ARRIVAL), mappings)
     assert row(req)["pm10"] == 23.5  # "/in-cse/cse/pm" ends with the mapped "cse/pm"
+
+
+def test_a_missing_rqi_is_answered_4000_with_an_empty_rqi_and_rvi_is_echoed() -> None:
+    req = parse({"op": 1, "ty": 4, "rvi": "4", "fr": "C1"})
+    body = json.loads(onem2m.response(req, req.rsc, "no rqi"))
+    assert body["rsc"] == 4000 and body["rqi"] == "" and body["rvi"] == "4"
+    req = parse(create({"PM10": 5}, rvi="2a"))
+    assert json.loads(onem2m.response(req, req.rsc))["rvi"] == "2a"
+
+
+def test_2001_carries_the_created_resource_with_ri_ct_and_con_as_received() -> None:
+    con = {"PM10": 41, "measured": "20240501T090000"}
+    req = parse(create(con))
+    assert row(req)["observed_at"] == datetime(2024, 5, 1, 9, tzinfo=UTC)
+    cin = json.loads(onem2m.response(req, req.rsc))["pc"]["m2m:cin"]
+    assert cin["con"] == con  # the time key is not dropped from an object con
+    assert cin["ty"] == 4 and cin["ri"].startswith("cin") and len(cin["ct"]) >= 15
+    assert onem2m.basic_time(datetime(2024, 5, 1, 9, 0, 1, 5, tzinfo=UTC)) == \
+        "20240501T090001,000005"
+
+
+def sgn(sur: str, con: object, ct: str, pi: str = "cntX") -> dict[str, object]:
+    return {"sur": sur, "nev": {"net": 3, "rep": {"m2m:cin": {"con": con, "ct": ct, "pi": pi,
+                                                              "ri": "cin" + ct}}}}
+
+
+def test_unstructured_sur_and_pi_resolve_through_the_resource_ids_acme_gives() -> None:
+    ids = {"subOvqfR2Cr62": "Mobius/daegu/air01/data", "cnt9VvsJCQDL8": "Mobius/daegu/air01/data"}
+    doc = {"op": 5, "fr": "/id-in", "to": "Chubctl", "rqi": "n1", "rvi": "3", "pc": {
+        "m2m:sgn": sgn("/id-in/subOvqfR2Cr62", '{"PM10": 3}', "20240501T083000,120000",
+                       "cnt9VvsJCQDL8")}}
+    message = Message(1, "/oneM2M/req/id-in/Chubctl/json", json.dumps(doc).encode(), ARRIVAL)
+    without = onem2m.parse(message, MAPPINGS)
+    assert without.rsc == onem2m.NOT_FOUND and not without.observations  # the seed's bug
+    req = onem2m.parse(message, MAPPINGS, ids)
+    assert req.rsc == onem2m.OK and row(req)["pm10"] == 3.0
+    assert req.cins == {"Mobius/daegu/air01/data": ["20240501T083000,120000"]}
+    doc["pc"]["m2m:sgn"]["sur"] = "/id-in/subUnknown"  # type: ignore[index]
+    req = onem2m.parse(Message(2, message.topic, json.dumps(doc).encode(), ARRIVAL), MAPPINGS,
+                       ids)
+    assert row(req)["pm10"] == 3.0  # by the cin's parent id
+
+
+def test_an_aggregated_notification_is_ingested_instance_by_instance() -> None:
+    ids = {"sub1": "Mobius/daegu/air01/data"}
+    items = [sgn("/id-in/sub1", {"PM10": i}, f"20240501T08300{i}") for i in range(3)]
+    items.append(sgn("/id-in/sub1", {}, "20240501T083009"))  # maps nothing: its own reject
+    for pc in ({"m2m:agn": {"m2m:sgn": items}}, {"m2m:agn": [{"m2m:sgn": i} for i in items]}):
+        req = onem2m.parse(Message(1, TOPIC, json.dumps(
+            {"op": 5, "rqi": "a", "pc": pc}).encode(), ARRIVAL), MAPPINGS, ids)
+        assert req.rsc == onem2m.OK and len(req.observations) == 3 and len(req.rejects) == 1
+        batch = to_batches(req.observations, req.rejects, "x")[0]
+        assert batch.rows is not None
+        assert batch.rows.column("pm10").to_pylist() == [0.0, 1.0, 2.0]
+        assert "con has no values" in req.rejects[0].reasons[0].message

@@ -12,6 +12,7 @@ second copy into a counted duplicate.
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import socket
@@ -26,10 +27,11 @@ from typing import Any
 
 from hubctl.lake import Lake
 from hubctl.locks import hold
-from hubctl.mqtt import iotagent, onem2m
+from hubctl.mqtt import fastread, iotagent, onem2m
 from hubctl.mqtt.observe import Message, Observation, to_batches
-from hubctl.mqtt.recover import recover_orphans
+from hubctl.mqtt.recover import previous_topics, recover_orphans
 from hubctl.mqtt.settings import MqttSettings
+from hubctl.ngsild import parse_time
 from hubctl.rejects import Reject
 
 __all__ = ["SourceListener", "Totals", "listen", "recover_cut_off", "stderr_log"]
@@ -80,7 +82,40 @@ class SourceListener:
         self.closing = False
         self.seq = 0
         self._last_size, self._repeats, self._warned = 0, 0, False
+        self.connected = threading.Event()
+        self.cursor: dict[str, str] = {}  # container -> newest committed cin ct (register)
+        self.stale: list[str] = []
+        self._warned_cse = False  # topics of an earlier configuration, unsubscribed on connect
+        problem = fastread.fast_reader_problem()
+        self.fast = problem is None
+        if problem:
+            log(f"{settings.source}: using stock paho-mqtt ({problem}); the fast packet reader "
+                "is off")
         self.client = self._client()
+        self.ae: Any = None
+        self.http: Any = None
+        if settings.protocol == "onem2m":
+            self._onem2m_setup()
+
+    def _onem2m_setup(self) -> None:
+        """The AE session (``register``), the HTTP receiver (``notify_http``), the cursor of
+        the catch-up and the topics to drop from the persistent session."""
+        s = self.s
+        self.stale = sorted(previous_topics(self.lake, s.source, s.client_id) - set(s.topics))
+        if s.register:
+            from hubctl.ledger import last_cursor
+            from hubctl.mqtt.ae import AeSession, Cse
+
+            try:
+                self.cursor = dict(json.loads(last_cursor(self.lake, s.source) or "{}"))
+            except (ValueError, TypeError):
+                self.cursor = {}
+            cse = Cse(s, self._publish_request, self.connected)
+            self.ae = AeSession(s, cse, self.log, self.inject, lambda: dict(self.cursor))
+        if s.notify_http:
+            from hubctl.mqtt.http_notify import NotifyServer
+
+            self.http = NotifyServer(s.notify_http, self.deliver, self.log)
 
     # ------------------------------------------------------------------ connection
     def _client(self) -> Any:
@@ -91,7 +126,8 @@ class SourceListener:
         kwargs: dict[str, Any] = {"protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
         if not v5:
             kwargs["clean_session"] = False
-        client = _client_class()(CallbackAPIVersion.VERSION2, client_id=self.s.client_id,
+        cls: Any = fastread.client_class() if self.fast else mqtt.Client
+        client = cls(CallbackAPIVersion.VERSION2, client_id=self.s.client_id,
                                  manual_ack=True, reconnect_on_failure=True, **kwargs)
         if self.s.username is not None:
             client.username_pw_set(self.s.username, self.s.password)
@@ -105,7 +141,8 @@ class SourceListener:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message  # QoS 2 and anything the fast path leaves
-        client.hub_publish = self._on_publish
+        if self.fast:
+            client.hub_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_connect_fail = self._on_connect_fail
         client.on_socket_open = _no_delay
@@ -127,6 +164,10 @@ class SourceListener:
         else:
             self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
         self.client.loop_start()
+        if self.http is not None:
+            self.http.start()
+        if self.ae is not None:
+            self.ae.start()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
@@ -137,11 +178,18 @@ class SourceListener:
         with self.lock:
             self.generation += 1
         self.totals.connects += 1
+        self.connected.set()
         present = getattr(flags, "session_present", False)
         self.log(f"{self.s.source}: connected to {self.s.host}:{self.s.port} as "
                  f"{self.s.client_id} (MQTT {self.s.version}, session "
                  f"{'resumed' if present else 'new'})")
+        if self.stale:  # an earlier configuration's topics stay in a persistent session
+            client.unsubscribe(self.stale)
+            self.log(f"{self.s.source}: unsubscribed from {', '.join(self.stale)} (no longer "
+                     "configured)")
         client.subscribe([(t, 1) for t in self.s.topics])
+        if self.ae is not None and self.totals.connects > 1:
+            self.ae.wake.set()  # catch up on what was published while we were away
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.log(f"{self.s.source}: cannot reach the broker at {self.s.host}:{self.s.port}; "
@@ -158,6 +206,7 @@ class SourceListener:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
+        self.connected.clear()
         if not self.closing:
             self.log(f"{self.s.source}: disconnected ({reason}); reconnecting with backoff")
 
@@ -168,17 +217,60 @@ class SourceListener:
         """A PUBLISH received (network thread): queue it for the next micro-batch."""
         if self.closing:  # not stored, not acknowledged: the broker sends it again next time
             return
+        response = topic.startswith(("/oneM2M/resp/", "/oneM2M/reg_resp/"))
+        if response or self._for_cse(topic):
+            if response and self.ae is not None:
+                self.ae.cse.on_response(payload)  # an answer to the hub's own request
+            if qos == 1:
+                self.client.ack(mid, qos)
+            return
+        self._queue([(topic, payload, mid, qos, None)])
+
+    def _for_cse(self, topic: str) -> bool:
+        """A request addressed to the CSE (a topic such as ``/oneM2M/req/+/+/json`` catches
+        them): the CSE answers it, never the hub, which neither stores nor answers it."""
+        parts = topic.split("/")
+        if not self.s.cse_id or len(parts) < 5 or parts[-4] != "req" or \
+                parts[-2] != self.s.cse_id:
+            return False
+        if not self._warned_cse:
+            self._warned_cse = True
+            self.log(f"{self.s.source}: ignoring requests addressed to the CSE {self.s.cse_id} "
+                     f"({topic}); narrow `topics` to the hub's own (docs/live.md)")
+        return True
+
+    def _queue(self, items: list[tuple[str, bytes, int, int, Any]]) -> None:
+        """Messages for the next micro-batch: ``(topic, payload, mid, qos, reply)``."""
+        now = datetime.now(UTC)
         with self.lock:
-            self.seq += 1
-            self.pending.append(Message(self.seq, topic, payload, datetime.now(UTC), mid, qos))
-            self.gens[self.seq] = self.generation
+            for topic, payload, mid, qos, reply in items:
+                self.seq += 1
+                self.pending.append(Message(self.seq, topic, payload, now, mid, qos, reply))
+                self.gens[self.seq] = self.generation
             full = len(self.pending) >= self.s.batch_size
         if full:
             self.wake.set()
 
+    def inject(self, container: str, cins: list[dict[str, Any]]) -> None:
+        """ContentInstances retrieved from the CSE (catch-up) for the next micro-batches."""
+        topic = onem2m.CATCH_UP + container
+        self._queue([(topic, json.dumps(c, ensure_ascii=False).encode(), 0, 0, None)
+                     for c in cins])
+
+    def deliver(self, topic: str, payload: bytes, reply: Any) -> None:
+        """A notification received over HTTP; ``reply`` is answered after the commit."""
+        self._queue([(topic, payload, 0, 0, reply)])
+
+    def _publish_request(self, topic: str, payload: bytes) -> None:
+        """A request of the hub's AE to its CSE over MQTT."""
+        self.client.publish(topic, payload, qos=self.s.response_qos)
+
+
     # ------------------------------------------------------------------ batches
     def due_in(self, now: float) -> float | None:
         """Seconds until the pending batch is due (0: now), or None if nothing is waiting."""
+        if self.ae is not None and not self.ae.ready.is_set():
+            return None  # not before the subscriptions' resource ids are known
         with self.lock:
             if not self.pending:
                 return None
@@ -200,6 +292,8 @@ class SourceListener:
         requests, observations, rejects = self._parse(batch)
         from hubctl.ingest import ingest_batches
 
+        cursor = _advance(self.cursor, requests)
+
         self.totals.batches += 1
         batches = to_batches(observations, rejects, f"mqtt://{self.s.host}:{self.s.port}")
         with self.commit_lock:
@@ -208,14 +302,17 @@ class SourceListener:
                 fingerprint=f"mqtt:{self.s.client_id}:{self.session}:{self.totals.batches}",
                 inputs=[f"mqtt://{self.s.host}:{self.s.port}/{t}" for t in self.s.topics],
                 options={"session": self.session, "batch": self.totals.batches,
-                         "messages": len(batch)})
+                         "messages": len(batch)},
+                cursor=json.dumps(cursor, sort_keys=True) if cursor != self.cursor else None)
+        self.cursor = cursor
         self.totals.messages += len(batch)
         for key in ("read", "written", "updated", "duplicate", "rejected"):
             setattr(self.totals, key, getattr(self.totals, key) + getattr(run, key))
         self.totals.runs.append(run.run_id)
         if requests:
             self._answer(requests, all_rejects)
-        _ack(self.client, [m.mid for m in batch if m.qos == 1 and gens[m.seq] == generation])
+        fastread.ack(self.client, [m.mid for m in batch if m.qos == 1 and
+                                   gens[m.seq] == generation], self.fast)
 
     def _check_window(self, size: int) -> None:
         """Warn once when MQTT 3.1.1 batches keep holding exactly 20 messages: Mosquitto's
@@ -238,11 +335,10 @@ class SourceListener:
         rejects: list[Reject] = []
         for m in batch:
             if self.s.protocol == "onem2m":
-                req = onem2m.parse(m, self.s.mappings)
+                req = onem2m.parse(m, self.s.mappings, self.ae.ids if self.ae else None)
                 requests.append(req)
                 observations += req.observations
-                if req.reject is not None:
-                    rejects.append(req.reject)
+                rejects += req.rejects
             else:
                 parsed = iotagent.parse(m, self.s.mappings)
                 if isinstance(parsed, Reject):
@@ -257,142 +353,57 @@ class SourceListener:
         for r in rejects:
             by_record.setdefault(r.record, []).extend(x.message for x in r.reasons)
         for req in requests:
+            reply = req.message.reply
             topic = onem2m.response_topic(req.message.topic)
-            if topic is None or req.rqi is None and req.reject is None:
+            if reply is None and topic is None:  # a catch-up: nobody to answer
                 continue
             reasons = by_record.get(req.message.record)
-            if req.reject is not None:
-                body = onem2m.response(req, req.rsc, "; ".join(reasons or []))
-            elif reasons:
-                body = onem2m.response(req, onem2m.BAD_REQUEST, "; ".join(reasons))
-            else:
-                body = onem2m.response(req, req.rsc)
-            self.client.publish(topic, body, qos=self.s.response_qos)
+            rsc = req.rsc
+            if req.rsc < 4000 and reasons and not (req.op == 5 and req.observations and len(
+                    reasons) < len(req.observations)):
+                rsc = onem2m.BAD_REQUEST  # the gate rejected what it carried
+            body = onem2m.response(req, rsc, "; ".join(reasons or []) if rsc >= 4000 else None)
+            if reply is not None:
+                rsp = json.loads(body)
+                rsp = rsp.get("m2m:rsp", rsp)
+                reply.send(rsc, rsp.get("pc") or {})
+            elif topic is not None:
+                self.client.publish(topic, body, qos=self.s.response_qos)
             self.totals.responses += 1
 
     def stop(self) -> None:
         """Stop taking messages, commit and acknowledge what is held, disconnect."""
         self.closing = True
+        if self.ae is not None:
+            self.ae.close()
+            self.ae.ready.set()  # commit what is held even if the CSE never answered
         while self.due_in(time.time()) is not None:
             self.commit()
+        self.abort()
+
+    def abort(self) -> None:
+        """Disconnect without committing anything more (the broker keeps what is not
+        acknowledged; HTTP notifications in progress get a 500)."""
+        self.closing = True
+        if self.ae is not None:
+            self.ae.stop.set()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def _varint(buf: bytes, at: int, end: int) -> tuple[int, int, int]:
-    """The MQTT variable byte integer at ``buf[at:end]``: ``(value, position after it, bits
-    read)``, the position -1 when it runs past ``end``."""
-    value, shift = 0, 0
-    while at < end:
-        byte = buf[at]
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        at += 1
-        if byte < 0x80:
-            return value, at, shift
-    return value, -1, shift
-
-
-def _in_packet(command: int, length: int, body: bytes) -> Any:
-    """paho's incoming-packet state for a whole packet read (``command`` 0: none)."""
-    return {"command": command, "have_remaining": 1 if command else 0, "remaining_count": [],
-            "remaining_mult": 1, "remaining_length": length, "packet": bytearray(body),
-            "to_process": 0, "pos": 0}
-
-
-def _client_class() -> Any:
-    """paho's Client with a bulk reader for incoming packets.
-
-    paho reads a packet with three ``recv`` calls (type, length, body) through a state dict,
-    builds an ``MQTTMessage`` and matches topic callbacks: about 50 us of Python per message,
-    the largest cost of a listener at thousands of messages per second. This ``loop_read``
-    reads whatever the socket holds (up to 256 KiB) in one call, cuts it into packets itself,
-    hands each QoS 0/1 PUBLISH straight to ``hub_publish(topic, payload, mid, qos)`` and every
-    other packet (CONNACK, SUBACK, PUBACK of our responses, PINGRESP, QoS 2, ...) to paho's own
-    handler, so the protocol's state machine is still paho's. An incomplete packet at the end
-    of a read waits for the next read.
-    """
-    import paho.mqtt.client as mqtt
-
-    ok, lost = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
-
-    class Client(mqtt.Client):  # type: ignore[misc]
-        hub_publish: Callable[[str, bytes, int, int], None] | None = None
-        _hub_sock: Any = None
-        _hub_rest = b""
-
-        def loop_read(self, max_packets: int = 1) -> Any:
-            if (self.hub_publish is None or not hasattr(self, "_packet_handle")
-                    or self._in_packet.get("command")):  # paho is inside a packet: let it end
-                return super().loop_read(max_packets)
-            if self._sock is None:
-                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
-            if self._hub_sock is not self._sock:  # a new connection: nothing carried over
-                self._hub_sock, self._hub_rest = self._sock, b""
-            try:
-                data = self._sock_recv(262144)
-            except BlockingIOError:
-                return ok
-            except (OSError, ConnectionError):
-                return self._loop_rc_handle(lost)
-            if not data:
-                return self._loop_rc_handle(lost)
-            with self._msgtime_mutex:
-                self._last_bytes_received = mqtt.time_func()
-            buf = self._hub_rest + data if self._hub_rest else data
-            pos, end, v5, sink = 0, len(buf), self._protocol == mqtt.MQTTv5, self.hub_publish
-            while pos + 2 <= end:
-                header = buf[pos]
-                length, i, shift = _varint(buf, pos + 1, end)  # remaining length: 1 to 4 bytes
-                if i < 0:
-                    break
-                if shift > 28:
-                    return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL)
-                if i + length > end:
-                    break
-                body = buf[i:i + length]
-                pos = i + length
-                qos = (header >> 1) & 3
-                if header >> 4 == 3 and qos < 2 and length >= 2:  # PUBLISH, QoS 0 or 1
-                    n = int.from_bytes(body[:2], "big")
-                    topic = body[2:2 + n].decode("utf-8", "replace")
-                    at = 2 + n
-                    mid = 0
-                    if qos:
-                        mid = int.from_bytes(body[at:at + 2], "big")
-                        at += 2
-                    if v5:  # skip the properties (a topic alias is never granted: we ask none)
-                        plen, after, _ = _varint(body, at, length)
-                        at = (after if after >= 0 else length) + plen
-                    sink(topic, body[at:], mid, qos)
-                    continue
-                self._in_packet = _in_packet(header, length, body)
-                try:
-                    rc = self._packet_handle()
-                except mqtt.MalformedPacket:
-                    rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
-                finally:
-                    self._in_packet = _in_packet(0, 0, b"")
-                if rc:
-                    return self._loop_rc_handle(rc)
-            self._hub_rest = buf[pos:]
-            return ok
-
-    return Client
-
-
-def _ack(client: Any, mids: list[int]) -> None:
-    """PUBACK each message id, in the order received. paho's ``ack()`` queues and wakes its
-    network thread once per message; with thousands per micro-batch we queue the PUBACK
-    packets as one write through the same queue (falling back to ``ack()`` if that ever
-    changes)."""
-    queue = getattr(client, "_packet_queue", None)
-    if queue is None:
-        for mid in mids:
-            client.ack(mid, 1)
-        return
-    if mids:
-        queue(0x40, b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids), 0, 0)
+def _advance(cursor: dict[str, str], requests: list[onem2m.Request]) -> dict[str, str]:
+    """The catch-up cursor after these requests: the newest cin ``ct`` per container."""
+    out = dict(cursor)
+    for req in requests:
+        for container, cts in req.cins.items():
+            for ct in cts:
+                new, old = parse_time(ct), parse_time(out.get(container))
+                if new is not None and (old is None or new > old):
+                    out[container] = ct
+    return out
 
 
 def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
@@ -448,9 +459,7 @@ def listen(lake: Lake, sources: list[MqttSettings], log: Callable[[str], None],
                     wake.clear()
         except BaseException:
             for li in listeners:  # nothing more is acknowledged: the broker keeps it all
-                li.closing = True
-                li.client.disconnect()
-                li.client.loop_stop()
+                li.abort()
             raise
         for li in listeners:
             li.stop()

@@ -1,7 +1,9 @@
 """The FIWARE IoT-Agent JSON binding over MQTT.
 
 Devices publish measures on ``/json/<apikey>/<deviceId>/attrs`` (a JSON object of measures,
-or an array of such objects) or one measure on ``/json/<apikey>/<deviceId>/attrs/<name>``.
+or an array of such objects) or one measure on ``/json/<apikey>/<deviceId>/attrs/<name>``; the
+older topics without the ``/json`` prefix (``/<apikey>/<deviceId>/attrs[/<name>]``), still
+common in deployments, are read the same way.
 The apikey selects a config group (``[sources.NAME.mqtt.groups.<apikey>]``): the entity type,
 how measure names map to attributes, their units, and static attributes; the device id is the
 entity's local id unless the group's ``devices.<id>.id`` says otherwise. ``TimeInstant`` (or a
@@ -36,20 +38,22 @@ def _observation(message: Message, mapping: Mapping, device: str, measures: dict
 def parse(message: Message, groups: dict[str, Mapping]) -> list[Observation] | Reject:
     """The observations of one message, or a reject that says why there are none."""
     parts = message.topic.strip("/").split("/")
-    if len(parts) not in (4, 5) or parts[0] != "json" or parts[3] != "attrs":
+    if parts[0] == "json" and len(parts) in (4, 5) and parts[3] == "attrs":
+        parts = parts[1:]  # /json/<apikey>/<deviceId>/attrs[/<attribute>]
+    if len(parts) not in (3, 4) or parts[2] != "attrs":
         return unmapped(message, f"topic {message.topic!r} is not /json/<apikey>/<deviceId>/"
-                                 "attrs[/<attribute>]")
-    apikey, device = parts[1], parts[2]
+                                 "attrs[/<attribute>] or /<apikey>/<deviceId>/attrs[/...]")
+    apikey, device = parts[0], parts[1]
     mapping = groups.get(apikey)
     if mapping is None:
         return unmapped(message, f"apikey {apikey!r} has no config group in hub.toml")
     et = mapping.entity_type.name
-    if len(parts) == 5:  # one measure; its payload is the value (JSON, else text)
+    if len(parts) == 4:  # one measure; its payload is the value (JSON, else text)
         try:
             value = json.loads(message.payload)
         except ValueError:
             value = message.text().strip()
-        return [_observation(message, mapping, device, {parts[4]: value}, None)]
+        return [_observation(message, mapping, device, {parts[3]: value}, None)]
     try:
         doc = json.loads(message.payload)
     except json.JSONDecodeError as exc:

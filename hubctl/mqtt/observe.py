@@ -40,6 +40,7 @@ class Message:
     arrival: datetime
     mid: int = 0
     qos: int = 1
+    reply: Any = None  # an HTTP notification's pending answer (hubctl.mqtt.http_notify.Reply)
 
     @property
     def record(self) -> str:

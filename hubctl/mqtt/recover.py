@@ -16,7 +16,7 @@ from hubctl.errors import UnknownTable
 from hubctl.lake import Lake
 from hubctl.ledger import REJECTS, RUNS, Run, write_run
 
-__all__ = ["recover_orphans"]
+__all__ = ["previous_topics", "recover_orphans"]
 
 
 def _counts(lake: Lake, table: str, run_col: str, count: str, source_col: str,
@@ -66,3 +66,21 @@ def recover_orphans(lake: Lake, source: str, adapter: str, types: Iterable[str])
         write_run(lake, run)
         runs.append(run)
     return runs
+
+
+def previous_topics(lake: Lake, source: str, client_id: str) -> set[str]:
+    """The topics this client id subscribed to in earlier sessions (from its runs' inputs,
+    ``mqtt://host:port/<topic>``): a persistent session keeps them until unsubscribed."""
+    import json
+
+    from hubctl.ledger import _query
+
+    rows = _query(lake, "SELECT DISTINCT inputs FROM runs WHERE source = ? AND fingerprint "
+                        "LIKE ?", [source, f"mqtt:{client_id}:%"])
+    topics: set[str] = set()
+    for (text,) in rows:
+        for url in json.loads(text or "[]"):
+            rest = str(url).split("://", 1)[-1]
+            if "/" in rest:
+                topics.add(rest.split("/", 1)[1])
+    return topics

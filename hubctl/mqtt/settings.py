@@ -6,7 +6,14 @@ mapping from what devices publish to entity types and attributes.
     protocol = "onem2m"                 # or "iotagent-json"
     password_env = "DAEGU_MQTT_PASSWORD"
 
-    [sources.daegu-air.mqtt.containers."Mobius/daegu/air01/data"]
+    # the hub as an application entity of a CSE (docs/live.md, "The hub as an AE"):
+    register = true
+    cse_id = "id-in"
+    cse_name = "cse-in"
+    ae_id = "Chubctl"
+    cse_url = "http://127.0.0.1:8080"   # optional: CSE requests over HTTP instead of MQTT
+
+    [sources.daegu-air.mqtt.containers."cse-in/daegu/air01"]
     type = "AirQualityObserved"
     id = "daegu-air01"
     attributes = { PM10 = "pm10", "PM2.5" = "pm25", NO2 = "no2" }
@@ -29,12 +36,14 @@ from hubctl.errors import ConfigError
 from hubctl.registry import EntityType, get_type
 from hubctl.units import conversion_factor, unit_code
 
-__all__ = ["DEFAULT_TOPICS", "MAX_WORKERS", "PROTOCOLS", "Mapping", "MqttSettings",
-           "check_workers", "parse_settings"]
+__all__ = ["IOTAGENT_TOPICS", "MAX_WORKERS", "PROTOCOLS", "Mapping", "MqttSettings",
+           "check_workers", "default_topics", "parse_settings"]
 
 PROTOCOLS = ("onem2m", "iotagent-json")
-DEFAULT_TOPICS = {"onem2m": ["/oneM2M/req/+/+/json"], "iotagent-json": ["/json/+/+/attrs",
-                                                                        "/json/+/+/attrs/+"]}
+IOTAGENT_TOPICS = ["/json/+/+/attrs", "/json/+/+/attrs/+", "/+/+/attrs", "/+/+/attrs/+"]
+OLD_ONEM2M_TOPIC = "/oneM2M/req/+/+/json"  # the default before 0.x: it captured the CSE's requests
+DEFAULT_AE_ID = "hubctl"
+DEFAULT_RECONCILE = 60.0
 DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_BATCH_TIME = 1.0
 MAX_WORKERS = 32
@@ -80,7 +89,14 @@ class MqttSettings:
     keepalive: int = 60
     session_expiry: int = 7 * 24 * 3600
     response_qos: int = 1
-    cse_id: str = "hubctl"
+    ae_id: str = DEFAULT_AE_ID  # the hub's AE-ID: receiver of its requests, originator of its own
+    register: bool = False  # register the AE, create the subscriptions, catch up (hubctl.mqtt.ae)
+    cse_id: str = ""  # the CSE's CSE-ID (``id-in``): receiver of the hub's requests over MQTT
+    cse_name: str = ""  # the CSEBase's resource name (``cse-in``)
+    cse_url: str | None = None  # the CSE's HTTP binding; else the hub asks over MQTT
+    reconcile: float = DEFAULT_RECONCILE  # seconds between catch-ups (0: start/reconnect only)
+    notify_http: str | None = None  # host:port of the HTTP notification receiver
+    poa: tuple[str, ...] = ()  # the AE's points of access (default: from broker / notify_http)
     workers: int = 1  # listener processes sharing the subscription (hubctl.mqtt.workers)
     mappings: dict[str, Mapping] = field(default_factory=dict)  # container path or apikey
 
@@ -167,6 +183,59 @@ def check_workers(value: Any, where: str) -> int:
     return value
 
 
+def default_topics(protocol: str, ae_id: str) -> list[str]:
+    """What a source subscribes to unless ``topics`` says otherwise: for oneM2M only what is
+    addressed to the hub (requests to its AE-ID, responses and registration responses to it),
+    never the CSE's own requests; for IoT-Agent JSON both topic forms."""
+    if protocol == "onem2m":
+        return [f"/oneM2M/req/+/{ae_id}/json", f"/oneM2M/resp/{ae_id}/+/json",
+                f"/oneM2M/reg_resp/{ae_id}/+/json"]
+    return list(IOTAGENT_TOPICS)
+
+
+def _ae(source: str, mqtt: dict[str, Any], host: str, port: int, tls: bool) -> dict[str, Any]:
+    """The AE keys of a oneM2M source, checked."""
+    where = _where(source)
+    ae_id = str(mqtt.get("ae_id", DEFAULT_AE_ID))
+    if "/" in ae_id or not ae_id.strip():
+        raise ConfigError(f"{where}: ae_id must be an AE-ID without '/', not {ae_id!r}")
+    register = mqtt.get("register", False)
+    if not isinstance(register, bool):
+        raise ConfigError(f"{where}: register must be true or false")
+    out: dict[str, Any] = {"ae_id": ae_id, "register": register,
+                           "cse_id": str(mqtt.get("cse_id", "")).strip("/"),
+                           "cse_name": str(mqtt.get("cse_name", "")).strip("/")}
+    if register:
+        missing = [k for k in ("cse_id", "cse_name", "ae_id") if not mqtt.get(k)]
+        if missing:
+            raise ConfigError(f"{where}: register = true needs {', '.join(missing)}",
+                              hint='e.g. cse_id = "id-in", cse_name = "cse-in", '
+                                   'ae_id = "Chubctl" (docs/live.md, "The hub as an AE")')
+    url = mqtt.get("cse_url")
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: cse_url must be an http:// or https:// URL, not {url!r}")
+    out["cse_url"] = str(url).rstrip("/") if url else None
+    reconcile = mqtt.get("reconcile", DEFAULT_RECONCILE)
+    if isinstance(reconcile, bool) or not isinstance(reconcile, int | float) or reconcile < 0:
+        raise ConfigError(f"{where}: reconcile must be seconds >= 0 (0: catch up only at start "
+                          f"and after a reconnect), not {reconcile!r}")
+    out["reconcile"] = float(reconcile)
+    notify = mqtt.get("notify_http")
+    if notify is not None:
+        host_part, _, port_part = str(notify).rpartition(":")
+        if not host_part or not port_part.isdigit():
+            raise ConfigError(f"{where}: notify_http must be \"host:port\", not {notify!r}")
+    out["notify_http"] = str(notify) if notify is not None else None
+    poa = mqtt.get("poa")
+    if poa is None:
+        poa = [f"http://{notify}"] if notify else \
+            [f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"]
+    elif isinstance(poa, str):
+        poa = [poa]
+    out["poa"] = tuple(str(p) for p in poa)
+    return out
+
+
 def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
     """Check an ``[sources.NAME.mqtt]`` table and return its settings (ConfigError if wrong)."""
     mqtt = _table(mqtt, _where(source))
@@ -192,7 +261,10 @@ def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
     elif tls is not None:
         tls = {k: (str(base / v) if k in ("ca", "cert", "key") else v)
                for k, v in _table(tls, _where(source, "tls")).items()}
-    topics = mqtt.get("topics") or DEFAULT_TOPICS[protocol]
+    host = str(mqtt.get("host", "localhost"))
+    port = int(mqtt.get("port", 8883 if tls is not None else 1883))
+    ae = _ae(source, mqtt, host, port, tls is not None) if protocol == "onem2m" else {}
+    topics = mqtt.get("topics") or default_topics(str(protocol), ae.get("ae_id", ""))
     batch_size = int(mqtt.get("batch_size", DEFAULT_BATCH_SIZE))
     batch_time = float(mqtt.get("batch_time", DEFAULT_BATCH_TIME))
     if batch_size < 1 or not 0 < batch_time <= 3600:
@@ -201,15 +273,15 @@ def parse_settings(source: str, mqtt: Any, base: Path) -> MqttSettings:
         raise ConfigError(f"{_where(source)}: batch_size is at most 65535 with MQTT 5 (the "
                           "Receive Maximum: messages the broker may send before they are acked)")
     workers = check_workers(mqtt.get("workers", 1), f"{_where(source)}: workers")
+    if ae.get("register") and workers > 1:
+        raise ConfigError(f"{_where(source)}: register = true works with one worker",
+                          hint="remove workers (or --workers) for this source")
     return MqttSettings(
-        source=source, protocol=str(protocol), host=str(mqtt.get("host", "localhost")),
-        port=int(mqtt.get("port", 8883 if tls is not None else 1883)), version=version,
+        source=source, protocol=str(protocol), host=host, port=port, version=version,
         client_id=str(mqtt.get("client_id") or f"hubctl-{source}"),
         username=mqtt.get("username"), password=_password(source, mqtt), tls=tls,
         topics=tuple(str(t) for t in topics), batch_size=batch_size, batch_time=batch_time,
         keepalive=int(mqtt.get("keepalive", 60)),
         session_expiry=int(mqtt.get("session_expiry", 7 * 24 * 3600)),
-        response_qos=int(mqtt.get("response_qos", 1)), cse_id=str(mqtt.get("cse_id", "hubctl")),
-        workers=workers,
-        mappings=mappings,
-    )
+        response_qos=int(mqtt.get("response_qos", 1)), workers=workers, mappings=mappings,
+        **ae)
