@@ -87,8 +87,13 @@ MQTT = _table({
     "ae_id": {"type": "string", "description": "the hub's AE-ID and originator"},
     "cse_url": {"type": "string", "description": "the CSE's HTTP binding"},
     "register": {"type": "boolean", "description": "register the AE and its subscriptions"},
-    "reconcile": {"type": "number", "exclusiveMinimum": 0,
-                  "description": "seconds between catch-up reads of the CSE"},
+    "reconcile": {"type": "number", "minimum": 0,
+                  "description": "seconds between catch-up reads of the CSE (0: only at start "
+                                 "and after a reconnect)"},
+    "notify_http": {"type": "string", "pattern": "^[^:]*:[0-9]+$",
+                    "description": "host:port of the HTTP notification receiver"},
+    "poa": {**_TEXT_OR_TEXTS, "description": "the AE's points of access (default: the broker, "
+                                             "or http://<notify_http>)"},
 }, "a live MQTT source for `hubctl listen`")
 
 SOURCE = _table({
