@@ -26,6 +26,11 @@ def listen(sources: tuple[str, ...], workers: int | None, as_json: bool) -> None
     redelivered message is counted as a duplicate. Runs until SIGTERM or Ctrl-C, then commits
     what it holds and exits 0. Each micro-batch is one run in `_runs`.
 
+    With register = true (oneM2M), the hub registers as the AE ae_id on the CSE cse_id,
+    subscribes to every mapped container, and catches up on what it missed (at start, after a
+    reconnect, every `reconcile` seconds), so a CSE publishing at QoS 0 loses nothing;
+    notify_http = "host:port" also receives notifications over HTTP (docs/live.md).
+
     One process handles about 10,000 messages/s; --workers N (or workers = N in the source's
     mqtt table) runs N processes that share the subscription, each with its own persistent
     session (client id <client_id>-w<i>); a worker that dies is restarted with backoff.
