@@ -485,6 +485,9 @@ path = "lake"        # overridden by --lake PATH or the HUBCTL_LAKE environment 
 # cse_name = "cse-in"
 # ae_id = "Chubctl"
 # register = true                        # register the AE and its subscriptions at start
+# reconcile = 60                         # seconds between catch-ups of what QoS 0 lost
+# cse_url = "http://localhost:8080"      # optional: ask the CSE over HTTP, not MQTT
+# notify_http = "127.0.0.1:9090"         # optional: notifications over HTTP too
 # [sources.daegu-air.mqtt.containers."cse-in/CairSensor/air"]
 # type = "AirQualityObserved"
 # id = "daegu-air01"
@@ -492,7 +495,8 @@ path = "lake"        # overridden by --lake PATH or the HUBCTL_LAKE environment 
 # units = { NO2 = "ppm" }
 # static = { location = [128.5912, 35.8714] }
 #
-# FIWARE IoT-Agent JSON: one mapping per apikey (topics /json/<apikey>/<device>/attrs).
+# FIWARE IoT-Agent JSON: one mapping per apikey (topics /json/<apikey>/<device>/attrs and the
+# older /<apikey>/<device>/attrs, both subscribed).
 #
 # [sources.daegu-iot]
 # [sources.daegu-iot.mqtt]
