@@ -27,7 +27,15 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
-from hubctl.csvread import CsvStream, add_malformed, open_csv
+from hubctl.csvread import (
+    CSV_LIMIT_PARAMS,
+    DEFAULT_LIMITS,
+    CsvLimits,
+    CsvStream,
+    add_malformed,
+    csv_limits,
+    open_csv,
+)
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -79,8 +87,9 @@ def zone_of(name: str) -> ZoneInfo:
 class Problems:
     """Reasons per row of one batch, filled from vectorised masks (Python only on bad rows)."""
 
-    def __init__(self, table: pa.Table, type_name: str, path: Path, first_line: int) -> None:
-        self.table, self.type_name, self.path, self.first_line = table, type_name, path, first_line
+    def __init__(self, table: pa.Table, type_name: str, path: Path, lines: np.ndarray) -> None:
+        self.table, self.type_name, self.path = table, type_name, path
+        self.lines = lines  # the file line number of every row
         self.by_row: dict[int, list[Reason]] = {}
 
     def flag(self, mask: pa.Array | pa.ChunkedArray, make: Callable[[int], Reason]) -> None:
@@ -107,7 +116,7 @@ class Problems:
             raw = json.dumps({c: self.table.column(c)[i].as_py() for c in self.table.column_names},
                              ensure_ascii=False)
             out.append(Reject(self.type_name, raw, reasons, file=str(self.path),
-                              record=f"line {self.first_line + i}"))
+                              record=f"line {int(self.lines[i])}"))
         return out
 
     def keep(self) -> pa.Array:
@@ -120,26 +129,20 @@ class Problems:
 def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
                      need: Callable[[Path, list[str]], None], ctx: ReadContext,
                      convert: Callable[[pa.Table, Problems], Batch],
-                     aliases: dict[str, str] | None = None) -> Iterator[Batch]:
+                     aliases: dict[str, str] | None = None,
+                     limits: CsvLimits = DEFAULT_LIMITS) -> Iterator[Batch]:
     """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping``;
-    rows with the wrong number of fields are rejected as malformed records."""
-    stream: CsvStream = open_csv(path)
+    lines with the wrong number of fields, bad encoding or over-long are rejected alone."""
+    stream: CsvStream = open_csv(path, limits=limits)
     names = rename_columns(path, stream.schema.names, mapping, aliases)
     need(path, names)
-    first_line = 2
-    try:
-        for batch in stream:
-            ctx.advance(batch.nbytes)
-            table = pa.Table.from_batches([batch]).rename_columns(names)
-            problems = Problems(table, type_name, path, first_line)
-            out = convert(table, problems)
-            first_line += batch.num_rows
-            invalid = stream.take_invalid()
-            add_malformed(out, type_name, path, invalid)
-            yield out
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV after line {first_line}: {exc}",
-                         path=str(path), hint="fix or remove the damaged part") from None
+    for batch in stream:
+        ctx.advance(batch.nbytes)
+        table = pa.Table.from_batches([batch]).rename_columns(names)
+        problems = Problems(table, type_name, path, stream.lines)
+        out = convert(table, problems)
+        add_malformed(out, type_name, path, stream.take_invalid())
+        yield out
 
 
 def parse_dates(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -231,7 +234,7 @@ class Boardings(Adapter):
                      help="Add up rows of the same stop and hour within an input (files split "
                           "by route or card type, or one row per tap); without it the last "
                           "row wins."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -242,7 +245,8 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=zone, feed=feed, path=Path(path))
-            batches = read_csv_batches(Path(path), mapping, TYPE, _need, ctx, convert)
+            batches = read_csv_batches(Path(path), mapping, TYPE, _need, ctx, convert,
+                                       limits=csv_limits(options))
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows))
             else:
@@ -317,7 +321,7 @@ def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) 
         "refStop": _urns("GtfsStop", local, prefix) if feed else pa.nulls(n, pa.string()),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("dateObserved"), n),
-        "_record": line_numbers(p.first_line, n),
+        "_record": line_numbers(p.lines),
     }).filter(p.keep())
     return Batch(TYPE, rows, str(path), n, rejects=p.rejects())
 
@@ -330,9 +334,9 @@ def _negative(p: Problems, column: str) -> Callable[[int], Reason]:
     return lambda i: reason("negative-value", column, value=p.cell(column, i))
 
 
-def line_numbers(first: int, n: int) -> pa.Array:
-    """``line N`` texts for ``n`` rows starting at line ``first``."""
-    numbers = pc.cast(pa.array(np.arange(first, first + n, dtype=np.int64)), pa.string())
+def line_numbers(lines: np.ndarray) -> pa.Array:
+    """``line N`` texts for rows at file lines ``lines``."""
+    numbers = pc.cast(pa.array(np.asarray(lines, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar("line "), numbers, "")
 
 

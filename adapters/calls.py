@@ -41,7 +41,7 @@ from hubctl.adapters.places import (
     urn_ids,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import add_malformed
+from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
 from hubctl.errors import InputError, UsageError
 from hubctl.gate import RowReasons
 from hubctl.rejects import reason
@@ -196,7 +196,7 @@ class Calls(Adapter):
         click.Option(["--agency"], default=None, metavar="NAME",
                      help="Agency in the ids (urn:ngsi-ld:Alert:NAME:CASE) and in "
                           "alertSource; default: the profile's, the file name for --map."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -208,25 +208,18 @@ class Calls(Adapter):
 
 
 def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterator[Batch]:
-    stream = open_text_csv(path)
+    stream = open_text_csv(path, csv_limits(options))
     header = list(stream.schema.names)
     layout = resolve_layout(path, header, options)
     how = "given" if options.get("profile") else "detected from the header"
     ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
              f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
-    first_row = 2
     counts = {"none": 0, "unusable": 0}
-    try:
-        for block in stream:
-            ctx.advance(block.nbytes)
-            out = _convert(path, pa.Table.from_batches([block]), first_row, layout, counts)
-            first_row += block.num_rows
-            invalid = stream.take_invalid()
-            add_malformed(out, TYPE, path, invalid)
-            yield out
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
-                         path=str(path), hint="fix or remove the damaged part") from None
+    for block in stream:
+        ctx.advance(block.nbytes)
+        out = _convert(path, pa.Table.from_batches([block]), stream.lines, layout, counts)
+        add_malformed(out, TYPE, path, stream.take_invalid())
+        yield out
     if counts["none"] or counts["unusable"]:
         ctx.warn(f"{path.name}: {counts['none'] + counts['unusable']} calls without usable "
                  f"coordinates kept with an empty location ({counts['none']} without any, "
@@ -253,7 +246,7 @@ def _issued_text(t: pa.Table, layout: Layout) -> pa.Array:
     return pc.if_else(pc.is_null(full), joined, full) if full is not None else joined
 
 
-def _convert(path: Path, t: pa.Table, first_row: int, layout: Layout,
+def _convert(path: Path, t: pa.Table, lines: np.ndarray, layout: Layout,
              counts: dict[str, int]) -> Batch:
     n = t.num_rows
     bad: RowReasons = {}
@@ -267,7 +260,7 @@ def _convert(path: Path, t: pa.Table, first_row: int, layout: Layout,
         for i in np.flatnonzero(unreadable):
             bad.setdefault(int(i), []).append(reason("bad-timestamp", field,
                                                      value=text[int(i)].as_py()))
-    rows: dict[str, Any] = {"id": _ids(t, layout, first_row)}
+    rows: dict[str, Any] = {"id": _ids(t, layout)}
     rows["observed_at"] = times["dateIssued"]
     rows.update(times)
     _order_checks(times, bad)
@@ -291,12 +284,12 @@ def _convert(path: Path, t: pa.Table, first_row: int, layout: Layout,
     rows["_time_index"] = pa.repeat(pa.scalar("dateIssued"), n)
     rows["_extra"] = _extra(t, layout, unusable)
     rows["_record"] = pc.binary_join_element_wise(
-        "row ", pc.cast(pa.array(np.arange(first_row, first_row + n)), pa.string()), "")
+        "line ", pc.cast(pa.array(lines, pa.int64()), pa.string()), "")
     rows["_raw"] = _raw(t, bad)
     return Batch(TYPE, pa.table(rows), str(path), n, typed_bad=bad)
 
 
-def _ids(t: pa.Table, layout: Layout, first_row: int) -> pa.Array:
+def _ids(t: pa.Table, layout: Layout) -> pa.Array:
     """urn:ngsi-ld:Alert:<source>:<case>; without a case column a digest of the whole row."""
     case = _column(t, layout, "id")
     if case is None:

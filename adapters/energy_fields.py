@@ -203,7 +203,14 @@ def read_places(path: Path, key: str, key_aliases: Sequence[str],
     A key listed twice keeps its first row. Coordinates that are not numbers are an InputError
     naming the line (a side file is small and should be fixed, not half-used).
     """
-    table = open_csv(path).read_all()
+    stream = open_csv(path)
+    table = stream.read_all()
+    line_of = stream.lines.tolist()
+    bad_lines = stream.take_invalid()
+    if bad_lines:
+        raise InputError(f"{bad_lines[0].code}: {bad_lines[0].detail}", path=str(path),
+                         record=f"line {bad_lines[0].line}",
+                         hint="fix the file; a side file should be complete")
     aliases = {key: key_aliases, **{k: v for k, v in PLACE_ALIASES.items() if k != key},
                **{e: () for e in extra}}
     cols = resolve_columns(path, table.column_names, aliases, {}, [[key, "lat", "lon"]])
@@ -215,7 +222,7 @@ def read_places(path: Path, key: str, key_aliases: Sequence[str],
         if len(hits):
             i = int(hits[0])
             raise InputError(f"{cols[name]} {table.column(cols[name])[i].as_py()!r} is not a "
-                             "number", path=str(path), record=f"line {i + 2}",
+                             "number", path=str(path), record=f"line {line_of[i]}",
                              hint="fix the coordinates or leave the cell empty")
     _, first = np.unique(keys.to_numpy(zero_copy_only=False).astype(str), return_index=True)
     keep = pa.array(np.sort(first))

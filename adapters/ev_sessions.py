@@ -38,8 +38,7 @@ from hubctl.adapters.energy_fields import (
     urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import add_malformed, open_csv
-from hubctl.errors import InputError
+from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 from hubctl.types import TIMESTAMP
@@ -175,7 +174,7 @@ class EVSessions(Adapter):
         click.Option(["--date-format"], default=None,
                      help="strptime format of start and end (date and time joined by a space), "
                           "e.g. '%d/%m/%Y %H:%M'; default: the profile's formats."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -187,7 +186,7 @@ class EVSessions(Adapter):
         stations = _Stations()
         last: _Plan | None = None
         for path in inputs:
-            stream = open_csv(path)
+            stream = open_csv(path, limits=csv_limits(options))
             profile = _profile(options.get("profile"), stream.schema.names)
             cols = resolve_columns(path, stream.schema.names, profile.aliases, mapping,
                                    REQUIRED)
@@ -228,18 +227,11 @@ def _profile(name: str | None, header: Sequence[str]) -> Profile:
 
 
 def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
-    first_row = 2
-    try:
-        for batch in stream:
-            ctx.advance(batch.nbytes)
-            out = _convert(plan, batch, first_row)
-            first_row += batch.num_rows
-            invalid = stream.take_invalid()
-            add_malformed(out, SESSION, plan.path, invalid)
-            yield out
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
-                         path=str(plan.path), hint="fix or remove the damaged part") from None
+    for batch in stream:
+        ctx.advance(batch.nbytes)
+        out = _convert(plan, batch, stream.lines)
+        add_malformed(out, SESSION, plan.path, stream.take_invalid())
+        yield out
 
 
 def _joined(plan: _Plan, batch: pa.RecordBatch, which: str) -> tuple[pa.Array | None, str]:
@@ -302,7 +294,7 @@ def _durations(text: pa.Array | None) -> tuple[pa.Array | None, pa.Array | None]
     return pc.cast(micros, pa.duration("us")), pc.fill_null(bad, False)
 
 
-def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int) -> Batch:
+def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray) -> Batch:
     n = batch.num_rows
     cols = plan.cols
     start_text, start_field = _joined(plan, batch, "start")
@@ -346,7 +338,7 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int) -> Batch:
     flag_rows(problems, pc.less(energy, 0), lambda i: reason(
         "negative-value", cols.get("energy", "energy"), value=energy[i].as_py()))
     rejects = [Reject(SESSION, raw_row(batch, i), rs, file=str(plan.path),
-                      record=f"line {first_row + i}") for i, rs in sorted(problems.items())]
+                      record=f"line {int(lines[i])}") for i, rs in sorted(problems.items())]
     keep = np.ones(n, dtype=bool)
     keep[list(problems)] = False
     rows = _rows(plan, batch, pa.array(keep), cp, start, end, charging_end, energy, cost)

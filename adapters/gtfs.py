@@ -23,14 +23,16 @@ from hubctl.adapters import gtfs_tables as tables
 from hubctl.adapters.gtfs_parse import trimmed
 from hubctl.adapters.gtfs_shapes import shapes
 from hubctl.adapters.gtfs_source import (
+    DEFAULT_ZIP_LIMITS,
     FeedSource,
-    MalformedRow,
+    ZipLimits,
     check_feed_id,
     feed_slug,
     find_feeds,
 )
 from hubctl.adapters.gtfs_stop_times import StopTimes
 from hubctl.adapters.gtfs_tables import Converted, Feed
+from hubctl.csvread import CSV_LIMIT_PARAMS, BadLine, csv_limits
 from hubctl.errors import InputError, UsageError
 from hubctl.rejects import Reject, reason
 
@@ -80,7 +82,14 @@ class Gtfs(Adapter):
                      help="Namespace of the feed's ids (default: the zip or folder name as a "
                           "slug, e.g. cairns-2014). Use the same id for the GTFS-realtime "
                           "feed of the same agency."),
-    )
+        click.Option(["--max-unzipped-bytes"], type=click.IntRange(1), default=None,
+                     help="Refuse a zipped feed whose files declare more than this many bytes "
+                          f"unpacked (default {DEFAULT_ZIP_LIMITS.max_unzipped_bytes:,})."),
+        click.Option(["--max-zip-ratio"], type=click.FloatRange(1), default=None,
+                     help="Refuse a zipped feed with a file over 1 MiB that unpacks to more "
+                          "than this many times its packed size (default "
+                          f"{DEFAULT_ZIP_LIMITS.max_ratio:.0f})."),
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -94,7 +103,18 @@ class Gtfs(Adapter):
         if len(set(ids)) != len(ids):
             raise UsageError(f"two feeds would get the same feed id {ids}",
                              hint="ingest them one at a time with distinct --feed-id values")
-        sources = [FeedSource(f) for f in feeds]
+        zip_limits = ZipLimits(
+            max_unzipped_bytes=int(options.get("max_unzipped_bytes")
+                                   or DEFAULT_ZIP_LIMITS.max_unzipped_bytes),
+            max_ratio=float(options.get("max_zip_ratio") or DEFAULT_ZIP_LIMITS.max_ratio))
+        sources: list[FeedSource] = []
+        try:
+            for f in feeds:
+                sources.append(FeedSource(f, csv_limits(options), zip_limits))
+        except BaseException:
+            for src in sources:
+                src.close()
+            raise
         try:
             for src in sources:
                 _check(src, ctx)
@@ -181,7 +201,7 @@ class _FeedReader:
         every = self.all_ids.get(name, pa.array([], pa.string())).drop_null()
         return pc.filter(every, pc.invert(pc.is_in(every, value_set=accepted)))
 
-    def _emit(self, done: Converted, where: str, malformed: list[MalformedRow]) -> Iterator[Batch]:
+    def _emit(self, done: Converted, where: str, malformed: list[BadLine]) -> Iterator[Batch]:
         """The good rows in slices of ``batch_rows``; rejects ride with the first slice."""
         rejects = done.rejects + [_malformed(done.entity_type, where, m) for m in malformed]
         rows = done.rows
@@ -206,10 +226,9 @@ def _records(rows: pa.Table) -> int:
     return rows.num_rows
 
 
-def _malformed(entity_type: str, where: str, row: MalformedRow) -> Reject:
-    return Reject(entity_type, row.text, [reason(
-        "malformed-record", detail=f"{row.fields} fields, more than the header names")],
-        file=where, record=row.text[:60])
+def _malformed(entity_type: str, where: str, bad: BadLine) -> Reject:
+    return Reject(entity_type, bad.text, [reason(bad.code, detail=bad.detail)],
+                  file=where, record=f"line {bad.line}" if bad.line else bad.text[:60])
 
 
 ADAPTER = Gtfs()

@@ -8,20 +8,20 @@ consumer does), and rows with extra non-empty fields are kept aside as malformed
 
 from __future__ import annotations
 
-import csv
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from hubctl.csvread import DEFAULT_LIMITS, BadLine, CsvLimits, CsvStream, open_csv
 from hubctl.errors import InputError, UsageError
 
-__all__ = ["FeedSource", "GtfsFile", "MalformedRow", "feed_slug", "find_feeds"]
+__all__ = ["DEFAULT_ZIP_LIMITS", "FeedSource", "GtfsFile", "ZipLimits", "feed_slug",
+           "find_feeds"]
 
 _BYTES_PER_ROW = 64  # block size = batch_rows rows of a typical stop_times.txt
 _GENERIC_NAMES = {"gtfs", "google-transit", "googletransit", "feed", "gtfs-static", "static",
@@ -55,47 +55,24 @@ def check_feed_id(feed_id: str) -> str:
 
 
 @dataclass
-class MalformedRow:
-    """A row that has more non-empty fields than the header."""
-
-    text: str
-    fields: int
-
-
-@dataclass
 class GtfsFile:
     """One file of a feed, opened: its column names and a stream of text batches."""
 
     name: str  # e.g. "stop_times.txt"
     where: str  # shown in messages: "feed.zip/stop_times.txt" or the file path
     columns: list[str]
-    _reader: pacsv.CSVStreamingReader | None
-    _short: list[str] = field(default_factory=list)
+    _stream: CsvStream | None
     bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from a sample
-    _handle: IO[bytes] | None = None
 
-    def batches(self) -> Iterator[tuple[pa.Table, list[MalformedRow]]]:
-        """(text table, malformed rows) per block; short rows are padded into the table."""
-        schema = pa.schema([(c, pa.string()) for c in self.columns])
-        if self._reader is None:
+    def batches(self) -> Iterator[tuple[pa.Table, list[BadLine]]]:
+        """(text table, lines kept out) per block. Short rows are padded into the table;
+        rows with extra non-empty fields, bad encoding or over-long are kept out."""
+        if self._stream is None:
             return
-        try:
-            for batch in self._reader:
-                table = pa.Table.from_batches([batch], schema=schema)
-                padded, bad = self._take_short()
-                if padded:
-                    table = pa.concat_tables([table, pa.Table.from_pylist(padded, schema)])
-                yield table, bad
-        except pa.ArrowInvalid as exc:
-            raise csv_error(exc, self.where) from None
-        finally:
-            if self._handle is not None:
-                self._handle.close()
-        padded, bad = self._take_short()
-        if padded or bad:
-            yield pa.Table.from_pylist(padded, schema), bad
+        for batch in self._stream:
+            yield pa.Table.from_batches([batch]), self._stream.take_invalid()
 
-    def read_all(self) -> tuple[pa.Table, list[MalformedRow]]:
+    def read_all(self) -> tuple[pa.Table, list[BadLine]]:
         """The whole file (every file but stop_times.txt is read whole)."""
         tables, bad = [], []
         for table, rows in self.batches():
@@ -105,38 +82,26 @@ class GtfsFile:
         out = pa.concat_tables(tables) if tables else schema.empty_table()
         return out.combine_chunks(), bad
 
-    def _take_short(self) -> tuple[list[dict[str, str | None]], list[MalformedRow]]:
-        padded: list[dict[str, str | None]] = []
-        bad: list[MalformedRow] = []
-        width = len(self.columns)
-        for text in self._short:
-            values = next(csv.reader([text]), [])
-            if len(values) > width and any(v.strip() for v in values[width:]):
-                bad.append(MalformedRow(text, len(values)))
-                continue
-            values = (values + [""] * width)[:width]
-            padded.append({c: (v if v != "" else None)
-                           for c, v in zip(self.columns, values, strict=True)})
-        self._short.clear()
-        return padded, bad
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Limits on what a zipped feed may unpack to, checked before a member is read."""
+
+    max_unzipped_bytes: int = 4 << 30  # declared size of all members read together
+    max_ratio: float = 100.0  # declared size / compressed size of one member over 1 MiB
 
 
-def csv_error(exc: Exception, where: str) -> InputError:
-    """A pyarrow CSV failure as a message that says what to do."""
-    text = str(exc)
-    if "utf8" in text.lower():
-        return InputError(f"is not UTF-8 text ({text})", path=where,
-                          hint="GTFS files must be UTF-8; convert it first, e.g. "
-                               "iconv -f cp949 -t utf-8 stops.txt > stops-utf8.txt")
-    return InputError(f"cannot be read as CSV: {text}", path=where,
-                      hint="fix or remove the damaged part of the file")
-
+DEFAULT_ZIP_LIMITS = ZipLimits()
+_RATIO_FLOOR = 1 << 20  # tiny members compress absurdly well and are harmless
 
 class FeedSource:
     """A GTFS feed as a zip file or a folder of ``.txt`` files."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: CsvLimits = DEFAULT_LIMITS,
+                 zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> None:
         self.path = path
+        self.limits = limits
+        self.zip_limits = zip_limits
         self.zip: zipfile.ZipFile | None = None
         self.prefix = ""
         self.stored: dict[str, int] = {}  # bytes on disk per member (compressed in a zip)
@@ -145,8 +110,13 @@ class FeedSource:
                             if p.is_file() and not p.name.startswith(".")}
             self.stored = dict(self.members)
         elif zipfile.is_zipfile(path):
-            self.zip = zipfile.ZipFile(path)
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise InputError(f"is a damaged zip file ({exc})", path=str(path),
+                                 hint="download or copy it again; `unzip -t` tests it") from None
             self.members = self._zip_members()
+            self._check_sizes()
         else:
             raise InputError("is not a GTFS feed: give a .zip file or a folder of .txt files",
                              path=str(path), hint="a GTFS feed holds agency.txt, stops.txt, "
@@ -165,6 +135,25 @@ class FeedSource:
                 and "/" not in i.filename[len(self.prefix):]]
         self.stored = {i.filename[len(self.prefix):]: i.compress_size for i in kept}
         return {i.filename[len(self.prefix):]: i.file_size for i in kept}
+
+    def _check_sizes(self) -> None:
+        """Refuse, before reading, a zip whose members declare absurd sizes (a zip bomb)."""
+        lim = self.zip_limits
+        gtfs = {n: size for n, size in self.members.items() if n.endswith(".txt")}
+        for name, size in gtfs.items():
+            stored = max(self.stored.get(name, 0), 1)
+            if size > _RATIO_FLOOR and size / stored > lim.max_ratio:
+                raise InputError(
+                    f"{name} would unpack from {stored:,} to {size:,} bytes, a compression "
+                    f"ratio of {size / stored:,.0f}; the limit is {lim.max_ratio:,.0f}",
+                    path=str(self.path), hint="this looks like a zip bomb, not a GTFS feed; "
+                    "if you trust it, raise --max-zip-ratio")
+        total = sum(gtfs.values())
+        if total > lim.max_unzipped_bytes:
+            raise InputError(
+                f"its files would unpack to {total:,} bytes, more than the limit of "
+                f"{lim.max_unzipped_bytes:,}", path=str(self.path),
+                hint="if the feed really is that large, raise --max-unzipped-bytes")
 
     def where(self, name: str) -> str:
         """How messages name a member: ``feed.zip/stops.txt`` or the file's path."""
@@ -186,60 +175,44 @@ class FeedSource:
 
     def header(self, name: str) -> list[str]:
         """Column names of a member (BOM, quotes and blanks removed); [] for an empty file."""
-        with self._open(name) as f:
-            first = f.readline()
-        try:
-            text = first.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("is not UTF-8 text", path=self.where(name),
-                             hint="GTFS files must be UTF-8; convert it first, e.g. "
-                                  "iconv -f cp949 -t utf-8") from None
-        text = text.lstrip("\ufeff").rstrip("\r\n")
-        if not text.strip():
+        if not self.members.get(name):
             return []
-        names = [n.strip() for n in next(csv.reader([text]), [])]
+        stream = self._stream(name, block_size=1 << 16)
+        if stream is None:
+            return []
+        stream.close()
+        return self._names(name, stream.names)
+
+    def _names(self, name: str, names: list[str]) -> list[str]:
         if "" in names or len(set(names)) != len(names):
-            raise InputError(f"has an empty or repeated column name in its header: {text!r}",
-                             path=self.where(name), record="line 1",
+            raise InputError(f"has an empty or repeated column name in its header: "
+                             f"{','.join(names)!r}", path=self.where(name), record="line 1",
                              hint="give every column a distinct name")
         return names
 
-    def _bytes_per_row(self, name: str) -> float:
-        """Mean line length of the first 256 KiB, so that a block holds about batch_rows."""
-        with self._open(name) as f:
-            sample = f.read(1 << 18)
-        lines = sample.count(b"\n")
-        return len(sample) / lines if lines > 1 else float(_BYTES_PER_ROW)
+    def _stream(self, name: str, **kwargs: Any) -> CsvStream | None:
+        """The member opened as a CSV stream; None when it holds not even a header."""
+        try:
+            return open_csv(self.where(name), handle=self._open(name), limits=self.limits,
+                            empty_as_null=True, pad_short=True, **kwargs)
+        except InputError as exc:
+            if "is empty" in str(exc):
+                return None
+            if "not UTF-8" in str(exc):
+                raise InputError("is not UTF-8 text", path=self.where(name),
+                                 hint="GTFS files must be UTF-8; convert it first, e.g. "
+                                      "iconv -f cp949 -t utf-8") from None
+            raise
 
     def open(self, name: str, batch_rows: int) -> GtfsFile:
         """Open a member for reading in blocks of about ``batch_rows`` rows."""
-        columns = self.header(name)
-        gf = GtfsFile(name, self.where(name), columns, None)
-        if not columns:
-            return gf
-
-        def keep(row: pacsv.InvalidRow) -> str:
-            gf._short.append(row.text)
-            return "skip"
-
-        gf.bytes_per_row = self._bytes_per_row(name)
-        block = max(int(max(batch_rows, 1) * gf.bytes_per_row * 0.97), 1 << 16)
-        handle = self._open(name)
-        try:
-            gf._reader = pacsv.open_csv(
-                handle,
-                read_options=pacsv.ReadOptions(block_size=block, skip_rows=1,
-                                               column_names=columns),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True,
-                                                 invalid_row_handler=keep),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in columns}, strings_can_be_null=True,
-                    quoted_strings_can_be_null=True, null_values=[""]))
-        except pa.ArrowInvalid as exc:
-            handle.close()
-            raise csv_error(exc, self.where(name)) from None
-        gf._handle = handle
-        return gf
+        if not self.members.get(name):
+            return GtfsFile(name, self.where(name), [], None)
+        stream = self._stream(name, batch_rows=batch_rows)
+        if stream is None:
+            return GtfsFile(name, self.where(name), [], None)
+        columns = self._names(name, stream.names)
+        return GtfsFile(name, self.where(name), columns, stream, stream.bytes_per_row)
 
     def close(self) -> None:
         """Close the zip file, if any."""

@@ -19,7 +19,6 @@ import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.energy_fields import (
@@ -34,7 +33,14 @@ from hubctl.adapters.energy_fields import (
     text_column,
 )
 from hubctl.arrowkit import parse_numbers
-from hubctl.csvread import add_malformed
+from hubctl.csvread import (
+    CSV_LIMIT_PARAMS,
+    BadLine,
+    CsvStream,
+    add_malformed,
+    csv_limits,
+    open_csv,
+)
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
@@ -107,7 +113,7 @@ class MeterReadings(Adapter):
         click.Option(["--timestamp-at"], type=click.Choice(["start", "end"]), default="start",
                      show_default=True,
                      help="Whether the timestamp marks the start or the end of the interval."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -117,7 +123,8 @@ class MeterReadings(Adapter):
         places = (read_places(Path(meters), "meter", ALIASES["meter"])
                   if meters else None)
         for path in inputs:
-            header = _header(path)
+            stream = open_csv(path, limits=csv_limits(options), batch_rows=ctx.batch_rows)
+            header = stream.names
             cols = resolve_columns(path, header, ALIASES, mapping, REQUIRED)
             if "timestamp" in cols and "date" in cols:  # a full timestamp wins
                 cols.pop("date")
@@ -130,85 +137,45 @@ class MeterReadings(Adapter):
             plan = _Plan(path, cols, unit, options.get("timezone") or "UTC",
                          options.get("date_format"), options.get("interval"),
                          options.get("timestamp_at") == "end", places)
-            yield from _read_file(plan, header, ctx)
+            yield from _read_file(plan, stream, ctx)
 
 
-def _header(path: Path) -> list[str]:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            line = f.readline()
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", path=str(path),
-                         hint="convert it first, e.g. iconv -f cp949 -t utf-8") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    if not line.strip():
-        raise InputError("is empty (no header line)", path=str(path))
-    return [c.strip().strip('"') for c in line.rstrip("\r\n").split(",")]
+def _read_file(plan: _Plan, stream: CsvStream, ctx: ReadContext) -> Iterator[Batch]:
+    for batch, lines, bad in _whole_instants(plan, stream):
+        ctx.advance(batch.nbytes)
+        out = _convert(plan, batch, lines, ctx)
+        add_malformed(out, TYPE, plan.path, bad)
+        yield out
 
 
-def _open(path: Path, header: list[str], batch_rows: int,
-          invalid: list[tuple[int, str]]) -> pacsv.CSVStreamingReader:
-    with open(path, "rb") as f:
-        sample = f.read(1 << 20)
-    lines = max(sample.count(b"\n"), 1)
-    block = max(1 << 20, min(64 << 20, batch_rows * (len(sample) // lines + 1)))
-
-    def keep(row: Any) -> str:
-        invalid.append((row.number or 0, row.text))
-        return "skip"
-
-    return pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=block, skip_rows=1, column_names=header,
-                                       encoding="utf8"),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=keep),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in header}, strings_can_be_null=False,
-            quoted_strings_can_be_null=False))
-
-
-def _read_file(plan: _Plan, header: list[str], ctx: ReadContext) -> Iterator[Batch]:
-    invalid: list[tuple[int, str]] = []
-    reader = _open(plan.path, header, ctx.batch_rows, invalid)
-    first_row = 2
-    try:
-        for batch in _whole_instants(plan, reader):
-            ctx.advance(batch.nbytes)
-            out = _convert(plan, batch, first_row, ctx)
-            first_row += batch.num_rows
-            add_malformed(out, TYPE, plan.path, list(invalid))
-            invalid.clear()
-            yield out
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
-                         path=str(plan.path), hint="fix or remove the damaged part") from None
-
-
-def _whole_instants(plan: _Plan, reader: Any) -> Iterator[pa.RecordBatch]:
-    """The reader's batches, cut so that the readings of one instant (one timestamp text) are
-    never split across two batches: head-end exports are in time order, and a batch whose
-    readings are all later than anything stored is appended without comparing a row."""
+def _whole_instants(plan: _Plan, stream: CsvStream
+                    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[BadLine]]]:
+    """The reader's batches (with their line numbers and the lines kept out), cut so that
+    the readings of one instant (one timestamp text) are never split across two batches:
+    head-end exports are in time order, and a batch whose readings are all later than
+    anything stored is appended without comparing a row."""
     column = plan.cols.get("timestamp") or plan.cols["date"]
     extra = None if "timestamp" in plan.cols else plan.cols.get("time")
     pending: pa.RecordBatch | None = None
-    for batch in reader:
-        if pending is None:
-            pending = batch
+    lines = np.zeros(0, np.int64)
+    for batch in stream:
+        if pending is None or pending.num_rows == 0:
+            pending, lines = batch, stream.lines
             continue
         n = pending.num_rows
-        if n == 0:
-            pending = batch
-            continue
         same = pc.equal(pending.column(column), pending.column(column)[n - 1])
         if extra is not None:
             same = pc.and_(same, pc.equal(pending.column(extra), pending.column(extra)[n - 1]))
         differs = np.flatnonzero(~pc.fill_null(same, False).to_numpy(zero_copy_only=False))
         cut = int(differs[-1]) + 1 if len(differs) else n
-        yield pending.slice(0, cut)
-        pending = pa.concat_batches([pending.slice(cut), batch]) if cut < n else batch
+        yield pending.slice(0, cut), lines[:cut], stream.take_invalid()
+        if cut < n:
+            pending = pa.concat_batches([pending.slice(cut), batch])
+            lines = np.concatenate((lines[cut:], stream.lines))
+        else:
+            pending, lines = batch, stream.lines
     if pending is not None:
-        yield pending
+        yield pending, lines, stream.take_invalid()
 
 
 def _times(plan: _Plan, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array, str]:
@@ -226,7 +193,7 @@ def _times(plan: _Plan, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array, str]
     return ts, bad, field_name
 
 
-def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int, ctx: ReadContext) -> Batch:
+def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray, ctx: ReadContext) -> Batch:
     n = batch.num_rows
     meter = pc.utf8_trim_whitespace(text_column(batch, plan.cols["meter"]))
     ts, bad_ts, ts_field = _times(plan, batch)
@@ -260,7 +227,7 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, first_row: int, ctx: ReadContex
             "type-error", col["duration"], value=_cell(batch, col["duration"], i),
             expected="whole number of seconds > 0"))
     rejects = [Reject(TYPE, raw_row(batch, i), rs, file=str(plan.path),
-                      record=f"line {first_row + i}") for i, rs in sorted(problems.items())]
+                      record=f"line {int(lines[i])}") for i, rs in sorted(problems.items())]
     keep = None
     if problems:
         mask = np.ones(n, dtype=bool)

@@ -20,8 +20,14 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import parse_numbers, parse_timestamps
-from hubctl.csvread import add_malformed, open_csv, require_columns
-from hubctl.errors import InputError
+from hubctl.csvread import (
+    CSV_LIMIT_PARAMS,
+    CsvLimits,
+    add_malformed,
+    csv_limits,
+    open_csv,
+    require_columns,
+)
 from hubctl.gate import gate_for
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
@@ -48,22 +54,25 @@ class OpenAQ(Adapter):
         click.Option(["--stations"], required=True,
                      type=click.Path(exists=True, dir_okay=False),
                      help="CSV with location,coordinates.latitude,coordinates.longitude."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """Stations first (PointOfInterest), then the measurements of every input file."""
         stations_path = Path(options["stations"])
-        stations, station_batch = _stations(stations_path, ctx)
+        limits = csv_limits(options)
+        stations, station_batch = _stations(stations_path, ctx, limits)
         yield station_batch
         for path in inputs:
-            yield from _measurements(path, stations, ctx)
+            yield from _measurements(path, stations, ctx, limits)
 
 
-def _stations(path: Path, ctx: ReadContext) -> tuple[pa.Table, Batch]:
+def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table, Batch]:
     """The station table (one row per location) and its PointOfInterest batch."""
-    table = open_csv(path).read_all()
-    require_columns(path, table.column_names, STATION_COLUMNS)
+    stream = open_csv(path, limits=limits)
+    require_columns(path, stream.schema.names, STATION_COLUMNS)
+    table = stream.read_all()
+    line_of = stream.lines.tolist()
     lat, bad_lat = parse_numbers(table.column("coordinates.latitude").combine_chunks())
     lon, bad_lon = parse_numbers(table.column("coordinates.longitude").combine_chunks())
     names = table.column("location").to_pylist()
@@ -75,11 +84,11 @@ def _stations(path: Path, ctx: ReadContext) -> tuple[pa.Table, Batch]:
         if bad_lat[i].as_py() or bad_lon[i].as_py() or not name:
             rejects.append(Reject("PointOfInterest", raw, [reason(
                 "type-error", "location", value=raw, expected="name,lat,lon")],
-                file=str(path), record=f"line {i + 2}"))
+                file=str(path), record=f"line {line_of[i]}"))
         elif name in first:
             j = first[name]
-            ctx.warn(f"{path.name}: station {name} is listed again at line {i + 2} "
-                     f"({lat[i]}, {lon[i]}); kept ({lat[j]}, {lon[j]}) from line {j + 2}")
+            ctx.warn(f"{path.name}: station {name} is listed again at line {line_of[i]} "
+                     f"({lat[i]}, {lon[i]}); kept ({lat[j]}, {lon[j]}) from line {line_of[j]}")
             repeated += 1
         else:
             first[name] = i
@@ -99,30 +108,26 @@ def _stations(path: Path, ctx: ReadContext) -> tuple[pa.Table, Batch]:
         "source": pa.repeat(pa.scalar("OpenAQ"), n),
         "_time_index": pa.repeat(pa.scalar("arrival"), n),
     })
-    return stations, Batch("PointOfInterest", poi, str(path), n + len(rejects) + repeated,
-                           rejects=rejects, duplicate=repeated)
+    out = Batch("PointOfInterest", poi, str(path), n + len(rejects) + repeated,
+                rejects=rejects, duplicate=repeated)
+    add_malformed(out, "PointOfInterest", path, stream.take_invalid())
+    return stations, out
 
 
-def _measurements(path: Path, stations: pa.Table, ctx: ReadContext) -> Iterator[Batch]:
-    stream = open_csv(path)
+def _measurements(path: Path, stations: pa.Table, ctx: ReadContext,
+                  limits: CsvLimits) -> Iterator[Batch]:
+    stream = open_csv(path, limits=limits)
     require_columns(path, stream.schema.names, COLUMNS)
-    first_row = 2
-    try:
-        for batch in stream:
-            ctx.advance(batch.nbytes)
-            out = _convert(path, pa.Table.from_batches([batch]), first_row, stations)
-            first_row += batch.num_rows
-            invalid = stream.take_invalid()
-            add_malformed(out, "AirQualityObserved", path, invalid)
-            yield out
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV after row {first_row}: {exc}",
-                         path=str(path), hint="fix or remove the damaged part") from None
+    for batch in stream:
+        ctx.advance(batch.nbytes)
+        out = _convert(path, pa.Table.from_batches([batch]), stream.lines, stations)
+        add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
+        yield out
 
 
-def _convert(path: Path, t: pa.Table, first_row: int, stations: pa.Table) -> Batch:
+def _convert(path: Path, t: pa.Table, lines: np.ndarray, stations: pa.Table) -> Batch:
     n = t.num_rows
-    row_no = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+    row_no = pa.array(lines, pa.int64())
     ts, bad_ts = parse_timestamps(t.column("date.utc").combine_chunks())
     measured, bad_value = parse_numbers(t.column("value").combine_chunks())
     param = pc.utf8_lower(pc.utf8_trim_whitespace(t.column("parameter").combine_chunks()))

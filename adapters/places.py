@@ -26,7 +26,14 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import open_csv
+from hubctl.csvread import (
+    CSV_LIMIT_PARAMS,
+    DEFAULT_LIMITS,
+    CsvLimits,
+    CsvStream,
+    csv_limits,
+    open_csv,
+)
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reject
@@ -223,7 +230,7 @@ class Places(Adapter):
         click.Option(["--map", "map"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN (or GeoJSON property) as FIELD (" + ", ".join(FIELDS)
                           + "); repeat it."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -232,29 +239,28 @@ class Places(Adapter):
             if path.suffix.lower() in (".geojson", ".json"):
                 table, first = _geojson_table(path), "feature 0"
             else:
-                table, first = _csv_table(path), "row 2"
+                table, first = _csv_table(path, csv_limits(options)), "row 2"
             yield _convert(path, table, options, ctx, first)
 
 
-def open_text_csv(path: Path) -> Any:
+def open_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS) -> CsvStream:
     """:func:`hubctl.csvread.open_csv`, falling back to CP949 (common for Korean public data)
-    when the file is not UTF-8."""
+    when the file's header is not UTF-8."""
     try:
-        return open_csv(path)
+        return open_csv(path, limits=limits)
     except InputError as exc:
         if "UTF-8" not in str(exc):
             raise
-        return open_csv(path, encoding="cp949")
+        return open_csv(path, encoding="cp949", limits=limits)
 
 
-def _csv_table(path: Path) -> pa.Table:
-    stream = open_text_csv(path)
-    try:
-        table = stream.read_all()
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot be read as CSV: {exc}", path=str(path)) from None
-    if stream.take_invalid():
-        raise InputError("has rows with the wrong number of fields", path=str(path),
+def _csv_table(path: Path, limits: CsvLimits) -> pa.Table:
+    stream = open_text_csv(path, limits)
+    table = stream.read_all()
+    bad = stream.take_invalid()
+    if bad:
+        raise InputError(f"{bad[0].code}: {bad[0].detail} ({len(bad)} such line(s))",
+                         path=str(path), record=f"line {bad[0].line}",
                          hint="fix the file; a facility list should be complete")
     return table
 

@@ -34,6 +34,7 @@ from hubctl.adapters.boardings import (
     read_csv_batches,
 )
 from hubctl.arrowkit import blank, parse_numbers
+from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import reason
@@ -182,7 +183,7 @@ class Population(Adapter):
         click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read header COLUMN as FIELD (lat, lon, zone_id, population, hour, "
                           "kind); repeatable."),
-    )
+    ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -198,7 +199,8 @@ class Population(Adapter):
             yield from read_csv_batches(
                 Path(path), mapping, TYPE, partial(_need, zones=zones), ctx,
                 partial(_convert, path=Path(path), dataset=dataset, default_kind=kind,
-                        zones=zones), aliases=_COLUMN_ALIASES)
+                        zones=zones), aliases=_COLUMN_ALIASES,
+                limits=csv_limits(options))
 
 
 def _need(path: Path, names: list[str], zones: dict[str, tuple[float, float]] | None) -> None:
@@ -243,7 +245,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, dataset: str, default_kind: s
         "zoneId": zone_col, "dataset": pa.repeat(pa.scalar(dataset), n),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("arrival"), n),
-        "_record": line_numbers(p.first_line, n),
+        "_record": line_numbers(p.lines),
     }).filter(p.keep())
     return Batch(TYPE, _stamp(rows), str(path), n, rejects=p.rejects())
 

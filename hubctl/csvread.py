@@ -1,91 +1,607 @@
-"""Streaming CSV reading for adapters: every column as text, bounded batches, clear errors."""
+"""The one CSV reader of every adapter: every column as text, bounded batches, and a bad
+line that costs one line.
+
+The file is read in raw blocks. A byte-level pass over each block finds the records (line
+breaks outside quoted fields, with Arrow's quoting rules), checks the encoding and the length
+of each record, and hands only clean records to Arrow's parser. A record that is not valid in
+the file's encoding (``bad-encoding``), longer than ``max_line_bytes`` (``line-too-long``) or
+with the wrong number of fields (``malformed-record``) is kept aside with its raw text (bytes
+that do not decode shown as ``\\xNN``) and its real line number in the file, and reading goes
+on. :attr:`CsvStream.lines` gives the file line number of every row of the last batch.
+
+Limits (see ``docs/limits.md``): a header wider than ``max_columns`` columns is refused before
+anything is read; a record longer than ``max_line_bytes`` is rejected. Both have defaults
+(:data:`DEFAULT_LIMITS`) and the options ``--max-columns`` / ``--max-line-bytes`` of every CSV
+adapter (:data:`CSV_LIMIT_PARAMS`).
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
+import click
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from hubctl.adapter import BATCH_ROWS, Batch
 from hubctl.errors import InputError
 from hubctl.rejects import Reject, reason
 
-__all__ = ["CsvStream", "add_malformed", "open_csv", "require_columns"]
+__all__ = ["CSV_LIMIT_PARAMS", "DEFAULT_LIMITS", "BadLine", "CsvLimits", "CsvStream",
+           "add_malformed", "csv_limits", "open_csv", "require_columns"]
 
 _BYTES_PER_ROW = 64  # block size = BATCH_ROWS rows of a typical sensor CSV
+_NL, _CR, _QUOTE = 10, 13, 34
+_SAMPLE = 200  # bytes of an over-long line kept in its reject
+_MAX_STRAY_PASSES = 32  # stray quotes resolved vectorised; more fall back to a loop over quotes
 
 
+@dataclass(frozen=True)
+class CsvLimits:
+    """Limits against hostile or broken CSV input (``docs/limits.md``)."""
+
+    max_line_bytes: int = 1 << 20  # 1 MiB: longer records are rejected as line-too-long
+    max_columns: int = 2000  # a wider header is refused before any row is read
+
+
+DEFAULT_LIMITS = CsvLimits()
+
+CSV_LIMIT_PARAMS: tuple[click.Parameter, ...] = (
+    click.Option(["--max-line-bytes"], type=click.IntRange(1024), default=None,
+                 help=f"Reject CSV records longer than this as line-too-long "
+                      f"(default {DEFAULT_LIMITS.max_line_bytes:,} bytes)."),
+    click.Option(["--max-columns"], type=click.IntRange(1), default=None,
+                 help=f"Refuse a CSV whose header has more columns than this "
+                      f"(default {DEFAULT_LIMITS.max_columns:,})."),
+)
+
+
+def csv_limits(options: Mapping[str, Any]) -> CsvLimits:
+    """The limits given by an adapter's options (``max_line_bytes``, ``max_columns``)."""
+    return CsvLimits(
+        max_line_bytes=int(options.get("max_line_bytes") or DEFAULT_LIMITS.max_line_bytes),
+        max_columns=int(options.get("max_columns") or DEFAULT_LIMITS.max_columns))
+
+
+class BadLine(NamedTuple):
+    """A record kept out of the batches: its file line number, raw text and reason code."""
+
+    line: int
+    text: str
+    code: str = "malformed-record"
+    detail: str = "wrong number of fields for the header"
+
+
+@dataclass
+class _Chunk:
+    """Complete records of one block: the bytes and, once split, where each record starts
+    and ends (a block without quotes is split only when the fast path cannot take it)."""
+
+    data: bytes
+    first_line: int
+    breaks: int = 0  # line breaks in data
+    starts: np.ndarray | None = None
+    ends: np.ndarray | None = None
+    lines: np.ndarray | None = None  # file line number of each record's first line
+
+    def split(self, delimiter: int) -> None:
+        """Find the records (line breaks outside quotes) and their line numbers."""
+        a = np.frombuffer(self.data, np.uint8)
+        nl = np.flatnonzero(a == _NL)
+        ends = _record_ends(a, nl, delimiter)[0] + 1
+        if not len(ends) or ends[-1] != len(a):
+            ends = np.append(ends, len(a))  # the last record of the file has no line break
+        self.ends = ends.astype(np.int64)
+        self.starts = np.concatenate(([0], ends[:-1])).astype(np.int64)
+        self.lines = self.first_line + np.searchsorted(nl, self.starts)
+
+
+@dataclass
 class CsvStream:
-    """A streaming CSV reader with every column as text, and the rows it could not parse."""
+    """A CSV opened for streaming: its header, its batches of text columns, its bad lines."""
 
-    def __init__(self, reader: pacsv.CSVStreamingReader, invalid: list[tuple[int, str]]) -> None:
-        self.reader = reader
-        self.schema = reader.schema
-        self._invalid = invalid
+    path: str
+    handle: IO[bytes]
+    names: list[str]
+    codec: str
+    delimiter: bytes
+    limits: CsvLimits
+    block_size: int
+    empty_as_null: bool = False
+    pad_short: bool = False  # GTFS: short rows padded with empty fields
+    bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from the first block
+    lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _pending: bytes = b""
+    _next_line: int = 2
+    _bad: list[BadLine] = field(default_factory=list)
+    _eof: bool = False
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Every column as text."""
+        return pa.schema([(n, pa.string()) for n in self.names])
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        return iter(self.reader)
+        try:
+            for chunk in self._chunks():
+                batch = self._parse(chunk)
+                if batch is not None:
+                    yield batch
+            if self._bad:  # bad lines after the last good row still reach take_invalid
+                self.lines = np.zeros(0, np.int64)
+                yield pa.RecordBatch.from_pylist([], schema=self.schema)
+        finally:
+            self.close()
 
     def read_all(self) -> pa.Table:
         """The whole file (for small side files such as station lists)."""
-        return self.reader.read_all()
+        batches, lines = [], []
+        for batch in self:
+            batches.append(batch)
+            lines.append(self.lines)
+        self.lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
+        return pa.Table.from_batches(batches, schema=self.schema)
 
-    def take_invalid(self) -> list[tuple[int, str]]:
-        """Rows skipped since the last call: (line number or 0, raw text)."""
-        out = list(self._invalid)
-        self._invalid.clear()
+    def take_invalid(self) -> list[BadLine]:
+        """Lines kept out since the last call (their line numbers, text and reason)."""
+        out = list(self._bad)
+        self._bad.clear()
         return out
 
+    def close(self) -> None:
+        """Close the file (once it is read to the end this happens by itself)."""
+        self.handle.close()
 
-def open_csv(path: Path, encoding: str = "utf8", delimiter: str = ",") -> CsvStream:
-    """Open a CSV for streaming; a row with the wrong number of fields is kept aside."""
-    try:
-        with open(path, "rb") as f:
-            header = f.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    if encoding == "utf8":
+    # -- the byte-level pass -------------------------------------------------------------
+
+    def _read(self) -> bytes:
+        if self._eof:
+            return b""
         try:
-            header.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("is not UTF-8 text", path=str(path),
-                             hint="convert it first, e.g. iconv -f cp949 -t utf-8") from None
-    codec = "utf-8" if encoding == "utf8" else encoding
-    text = header.decode(codec, "replace").lstrip("\ufeff")
-    names = [n.strip() for n in next(csv.reader([text], delimiter=delimiter), [])]
-    invalid: list[tuple[int, str]] = []
+            more = self.handle.read(self.block_size)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InputError(f"is damaged inside its zip file ({exc})", path=self.path,
+                             hint="download or copy the zip again; `unzip -t` tests it") from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", path=self.path) from None
+        if not more:
+            self._eof = True
+        return more
 
-    def _keep(row: Any) -> str:
-        invalid.append((row.number or 0, row.text))
-        return "skip"
+    def _chunks(self) -> Iterator[_Chunk]:
+        """Blocks of complete, clean-length records; over-long ones go to the bad lines."""
+        limit = self.limits.max_line_bytes
+        stuck = False
+        while True:
+            if not self._eof and (len(self._pending) < self.block_size or stuck):
+                self._pending += self._read()
+            data = self._pending
+            if not data:
+                return
+            if data.find(b'"') < 0:  # no quotes: records are lines, cut at the last break
+                cut = len(data) if self._eof else data.rfind(b"\n") + 1
+                if cut and len(data) - cut <= limit:
+                    count = int(np.count_nonzero(np.frombuffer(data, np.uint8, cut) == _NL))
+                    yield _Chunk(data[:cut], self._next_line, count)
+                    self._next_line += count
+                    self._pending, stuck = data[cut:], False
+                    continue
+            a = np.frombuffer(data, np.uint8)
+            nl = np.flatnonzero(a == _NL)
+            breaks, open_quote = _record_ends(a, nl, self.delimiter[0])
+            ends = breaks + 1
+            complete = int(ends[-1]) if len(ends) else 0
+            # at the end of the file, a quoted field that never closes costs its first line
+            unclosed = self._eof and open_quote and bool(len(nl)) and int(nl[-1]) >= complete
+            if self._eof and complete != len(a) and not unclosed:
+                ends = np.append(ends, len(a))  # the last record has no line break
+                complete = len(a)
+            starts = np.concatenate(([0], ends[:-1])).astype(np.int64)
+            lengths = ends - starts
+            over = np.flatnonzero(lengths > limit)
+            if len(over):
+                stop = int(starts[over[0]])
+            elif len(a) - complete > limit or unclosed:
+                stop = complete
+            else:
+                stop = -1
+            cut = complete if stop < 0 else stop
+            if cut:
+                keep = starts < cut
+                lines = self._next_line + np.searchsorted(nl, starts[keep])
+                yield _Chunk(data[:cut], self._next_line, starts=starts[keep], ends=ends[keep],
+                             lines=lines)
+            line = self._next_line + int(np.searchsorted(nl, cut))
+            if stop < 0:
+                self._pending, self._next_line = data[cut:], line
+                stuck = not cut
+                if self._eof and not self._pending:
+                    return
+                continue
+            stuck = False
+            self._overlong(data, cut, nl, line)
 
+    def _overlong(self, data: bytes, start: int, nl: np.ndarray, line: int) -> None:
+        """Reject the record at ``start`` (longer than the limit) and go on after its first
+        line: a single over-long line is ``line-too-long``; a record that is long because a
+        quoted field never closes costs its first line (``malformed-record``)."""
+        limit = self.limits.max_line_bytes
+        i = int(np.searchsorted(nl, start))
+        first_end = int(nl[i]) + 1 if i < len(nl) else -1
+        if 0 < first_end - start <= limit:
+            text = _show(data[start:first_end].rstrip(b"\r\n"), self.codec)
+            self._bad.append(BadLine(line, text, "malformed-record", (
+                f"a quoted field opened on this line is not closed within {limit:,} bytes "
+                "or before the end of the file; the line is rejected and reading goes on "
+                "with the next")))
+            self._pending, self._next_line = data[first_end:], line + 1
+            return
+        sample, size = data[start:start + _SAMPLE], len(data) - start
+        if first_end < 0:  # the line goes on past what is held: skip to its end
+            rest, skipped = self._skip_line()
+            size += skipped
+            self._pending = rest
+        else:
+            size = first_end - start
+            self._pending = data[first_end:]
+        self._next_line = line + 1
+        self._bad.append(self._long_line(line, sample, size))
+
+    def _skip_line(self) -> tuple[bytes, int]:
+        """Read on to the end of the current line; (bytes after it, bytes skipped)."""
+        skipped = 0
+        while True:
+            block = self._read()
+            if not block:
+                return b"", skipped
+            at = block.find(b"\n")
+            if at >= 0:
+                return block[at + 1:], skipped + at + 1
+            skipped += len(block)
+
+    # -- encoding and parsing ------------------------------------------------------------
+
+    def _parse(self, chunk: _Chunk) -> pa.RecordBatch | None:
+        """Arrow's parse of a chunk's clean records; their file line numbers in ``lines``."""
+        if chunk.starts is None:
+            table = self._fast(chunk)
+            if table is not None:
+                return self._finish(table, self.lines)
+            chunk.split(self.delimiter[0])
+        assert chunk.starts is not None and chunk.ends is not None and chunk.lines is not None
+        a = np.frombuffer(chunk.data, np.uint8)
+        lengths = chunk.ends - chunk.starts
+        empty = (lengths == 0) | ((lengths == 1) & (a[chunk.starts] == _NL)) | (
+            (lengths == 2) & (a[chunk.starts] == _CR)
+            & (a[np.minimum(chunk.starts + 1, len(a) - 1)] == _NL))
+        last = len(a) - 1
+        if len(lengths) and lengths[-1] == 1 and a[last] == _CR:
+            empty[-1] = True
+        keep = ~empty & ~self._too_long(chunk, empty)
+        starts, ends, lines = chunk.starts[keep], chunk.ends[keep], chunk.lines[keep]
+        clean, good = self._decode(chunk.data, starts, ends, lines)
+        if not good.any():
+            return None
+        starts, ends, lines = starts[good], ends[good], lines[good]
+        invalid: list[str] = []
+        table = self._arrow(clean, invalid)
+        lines = self._place_invalid(chunk.data, starts, ends, lines, invalid, table.num_rows)
+        return self._finish(table, lines)
+
+    def _finish(self, table: pa.Table, lines: np.ndarray) -> pa.RecordBatch:
+        if self.pad_short:
+            table, lines = self._pad(table, lines)
+        self.lines = lines
+        return table.combine_chunks().to_batches()[0] if table.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=self.schema)
+
+    def _fast(self, chunk: _Chunk) -> pa.Table | None:
+        """A UTF-8 block without quotes parsed in one go: it is taken when every line is a
+        row (no bad byte, no empty or malformed line); else None and the slow path runs."""
+        if self.codec != "utf-8":
+            return None
+        invalid: list[str] = []
+        try:
+            table = self._arrow(chunk.data, invalid, strict=True)
+        except pa.ArrowInvalid:
+            return None
+        data = chunk.data
+        lines = chunk.breaks + (0 if data.endswith(b"\n") else 1)
+        if invalid or table.num_rows != lines:
+            return None
+        self.lines = chunk.first_line + np.arange(lines, dtype=np.int64)
+        if len(data) <= self.limits.max_line_bytes:
+            return table
+        # no quotes: a row's line is its fields and delimiters (and its line break)
+        width: Any = pa.scalar(table.num_columns, pa.int32())
+        for column in table.columns:
+            width = pc.add(width, pc.fill_null(pc.binary_length(column), 0))
+        over = pc.greater(width, self.limits.max_line_bytes)
+        if not pc.any(over).as_py():
+            return table
+        for i in np.flatnonzero(over.to_numpy(zero_copy_only=False)).tolist():
+            row = self.delimiter.decode().join(c[i].as_py() or "" for c in table.columns)
+            raw = row.encode()
+            self._bad.append(self._long_line(int(self.lines[i]), raw, len(raw) + 1))
+        keep = pc.invert(over)
+        self.lines = self.lines[keep.to_numpy(zero_copy_only=False)]
+        return table.filter(keep)
+
+    def _too_long(self, chunk: _Chunk, empty: np.ndarray) -> np.ndarray:
+        """Mask of the records of a split chunk longer than the limit, each a bad line."""
+        assert chunk.starts is not None and chunk.ends is not None and chunk.lines is not None
+        over = (chunk.ends - chunk.starts) > self.limits.max_line_bytes
+        for i in np.flatnonzero(over & ~empty).tolist():
+            s, e = int(chunk.starts[i]), int(chunk.ends[i])
+            self._bad.append(self._long_line(int(chunk.lines[i]), chunk.data[s:s + _SAMPLE],
+                                             e - s))
+        return over
+
+    def _long_line(self, line: int, sample: bytes, size: int) -> BadLine:
+        limit = self.limits.max_line_bytes
+        return BadLine(line, f"{_show(sample[:_SAMPLE], self.codec)}… ({size:,} bytes)",
+                       "line-too-long", f"the line is {size:,} bytes, longer than the limit "
+                                        f"of {limit:,} (--max-line-bytes)")
+
+    def _decode(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
+                lines: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(UTF-8 bytes of the given records, mask of those that decode); a record that does
+        not decode is a bad line. Records left out before (empty, over-long) stay out."""
+        good = np.ones(len(starts), bool)
+        if not len(starts):
+            return b"", good
+        gaps = np.flatnonzero(starts[1:] != ends[:-1]) + 1  # runs of adjacent records
+        firsts = np.concatenate(([0], gaps)).tolist()
+        lasts = np.concatenate((gaps - 1, [len(starts) - 1])).tolist()
+        pieces: list[bytes] = []
+        for first, last in zip(firsts, lasts, strict=True):
+            self._decode_span(data, starts, ends, lines, (first, last), good, pieces)
+        return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), good
+
+    def _decode_span(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
+                     lines: np.ndarray, span: tuple[int, int], good: np.ndarray,
+                     pieces: list[bytes]) -> None:
+        """Decode adjacent records; on a bad byte, reject its record and go on after it."""
+        at, hi = int(starts[span[0]]), int(ends[span[1]])
+        while at < hi:
+            try:
+                text = data[at:hi].decode(self.codec)
+                pieces.append(data[at:hi] if self.codec == "utf-8" else text.encode())
+                return
+            except UnicodeDecodeError as exc:
+                r = int(np.searchsorted(starts, at + exc.start, side="right")) - 1
+                s, e = int(starts[r]), int(ends[r])
+                if s > at:
+                    head = data[at:s]
+                    pieces.append(head if self.codec == "utf-8" else
+                                  head.decode(self.codec).encode())
+                good[r] = False
+                raw = data[s:e].rstrip(b"\r\n")
+                col = at + exc.start - s
+                self._bad.append(BadLine(int(lines[r]), _show(raw, self.codec), "bad-encoding",
+                                         f"byte {raw[col:col + 1]!r} at column {col + 1} is "
+                                         f"not valid {self.codec.upper()} ({exc.reason})"))
+                at = e
+
+    def _arrow(self, clean: bytes, invalid: list[str], strict: bool = False) -> pa.Table:
+        """Arrow's parse of clean bytes; ``strict`` lets its errors through (fast path)."""
+        def keep(row: Any) -> str:
+            invalid.append(row.text)
+            return "skip"
+
+        nulls = self.empty_as_null
+        try:
+            return pacsv.read_csv(
+                pa.py_buffer(clean),
+                read_options=pacsv.ReadOptions(column_names=self.names,
+                                               block_size=max(len(clean) + 1, 1 << 16)),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter.decode(),
+                                                 newlines_in_values=True,
+                                                 invalid_row_handler=keep),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in self.names},
+                    strings_can_be_null=nulls, quoted_strings_can_be_null=nulls,
+                    null_values=[""] if nulls else []))
+        except pa.ArrowInvalid as exc:
+            if strict:
+                raise
+            raise InputError(f"cannot be read as CSV: {exc}", path=self.path,
+                             hint="fix or remove the damaged part of the file") from None
+
+    def _place_invalid(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
+                       lines: np.ndarray, invalid: list[str], rows: int) -> np.ndarray:
+        """Line numbers of the rows Arrow kept; the rows it skipped become bad lines."""
+        if not invalid and rows == len(lines):
+            return lines.astype(np.int64)
+        kept: list[int] = []
+        queue = list(invalid)
+        for s, e, line in zip(starts.tolist(), ends.tolist(), lines.tolist(), strict=True):
+            if queue and data[s:e].rstrip(b"\r\n").decode(self.codec) == queue[0]:
+                self._bad.append(BadLine(int(line), queue.pop(0)))
+            else:
+                kept.append(int(line))
+        for text in queue:  # not matched to a record (never expected): keep them counted
+            self._bad.append(BadLine(0, text))
+        out = np.asarray(kept[:rows], np.int64)
+        if len(out) < rows:
+            out = np.concatenate((out, np.zeros(rows - len(out), np.int64)))
+        return out
+
+    def _pad(self, table: pa.Table, lines: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """GTFS rule: a short row is padded with empty fields; a long row whose extra fields
+        are all empty is cut to the header; others stay bad (``malformed-record``)."""
+        width = len(self.names)
+        padded: list[dict[str, str | None]] = []
+        padded_lines: list[int] = []
+        still: list[BadLine] = []
+        for bad in self._bad:
+            if bad.code != "malformed-record" or bad.detail != BadLine(0, "").detail:
+                still.append(bad)
+                continue
+            values = next(csv.reader([bad.text]), [])
+            if len(values) > width and any(v.strip() for v in values[width:]):
+                still.append(bad._replace(detail=f"{len(values)} fields, more than the "
+                                                 f"{width} the header names"))
+                continue
+            values = (values + [""] * width)[:width]
+            padded.append({c: (v if v != "" else None) for c, v in zip(self.names, values,
+                                                                         strict=True)})
+            padded_lines.append(bad.line)
+        self._bad[:] = still
+        if not padded:
+            return table, lines
+        extra = pa.Table.from_pylist(padded, schema=self.schema)
+        return (pa.concat_tables([table.cast(self.schema), extra]),
+                np.concatenate((lines, np.asarray(padded_lines, np.int64))))
+
+
+def _show(raw: bytes, codec: str) -> str:
+    """Raw bytes as text: what decodes as itself, the rest as ``\\xNN``."""
+    return raw.decode(codec, "backslashreplace")
+
+
+def _record_ends(a: np.ndarray, nl: np.ndarray, delimiter: int) -> tuple[np.ndarray, bool]:
+    """Positions of the line breaks that end a record (those outside quoted fields), and
+    whether the block ends inside a quoted field.
+
+    Arrow's rules: a quote opens a quoted field only at the start of a field; inside one, a
+    pair of quotes is a quote and a single one closes it. Counted over runs of quotes: a run
+    of odd length opens or closes, except that a run in the middle of an unquoted field is
+    text. Vectorised; a block with stray quotes is resolved one stray quote at a time.
+    """
+    q = np.flatnonzero(a == _QUOTE)
+    if not len(q):
+        return nl, False
+    breaks = np.flatnonzero(np.diff(q) != 1) + 1
+    run_start = q[np.concatenate(([0], breaks))]
+    run_end = q[np.concatenate((breaks - 1, [len(q) - 1]))]
+    odd = ((run_end - run_start) % 2) == 0
+    toggles_start, toggles_end = run_start[odd], run_end[odd]
+    before = np.where(toggles_start > 0, a[np.maximum(toggles_start - 1, 0)], _NL)
+    at_field_start = (before == delimiter) | (before == _NL) | (before == _CR)
+    live = np.ones(len(toggles_start), bool)
+    for _ in range(_MAX_STRAY_PASSES):
+        parity = (np.cumsum(live) - live) % 2  # 0 = unquoted before this run
+        stray = np.flatnonzero(live & (parity == 0) & ~at_field_start)
+        if not len(stray):
+            break
+        live[stray[0]] = False  # text, not a quote: the state after it is recomputed
+    else:
+        live = _sequential(live, at_field_start)
+    closes = toggles_end[live]
+    inside = np.searchsorted(closes, nl) % 2  # toggles before each line break
+    return nl[inside == 0], bool(len(closes) % 2)
+
+
+def _sequential(live: np.ndarray, at_field_start: np.ndarray) -> np.ndarray:
+    """The quote state machine one run at a time (only for blocks with many stray quotes)."""
+    out = np.zeros(len(live), bool)
+    quoted = False
+    for i, start in enumerate(at_field_start.tolist()):
+        if quoted or start:
+            out[i] = True
+            quoted = not quoted
+    return out
+
+
+def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
+             limits: CsvLimits = DEFAULT_LIMITS, block_size: int | None = None,
+             handle: IO[bytes] | None = None, empty_as_null: bool = False,
+             pad_short: bool = False, batch_rows: int | None = None) -> CsvStream:
+    """Open a CSV for streaming; its header is read and checked here.
+
+    ``handle`` reads from an open binary file instead (a zip member), which the stream then
+    closes; ``path`` only names it in messages. ``batch_rows`` sizes the blocks from the mean
+    line length of the first block, so that a batch holds about that many rows (else
+    ``block_size`` bytes). A header that is not valid in ``encoding`` fails (``is not UTF-8
+    text``); every later line that is not is rejected alone.
+    """
+    codec = "utf-8" if encoding.replace("-", "").lower() == "utf8" else encoding
+    codecs.lookup(codec)
+    where = str(path)
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=BATCH_ROWS * _BYTES_PER_ROW,
-                                           encoding=encoding, skip_rows=1, column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                             invalid_row_handler=_keep),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                quoted_strings_can_be_null=False),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Could not skip initial" in str(exc):  # one line and no line break after it
-            raise InputError("has no records: one line (a header?) and nothing after it",
-                             path=str(path), record="line 1",
-                             hint=f"the header read as: {', '.join(names) or '(empty)'}; check "
-                                  "that this is the right file and the export is complete"
-                             ) from None
-        raise InputError(f"is not a readable CSV: {exc}", path=str(path)) from None
-    return CsvStream(reader, invalid)
+        f = handle if handle is not None else open(path, "rb")  # noqa: SIM115 - closed by stream
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=where) from None
+    block = block_size or BATCH_ROWS * _BYTES_PER_ROW
+    block = max(block, 1 << 16)
+    stream = CsvStream(where, f, [], codec, delimiter.encode(), limits, block,
+                       empty_as_null=empty_as_null, pad_short=pad_short)
+    try:
+        stream.names = _header(stream)
+    except BaseException:
+        stream.close()
+        raise
+    if batch_rows:
+        sample = stream._pending
+        per_row = len(sample) / sample.count(b"\n") if sample.count(b"\n") > 1 else \
+            float(_BYTES_PER_ROW)
+        stream.bytes_per_row = per_row
+        stream.block_size = max(int(max(batch_rows, 1) * per_row * 0.97), 1 << 16)
+    return stream
 
 
-def require_columns(path: Path, have: Sequence[str], need: Iterable[str]) -> None:
+def _header(stream: CsvStream) -> list[str]:
+    """Read the header record from the stream; what follows it stays pending."""
+    limit = stream.limits.max_line_bytes
+    data = b""
+    while True:
+        more = stream._read()
+        data += more
+        a = np.frombuffer(data, np.uint8)
+        nl = np.flatnonzero(a == _NL)
+        ends, _ = _record_ends(a, nl, stream.delimiter[0])
+        if len(ends) or stream._eof or len(data) > limit:
+            break
+    end = int(ends[0]) + 1 if len(ends) else len(data)
+    if end > limit:
+        raise InputError(f"its header line is longer than {limit:,} bytes", path=stream.path,
+                         record="line 1", hint="check that this is a CSV file; raise "
+                                               "--max-line-bytes if the header is really that long")
+    raw = data[:end]
+    if not raw.strip():
+        raise InputError("is empty (no header line)", path=stream.path,
+                         hint="a CSV starts with a header line of column names")
+    if not len(ends) and stream._eof:  # one line and no line break after it
+        names = _names(raw, stream)
+        raise InputError("has no records: one line (a header?) and nothing after it",
+                         path=stream.path, record="line 1",
+                         hint=f"the header read as: {', '.join(names) or '(empty)'}; check "
+                              "that this is the right file and the export is complete")
+    stream._pending = data[end:]
+    stream._next_line = 2 + raw.count(b"\n") - 1
+    return _names(raw, stream)
+
+
+def _names(raw: bytes, stream: CsvStream) -> list[str]:
+    try:
+        text = raw.decode(stream.codec)
+    except UnicodeDecodeError:
+        if stream.codec == "utf-8":
+            raise InputError("is not UTF-8 text", path=stream.path,
+                             hint="convert it first, e.g. iconv -f cp949 -t utf-8") from None
+        raise InputError(f"is not {stream.codec} text", path=stream.path) from None
+    text = text.lstrip("\ufeff").rstrip("\r\n")
+    width = text.count(stream.delimiter.decode()) + 1
+    limit = stream.limits.max_columns
+    if width > limit:
+        raise InputError(f"its header has {width:,} columns, more than the limit of {limit:,}",
+                         path=stream.path, record="line 1",
+                         hint="check the delimiter and that this is the right file; raise "
+                              "--max-columns if the file really is that wide")
+    return [n.strip() for n in next(csv.reader([text], delimiter=stream.delimiter.decode()), [])]
+
+
+def require_columns(path: Path | str, have: Sequence[str], need: Iterable[str]) -> None:
     """Fail with the missing column names when a CSV lacks required columns."""
     missing = [c for c in need if c not in have]
     if missing:
@@ -96,10 +612,11 @@ def require_columns(path: Path, have: Sequence[str], need: Iterable[str]) -> Non
 
 
 def add_malformed(batch: Batch, entity_type: str, path: Path | str,
-                  invalid: Iterable[tuple[int | None, str]]) -> None:
-    """Count CSV lines with the wrong number of fields in ``batch``, each as a reject."""
-    rejects = [Reject(entity_type, text, [reason(
-        "malformed-record", detail="wrong number of fields for the header")],
-        file=str(path), record=f"line {line}" if line else "") for line, text in invalid]
+                  invalid: Iterable[BadLine]) -> None:
+    """Count the lines a :class:`CsvStream` kept out in ``batch``, each as a reject with
+    its reason code (malformed-record, bad-encoding or line-too-long)."""
+    rejects = [Reject(entity_type, bad.text, [reason(bad.code, detail=bad.detail)],
+                      file=str(path), record=f"line {bad.line}" if bad.line else "")
+               for bad in invalid]
     batch.rejects += rejects
     batch.records += len(rejects)

@@ -214,7 +214,7 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_is_written(tmp_path: Pa
         ("GtfsStopTime", "trip_id=T3, stop_sequence=1"): "duplicate-key",
         ("GtfsStopTime", "trip_id=T9, stop_sequence=1"): "unknown-reference",
         ("GtfsStopTime", "trip_id=NOPE, stop_sequence=1"): "unknown-reference",
-        ("GtfsStopTime", "T3,07:00:00,07:00:00,S1,9,extra,fields"): "malformed-record",
+        ("GtfsStopTime", "line 13"): "malformed-record",
     }
     assert "'S4' refers to no GtfsStop in stops.txt (rejected there)" in messages
     assert "'NOPE' refers to no GtfsTrip in trips.txt" in messages

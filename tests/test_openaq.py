@@ -96,7 +96,7 @@ def test_max_reject_rate_exits_4_after_writing_the_good_records(tmp_path: Path) 
 
 @pytest.mark.parametrize("content, message", [
     ("location,parameter\nS1,no2\n", "missing column(s) date.utc"),
-    ("", "Empty CSV file"),
+    ("", "is empty (no header line)"),
 ])
 def test_unusable_files_fail_with_the_file_named(tmp_path: Path, content: str,
                                                  message: str) -> None:

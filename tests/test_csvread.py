@@ -1,0 +1,140 @@
+"""The shared CSV reader: one bad line costs one line, with its real line number."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hubctl.csvread import CsvLimits, open_csv
+from hubctl.errors import InputError
+from tests.helpers import hub, hub_json
+
+HEADER = b"city,country,date.utc,location,parameter,value,unit\n"
+LATIN1 = "X,XX,2024-05-01 00:00:00+00:00,S1,no2,5,µg/m³\n".encode("latin-1")
+BIG = b"X,XX,2024-05-01 00:00:00+00:00,S1,no2,5," + b"u" * (3 << 20) + b"\n"
+
+
+def _line(station: str, hour: int, value: float) -> bytes:
+    at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=hour)
+    return f"X,XX,{at.isoformat(sep=' ')},{station},no2,{value},µg/m³\n".encode()
+
+
+def _read(path: Path, **kw: object) -> tuple[list[dict], list[int], list]:
+    stream = open_csv(path, **kw)  # type: ignore[arg-type]
+    rows, lines, bad = [], [], []
+    for batch in stream:
+        rows += batch.to_pylist()
+        lines += stream.lines.tolist()
+        bad += stream.take_invalid()
+    return rows, lines, bad
+
+
+def test_bad_byte_and_long_line_cost_one_line_each(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    body = [f"r{i},{i}\n".encode() for i in range(1, 2001)]
+    body[499] = b"caf\xe9,500\n"  # line 501: Latin-1
+    body[999] = b"x," + b"z" * (3 << 20) + b"\n"  # line 1001: 3 MB
+    path.write_bytes(b"name,n\n" + b"".join(body))
+    rows, lines, bad = _read(path, block_size=1 << 16)
+    assert len(rows) == 1998
+    assert {(b.line, b.code) for b in bad} == {(501, "bad-encoding"), (1001, "line-too-long")}
+    assert [b.text for b in bad if b.code == "bad-encoding"] == ["caf\\xe9,500"]
+    assert all(b.text.startswith("x,zzz") and "3,145,731 bytes" in b.text
+               for b in bad if b.code == "line-too-long")
+    # every other row keeps its real line number: r{i} sits on line i + 1
+    assert all(line == int(r["name"][1:]) + 1 for r, line in zip(rows, lines, strict=True))
+
+
+def test_quotes_empty_lines_and_malformed_rows_keep_real_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes(b'a,b\r\n1,2\r\n\r\n3,"x\r\ny"\r\n4,5,6\r\n7,12" pizza\r\n'
+                     b'8,"say ""hi"", ok"\r\n9,\xff\r\n"open,2\r\n10,11\r\n12,13')
+    rows, lines, bad = _read(path)
+    assert [(r["a"], line) for r, line in zip(rows, lines, strict=True)] == [
+        ("1", 2), ("3", 4), ("7", 7), ("8", 8), ("10", 11), ("12", 12)]
+    assert rows[1]["b"] == "x\r\ny" and rows[2]["b"] == '12" pizza'
+    assert rows[3]["b"] == 'say "hi", ok'
+    assert sorted((b.line, b.code) for b in bad) == [
+        (6, "malformed-record"), (9, "bad-encoding"), (10, "malformed-record")]
+
+
+def test_a_header_wider_than_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="100,000 columns, more than the limit of 2,000"):
+        open_csv(path)
+    assert len(open_csv(path, limits=CsvLimits(max_columns=100_000)).names) == 100_000
+
+
+def test_openaq_rejects_the_latin1_and_the_3mb_line_and_writes_every_other(
+        tmp_path: Path) -> None:
+    lines = [_line(f"S{1 + i % 2}", i // 2, i) for i in range(4000)]
+    lines[1500] = LATIN1  # file line 1502
+    lines[3000] = BIG  # file line 3002
+    data = tmp_path / "long.csv"
+    data.write_bytes(HEADER + b"".join(lines))
+    st = tmp_path / "st.csv"
+    st.write_text("location,coordinates.latitude,coordinates.longitude\nS1,51,4\nS2,48,2\n",
+                  encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st))
+    assert run["reconciles"] and run["rejected"] == 2
+    assert run["read"] == 4000 + 2  # the records of the file and the two stations
+    n = hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved")[0]["n"]
+    assert n == 4000 - 2
+    rejects = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
+    assert rejects == {"line 1502": "bad-encoding", "line 3002": "line-too-long"}
+
+
+def test_a_raised_line_limit_lets_the_long_line_through(tmp_path: Path) -> None:
+    data = tmp_path / "long.csv"
+    data.write_bytes(HEADER + _line("S1", 0, 1) + BIG.replace(b"S1,no2,5,", b"S1,no2,5,")
+                     + _line("S1", 2, 3))
+    st = tmp_path / "st.csv"
+    st.write_text("location,coordinates.latitude,coordinates.longitude\nS1,51,4\n",
+                  encoding="utf-8")
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--stations", str(st),
+                 "--max-line-bytes", str(4 << 20), "--json")
+    assert result.exit_code == 0, result.output
+    codes = {r["codes"] for r in hub_json(tmp_path / "lake", "rejects")}
+    assert "line-too-long" not in codes  # read, then rejected for its unit, not its length
+
+
+def test_a_small_file_with_one_bad_byte_keeps_every_good_row(tmp_path: Path) -> None:
+    data = tmp_path / "ev.csv"
+    data.write_bytes(
+        b"Charging event,CP ID,Connector,Start Date,Start Time,End Date,End Time,Total kWh,"
+        b"Cost,Site,Group,Model\n"
+        b"1,500,1,05/06/2018,11:00,05/06/2018,13:30,12.5,0,Site A,G,M\n"
+        b"2,500,2,05/06/2018,12:00,05/06/2018,12:30,1,0,Caf\xe9 Site,G,M\n"
+        b"3,501,1,04/06/2018,10:00,04/06/2018,11:00,3,0,Site B,G,M\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data))
+    assert run["reconciles"] and run["read"] == 3 and run["rejected"] == 1
+    ids = hub_json(lake, "sql", "SELECT id FROM EVChargingSession ORDER BY id")
+    assert [r["id"].rsplit(":", 1)[1] for r in ids] == ["1", "3"]
+    rejects = hub_json(lake, "rejects")
+    assert [(r["record"], r["codes"]) for r in rejects] == [("line 3", "bad-encoding")]
+    assert "Caf\\xe9 Site" in rejects[0]["raw"]
+
+
+def test_boardings_rejects_alone_and_later_line_numbers_stay_true(tmp_path: Path) -> None:
+    data = tmp_path / "b.csv"
+    data.write_bytes(b"stop_id,date,hour,boardings\nS1,2024-05-01,1,3\n"
+                     b"S\xe91,2024-05-01,2,3\nS1,2024-05-01,3,x\nS1,2024-05-01,4,5\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data))
+    assert run["reconciles"] and run["written"] == 2 and run["rejected"] == 2
+    rejects = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
+    assert rejects == {"line 3": "bad-encoding", "line 4": "type-error"}
+
+
+def test_a_wide_csv_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    data = tmp_path / "wide.csv"
+    data.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n", encoding="utf-8")
+    result = hub(tmp_path / "lake", "ingest", "boardings", str(data))
+    assert result.exit_code == 1
+    assert "wide.csv, line 1: its header has 100,000 columns" in result.output
+    assert "--max-columns" in result.output and "Traceback" not in result.output
