@@ -264,3 +264,25 @@ def test_http_notifications_are_answered_only_after_the_commit(
     finally:
         hub.stop.set()
     assert totals["rejected"] == 0 and totals["responses"] >= 11
+
+
+def test_what_no_notification_brings_arrives_with_the_periodic_catch_up(
+        tmp_path: Path, peer: tuple[Broker, Acme]) -> None:
+    broker, acme = peer
+    hub = InProcess(write_hub(tmp_path, broker, acme, reconcile=1), wait=f"subscribed to {AIR}")
+    try:
+        acme.create_cin(AIR, DEVICE, {"PM10": 1})
+        assert wait_rows(tmp_path / "lake", 1) == 1
+        # the CSE stops notifying the hub (its subscription deleted by the CSE's admin)
+        assert acme.request("DELETE", f"{AIR}/sub-{HUB}", "CAdmin")[0] == 2002
+        for i in range(2, 7):
+            acme.create_cin(AIR, DEVICE, {"PM10": i})
+        assert wait_rows(tmp_path / "lake", 6, timeout=15) == 6
+        totals = hub.terminate()
+    finally:
+        hub.stop.set()
+    assert totals["rejected"] == 0 and acme.cni(AIR, DEVICE) == 6
+    cursor = hub_json(tmp_path / "lake", "sql", "SELECT cursor_after FROM _runs WHERE "
+                                                "cursor_after IS NOT NULL ORDER BY finished_at "
+                                                "DESC LIMIT 1")[0]["cursor_after"]
+    assert list(json.loads(cursor)) == [AIR]  # where the next start resumes

@@ -167,3 +167,28 @@ def test_an_aggregated_notification_is_ingested_instance_by_instance() -> None:
         assert batch.rows is not None
         assert batch.rows.column("pm10").to_pylist() == [0.0, 1.0, 2.0]
         assert "con has no values" in req.rejects[0].reasons[0].message
+
+
+def test_ae_settings_are_checked_and_default_topics_are_only_the_hubs() -> None:
+    import pytest
+
+    from hubctl.errors import ConfigError
+
+    base = {"protocol": "onem2m", "containers": {"cse-in/a/b": {
+        "type": "AirQualityObserved", "id": "b"}}}
+    s = parse_settings("m", {**base, "register": True, "cse_id": "/id-in", "cse_name": "cse-in",
+                             "ae_id": "Chubctl", "host": "10.0.0.5"}, Path("."))
+    assert s.topics == ("/oneM2M/req/+/Chubctl/json", "/oneM2M/resp/Chubctl/+/json",
+                        "/oneM2M/reg_resp/Chubctl/+/json")
+    assert (s.cse_id, s.poa, s.reconcile) == ("id-in", ("mqtt://10.0.0.5:1883",), 60.0)
+    s = parse_settings("m", {**base, "notify_http": "0.0.0.0:9090"}, Path("."))
+    assert s.poa == ("http://0.0.0.0:9090",) and "/oneM2M/req/+/hubctl/json" in s.topics
+    for bad, words in (({"register": True, "ae_id": "C1"}, "needs cse_id, cse_name"),
+                       ({"register": True, "cse_id": "i", "cse_name": "c", "ae_id": "C1",
+                         "workers": 2}, "one worker"),
+                       ({"notify_http": "9090"}, "host:port"),
+                       ({"reconcile": -1}, "reconcile must be seconds"),
+                       ({"cse_url": "ftp://x"}, "http:// or https://"),
+                       ({"ae_id": "a/b"}, "without '/'")):
+        with pytest.raises(ConfigError, match=words):
+            parse_settings("m", {**base, **bad}, Path("."))
