@@ -278,6 +278,8 @@ def test_what_no_notification_brings_arrives_with_the_periodic_catch_up(
         for i in range(2, 7):
             acme.create_cin(AIR, DEVICE, {"PM10": i})
         assert wait_rows(tmp_path / "lake", 6, timeout=15) == 6
+        hub.wait_for(f"subscribed to {AIR}", 2)  # and the subscription is made again
+        assert acme.request("GET", f"{AIR}/sub-{HUB}", HUB)[0] == 2000
         totals = hub.terminate()
     finally:
         hub.stop.set()

@@ -197,9 +197,16 @@ class AeSession:
                 delay = min(RETRY_MAX, delay * 2)
 
     def setup(self) -> None:
-        """Register the AE and subscribe to every mapped container not subscribed yet."""
+        """Register the AE and subscribe to every mapped container not subscribed yet (or no
+        longer: a subscription the CSE deleted, or expired, is created again)."""
         if not self.registered:
             self.register()
+        for container in sorted(self.subscribed):
+            rsc, _ = self.cse.request(2, f"{container}/{self.sub_name}")
+            if rsc == NOT_FOUND:
+                self.log(f"{self.s.source}: the subscription to {container} is gone from "
+                         f"{self.s.cse_id}; subscribing again")
+                self.subscribed.discard(container)
         for container in self.s.mappings:
             if container not in self.subscribed:
                 self.subscribe(container)
