@@ -23,8 +23,8 @@ from typing import Any
 from hubctl.errors import ConfigError, HubError
 
 __all__ = ["STARTER_TOML", "Config", "PipelineSpec", "Problem", "Source", "build_config",
-           "check_config", "check_deep", "load_config", "param_text", "pipeline_problems",
-           "read_config"]
+           "check_config", "check_deep", "check_option_value", "load_config", "param_text",
+           "pipeline_problems", "read_config"]
 
 
 @dataclass(frozen=True)
@@ -192,8 +192,40 @@ def _problems_of(error: Any) -> list[Problem]:
     return [Problem(path, error.message, hint)]
 
 
+def check_option_value(source: str, key: str, param: Any, value: Any,
+                       adapter: str = "") -> None:
+    """ConfigError unless ``value`` (from ``[sources.NAME] options``) has the type of the
+    adapter's click option ``param`` that it sets: text for paths, choices and text, true or
+    false for flags, numbers within range for numbers; a list for a repeatable option."""
+    import click
+
+    multiple = bool(getattr(param, "multiple", False))
+    for item in (value if multiple and isinstance(value, list) else [value]):
+        kind = param.type
+        if getattr(param, "is_flag", False) or isinstance(kind, click.types.BoolParamType):
+            want, ok = "true or false", isinstance(item, bool)
+        elif isinstance(kind, click.types.IntParamType):
+            want, ok = "a whole number", isinstance(item, int) and not isinstance(item, bool)
+        elif isinstance(kind, click.types.FloatParamType):
+            want, ok = "a number", isinstance(item, int | float) and not isinstance(item, bool)
+        else:
+            want, ok = "text", isinstance(item, str)
+        problem = None if ok else f"must be {want}, not {_kind(item)} {_short(item)}"
+        if ok and not isinstance(kind, click.types.StringParamType | click.Path):
+            try:
+                kind.convert(item, param, None)  # choices and ranges
+            except click.BadParameter as exc:
+                problem = exc.message
+        if problem:
+            raise ConfigError(f"source {source}: options.{key} {problem}",
+                              hint=f"`hubctl ingest {adapter or 'ADAPTER'} --help` describes "
+                                   f"--{key.replace('_', '-')}")
+
+
 def check_config(data: dict[str, Any], text: str | None = None) -> list[Problem]:
     """Every problem of a parsed hub.toml against the schema, with lines if ``text`` is given."""
+    if not data:
+        return []  # an empty hub.toml is valid: skip importing jsonschema
     from jsonschema import Draft202012Validator
 
     from hubctl.config_schema import SCHEMA
@@ -382,8 +414,9 @@ def _source_problems(src: Source) -> list[Problem]:
         try:
             source_options(replace(src, options={key: value}))
         except HubError as exc:
-            problems.append(Problem((*where, "options", key), exc.message.split(": ", 1)[-1],
-                                    exc.hint))
+            message = exc.message.removeprefix(f"source {src.name}: ")
+            problems.append(Problem((*where, "options", key),
+                                    message.removeprefix(f"options.{key} "), exc.hint))
     return problems
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hubctl.config import check_option_value
 from hubctl.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -145,6 +146,7 @@ def source_options(src: Source) -> dict[str, Any]:
             raise ConfigError(f"source {src.name}: adapter {adapter.name} has no option {key!r}",
                               hint=f"its options: {', '.join(sorted(known)) or 'none'}")
         param = known[name]
+        check_option_value(src.name, key, param, value, adapter.name)  # type, range
         if isinstance(param.type, click.Path) and isinstance(value, str):
             value = str(src.base / value)
         out[param.name or name] = value

@@ -264,3 +264,27 @@ def test_the_hub_toml_examples_in_the_docs_pass_the_schema() -> None:
     assert len(blocks) >= 2
     for name, text in blocks:
         assert check_config(tomllib.loads(text), text) == [], (name, text)
+
+
+def test_source_option_values_of_the_wrong_type_are_configuration_errors(
+        tmp_path: Path) -> None:
+    write_openaq(tmp_path / "data", [row("S1", 0, "no2", 10)])
+    (tmp_path / "hub.toml").write_text(
+        '[sources.eu-air]\nadapter = "openaq"\ninputs = "data/long.csv"\n'
+        'options = { stations = 3 }\n'
+        '[sources.pull]\nadapter = "airkorea"\noptions = { api = "yes", rate = "fast" }\n',
+        encoding="utf-8")
+    result = run(tmp_path, "ingest", "--source", "eu-air")
+    out = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 2, out  # type: ignore[attr-defined]
+    assert "source eu-air: options.stations must be text, not a whole number 3" in out
+    assert "internal error" not in out
+    check = run(tmp_path, "config", "check")
+    assert check.exit_code == 2  # type: ignore[attr-defined]
+    lines = check.stderr.splitlines()  # type: ignore[attr-defined]
+    assert lines[0].startswith("hub.toml:4: sources.eu-air.options.stations: must be text, "
+                               "not a whole number 3"), lines
+    assert any("sources.pull.options.api: must be true or false, not text 'yes'" in ln
+               for ln in lines), lines
+    assert any("sources.pull.options.rate: must be a number, not text 'fast'" in ln
+               for ln in lines), lines
