@@ -14,12 +14,15 @@ MQTT (``/oneM2M/req/<ae_id>/<cse_id>/json``, registration on ``/oneM2M/reg_req/.
    and container, so a notification's ``sur`` or cin ``pi`` resolves to the container whatever
    form the CSE uses (:func:`hubctl.mqtt.onem2m.container_of`).
 3. **Catch-up.** At start, after every reconnect to the broker and every ``reconcile`` seconds
-   it retrieves each container's contentInstances created after the newest one the hub
-   committed (minus :data:`LOOKBACK`): a retrieve with ``rcn = 4`` (attributes and children)
-   and filter criteria ``ty = 4``, ``cra``. They are handed to the listener as messages and go
-   through the same parse, gate and commit as notifications; the lake key makes the repeats
-   duplicates. A notification lost at QoS 0 (the listener down, a broker restart) is therefore
-   in the lake at the next catch-up.
+   it retrieves each container's contentInstances created after the newest one the previous
+   catch-up committed (minus :data:`LOOKBACK`, for creations in flight during that retrieve):
+   a retrieve with ``rcn = 4`` (attributes and children) and filter criteria ``ty = 4``,
+   ``cra``. They are handed to the listener as messages, oldest first, and go through the same
+   parse, gate and commit as notifications; the lake key makes the repeats duplicates. A
+   notification lost at QoS 0 (the listener down, a broker restart, the CSE's own reconnect)
+   is therefore in the lake at the next catch-up. Notifications do not move the cursor, so
+   each catch-up reads what arrived since the previous one again (counted duplicates): that
+   is the price of not depending on the order in which notifications arrive or are lost.
 
 The listener does not commit anything before the first registration and subscription pass has
 finished, so that every notification it parses can be mapped.
@@ -286,7 +289,8 @@ class AeSession:
                          f"{_dbg(content)}")
                 continue
             cnt = content.get("m2m:cnt", {})
-            cins = [c for c in cnt.get("m2m:cin", []) if isinstance(c, dict)]
+            cins = sorted((c for c in cnt.get("m2m:cin", []) if isinstance(c, dict)),
+                          key=lambda c: str(parse_time(c.get("ct")) or ""))
             if cnt.get("ri"):
                 self.ids[str(cnt["ri"])] = container
             if cins:

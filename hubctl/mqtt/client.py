@@ -395,9 +395,13 @@ class SourceListener:
 
 
 def _advance(cursor: dict[str, str], requests: list[onem2m.Request]) -> dict[str, str]:
-    """The catch-up cursor after these requests: the newest cin ``ct`` per container."""
+    """The catch-up cursor after these requests: the newest ``ct`` per container among the
+    contentInstances a catch-up retrieved (``op`` 0). Notifications do not move it: one lost
+    at QoS 0 can be older than the next that arrives, and the next catch-up must reach it."""
     out = dict(cursor)
     for req in requests:
+        if req.op != 0:
+            continue
         for container, cts in req.cins.items():
             for ct in cts:
                 new, old = parse_time(ct), parse_time(out.get(container))
