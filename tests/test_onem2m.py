@@ -192,3 +192,18 @@ def test_ae_settings_are_checked_and_default_topics_are_only_the_hubs() -> None:
                        ({"ae_id": "a/b"}, "without '/'")):
         with pytest.raises(ConfigError, match=words):
             parse_settings("m", {**base, **bad}, Path("."))
+
+
+def test_the_catch_up_cursor_moves_only_with_what_a_catch_up_retrieved() -> None:
+    from hubctl.mqtt.client import _advance
+
+    key = "Mobius/daegu/air01/data"
+    note = onem2m.parse(Message(1, TOPIC, json.dumps({"op": 5, "rqi": "n", "pc": {
+        "m2m:sgn": sgn("/x/s", {"PM10": 1}, "20240501T090000")}}).encode(), ARRIVAL),
+        MAPPINGS, {"s": key})
+    caught = [onem2m.parse(Message(i, onem2m.CATCH_UP + key, json.dumps(
+        {"con": {"PM10": i}, "ct": ct, "pi": "c"}).encode(), ARRIVAL), MAPPINGS)
+        for i, ct in enumerate(["20240501T080000,5", "20240501T080100", "20240501T075900"])]
+    assert note.observations and all(c.observations for c in caught)
+    assert _advance({}, [note]) == {}  # a notification: a lost older one must still be read
+    assert _advance({key: "20240501T070000"}, [note, *caught]) == {key: "20240501T080100"}
