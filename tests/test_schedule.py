@@ -416,3 +416,19 @@ def test_emit_refuses_a_pipeline_after_an_unknown_source(tmp_path: Path) -> None
     config.write_text(config.read_text() + '\n[pipelines.energy]\nafter = ["nope"]\n')
     result = hub(tmp_path / "lake", "--config", str(config), "schedule", "emit", "--cron")
     assert result.exit_code == 2 and "pipelines.energy.after: no source 'nope'" in result.output
+
+
+def test_schedule_list_shows_pipelines_too(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    config = write_everything(tmp_path)
+    listed = hub(tmp_path / "lake", "--config", str(config), "schedule", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r.get("source") or r.get("pipeline") for r in rows] == [
+        "eu-air", "patrol_points", "energy"]
+    assert rows[1] == {"pipeline": "patrol_points", "schedule": None,
+                       "after": ["eu-air", "calls"], "next_fire": None}
+    assert rows[2]["schedule"] == "30 6 * * *" and rows[2]["next_fire"].endswith("06:30:00+00:00")
+    text = hub(tmp_path / "lake", "--config", str(config), "schedule", "list")
+    assert text.exit_code == 0 and "eu-air, calls" in text.stdout

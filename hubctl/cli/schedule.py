@@ -153,7 +153,8 @@ def run(jobs: int, sources: tuple[str, ...], log_format: str) -> None:
 @schedule.command("list")
 @json_option
 def list_(as_json: bool) -> None:
-    """Each scheduled source: its schedule, last run, whether it is due, and the next fire.
+    """Each scheduled source: its schedule, last run, whether it is due, and the next fire;
+    then each [pipelines.NAME]: its schedule or the sources it runs after.
 
     \b
     Example:
@@ -161,21 +162,35 @@ def list_(as_json: bool) -> None:
     """
     from hubctl.cron import local_zone
     from hubctl.ledger import last_run_start
-    from hubctl.schedule import due
+    from hubctl.schedule import due, pipelines_after, scheduled, scheduled_pipelines
 
-    lake = hub().lake
+    ctx = hub()
+    config = ctx.config
+    timed = scheduled(config)
+    if not timed and not config.pipelines:
+        _schedules()  # raises: nothing is scheduled
+    lake = ctx.lake
     now = datetime.now(local_zone())
-    rows = []
-    for name, expr in _schedules().items():
+    rows: list[dict[str, Any]] = []
+    for name, expr in timed.items():
         is_due, fire = due(lake, name, expr, now)
         nxt = fire if not is_due else expr.next_after(now)
         rows.append({"source": name, "schedule": expr.text,
                      "last_run_started": last_run_start(lake, name), "due": is_due,
                      "next_fire": nxt})
+    pipelines_after(config)  # ConfigError for an unknown pipeline or `after` source
+    pipeline_rows = [{"pipeline": name, "schedule": expr.text if expr else None,
+                      "after": list(config.pipelines[name].after) or None,
+                      "next_fire": expr.next_after(now) if expr else None}
+                     for name in config.pipelines
+                     for expr in [scheduled_pipelines(config).get(name)]]
     if as_json:
-        emit_json(rows)
+        emit_json(rows + pipeline_rows)
         return
-    print_rows(list(rows[0]), [list(r.values()) for r in rows])
+    for table in (rows, pipeline_rows):
+        if table:
+            print_rows(list(table[0]), [[", ".join(v) if isinstance(v, list) else v
+                                         for v in r.values()] for r in table])
 
 
 COMMANDS = [schedule]
