@@ -67,14 +67,15 @@ def param_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Config:
-    """The loaded configuration; ``data`` is the parsed hub.toml (for tables read elsewhere,
-    such as ``[exports]`` and ``[publisher]``)."""
+    """The loaded configuration; ``data`` is the parsed hub.toml as it was read."""
 
     lake: Path
     path: Path | None
     sources: dict[str, Source]
     pipelines: dict[str, PipelineSpec] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)  # [exports.NAME] tables
+    publisher: dict[str, Any] = field(default_factory=dict)  # [publisher]: name, url, email...
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,8 @@ def build_config(data: dict[str, Any], path: Path | None, lake: Path | None = No
         lake=root.resolve(), path=Path(path).resolve() if path else None,
         sources={n: _source(n, s, base) for n, s in (data.get("sources") or {}).items()},
         pipelines={n: _pipeline(n, s) for n, s in (data.get("pipelines") or {}).items()},
-        data=data)
+        data=data, exports=dict(data.get("exports") or {}),
+        publisher=dict(data.get("publisher") or {}))
 
 
 def check_deep(config: Config, text: str | None = None) -> list[Problem]:

@@ -6,7 +6,8 @@ configuration error (exit 2) naming the key's path and the closest valid key.
 ``hubctl config schema`` prints it, for editors that complete and check TOML with a JSON Schema.
 
 To add a key, add it to the ``properties`` of the table it belongs to below (one dict per
-table: ``LAKE``, ``SOURCE``, ``MQTT``, ``MAPPING``, ``PIPELINE``, ``EXPORT``, ``PUBLISHER``)
+table: ``LAKE``, ``SOURCE``, ``MQTT``, ``MAPPING``, ``PIPELINE``, ``EXPORT``, ``PRIVACY``,
+``PUBLISHER``)
 with its type and a ``description``; a whole new top-level table goes into ``SCHEMA``'s
 ``properties``. ``x-hint`` on a key is shown with its errors (what to write instead).
 TOML dates and times are checked as ISO 8601 text (``"format"`` is not enforced).
@@ -118,21 +119,34 @@ PUBLISHER = _table({
     "licence": {"type": "string", "description": "an SPDX identifier or a licence URL"},
 }, "who publishes the open data (DCAT-AP publisher and default licence)")
 
+PRIVACY = _table({
+    "k": {"type": "integer", "minimum": 1, "description": "smallest published cell count"},
+    "cell_m": {"type": "number", "exclusiveMinimum": 0, "description": "grid cell size"},
+    "bucket": {"type": "string", "description": "time bucket of aggregates"},
+    "min_customers": {"type": "integer", "minimum": 1, "description": "15/15 rule: customers"},
+    "max_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                  "description": "15/15 rule: largest share of one customer"},
+}, "an entity type's publication rule, tightened (never loosened) from its schema's")
+
 EXPORT = _table({
     "tables": {**_TEXTS, "description": "entity types and derived tables"},
     "to": {"type": "string", "description": "the folder bundles are written to"},
-    "zip": {"type": "boolean"},
+    "formats": {**_TEXTS, "description": "data formats to write (default: all)"},
     "since": {"type": "string", "description": "event time from (ISO 8601 or a TOML date)"},
     "until": {"type": "string", "description": "event time until (ISO 8601 or a TOML date)"},
-    "bbox": _BBOX,
+    "bbox": {"anyOf": [_TEXT, _BBOX], "description": "W,S,E,N filter (WGS 84)"},
     "where": {"type": "string", "description": "SQL on the tables' columns"},
-    "as_of": {"type": ["string", "integer"], "description": "a table version or a timestamp"},
-    "licence": _TEXT, "title": _TEXT, "description": _TEXT,
-    "keywords": _TEXTS, "themes": _TEXTS,
-    "spatial": {"type": ["string", "array", "object"], "description": "spatial coverage"},
-    "temporal": {"type": ["string", "array", "object"], "description": "temporal coverage"},
-    "frequency": {"type": "string", "description": "update frequency"},
-    "contact": {"type": ["string", "object"], "description": "the contact point"},
+    "licence": {"type": "string", "description": "an SPDX identifier or a licence URL"},
+    "title": _TEXT, "description": _TEXT, "keywords": _TEXTS, "themes": _TEXTS,
+    "spatial": {"anyOf": [_TEXT, _BBOX], "description": "spatial coverage W,S,E,N"},
+    "temporal": {**_TEXTS, "minItems": 2, "maxItems": 2,
+                 "description": "temporal coverage [start, end] (ISO 8601 or TOML dates)"},
+    "frequency": {"type": "string", "description": "update frequency (DCAT, e.g. DAILY)"},
+    "contact": {"type": "string", "description": "the contact point's e-mail"},
+    "privacy": _named(PRIVACY, "entity type -> its publication rule, tightened"),
+    "shapes": {"type": "string", "description": "a GTFS shapes file for the bundle"},
+    "base_url": {"type": "string", "description": "where the bundle will be published"},
+    "publisher": {"$ref": "#/$defs/publisher"},
     "schedule": _SCHEDULE,
 }, "an open-data bundle: `hubctl export NAME`")
 
@@ -146,6 +160,7 @@ SCHEMA: dict[str, Any] = {
         "sources": _named(SOURCE, "sources by name"),
         "pipelines": _named(PIPELINE, "scheduled pipelines by name (`hubctl pipelines`)"),
         "exports": _named(EXPORT, "open-data bundles by name"),
-        "publisher": PUBLISHER,
+        "publisher": {"$ref": "#/$defs/publisher"},
     }, "hubctl's configuration"),
+    "$defs": {"publisher": PUBLISHER},
 }

@@ -216,9 +216,11 @@ licence = "CC-BY-4.0"
 
 [exports.air]
 tables = ["AirQualityObserved", "derived.patrol_points_hotspots"]
+to = "bundles"
+formats = ["parquet", "csv"]
 since = 2024-01-01
 until = 2024-12-31T00:00:00Z
-bbox = [4.3, 48.8, 4.5, 51.3]
+bbox = "4.3,48.8,4.5,51.3"
 where = "no2 IS NOT NULL"
 licence = "CC0-1.0"
 title = "Air"
@@ -226,10 +228,14 @@ description = "Hourly air quality"
 keywords = ["air"]
 themes = ["ENVI"]
 spatial = [4.3, 48.8, 4.5, 51.3]
-temporal = { start = 2024-01-01, end = 2024-12-31 }
-frequency = "daily"
-contact = { name = "Data office", email = "opendata@example.org" }
+temporal = [2024-01-01, 2024-12-31]
+frequency = "DAILY"
+contact = "opendata@example.org"
+shapes = "shapes.txt"
+base_url = "https://data.example.org/air/"
 schedule = "0 4 * * *"
+publisher = { name = "Air office" }
+privacy = { Alert = { k = 20, cell_m = 500, bucket = "day" } }
 """, encoding="utf-8")
     result = run(tmp_path, "config", "check")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
