@@ -1,6 +1,6 @@
 """The JSON Schema (Draft 2020-12) of hub.toml: every table and key hubctl reads.
 
-:func:`hubctl.config.check_config` validates a parsed hub.toml against :data:`SCHEMA` before
+:func:`hubctl.config_check.check_config` validates a parsed hub.toml against :data:`SCHEMA` before
 anything runs: an unknown key (``[lake] paht``) or a wrong type (``[lake] path = 42``) is a
 configuration error (exit 2) naming the key's path and the closest valid key.
 ``hubctl config schema`` prints it, for editors that complete and check TOML with a JSON Schema.

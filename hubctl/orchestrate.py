@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hubctl.config import check_option_value
+from hubctl.config_check import check_option_value
 from hubctl.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,

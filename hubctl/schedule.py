@@ -106,7 +106,7 @@ def scheduled_pipelines(config: Config) -> dict[str, CronExpr]:
 def pipelines_after(config: Config) -> dict[str, list[str]]:
     """Source name -> the pipelines that run after each of its successful runs
     (``after = [...]``); ConfigError for an unknown pipeline or source."""
-    from hubctl.config import pipeline_problems
+    from hubctl.config_check import pipeline_problems
 
     problems = [p for spec in config.pipelines.values()
                 for p in pipeline_problems(spec, config)]

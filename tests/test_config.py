@@ -261,7 +261,7 @@ def test_config_schema_prints_a_valid_json_schema(tmp_path: Path) -> None:
 def test_the_hub_toml_examples_in_the_docs_pass_the_schema() -> None:
     import tomllib
 
-    from hubctl.config import check_config
+    from hubctl.config_check import check_config
     from tests.conftest import PROJECT_ROOT
 
     blocks = [(doc.name, m.group(1)) for doc in [PROJECT_ROOT / "README.md",

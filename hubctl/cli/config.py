@@ -31,7 +31,8 @@ def config_group() -> None:
 
 def _problems(path: Path) -> tuple[list[Any], dict[str, Any]]:
     """Every problem of the hub.toml at ``path`` (schema, lake, then the deep checks)."""
-    from hubctl.config import Problem, build_config, check_config, check_deep, read_config
+    from hubctl.config import build_config, read_config
+    from hubctl.config_check import Problem, check_config, check_deep
 
     data, text = read_config(path)
     problems = check_config(data, text)
