@@ -1,37 +1,38 @@
-"""Hourly indices per station: the Korean CAI, the US AQI and the European AQI in one DuckDB
-query over the lake's ``AirQualityObserved`` rows.
+"""Hourly indices per station: the Korean CAI, the US AQI and the European AQI.
 
-Rows are put on an hourly grid (``h`` = hours since 1970 UTC, the hour an observation's time
-falls in; several rows in one hour are averaged), made dense per station between its first and
-last hour so that window frames and ``lag`` count hours, not rows. Every running mean carries
-the number of hours it had; a mean with fewer than ``min_completeness`` of its hours is null,
-and so is every index that needs it, with the reason in ``*_reason``. Only hours with an
-observation are output.
+DuckDB puts the lake's ``AirQualityObserved`` rows on an hourly grid (``h`` = hours since 1970
+UTC, the hour an observation's time falls in; several rows in one hour are averaged). numpy
+then lays each station's hours out densely between its first and last hour, so running means
+are differences of cumulative sums and a lag of k is a shift by k: every step is a vectorised
+pass over all station-hours, no Python loop per row. Every running mean carries the number of
+hours it had; a mean with fewer than ``min_completeness`` of its hours is null, and so is every
+index that needs it, with the reason in ``*_reason``. Only hours with an observation are
+output, ordered by station and hour.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from hubctl.pipeline import PipelineContext
 from hubctl.pipelines.aq_standards import (
     CAI,
     CAI_BONUS,
+    CAI_GRADES,
     EAQI,
     EAQI_BANDS,
     POLLUTANTS,
     US_AQI,
-    band_sql,
-    category_sql,
-    grade_sql,
-    index_sql,
+    US_CATEGORIES,
+    Band,
 )
 from hubctl.units import conversion_factor
 
-__all__ = ["CAI_PM_MODES", "INDICES", "hourly_indices", "load_hours"]
+__all__ = ["CAI_PM_MODES", "INDICES", "OBS", "band", "hourly_indices", "index", "load_hours"]
 
 INDICES = ("cai", "us_aqi", "eaqi")
 CAI_PM_MODES = ("c24e", "mean24h", "reported")
@@ -41,6 +42,7 @@ C24E_M = {"pm10": 70.0, "pm25": 30.0}
 _REPORTED = {"reportedPm25Avg24h": "rep_pm25_24", "reportedPm10Avg24h": "rep_pm10_24",
              "reportedCai": "reported_cai", "reportedCaiGrade": "reported_cai_grade"}
 EPS = 1e-6  # so that 0.087 ppm read back from µg/m³ as 0.0869999... truncates to 0.087
+NAN = np.nan
 
 
 def _ppm(p: str) -> float:
@@ -69,198 +71,340 @@ def load_hours(ctx: PipelineContext) -> int:
     return int(ctx.scalar(f"SELECT count(*) FROM {OBS}") or 0)
 
 
-def _need(hours: int, mc: float) -> int:
+def need(hours: int, mc: float) -> int:
+    """Hours (or days) a mean over ``hours`` needs at completeness ``mc``."""
     return max(1, math.ceil(hours * mc - 1e-9))
 
 
-def _windows() -> str:
-    parts = []
-    for p in ("pm25", "pm10"):
-        parts += [f"avg({p}) OVER w24 AS {p}_24h", f"count({p}) OVER w24 AS {p}_n24",
-                  f"avg({p}) OVER w12 AS {p}_c12", f"count({p}) OVER w12 AS {p}_n12",
-                  f"min({p}) OVER w12 AS {p}_min12", f"max({p}) OVER w12 AS {p}_max12"]
-        parts += [f"lag({p}, {k}) OVER wl AS {p}_l{k}" for k in range(1, 12)]
-    for p in ("o3", "co"):
-        parts += [f"avg({p}) OVER w8 AS {p}_8h", f"count({p}) OVER w8 AS {p}_n8"]
-    parts += ["avg(so2) OVER w24 AS so2_24h", "count(so2) OVER w24 AS so2_n24"]
-    return ",\n".join(parts)
-
-
-def _lags(p: str) -> list[str]:
-    return [p] + [f"{p}_l{k}" for k in range(1, 12)]
-
-
-def _nowcast(p: str) -> str:
-    """EPA NowCast of the last 12 hours (weight factor min/max, at least 0.5); valid when two of
-    the three most recent hours are present (AirNow's completeness rule)."""
-    w = (f"(CASE WHEN {p}_max12 IS NULL THEN NULL WHEN {p}_max12 <= 0 THEN 1.0 "
-         f"ELSE greatest(0.5, {p}_min12 / {p}_max12) END)")
-    lags = _lags(p)
-    num = " + ".join(f"coalesce({c} * power({w}, {k}), 0)" for k, c in enumerate(lags))
-    den = " + ".join(f"CASE WHEN {c} IS NULL THEN 0 ELSE power({w}, {k}) END"
-                     for k, c in enumerate(lags))
-    recent = " + ".join(f"CAST({c} IS NOT NULL AS INT)" for c in lags[:3])
-    return f"CASE WHEN {recent} >= 2 THEN ({num}) / ({den}) END"
-
-
-def _c24e(p: str, mc: float) -> str:
-    """AirKorea's 24-hour predicted moving average C24E = (12 C12 + 12 C4) / 24."""
-    m = C24E_M[p]
-    adj = [f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} < {m} THEN {c} "
-           f"WHEN {c} / {p}_c12 < 0.9 OR {c} / {p}_c12 > 1.7 THEN {c} ELSE 0.75 * {c} END"
-           for c in _lags(p)[:4]]
-    n4 = " + ".join(f"CAST({c} IS NOT NULL AS INT)" for c in _lags(p)[:4])
-    c4 = f"(({' + '.join(f'coalesce({a}, 0)' for a in adj)}) / nullif({n4}, 0))"
-    return (f"CASE WHEN {p}_n12 >= {_need(12, mc)} AND {n4} >= 3 "
-            f"THEN ({p}_c12 * 12 + {c4} * 12) / 24 END")
-
-
-def _trunc(x: str, decimals: int) -> str:
-    scale = 10 ** decimals
-    return f"(floor(({x}) * {scale} + {EPS}) / {scale})"
-
-
-def _inputs(mc: float, cai_pm: str) -> str:
-    """Averaged concentrations each index uses (null when incomplete)."""
-    n24, n8 = _need(24, mc), _need(8, mc)
-    out = []
-    for p in ("pm25", "pm10"):
-        out.append(f"CASE WHEN {p}_n24 >= {n24} THEN {p}_24h END AS {p}_24h")
-        out.append(f"{_nowcast(p)} AS {p}_nowcast")
-        out.append(f"{_c24e(p, mc)} AS {p}_c24e")
-        out.append(f"{p}_n24, {p}_n12")
-    for p in ("o3", "co"):
-        out.append(f"CASE WHEN {p}_n8 >= {n8} THEN {p}_8h END AS {p}_8h")
-    out.append(f"CASE WHEN so2_n24 >= {n24} THEN so2_24h END AS so2_24h")
-    return ",\n".join(out)
-
-
-def _cai_pm_input(p: str, cai_pm: str) -> str:
-    return {"c24e": f"{p}_c24e", "mean24h": f"{p}_24h", "reported": f"rep_{p}_24"}[cai_pm]
-
-
-def _cai(cai_pm: str) -> list[str]:
-    out = []
-    for p in POLLUTANTS:
-        x = _cai_pm_input(p, cai_pm) if p in ("pm25", "pm10") else f"{p} * {_ppm(p)!r}"
-        out.append(f"CAST(round({index_sql(x, CAI[p])}) AS SMALLINT) AS cai_{p}")
+def index(x: np.ndarray, bands: Sequence[Band]) -> np.ndarray:
+    """The piecewise-linear index of ``x``: the band is the first whose upper breakpoint is not
+    below the value; above the last band the index stays at its top (500 for the CAI and the US
+    AQI); NaN below the first band's low end or where ``x`` is NaN."""
+    lo, hi, ilo, ihi = (np.array(c, dtype=float) for c in zip(*bands, strict=True))
+    slope = (ihi - ilo) / (hi - lo)
+    i = np.searchsorted(hi, x, side="left")  # NaN sorts last
+    np.minimum(i, len(hi) - 1, out=i)
+    out = (ilo - slope * lo)[i] + slope[i] * x
+    out[x > hi[-1]] = ihi[-1]
+    out[x < lo[0]] = NAN
     return out
 
 
-def _us() -> list[str]:
-    o3_ppm, co_ppm = _ppm("o3"), _ppm("co")
-    so2_ppb, no2_ppb = _ppm("so2") * 1000, _ppm("no2") * 1000
-    o3_8 = _trunc(f"o3_8h * {o3_ppm!r}", 3)
-    o3_1 = _trunc(f"o3 * {o3_ppm!r}", 3)
-    so2 = _trunc(f"so2 * {so2_ppb!r}", 0)
-    so2_24 = _trunc(f"so2_24h * {so2_ppb!r}", 0)
-    co = _trunc(f"co_8h * {co_ppm!r}", 1)
-    no2 = _trunc(f"no2 * {no2_ppb!r}", 0)
-    o3_8_index = index_sql(o3_8, US_AQI["o3_8h"])
-    return [
-        f"round({index_sql(_trunc('pm25_nowcast', 1), US_AQI['pm25'])}) AS aqi_pm25",
-        f"round({index_sql(_trunc('pm10_nowcast', 0), US_AQI['pm10'])}) AS aqi_pm10",
-        f"round(greatest(CASE WHEN {o3_8} <= 0.200 THEN {o3_8_index} END, "
-        f"{index_sql(o3_1, US_AQI['o3_1h'])})) AS aqi_o3",
-        f"round({index_sql(co, US_AQI['co'])}) AS aqi_co",
-        f"round(CASE WHEN {so2} <= 304 THEN {index_sql(so2, US_AQI['so2_1h'])} "
-        f"ELSE {index_sql(so2_24, US_AQI['so2_24h'])} END) AS aqi_so2",
-        f"round({index_sql(no2, US_AQI['no2'])}) AS aqi_no2",
-    ]
+def band(x: np.ndarray, uppers: Sequence[float]) -> np.ndarray:
+    """The 1-based band of ``x`` given the upper bounds of all bands but the last (a value equal
+    to a bound belongs to the lower band); NaN where ``x`` is NaN."""
+    b = np.searchsorted(np.asarray(uppers, float), np.nan_to_num(x), side="left") + 1.0
+    return np.where(np.isnan(x), NAN, b)
 
 
-def _eaqi() -> list[str]:
-    src = {"pm25": "pm25_24h", "pm10": "pm10_24h", "no2": "no2", "o3": "o3", "so2": "so2"}
-    return [f"CAST({band_sql(src[p], EAQI[p])} AS TINYINT) AS eaqi_{p}" for p in EAQI]
+def _trunc(x: np.ndarray, decimals: int) -> np.ndarray:
+    scale = 10.0 ** decimals
+    return np.floor(x * scale + EPS) / scale
 
 
-def _argmax(prefix: str, names: Iterable[str], best: str) -> str:
-    cases = " ".join(f"WHEN {prefix}{p} = {best} THEN '{p}'" for p in names)
-    return f"CASE WHEN {best} IS NULL THEN NULL {cases} END"
+class Grid:
+    """Each station's hours laid out densely; arrays are indexed by dense position."""
+
+    def __init__(self, station: np.ndarray, h: np.ndarray) -> None:
+        if len(h) == 0:
+            self.offset = self.pos = self.j = np.zeros(0, dtype=np.int64)
+            self.size = 0
+            return
+        first = np.r_[True, station[1:] != station[:-1]]
+        starts = np.flatnonzero(first)
+        lo = h[starts]
+        hi = np.r_[h[starts[1:] - 1], h[-1]] if len(h) else lo
+        length = hi - lo + 1
+        self.offset = np.r_[0, np.cumsum(length)[:-1]]
+        self.size = int(length.sum())
+        seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(h)]))
+        self.pos = self.offset[seg] + (h - lo[seg])
+        dense_seg = np.repeat(np.arange(len(starts)), length)
+        self.j = np.arange(self.size) - self.offset[dense_seg]  # hours since station's first
+
+    def dense(self, values: np.ndarray) -> np.ndarray:
+        """An observed-row array spread onto the dense grid (NaN where no observation)."""
+        out = np.full(self.size, NAN)
+        out[self.pos] = values
+        return out
+
+    def lag(self, x: np.ndarray, k: int) -> np.ndarray:
+        """``x`` of k hours before, NaN before the station's first hour."""
+        if k == 0:
+            return x
+        out = np.full(self.size, NAN)
+        out[k:] = x[:-k]
+        out[self.j < k] = NAN
+        return out
+
+    def rolling(self, x: np.ndarray, hours: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and count of the non-missing values of the last ``hours`` hours."""
+        ok = ~np.isnan(x)
+        cs = np.r_[0.0, np.cumsum(np.where(ok, x, 0.0))]
+        cn = np.r_[0, np.cumsum(ok)]
+        end = np.arange(1, self.size + 1)
+        start = end - np.minimum(hours, self.j + 1)
+        n = cn[end] - cn[start]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, (cs[end] - cs[start]) / np.maximum(n, 1), NAN)
+        return mean, n
 
 
-def _overall(mc: float, cai_pm: str) -> list[str]:
-    cai_max = f"greatest({', '.join(f'cai_{p}' for p in POLLUTANTS)})"
-    bad = " + ".join(f"CAST(coalesce(cai_{p} >= 101, false) AS INT)" for p in POLLUTANTS)
-    bonus = " ".join(f"WHEN {bad} >= {n} THEN {add}" for n, add in CAI_BONUS)
-    required = " AND ".join(f"cai_{p} IS NOT NULL" for p in ("pm25", "pm10", "o3", "no2"))
-    cai = f"CASE WHEN {required} THEN least(500, {cai_max} + CASE {bonus} ELSE 0 END) END"
-    us_max = f"greatest({', '.join(f'aqi_{p}' for p in POLLUTANTS)})"
-    e_max = f"greatest({', '.join(f'eaqi_{p}' for p in EAQI)})"
-    e_ok = "(eaqi_pm25 IS NOT NULL OR eaqi_pm10 IS NOT NULL) AND eaqi_no2 IS NOT NULL"
-    names = ", ".join(f"'{b}'" for b in EAQI_BANDS)
-    return [
-        f"CAST({cai} AS SMALLINT) AS cai",
-        f"CAST({grade_sql(cai)} AS TINYINT) AS cai_grade",
-        f"CASE WHEN {required} THEN {_argmax('cai_', POLLUTANTS, cai_max)} END AS cai_pollutant",
-        f"CASE WHEN NOT ({required}) THEN {_cai_reason(mc, cai_pm)} END AS cai_reason",
-        f"CAST({us_max} AS SMALLINT) AS us_aqi",
-        f"{category_sql(us_max)} AS us_aqi_category",
-        f"{_argmax('aqi_', POLLUTANTS, us_max)} AS us_aqi_pollutant",
-        f"CASE WHEN {us_max} IS NULL THEN 'no complete averaging period for any pollutant "
-        f"(PM NowCast needs 2 of the last 3 hours, O3 and CO 8-hour means {_need(8, mc)} of 8)'"
-        " END AS us_aqi_reason",
-        f"CAST(CASE WHEN {e_ok} THEN {e_max} END AS TINYINT) AS eaqi",
-        f"CASE WHEN {e_ok} THEN ([{names}])[{e_max}] END AS eaqi_band",
-        f"CASE WHEN {e_ok} THEN {_argmax('eaqi_', EAQI, e_max)} END AS eaqi_pollutant",
-        f"CASE WHEN NOT ({e_ok}) THEN 'needs NO2 and a 24-hour PM10 or PM2.5 mean with "
-        f"{_need(24, mc)} of 24 hours (EEA: the index of a station needs NO2 and PM)' END "
-        "AS eaqi_reason",
-    ]
+def _nowcast(g: Grid, x: np.ndarray) -> np.ndarray:
+    """EPA NowCast of the last 12 hours (weight factor min/max, at least 0.5); valid when two
+    of the three most recent hours are present (AirNow's completeness rule)."""
+    lags = [g.lag(x, k) for k in range(12)]
+    lo, hi = lags[0].copy(), lags[0].copy()
+    for v in lags[1:]:
+        lo, hi = np.fmin(lo, v), np.fmax(hi, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(hi <= 0, 1.0, np.maximum(0.5, lo / hi))
+    num, den, wk = np.zeros(g.size), np.zeros(g.size), np.ones(g.size)
+    for v in lags:
+        ok = ~np.isnan(v)
+        num += np.where(ok, v, 0.0) * wk
+        den += ok * wk
+        wk *= w
+    recent = sum((~np.isnan(v)).astype(int) for v in lags[:3])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(recent >= 2, num / den, NAN)
 
 
-def _cai_reason(mc: float, cai_pm: str) -> str:
-    parts = []
-    for p in ("pm25", "pm10"):
-        why = {"c24e": f"'{p}: 24-hour predicted moving average needs {_need(12, mc)} of the "
-                       f"last 12 hours and 3 of the last 4, has ' || {p}_n12 || ' of 12'",
-               "mean24h": f"'{p}: 24-hour mean needs {_need(24, mc)} of 24 hours, has ' || "
-                          f"{p}_n24",
-               "reported": f"'{p}: no reported 24-hour value'"}[cai_pm]
-        parts.append(f"CASE WHEN cai_{p} IS NULL THEN {why} END")
-    parts += [f"CASE WHEN cai_{p} IS NULL THEN '{p}: no hourly value' END" for p in ("o3", "no2")]
-    return f"concat_ws('; ', {', '.join(parts)})"
+def _c24e(g: Grid, x: np.ndarray, m: float, mc: float) -> tuple[np.ndarray, np.ndarray]:
+    """AirKorea's 24-hour predicted moving average C24E = (12 C12 + 12 C4) / 24, where C4 is
+    the mean of the last four hours, each taken as 0.75 of itself when it is at least M and
+    between 0.9 and 1.7 times C12 (AirKorea's CAI calculator); and the hours C12 had."""
+    c12, n12 = g.rolling(x, 12)
+    total, n4 = np.zeros(g.size), np.zeros(g.size, dtype=int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for k in range(4):
+            c = g.lag(x, k)
+            ratio = c / c12
+            cut = (c >= m) & (ratio >= 0.9) & (ratio <= 1.7)
+            ok = ~np.isnan(c)
+            total += np.where(ok, np.where(cut, 0.75 * c, c), 0.0)
+            n4 += ok
+        c4 = total / np.maximum(n4, 1)
+    valid = (n12 >= need(12, mc)) & (n4 >= 3)
+    return np.where(valid, (c12 * 12 + c4 * 12) / 24, NAN), n12
+
+
+def _argmax(subs: dict[str, np.ndarray], best: np.ndarray) -> pa.Array:
+    """Name of the first pollutant whose sub-index equals the maximum (null where none)."""
+    code = np.full(len(best), -1, dtype=np.int32)
+    for i, p in reversed(list(enumerate(subs))):
+        code[subs[p] == best] = i
+    return pa.DictionaryArray.from_arrays(pa.array(code, mask=code < 0),
+                                          pa.array(list(subs), pa.string()))
+
+
+def _coded(code: np.ndarray, texts: dict[int, str]) -> pa.Array:
+    """Dictionary text column from integer codes (-1 = null) and the text of each code."""
+    keys = np.array(sorted(texts), dtype=np.int64)
+    idx = np.searchsorted(keys, code).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(idx, mask=code < 0),
+                                          pa.array([texts[k] for k in keys.tolist()],
+                                                   pa.string()))
+
+
+def _ints(x: np.ndarray, typ: pa.DataType) -> pa.Array:
+    return pa.array(np.round(x), mask=np.isnan(x)).cast(typ)
+
+
+def _floats(x: np.ndarray) -> pa.Array:
+    return pa.array(x, pa.float64(), mask=np.isnan(x))
+
+
+def _text(mask: np.ndarray, text: str) -> pa.Array:
+    """``text`` where ``mask``, else null (a dictionary column)."""
+    return _coded(np.where(mask, 0, -1), {0: text})
+
+
+class Hours:
+    """The dense running means and lags every index draws on, computed once."""
+
+    def __init__(self, ids: pa.DictionaryArray, obs: dict[str, np.ndarray], mc: float) -> None:
+        self.g = g = Grid(ids.indices.to_numpy(), obs["h"])
+        self.raw = {c: obs[c] for c in (*POLLUTANTS, "rep_pm25_24", "rep_pm10_24",
+                                        "reported_cai", "reported_cai_grade")}
+        d = {p: g.dense(self.raw[p]) for p in POLLUTANTS}
+        n24, n8 = need(24, mc), need(8, mc)
+        self.at: dict[str, np.ndarray] = {}  # per observed row
+        for p in ("pm25", "pm10"):
+            mean, n = g.rolling(d[p], 24)
+            self.at[f"{p}_24h"] = np.where(n >= n24, mean, NAN)[g.pos]
+            self.at[f"{p}_n24"] = n[g.pos].astype(float)
+            self.at[f"{p}_nowcast"] = _nowcast(g, d[p])[g.pos]
+            c24e, n12 = _c24e(g, d[p], C24E_M[p], mc)
+            self.at[f"{p}_c24e"], self.at[f"{p}_n12"] = c24e[g.pos], n12[g.pos].astype(float)
+        for p in ("o3", "co"):
+            mean, n = g.rolling(d[p], 8)
+            self.at[f"{p}_8h"] = np.where(n >= n8, mean, NAN)[g.pos]
+        mean, n = g.rolling(d["so2"], 24)
+        self.at["so2_24h"] = np.where(n >= n24, mean, NAN)[g.pos]
+
+    def cai_pm(self, p: str, mode: str) -> np.ndarray:
+        """The 24-hour PM concentration the CAI uses in ``mode``."""
+        return {"c24e": self.at[f"{p}_c24e"], "mean24h": self.at[f"{p}_24h"],
+                "reported": self.raw[f"rep_{p}_24"]}[mode]
+
+
+def _cai(hr: Hours, mode: str, mc: float) -> dict[str, pa.Array]:
+    subs = {p: np.round(index(hr.cai_pm(p, mode) if p in ("pm25", "pm10")
+                              else hr.raw[p] * _ppm(p), CAI[p])) for p in POLLUTANTS}
+    best = np.fmax.reduce(np.vstack(list(subs.values())), axis=0)
+    bad = sum((np.nan_to_num(s) >= CAI_GRADES[2][0]).astype(int) for s in subs.values())
+    bonus = np.zeros(len(best))
+    for n, add in reversed(CAI_BONUS):
+        bonus = np.where(bad >= n, add, bonus)
+    ok = ~np.isnan(subs["pm25"]) & ~np.isnan(subs["pm10"]) & ~np.isnan(subs["o3"]) & \
+        ~np.isnan(subs["no2"])
+    cai = np.where(ok, np.minimum(500, best + bonus), NAN)
+    grade = np.where(np.isnan(cai), NAN,
+                     np.searchsorted(np.array([g[1] for g in CAI_GRADES[:3]], float),
+                                     np.nan_to_num(cai), side="left") + 1.0)
+    out = {"cai": _ints(cai, pa.int16()), "cai_grade": _ints(grade, pa.int8()),
+           "cai_pollutant": _argmax(subs, np.where(ok, best, NAN)),
+           "cai_reason": _cai_reason(hr, subs, ok, mode, mc)}
+    out |= {f"cai_{p}": _ints(s, pa.int16()) for p, s in subs.items()}
+    return out
+
+
+def _cai_reason(hr: Hours, subs: dict[str, np.ndarray], ok: np.ndarray, mode: str,
+                mc: float) -> pa.Array:
+    """Why the CAI is null, coded per row (hours each PM mean had, O3/NO2 missing) so that
+    only the few distinct reasons are ever written out as text."""
+    hours = {"c24e": "n12", "mean24h": "n24", "reported": "n24"}[mode]
+    code = np.zeros(len(ok), dtype=np.int64)
+    for p in ("pm25", "pm10"):  # 0..25 hours, 26 = this sub-index is there
+        n = np.where(np.isnan(subs[p]), hr.at[f"{p}_{hours}"], 26).astype(np.int64)
+        code = code * 27 + n
+    for p in ("o3", "no2"):
+        code = code * 2 + np.isnan(subs[p])
+    code = np.where(ok, -1, code)
+    texts = {}
+    for c in np.unique(code[code >= 0]).tolist():
+        parts, rest = [], c
+        no2, rest = rest % 2, rest // 2
+        o3, rest = rest % 2, rest // 2
+        n10, n25 = rest % 27, rest // 27
+        for p, n in (("pm25", n25), ("pm10", n10)):
+            if n < 26:
+                parts.append({
+                    "c24e": f"{p}: 24-hour predicted moving average needs {need(12, mc)} of "
+                            f"the last 12 hours and 3 of the last 4, has {n} of 12",
+                    "mean24h": f"{p}: 24-hour mean needs {need(24, mc)} of 24 hours, has {n}",
+                    "reported": f"{p}: no reported 24-hour value"}[mode])
+        parts += [f"{p}: no hourly value" for p, miss in (("o3", o3), ("no2", no2)) if miss]
+        texts[c] = "; ".join(parts)
+    return _coded(code, texts)
+
+
+def _us(hr: Hours, mc: float) -> dict[str, pa.Array]:
+    raw, at = hr.raw, hr.at
+    o3_8 = _trunc(at["o3_8h"] * _ppm("o3"), 3)
+    o3_1 = _trunc(raw["o3"] * _ppm("o3"), 3)
+    so2 = _trunc(raw["so2"] * _ppm("so2") * 1000, 0)
+    so2_24 = _trunc(at["so2_24h"] * _ppm("so2") * 1000, 0)
+    subs = {
+        "pm25": index(_trunc(at["pm25_nowcast"], 1), US_AQI["pm25"]),
+        "pm10": index(_trunc(at["pm10_nowcast"], 0), US_AQI["pm10"]),
+        "o3": np.fmax(np.where(o3_8 <= 0.200, index(o3_8, US_AQI["o3_8h"]), NAN),
+                      index(o3_1, US_AQI["o3_1h"])),
+        "no2": index(_trunc(raw["no2"] * _ppm("no2") * 1000, 0), US_AQI["no2"]),
+        "co": index(_trunc(at["co_8h"] * _ppm("co"), 1), US_AQI["co"]),
+        "so2": np.where(so2 <= 304, index(so2, US_AQI["so2_1h"]),
+                        index(so2_24, US_AQI["so2_24h"])),
+    }
+    subs = {p: np.round(subs[p]) for p in POLLUTANTS}
+    best = np.fmax.reduce(np.vstack(list(subs.values())), axis=0)
+    none = np.isnan(best)
+    cat = np.searchsorted(np.array([50, 100, 150, 200, 300], float), np.nan_to_num(best),
+                          side="left")
+    out = {"us_aqi": _ints(best, pa.int16()),
+           "us_aqi_category": _coded(np.where(none, -1, cat), dict(enumerate(US_CATEGORIES))),
+           "us_aqi_pollutant": _argmax(subs, best),
+           "us_aqi_reason": _text(none, "no complete averaging period for any pollutant (PM "
+                                        "NowCast needs 2 of the last 3 hours, O3 and CO "
+                                        f"8-hour means {need(8, mc)} of 8)")}
+    out |= {f"aqi_{p}": _ints(s, pa.int16()) for p, s in subs.items()}
+    return out
+
+
+def _eaqi(hr: Hours, mc: float) -> dict[str, pa.Array]:
+    src = {"pm25": hr.at["pm25_24h"], "pm10": hr.at["pm10_24h"], "no2": hr.raw["no2"],
+           "o3": hr.raw["o3"], "so2": hr.raw["so2"]}
+    subs = {p: band(src[p], EAQI[p]) for p in EAQI}
+    ok = (~np.isnan(subs["pm25"]) | ~np.isnan(subs["pm10"])) & ~np.isnan(subs["no2"])
+    best = np.where(ok, np.fmax.reduce(np.vstack(list(subs.values())), axis=0), NAN)
+    out = {"eaqi": _ints(best, pa.int8()),
+           "eaqi_band": _coded(np.where(ok, np.nan_to_num(best, nan=1) - 1, -1).astype(int),
+                               dict(enumerate(EAQI_BANDS))),
+           "eaqi_pollutant": _argmax(subs, best),
+           "eaqi_reason": _text(~ok, "needs NO2 and a 24-hour PM10 or PM2.5 mean with "
+                                     f"{need(24, mc)} of 24 hours (EEA: the index of a station "
+                                     "needs NO2 and PM)")}
+    out |= {f"eaqi_{p}": _ints(s, pa.int8()) for p, s in subs.items()}
+    return out
+
+
+def _sorted(ctx: PipelineContext) -> tuple[pa.DictionaryArray, dict[str, np.ndarray]]:
+    """The station ids and every column as numpy, ordered by station id, then hour (DuckDB
+    sorts integer station codes)."""
+    names = ctx.sql(f"SELECT DISTINCT id FROM {OBS} ORDER BY id")["id"].combine_chunks()
+    t = ctx.sql(f"""
+        WITH s AS (SELECT id, CAST(row_number() OVER (ORDER BY id) - 1 AS INTEGER) AS sid
+                   FROM (SELECT DISTINCT id FROM {OBS}))
+        SELECT s.sid, o.* EXCLUDE (id) FROM {OBS} o JOIN s USING (id) ORDER BY s.sid, o.h""")
+    cols = {c: t[c].to_numpy().astype(float) for c in t.column_names if c not in ("sid", "h")}
+    cols["h"] = t["h"].to_numpy()
+    return pa.DictionaryArray.from_arrays(t["sid"].combine_chunks(), names), cols
+
+
+def _nulls(names: Iterable[str], n: int, typ: pa.DataType) -> dict[str, pa.Array]:
+    return {name: pa.nulls(n, typ) for name in names}
 
 
 def hourly_indices(ctx: PipelineContext, mc: float, cai_pm: str,
                    which: Iterable[str] = INDICES) -> pa.Table:
     """One row per station and observed hour with every index, sub-index and averaged input."""
+    ids, obs = _sorted(ctx)
+    n = len(ids)
+    hr = Hours(ids, obs, mc)
     wanted = set(which)
-    sub = []
-    if "cai" in wanted:
-        sub += _cai(cai_pm)
-    else:
-        sub += [f"CAST(NULL AS SMALLINT) AS cai_{p}" for p in POLLUTANTS]
-    sub += _us() if "us_aqi" in wanted else [f"CAST(NULL AS DOUBLE) AS aqi_{p}"
-                                             for p in POLLUTANTS]
-    sub += _eaqi() if "eaqi" in wanted else [f"CAST(NULL AS TINYINT) AS eaqi_{p}" for p in EAQI]
-    query = f"""
-    WITH span AS (SELECT id, min(h) AS lo, max(h) AS hi FROM {OBS} GROUP BY id),
-    grid AS (SELECT id, unnest(range(lo, hi + 1)) AS h FROM span),
-    d AS (SELECT g.id, g.h, o.* EXCLUDE (id, h), o.h IS NOT NULL AS observed
-          FROM grid g LEFT JOIN {OBS} o ON o.id = g.id AND o.h = g.h),
-    w AS (SELECT *, {_windows()} FROM d
-          WINDOW w24 AS (PARTITION BY id ORDER BY h ROWS BETWEEN 23 PRECEDING AND CURRENT ROW),
-                 w12 AS (PARTITION BY id ORDER BY h ROWS BETWEEN 11 PRECEDING AND CURRENT ROW),
-                 w8 AS (PARTITION BY id ORDER BY h ROWS BETWEEN 7 PRECEDING AND CURRENT ROW),
-                 wl AS (PARTITION BY id ORDER BY h)),
-    a AS (SELECT id, h, {', '.join(POLLUTANTS)}, rep_pm25_24, rep_pm10_24,
-                 reported_cai, reported_cai_grade, {_inputs(mc, cai_pm)}
-          FROM w WHERE observed),
-    s AS (SELECT *, {', '.join(sub)} FROM a)
-    SELECT id, to_timestamp(h * 3600) AS observed_at, {', '.join(_overall(mc, cai_pm))},
-           cai_pm25, cai_pm10, cai_o3, cai_no2, cai_co, cai_so2,
-           CAST(aqi_pm25 AS SMALLINT) AS aqi_pm25, CAST(aqi_pm10 AS SMALLINT) AS aqi_pm10,
-           CAST(aqi_o3 AS SMALLINT) AS aqi_o3, CAST(aqi_co AS SMALLINT) AS aqi_co,
-           CAST(aqi_so2 AS SMALLINT) AS aqi_so2, CAST(aqi_no2 AS SMALLINT) AS aqi_no2,
-           eaqi_pm25, eaqi_pm10, eaqi_no2, eaqi_o3, eaqi_so2,
-           {', '.join(POLLUTANTS)},
-           pm25_24h, pm10_24h, pm25_nowcast, pm10_nowcast,
-           {_cai_pm_input('pm25', cai_pm)} AS pm25_cai_input,
-           {_cai_pm_input('pm10', cai_pm)} AS pm10_cai_input,
-           CAST(pm25_n24 AS TINYINT) AS pm25_hours_24h, CAST(pm10_n24 AS TINYINT)
-           AS pm10_hours_24h, o3_8h, co_8h, so2_24h,
-           CAST(reported_cai AS SMALLINT) AS reported_cai,
-           CAST(reported_cai_grade AS TINYINT) AS reported_cai_grade
-    FROM s ORDER BY id, h"""
-    return ctx.sql(query)
+    cols: dict[str, pa.Array] = {
+        "id": ids,
+        "observed_at": pa.array(obs["h"] * 3_600_000_000).cast(pa.timestamp("us", tz="UTC")),
+    }
+    text, i16, i8 = pa.string(), pa.int16(), pa.int8()
+    cols |= _cai(hr, cai_pm, mc) if "cai" in wanted else (
+        _nulls(("cai",), n, i16) | _nulls(("cai_grade",), n, i8)
+        | _nulls(("cai_pollutant", "cai_reason"), n, text)
+        | _nulls([f"cai_{p}" for p in POLLUTANTS], n, i16))
+    cols |= _us(hr, mc) if "us_aqi" in wanted else (
+        _nulls(("us_aqi",), n, i16) | _nulls(("us_aqi_category", "us_aqi_pollutant",
+                                              "us_aqi_reason"), n, text)
+        | _nulls([f"aqi_{p}" for p in POLLUTANTS], n, i16))
+    cols |= _eaqi(hr, mc) if "eaqi" in wanted else (
+        _nulls(("eaqi",), n, i8) | _nulls(("eaqi_band", "eaqi_pollutant", "eaqi_reason"), n,
+                                          text) | _nulls([f"eaqi_{p}" for p in EAQI], n, i8))
+    cols |= {p: _floats(hr.raw[p]) for p in POLLUTANTS}
+    cols |= {c: _floats(hr.at[c]) for c in ("pm25_24h", "pm10_24h", "pm25_nowcast",
+                                            "pm10_nowcast")}
+    cols["pm25_cai_input"] = _floats(hr.cai_pm("pm25", cai_pm))
+    cols["pm10_cai_input"] = _floats(hr.cai_pm("pm10", cai_pm))
+    cols["pm25_hours_24h"] = _ints(hr.at["pm25_n24"], i8)
+    cols["pm10_hours_24h"] = _ints(hr.at["pm10_n24"], i8)
+    cols |= {c: _floats(hr.at[c]) for c in ("o3_8h", "co_8h", "so2_24h")}
+    cols["reported_cai"] = _ints(hr.raw["reported_cai"], i16)
+    cols["reported_cai_grade"] = _ints(hr.raw["reported_cai_grade"], i8)
+    return pa.table([cols[c] for c in ORDER], names=list(ORDER))
+
+
+ORDER = ("id", "observed_at", "cai", "cai_grade", "cai_pollutant", "cai_reason", "us_aqi",
+         "us_aqi_category", "us_aqi_pollutant", "us_aqi_reason", "eaqi", "eaqi_band",
+         "eaqi_pollutant", "eaqi_reason",
+         *[f"cai_{p}" for p in POLLUTANTS], *[f"aqi_{p}" for p in POLLUTANTS],
+         *[f"eaqi_{p}" for p in EAQI], *POLLUTANTS, "pm25_24h", "pm10_24h", "pm25_nowcast",
+         "pm10_nowcast", "pm25_cai_input", "pm10_cai_input", "pm25_hours_24h",
+         "pm10_hours_24h", "o3_8h", "co_8h", "so2_24h", "reported_cai", "reported_cai_grade")

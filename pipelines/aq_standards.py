@@ -1,5 +1,5 @@
-"""The published breakpoint tables the ``air_quality`` pipeline uses, as data, and the SQL that
-turns a concentration into an index with them.
+"""The published breakpoint tables the ``air_quality`` pipeline uses, as data, and the SQL of
+the CAI grade (the indices themselves are computed with numpy in :mod:`pipelines.aq_indices`).
 
 Sources (docs/air-quality.md quotes them in full):
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["CAI", "CAI_BONUS", "CAI_GRADES", "CAI_GRADE_NAMES", "EAQI", "EAQI_BANDS",
-           "POLLUTANTS", "US_AQI", "US_CATEGORIES", "WHO_2021", "band_sql", "index_sql"]
+           "POLLUTANTS", "US_AQI", "US_CATEGORIES", "WHO_2021", "grade_sql"]
 
 POLLUTANTS = ("pm25", "pm10", "o3", "no2", "co", "so2")
 
@@ -66,7 +66,6 @@ US_AQI: dict[str, tuple[Band, ...]] = {
     "so2_24h": _bands((305, 604, 605, 1004), _US_I[4:]),
     "no2": _bands((0, 53, 54, 100, 101, 360, 361, 649, 650, 1249, 1250, 2049), _US_I),
 }
-US_TRUNCATE = {"pm25": 1, "pm10": 0, "o3": 3, "co": 1, "so2": 0, "no2": 0}  # decimals kept
 
 # European AQI (2023 revision): upper bounds of bands 1-5 in µg/m³; band 6 is above the last.
 # PM10 and PM2.5 as 24-hour running means, NO2, O3 and SO2 as hourly means.
@@ -94,41 +93,8 @@ WHO_2021: dict[str, dict[str, tuple[tuple[str, float], ...]]] = {
 }
 
 
-def _num(x: float) -> str:
-    return repr(float(x))
-
-
-def index_sql(value: str, bands: Sequence[Band]) -> str:
-    """SQL for the piecewise-linear index of ``value`` (an SQL expression): the band is the
-    first whose upper breakpoint is not below the value; above the last band the index stays
-    at its top (500 for the CAI and the US AQI); below the first band's low end it is null."""
-    parts = [f"WHEN ({value}) IS NULL OR ({value}) < {_num(bands[0][0])} THEN NULL"]
-    for lo, hi, ilo, ihi in bands:
-        slope = (ihi - ilo) / (hi - lo)
-        parts.append(f"WHEN ({value}) <= {_num(hi)} THEN "
-                     f"{_num(ilo)} + {_num(slope)} * (({value}) - {_num(lo)})")
-    parts.append(f"ELSE {_num(bands[-1][3])}")
-    return "CASE " + " ".join(parts) + " END"
-
-
-def band_sql(value: str, uppers: Sequence[float]) -> str:
-    """SQL for the 1-based band of ``value`` given the upper bounds of all bands but the last
-    (a value equal to a bound belongs to the lower band)."""
-    parts = [f"WHEN ({value}) IS NULL THEN NULL"]
-    parts += [f"WHEN ({value}) <= {_num(u)} THEN {i}" for i, u in enumerate(uppers, 1)]
-    return "CASE " + " ".join(parts) + f" ELSE {len(uppers) + 1} END"
-
-
 def grade_sql(index: str) -> str:
     """SQL for the CAI grade (1-4) of a rounded CAI value."""
     parts = [f"WHEN ({index}) IS NULL THEN NULL"]
     parts += [f"WHEN ({index}) <= {hi} THEN {g}" for g, (_, hi) in enumerate(CAI_GRADES[:3], 1)]
     return "CASE " + " ".join(parts) + " ELSE 4 END"
-
-
-def category_sql(index: str) -> str:
-    """SQL for the US AQI category name of a rounded AQI value."""
-    parts = [f"WHEN ({index}) IS NULL THEN NULL"]
-    parts += [f"WHEN ({index}) <= {hi} THEN '{name}'"
-              for name, (_, hi) in zip(US_CATEGORIES[:5], _US_I[:5], strict=True)]
-    return "CASE " + " ".join(parts) + f" ELSE '{US_CATEGORIES[-1]}' END"

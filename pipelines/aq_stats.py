@@ -63,7 +63,7 @@ def lights(ctx: PipelineContext) -> pa.Table:
     colours = ", ".join(f"'{n}'" for n in CAI_COLOURS)
     grade = grade_sql("cai")
     return ctx.sql(f"""
-        WITH per AS (SELECT id, {', '.join(aggs)} FROM {IDX} GROUP BY id),
+        WITH per AS MATERIALIZED (SELECT id, {', '.join(aggs)} FROM {IDX} GROUP BY id),
         newest AS (SELECT max(observed_at) AS t FROM {IDX}),
         l AS ({' UNION ALL '.join(parts)})
         SELECT id, pollutant, observed_at, CAST(cai AS SMALLINT) AS cai,
@@ -91,7 +91,7 @@ def means(ctx: PipelineContext, tz: str, mc: float) -> pa.Table:
     units = " ".join(f"WHEN '{p}' THEN '{u}'" for p, u in UNITS.items())
     ctx.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __aq_daily AS
-        WITH agg AS (
+        WITH agg AS MATERIALIZED (
             SELECT id, CAST(timezone('{tz}', observed_at) AS DATE) AS day, {', '.join(aggs)}
             FROM {IDX} GROUP BY ALL),
         u AS ({unpivot})
