@@ -10,6 +10,7 @@ from hubctl.pipeline import Pipeline
 from hubctl.pipelines import (
     air_quality,
     bus_routes,
+    city_kpis,
     dispatch_coverage,
     energy,
     patrol_points,
@@ -29,7 +30,7 @@ def _build(*modules: object) -> dict[str, Pipeline]:
 
 
 PIPELINES: dict[str, Pipeline] = _build(dispatch_coverage, bus_routes, patrol_points, energy,
-                                         air_quality)
+                                         air_quality, city_kpis)
 
 
 def get_pipeline(name: str) -> Pipeline:
