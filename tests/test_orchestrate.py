@@ -162,6 +162,14 @@ def test_ingest_all_text_lists_every_source_and_exits_with_the_worst(
     assert "error: source gone:" in result.stderr and "error: source bad:" in result.stderr
 
 
+def test_a_failed_source_logged_as_json_keeps_stderr_json_lines(three_sources: Path) -> None:
+    result = hub(three_sources.parent / "lake", "--config", str(three_sources), "ingest",
+                 "--source", "gone", "--log-format", "json")
+    assert result.exit_code == EXIT_FAILED
+    [event] = [json.loads(ln) for ln in result.stderr.splitlines()]  # nothing but JSON
+    assert event["event"] == "run-failed" and "no such file" in event["error"]
+
+
 def test_severity_order_is_documented_in_help() -> None:
     assert most_severe([0, 75, 4, 2, 1]) == 1 and most_severe([75, 4]) == 4
     assert most_severe([0, 75]) == 75 and most_severe([2, 4, 75]) == 2 and most_severe([]) == 0
@@ -230,7 +238,7 @@ def test_the_summary_names_tables_and_the_rows_each_gained(tmp_path: Path) -> No
     assert out["written"] == 20 + 3
     assert out["rows_added"] == {"AirQualityObserved": 10, "PointOfInterest": 3}
     text = hub(lake, "ingest", "openaq", str(data), "--stations", str(st), "--force")
-    assert "AirQualityObserved +10" not in text.stdout  # a re-read adds no rows
+    assert "AirQualityObserved +0, PointOfInterest +0" in text.stdout  # a re-read adds none
     fresh = hub(tmp_path / "lake2", "ingest", "openaq", str(data), "--stations", str(st))
     assert "AirQualityObserved +10, PointOfInterest +3" in fresh.stdout
 

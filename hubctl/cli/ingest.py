@@ -103,18 +103,19 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
     quiet = due and not results and not as_json  # cron mails any output: none when nothing ran
     if (log_format != "json" or as_json) and not quiet:
         report_sources(results, as_json, many)
-    _exit(results)
+    _exit(results, logged=log_format == "json")
 
 
-def _exit(results: list[SourceRun]) -> None:
+def _exit(results: list[SourceRun], logged: bool = False) -> None:
     """Exit with the most severe code of ``results``. The error of a single run is raised (its
-    message and hint, its exit code, its traceback with --debug); several were listed."""
+    message and hint, its exit code, its traceback with --debug) unless ``logged`` (stderr is
+    JSON lines, and its run-failed line holds the error); several runs were listed already."""
     from hubctl.orchestrate import overall_exit
 
     code = overall_exit(results)
     if code == 0:
         return
-    if len(results) == 1 and results[0].error is not None:
+    if len(results) == 1 and results[0].error is not None and not logged:
         raise results[0].error
     sys.exit(code)
 
@@ -226,12 +227,14 @@ def report_sources(results: list[SourceRun], as_json: bool, many: bool) -> None:
         click.echo("no source ran", err=True)
         return
     cols = ["source", "status", "exit", "read", "written", "updated", "duplicate", "rejected",
-            "rows added", "run_id"]
+            "tables (rows added)", "run_id"]
     rows = []
     for r in results:
         s = r.summary()
         name = r.source if len(r.source) < 60 else "…" + r.source[-59:]
-        added = ", ".join(f"{t} +{n:,}" for t, n in sorted(s.get("rows_added", {}).items()))
+        gained = s.get("rows_added", {})
+        written = sorted((set(s.get("tables", {})) | set(gained)) - {"_rejects"})
+        added = ", ".join(f"{t} +{gained.get(t, 0):,}" for t in written)
         rows.append([name, s["status"], s["exit_code"], *(s[k] for k in (
             "read", "written", "updated", "duplicate", "rejected")),
             added or "-", s.get("run_id")])
