@@ -231,7 +231,8 @@ def report_sources(results: list[SourceRun], as_json: bool, many: bool) -> None:
     rows = []
     for r in results:
         s = r.summary()
-        name = r.source if len(r.source) < 60 else "…" + r.source[-59:]
+        short = len(r.source) < 60 or not sys.stdout.isatty()  # TSV: the whole name
+        name = r.source if short else "…" + r.source[-59:]
         gained = s.get("rows_added", {})
         written = sorted((set(s.get("tables", {})) | set(gained)) - {"_rejects"})
         added = ", ".join(f"{t} +{gained.get(t, 0):,}" for t in written)
