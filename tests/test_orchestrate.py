@@ -170,6 +170,28 @@ def test_a_failed_source_logged_as_json_keeps_stderr_json_lines(three_sources: P
     assert event["event"] == "run-failed" and "no such file" in event["error"]
 
 
+def test_a_bug_in_one_source_is_listed_and_raised_with_debug(
+        three_sources: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubctl.adapters import get_adapter
+
+    openaq = type(get_adapter("openaq"))
+    read = openaq.read
+
+    def buggy(self: Any, inputs: Any, options: Any, ctx: Any) -> Any:
+        if "good" in str(inputs[0]):
+            raise ZeroDivisionError("a bug")
+        return read(self, inputs, options, ctx)
+
+    monkeypatch.setattr(openaq, "read", buggy)
+    code, out = _all(three_sources, "--all")
+    assert code == EXIT_FAILED and [r["status"] for r in out] == ["failed", "rejected", "failed"]
+    assert "internal error: ZeroDivisionError: a bug" in out[0]["error"]
+    assert out[0]["run_id"]  # it had started: its ledger run is there
+    debug = hub(three_sources.parent / "lake", "--debug", "--config", str(three_sources),
+                "ingest", "--all")
+    assert isinstance(debug.exception, ZeroDivisionError)
+
+
 def test_severity_order_is_documented_in_help() -> None:
     assert most_severe([0, 75, 4, 2, 1]) == 1 and most_severe([75, 4]) == 4
     assert most_severe([0, 75]) == 75 and most_severe([2, 4, 75]) == 2 and most_severe([]) == 0
