@@ -84,7 +84,10 @@ class SourceListener:
         self._last_size, self._repeats, self._warned = 0, 0, False
         self.connected = threading.Event()
         self.cursor: dict[str, str] = {}  # container -> newest committed cin ct (register)
-        self.stale: list[str] = []
+        # topics an earlier configuration subscribed this client id to: a persistent session
+        # keeps them, so they are unsubscribed on connect
+        self.stale = sorted(previous_topics(lake, settings.source, settings.client_id)
+                            - set(settings.topics))
         self._warned_cse = False  # topics of an earlier configuration, unsubscribed on connect
         problem = fastread.fast_reader_problem()
         self.fast = problem is None
@@ -98,10 +101,9 @@ class SourceListener:
             self._onem2m_setup()
 
     def _onem2m_setup(self) -> None:
-        """The AE session (``register``), the HTTP receiver (``notify_http``), the cursor of
-        the catch-up and the topics to drop from the persistent session."""
+        """The AE session (``register``), the HTTP receiver (``notify_http``) and the cursor
+        of the catch-up."""
         s = self.s
-        self.stale = sorted(previous_topics(self.lake, s.source, s.client_id) - set(s.topics))
         if s.register:
             from hubctl.ledger import last_cursor
             from hubctl.mqtt.ae import AeSession, Cse
