@@ -15,6 +15,7 @@ __all__ = [
     "LockHeld",
     "RejectRateExceeded",
     "SqlError",
+    "Stopped",
     "UnknownTable",
     "UsageError",
 ]
@@ -100,3 +101,11 @@ class DuplicateKeys(HubError):
             hint=hint or f"run `hubctl lake check {table}` to list them and `hubctl lake check "
                          f"{table} --repair` to keep the last write of each key")
         self.table = table
+
+
+class Stopped(HubError):
+    """A run asked to stop (SIGTERM) ended after its last commit; ``run`` is its ledger row."""
+
+    def __init__(self, message: str, *, hint: str | None = None, run: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.run = run

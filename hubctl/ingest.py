@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,22 +23,26 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.duck import quote_ident, scratch
-from hubctl.errors import HubError, InputError, RejectRateExceeded
+from hubctl.errors import HubError, InputError, LockHeld, RejectRateExceeded, Stopped
 from hubctl.gate import gate_for
 from hubctl.lake import Lake
 from hubctl.ledger import (
     Cursor,
     Run,
+    checkpoint,
     find_ingested,
     last_cursor,
+    mark_interrupted,
     new_run_id,
+    start_run,
     write_rejects,
     write_run,
 )
-from hubctl.locks import hold
+from hubctl.locks import file_key, hold
 from hubctl.prefetch import prefetch
 from hubctl.registry import EntityType, get_type
 from hubctl.rejects import Reason, Reject
+from hubctl.running import STOP, stop_reason
 from hubctl.types import TIMESTAMP
 
 __all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest", "ingest_batches", "judge"]
@@ -101,9 +106,19 @@ def fingerprint(adapter: str, inputs: Sequence[Path], options: dict[str, Any]) -
 
 def ingest(lake: Lake, req: IngestRequest,
            progress: Callable[[int], None] | None = None) -> Run:
-    """Run one ingest under the source's lock; returns the ledger row it wrote."""
+    """Run one ingest under the locks of its source and of its input files; returns its
+    ledger row.
+
+    The row is written when the run starts (``running``) and completed when it ends. A stop
+    request (SIGTERM: :data:`hubctl.running.STOP`) ends the run after the commit in progress:
+    its row says ``stopped`` and counts the records read but not committed as ``unreached``,
+    then Stopped is raised.
+    """
     lake.root.mkdir(parents=True, exist_ok=True)
-    with hold(lake.root, f"source:{req.source}"):
+    mark_interrupted(lake)
+    with ExitStack() as locks:
+        locks.enter_context(hold(lake.root, f"source:{req.source}"))
+        _hold_inputs(locks, lake, req.inputs)
         fp = fingerprint(req.adapter.name, req.inputs, req.options)
         run = Run(run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
                   fingerprint=fp, inputs=[str(p) for p in req.inputs],
@@ -119,17 +134,17 @@ def ingest(lake: Lake, req: IngestRequest,
                                 "read it again")
             write_run(lake, run)
             return run
+        start_run(lake, run)
         try:
-            _consume(lake, req, run, progress)
+            stopped = _consume(lake, req, run, progress)
         except BaseException as exc:
-            run.status = "failed"
-            run.error = str(exc) or type(exc).__name__
-            write_run(lake, run)
+            _fail(lake, run, str(exc) or type(exc).__name__)
             raise
+        if stopped:
+            _stop(lake, run)
         if not run.reconciles:  # a bug, never a user error: say so loudly
-            run.status, run.error = "failed", _unreconciled(run)
-            write_run(lake, run)
-            raise HubError(run.error)
+            _fail(lake, run, _unreconciled(run))
+            raise HubError(run.error or "")
         too_many = judge(run, req.max_reject_rate)
         if req.cursor is not None:  # committed with the run; a failed run never advances it
             run.cursor_after = req.cursor.after or req.cursor.before
@@ -164,8 +179,41 @@ def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
     return None
 
 
+def _hold_inputs(locks: ExitStack, lake: Lake, inputs: Sequence[Path]) -> None:
+    """Lock each input file by its identity: the same file through another path or a hard
+    link is never read by two runs at once."""
+    for key, path in sorted({file_key(p): p for p in inputs}.items()):
+        try:
+            locks.enter_context(hold(lake.root, key))
+        except LockHeld as exc:
+            raise LockHeld(f"{path} is being ingested by another run ({exc.message})",
+                           hint="the same file (perhaps through another path or a hard link) "
+                                "is read by one run at a time; try again later (exit code 75 "
+                                "means 'skipped, locked')") from None
+
+
+def _fail(lake: Lake, run: Run, error: str) -> None:
+    """Record ``run`` as failed; what it read and did not commit is ``unreached``."""
+    run.status, run.error = "failed", error
+    run.settle()
+    write_run(lake, run)
+
+
+def _stop(lake: Lake, run: Run) -> None:
+    """Record ``run`` as stopped after its last commit, then raise Stopped."""
+    run.status = "stopped"
+    run.settle()
+    run.error = (f"stopped by {stop_reason()} after its last commit: {run.committed} of "
+                 f"{run.read} records read were committed, {run.unreached} were not")
+    write_run(lake, run)
+    raise Stopped(run.error, run=run,
+                  hint="what was committed stays; run the same command again to read the rest "
+                       "(a stopped run does not mark its input as ingested)")
+
+
 def _consume(lake: Lake, req: IngestRequest, run: Run,
-             progress: Callable[[int], None] | None) -> None:
+             progress: Callable[[int], None] | None) -> bool:
+    """Account every batch of the adapter; True when a stop request ended the run early."""
     read = [0]  # input bytes the adapter has read, advanced from the reading thread
 
     def advance(nbytes: int) -> None:
@@ -178,27 +226,47 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
     ctx = ReadContext(batch_rows=req.adapter.batch_rows, warn=run.warnings.append,
                       advance=advance)
     shown = 0
-    for batch, position in prefetch(positioned()):
-        _account(lake, batch, run)
-        if progress is not None and position > shown:  # a batch counts once it is committed
-            progress(position - shown)
-            shown = position
+    batches = prefetch(positioned())
+    try:
+        while True:
+            try:
+                batch, position = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:
+                if not STOP.is_set():
+                    raise
+                run.warnings.append(f"reading stopped: {exc}")  # e.g. a pull's next request
+                return True
+            if STOP.is_set():
+                run.read += batch.records  # read, never committed: counted as unreached
+                return True
+            _account(lake, batch, run)
+            if progress is not None and position > shown:  # a batch counts once committed
+                progress(position - shown)
+                shown = position
+    finally:
+        batches.close()
     if progress is not None and read[0] > shown:
         progress(read[0] - shown)
+    return False
 
 
 def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
-    """Gate and store one batch, write its rejects, count it in the run; return the rejects."""
+    """Gate and store one batch, write its rejects, count it in the run; return the rejects.
+    Counts are added as their commits succeed, and checkpointed after each."""
     run.read += batch.records
-    run.duplicate += batch.duplicate
-    run.updated += batch.updated
     rejects = list(batch.rejects)
     if batch.rows is not None and batch.rows.num_rows:
         et = get_type(batch.entity_type)
         rejects += _store(lake, et, batch, run)
+    run.duplicate += batch.duplicate  # folded by the adapter: nothing to commit
+    run.updated += batch.updated
     if rejects:
-        run.rejected += sum(r.records for r in rejects)
+        checkpoint(lake, run)
         run.tables["_rejects"] = write_rejects(lake, run, rejects)
+        run.rejected += sum(r.records for r in rejects)
+    checkpoint(lake, run)
     return rejects
 
 
@@ -220,15 +288,14 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
     run = Run(run_id=new_run_id(), source=source, adapter=adapter, fingerprint=fingerprint,
               inputs=list(inputs), options=dict(options or {}), cursor_after=cursor)
     rejects: list[Reject] = []
+    start_run(lake, run)
     try:
         for batch in batches:
             rejects += _account(lake, batch, run)
         if not run.reconciles:
             raise HubError(_unreconciled(run))
     except BaseException as exc:
-        run.status = "failed"
-        run.error = str(exc) or type(exc).__name__
-        write_run(lake, run)
+        _fail(lake, run, str(exc) or type(exc).__name__)
         raise
     judge(run, None)  # ``rejected`` when every message was; the caller answers each one
     write_run(lake, run)
@@ -237,7 +304,8 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
 
 def _unreconciled(run: Run) -> str:
     return (f"counts do not reconcile: read {run.read} != written {run.written} + updated "
-            f"{run.updated} + duplicate {run.duplicate} + rejected {run.rejected}")
+            f"{run.updated} + duplicate {run.duplicate} + rejected {run.rejected} + unreached "
+            f"{run.unreached}")
 
 
 def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
@@ -251,14 +319,15 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     if good.num_rows == 0:
         return rejects
     good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
+    shadowed = {"updated": 0, "duplicate": 0}
     if batch.unique_keys:
         own = run.own_files.setdefault(et.name, set())
     else:
         good, shadowed = _collapse(et, good)
-        run.updated += shadowed["updated"]
-        run.duplicate += shadowed["duplicate"]
         own = None
     result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns, own)
+    run.updated += shadowed["updated"]  # folded into rows that are now committed
+    run.duplicate += shadowed["duplicate"]
     run.written += result.records["new"] + result.records["filled"]
     if result.rows:
         run.rows[et.name] = run.rows.get(et.name, 0) + result.rows

@@ -117,17 +117,27 @@ class Lake:
     def append(self, name: str, table: pa.Table, partition_by: list[str] | None = None) -> int:
         """Append rows (used for the ledger and rejects); returns the new version."""
         self.ensure(name, table.schema, partition_by or [])
-        for attempt in range(_MERGE_RETRIES):
-            try:
-                write_deltalake(str(self.path(name)), table, mode="append",
-                                schema_mode="merge", partition_by=partition_by or None,
-                                writer_properties=_writer_properties(table.schema))
-                break
-            except CommitFailedError:
-                if attempt == _MERGE_RETRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        return self.open(name).version()
+        dt = self.open(name)
+        _retrying(dt, lambda: write_deltalake(
+            dt, table, mode="append", schema_mode="merge", partition_by=partition_by or None,
+            writer_properties=_writer_properties(table.schema)))
+        return dt.version()
+
+    def put(self, name: str, rows: pa.Table, key: str) -> int:
+        """Replace the rows of table ``name`` whose ``key`` equals one of ``rows``' keys by
+        ``rows`` (inserting those it lacks), in one commit under the table's commit lock: an
+        update in place for small tables keyed by one text column (the ledger). The key values
+        are literals of the commit's predicate, so delta-rs rewrites only the files that hold
+        them (cheaper than a MERGE). Returns the new version."""
+        self.ensure(name, rows.schema, [])
+        values = ", ".join("'" + str(v).replace("'", "''") + "'"
+                           for v in rows.column(key).to_pylist())
+        with table_commit(self.root, name):
+            dt = self.open(name)  # a fresh snapshot: faster to prune than a long-lived one
+            _retrying(dt, lambda: write_deltalake(
+                dt, rows, mode="overwrite", predicate=f"{quote_ident(key)} IN ({values})",
+                schema_mode="merge", writer_properties=_writer_properties(rows.schema)))
+            return dt.version()
 
     # ------------------------------------------------------------------ upsert
     def upsert(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...] = (),
@@ -288,6 +298,26 @@ class Lake:
         return out
 
     # ------------------------------------------------------------------ maintenance
+    def file_times(self, name: str) -> pa.Table:
+        """``path`` and ``modified`` (when its commit wrote it) of every file of table
+        ``name``'s current snapshot."""
+        adds = pa.table(self.open(name).get_add_actions(flatten=True))
+        return pa.table({"path": adds.column("path"),
+                         "modified": adds.column("modification_time")})
+
+    def rewrite(self, name: str, rows: pa.Table, partition_by: list[str],
+                dates: list[str] | None) -> int:
+        """Replace the given ``date`` partitions of table ``name`` (the whole table if None) by
+        ``rows``, in one commit. The caller holds the table's commit lock. Returns the new
+        version."""
+        dt = self.open(name)
+        predicate = None if dates is None else "date IN (" + ", ".join(
+            f"'{d}'" for d in dates) + ")"
+        _retrying(dt, lambda: write_deltalake(
+            dt, rows, mode="overwrite", predicate=predicate, partition_by=partition_by or None,
+            writer_properties=_writer_properties(rows.schema)))
+        return dt.version()
+
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits of table ``name``, newest first."""
         return self.open(name).history(limit)

@@ -2,7 +2,14 @@
 
 Every run leaves one ledger row: what it read, what it wrote, updated, found duplicate or
 rejected, which table versions it committed, and how it ended. Counts must reconcile:
-``read = written + updated + duplicate + rejected``.
+``read = written + updated + duplicate + rejected + unreached`` (``unreached``: records read
+but not committed because the run stopped or failed first).
+
+A run's row is written when it starts (status ``running``, with host and pid) and updated in
+place when it ends (a Delta MERGE on ``run_id``), so every reader sees one row per run, and
+every row the run commits carries a ``_run_id`` the ledger already holds. A run whose process
+was killed is found by its marker (:mod:`hubctl.running`) and recorded as ``interrupted`` with
+the counts of its last checkpoint by the next command that opens the lake.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from hubctl import running
 from hubctl.duck import scan_sql, scratch
 from hubctl.lake import Lake
 from hubctl.rejects import Reject
 from hubctl.types import TIMESTAMP
 
-__all__ = ["REJECTS", "RUNS", "Cursor", "Run", "find_ingested", "last_cursor", "last_run_start",
-           "new_run_id", "source_runs", "write_rejects", "write_run"]
+__all__ = ["REJECTS", "RUNS", "Cursor", "Run", "checkpoint", "find_ingested", "last_cursor",
+           "last_run_start", "mark_interrupted", "new_run_id", "source_runs", "start_run",
+           "write_rejects", "write_run"]
 
 RUNS = "_runs"
 REJECTS = "_rejects"
@@ -36,8 +45,9 @@ RUNS_SCHEMA = pa.schema([
     ("error", pa.string()), ("read", pa.int64()), ("written", pa.int64()),
     ("updated", pa.int64()), ("duplicate", pa.int64()), ("rejected", pa.int64()),
     ("tables", pa.string()), ("warnings", pa.string()), ("host", pa.string()),
-    ("pid", pa.int64()),
+    ("pid", pa.int64()), ("unreached", pa.int64()),
 ])
+_COUNTS = ("written", "updated", "duplicate", "rejected")
 
 REJECTS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("source", pa.string()), ("adapter", pa.string()),
@@ -70,6 +80,7 @@ class Run:
     updated: int = 0
     duplicate: int = 0
     rejected: int = 0
+    unreached: int = 0  # read but not committed: the run stopped (SIGTERM) or failed first
     tables: dict[str, int] = field(default_factory=dict)
     # Rows each table gained (new keys appended; not in the ledger): long-format records that
     # pivot into one row count once per row here, once per record in ``written``.
@@ -80,11 +91,21 @@ class Run:
     cursor_before: str | None = None
     cursor_after: str | None = None
     finished_at: datetime | None = None
+    started: bool = field(default=False, repr=False)  # its `running` row is in the ledger
+
+    @property
+    def committed(self) -> int:
+        """Records accounted for by what the run committed."""
+        return self.written + self.updated + self.duplicate + self.rejected
 
     @property
     def reconciles(self) -> bool:
         """True when every record read is accounted for."""
-        return self.read == self.written + self.updated + self.duplicate + self.rejected
+        return self.read == self.committed + self.unreached
+
+    def settle(self) -> None:
+        """Count what was read and not committed as ``unreached`` (a run that stops early)."""
+        self.unreached = max(self.read - self.committed, 0)
 
     def summary(self) -> dict[str, Any]:
         """The run as a JSON-ready dict (what ``--json`` prints)."""
@@ -92,30 +113,99 @@ class Run:
             "run_id": self.run_id, "source": self.source, "adapter": self.adapter,
             "status": self.status, "error": self.error, "read": self.read,
             "written": self.written, "updated": self.updated, "duplicate": self.duplicate,
-            "rejected": self.rejected, "reconciles": self.reconciles, "tables": self.tables,
-            "rows_added": self.rows,
+            "rejected": self.rejected, "unreached": self.unreached,
+            "reconciles": self.reconciles, "tables": self.tables, "rows_added": self.rows,
             "warnings": self.warnings, "fingerprint": self.fingerprint,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
 
 
-def write_run(lake: Lake, run: Run) -> None:
-    """Append the run's ledger row."""
-    run.finished_at = run.finished_at or datetime.now(UTC)
-    row = {
+def _row(run: Run) -> dict[str, Any]:
+    return {
         "run_id": run.run_id, "source": run.source, "adapter": run.adapter,
         "fingerprint": run.fingerprint, "cursor_before": run.cursor_before,
         "cursor_after": run.cursor_after, "inputs": json.dumps(run.inputs, ensure_ascii=False),
         "options": json.dumps(run.options, ensure_ascii=False, default=str, sort_keys=True),
         "started_at": run.started_at, "finished_at": run.finished_at, "status": run.status,
         "error": run.error, "read": run.read, "written": run.written, "updated": run.updated,
-        "duplicate": run.duplicate, "rejected": run.rejected,
+        "duplicate": run.duplicate, "rejected": run.rejected, "unreached": run.unreached,
         "tables": json.dumps(run.tables, sort_keys=True),
         "warnings": json.dumps(run.warnings, ensure_ascii=False), "host": os.uname().nodename,
         "pid": os.getpid(),
     }
-    lake.append(RUNS, pa.Table.from_pylist([row], schema=RUNS_SCHEMA))
+
+
+def start_run(lake: Lake, run: Run) -> None:
+    """Record that ``run`` has started: its marker, then its ``running`` ledger row. Call it
+    before the run commits anything, and :func:`write_run` when it ends."""
+    run.status = "running"
+    checkpoint(lake, run, force=True)
+    lake.append(RUNS, pa.Table.from_pylist([_row(run)], schema=RUNS_SCHEMA))
+    run.started = True
+
+
+def checkpoint(lake: Lake, run: Run, force: bool = False) -> None:
+    """Save the counts of what ``run`` has committed so far in its marker (after each commit:
+    one small file replaced). If the process is killed, they become its ledger row."""
+    if not (run.started or force):
+        return
+    running.write(lake.root, run.run_id, {
+        "at": datetime.now(UTC).isoformat(), "counts": {c: getattr(run, c) for c in _COUNTS},
+        "tables": run.tables, "warnings": run.warnings})
+
+
+def write_run(lake: Lake, run: Run) -> None:
+    """Record how ``run`` ended: its ledger row, updated in place if the run started one."""
+    run.finished_at = run.finished_at or datetime.now(UTC)
+    row = pa.Table.from_pylist([_row(run)], schema=RUNS_SCHEMA)
+    if run.started:
+        lake.put(RUNS, row, "run_id")
+        running.remove(lake.root, run.run_id)
+    else:
+        lake.append(RUNS, row)
+
+
+def mark_interrupted(lake: Lake) -> list[str]:
+    """Record every run whose process is gone without ending it (``kill -9``, an OOM kill, a
+    power cut) as ``interrupted``, with the counts of its last checkpoint; returns their ids.
+    Costs one directory listing when there are none (every command calls it)."""
+    done = []
+    for marker in running.dead_markers(lake.root):
+        try:
+            _interrupted(lake, marker)
+        except Exception:  # noqa: BLE001 - e.g. a read-only lake: a later command records it
+            continue
+        marker.done()
+        done.append(marker.run_id)
+    return done
+
+
+def _interrupted(lake: Lake, marker: running.Marker) -> None:
+    """Record a dead run's end from its claimed marker. No lock is needed for its row: its
+    only other writer, the run's own process, is gone."""
+    stored = source_runs(lake, None, run_id=marker.run_id)
+    if not stored or stored[0]["status"] != "running":
+        return  # killed before its first row (nothing committed), or after its last
+    row = stored[0]
+    content = marker.content or {}
+    counts = {c: int(content.get("counts", {}).get(c, 0)) for c in _COUNTS}
+    owner = content.get("owner", {})
+    warnings = list(content.get("warnings", []))
+    warnings.append("counts are those of the run's last checkpoint, taken after each commit; "
+                    "its rows stay in the lake under its run id; ingest the input again to "
+                    "complete it (an interrupted run does not mark its input as ingested)")
+    if marker.content is None:
+        warnings.append("its checkpoint was unreadable (a crash of the machine): counts unknown")
+    at = content.get("at")
+    row.update(counts, status="interrupted", read=sum(counts.values()), unreached=0,
+               finished_at=datetime.fromisoformat(at) if at else datetime.now(UTC),
+               error=f"process {owner.get('pid', row['pid'])} on {owner.get('host', row['host'])}"
+                     " ended without finishing the run (killed, out of memory, or the machine "
+                     "stopped)",
+               tables=json.dumps(content.get("tables", {}), sort_keys=True),
+               warnings=json.dumps(warnings, ensure_ascii=False))
+    lake.put(RUNS, pa.Table.from_pylist([row], schema=RUNS_SCHEMA), "run_id")
 
 
 def write_rejects(lake: Lake, run: Run, rejects: Sequence[Reject]) -> int:
@@ -185,12 +275,18 @@ def _utc(epoch_us: int | None) -> datetime | None:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_us)
 
 
-def source_runs(lake: Lake, source: str) -> list[dict[str, Any]]:
-    """Every ledger row of ``source``, oldest first (for reports and tests)."""
+def source_runs(lake: Lake, source: str | None, run_id: str | None = None
+                ) -> list[dict[str, Any]]:
+    """Every ledger row of ``source`` (of every source if None; only run ``run_id`` if
+    given), oldest first."""
+    if not lake.exists(RUNS):
+        return []
+    stored = set(lake.schema(RUNS).names)  # a ledger written before `unreached` existed
     cols = [f.name for f in RUNS_SCHEMA]
     times = {f.name for f in RUNS_SCHEMA if f.type == TIMESTAMP}
-    select = ", ".join(f"epoch_us({c})" if c in times else c for c in cols)
-    rows = _query(lake, f"SELECT {select} FROM runs WHERE source = ? ORDER BY started_at",
-                  [source])
+    select = ", ".join(f"epoch_us({c})" if c in times else c if c in stored else f"NULL AS {c}"
+                       for c in cols)
+    rows = _query(lake, f"SELECT {select} FROM runs WHERE (source = $1 OR $1 IS NULL) AND "
+                        "(run_id = $2 OR $2 IS NULL) ORDER BY started_at", [source, run_id])
     return [{c: _utc(v) if c in times else v for c, v in zip(cols, r, strict=True)}
             for r in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar
 
 __all__ = ["prefetch"]
@@ -18,7 +18,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterator[T], ahead: int = 1) -> Iterator[T]:
+def prefetch(items: Iterator[T], ahead: int = 1) -> Generator[T, None, None]:
     """Yield the items of ``items``, produced ``ahead`` items in advance by another thread.
 
     An exception in the producer is raised in the consumer at the same point of the sequence;

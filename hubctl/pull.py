@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from hubctl import running
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import HubError, UsageError
 from hubctl.ledger import Cursor
@@ -40,7 +41,7 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 60.0
 # Set when the process is asked to stop (SIGTERM during a run): pulls stop at their next
 # request or wait instead of reading every remaining page first.
-STOP = threading.Event()
+STOP = running.STOP
 
 
 def _wait(seconds: float) -> None:

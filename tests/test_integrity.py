@@ -3,7 +3,13 @@ processes, tables that already hold duplicate keys, killed and stopped runs, har
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,7 @@ from deltalake import write_deltalake
 from hubctl.errors import DuplicateKeys
 from hubctl.lake import Lake
 from hubctl.registry import get_type
+from tests.helpers import hub
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -62,7 +69,7 @@ def _hammer(root: str, type_name: str, rounds: int, keys_per_round: int, worker:
 @pytest.mark.parametrize("type_name", ["AirQualityObserved", "PointOfInterest"])
 def test_writers_in_four_processes_never_write_one_key_twice_and_count_truly(
         tmp_path: Path, type_name: str) -> None:
-    processes, rounds, keys_per_round = 4, 6, 50
+    processes, rounds, keys_per_round = 4, 4, 50
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(processes), ctx.Queue()
     et = get_type(type_name)
@@ -99,3 +106,243 @@ def test_a_table_with_duplicate_keys_names_itself_and_the_repair(tmp_path: Path)
     with pytest.raises(DuplicateKeys, match="AirQualityObserved") as err:
         lake.upsert(et, lake_rows("AirQualityObserved", [("S1", 1)], 6.0, "new"))
     assert "hubctl lake check AirQualityObserved --repair" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- real processes
+HUBCTL = str(Path(sys.executable).parent / "hubctl")
+# The real CLI with small batches, so a few thousand lines make many commits.
+SMALL_BATCHES = [sys.executable, "-c", """
+import importlib, sys
+rows = int(sys.argv.pop(1))
+for name in ("hubctl.adapter", "hubctl.csvread", "hubctl.ingest"):
+    module = importlib.import_module(name)
+    if hasattr(module, "BATCH_ROWS"):
+        module.BATCH_ROWS = rows
+from hubctl.cli import main
+main()
+"""]
+
+
+def openaq_files(folder: Path, stations: int, hours: int) -> tuple[Path, Path, Path]:
+    """no2 and pm25 files of the same stations and hours (every key in both), and one
+    stations file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    st = folder / "stations.csv"
+    st.write_text("location,coordinates.latitude,coordinates.longitude\n" + "".join(
+        f"S{s},{40 + s / 1000:.3f},{3 + s / 1000:.3f}\n" for s in range(stations)))
+    out = []
+    for parameter in ("no2", "pm25"):
+        path = folder / f"{parameter}.csv"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("city,country,date.utc,location,parameter,value,unit\n")
+            for h in range(hours):
+                at = (T0 + timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+                f.writelines(f"X,XX,{at},S{s},{parameter},{(s + h) % 90 + 1},µg/m³\n"
+                             for s in range(stations))
+        out.append(path)
+    return out[0], out[1], st
+
+
+def _sql(lake: Path, query: str) -> list[tuple[Any, ...]]:
+    from hubctl.catalog import Catalog
+
+    cat = Catalog(Lake(lake))
+    try:
+        return [tuple(r.values()) for r in cat.query(query).to_pylist()]
+    finally:
+        cat.close()
+
+
+def _env(lake: Path) -> dict[str, str]:
+    return {**os.environ, "HUBCTL_LAKE": str(lake)}
+
+
+def test_two_processes_ingesting_files_that_share_keys_write_each_key_once(
+        tmp_path: Path) -> None:
+    stations, hours = 30, 40
+    no2, pm25, st = openaq_files(tmp_path / "in", stations, hours)
+    keys = stations * hours
+    for rnd in range(2):
+        lake = tmp_path / f"lake{rnd}"
+        procs = [subprocess.Popen([*SMALL_BATCHES, "200", "ingest", "openaq", str(f),
+                                   "--stations", str(st), "--json"], env=_env(lake),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for f in (no2, pm25)]
+        runs = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            runs.append(json.loads(out))
+        assert _sql(lake, "SELECT count(*), count(DISTINCT (id, observed_at)), count(no2), "
+                          "count(pm25) FROM AirQualityObserved") == [(keys, keys, keys, keys)]
+        assert _sql(lake, "SELECT count(*), count(DISTINCT id) FROM PointOfInterest") == [
+            (stations, stations)]
+        # true counts: every cell was written once (the second run's cells filled the first
+        # run's rows), every station once; the second run found the stations duplicate
+        assert sum(r["written"] for r in runs) == 2 * keys + stations
+        assert sum(r["duplicate"] for r in runs) == stations
+        assert all(r["reconciles"] and r["status"] == "ok" for r in runs)
+    again = subprocess.run([HUBCTL, "ingest", "openaq", str(no2), "--stations", str(st),
+                            "--force", "--json"], env=_env(lake), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["duplicate"] == keys + stations
+
+
+def _slow_ingest(lake: Path, data: Path, st: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*SMALL_BATCHES, "200", "ingest", "openaq", str(data),
+                             "--stations", str(st), "--source-name", "slow"], env=_env(lake),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_commits(lake: Path, proc: subprocess.Popen[str], written: int) -> None:
+    """Until the run's checkpoint counts ``written`` records or more."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for marker in (lake / "_running").glob("*.json"):
+            try:
+                counts = json.loads(marker.read_text())["counts"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if counts["written"] >= written:
+                return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run committed nothing in 60 s")
+
+
+def _rows_by_run(lake: Path) -> dict[str, int]:
+    rows = _sql(lake, "SELECT _run_id, count(*) FROM (SELECT _run_id FROM AirQualityObserved "
+                      "UNION ALL SELECT _run_id FROM PointOfInterest) GROUP BY 1")
+    return {r: n for r, n in rows}
+
+
+def test_kill_9_mid_ingest_leaves_every_run_in_the_ledger_and_the_next_command_marks_it(
+        tmp_path: Path) -> None:
+    from hubctl.ledger import source_runs
+
+    no2, _, st = openaq_files(tmp_path / "in", 40, 100)
+    lake = tmp_path / "lake"
+    proc = _slow_ingest(lake, no2, st)
+    _wait_for_commits(lake, proc, 1000)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    committed = _rows_by_run(lake)
+    (run,) = source_runs(Lake(lake), "slow")
+    assert set(committed) == {run["run_id"]} and run["status"] == "running"
+    assert run["host"] == os.uname().nodename and run["pid"] == proc.pid
+    assert hub(lake, "tables").exit_code == 0  # the next command that opens the lake
+    (run,) = source_runs(Lake(lake), "slow")
+    assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+    rows = committed[run["run_id"]]  # one record per row here: one pollutant, one station
+    assert run["read"] == run["written"] + run["updated"] + run["duplicate"] + run["rejected"]
+    # counts of the last checkpoint, taken right after each commit: at most the batch whose
+    # commit the kill followed by microseconds is in the lake and not counted
+    assert rows - 200 <= run["written"] <= rows and run["written"] >= 1000
+    assert not list((lake / "_running").iterdir())
+    again = subprocess.run([HUBCTL, "ingest", "openaq", str(no2), "--stations", str(st),
+                            "--source-name", "slow", "--json"], env=_env(lake),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # an interrupted run is not "already ingested"
+    assert json.loads(again.stdout)["duplicate"] == rows
+    assert _sql(lake, "SELECT count(*), count(DISTINCT (id, observed_at)) FROM "
+                      "AirQualityObserved") == [(4000, 4000)]
+    assert set(_rows_by_run(lake)) <= {r["run_id"] for r in source_runs(Lake(lake), "slow")}
+
+
+def test_sigterm_mid_ingest_ends_after_a_commit_with_a_ledger_row_that_adds_up(
+        tmp_path: Path) -> None:
+    from hubctl.ledger import source_runs
+
+    no2, _, st = openaq_files(tmp_path / "in", 40, 100)
+    lake = tmp_path / "lake"
+    proc = _slow_ingest(lake, no2, st)
+    _wait_for_commits(lake, proc, 600)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "stopped by SIGTERM" in err and "Traceback" not in err
+    (run,) = source_runs(Lake(lake), "slow")
+    assert run["status"] == "stopped" and run["read"] < 4000 + 40
+    assert run["read"] == (run["written"] + run["updated"] + run["duplicate"] + run["rejected"]
+                           + run["unreached"])
+    assert run["written"] == _rows_by_run(lake)[run["run_id"]]  # what it committed, exactly
+    assert not list((lake / "_running").iterdir())
+
+
+def test_the_same_file_through_a_hard_link_is_not_ingested_twice_at_once(
+        tmp_path: Path) -> None:
+    from hubctl.locks import file_key, hold
+
+    no2, pm25, st = openaq_files(tmp_path / "in", 2, 2)
+    link = tmp_path / "elsewhere.csv"
+    os.link(no2, link)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    with hold(lake, file_key(no2)):  # as a run of no2.csv would, in this process
+        locked = hub(lake, "ingest", "openaq", str(link), "--stations", str(st))
+        assert locked.exit_code == 75, locked.output
+        assert str(link) in locked.output and "hard link" in locked.output
+        other = hub(lake, "ingest", "openaq", str(pm25), "--stations", str(st))
+        assert other.exit_code == 0, other.output
+
+
+# ----------------------------------------------------------------------------- lake check
+def _duplicated_lake(root: Path) -> Lake:
+    """AirQualityObserved with duplicate keys on 2024-05-01 (hours 1-2; two commits with one
+    _ingested_at, then a newer one for hour 1) and a clean 2024-05-02; PointOfInterest with
+    one id twice: what an older hubctl or another tool could leave."""
+    lake = Lake(root)
+    for name in ("AirQualityObserved", "PointOfInterest"):
+        et = get_type(name)
+        lake.ensure(name, et.arrow_schema(), et.partition_by)
+    then = datetime(2024, 6, 1, tzinfo=UTC)
+
+    def put(name: str, keys: list[tuple[str, int]], value: float, run: str,
+            at: datetime) -> None:
+        rows = lake_rows(name, keys, value, run, at).drop_columns(["_records"])
+        write_deltalake(str(lake.path(name)), rows, mode="append",
+                        partition_by=get_type(name).partition_by or None)
+
+    put("AirQualityObserved", [("S1", 1), ("S1", 2), ("S1", 30)], 1.0, "a", then)
+    put("AirQualityObserved", [("S1", 1), ("S1", 2)], 2.0, "b", then)  # same instant, later
+    put("AirQualityObserved", [("S1", 1)], 3.0, "c", then + timedelta(hours=1))
+    put("PointOfInterest", [("S1", 0), ("S2", 0)], 10, "a", then)
+    put("PointOfInterest", [("S1", 0)], 20, "b", then + timedelta(hours=1))
+    return lake
+
+
+def test_lake_check_finds_duplicates_and_repair_keeps_the_last_write_in_the_ledger(
+        tmp_path: Path) -> None:
+    from hubctl.ledger import source_runs
+
+    lake = _duplicated_lake(tmp_path)
+    clean_day = lake.files("AirQualityObserved", ["2024-05-02"])
+    found = hub(tmp_path, "lake", "check", "--json")
+    assert found.exit_code == 1 and "--repair" in found.stderr
+    report = json.loads(found.stdout)
+    by_table = {t["table"]: t for t in report["tables"]}
+    assert report["status"] == "duplicates" and report["duplicate_keys"] == 3
+    assert by_table["AirQualityObserved"]["extra_rows"] == 3  # hour 1 three times, hour 2 twice
+    assert by_table["AirQualityObserved"]["dates"] == ["2024-05-01"]
+    assert by_table["PointOfInterest"]["duplicate_keys"] == 1
+    # a command that meets the duplicates names the table and the way out, no internal error
+    data, st = openaq_files(tmp_path / "in", 2, 3)[0::2]
+    met = hub(tmp_path, "ingest", "openaq", str(data), "--stations", str(st))
+    assert met.exit_code == 1 and "internal error" not in met.output
+    assert "lake check PointOfInterest --repair" in met.output
+
+    fixed = hub(tmp_path, "lake", "check", "--repair", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    assert json.loads(fixed.stdout)["status"] == "repaired"
+    assert _sql(tmp_path, "SELECT hour(observed_at), no2, _run_id FROM AirQualityObserved "
+                          "ORDER BY 1") == [(1, 3.0, "c"), (2, 2.0, "b"), (6, 1.0, "a")]
+    assert _sql(tmp_path, "SELECT id, capacity FROM PointOfInterest ORDER BY 1") == [
+        ("urn:ngsi-ld:PointOfInterest:S1", 20), ("urn:ngsi-ld:PointOfInterest:S2", 10)]
+    assert lake.files("AirQualityObserved", ["2024-05-02"]) == clean_day  # not rewritten
+    (run,) = source_runs(lake, "lake-check")
+    assert run["status"] == "ok" and run["read"] == 3 + 2 + 2  # every row of a duplicated key
+    assert (run["updated"], run["duplicate"]) == (3, 4)
+    assert run["read"] == run["written"] + run["updated"] + run["duplicate"] + run["rejected"]
+    assert set(json.loads(run["tables"])) == {"AirQualityObserved", "PointOfInterest"}
+    assert hub(tmp_path, "lake", "check").exit_code == 0
+    assert hub(tmp_path, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0

@@ -208,8 +208,9 @@ def ledger(lake: Path) -> dict[str, int]:
 
 
 def wait_first_commit(lake: Path, timeout: float = 30) -> bool:
-    """Wait until the first batch is committed (its ledger row exists); True when it is."""
-    first_ledger_row = lake / "_runs" / "_delta_log" / f"{1:020d}.json"
+    """Wait until the first batch is committed (its ledger row is complete: version 0 creates
+    ``_runs``, 1 is the batch's ``running`` row, 2 completes it); True when it is."""
+    first_ledger_row = lake / "_runs" / "_delta_log" / f"{2:020d}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not first_ledger_row.exists():
         time.sleep(0.02)

@@ -20,7 +20,10 @@ One folder per table, each a Delta Lake table (Parquet files plus a `_delta_log/
   partitioned by `date=YYYY-MM-DD` (UTC date of `observed_at`) for time series.
 - `_runs/` — the run ledger: one row per ingest run with its counts.
 - `_rejects/` — every rejected record with its reasons and raw form.
-- `_locks/` — lock files (one per source, one for maintenance); safe to delete when idle.
+- `_locks/` — lock files (per source, per input file, per table commit, maintenance); safe
+  to delete when idle.
+- `_running/` — one marker per run in progress; a marker whose process died makes the next
+  command record that run as `interrupted`.
 - `derived/<pipeline>/` — outputs of analyses.
 
 Query it with `hubctl sql`, or write a DuckDB database with `hubctl catalog FILE.duckdb`.
@@ -52,7 +55,8 @@ def init(force: bool) -> None:
 
 @click.group("lake")
 def lake_group() -> None:
-    """Lake maintenance: compaction, vacuum and table history (takes the maintenance lock)."""
+    """Lake maintenance: compaction, vacuum, duplicate-key checks and table history (compact,
+    vacuum and check --repair take the maintenance lock)."""
 
 
 def _tables(names: tuple[str, ...]) -> list[str]:
@@ -117,6 +121,68 @@ def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json
     else:
         print_rows(["table", "files deleted" if not dry_run else "would delete", "dry_run"],
                    [list(r.values()) for r in out])
+
+
+@lake_group.command()
+@click.argument("table", required=False)
+@click.option("--repair", is_flag=True,
+              help="Keep the last write of each duplicated key (newest _ingested_at, then the "
+                   "newest commit): one commit per table, recorded in _runs as a lake-check run.")
+@json_option
+def check(table: str | None, repair: bool, as_json: bool) -> None:
+    """Find keys (id, observed_at) that more than one row holds, in one entity table or all.
+
+    hubctl never writes a key twice; duplicates come from older versions of hubctl or from
+    other tools writing to the lake. A command that meets them fails and points here.
+
+    \b
+    Examples:
+      hubctl lake check
+      hubctl lake check AirQualityObserved --repair --json
+
+    Exit codes: 0 no duplicate keys (or all repaired), 1 duplicate keys found and not repaired,
+    75 lake maintenance (compact, vacuum, another repair) in progress.
+    """
+    import sys
+
+    from hubctl.lakecheck import check_table
+    from hubctl.lakecheck import repair as repair_tables
+    from hubctl.locks import MAINTENANCE, hold
+    from hubctl.registry import registry
+
+    lake = hub().lake
+    lake.require_root()
+    names = _tables((table,) if table else ())
+    types = [registry()[n] for n in names if n in registry()]
+    if table and not types:
+        raise UsageError(f"{table} is not an entity table; lake check reads entity tables",
+                         hint="run `hubctl tables` to list them")
+    run = None
+    if repair:
+        with hold(lake.root, MAINTENANCE):
+            checks, run = repair_tables(lake, types)
+    else:
+        checks = [check_table(lake, et) for et in types]
+    found = sum(c.duplicate_keys for c in checks)
+    status = "clean" if not found else "repaired" if repair else "duplicates"
+    if as_json:
+        emit_json({"status": status, "duplicate_keys": found,
+                   "run_id": run.run_id if run else None,
+                   "tables": [c.as_dict() for c in checks]})
+    else:
+        print_rows(["table", "rows", "duplicate_keys", "extra_rows", "dates", "repaired"],
+                   [[c.table, c.rows, c.duplicate_keys, c.extra_rows, len(c.dates), c.repaired]
+                    for c in checks])
+        for c in checks:
+            if c.examples:
+                click.echo(f"{c.table}: e.g. {'; '.join(c.examples)}", err=True)
+        if run is not None:
+            click.echo(f"repaired; recorded as run {run.run_id} in _runs", err=True)
+    if status == "duplicates":
+        click.echo(f"{found} duplicated key(s): run `hubctl lake check "
+                   f"{table + ' ' if table else ''}--repair` to keep the last write of each",
+                   err=True)
+        sys.exit(1)
 
 
 @lake_group.command()

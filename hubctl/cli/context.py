@@ -36,10 +36,14 @@ class HubContext:
 
     @property
     def lake(self) -> Lake:
-        """The lake this invocation works on."""
+        """The lake this invocation works on; runs whose process died are recorded as
+        ``interrupted`` first (one directory listing when there are none)."""
         from hubctl.lake import Lake  # deltalake loads only for commands that use the lake
+        from hubctl.ledger import mark_interrupted
 
-        return Lake(self.config.lake)
+        lake = Lake(self.config.lake)
+        mark_interrupted(lake)
+        return lake
 
 
 def hub() -> HubContext:

@@ -13,7 +13,7 @@ import click
 
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
-from hubctl.errors import HubError, UsageError
+from hubctl.errors import UsageError
 
 if TYPE_CHECKING:
     from hubctl.ingest import IngestRequest
@@ -151,34 +151,28 @@ def _log(log_format: str, result: SourceRun) -> None:
         log_event("json", event, **fields)
 
 
-class Stopped(HubError):
-    """SIGTERM reached a running ingest: the run ends as failed, and says so in the ledger."""
-
-
 @contextmanager
 def _stoppable() -> Iterator[None]:
-    """Turn SIGTERM into Stopped while a run is under way, so that the engine records it as
-    a failed run (cursor not advanced) instead of the process vanishing without a trace."""
+    """While a run is under way, SIGTERM asks it to stop (a token the engine checks between
+    batches): the run ends after the commit in progress and is recorded as stopped."""
     import signal
     import threading
 
-    from hubctl.pull import STOP
+    from hubctl.running import clear_stop, request_stop
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
-        STOP.set()  # a pull stops at its next request instead of reading every page first
-        raise Stopped(f"stopped by {signal.Signals(signum).name} while running",
-                      hint="what was committed stays; the next run reads from the last cursor")
+        request_stop(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        STOP.clear()
+        clear_stop()
 
 
 @contextmanager
