@@ -30,7 +30,7 @@ from hubctl.locks import hold
 from hubctl.mqtt import fastread, iotagent, onem2m
 from hubctl.mqtt.observe import Message, Observation, to_batches
 from hubctl.mqtt.recover import previous_topics, recover_orphans
-from hubctl.mqtt.settings import MqttSettings
+from hubctl.mqtt.settings import OLD_ONEM2M_TOPIC, MqttSettings
 from hubctl.ngsild import parse_time
 from hubctl.rejects import Reject
 
@@ -185,6 +185,8 @@ class SourceListener:
         self.log(f"{self.s.source}: connected to {self.s.host}:{self.s.port} as "
                  f"{self.s.client_id} (MQTT {self.s.version}, session "
                  f"{'resumed' if present else 'new'})")
+        if self.s.protocol == "onem2m" and OLD_ONEM2M_TOPIC not in self.s.topics:
+            client.unsubscribe(OLD_ONEM2M_TOPIC)  # the old default, whether it ever committed
         if self.stale:  # an earlier configuration's topics stay in a persistent session
             client.unsubscribe(self.stale)
             self.log(f"{self.s.source}: unsubscribed from {', '.join(self.stale)} (no longer "

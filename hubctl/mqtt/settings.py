@@ -36,12 +36,12 @@ from hubctl.errors import ConfigError
 from hubctl.registry import EntityType, get_type
 from hubctl.units import conversion_factor, unit_code
 
-__all__ = ["IOTAGENT_TOPICS", "MAX_WORKERS", "PROTOCOLS", "Mapping", "MqttSettings",
-           "check_workers", "default_topics", "parse_settings"]
+__all__ = ["IOTAGENT_TOPICS", "MAX_WORKERS", "OLD_ONEM2M_TOPIC", "PROTOCOLS", "Mapping",
+           "MqttSettings", "check_workers", "default_topics", "parse_settings"]
 
 PROTOCOLS = ("onem2m", "iotagent-json")
 IOTAGENT_TOPICS = ["/json/+/+/attrs", "/json/+/+/attrs/+", "/+/+/attrs", "/+/+/attrs/+"]
-OLD_ONEM2M_TOPIC = "/oneM2M/req/+/+/json"  # the default before 0.x: it captured the CSE's requests
+OLD_ONEM2M_TOPIC = "/oneM2M/req/+/+/json"  # the old default: it caught the CSE's requests too
 DEFAULT_AE_ID = "hubctl"
 DEFAULT_RECONCILE = 60.0
 DEFAULT_BATCH_SIZE = 10_000
