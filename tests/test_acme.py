@@ -288,3 +288,19 @@ def test_what_no_notification_brings_arrives_with_the_periodic_catch_up(
                                                 "cursor_after IS NOT NULL ORDER BY finished_at "
                                                 "DESC LIMIT 1")[0]["cursor_after"]
     assert list(json.loads(cursor)) == [AIR]  # where the next start resumes
+
+
+def test_an_ae_id_the_cse_refuses_fails_the_listener_with_exit_2_and_why(
+        tmp_path: Path, peer: tuple[Broker, Acme]) -> None:
+    import subprocess
+
+    from tests.test_mqtt import HUBCTL
+
+    broker, acme = peer
+    config = write_hub(tmp_path, broker, acme)
+    config.write_text(config.read_text().replace(f'ae_id = "{HUB}"', 'ae_id = "hubctl-bad"'))
+    proc = subprocess.run([HUBCTL, "--config", str(config), "listen", "live"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "refused to register the AE hubctl-bad" in proc.stderr
+    assert "allowedAEOriginators" in proc.stderr and "Traceback" not in proc.stderr

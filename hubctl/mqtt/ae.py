@@ -44,7 +44,7 @@ from hubctl.mqtt.onem2m import CATCH_UP, basic_time
 from hubctl.mqtt.settings import MqttSettings
 from hubctl.ngsild import parse_time
 
-__all__ = ["LOOKBACK", "AeSession", "Cse", "CseError"]
+__all__ = ["LOOKBACK", "AeRefused", "AeSession", "Cse", "CseError"]
 
 LOOKBACK = timedelta(seconds=30)  # catch-up reaches this far behind the newest committed cin
 TIMEOUT = 10.0  # seconds to wait for the CSE's answer
@@ -54,6 +54,10 @@ CREATED, OK, NOT_FOUND, CONFLICT, NO_PRIVILEGE = 2001, 2000, 4004, 4105, 4103
 
 class CseError(Exception):
     """The CSE could not be reached or did not answer in time (transient: retried)."""
+
+
+class AeRefused(Exception):
+    """The CSE refused to register the AE: retrying cannot help (the listener fails)."""
 
 
 class Cse:
@@ -166,6 +170,7 @@ class AeSession:
         self.wake = threading.Event()  # set after a reconnect: catch up now
         self.stop = threading.Event()
         self.catch_ups = 0
+        self.fatal: AeRefused | None = None  # the listener fails with it
         self.thread = threading.Thread(target=self.run, name=f"ae-{s.source}", daemon=True)
 
     @property
@@ -198,6 +203,9 @@ class AeSession:
                 self.log(f"{self.s.source}: {exc}; retrying in {delay:.0f} s")
                 self.stop.wait(delay)
                 delay = min(RETRY_MAX, delay * 2)
+            except AeRefused as exc:
+                self.fatal = exc
+                return
 
     def setup(self) -> None:
         """Register the AE and subscribe to every mapped container not subscribed yet (or no
@@ -235,9 +243,8 @@ class AeSession:
                     "rn": s.ae_id, "api": f"N{s.source}", "rr": True, "poa": poa,
                     "srv": ["3"]}})
             if rsc != CREATED:
-                raise CseError(f"the CSE refused to register the AE {s.ae_id}: {rsc} "
-                               f"{_dbg(content)} (check [cse.registration] "
-                               "allowedAEOriginators: ACME accepts C* and S* AE-IDs)")
+                raise AeRefused(f"{s.source}: the CSE {s.cse_id} refused to register the AE "
+                                f"{s.ae_id}: {rsc} {_dbg(content)}")
             aei = content.get("m2m:ae", {}).get("aei")
             self.log(f"{s.source}: registered the AE {s.ae_id} with {s.cse_id} (aei {aei}, "
                      f"poa {', '.join(poa)})")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hubctl.errors import ConfigError
 from hubctl.lake import Lake
 from hubctl.locks import hold
 from hubctl.mqtt import fastread, iotagent, onem2m
@@ -457,6 +458,12 @@ def listen(lake: Lake, sources: list[MqttSettings], log: Callable[[str], None],
             li.start()
         try:
             while not stop.is_set() and not (should_stop and should_stop()):
+                for li in listeners:
+                    if li.ae is not None and li.ae.fatal is not None:
+                        raise ConfigError(str(li.ae.fatal), hint=(
+                            f"ae_id must be an AE-ID the CSE accepts (ACME: [cse.registration] "
+                            f"allowedAEOriginators, by default C* and S*), or register the AE "
+                            f"{li.s.ae_id} on the CSE yourself"))
                 now = time.time()
                 waits = [w for li in listeners if (w := li.due_in(now)) is not None]
                 for li in listeners:
