@@ -137,7 +137,7 @@ def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
     names = rename_columns(path, stream.schema.names, mapping, aliases)
     need(path, names)
     for batch in stream:
-        ctx.advance(batch.nbytes)
+        ctx.advance(stream.take_read_bytes())
         table = pa.Table.from_batches([batch]).rename_columns(names)
         problems = Problems(table, type_name, path, stream.lines)
         out = convert(table, problems)

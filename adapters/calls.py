@@ -216,7 +216,7 @@ def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterato
              f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
     counts = {"none": 0, "unusable": 0}
     for block in stream:
-        ctx.advance(block.nbytes)
+        ctx.advance(stream.take_read_bytes())
         out = _convert(path, pa.Table.from_batches([block]), stream.lines, layout, counts)
         add_malformed(out, TYPE, path, stream.take_invalid())
         yield out

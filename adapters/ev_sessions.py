@@ -228,7 +228,7 @@ def _profile(name: str | None, header: Sequence[str]) -> Profile:
 
 def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
     for batch in stream:
-        ctx.advance(batch.nbytes)
+        ctx.advance(stream.take_read_bytes())
         out = _convert(plan, batch, stream.lines)
         add_malformed(out, SESSION, plan.path, stream.take_invalid())
         yield out

@@ -142,7 +142,7 @@ class MeterReadings(Adapter):
 
 def _read_file(plan: _Plan, stream: CsvStream, ctx: ReadContext) -> Iterator[Batch]:
     for batch, lines, bad in _whole_instants(plan, stream):
-        ctx.advance(batch.nbytes)
+        ctx.advance(stream.take_read_bytes())
         out = _convert(plan, batch, lines, ctx)
         add_malformed(out, TYPE, plan.path, bad)
         yield out

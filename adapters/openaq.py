@@ -119,7 +119,7 @@ def _measurements(path: Path, stations: pa.Table, ctx: ReadContext,
     stream = open_csv(path, limits=limits)
     require_columns(path, stream.schema.names, COLUMNS)
     for batch in stream:
-        ctx.advance(batch.nbytes)
+        ctx.advance(stream.take_read_bytes())
         out = _convert(path, pa.Table.from_batches([batch]), stream.lines, stations)
         add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
         yield out

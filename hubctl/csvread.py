@@ -121,6 +121,9 @@ class CsvStream:
     bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from the first block
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _pending: bytes = b""
+    _handed: int = 0  # bytes of the file handed out as records (and the header), for progress
+    _reported: int = 0
+    _read_total: int = 0
     _next_line: int = 2
     _bad: list[BadLine] = field(default_factory=list)
     _eof: bool = False
@@ -133,6 +136,7 @@ class CsvStream:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
             for chunk in self._chunks():
+                self._handed += len(chunk.data)
                 batch = self._parse(chunk)
                 if batch is not None:
                     yield batch
@@ -150,6 +154,12 @@ class CsvStream:
             lines.append(self.lines)
         self.lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
         return pa.Table.from_batches(batches, schema=self.schema)
+
+    def take_read_bytes(self) -> int:
+        """Bytes of the file read into batches since the last call (the header included in the
+        first): what an adapter passes to ``ReadContext.advance`` for a progress bar."""
+        n, self._reported = self._handed - self._reported, self._handed
+        return n
 
     def take_invalid(self) -> list[BadLine]:
         """Lines kept out since the last call (their line numbers, text and reason)."""
@@ -175,6 +185,7 @@ class CsvStream:
             raise InputError(f"cannot read: {exc.strerror or exc}", path=self.path) from None
         if not more:
             self._eof = True
+        self._read_total += len(more)
         return more
 
     def _chunks(self) -> Iterator[_Chunk]:
@@ -538,6 +549,7 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
                        empty_as_null=empty_as_null, pad_short=pad_short)
     try:
         stream.names = _header(stream)
+        stream._handed = stream._read_total - len(stream._pending)  # the header's bytes
     except BaseException:
         stream.close()
         raise

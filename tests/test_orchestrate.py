@@ -282,6 +282,7 @@ def test_progress_advances_only_after_a_commit_and_never_past_the_input(tmp_path
     req = ingest_request("openaq", [str(data)], {"stations": str(st)})
     run_request(lake, req, progress)
     assert seen and all(committed for _, committed in seen)  # after the first commit
+    assert sum(n for n, _ in seen) == data.stat().st_size  # file bytes, not decoded Arrow bytes
     shown: list[int] = []
     bar = capped(data.stat().st_size + st.stat().st_size, shown.append)
     for n, _ in seen:  # what the engine reported, through the bar's cap
