@@ -247,7 +247,7 @@ def run_sources(lake: Lake, config: Config, names: Sequence[str], *, force: bool
     ``done`` is called as each ends. A bug (not a HubError) is kept as that source's failure,
     unless ``debug``: then it is raised at once, with its traceback.
     """
-    from hubctl.pull import STOP
+    from hubctl.running import STOP
 
     out = []
     for name in names:

@@ -342,14 +342,14 @@ class Scheduler:
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         """Stop starting runs; a second signal also asks the running ingests to stop after the
         commit in progress (pulls stop at their next request)."""
-        from hubctl.pull import STOP
+        from hubctl.running import request_stop
 
         self.stopping += 1
         if self.stopping == 1:
             self.log("stopping", signal=signal.Signals(signum).name,
                      waiting_for=sorted(self._running) or None)
         else:
-            STOP.set()
+            request_stop(signal.Signals(signum).name)
 
     def run(self) -> int:
         """The loop: start due sources, log finished ones; returns the exit code (0)."""

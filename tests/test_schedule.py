@@ -432,3 +432,21 @@ def test_schedule_list_shows_pipelines_too(tmp_path: Path,
     assert rows[2]["schedule"] == "30 6 * * *" and rows[2]["next_fire"].endswith("06:30:00+00:00")
     text = hub(tmp_path / "lake", "--config", str(config), "schedule", "list")
     assert text.exit_code == 0 and "eu-air, calls" in text.stdout
+
+
+def test_a_second_signal_stops_the_in_process_runs_after_their_commit(tmp_path: Path) -> None:
+    from hubctl.running import STOP, clear_stop
+
+    scheduler, events = _scheduler(write_hub(tmp_path, {"a": "* * * * *"}))
+    scheduler.stop()
+    assert not STOP.is_set()  # the first signal only stops starting runs
+    scheduler.stop()
+    try:
+        assert STOP.is_set()
+        _finish(scheduler, "a")  # a run under way when the second signal came
+    finally:
+        clear_stop()
+    event, fields = events[-1]
+    assert event == "run-failed" and fields["status"] == "stopped", events
+    [run] = source_runs(Lake(tmp_path / "lake"), "a")
+    assert run["status"] == "stopped"
