@@ -8,7 +8,7 @@ contentInstances in its own container over ACME's HTTP binding as fast as ACME a
 
 - **ACME alone**: nobody subscribed; what ACME sustains on this machine (creates/s).
 - **with the hub**: ``hubctl listen`` registered as the AE ``Chubctl`` (``register = true``,
-  notifications over MQTT at QoS 0 as ACME sends them, ``reconcile = 5``), killed with
+  notifications over MQTT at QoS 0 as ACME sends them, ``reconcile`` 60 s), killed with
   SIGKILL in the middle of the run and started again 2 s later. The run ends when the lake
   holds every contentInstance ACME holds (the containers' ``cni``).
 
@@ -125,7 +125,7 @@ def with_hub(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     config.write_text(
         f'[lake]\npath = "lake"\n[sources.bench.mqtt]\nhost = "127.0.0.1"\n'
         f'port = {broker.port}\nprotocol = "onem2m"\nregister = true\ncse_id = "id-in"\n'
-        f'cse_name = "cse-in"\nae_id = "{HUB}"\nreconcile = 5\n' + "".join(
+        f'cse_name = "cse-in"\nae_id = "{HUB}"\nreconcile = {args.reconcile:g}\n' + "".join(
             f'[sources.bench.mqtt.containers."{c}"]\ntype = "AirQualityObserved"\n'
             f'id = "bench-{c.rsplit("/", 1)[1]}"\nattributes = {{ PM10 = "pm10" }}\n'
             'static = { location = [128.6, 35.87] }\n' for c in containers))
@@ -218,6 +218,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="creating processes (one container "
                                                             "each)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--reconcile", type=float, default=60,
+                    help="the listener's reconcile (seconds between catch-ups; default 60)")
     args = ap.parse_args()
     if not os.access(ACME, os.X_OK) or not os.access(MOSQUITTO, os.X_OK):
         print(f"bench_acme: ACME ({ACME}) or mosquitto is not installed (scripts/ensure-acme, "

@@ -46,7 +46,7 @@ from hubctl.ngsild import parse_time
 
 __all__ = ["LOOKBACK", "AeRefused", "AeSession", "Cse", "CseError"]
 
-LOOKBACK = timedelta(seconds=30)  # catch-up reaches this far behind the newest committed cin
+LOOKBACK = timedelta(seconds=10)  # catch-up reaches this far behind the newest cin it committed
 TIMEOUT = 10.0  # seconds to wait for the CSE's answer
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
 CREATED, OK, NOT_FOUND, CONFLICT, NO_PRIVILEGE = 2001, 2000, 4004, 4105, 4103
