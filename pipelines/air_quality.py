@@ -16,6 +16,7 @@ docs/air-quality.md gives every breakpoint and its source.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import duckdb
@@ -25,6 +26,7 @@ from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines import aq_exposure, aq_stats
 from hubctl.pipelines.aq_indices import CAI_PM_MODES, INDICES, OBS, hourly_indices, load_hours
+from hubctl.pipelines.aq_standards import POLLUTANTS
 
 __all__ = ["PIPELINE", "AirQuality"]
 
@@ -83,8 +85,11 @@ class AirQuality:
         finally:
             for name in (aq_stats.IDX, "__aq_means"):
                 ctx.con.unregister(name)
-            for name in (OBS, "__aq_daily", "__aq_who"):
+            for name in ("__aq_daily", "__aq_who"):
                 ctx.con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
+            for kind in ("TABLE", "VIEW"):
+                with contextlib.suppress(duckdb.CatalogException):  # it is the other kind
+                    ctx.con.execute(f"DROP {kind} IF EXISTS {OBS}").fetchall()
         summary["exposure"] = aq_exposure.summarise(exposure, targets)
         if not targets:
             notes.append("no PopulationCell or GtfsStop in the lake: the exposure table is "
@@ -96,7 +101,8 @@ class AirQuality:
             notes.append("no station-year reaches the completeness rule: annual means are null "
                          "(see the note column of derived.air_quality_means)")
         return PipelineResult(
-            tables={"indices": indices, "lights": lights, "means": means,
+            tables={"indices": indices.drop_columns(list(POLLUTANTS)), "lights": lights,
+                    "means": means,
                     "exceedances": exceed, "exposure": exposure},
             summary=summary, notes=notes)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.spatial import cKDTree
 
 from hubctl.ngsild import entity_id
@@ -170,15 +171,14 @@ def summarise(table: pa.Table, targets: list[Targets]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if table.num_rows == 0:
         return out
-    d = table.to_pydict()
-    kind = np.asarray(d["target"], dtype=object)
-    pol = np.asarray(d["pollutant"], dtype=object)
-    year = np.asarray([str(y) for y in d["year"]], dtype=object)
-    idw = np.asarray([np.nan if v is None else v for v in d["idw"]], float)
-    w = np.asarray(d["weight"], float)
+    kind = table["target"].to_numpy(zero_copy_only=False)
+    pol = table["pollutant"].to_numpy(zero_copy_only=False)
+    year = pc.year(table["year"]).to_numpy()
+    idw = table["idw"].to_numpy(zero_copy_only=False).astype(float)
+    w = table["weight"].to_numpy()
     for t in targets:
         for p in sorted(set(pol[kind == t.kind])):
-            for y in sorted(set(year[(kind == t.kind) & (pol == p)])):
+            for y in sorted(set(year[(kind == t.kind) & (pol == p)].tolist())):
                 m = (kind == t.kind) & (pol == p) & (year == y)
                 est = m & ~np.isnan(idw)
                 total, covered = w[m].sum(), w[est].sum()
@@ -189,11 +189,12 @@ def summarise(table: pa.Table, targets: list[Targets]) -> dict[str, Any]:
                          if covered else None,
                          "share_above_guideline": _r(w[est & (idw > guide)].sum() / covered)
                          if covered else None, "guideline": guide}
-                out.setdefault(t.kind, {}).setdefault(p, {})[y[:4]] = entry
+                out.setdefault(t.kind, {}).setdefault(p, {})[str(y)] = entry
                 if t.kind == "stop" and p == "pm25":
                     order = np.argsort(-np.where(est, idw, -np.inf), kind="stable")[:5]
-                    entry["worst"] = [{"stop": d["target_id"][i], "pm25": _r(idw[i]),
-                                       "boardings": _r(w[i])} for i in order if est[i]]
+                    entry["worst"] = [{"stop": table["target_id"][int(i)].as_py(),
+                                       "pm25": _r(idw[i]), "boardings": _r(w[i])}
+                                      for i in order if est[i]]
     return out
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hubctl.pipeline import PipelineContext
 from hubctl.pipelines.aq_standards import (
@@ -53,21 +54,28 @@ def _ppm(p: str) -> float:
 
 
 def load_hours(ctx: PipelineContext) -> int:
-    """Put the lake's observations on the hourly grid in temp table ``__aq_obs``; returns the
+    """Put the lake's observations on the hourly grid as ``__aq_obs`` (a view when every
+    observation is on the hour, the common case; else a table of hourly means); returns the
     number of station-hours."""
     cols = {r[0] for r in ctx.con.execute("DESCRIBE AirQualityObserved").fetchall()}
+    off_hour = ctx.scalar("SELECT count(*) FROM AirQualityObserved "
+                          "WHERE epoch_us(observed_at) % 3600000000 <> 0")
+    agg = bool(off_hour)
 
-    def col(name: str, alias: str, agg: str = "avg") -> str:
-        return f"{agg}({name}) AS {alias}" if name in cols else f"CAST(NULL AS DOUBLE) AS {alias}"
+    def col(name: str, alias: str, how: str = "avg") -> str:
+        if name not in cols:
+            return f"CAST(NULL AS DOUBLE) AS {alias}"
+        return f"{how}({name}) AS {alias}" if agg else f"CAST({name} AS DOUBLE) AS {alias}"
 
     select = [col(p, p) for p in POLLUTANTS]
     select += [col(name, alias, "max" if "Grade" in name else "avg")
                for name, alias in _REPORTED.items()]
+    kind = "TEMP TABLE" if agg else "TEMP VIEW"
     ctx.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {OBS} AS
+        CREATE OR REPLACE {kind} {OBS} AS
         SELECT id, CAST(floor(epoch(observed_at) / 3600) AS BIGINT) AS h, {', '.join(select)}
         FROM AirQualityObserved WHERE observed_at IS NOT NULL AND id IS NOT NULL
-        GROUP BY 1, 2""").fetchall()
+        {'GROUP BY 1, 2' if agg else ''}""").fetchall()
     return int(ctx.scalar(f"SELECT count(*) FROM {OBS}") or 0)
 
 
@@ -152,20 +160,26 @@ class Grid:
 
 def _nowcast(g: Grid, x: np.ndarray) -> np.ndarray:
     """EPA NowCast of the last 12 hours (weight factor min/max, at least 0.5); valid when two
-    of the three most recent hours are present (AirNow's completeness rule)."""
-    lags = [g.lag(x, k) for k in range(12)]
-    lo, hi = lags[0].copy(), lags[0].copy()
-    for v in lags[1:]:
-        lo, hi = np.fmin(lo, v), np.fmax(hi, v)
+    of the three most recent hours are present (AirNow's completeness rule). The weighted sums
+    are evaluated by Horner's rule from the oldest hour."""
+    lo, hi = x.copy(), x.copy()
+    recent = (~np.isnan(x)).astype(np.int8)
+    for k in range(1, 12):
+        v = g.lag(x, k)
+        np.fmin(lo, v, out=lo)
+        np.fmax(hi, v, out=hi)
+        if k < 3:
+            recent += ~np.isnan(v)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.where(hi <= 0, 1.0, np.maximum(0.5, lo / hi))
-    num, den, wk = np.zeros(g.size), np.zeros(g.size), np.ones(g.size)
-    for v in lags:
+    num, den = np.zeros(g.size), np.zeros(g.size)
+    for k in range(11, -1, -1):
+        v = g.lag(x, k)
         ok = ~np.isnan(v)
-        num += np.where(ok, v, 0.0) * wk
-        den += ok * wk
-        wk *= w
-    recent = sum((~np.isnan(v)).astype(int) for v in lags[:3])
+        num *= w
+        num += np.where(ok, v, 0.0)
+        den *= w
+        den += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(recent >= 2, num / den, NAN)
 
@@ -187,6 +201,15 @@ def _c24e(g: Grid, x: np.ndarray, m: float, mc: float) -> tuple[np.ndarray, np.n
         c4 = total / np.maximum(n4, 1)
     valid = (n12 >= need(12, mc)) & (n4 >= 3)
     return np.where(valid, (c12 * 12 + c4 * 12) / 24, NAN), n12
+
+
+def _fmax(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """Element-wise maximum ignoring NaN (NaN where all are NaN)."""
+    it = iter(arrays)
+    out = next(it).copy()
+    for a in it:
+        np.fmax(out, a, out=out)
+    return out
 
 
 def _argmax(subs: dict[str, np.ndarray], best: np.ndarray) -> pa.Array:
@@ -252,7 +275,7 @@ class Hours:
 def _cai(hr: Hours, mode: str, mc: float) -> dict[str, pa.Array]:
     subs = {p: np.round(index(hr.cai_pm(p, mode) if p in ("pm25", "pm10")
                               else hr.raw[p] * _ppm(p), CAI[p])) for p in POLLUTANTS}
-    best = np.fmax.reduce(np.vstack(list(subs.values())), axis=0)
+    best = _fmax(subs.values())
     bad = sum((np.nan_to_num(s) >= CAI_GRADES[2][0]).astype(int) for s in subs.values())
     bonus = np.zeros(len(best))
     for n, add in reversed(CAI_BONUS):
@@ -317,7 +340,7 @@ def _us(hr: Hours, mc: float) -> dict[str, pa.Array]:
                         index(so2_24, US_AQI["so2_24h"])),
     }
     subs = {p: np.round(subs[p]) for p in POLLUTANTS}
-    best = np.fmax.reduce(np.vstack(list(subs.values())), axis=0)
+    best = _fmax(subs.values())
     none = np.isnan(best)
     cat = np.searchsorted(np.array([50, 100, 150, 200, 300], float), np.nan_to_num(best),
                           side="left")
@@ -336,7 +359,7 @@ def _eaqi(hr: Hours, mc: float) -> dict[str, pa.Array]:
            "o3": hr.raw["o3"], "so2": hr.raw["so2"]}
     subs = {p: band(src[p], EAQI[p]) for p in EAQI}
     ok = (~np.isnan(subs["pm25"]) | ~np.isnan(subs["pm10"])) & ~np.isnan(subs["no2"])
-    best = np.where(ok, np.fmax.reduce(np.vstack(list(subs.values())), axis=0), NAN)
+    best = np.where(ok, _fmax(subs.values()), NAN)
     out = {"eaqi": _ints(best, pa.int8()),
            "eaqi_band": _coded(np.where(ok, np.nan_to_num(best, nan=1) - 1, -1).astype(int),
                                dict(enumerate(EAQI_BANDS))),
@@ -349,16 +372,20 @@ def _eaqi(hr: Hours, mc: float) -> dict[str, pa.Array]:
 
 
 def _sorted(ctx: PipelineContext) -> tuple[pa.DictionaryArray, dict[str, np.ndarray]]:
-    """The station ids and every column as numpy, ordered by station id, then hour (DuckDB
-    sorts integer station codes)."""
-    names = ctx.sql(f"SELECT DISTINCT id FROM {OBS} ORDER BY id")["id"].combine_chunks()
-    t = ctx.sql(f"""
-        WITH s AS (SELECT id, CAST(row_number() OVER (ORDER BY id) - 1 AS INTEGER) AS sid
-                   FROM (SELECT DISTINCT id FROM {OBS}))
-        SELECT s.sid, o.* EXCLUDE (id) FROM {OBS} o JOIN s USING (id) ORDER BY s.sid, o.h""")
-    cols = {c: t[c].to_numpy().astype(float) for c in t.column_names if c not in ("sid", "h")}
+    """The station ids (dictionary-encoded) and every column as numpy, ordered by station id,
+    then hour."""
+    t = ctx.sql(f"SELECT * FROM {OBS} ORDER BY id, h")
+    ids = t["id"].combine_chunks()
+    if len(ids) > 1:
+        change = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(
+            zero_copy_only=False)
+    else:
+        change = np.zeros(0, dtype=bool)
+    codes = np.r_[0, np.cumsum(change)].astype(np.int32)[:len(ids)]
+    starts = np.r_[0, np.flatnonzero(change) + 1][:len(ids)] if len(ids) else np.zeros(0, int)
+    cols = {c: t[c].to_numpy().astype(float) for c in t.column_names if c not in ("id", "h")}
     cols["h"] = t["h"].to_numpy()
-    return pa.DictionaryArray.from_arrays(t["sid"].combine_chunks(), names), cols
+    return pa.DictionaryArray.from_arrays(pa.array(codes), ids.take(pa.array(starts))), cols
 
 
 def _nulls(names: Iterable[str], n: int, typ: pa.DataType) -> dict[str, pa.Array]:
