@@ -17,8 +17,8 @@ from hubctl.errors import ConfigError, HubError
 if TYPE_CHECKING:
     from hubctl.config import Config, PipelineSpec, Source
 
-__all__ = ["Problem", "check_config", "check_deep", "check_option_value", "dotted",
-           "pipeline_problems"]
+__all__ = ["Problem", "check_config", "check_deep", "check_file", "check_option_value",
+           "dotted", "pipeline_problems"]
 
 
 @dataclass(frozen=True)
@@ -314,3 +314,40 @@ def pipeline_problems(spec: PipelineSpec, config: Config) -> list[Problem]:
         except HubError as exc:
             problems.append(Problem((*where, "params", key), exc.message, exc.hint))
     return problems
+
+
+def check_file(path: Path, lake: Path | None = None) -> tuple[list[Problem], dict[str, Any]]:
+    """Every problem of the hub.toml at ``path``, by line: the schema's, the lake setting's
+    (``lake``: the ``--lake`` option), then the deep checks of the tables the schema passed;
+    and what it declares (lake, numbers of sources, pipelines and exports)."""
+    from hubctl.config import build_config, read_config
+
+    data, text = read_config(path)
+    problems = check_config(data, text)
+    counts: dict[str, Any] = {}
+    valid = _valid_part(data, problems)
+    try:
+        config = replace(build_config(valid, path, lake), data=data)
+    except ConfigError as exc:  # the lake setting names a file
+        return [*problems, Problem(("lake",), exc.message, exc.hint)], counts
+    problems = sorted([*problems, *check_deep(config, text)], key=lambda p: p.line or 0)
+    counts = {"lake": str(config.lake), "sources": len(data.get("sources") or {}),
+              "pipelines": len(data.get("pipelines") or {}),
+              "exports": len(data.get("exports") or {})}
+    return problems, counts
+
+
+def _valid_part(data: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+    """``data`` without the tables that have problems (a source's or pipeline's own table,
+    else the whole top-level table), so the deep checks see only what the schema passed."""
+    broken = {tuple(str(k) for k in p.path[:2]) for p in problems}
+    valid: dict[str, Any] = {}
+    for key, value in data.items():
+        if (key,) in broken:
+            continue
+        if key in ("sources", "pipelines"):
+            value = {n: s for n, s in value.items() if (key, n) not in broken}
+        elif any(b[0] == key for b in broken):
+            continue
+        valid[key] = value
+    return valid

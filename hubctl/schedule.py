@@ -170,7 +170,7 @@ def cron_table(config: Config, lake: Path | None = None, log: Path | None = None
     after = pipelines_after(config)
 
     def command(args: list[str]) -> str:
-        return shlex.join([*base, *args]).replace("%", "\\%") + f" >> {logfile} 2>&1"
+        return (shlex.join([*base, *args]) + f" >> {logfile} 2>&1").replace("%", "\\%")
 
     def line(expr: CronExpr, what: str, args: list[str], then: list[str]) -> str:
         if expr.has_seconds:
@@ -178,7 +178,8 @@ def cron_table(config: Config, lake: Path | None = None, log: Path | None = None
                     "use `hubctl schedule emit --systemd` or `hubctl schedule run`")
         runs = " && { " + "; ".join(command(_run_argv(config, p)) for p in then) + "; }" \
             if then else ""
-        return f"{expr.text} cd {shlex.quote(str(workdir))} && {command(args)}{runs}"
+        cd = shlex.quote(str(workdir)).replace("%", "\\%")
+        return f"{expr.text} cd {cd} && {command(args)}{runs}"
 
     lines = [f"# hubctl schedules from {config.path or 'hub.toml'}; install with `crontab -e`.",
              "# Times are the machine's local time. Output goes to the log, so cron mails",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -29,42 +27,6 @@ def config_group() -> None:
     """
 
 
-def _problems(path: Path) -> tuple[list[Any], dict[str, Any]]:
-    """Every problem of the hub.toml at ``path`` (schema, lake, then the deep checks)."""
-    from hubctl.config import build_config, read_config
-    from hubctl.config_check import Problem, check_config, check_deep
-
-    data, text = read_config(path)
-    problems = check_config(data, text)
-    counts: dict[str, Any] = {}
-    valid = _valid_part(data, problems)
-    try:
-        config = replace(build_config(valid, path, hub().lake_option), data=data)
-    except ConfigError as exc:  # the lake setting names a file
-        return [*problems, Problem(("lake",), exc.message, exc.hint)], counts
-    problems = sorted([*problems, *check_deep(config, text)], key=lambda p: p.line or 0)
-    counts = {"lake": str(config.lake), "sources": len(data.get("sources") or {}),
-              "pipelines": len(data.get("pipelines") or {}),
-              "exports": len(data.get("exports") or {})}
-    return problems, counts
-
-
-def _valid_part(data: dict[str, Any], problems: list[Any]) -> dict[str, Any]:
-    """``data`` without the tables that have problems (a source's or pipeline's own table,
-    else the whole top-level table), so the deep checks see only what the schema passed."""
-    broken = {tuple(str(k) for k in p.path[:2]) for p in problems}
-    valid: dict[str, Any] = {}
-    for key, value in data.items():
-        if (key,) in broken:
-            continue
-        if key in ("sources", "pipelines"):
-            value = {n: s for n, s in value.items() if (key, n) not in broken}
-        elif any(b[0] == key for b in broken):
-            continue
-        valid[key] = value
-    return valid
-
-
 @config_group.command("check")
 @json_option
 def check(as_json: bool) -> None:
@@ -83,7 +45,9 @@ def check(as_json: bool) -> None:
     path = option or Path("hub.toml")
     if option is None and not path.is_file():
         raise ConfigError("no hub.toml here", hint="run `hubctl init`, or give --config FILE")
-    problems, counts = _problems(path)
+    from hubctl.config_check import check_file
+
+    problems, counts = check_file(path, hub().lake_option)
     if as_json:
         emit_json({"config": str(path), "ok": not problems, **counts,
                    "problems": [p.as_json() for p in problems]})
