@@ -7,11 +7,16 @@ A Delta table is read as its current snapshot's Parquet file list through DuckDB
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 
-__all__ = ["OFFLINE", "connect", "quote_ident", "scan_sql", "scratch"]
+from hubctl.errors import SqlError
+
+__all__ = ["OFFLINE", "connect", "lock", "quote_ident", "read_only_statements",
+           "restrict", "scan_sql", "scratch"]
 
 # Extensions are never installed or loaded behind the user's back (offline first).
 OFFLINE = {
@@ -20,9 +25,11 @@ OFFLINE = {
 }
 
 
-def connect(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with extension auto-install and auto-load switched off."""
-    con = duckdb.connect(path, read_only=read_only, config=dict(OFFLINE))
+def connect(path: str = ":memory:", read_only: bool = False,
+            config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with extension auto-install and auto-load switched off (the trusted
+    connection of the engine, pipelines and catalog files; ``config`` adds settings)."""
+    con = duckdb.connect(path, read_only=read_only, config=dict(OFFLINE) | (config or {}))
     with contextlib.suppress(duckdb.Error):  # needs the built-in ICU; harmless without it
         con.execute("SET TimeZone = 'UTC'").fetchall()
     return con
@@ -54,3 +61,53 @@ def scan_sql(files: Sequence[str], hive: bool = True) -> str:
     listing = "[" + ", ".join(_literal(f) for f in files) + "]"
     return (f"read_parquet({listing}, hive_partitioning={'true' if hive else 'false'}, "
             "union_by_name=true)")
+
+
+def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str]) -> None:
+    """Make ``con`` the connection for a user's SQL: it reads files under
+    ``allowed_directories`` (the lake's table folders) and nothing else; ``ATTACH``,
+    ``INSTALL``/``LOAD`` and reads or writes elsewhere fail with a permission error. Call
+    :func:`lock` once its views exist, and run user SQL only through
+    :func:`read_only_statements`, which refuses writes inside the allowed folders (DuckDB's
+    allow-list does not tell reading from writing)."""
+    listing = "[" + ", ".join(_literal(d.rstrip("/") + "/") for d in allowed_directories) + "]"
+    con.execute(f"SET allowed_directories = {listing}").fetchall()
+    con.execute("SET enable_external_access = false").fetchall()
+
+
+def lock(con: duckdb.DuckDBPyConnection) -> None:
+    """Freeze the connection's settings (``SET``, ``RESET``, ``PRAGMA x=y`` then fail)."""
+    con.execute("SET lock_configuration = true").fetchall()
+
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^)]*\)\s*)?", re.IGNORECASE)
+
+
+def read_only_statements(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
+    """The statements of ``sql`` if every one is a query (SELECT, DESCRIBE, SHOW, SUMMARIZE,
+    or EXPLAIN of one); else SqlError naming the first statement that is not."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlError(f"SQL syntax error: {str(exc).strip()}", hint=f"query was: {sql}"
+                       ) from None
+    if not statements:
+        raise SqlError("no SQL statement given", hint='e.g. hubctl sql "SELECT 1"')
+    out = []
+    for st in statements:
+        text = st.query
+        if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement
+            inner = _EXPLAIN.sub("", text, count=1)
+            kinds = [s.type for s in con.extract_statements(inner)] if inner != text else []
+            ok = kinds == [duckdb.StatementType.SELECT]
+        else:
+            ok = st.type == duckdb.StatementType.SELECT
+        if not ok:
+            kind = str(st.type).rsplit(".", 1)[-1]
+            raise SqlError(
+                f"hubctl sql only reads the lake: {kind} statements are refused "
+                f"({text.strip()[:80]!r})",
+                hint="write results with --output FILE --format csv|json|parquet; change the "
+                     "lake with hubctl ingest / lake / run")
+        out.append(text)
+    return out

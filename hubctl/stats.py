@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from hubctl.catalog import Catalog
@@ -9,7 +11,7 @@ from hubctl.duck import quote_ident
 from hubctl.lake import DERIVED, Lake
 from hubctl.registry import registry
 
-__all__ = ["table_stats"]
+__all__ = ["folder_bytes", "human_bytes", "table_stats"]
 
 
 def table_stats(lake: Lake) -> list[dict[str, Any]]:
@@ -23,7 +25,8 @@ def table_stats(lake: Lake) -> list[dict[str, Any]]:
         for name in lake.table_names():
             q = quote_ident(name)
             info: dict[str, Any] = {"table": name, "version": lake.open(name).version(),
-                                    "columns": lake.schema(name).names}
+                                    "columns": lake.schema(name).names,
+                                    **_sizes(lake, name)}
             et = types.get(name)
             if et is not None:
                 rows, ids, lo, hi = cat.query(
@@ -40,6 +43,7 @@ def table_stats(lake: Lake) -> list[dict[str, Any]]:
             out.append({"table": f"{DERIVED}.{pipeline}_{table}",
                         "version": lake.open(path).version(),
                         "columns": lake.schema(path).names,
+                        **_sizes(lake, path),
                         "rows": cat.query(f"SELECT count(*) AS n FROM {name}"
                                           ).to_pylist()[0]["n"]})
         return out
@@ -60,3 +64,29 @@ def _last_runs(cat: Catalog) -> dict[str, str]:
         for table in json.loads(r["tables"] or "{}"):
             last[table] = r["run_id"]
     return last
+
+
+def _sizes(lake: Lake, name: str) -> dict[str, int]:
+    """Bytes of the current snapshot's Parquet files, and of the table's folder on disk
+    (older versions kept for time travel until ``hubctl lake vacuum``, and the log)."""
+    files = lake.files(name)
+    return {"files": len(files), "bytes": sum(os.path.getsize(f) for f in files),
+            "disk_bytes": folder_bytes(lake.path(name))}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files under ``folder``."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(folder)
+               for f in names)
+
+
+def human_bytes(n: int | None) -> str:
+    """1234567 -> '1.2 MB'."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -30,7 +30,7 @@ def test_sql_formats(lake: Path, tmp_path: Path) -> None:
     lines = hub(lake, "sql", q, "--format", "jsonl").stdout.splitlines()
     assert json.loads(lines[0])["no2"] == 10.0 and len(lines) == 6
     csv_out = hub(lake, "sql", q, "--format", "csv").stdout.splitlines()
-    assert csv_out[0] == '"id","no2"' and len(csv_out) == 7
+    assert csv_out[0] == 'id,no2' and len(csv_out) == 7
     table = hub(lake, "sql", q).stdout
     assert "urn:ngsi-ld:AirQualityObserved:S1" in table
     out = tmp_path / "x.parquet"
@@ -59,6 +59,8 @@ def test_tables_lists_rows_time_span_and_last_run(lake: Path) -> None:
     assert aq["rows"] == 7 and aq["ids"] == 2 and "pm25" in aq["attributes"]
     assert aq["from"].startswith("2024-05-01T00:00") and aq["last_run"]
     assert stats["_runs"]["rows"] == 1 and stats["_rejects"]["rows"] == 1
+    assert 0 < aq["bytes"] <= aq["disk_bytes"] and aq["files"] >= 1
+    assert "on disk" in hub(lake, "tables").stdout
 
 
 def test_rejects_lists_reasons_and_raw(lake: Path) -> None:
@@ -70,7 +72,7 @@ def test_rejects_lists_reasons_and_raw(lake: Path) -> None:
 
 def test_catalog_file_is_queryable_by_plain_duckdb(lake: Path, tmp_path: Path) -> None:
     db = tmp_path / "city.duckdb"
-    result = hub(lake, "catalog", str(db))
+    result = hub(lake, "catalog", str(db), "--absolute")  # from any working directory
     assert result.exit_code == 0, result.output
     con = duckdb.connect(str(db), read_only=True,
                          config={"autoinstall_known_extensions": False})

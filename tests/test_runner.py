@@ -210,7 +210,7 @@ def test_pipelines_lists_inputs_and_params(lake: Path) -> None:
 def test_catalog_file_has_derived_views(lake: Path, tmp_path: Path) -> None:
     hub_json(lake, "run", "aq_daily")
     db = tmp_path / "hub.duckdb"
-    assert hub(lake, "catalog", str(db)).exit_code == 0
+    assert hub(lake, "catalog", str(db), "--absolute").exit_code == 0  # opened from any folder
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM derived.aq_daily_means").fetchall() == [(2,)]
     assert Lake(lake).derived_names() == [("aq_daily", "empty"), ("aq_daily", "means")]

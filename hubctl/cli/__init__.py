@@ -86,6 +86,7 @@ def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool)
       hubctl sql "SELECT id, avg(no2) FROM AirQualityObserved GROUP BY id"
     """
     ctx.obj = HubContext(lake_option=lake, config_option=config, debug=debug)
+    ctx.call_on_close(ctx.obj.refresh_catalogs)
 
 
 def _register() -> None:

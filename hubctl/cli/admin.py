@@ -104,6 +104,12 @@ def compact(tables: tuple[str, ...], as_json: bool) -> None:
 def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json: bool) -> None:
     """Delete Parquet files that no version within the retention period needs.
 
+    What happens to readers: `hubctl sql`, pipelines and the catalog files registered with
+    `hubctl catalog` (rewritten when this command ends) read the current snapshot, whose
+    files vacuum never deletes. A query that is running now, a DuckDB client that opened a
+    catalog file before the last commit, and time travel to a version older than the
+    retention period may fail with "No files found": rerun the query or reopen the file.
+
     \b
     Example:
       hubctl lake vacuum --retention-hours 0   # after compact: keep only the current files

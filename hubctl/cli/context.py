@@ -45,6 +45,19 @@ class HubContext:
         mark_interrupted(lake)
         return lake
 
+    def refresh_catalogs(self) -> None:
+        """Rewrite the catalog files registered with the lake if this command changed it
+        (nothing to do, and nothing imported, for a lake without registered catalogs)."""
+        if self._config is None:
+            return
+        from hubctl.catalog import REGISTRY
+
+        root = self._config.lake
+        if (root / REGISTRY).is_file():
+            from hubctl.catalog import refresh_catalogs
+
+            refresh_catalogs(root)
+
 
 def hub() -> HubContext:
     """The HubContext of the running command."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import sys
 from pathlib import Path
@@ -36,10 +38,15 @@ def _catalog() -> Any:
 @click.option("--json", "as_json", is_flag=True, callback=wants_json,
               help="Same as --format json; a failure is printed as JSON too.")
 def sql(query: str, fmt: str, output: Path | None, as_json: bool) -> None:
-    """Run a DuckDB SQL query over the lake.
+    """Run a read-only DuckDB SQL query over the lake.
 
     Every entity type is a view (all rows) and <Type>_latest (newest row per id); _runs is the
-    run ledger and _rejects the rejected records.
+    run ledger, _rejects the rejected records, derived.<pipeline>_<table> a pipeline's output.
+    Only the tables the query names are opened.
+
+    The query reads the lake and nothing else: statements other than queries (COPY, EXPORT,
+    ATTACH, INSTALL, LOAD, SET, CREATE, ...) and files outside the lake's tables are refused.
+    hubctl writes the result itself with --output; in CSV, lists and structs are JSON text.
 
     \b
     Examples:
@@ -47,55 +54,73 @@ def sql(query: str, fmt: str, output: Path | None, as_json: bool) -> None:
       hubctl sql "SELECT * FROM _runs" --format json
       hubctl sql "SELECT * FROM AirQualityObserved" --format parquet -o aq.parquet
     """
+    from hubctl.catalog import Catalog
+
     fmt = "json" if as_json else fmt
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs --output FILE")
-    cat = _catalog()
+    cat, statements = Catalog.for_user(hub().config.lake, query)
     try:
-        if output is not None and fmt in ("csv", "parquet"):
-            rel = cat.relation(query)
-            if fmt == "csv":
-                rel.write_csv(str(output), header=True)
-            else:
-                rel.write_parquet(str(output))
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            assert output is not None
+            pq.write_table(cat.arrow(statements), str(output), compression="zstd")
             click.echo(f"wrote {output}", err=True)
             return
-        table = cat.query(query)
+        result = cat.run(statements)
+        columns = [d[0] for d in result.description or []]
+        rows = result.fetchall()
     finally:
         cat.close()
-    _write(table, fmt, output)
+    _write(columns, rows, fmt, output)
 
 
-def _write(table: Any, fmt: str, output: Path | None) -> None:
-    rows = table.to_pylist()
+def _write(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, output: Path | None
+           ) -> None:
     if fmt == "table":
-        print_rows(table.column_names, [list(r.values()) for r in rows])
+        print_rows(columns, rows)
         return
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) \
+            if output else sys.stdout
+        if fmt == "csv":
+            writer = csv.writer(stream, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows([_csv_cell(v) for v in row] for row in rows)
+        elif fmt == "json":
+            records = [dict(zip(columns, r, strict=True)) for r in rows]
+            stream.write(json.dumps(to_jsonable(records), indent=2, ensure_ascii=False,
+                                    default=str) + "\n")
+        else:
+            for r in rows:
+                stream.write(json.dumps(to_jsonable(dict(zip(columns, r, strict=True))),
+                                        ensure_ascii=False, default=str) + "\n")
+    if output:
+        click.echo(f"wrote {output}", err=True)
 
-        pacsv.write_csv(table, sys.stdout.buffer)
-        return
-    if fmt == "json":
-        text = json.dumps(to_jsonable(rows), indent=2, ensure_ascii=False) + "\n"
-    else:
-        text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in rows)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: lists, structs and maps as JSON text, times in ISO 8601, NULL empty."""
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
+    return to_jsonable(value)
 
 
 @click.command()
 @json_option
 def tables(as_json: bool) -> None:
-    """List the lake's tables: rows, attributes, time span, version and last run.
+    """List the lake's tables: rows, attributes, time span, size, version and last run.
+
+    Size is the current snapshot's Parquet files (ZSTD-compressed); "on disk" adds the older
+    versions kept for time travel until `hubctl lake vacuum`, and the transaction log. The
+    last line is the whole lake folder.
 
     \b
     Example:
       hubctl tables --json
     """
-    from hubctl.stats import table_stats
+    from hubctl.stats import folder_bytes, human_bytes, table_stats
 
     lake = hub().lake
     lake.require_root()
@@ -103,10 +128,13 @@ def tables(as_json: bool) -> None:
     if as_json:
         emit_json(stats)
         return
-    cols = ["table", "rows", "ids", "attributes", "from", "to", "version", "last_run"]
+    cols = ["table", "rows", "ids", "attributes", "from", "to", "size", "on disk", "version",
+            "last_run"]
     print_rows(cols, [[s["table"], s["rows"], s.get("ids"), len(s.get("attributes", [])),
-                       s.get("from"), s.get("to"), s["version"], s.get("last_run")]
+                       s.get("from"), s.get("to"), human_bytes(s["bytes"]),
+                       human_bytes(s["disk_bytes"]), s["version"], s.get("last_run")]
                       for s in stats])
+    click.echo(f"lake {lake.root}: {human_bytes(folder_bytes(lake.root))} on disk")
 
 
 # A record is "line 17", "entry 3, IntervalReading 12" or a JSON pointer: sort by its first
@@ -162,22 +190,33 @@ def rejects(entity_type: str | None, run_id: str | None, limit: int, as_json: bo
 
 @click.command()
 @click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
-def catalog(database: Path) -> None:
+@click.option("--absolute", is_flag=True,
+              help="Absolute file paths (for clients that cannot start in the file's folder; "
+                   "the lake then cannot move without a hubctl command after the move).")
+def catalog(database: Path, absolute: bool) -> None:
     """Write a DuckDB database whose views read the lake's current snapshot.
 
-    Any DuckDB client (CLI, notebook, BI tool) can then query the lake without hubctl. Views
-    point at the Parquet files of the snapshot at the time of writing: run this again after
-    ingesting to see newer data.
+    Any DuckDB client (CLI, notebook, BI tool) can then query the lake without hubctl. The
+    lake remembers the file (<lake>/_catalogs.json): every hubctl command that changes the
+    lake (ingest, run, lake compact, lake vacuum, ...) rewrites it when it ends, so its views
+    stay correct; a client that already has it open sees the new views when it reopens it.
+    A long-running `hubctl listen` rewrites it when it stops. The file opens in DuckDB 1.5
+    and later (the previous release's storage format).
+
+    Paths are relative to the file's folder, so a lake that moves together with its catalog
+    keeps working: start the client in that folder, or run
+    SET file_search_path = '<folder>' first. Delete the file to stop the rewrites.
 
     \b
     Example:
-      hubctl catalog city.duckdb && duckdb city.duckdb "SELECT count(*) FROM AirQualityObserved"
+      hubctl catalog lake/city.duckdb
+      cd lake && duckdb city.duckdb "SELECT count(*) FROM AirQualityObserved"
     """
-    from hubctl.catalog import Catalog
+    from hubctl.catalog import write_catalog
 
     lake = hub().lake
     lake.require_root()
-    views = Catalog.write_database(lake, database)
+    views = write_catalog(lake, database, absolute=absolute)
     click.echo(f"wrote {database} with {len(views)} views: {', '.join(views)}")
 
 
