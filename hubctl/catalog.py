@@ -10,12 +10,13 @@ Three kinds of catalog:
   pipelines, with every table.
 - :meth:`Catalog.for_user` : the connection ``hubctl sql`` runs a user's query on. It opens
   only the tables the query names and may read only their folders; writes, ``ATTACH``,
-  extensions and settings are refused (:func:`hubctl.duck.connect_user`).
+  extensions and settings are refused (:func:`hubctl.duck.restrict`).
 - :func:`write_catalog`: a DuckDB database file for any DuckDB client. The lake remembers it
-  (``<lake>/_catalogs.json``) and :func:`refresh_catalogs`, run when a hubctl command that
-  changed the lake ends, rewrites it, so it stays correct after ingest, compaction and
-  vacuum. It is written for the previous DuckDB release's storage format, with paths
-  relative to its own folder unless asked for absolute ones.
+  (``<lake>/_catalogs.json``) and :func:`refresh_catalogs`, run when a run's ledger row is
+  appended (``Lake.append``) and when a hubctl command that changed the lake ends, rewrites
+  it, so it stays correct after ingest, compaction and vacuum. It is written for the previous
+  DuckDB release's storage format, with paths relative to its own folder unless asked for
+  absolute ones.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ NEW, DUPLICATE = 0, 3
 _DATE_DIR = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 _MERGE_RETRIES = 8
 DERIVED = "derived"  # <lake>/derived/<pipeline>/<table>/: tables that pipelines write
+_LEDGERS = ("_runs", "_pipeline_runs")  # each run ends with a commit to one of them
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Lake:
         _retrying(dt, lambda: write_deltalake(
             dt, table, mode="append", schema_mode="merge", partition_by=partition_by or None,
             writer_properties=_writer_properties(table.schema)))
+        _ledger_hook(self.root, name)
         return dt.version()
 
     def put(self, name: str, rows: pa.Table, key: str) -> int:
@@ -137,7 +139,8 @@ class Lake:
             _retrying(dt, lambda: write_deltalake(
                 dt, rows, mode="overwrite", predicate=f"{quote_ident(key)} IN ({values})",
                 schema_mode="merge", writer_properties=_writer_properties(rows.schema)))
-            return dt.version()
+        _ledger_hook(self.root, name)
+        return dt.version()
 
     # ------------------------------------------------------------------ upsert
     def upsert(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...] = (),
@@ -453,6 +456,16 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     """``rows`` with exactly the columns and types of ``schema`` (no copy when they have them)."""
     picked = rows.select(schema.names)
     return picked if picked.schema.equals(schema) else picked.cast(schema)
+
+
+def _ledger_hook(root: Path, name: str) -> None:
+    """After a commit to a ledger table (a run started or ended): rewrite the catalog files
+    registered with the lake (``hubctl catalog``), so they follow runs inside long-lived
+    processes too. A stat when none is registered."""
+    if name in _LEDGERS:
+        from hubctl.catalog import refresh_catalogs
+
+        refresh_catalogs(root)
 
 
 def _committed(folder: Path) -> bool:

@@ -176,6 +176,19 @@ def test_absolute_catalog_follows_a_moved_lake_at_the_next_command(lake: Path, t
                        tmp_path) == [(7,)]
 
 
+def test_catalog_follows_runs_of_the_engine_without_the_cli(lake: Path, tmp_path: Path) -> None:
+    """A long-running process (`hubctl schedule run`, `listen`) runs sources in-process: the
+    catalog follows each run's ledger row, not only the end of a command."""
+    from hubctl.lake import Lake
+    from hubctl.orchestrate import ingest_request, run_request
+
+    db = lake / "city.duckdb"
+    assert hub(lake, "catalog", str(db)).exit_code == 0
+    data, st = write_openaq(tmp_path / "api", [row("S2", 9, "no2", 4)])
+    run_request(Lake(lake), ingest_request("openaq", [str(data)], {"stations": st}))
+    assert _query_file(db, "SELECT count(*) FROM AirQualityObserved", lake) == [(8,)]
+
+
 def test_catalog_file_is_forgotten_when_deleted(lake: Path, tmp_path: Path) -> None:
     db = tmp_path / "gone.duckdb"
     assert hub(lake, "catalog", str(db), "--absolute").exit_code == 0

@@ -197,11 +197,11 @@ def catalog(database: Path, absolute: bool) -> None:
     """Write a DuckDB database whose views read the lake's current snapshot.
 
     Any DuckDB client (CLI, notebook, BI tool) can then query the lake without hubctl. The
-    lake remembers the file (<lake>/_catalogs.json): every hubctl command that changes the
-    lake (ingest, run, lake compact, lake vacuum, ...) rewrites it when it ends, so its views
-    stay correct; a client that already has it open sees the new views when it reopens it.
-    A long-running `hubctl listen` rewrites it when it stops. The file opens in DuckDB 1.5
-    and later (the previous release's storage format).
+    lake remembers the file (<lake>/_catalogs.json) and rewrites it when a run ends (also
+    inside `hubctl schedule run` and `hubctl listen`) and when any hubctl command that changed
+    the lake ends (ingest, run, lake compact, lake vacuum, ...), so its views stay correct; a
+    client that already has it open sees the new views when it reopens it. The file opens in
+    DuckDB 1.5 and later (the previous release's storage format).
 
     Paths are relative to the file's folder, so a lake that moves together with its catalog
     keeps working: start the client in that folder, or run
