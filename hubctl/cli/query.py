@@ -114,7 +114,7 @@ def tables(as_json: bool) -> None:
 
     Size is the current snapshot's Parquet files (ZSTD-compressed); "on disk" adds the older
     versions kept for time travel until `hubctl lake vacuum`, and the transaction log. The
-    last line is the whole lake folder.
+    size of the whole lake folder follows on stderr.
 
     \b
     Example:
@@ -134,7 +134,7 @@ def tables(as_json: bool) -> None:
                        s.get("from"), s.get("to"), human_bytes(s["bytes"]),
                        human_bytes(s["disk_bytes"]), s["version"], s.get("last_run")]
                       for s in stats])
-    click.echo(f"lake {lake.root}: {human_bytes(folder_bytes(lake.root))} on disk")
+    click.echo(f"lake {lake.root}: {human_bytes(folder_bytes(lake.root))} on disk", err=True)
 
 
 # A record is "line 17", "entry 3, IntervalReading 12" or a JSON pointer: sort by its first
