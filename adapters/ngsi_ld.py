@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,10 @@ import pyarrow as pa
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.errors import UsageError
+from hubctl.jsonstream import iter_records, read_chunks
 from hubctl.ngsild import (
     Parsed,
-    iter_documents,
     normalize,
-    read_document,
     resolve_type,
     time_index,
     type_name,
@@ -54,6 +52,7 @@ class NgsiLd(Adapter):
     summary = ("NGSI-LD entities (normalized, concise or keyValues): one entity, an array, "
                "or JSON Lines.")
     example = "hubctl ingest ngsi-ld AirQualityObserved.example-normalized.jsonld"
+    batch_rows = 25_000  # rows are dicts until a batch is built: keeps memory bounded
     params: Sequence[click.Parameter] = (
         click.Option(["--type"], metavar="TYPE", default=None,
                      help="Entity type assumed for entities that have no type, "
@@ -65,9 +64,8 @@ class NgsiLd(Adapter):
         """Batches of rows per file and entity type, at most ``ctx.batch_rows`` records each."""
         assumed = _assumed_type(options.get("type"))
         for path in inputs:
-            text, nbytes = read_document(path)
-            yield from _FileReader(path, text, assumed, ctx).batches()
-            ctx.advance(nbytes)
+            yield from _FileReader(path, read_chunks(path), assumed, ctx).batches()
+            ctx.advance(path.stat().st_size)
 
 
 def _assumed_type(value: Any) -> str | None:
@@ -156,23 +154,19 @@ class _Group:
 class _FileReader:
     """One input file: its entities grouped by type, then batches and warnings."""
 
-    def __init__(self, path: Path | str, text: str, assumed: str | None,
+    def __init__(self, path: Path | str, chunks: Iterable[str], assumed: str | None,
                  ctx: ReadContext) -> None:
-        """``path``: the file, or the URL a broker pull read the text from."""
-        self.path, self.text, self.assumed, self.ctx = path, text, assumed, ctx
+        """``path``: the file, or the URL a broker pull read the text from; ``chunks``: its
+        text, read as it is needed (the file is never held whole)."""
+        self.path, self.chunks, self.assumed, self.ctx = path, chunks, assumed, ctx
         self.label = path.name if isinstance(path, Path) else path
         self.reports: dict[str, _TypeReport] = {}
-
-    @cached_property
-    def lines(self) -> list[str]:
-        """The file's lines, as iter_documents numbers them."""
-        return [line.rstrip("\r") for line in self.text.lstrip("\ufeff").split("\n")]
 
     def batches(self) -> Iterator[Batch]:
         """Batches per entity type, flushed at ``batch_rows``; warnings at the end."""
         groups: dict[str, _Group] = {}
-        for pointer, obj in iter_documents(self.text, str(self.path)):
-            name, entry = self.entry(pointer, obj)
+        for pointer, obj, text in iter_records(self.chunks):
+            name, entry = self.entry(pointer, obj, text)
             group = groups.setdefault(name, _Group())
             if isinstance(entry, Reject):
                 group.rejects.append(entry)
@@ -186,12 +180,12 @@ class _FileReader:
             for message in report.messages(self.label, registry()[name]):
                 self.ctx.warn(message)
 
-    def entry(self, pointer: str, obj: Any) -> tuple[str, Entry]:
+    def entry(self, pointer: str, obj: Any, text: str = "") -> tuple[str, Entry]:
         """The type and the lake row (or reject) of one document of the file."""
         if isinstance(obj, ValueError):
-            return self.reject(self.assumed or "", self.raw(pointer, None), pointer,
+            return self.reject(self.assumed or "", text, pointer,
                                [reason("malformed-record", detail=str(obj))])
-        raw = self.raw(pointer, obj)
+        raw = self.raw(pointer, obj, text)
         if not isinstance(obj, dict):
             detail = f"an entity must be a JSON object, not {type(obj).__name__}"
             return self.reject(self.assumed or "", raw, pointer,
@@ -209,12 +203,10 @@ class _FileReader:
         row["_raw"], row["_record"] = raw, pointer
         return name, row
 
-    def raw(self, pointer: str, obj: Any) -> str:
-        """The record as it was read: its line for JSON Lines, else its JSON text."""
-        if pointer.startswith("line "):
-            n = int(pointer.split()[1])
-            if 0 < n <= len(self.lines):
-                return self.lines[n - 1]
+    def raw(self, pointer: str, obj: Any, text: str) -> str:
+        """The record as it was read: its text for JSON Lines, else its JSON text."""
+        if pointer.startswith("line ") and text:
+            return text
         return json.dumps(obj, ensure_ascii=False)
 
     def reject(self, name: str, raw: str, pointer: str,

@@ -201,7 +201,7 @@ class NgsiLdBroker(Adapter):
 def _read(label: str, lines: list[str], assumed: str | None, ctx: ReadContext) -> \
         Iterator[Batch]:
     """Batches of entities (JSON texts) read as one JSON array, as a file of them would be."""
-    return _FileReader(label, "[" + ",\n".join(lines) + "]", assumed, ctx).batches()
+    return _FileReader(label, ["[" + ",\n".join(lines) + "]"], assumed, ctx).batches()
 
 
 def _since(value: Any) -> datetime | None:

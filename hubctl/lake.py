@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from hubctl.duck import quote_ident, scan_sql, scratch
-from hubctl.errors import DuplicateKeys, HubError, UnknownTable
+from hubctl.errors import DuplicateKeys, HubError, UnknownTable, damaged_table
 from hubctl.locks import table_commit
 from hubctl.registry import PROVENANCE, EntityType
 
@@ -88,6 +88,8 @@ class Lake:
         except TableNotFoundError:
             raise UnknownTable(f"the lake {self.root} has no table {name!r}",
                                hint="run `hubctl tables` to list them") from None
+        except DeltaError as exc:  # a damaged log: name the table and the way out
+            raise damaged_table(name, self.path(name), exc) from None
 
     def files(self, name: str, dates: list[str] | None = None) -> list[str]:
         """Parquet files of the current snapshot (only the given ``date`` partitions if set)."""

@@ -7,7 +7,6 @@ Internally an entity is held in the *normalized* form (every attribute an object
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,44 +192,12 @@ def iter_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
     A line of JSON Lines that does not parse yields (pointer, ValueError); line numbers are
     those of the file. A document that is not JSON and has no line holding a JSON object
     (a broken pretty-printed document, say) yields one ValueError where parsing stopped.
+    Files are read in bounded memory with :func:`hubctl.jsonstream.iter_records`.
     """
-    body = text.lstrip("\ufeff")
-    if not body.strip():
-        return
-    try:
-        doc = json.loads(body)
-    except json.JSONDecodeError as whole_error:
-        yield from _json_lines(body, whole_error)
-        return
-    if isinstance(doc, list):
-        for i, item in enumerate(doc):
-            yield f"/{i}", item
-    else:
-        yield "/", doc
+    from hubctl.jsonstream import iter_records
 
-
-def _json_lines(body: str, whole_error: json.JSONDecodeError) -> Iterator[tuple[str, Any]]:
-    """Lines of JSON Lines; one error for the whole text until a line holds an object."""
-    held: list[tuple[str, Any]] = []  # lines read before the first object
-    lines_found = False
-    for n, line in enumerate(body.split("\n"), start=1):  # not splitlines: U+2028 is text
-        if not line.strip():
-            continue
-        try:
-            item: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            item = ValueError(f"not JSON: {exc.msg} at column {exc.colno}")
-        if not lines_found and not isinstance(item, dict):
-            held.append((f"line {n}", item))
-            continue
-        if not lines_found:
-            lines_found = True
-            yield from held
-        yield f"line {n}", item
-    if not lines_found:
-        yield f"line {whole_error.lineno}", ValueError(
-            f"not JSON: {whole_error.msg} at line {whole_error.lineno} "
-            f"column {whole_error.colno}")
+    for pointer, obj, _ in iter_records([text]):
+        yield pointer, obj
 
 
 def with_context(entity: dict[str, Any], et: EntityType) -> dict[str, Any]:

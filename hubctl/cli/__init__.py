@@ -3,6 +3,7 @@ into messages and exit codes in one place (:func:`main`)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from hubctl import __version__
 from hubctl.cli.context import HubContext
 from hubctl.cli.output import emit_failure
-from hubctl.errors import HubError
+from hubctl.errors import HubError, translate
 
 __all__ = ["cli", "main"]
 
@@ -49,13 +50,36 @@ class HubGroup(click.Group):
             raise
         except BrokenPipeError:
             raise click.exceptions.Exit(0) from None
-        except Exception as exc:  # a bug: short message, traceback with --debug
-            error = HubError(f"internal error: {type(exc).__name__}: {exc}",
-                             hint="rerun with --debug for the traceback and report it")
+        except Exception as exc:  # the machine's problem, or a bug (traceback with --debug)
+            error = _translated(ctx, exc)
             emit_failure(error, error.exit_code)
             if _debug(ctx):
                 raise
             raise HubCommandError(error) from exc
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # a Rust panic in deltalake
+                raise
+            error = _translated(ctx, exc)
+            emit_failure(error, error.exit_code)
+            if _debug(ctx):
+                raise
+            raise HubCommandError(error) from exc
+
+
+def _translated(ctx: click.Context, exc: BaseException) -> HubError:
+    """A machine's or input's problem as a message (see :func:`hubctl.errors.translate`);
+    anything else is an internal error to report."""
+    obj = ctx.find_object(HubContext)
+    lake = None
+    try:
+        lake = str(obj.config.lake) if obj is not None else None
+    except Exception:  # the configuration itself is broken: name no lake
+        lake = None
+    known = translate(exc, lake)
+    if known is not None:
+        return known
+    return HubError(f"internal error: {type(exc).__name__}: {exc}",
+                    hint="rerun with --debug for the traceback and report it")
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -101,5 +125,10 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="hubctl")
+    """Console-script entry point. Without --debug, a Rust panic report (deltalake prints one
+    on stderr when, e.g., the disk fills up mid-write) is kept off the terminal: the error it
+    leads to is reported as a message."""
+    from hubctl.cli.panics import quiet_rust_panics
+
+    with quiet_rust_panics(enabled="--debug" not in sys.argv[1:]):
+        cli(prog_name="hubctl")
