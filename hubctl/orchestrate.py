@@ -31,6 +31,7 @@ from hubctl.errors import (
     HubError,
     LockHeld,
     UsageError,
+    translate,
 )
 
 if TYPE_CHECKING:
@@ -67,18 +68,27 @@ def exit_code(error: BaseException | None) -> int:
     """The exit code of a run that ended with ``error`` (0 for none; 1 for a bug)."""
     if error is None:
         return EXIT_OK
-    return error.exit_code if isinstance(error, HubError) else EXIT_FAILED
+    known = _known(error)
+    return known.exit_code if known is not None else EXIT_FAILED
+
+
+def _known(error: BaseException) -> HubError | None:
+    """The error as a HubError: itself, or the machine's problem it stands for (disk full,
+    read-only lake, ...; :func:`hubctl.errors.translate`); None for a bug."""
+    return error if isinstance(error, HubError) else translate(error)
 
 
 def _message(error: BaseException) -> str:
-    if isinstance(error, HubError):
-        return error.message
+    known = _known(error)
+    if known is not None:
+        return known.message
     return f"internal error: {type(error).__name__}: {error}"
 
 
 def _hint(error: BaseException) -> str | None:
-    if isinstance(error, HubError):
-        return error.hint
+    known = _known(error)
+    if known is not None:
+        return known.hint
     return "rerun with --debug for the traceback and report it"
 
 
