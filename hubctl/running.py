@@ -17,6 +17,7 @@ Standard library only: every command reads the marker folder, ``hubctl sql`` inc
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -51,6 +52,7 @@ def clear_stop() -> None:
     _REASON.clear()
 
 
+@functools.cache
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -69,9 +71,13 @@ def _started(pid: int) -> int | None:
 
 def me() -> dict[str, Any]:
     """This process as a marker names it."""
-    pid = os.getpid()
-    return {"host": os.uname().nodename, "boot": _boot_id(), "pid": pid,
-            "pid_start": _started(pid)}
+    return dict(_me(os.getpid()))
+
+
+@functools.cache
+def _me(pid: int) -> tuple[tuple[str, Any], ...]:
+    return (("host", os.uname().nodename), ("boot", _boot_id()), ("pid", pid),
+            ("pid_start", _started(pid)))
 
 
 def _gone(owner: dict[str, Any]) -> bool:
@@ -102,9 +108,13 @@ def _folder(root: Path) -> Path:
 def write(root: Path, run_id: str, content: dict[str, Any]) -> None:
     """Create or replace run ``run_id``'s marker atomically (a reader never sees half)."""
     folder = _folder(root)
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{run_id}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"owner": me(), **content}, default=str), encoding="utf-8")
+    text = json.dumps({"owner": me(), **content}, default=str)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except FileNotFoundError:  # the first marker of this lake
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, folder / f"{run_id}.json")
 
 
