@@ -7,6 +7,9 @@ contentInstances in its own container over ACME's HTTP binding as fast as ACME a
 ``--seconds`` seconds. Two measurements per repeat, alternating:
 
 - **ACME alone**: nobody subscribed; what ACME sustains on this machine (creates/s).
+- **ACME notifying a minimal responder**: the same AE and subscriptions as the hub's, their
+  notifications answered at once by a bare paho client that stores nothing: what ACME
+  sustains when it notifies over MQTT, whoever listens.
 - **with the hub**: ``hubctl listen`` registered as the AE ``Chubctl`` (``register = true``,
   notifications over MQTT at QoS 0 as ACME sends them, ``reconcile`` 60 s), killed with
   SIGKILL in the middle of the run and started again 2 s later. The run ends when the lake
@@ -102,6 +105,41 @@ def alone(args: argparse.Namespace, folder: Path) -> float:
     try:
         created, t0, t1 = _create(acme, containers, args.seconds)
     finally:
+        acme.stop()
+        broker.stop()
+    return created / (t1 - t0)
+
+
+def responder(args: argparse.Namespace, folder: Path) -> float:
+    """Creates/s ACME sustains while notifying an AE that answers at once and stores nothing."""
+    import paho.mqtt.client as mqtt
+
+    broker, acme, containers = _setup(folder, args.clients)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-responder")
+
+    def answer(c: Any, userdata: Any, m: Any) -> None:
+        req = json.loads(m.payload)
+        parts = m.topic.split("/")
+        c.publish("/".join(parts[:2] + ["resp"] + parts[3:]), json.dumps(
+            {"rsc": 2000, "rqi": req.get("rqi"), "rvi": req.get("rvi"), "fr": HUB,
+             "to": req.get("fr")}))
+
+    client.on_message = answer
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe(f"/oneM2M/req/+/{HUB}/json")
+    client.loop_start()
+    try:
+        assert acme.request("POST", "cse-in", HUB, {"m2m:ae": {
+            "rn": HUB, "api": "Nbench", "rr": True, "srv": ["3"],
+            "poa": [f"mqtt://127.0.0.1:{broker.port}"]}}, 2)[0] == 2001
+        for c in containers:
+            assert acme.request("POST", c, HUB, {"m2m:sub": {
+                "rn": f"sub-{HUB}", "nu": [HUB], "enc": {"net": [3], "chty": [4]},
+                "nct": 1}}, 23)[0] == 2001
+        created, t0, t1 = _create(acme, containers, args.seconds)
+    finally:
+        client.disconnect()
+        client.loop_stop()
         acme.stop()
         broker.stop()
     return created / (t1 - t0)
@@ -225,31 +263,36 @@ def main() -> None:
         print(f"bench_acme: ACME ({ACME}) or mosquitto is not installed (scripts/ensure-acme, "
               "scripts/ensure-mosquitto); skipped", file=sys.stderr)
         return
-    alones, hubs = [], []
+    alones, responders, hubs = [], [], []
     for i in range(args.repeat):
         load = os.getloadavg()[0]
         alones.append(alone(args, OUT / f"alone{i}"))
+        responders.append(responder(args, OUT / f"responder{i}"))
         h = with_hub(args, OUT / f"hub{i}")
         hubs.append(h)
-        print(f"  run {i}: ACME alone {alones[-1]:.0f} creates/s; with the hub "
+        print(f"  run {i}: ACME alone {alones[-1]:.0f} creates/s, notifying a minimal responder "
+              f"{responders[-1]:.0f} creates/s; with the hub "
               f"{h['created_per_s']:.0f} creates/s, {h['rows']} rows (distinct "
               f"{h['distinct']}) for cni {h['cni']} ({h['created']} created), delay p50 "
               f"{h['delay_p50_s']} s, p95 {h['delay_p95_s']} s, max {h['delay_max_s']} s, p95 "
               f"before the kill {h['steady_p95_s']} s, listener away {h['outage_s']} s; load "
               f"{load:.1f} -> {os.getloadavg()[0]:.1f}", file=sys.stderr)
     a = statistics.median(alones)
+    r = statistics.median(responders)
     w = statistics.median(h["created_per_s"] for h in hubs)
     lost = sum(1 for h in hubs if not (h["rows"] == h["distinct"] == h["cni"] and h["drained"]))
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; {args.clients} creating clients (HTTP, keep-alive), "
           f"{args.seconds:g} s per run, kill -9 of the listener in the middle; medians of "
           f"{args.repeat}; load average now {os.getloadavg()[0]:.1f}\n")
-    print("| ACME alone | ACME with the hub (runs) | ratio | lake rows = cni | delay p50 | "
+    print("| ACME alone | ACME notifying a minimal responder | ACME with the hub (runs) | "
+          "ratio to alone / to the responder | lake rows = cni | delay p50 | "
           "delay p95 (runs) | worst | p95 before the kill | listener away | runs with a loss "
-          "or a double |\n|---|---|---|---|---|---|---|---|---|---|")
+          "or a double |\n|---|---|---|---|---|---|---|---|---|---|---|")
     each = " / ".join(f"{h['created_per_s']:.0f}" for h in hubs)
     p95s = " / ".join(f"{h['delay_p95_s']:.2f}" for h in hubs)
-    print(f"| {a:.0f} creates/s | **{w:.0f} creates/s** ({each}) | {w / a:.2f} | "
+    print(f"| {a:.0f} creates/s | {r:.0f} creates/s | **{w:.0f} creates/s** ({each}) | "
+          f"{w / a:.2f} / {w / r:.2f} | "
           f"{' / '.join(str(h['rows']) + '=' + str(h['cni']) for h in hubs)} | "
           f"{statistics.median(h['delay_p50_s'] for h in hubs):.2f} s | "
           f"**{statistics.median(h['delay_p95_s'] for h in hubs):.2f} s** ({p95s}) | "
