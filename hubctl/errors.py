@@ -104,9 +104,10 @@ class DuplicateKeys(HubError):
     """A table holds more than one row for one key (written by an older hubctl or another
     tool); ``hubctl lake check --repair`` keeps the last write of each key."""
 
-    def __init__(self, table: str, *, hint: str | None = None) -> None:
+    def __init__(self, table: str, *, key: tuple[str, ...] = ("id", "observed_at"),
+                 hint: str | None = None) -> None:
         super().__init__(
-            f"table {table} holds more than one row for some keys (id, observed_at)",
+            f"table {table} holds more than one row for some keys ({', '.join(key)})",
             hint=hint or f"run `hubctl lake check {table}` to list them and `hubctl lake check "
                          f"{table} --repair` to keep the last write of each key")
         self.table = table

@@ -299,7 +299,7 @@ class Lake:
         finally:
             con.close()
         if out.num_rows != rows.num_rows:  # a stored key matched more than one row
-            raise DuplicateKeys(et.name)
+            raise DuplicateKeys(et.name, key=et.key)
         return out
 
     # ------------------------------------------------------------------ maintenance

@@ -162,12 +162,16 @@ def test_two_processes_ingesting_files_that_share_keys_write_each_key_once(
     stations, hours = 30, 100
     no2, pm25, st = openaq_files(tmp_path / "in", stations, hours)
     keys = stations * hours
-    for rnd in range(2):
+    config = tmp_path / "hub.toml"  # the same two files as hub.toml sources
+    config.write_text("".join(f'[sources.{f.stem}]\nadapter = "openaq"\ninputs = ["{f}"]\n'
+                              f'options = {{ stations = "{st}" }}\n' for f in (no2, pm25)))
+    commands = [[["ingest", "openaq", str(f), "--stations", str(st)] for f in (no2, pm25)],
+                [["--config", str(config), "ingest", "--source", f.stem] for f in (no2, pm25)]]
+    for rnd, pair in enumerate(commands):  # round 1 with adapter commands, round 2 hub.toml
         lake = tmp_path / f"lake{rnd}"
-        procs = [subprocess.Popen([*SMALL_BATCHES, "200", "ingest", "openaq", str(f),
-                                   "--stations", str(st), "--json"], env=_env(lake),
+        procs = [subprocess.Popen([*SMALL_BATCHES, "200", *args, "--json"], env=_env(lake),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for f in (no2, pm25)]
+                 for args in pair]
         runs = []
         for p in procs:
             out, err = p.communicate(timeout=120)

@@ -136,7 +136,8 @@ def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json
                    "newest commit): one commit per table, recorded in _runs as a lake-check run.")
 @json_option
 def check(table: str | None, repair: bool, as_json: bool) -> None:
-    """Find keys (id, observed_at) that more than one row holds, in one entity table or all.
+    """Find keys that more than one row holds, in one entity table or all (the key is
+    (id, observed_at) for time series, id for static types).
 
     hubctl never writes a key twice; duplicates come from older versions of hubctl or from
     other tools writing to the lake. A command that meets them fails and points here.
