@@ -25,11 +25,17 @@ from hubctl.ngsild import parse_time
 from hubctl.registry import Attribute, EntityType
 from hubctl.rejects import Reason, reason
 
-__all__ = ["Gate", "RowReasons", "coordinate_reason", "gate_for", "number_fits",
-           "pattern_matches", "validate_entity"]
+__all__ = ["ID_MAX_CHARS", "Gate", "RowReasons", "coordinate_reason", "gate_for", "id_reason",
+           "number_fits", "pattern_matches", "validate_entity"]
 
 RowReasons = dict[int, list[Reason]]
 _NUMERIC = ("float64", "int64", "point")
+
+# Entity ids: longer than this, or holding a control character (NUL, line breaks, ...), they
+# are rejected as data (code bad-id), on both paths. 1,024 characters leaves room for GTFS
+# stop-time ids and percent-encoded Korean names; see docs/limits.md.
+ID_MAX_CHARS = 1024
+_CONTROL = "[\\x00-\\x1f\\x7f]"  # RE2, as the vectorised path matches it
 
 
 def number_fits(kind: str, value: Any) -> bool:
@@ -56,6 +62,20 @@ def pattern_matches(pattern: str, text: str) -> bool:
     mean the same thing on each.
     """
     return bool(pc.match_substring_regex(pa.array([text], pa.string()), pattern)[0].as_py())
+
+
+def id_reason(value: Any) -> Reason | None:
+    """Why an entity id is refused as data (a control character, or too long), or None."""
+    if not isinstance(value, str):
+        return None
+    for i, ch in enumerate(value):
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return reason("bad-id", "id", detail=f"holds the control character U+{ord(ch):04X} "
+                                                 f"at position {i + 1}")
+    if len(value) > ID_MAX_CHARS:
+        return reason("bad-id", "id", detail=f"is {len(value):,} characters long, more than "
+                                             f"the limit of {ID_MAX_CHARS:,}")
+    return None
 
 
 def coordinate_reason(field: str, lon: Any, lat: Any) -> Reason | None:
@@ -157,6 +177,9 @@ def _map_error(error: Any, entity: dict[str, Any], et: EntityType) -> Reason:
 def validate_entity(entity: dict[str, Any], et: EntityType) -> list[Reason]:
     """Every problem of one normalized entity, per field: a type error hides the others."""
     found = _non_finite(entity, et)
+    bad_id = id_reason(entity.get("id"))
+    if bad_id is not None:
+        found.append(bad_id)
     for error in _validator(et).iter_errors(entity):
         if error.validator == "required":  # one error per missing name: report each
             where = _field_of(error)
@@ -271,6 +294,10 @@ class Gate:
         for i in _true_indices(pc.is_null(ids)):
             if i not in type_fields.get("id", ()):
                 out[i].append(reason("missing-required", "id"))
+        for i in _true_indices(_bad_ids(ids)):
+            found = id_reason(ids[i].as_py())
+            if found is not None:
+                out[i].append(found)
         if self.id_pattern:
             for i in _true_indices(_mismatches(ids, self.id_pattern)):
                 out[i].append(reason("pattern-error", "id", value=ids[i].as_py(),
@@ -337,6 +364,23 @@ def _mismatches(values: pa.Array | pa.ChunkedArray, pattern: str) -> pa.Array:
     if len(bad) == 0:
         return pa.repeat(pa.scalar(False), len(values))
     return pc.is_in(values, value_set=bad)
+
+
+def _bad_ids(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """True where an id is too long or holds a control character (each distinct id once)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        return pc.take(_bad_ids(values.dictionary), values.indices)
+    distinct = pc.unique(values) if len(values) >= 4096 else values
+    bad = pc.fill_null(pc.or_(pc.greater(pc.utf8_length(distinct), ID_MAX_CHARS),
+                              pc.match_substring_regex(distinct, _CONTROL)), False)
+    if distinct is values:
+        return bad
+    refused = distinct.filter(bad)
+    if len(refused) == 0:
+        return pa.repeat(pa.scalar(False), len(values))
+    return pc.is_in(values, value_set=refused)
 
 
 def _true_indices(mask: pa.Array | pa.ChunkedArray) -> list[int]:

@@ -8,10 +8,12 @@ bad value and hand-picked edge cases, both must give the same ``(field, code)`` 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from hubctl.gate import coordinate_reason, gate_for, validate_entity
 from hubctl.ngsild import entity_id, format_time, normalize, time_index
 from hubctl.registry import EntityType, get_type
 from hubctl.rows import build_table, entity_to_row
+from tests.helpers import hub_json
 
 AQO = get_type("AirQualityObserved")
 POI = get_type("PointOfInterest")
@@ -94,11 +97,14 @@ NAN, INF = float("nan"), float("inf")
 BAD_NUMBERS: list[Any] = ["12.5", "abc", "", True, False, [1], {"v": 1}, NAN, INF, -INF,
                           10**400, -(10**400)]
 BAD_IDS: list[Any] = [
-    "", "AirQualityObserved:1", "urn:ngsi-ld:AirQualityObserved:", "urn:ngsi-ld:PointOfInterest:x",
+    "urn:ngsi-ld:AirQualityObserved:\x00", "urn:ngsi-ld:AirQualityObserved:a\x01",
+    "urn:ngsi-ld:AirQualityObserved:" + "é" * 994, "", "AirQualityObserved:1",
+    "urn:ngsi-ld:AirQualityObserved:", "urn:ngsi-ld:PointOfInterest:x",
     "urn:ngsi-ld:AirQualityObserved:a b", "urn:ngsi-ld:AirQualityObserved:x\n",
     "urn:ngsi-ld:AirQualityObserved:\tx", "urn:ngsi-ld:airqualityobserved:x", 5, True, ["x"],
 ]
 ODD_GOOD_IDS = [
+    "urn:ngsi-ld:AirQualityObserved:" + "é" * 993,  # 1,024 characters: the limit
     entity_id("AirQualityObserved", "대구 수성구 (범어동)"), "urn:ngsi-ld:AirQualityObserved:a:b:c",
     "urn:ngsi-ld:AirQualityObserved:중구", "urn:ngsi-ld:AirQualityObserved:a\u00a0b",
 ]
@@ -311,6 +317,10 @@ CODE_CASES: list[tuple[str, Row, tuple[str, str]]] = [
     ("enum type", _aqo_with(airQualityLevel=2), ("airQualityLevel", "type-error")),
     ("id pattern", _aqo_with(id="urn:ngsi-ld:Other:1"), ("id", "pattern-error")),
     ("id type", _aqo_with(id=12), ("id", "type-error")),
+    ("id with NUL", _aqo_with(id="urn:ngsi-ld:AirQualityObserved:a\x00b"), ("id", "bad-id")),
+    ("id with DEL", _aqo_with(id="urn:ngsi-ld:AirQualityObserved:a\x7fb"), ("id", "bad-id")),
+    ("id too long", _aqo_with(id="urn:ngsi-ld:AirQualityObserved:" + "x" * 1000),
+     ("id", "bad-id")),
     ("no id", _aqo_with(id=_DROP), ("id", "missing-required")),
     ("no date", _aqo_with(dateObserved=_DROP), ("dateObserved", "missing-required")),
     ("no location", _aqo_with(lon=_DROP, lat=_DROP), ("location", "missing-required")),
@@ -409,3 +419,21 @@ def test_nan_and_infinity_are_not_numbers() -> None:
     rows = [_aqo_with(no2=NAN), _aqo_with(no2=INF), _aqo_with(lon=NAN)]
     assert path_b(rows, AQO) == path_a(rows, AQO) == [
         {("no2", "type-error")}, {("no2", "type-error")}, {("location", "type-error")}]
+
+
+def test_ids_with_nul_or_too_long_are_rejected_as_data(tmp_path: Path) -> None:
+    def doc(i: str) -> dict[str, Any]:
+        return {"id": i, "type": "AirQualityObserved", "dateObserved": "2024-05-01T00:00:00Z",
+                "no2": 5, "location": {"type": "Point", "coordinates": [128.6, 35.9]}}
+
+    path = tmp_path / "ids.jsonl"
+    path.write_text("\n".join(json.dumps(doc(i)) for i in (
+        "urn:ngsi-ld:AirQualityObserved:ok", "urn:ngsi-ld:AirQualityObserved:a\x00b",
+        "urn:ngsi-ld:AirQualityObserved:" + "x" * 5000)) + "\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ngsi-ld", str(path))
+    assert run["written"] == 1 and run["rejected"] == 2 and run["reconciles"]
+    rejects = {r["record"]: r["reasons"][0]["message"] for r in hub_json(lake, "rejects")}
+    assert rejects == {
+        "line 2": "id: holds the control character U+0000 at position 33",
+        "line 3": "id: is 5,031 characters long, more than the limit of 1,024"}
