@@ -41,7 +41,7 @@ from hubctl.duck import (
     restrict,
     scan_sql,
 )
-from hubctl.errors import HubError, SqlError, UnknownTable
+from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -175,8 +175,12 @@ class Catalog:
 
     def _add(self, table: _Table) -> None:
         from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
 
-        dt = DeltaTable(str(table.folder))
+        try:
+            dt = DeltaTable(str(table.folder))
+        except DeltaError as exc:  # a damaged log: name the table and the way out
+            raise damaged_table(table.view, table.folder, exc) from None
         files = dt.file_uris()
         if self.base is not None:
             files = [os.path.relpath(f, self.base) for f in files]

@@ -188,7 +188,7 @@ def _os_text(exc: BaseException) -> str:
     for text in _NO_SPACE_TEXT + _READ_ONLY_TEXT:
         if text in str(exc) and not text.startswith("os error"):
             return text
-    return str(exc)
+    return _first_line(exc)
 
 
 def damaged_table(table: str, folder: Path, exc: BaseException) -> DamagedTable:
@@ -196,17 +196,22 @@ def damaged_table(table: str, folder: Path, exc: BaseException) -> DamagedTable:
     file when one of them is not JSON, and the way out."""
     log = folder / "_delta_log"
     commits = sorted(log.glob("*.json"))
+    cause = _first_line(exc)  # with RUST_BACKTRACE set, a backtrace follows
     bad = next((p for p in commits if not _json_lines(p)), None)
     if bad is not None and bad == commits[-1] and len(commits) > 1:
         return DamagedTable(
-            table, f"its newest commit {bad} is damaged ({exc})",
+            table, f"its newest commit {bad} is damaged ({cause})",
             hint=f"move that file aside (`mv {bad} {bad}.damaged`): the table then reads as "
                  "its previous version; re-run the ingest that wrote the lost commit "
                  "(--force; it writes no duplicates)")
     found = f"{bad} is damaged" if bad is not None else "its transaction log cannot be read"
     return DamagedTable(
-        table, f"{found} ({exc})",
+        table, f"{found} ({cause})",
         hint=f"restore {folder} from a backup, or move it aside and ingest its sources again")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _json_lines(path: Path) -> bool:
