@@ -252,9 +252,20 @@ def _source_problems(src: Source) -> list[Problem]:
             problems.append(Problem((*where, "schedule"), "an MQTT source is never scheduled",
                                     f"`hubctl listen {src.name}` runs all the time; remove it"))
         try:
-            parse_settings(src.name, src.mqtt, src.base)
+            settings = parse_settings(src.name, src.mqtt, src.base)
         except HubError as exc:
             problems.append(Problem((*where, "mqtt"), exc.message, exc.hint))
+            return problems
+        group = "containers" if settings.protocol == "onem2m" else "groups"
+        for key, mapping in settings.mappings.items():
+            if not mapping.attributes:  # only names spelled like an attribute would be stored
+                et = mapping.entity_type
+                problems.append(Problem(
+                    (*where, "mqtt", group, key, "attributes"),
+                    "maps nothing: no attributes = {...}, so only published names spelled "
+                    f"exactly like an attribute of {et.name} are stored and a message with "
+                    "any other name is rejected",
+                    'e.g. attributes = { PM10 = "pm10" } (published name = attribute name)'))
         return problems
     from hubctl.adapters import ADAPTERS
     from hubctl.orchestrate import source_options

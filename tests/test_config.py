@@ -204,9 +204,11 @@ ae_id = "Chubctl"
 cse_url = "http://127.0.0.1:8080"
 register = true
 reconcile = 60
+notify_http = "127.0.0.1:9090"
 [sources.acme.mqtt.containers."cse-in/CairSensor/air"]
 type = "AirQualityObserved"
 id = "air01"
+attributes = { PM10 = "pm10" }
 
 [publisher]
 name = "Demo City"
@@ -294,3 +296,20 @@ def test_source_option_values_of_the_wrong_type_are_configuration_errors(
                for ln in lines), lines
     assert any("sources.pull.options.rate: must be a number, not text 'fast'" in ln
                for ln in lines), lines
+
+
+def test_config_check_reports_a_container_or_group_that_maps_nothing(tmp_path: Path) -> None:
+    (tmp_path / "hub.toml").write_text(
+        '[sources.air.mqtt]\nprotocol = "onem2m"\n'
+        '[sources.air.mqtt.containers."cse-in/a/air"]\ntype = "AirQualityObserved"\nid = "a"\n'
+        '[sources.air.mqtt.containers."cse-in/a/ok"]\ntype = "AirQualityObserved"\nid = "b"\n'
+        'attributes = { PM10 = "pm10" }\n'
+        '[sources.iot.mqtt]\nprotocol = "iotagent-json"\n'
+        '[sources.iot.mqtt.groups.k1]\ntype = "AirQualityObserved"\n', encoding="utf-8")
+    result = run(tmp_path, "config", "check", "--json")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    problems = json.loads(result.stdout)["problems"]  # type: ignore[attr-defined]
+    assert [p["key"] for p in problems] == [
+        'sources.air.mqtt.containers."cse-in/a/air".attributes',
+        "sources.iot.mqtt.groups.k1.attributes"]
+    assert all(p["message"].startswith("maps nothing") for p in problems)
