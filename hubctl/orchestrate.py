@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -267,8 +268,8 @@ def run_sources(lake: Lake, config: Config, names: Sequence[str], *, force: bool
                 hint="run it again, e.g. `hubctl ingest --source " + name + "`")))
             done(out[-1])
             continue
-        result = try_request(name, lambda n=name: source_request(  # type: ignore[misc]
-            config, n, force=force, max_reject_rate=max_reject_rate), lake, progress)
+        result = try_request(name, partial(source_request, config, name, force=force,
+                                           max_reject_rate=max_reject_rate), lake, progress)
         if debug and result.error is not None and not isinstance(result.error, HubError):
             raise result.error
         out.append(result)
@@ -358,7 +359,7 @@ def run_pipelines(lake: Lake, registry: dict[str, Pipeline],
                 values = parse_params(pipeline, params.get(name, []))
                 result.outcome = run_pipeline(
                     lake, pipeline, values, asserts.get(name, []), warn=warn,
-                    step=lambda m, n=name: step(n, m))  # type: ignore[misc]
+                    step=partial(step, name))
             except AssertionFailed as exc:  # it ran: its outcome is kept
                 result.outcome, result.error = exc.outcome, exc
             except Exception as exc:
