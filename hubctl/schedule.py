@@ -339,18 +339,27 @@ class Scheduler:
     _tried: dict[str, datetime] = field(default_factory=dict)
     _next: dict[str, datetime | None] = field(default_factory=dict)
     _running: dict[str, _Job] = field(default_factory=dict)
+    _signal: str = ""
+    _announced: bool = False
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         """Stop starting runs; a second signal also asks the running ingests to stop after the
-        commit in progress (pulls stop at their next request)."""
+        commit in progress (pulls stop at their next request).
+
+        A signal handler: it only sets flags. The loop logs ``stopping`` at its next step, so
+        that a run it was starting when the signal came is logged before it (running ingests
+        are threads: the signal may arrive in any of them, so it cannot be blocked)."""
         from hubctl.running import request_stop
 
         self.stopping += 1
-        if self.stopping == 1:
-            self.log("stopping", signal=signal.Signals(signum).name,
-                     waiting_for=sorted(self._running) or None)
-        else:
-            request_stop(signal.Signals(signum).name)
+        self._signal = signal.Signals(signum).name
+        if self.stopping > 1:
+            request_stop(self._signal)
+
+    def _announce_stop(self) -> None:
+        if self.stopping and not self._announced:
+            self._announced = True
+            self.log("stopping", signal=self._signal, waiting_for=sorted(self._running) or None)
 
     def run(self) -> int:
         """The loop: start due sources, log finished ones; returns the exit code (0)."""
@@ -364,15 +373,12 @@ class Scheduler:
             for name, expr in self.sources.items():
                 if self.stopping or len(self._running) >= self.jobs:
                     break
-                if name not in self._running and self._is_due(name, expr, now):
-                    signals = {signal.SIGTERM, signal.SIGINT}
-                    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # start, then log, whole
-                    try:
-                        if not self.stopping:  # a signal may have come while asking the ledger
-                            self._start(name, now)
-                    finally:
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-            time.sleep(self.poll)
+                if name not in self._running and self._is_due(name, expr, now) \
+                        and not self.stopping:  # a signal may have come while asking the ledger
+                    self._start(name, now)
+            if not self.stopping:
+                time.sleep(self.poll)
+        self._announce_stop()
         while self._running:
             self._reap()
             time.sleep(self.poll)
