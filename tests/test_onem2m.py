@@ -179,7 +179,7 @@ def test_ae_settings_are_checked_and_default_topics_are_only_the_hubs() -> None:
     s = parse_settings("m", {**base, "register": True, "cse_id": "/id-in", "cse_name": "cse-in",
                              "ae_id": "Chubctl", "host": "10.0.0.5"}, Path("."))
     assert s.topics == ("/oneM2M/req/+/Chubctl/json", "/oneM2M/resp/Chubctl/+/json",
-                        "/oneM2M/reg_resp/Chubctl/+/json")
+                        "/oneM2M/reg_req/+/Chubctl/json", "/oneM2M/reg_resp/Chubctl/+/json")
     assert (s.cse_id, s.poa, s.reconcile) == ("id-in", ("mqtt://10.0.0.5:1883",), 60.0)
     s = parse_settings("m", {**base, "notify_http": "0.0.0.0:9090"}, Path("."))
     assert s.poa == ("http://0.0.0.0:9090",) and "/oneM2M/req/+/hubctl/json" in s.topics
@@ -207,3 +207,15 @@ def test_the_catch_up_cursor_moves_only_with_what_a_catch_up_retrieved() -> None
     assert note.observations and all(c.observations for c in caught)
     assert _advance({}, [note]) == {}  # a notification: a lost older one must still be read
     assert _advance({key: "20240501T070000"}, [note, *caught]) == {key: "20240501T080100"}
+
+
+def test_a_device_registering_with_the_hub_gets_5001_on_its_registration_response_topic() -> None:
+    topic = "/oneM2M/reg_req/Cdev/hubctl/json"
+    req = onem2m.parse(Message(1, topic, json.dumps(
+        {"op": 1, "ty": 2, "to": "hubctl", "fr": "Cdev", "rqi": "reg1", "rvi": "3",
+         "pc": {"m2m:ae": {"rn": "dev", "api": "Nx", "rr": False}}}).encode(), ARRIVAL),
+        MAPPINGS)
+    assert req.rsc == onem2m.NOT_IMPLEMENTED and req.reject is not None
+    assert onem2m.response_topic(topic) == "/oneM2M/reg_resp/Cdev/hubctl/json"
+    body = json.loads(onem2m.response(req, req.rsc, "register with the CSE"))
+    assert (body["rsc"], body["rqi"], body["to"]) == (5001, "reg1", "Cdev")

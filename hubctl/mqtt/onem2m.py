@@ -232,12 +232,14 @@ def parse(message: Message, mappings: dict[str, Mapping],
 
 
 def response_topic(topic: str) -> str | None:
-    """``/oneM2M/resp/<originator>/<receiver>/json`` for a request topic, or None."""
+    """``/oneM2M/resp/<originator>/<receiver>/json`` for a request topic (``reg_resp`` for a
+    registration request on ``reg_req``), or None."""
     parts = topic.split("/")
-    if len(parts) < 5 or "req" not in parts:
+    kind = "req" if "req" in parts else "reg_req" if "reg_req" in parts else None
+    if len(parts) < 5 or kind is None:
         return None
-    i = parts.index("req")
-    return "/".join(parts[:i] + ["resp"] + parts[i + 1:])
+    i = parts.index(kind)
+    return "/".join(parts[:i] + [kind.replace("req", "resp")] + parts[i + 1:])
 
 
 def created(req: Request, now: datetime | None = None) -> dict[str, Any]:

@@ -185,11 +185,11 @@ def check_workers(value: Any, where: str) -> int:
 
 def default_topics(protocol: str, ae_id: str) -> list[str]:
     """What a source subscribes to unless ``topics`` says otherwise: for oneM2M only what is
-    addressed to the hub (requests to its AE-ID, responses and registration responses to it),
-    never the CSE's own requests; for IoT-Agent JSON both topic forms."""
+    addressed to the hub (requests and registration requests to its AE-ID, responses to its
+    own requests), never the CSE's; for IoT-Agent JSON both topic forms."""
     if protocol == "onem2m":
         return [f"/oneM2M/req/+/{ae_id}/json", f"/oneM2M/resp/{ae_id}/+/json",
-                f"/oneM2M/reg_resp/{ae_id}/+/json"]
+                f"/oneM2M/reg_req/+/{ae_id}/json", f"/oneM2M/reg_resp/{ae_id}/+/json"]
     return list(IOTAGENT_TOPICS)
 
 
