@@ -144,7 +144,8 @@ EXPORT = _table({
     "frequency": {"type": "string", "description": "update frequency (DCAT, e.g. DAILY)"},
     "contact": {"type": "string", "description": "the contact point's e-mail"},
     "privacy": _named(PRIVACY, "entity type -> its publication rule, tightened"),
-    "shapes": {"type": "string", "description": "a GTFS shapes file for the bundle"},
+    "shapes": {"type": "string", "description": "folder with the DCAT-AP 3.0.0 SHACL shapes "
+                                                 "to check dcat.ttl against"},
     "base_url": {"type": "string", "description": "where the bundle will be published"},
     "publisher": {"$ref": "#/$defs/publisher"},
     "schedule": _SCHEDULE,

@@ -153,6 +153,23 @@ options = { profile = "korea-112" }
 adapter = "places"
 inputs = ["data/daegu_patrol_points.csv"]
 options = { kind = "patrol-point" }
+
+# Who publishes the open data, and the bundle `hubctl export city` writes (docs/export.md).
+[publisher]
+name = "Demo City data team"
+url = "https://example.org/demo-city"
+email = "opendata@example.org"
+licence = "CC-BY-4.0"
+
+[exports.city]
+title = "Demo City open data"
+description = "Air quality, 112 calls per grid cell and day, and the patrol-point analysis."
+tables = ["AirQualityObserved", "Alert", "PointOfInterest", "derived.patrol_points_hotspots",
+          "derived.patrol_points_points", "derived.patrol_points_coverage"]
+to = "open-data/city"
+keywords = ["air quality", "public safety", "Daegu"]
+frequency = "DAILY"
+privacy = { Alert = { bucket = "day" } }
 """
 
 

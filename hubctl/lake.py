@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,11 @@ from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from hubctl.duck import quote_ident, scan_sql, scratch
-from hubctl.errors import DuplicateKeys, HubError, UnknownTable, damaged_table
+from hubctl.errors import DuplicateKeys, HubError, UnknownTable, UsageError, damaged_table
 from hubctl.locks import table_commit
 from hubctl.registry import PROVENANCE, EntityType
 
-__all__ = ["Lake", "UpsertResult"]
+__all__ = ["Lake", "Snapshot", "UpsertResult"]
 
 CLASSES = ("new", "updated", "filled", "duplicate")  # coded 0..3 in the class column
 NEW, DUPLICATE = 0, 3
@@ -37,6 +37,17 @@ _DATE_DIR = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 _MERGE_RETRIES = 8
 DERIVED = "derived"  # <lake>/derived/<pipeline>/<table>/: tables that pipelines write
 _LEDGERS = ("_runs", "_pipeline_runs")  # each run ends with a commit to one of them
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table: what time travel to it gives."""
+
+    name: str
+    version: int
+    committed_at: datetime | None
+    files: list[str]
+    schema: pa.Schema
 
 
 @dataclass
@@ -99,6 +110,23 @@ class Lake:
                 return []
             return dt.file_uris(file_pruning_predicate=[("date", "in", dates)])
         return dt.file_uris()
+
+    def snapshot(self, name: str, as_of: int | datetime | None = None) -> Snapshot:
+        """Table ``name`` as it was at version or time ``as_of`` (the newest if None): its
+        version, commit time, Parquet files and schema (time travel; UsageError if the table
+        had no version then)."""
+        dt = self.open(name)
+        if as_of is not None:
+            try:
+                dt.load_as_version(as_of)
+            except Exception as exc:  # deltalake raises several types for "no such version"
+                raise UsageError(f"table {name!r} has no version at {as_of}: {exc}",
+                                 hint=f"`hubctl history {name}` lists its versions") from None
+        version = dt.version()
+        stamps = [h.get("timestamp") for h in dt.history() if h.get("version") == version]
+        when = datetime.fromtimestamp((stamps[0] or 0) / 1000, UTC) if stamps else None
+        return Snapshot(name=name, version=version, committed_at=when,
+                        files=sorted(dt.file_uris()), schema=pa.schema(dt.schema()))
 
     def schema(self, name: str) -> pa.Schema:
         """The Arrow schema of table ``name``."""

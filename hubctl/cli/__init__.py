@@ -114,9 +114,9 @@ def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool)
 
 
 def _register() -> None:
-    from hubctl.cli import admin, config, ingest, listen, ngsi, query, run, schedule
+    from hubctl.cli import admin, config, export, ingest, listen, ngsi, query, run, schedule
 
-    for module in (ingest, query, ngsi, admin, run, schedule, listen, config):
+    for module in (ingest, query, ngsi, admin, run, schedule, listen, config, export):
         for command in module.COMMANDS:
             cli.add_command(command)
 

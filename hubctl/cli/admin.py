@@ -231,8 +231,8 @@ COMMANDS = [init, lake_group]
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     """Write a small demo city (air quality in OpenAQ, AirKorea and NGSI-LD formats, 112 calls
-    and patrol points), ingest it through the real adapters, show what is in the lake, and run
-    the patrol_points analysis on it.
+    and patrol points), ingest it through the real adapters, show what is in the lake, run
+    the patrol_points analysis on it and export its open data (bundle ``city``).
 
     \b
     Example:
@@ -242,6 +242,7 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
 
     from hubctl.cli.context import HubContext
     from hubctl.cli.ingest import progress_bar, report_sources
+    from hubctl.cli.export import export
     from hubctl.cli.query import sql, tables
     from hubctl.cli.run import pipeline_steps, show_pipeline
     from hubctl.demo import DEMO_PIPELINE, write_demo
@@ -264,6 +265,7 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
                              debug=obj.debug, step=pipeline_steps())
     for result in analyses:
         show_pipeline(result, as_json=False)
+    ctx.invoke(export, name="city", tables=(), as_json=False)
     code = overall_exit([*sources, *analyses])
     if code:
         sys.exit(code)
