@@ -123,7 +123,9 @@ class Lake:
                 raise UsageError(f"table {name!r} has no version at {as_of}: {exc}",
                                  hint=f"`hubctl history {name}` lists its versions") from None
         version = dt.version()
-        stamps = [h.get("timestamp") for h in dt.history() if h.get("version") == version]
+        # the full log (a time-travelled table's history() numbers its commits differently)
+        log = self.open(name).history() if as_of is not None else dt.history()
+        stamps = [h.get("timestamp") for h in log if h.get("version") == version]
         when = datetime.fromtimestamp((stamps[0] or 0) / 1000, UTC) if stamps else None
         return Snapshot(name=name, version=version, committed_at=when,
                         files=sorted(dt.file_uris()), schema=pa.schema(dt.schema()))

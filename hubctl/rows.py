@@ -89,6 +89,16 @@ def _matching(rows: Sequence[dict[str, Any]], attr: Attribute) -> set[str] | Non
     return {t for t, ok in zip(texts, mask, strict=True) if ok}
 
 
+def _date(value: Any) -> Any:
+    """ISO 8601 date text (how NGSI-LD carries a date) as a date; anything else as it is."""
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _timestamp(value: Any, matching: set[str] | None) -> Any:
     """Timestamp text as a datetime where it matches the schema's pattern and parses."""
     if not isinstance(value, str) or (matching is not None and value not in matching):
@@ -148,6 +158,8 @@ def build_table(rows: Sequence[dict[str, Any]], et: EntityType) -> tuple[pa.Tabl
             attr = by_col.get(f.name)
             if attr is not None and attr.column.name == "timestamp":
                 value = _timestamp(value, matching[attr.name])
+            elif attr is not None and attr.column.name == "date":
+                value = _date(value)
             if (attr is not None and not _fits(attr, value)) or (
                     f.name == "id" and value is not None and not isinstance(value, str)):
                 kind = attr.column.name if attr else "string"

@@ -112,11 +112,15 @@ def table_schema(pub: Published, published: dict[str, Published], stem_of: dict[
                  parquet: bool = False) -> dict[str, Any]:
     """A Table Schema for one published table: types, units, descriptions, constraints,
     primaryKey and foreignKeys (Relationships to a static type exported in the same bundle).
-    For Parquet, value ranges are left out: frictionless reads Parquet through pandas, which
-    turns a missing number into NaN and then fails every range check on it."""
+    For Parquet, value ranges are left out and integer columns with missing values are
+    declared numbers: frictionless reads Parquet through pandas, which turns a missing number
+    into a float NaN and then fails range and integer checks on it."""
     fields = []
     for col in pub.columns:
         f: dict[str, Any] = {"name": col.name, **_field_type(col)}
+        if parquet and col.name in pub.nullable_ints:
+            # pandas (frictionless' Parquet reader) makes a nullable integer column float
+            f["type"] = "number"
         text = col.description + (f" Unit: {col.unit} (UN/CEFACT)." if col.unit else "")
         if text:
             f["description"] = text.strip()
@@ -359,7 +363,7 @@ def serialise(graph: Any, base: str, fmt: str) -> str:
     if fmt == "turtle":
         text = graph.serialize(format="turtle", base=base)
         if base.startswith("https://bundle.invalid/"):
-            text = re.sub(r"^@base <[^>]*> \.\n", "", text, flags=re.M)
+            text = re.sub(r"^@base <[^>]*> \.\n", "", text, flags=re.M).replace(f"<{base}", "<")
         return str(text)
     doc = json.loads(graph.serialize(format="json-ld"))
     doc = sorted(doc, key=lambda n: n.get("@id", "")) if isinstance(doc, list) else doc

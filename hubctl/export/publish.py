@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from hubctl.errors import ConfigError, HubError
@@ -133,15 +132,17 @@ def grid_cells(counts: pa.Table, lon0: float, lat0: float, cell_m: float, k: int
     lon, lat = proj.to_lonlat(cx, cy)
     corners = []
     for dx, dy in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0)):  # counter-clockwise
-        corners.append(proj.to_lonlat((ix + dx) * cell_m, (iy + dy) * cell_m))
+        a, b = proj.to_lonlat((ix + dx) * cell_m, (iy + dy) * cell_m)
+        corners.append((a.tolist(), b.tolist()))
     rings = [
         '{"type":"Polygon","coordinates":[[' + ",".join(
-            f"[{c[0][i]:.6f},{c[1][i]:.6f}]" for c in corners) + "]]}"
+            f"[{c[0][i]!r},{c[1][i]!r}]" for c in corners) + "]]}"
         for i in range(len(ix))]
     table = pa.table({
         "cell": pa.array(cell_labels(ix, iy, cell_m), pa.string()),
-        "lon": pa.array(np.round(lon, 6), pa.float64()),
-        "lat": pa.array(np.round(lat, 6), pa.float64()),
+        # Not rounded: a rounded corner can equal a call's published coordinate exactly.
+        "lon": pa.array(lon, pa.float64()),
+        "lat": pa.array(lat, pa.float64()),
         bucket: kept.column("bucket"),
         "calls": kept.column("calls").cast(pa.int64()),
         "geometry": pa.array(rings, pa.string()),

@@ -58,6 +58,7 @@ class Published:
     suppression: dict[str, int] = field(default_factory=dict)
     filters: list[str] = field(default_factory=list)
     span: tuple[datetime | None, datetime | None] = (None, None)
+    nullable_ints: set[str] = field(default_factory=set)
     bbox: tuple[float, float, float, float] | None = None
 
     @property
@@ -297,7 +298,8 @@ def _fifteen(con: duckdb.DuckDBPyConnection, body: str, rules: Rules
         f"{rules.max_share!r}" for c in energy) or "true"
     groups = (f"SELECT {BUCKETS[b].replace('observed_at', 'observed_at')} AS {b}, id, "
               f"count(*) AS readings, {per} FROM ({body}) GROUP BY ALL")
-    graded = (f"SELECT {b}, count(*) AS meters, sum(readings) AS readings, {total}, "
+    graded = (f"SELECT {b}, count(*) AS meters, CAST(sum(readings) AS BIGINT) AS readings, "
+              f"{total}, "
               f"(count(*) >= {rules.min_customers} AND {shares}) AS ok FROM ({groups}) "
               f"GROUP BY {b}")
     table = con.sql(graded).to_arrow_table()
@@ -316,9 +318,12 @@ def _stats(con: duckdb.DuckDBPyConnection, pub: Published) -> None:
             if "observed_at" in names else "NULL, NULL")
     box = "min(lon), min(lat), max(lon), max(lat)" if {"lon", "lat"} <= names else \
         "NULL, NULL, NULL, NULL"
-    row = con.execute(f"SELECT count(*), {span}, {box} FROM {v}").fetchall()[0]
+    ints = [c.name for c in pub.columns if c.duck in ("BIGINT", "INTEGER", "SMALLINT")]
+    nulls = "".join(f", count(*) - count({quote_ident(c)})" for c in ints)
+    row = con.execute(f"SELECT count(*), {span}, {box}{nulls} FROM {v}").fetchall()[0]
     assert row is not None
     pub.rows = int(row[0])
+    pub.nullable_ints = {c for c, n in zip(ints, row[7:], strict=True) if n}
     pub.span = (_utc(row[1]), _utc(row[2]))
     if row[3] is not None:
         pub.bbox = (float(row[3]), float(row[4]), float(row[5]), float(row[6]))

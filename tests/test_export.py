@@ -1,0 +1,326 @@
+"""hubctl export: bundles checked by other people's validators, privacy, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from tests.conftest import SAMPLE_DATA, needs_sample_data
+from tests.helpers import hub, hub_json, row, write_openaq
+
+SHAPES = SAMPLE_DATA / "opendata"
+BIN = Path(sys.executable).parent
+META = ["--licence", "CC-BY-4.0", "--publisher", "Test City", "--contact", "data@example.org"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _export(lake: Path, to: Path, *args: str) -> dict[str, Any]:
+    """``hubctl ARGS --to TO`` with a licence, publisher and contact; its --json output."""
+    out: dict[str, Any] = hub_json(lake, *args, "--to", str(to), *META)
+    return out
+
+
+# ---------------------------------------------------------------- a lake from ../shared/data
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if not SAMPLE_DATA.is_dir():
+        pytest.skip(f"sample data not found at {SAMPLE_DATA}")
+    root = tmp_path_factory.mktemp("shared")
+    lake = root / "lake"
+    energy = SAMPLE_DATA / "energy"
+    for args in (("calls", str(SAMPLE_DATA / "calls" / "berkeley-pd-calls-for-service-2018.csv")),
+                 ("ev-sessions", str(energy / "dundee-ev-charging-sessions-2018-03-05.csv"),
+                  "--profile", "dundee"),
+                 ("greenbutton", *map(str, sorted((energy / "greenbutton").glob("*.xml")))),
+                 ("openaq", str(SAMPLE_DATA / "air" / "openaq-2019" / "air_quality_long.csv"),
+                  "--stations", str(SAMPLE_DATA / "air" / "openaq-2019" /
+                                    "air_quality_stations.csv")),
+                 ("gtfs", str(SAMPLE_DATA / "gtfs" / "google-sample-feed.zip"))):
+        run = hub_json(lake, "ingest", *args)
+        assert run["reconciles"], run
+    bundle = root / "bundle"
+    toml = root / "hub.toml"  # Berkeley has ~20 calls a day: 500 m cells and months
+    toml.write_text(f'[lake]\npath = "{lake}"\n[exports.everything]\n'
+                    'privacy = { Alert = { cell_m = 500, bucket = "month" } }\n')
+    _export(lake, bundle, "--config", str(toml), "export", "everything", "--all", "--shapes",
+            str(SHAPES))
+    return {"lake": lake, "bundle": bundle, "root": root}
+
+
+def _secrets(lake: Path) -> dict[str, set[str]]:
+    """Case numbers, exact call coordinates, meter ids and session ids stored in the lake."""
+    def col(sql: str) -> list[Any]:
+        return [next(iter(r.values())) for r in hub_json(lake, "sql", sql)]
+
+    cases = {u.rsplit(":", 1)[1] for u in col("SELECT DISTINCT id FROM Alert")}
+    coords = {repr(v) for v in col("SELECT lon FROM Alert WHERE lon IS NOT NULL UNION "
+                                   "SELECT lat FROM Alert WHERE lat IS NOT NULL")}
+    meters = {u.split(":", 3)[3] for u in col("SELECT DISTINCT id FROM MeterReadingObserved")}
+    sessions = {u.split(":", 3)[3] for u in col("SELECT DISTINCT id FROM EVChargingSession")}
+    return {"case": cases, "coordinate": coords, "meter": meters, "session": sessions}
+
+
+def _texts(bundle: Path) -> dict[str, str]:
+    """Every file of the bundle as text; Parquet files as the text of every cell."""
+    out = {}
+    for path in sorted(bundle.rglob("*")):
+        if path.suffix == ".parquet":
+            con = duckdb.connect()
+            rows = con.execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+            out[str(path)] = "\n".join("|".join(map(str, r)) for r in rows) + \
+                path.read_bytes().decode("latin-1")
+        elif path.is_file():
+            out[str(path)] = path.read_text(encoding="utf-8")
+    return out
+
+
+@needs_sample_data
+def test_privacy_scan_finds_no_case_number_coordinate_meter_or_session(
+        shared: dict[str, Path]) -> None:
+    secrets = _secrets(shared["lake"])
+    assert all(secrets.values()), {k: len(v) for k, v in secrets.items()}
+    texts = _texts(shared["bundle"])
+    assert any(p.endswith("Alert.csv") for p in texts)
+    hits = []
+    for path, text in texts.items():
+        tokens = set(re.findall(r"[-\w.]+", text))
+        tokens |= {t.strip(".-") for t in tokens}
+        hits += [(kind, path, v) for kind, values in secrets.items() for v in values & tokens]
+    assert hits == []
+
+
+@needs_sample_data
+def test_privacy_rules_are_applied_and_reported(shared: dict[str, Path]) -> None:
+    bundle = shared["bundle"]
+    con = duckdb.connect()
+    alert = con.execute(f"SELECT min(calls), count(*) FROM '{bundle}/data/Alert.parquet'"
+                        ).fetchall()[0]
+    assert alert[1] > 0 and alert[0] >= 10  # only cells with at least k = 10 calls
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM '{bundle}/data/Alert.csv'")
+            .fetchall()]
+    assert cols == ["cell", "lon", "lat", "month", "calls", "geometry"]
+    ev = con.execute("SELECT count(*) FILTER (WHERE minute(startDateTime) <> 0 OR "
+                     "second(startDateTime) <> 0), count(*) FROM "
+                     f"'{bundle}/data/EVChargingSession.parquet'").fetchall()[0]
+    assert ev[0] == 0 and ev[1] > 15000
+    meters = con.execute(f"SELECT count(*) FROM '{bundle}/data/MeterReadingObserved.parquet'"
+                         ).fetchall()[0][0]
+    assert meters == 0  # two sample meters: no group meets the 15/15 rule
+    readme = (bundle / "README.md").read_text(encoding="utf-8")
+    assert "500 m grid cell" in readme and "fewer than k=10 calls suppressed" in readme
+    assert "cells suppressed" in readme and "groups suppressed" in readme
+    assert "Recommended properties missing" in readme
+
+
+@needs_sample_data
+def test_frictionless_validate_passes_with_data(shared: dict[str, Path]) -> None:
+    out = subprocess.run([str(BIN / "frictionless"), "validate", "--json", "datapackage.json"],
+                         cwd=shared["bundle"], capture_output=True, text=True, timeout=600)
+    report = json.loads(out.stdout)
+    errors = [(t["name"], e["message"]) for t in report["tasks"] for e in t["errors"]]
+    assert errors == [] and report["valid"], report.get("errors")
+    assert len(report["tasks"]) == len(json.loads(
+        (shared["bundle"] / "datapackage.json").read_text())["resources"])
+
+
+@needs_sample_data
+def test_dcat_conforms_to_dcat_ap_3_shapes(shared: dict[str, Path]) -> None:
+    from pyshacl import validate
+    from rdflib import Graph
+
+    shapes = Graph().parse(SHAPES / "dcat-ap-3.0.0-shapes.ttl").parse(
+        SHAPES / "dcat-ap-3.0.0-range.ttl")
+    for name, fmt in (("dcat.ttl", "turtle"), ("dcat.jsonld", "json-ld")):
+        data = Graph().parse(shared["bundle"] / name, format=fmt)
+        conforms, _, text = validate(data, shacl_graph=shapes, inference="none")
+        assert conforms, text
+        assert len(data) > 100
+    ttl = (shared["bundle"] / "dcat.ttl").read_text()
+    assert "spdx:checksumAlgorithm_sha256" in ttl and "dcat:downloadURL <data/Alert.csv>" in ttl
+
+
+@needs_sample_data
+def test_duckdb_reads_parquet_and_csv_with_the_declared_types(shared: dict[str, Path]) -> None:
+    bundle = shared["bundle"]
+    package = json.loads((bundle / "datapackage.json").read_text())
+    to_duck = {"string": "VARCHAR", "number": "DOUBLE", "integer": "BIGINT", "boolean":
+               "BOOLEAN", "datetime": "TIMESTAMPTZ", "date": "DATE", "array": "VARCHAR",
+               "geojson": "VARCHAR"}
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    checked = 0
+    for res in package["resources"]:
+        if res["format"] != "csv":
+            continue
+        types = {f["name"]: to_duck[f["type"]] for f in res["schema"]["fields"]}
+        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+        csv = con.execute(f"SELECT * FROM read_csv('{bundle / res['path']}', header=true, "
+                          f"columns={spec}) ").fetchall()
+        pq = con.execute(f"SELECT * FROM '{bundle / res['path'].replace('.csv', '.parquet')}'"
+                         ).fetchall()
+        assert len(csv) == len(pq)
+        described = con.execute(f"DESCRIBE SELECT * FROM "
+                                f"'{bundle / res['path'].replace('.csv', '.parquet')}'").fetchall()
+        for (name, duck, *_), (fname, want) in zip(described, types.items(), strict=True):
+            assert name == fname
+            assert duck.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ") == want or (
+                want == "DOUBLE" and duck in ("FLOAT", "DOUBLE")), (res["name"], name, duck)
+        assert [tuple(r) for r in csv] == [tuple(r) for r in pq], res["name"]
+        checked += 1
+    assert checked >= 8
+
+
+def _ring_area(ring: list[list[float]]) -> float:
+    return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:], strict=False)) / 2
+
+
+@needs_sample_data
+def test_geojson_is_valid_rfc7946(shared: dict[str, Path]) -> None:
+    files = sorted((shared["bundle"] / "data").glob("*.geojson"))
+    assert {f.name for f in files} >= {"Alert.geojson", "EVChargingSession.geojson",
+                                       "AirQualityObserved.geojson", "GtfsStop.geojson"}
+    polygons = 0
+    for f in files:
+        doc = json.loads(f.read_text())
+        assert doc["type"] == "FeatureCollection" and "crs" not in doc
+        for feat in doc["features"]:
+            assert feat["type"] == "Feature" and isinstance(feat["properties"], dict)
+            geom = feat["geometry"]
+            if geom is None:
+                continue
+            if geom["type"] == "Point":
+                lon, lat = geom["coordinates"]
+                assert -180 <= lon <= 180 and -90 <= lat <= 90
+            elif geom["type"] == "Polygon":
+                for i, ring in enumerate(geom["coordinates"]):
+                    assert ring[0] == ring[-1] and len(ring) >= 4
+                    area = _ring_area(ring)
+                    assert (area > 0) if i == 0 else (area < 0)  # right-hand rule
+                polygons += 1
+            else:
+                assert geom["type"] in ("LineString", "MultiLineString", "MultiPolygon")
+    assert polygons > 0
+
+
+@needs_sample_data
+def test_ngsi_ld_files_reingest_into_an_empty_lake_without_rejects(
+        shared: dict[str, Path]) -> None:
+    files = sorted((shared["bundle"] / "data").glob("*.ngsi-ld.jsonl"))
+    assert "EVChargingSession.ngsi-ld.jsonl" in {f.name for f in files}
+    assert "Alert.ngsi-ld.jsonl" not in {f.name for f in files}  # never row by row
+    lake = shared["root"] / "reingest"
+    for f in files:
+        lines = sum(1 for line in f.read_text().splitlines() if line.strip())
+        if not lines:
+            continue
+        run = hub_json(lake, "ingest", "ngsi-ld", str(f))
+        assert run["rejected"] == 0 and run["read"] == lines and run["reconciles"], f.name
+        assert run["written"] == lines, f.name
+
+
+# ---------------------------------------------------------------- small lakes
+def _air_lake(tmp_path: Path, hours: range) -> Path:
+    lake = tmp_path / "lake"
+    data, stations = write_openaq(tmp_path / f"in{hours.start}", [
+        row(s, h, "no2", 10 + h) for s in ("S1", "S2") for h in hours])
+    assert hub_json(lake, "ingest", "openaq", str(data), "--stations", str(stations))["written"]
+    return lake
+
+
+def test_same_versions_same_bytes_and_as_of_rebuilds_an_old_bundle(tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 6))
+    first = _export(lake, tmp_path / "a", "export", "air", "AirQualityObserved")
+    _export(lake, tmp_path / "b", "export", "air", "AirQualityObserved")
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    version = first["tables"][0]["version"]
+    _air_lake(tmp_path, range(6, 9))
+    newer = _export(lake, tmp_path / "c", "export", "air", "AirQualityObserved")
+    assert newer["tables"][0]["rows"] > first["tables"][0]["rows"]
+    assert _files(tmp_path / "c") != _files(tmp_path / "a")
+    _export(lake, tmp_path / "d", "export", "air", "AirQualityObserved", "--as-of",
+            f"AirQualityObserved={version}")
+    assert _files(tmp_path / "d") == _files(tmp_path / "a")
+    z1 = _export(lake, tmp_path / "z1", "export", "air", "AirQualityObserved", "--zip")["bundle"]
+    z2 = _export(lake, tmp_path / "z2", "export", "air", "AirQualityObserved", "--zip")["bundle"]
+    assert Path(z1).read_bytes() == Path(z2).read_bytes()
+    assert "datapackage.json" in zipfile.ZipFile(z1).namelist()
+
+
+def test_since_last_exports_only_new_rows_as_a_series_and_the_ledger_records_it(
+        tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 4))
+    full = _export(lake, tmp_path / "one", "export", "air", "AirQualityObserved", "--since-last")
+    assert full["tables"][0]["rows"] == 8
+    _air_lake(tmp_path, range(4, 7))
+    inc = _export(lake, tmp_path / "two", "export", "air", "AirQualityObserved", "--since-last")
+    assert inc["tables"][0]["rows"] == 6 and inc["previous_export"] == full["export_id"]
+    con = duckdb.connect()
+    hours = con.execute(f"SELECT DISTINCT hour(observed_at) FROM "
+                        f"'{tmp_path}/two/data/AirQualityObserved.parquet' ORDER BY 1").fetchall()
+    assert [h[0] for h in hours] == [4, 5, 6]
+    assert "dcat:inSeries <urn:hubctl:export:air:AirQualityObserved>" in \
+        (tmp_path / "two" / "dcat.ttl").read_text()
+    ledger = hub_json(lake, "sql", "SELECT name, versions, checksums FROM _exports "
+                                   "ORDER BY finished_at")
+    assert [r["name"] for r in ledger] == ["air", "air"]
+    assert "data/AirQualityObserved.csv" in json.loads(ledger[1]["checksums"])
+
+
+def test_where_accepts_conditions_and_refuses_anything_else(tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 4))
+    out = _export(lake, tmp_path / "w", "export", "air", "AirQualityObserved", "--where",
+                  "no2 >= 12 AND id LIKE '%S1%'")
+    assert out["tables"][0]["rows"] == 2
+    secret = tmp_path / "secret.csv"
+    secret.write_text("x\nTOPSECRET\n")
+    for bad, says in ((f"id IN (SELECT x FROM read_csv('{secret}'))", "subquery"),
+                      (f"read_text('{secret}') IS NOT NULL", "read_text"),
+                      ("no2 > 1; COPY (SELECT 1) TO 'x.csv'", "not a SQL condition"),
+                      ("no2 > 1) UNION SELECT * FROM x WHERE (true", "one condition"),
+                      ("nope > 1", "not a column"),
+                      ("getenv('HOME') = ''", "getenv")):
+        result = hub(lake, "export", "air", "AirQualityObserved", "--to",
+                     str(tmp_path / "bad"), "--where", bad, *META)
+        assert result.exit_code == 2 and says in result.output, (bad, result.output)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_licence_is_required_and_privacy_can_only_be_tightened(tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 2))
+    result = hub(lake, "export", "air", "AirQualityObserved", "--to", str(tmp_path / "x"),
+                 "--publisher", "P")
+    assert result.exit_code == 2 and "no licence" in result.output
+    calls = tmp_path / "calls.csv"
+    lines = ["CASENO,OFFENSE,EVENTDT,EVENTTM,CVLEGEND,CVDOW,InDbDate,Block_Location,BLKADDR,"
+             "City,State"]
+    for i in range(14):  # 12 calls in one cell, 2 in another, same hour of the week
+        lat, lon = (37.8700, -122.2700) if i < 12 else (37.8900, -122.3000)
+        lines.append(f'C{i:05d},THEFT,04/02/2018 12:00:00 AM,10:0{i % 10},LARCENY,1,'
+                     f'04/03/2018 12:00:00 AM,"X ST\nBerkeley, CA\n({lat + i * 1e-5}, '
+                     f'{lon})",X ST,Berkeley,CA')
+    calls.write_text("\n".join(lines) + "\n")
+    assert hub_json(lake, "ingest", "calls", str(calls))["written"] == 14
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'[lake]\npath = "{lake}"\n[publisher]\nname = "P"\nlicence = "CC0-1.0"\n'
+                    '[exports.safety]\ntables = ["Alert"]\nprivacy = { Alert = { k = 5 } }\n')
+    result = hub(lake, "--config", str(toml), "export", "safety", "--to", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "loosen" in result.output
+    out = hub_json(lake, "export", "safety", "Alert", "--to", str(tmp_path / "s"), *META)
+    alert = out["tables"][0]
+    assert alert["rows"] == 1 and alert["suppressed"]["calls_suppressed"] == 2
+    toml.write_text(toml.read_text().replace("k = 5", "k = 13"))
+    out = hub_json(lake, "--config", str(toml), "export", "safety", "--to", str(tmp_path / "s"))
+    assert out["tables"][0]["rows"] == 0 and out["tables"][0]["suppressed"][
+        "calls_suppressed"] == 14
