@@ -241,8 +241,8 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     import sys
 
     from hubctl.cli.context import HubContext
-    from hubctl.cli.ingest import progress_bar, report_sources
     from hubctl.cli.export import export
+    from hubctl.cli.ingest import progress_bar, report_sources
     from hubctl.cli.query import sql, tables
     from hubctl.cli.run import pipeline_steps, show_pipeline
     from hubctl.demo import DEMO_PIPELINE, write_demo
@@ -265,10 +265,10 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
                              debug=obj.debug, step=pipeline_steps())
     for result in analyses:
         show_pipeline(result, as_json=False)
-    ctx.invoke(export, name="city", tables=(), as_json=False)
     code = overall_exit([*sources, *analyses])
     if code:
         sys.exit(code)
+    ctx.invoke(export, name="city", tables=(), as_json=False)
 
 
 COMMANDS.append(demo)
