@@ -318,12 +318,12 @@ def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
         g.add((ds, dct.provenance, prov))
         if meta.series:
             series = URIRef(f"urn:hubctl:export:{meta.name}:{pub.label}")
-            g.add((series, RDF.type, DCAT.DatasetSeries))
+            g.add((series, RDF.type, URIRef(str(DCAT) + "DatasetSeries")))
             g.add((series, dct.title, Literal(f"{meta.title}: {pub.label} (series)")))
             g.add((series, dct.description, Literal(
                 f"Successive incremental exports (--since-last) of {pub.label} from bundle "
                 f"{meta.name}.")))
-            g.add((ds, DCAT.inSeries, series))
+            g.add((ds, URIRef(str(DCAT) + "inSeries"), series))
         if pub.entity is not None:
             std = URIRef(pub.entity.schema.get("$id", f"urn:hubctl:schema:{pub.label}"))
             g.add((std, RDF.type, dct.Standard))
