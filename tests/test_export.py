@@ -377,3 +377,54 @@ def test_ngsi_ld_files_validate_against_the_official_sdm_schemas(
             checked[type_name] = checked.get(type_name, 0) + 1
     assert found == set()
     assert {"AirQualityObserved", "GtfsStop", "GtfsTrip", "EVChargingStation"} <= set(checked)
+
+
+def test_meter_readings_are_published_only_as_15_15_aggregates(tmp_path: Path) -> None:
+    lines = ["meter_id,timestamp,kwh"]
+    for m in range(16):  # day 1: 16 equal meters; day 2: one holds 10/25 of the total
+        lines += [f"M{m:03d},2025-03-01T{h:02d}:00:00Z,0.5" for h in (0, 1)]
+        lines += [f"M{m:03d},2025-03-02T{h:02d}:00:00Z,{5.0 if m == 0 else 0.5}" for h in (0, 1)]
+    for m in range(5):  # day 3: five meters only
+        lines += [f"M{m:03d},2025-03-03T{h:02d}:00:00Z,0.5" for h in (0, 1)]
+    data = tmp_path / "ami.csv"
+    data.write_text("\n".join(lines) + "\n")
+    lake = tmp_path / "lake"
+    assert hub_json(lake, "ingest", "meter-readings", str(data))["rejected"] == 0
+    out = _export(lake, tmp_path / "m", "export", "energy", "MeterReadingObserved")
+    table = out["tables"][0]
+    assert table["rows"] == 1 and table["suppressed"] == {"groups_published": 1,
+                                                          "groups_suppressed": 2}
+    rows = duckdb.connect().execute(
+        f"SELECT CAST(day AS VARCHAR), meters, readings, activeEnergyImport FROM "
+        f"'{tmp_path}/m/data/MeterReadingObserved.csv'").fetchall()
+    assert rows == [("2025-03-01", 16, 32, 16.0)]
+    text = "".join(p.read_text() for p in (tmp_path / "m").rglob("*") if p.suffix != ".parquet"
+                   and p.is_file())
+    assert "M000" not in text and "M015" not in text
+
+
+def test_since_until_and_bbox_filter_rows_and_say_so(tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 6))
+    out = _export(lake, tmp_path / "f", "export", "air", "AirQualityObserved",
+                  "--since", "2024-05-01T02:00:00Z", "--until", "2024-05-01T04:00:00Z",
+                  "--bbox", "4.0,51.0,5.0,52.0")
+    table = out["tables"][0]
+    assert table["rows"] == 2  # S1 (51.2 N, 4.4 E) at 02:00 and 03:00; S2 is in Paris
+    assert any(f.startswith("--bbox") for f in table["filters"])
+    readme = (tmp_path / "f" / "README.md").read_text()
+    assert "Filter: --since 2024-05-01T02:00:00+00:00" in readme
+
+
+@needs_sample_data
+def test_datapackage_declares_keys_and_gtfs_foreign_keys(shared: dict[str, Path]) -> None:
+    package = json.loads((shared["bundle"] / "datapackage.json").read_text())
+    by_name = {r["name"]: r for r in package["resources"]}
+    stop_times = by_name["gtfsstoptime-csv"]["schema"]
+    refs = {tuple(fk["fields"]): fk["reference"]["resource"] for fk in stop_times["foreignKeys"]}
+    assert refs[("hasTrip",)] == "gtfstrip-csv" and refs[("hasStop",)] == "gtfsstop-csv"
+    assert stop_times["primaryKey"] == ["id"]
+    assert by_name["airqualityobserved-csv"]["schema"]["primaryKey"] == ["id", "observed_at"]
+    no2 = next(f for f in by_name["airqualityobserved-csv"]["schema"]["fields"]
+               if f["name"] == "no2")
+    assert no2["type"] == "number" and no2["unitCode"] == "GQ"
+    assert package["licenses"][0]["name"] == "CC-BY-4.0"
