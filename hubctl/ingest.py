@@ -159,8 +159,9 @@ def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
     it is not ``ok``.
 
     ``rejected``: it read records and every one was rejected (nothing written, updated or
-    found duplicate), whatever ``max_reject_rate`` says. ``over-reject-rate``: more than
-    ``max_reject_rate`` of what it read was rejected.
+    found duplicate), or every record of its input files was (a station list named in an
+    option may have been written), whatever ``max_reject_rate`` says. ``over-reject-rate``:
+    more than ``max_reject_rate`` of what it read was rejected.
     """
     rate = run.rejected / run.read if run.read else 0.0
     hint = f"`hubctl rejects --run {run.run_id}` shows the reasons"
@@ -169,6 +170,13 @@ def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
         return RejectRateExceeded(
             f"run {run.run_id} rejected all {run.read} records it read; nothing was written",
             hint=hint)
+    given = run.from_inputs
+    if given["read"] and given["rejected"] == given["read"]:
+        run.status = "rejected"
+        return RejectRateExceeded(
+            f"run {run.run_id} rejected all {given['read']} records of its input files; only "
+            f"{run.read - given['read']} record(s) of side files (e.g. a station list) were "
+            "kept", hint=hint)
     if max_reject_rate is not None and rate > max_reject_rate:
         run.status = "over-reject-rate"
         return RejectRateExceeded(
@@ -241,7 +249,10 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
             if STOP.is_set():
                 run.read += batch.records  # read, never committed: counted as unreached
                 return True
-            _account(lake, batch, run)
+            rejects = _account(lake, batch, run)
+            if _from_inputs(batch.file, req.inputs):
+                run.from_inputs["read"] += batch.records
+                run.from_inputs["rejected"] += sum(r.records for r in rejects)
             if progress is not None and position > shown:  # a batch counts once committed
                 progress(position - shown)
                 shown = position
@@ -250,6 +261,12 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
     if progress is not None and read[0] > shown:
         progress(read[0] - shown)
     return False
+
+
+def _from_inputs(file: str, inputs: Sequence[Path]) -> bool:
+    """True when a batch's ``file`` is one of the run's inputs (or a member of one), not a
+    side file named in an option (a station list)."""
+    return any(file == str(p) or file.startswith((f"{p}:", f"{p}/")) for p in inputs)
 
 
 def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:

@@ -85,6 +85,10 @@ class Run:
     # Rows each table gained (new keys appended; not in the ledger): long-format records that
     # pivot into one row count once per row here, once per record in ``written``.
     rows: dict[str, int] = field(default_factory=dict)
+    # Records read from the input files themselves, and how many of them were rejected (not in
+    # the ledger): side files such as a station list do not make a run whose data was all
+    # rejected "ok".
+    from_inputs: dict[str, int] = field(default_factory=lambda: {"read": 0, "rejected": 0})
     # Files this run appended, per table (not in the ledger): see Batch.unique_keys.
     own_files: dict[str, set[str]] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)

@@ -65,6 +65,18 @@ def test_a_run_whose_every_record_is_rejected_exits_4_with_its_json(tmp_path: Pa
     assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "unchanged"
 
 
+def test_a_run_whose_data_is_all_rejected_is_not_ok_though_its_stations_were_written(
+        tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", -5) for h in range(4)])
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--stations", str(st),
+                 "--json")
+    assert result.exit_code == EXIT_REJECT_RATE, result.output
+    out = json.loads(result.stdout)
+    assert out["status"] == "rejected" and out["rejected"] == 4
+    assert out["written"] == 3 and out["rows_added"] == {"PointOfInterest": 3}
+    assert "rejected all 4 records of its input files" in out["error"]
+
+
 def test_a_partly_rejected_run_is_ok_unless_over_max_reject_rate(tmp_path: Path) -> None:
     rows = [row("S1", h, "no2", -5 if h < 2 else h) for h in range(8)]
     data, st = write_openaq(tmp_path, rows)
