@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from hubctl.orchestrate import SourceRun
 
 __all__ = ["Logger", "Scheduler", "cron_table", "due", "log_event", "pipelines_after",
-           "run_event", "scheduled", "scheduled_pipelines", "systemd_units"]
+           "run_event", "scheduled", "scheduled_exports", "scheduled_pipelines", "systemd_units"]
 
 Logger = Callable[..., None]
 
@@ -190,6 +190,8 @@ def cron_table(config: Config, lake: Path | None = None, log: Path | None = None
         lines.append(line(expr, name, _ingest_argv(name), after.get(name, [])))
     for name, expr in scheduled_pipelines(config).items():
         lines.append(line(expr, f"pipeline {name}", _run_argv(config, name), []))
+    for name, expr in scheduled_exports(config).items():
+        lines.append(line(expr, f"export {name}", ["export", name, "--json"], []))
     for name, src in config.sources.items():
         if src.mqtt is not None:
             lines.append(f"# {name}: an MQTT source runs all the time under `hubctl listen "
@@ -272,6 +274,12 @@ def _timer(description: str, unit: str, expr: CronExpr) -> str:
             "[Install]\nWantedBy=timers.target\n")
 
 
+def scheduled_exports(config: Config) -> dict[str, CronExpr]:
+    """The parsed schedule of every ``[exports.NAME]`` that has one (``hubctl export NAME``)."""
+    return {name: _parse(config, "exports", name, str(spec["schedule"]))
+            for name, spec in config.exports.items() if spec.get("schedule")}
+
+
 def systemd_units(config: Config, lake: Path | None = None,
                   user: bool = False) -> dict[str, str]:
     """Unit file name -> text: per scheduled source a oneshot service and a
@@ -307,6 +315,11 @@ def systemd_units(config: Config, lake: Path | None = None,
         if name in timed_pipelines:
             out[f"{unit}.timer"] = _timer(f"Schedule of hubctl pipeline {name}", unit,
                                           timed_pipelines[name])
+    for name, expr in scheduled_exports(config).items():
+        unit = f"hubctl-export-{_unit_slug(name)}"
+        out[f"{unit}.service"] = units.service(f"hubctl export of bundle {name}",
+                                               ["export", name, "--json"], network=False)
+        out[f"{unit}.timer"] = _timer(f"Schedule of hubctl export {name}", unit, expr)
     return out
 
 

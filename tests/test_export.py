@@ -428,3 +428,21 @@ def test_datapackage_declares_keys_and_gtfs_foreign_keys(shared: dict[str, Path]
                if f["name"] == "no2")
     assert no2["type"] == "number" and no2["unitCode"] == "GQ"
     assert package["licenses"][0]["name"] == "CC-BY-4.0"
+
+
+def test_an_export_with_a_schedule_gets_a_cron_line_and_a_systemd_timer(tmp_path: Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text('[lake]\npath = "lake"\n[publisher]\nname = "P"\nlicence = "CC0-1.0"\n'
+                    '[exports.air]\ntables = ["AirQualityObserved"]\nto = "out/air"\n'
+                    'schedule = "15 3 * * *"\n')
+    lake = tmp_path / "lake"
+    cron = hub(lake, "--config", str(toml), "schedule", "emit", "--cron")
+    assert cron.exit_code == 0, cron.output
+    line = next(ln for ln in cron.stdout.splitlines() if ln.startswith("15 3 * * *"))
+    assert "export air --json >> " in line
+    units = tmp_path / "units"
+    result = hub(lake, "--config", str(toml), "schedule", "emit", "--systemd",
+                 "--output-dir", str(units))
+    assert result.exit_code == 0, result.output
+    assert "OnCalendar=*-*-* 03:15:00" in (units / "hubctl-export-air.timer").read_text()
+    assert "export air --json" in (units / "hubctl-export-air.service").read_text()

@@ -111,9 +111,11 @@ def emit(kind: str | None, output_dir: Path | None, user: bool, log: Path | None
 
 
 def scheduled_anything(config: Any) -> bool:
-    """Whether hub.toml has anything `emit` writes: a scheduled or MQTT source, a pipeline."""
+    """Whether hub.toml has anything `emit` writes: a scheduled or MQTT source, a pipeline,
+    an export with a schedule."""
     return bool(config.pipelines) or any(s.schedule is not None or s.mqtt is not None
-                                         for s in config.sources.values())
+                                         for s in config.sources.values()) or any(
+        e.get("schedule") for e in getattr(config, "exports", {}).values())
 
 
 @schedule.command("run")
