@@ -89,6 +89,7 @@ class _Chunk:
     data: bytes
     first_line: int
     breaks: int = 0  # line breaks in data
+    table: pa.Table | None = None  # parsed by the fast path (``lines`` of the stream set)
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
     lines: np.ndarray | None = None  # file line number of each record's first line
@@ -198,11 +199,14 @@ class CsvStream:
             data = self._pending
             if not data:
                 return
-            if data.find(b'"') < 0:  # no quotes: records are lines, cut at the last break
-                cut = len(data) if self._eof else data.rfind(b"\n") + 1
-                if cut and len(data) - cut <= limit:
-                    count = int(np.count_nonzero(np.frombuffer(data, np.uint8, cut) == _NL))
-                    yield _Chunk(data[:cut], self._next_line, count)
+            cut = len(data) if self._eof else data.rfind(b"\n") + 1
+            if cut and len(data) - cut <= limit:  # cut at the last line break
+                count = int(np.count_nonzero(np.frombuffer(data, np.uint8, cut) == _NL))
+                chunk = _Chunk(data[:cut], self._next_line, count)
+                chunk.table = self._fast(chunk)  # every line one clean row: done
+                quoted = chunk.table is None and chunk.data.find(b'"') >= 0
+                if not quoted:  # else a record may go on past the cut: split exactly below
+                    yield chunk
                     self._next_line += count
                     self._pending, stuck = data[cut:], False
                     continue
@@ -283,10 +287,9 @@ class CsvStream:
 
     def _parse(self, chunk: _Chunk) -> pa.RecordBatch | None:
         """Arrow's parse of a chunk's clean records; their file line numbers in ``lines``."""
+        if chunk.table is not None:
+            return self._finish(chunk.table, self.lines)
         if chunk.starts is None:
-            table = self._fast(chunk)
-            if table is not None:
-                return self._finish(table, self.lines)
             chunk.split(self.delimiter[0])
         assert chunk.starts is not None and chunk.ends is not None and chunk.lines is not None
         a = np.frombuffer(chunk.data, np.uint8)
@@ -316,8 +319,8 @@ class CsvStream:
             pa.RecordBatch.from_pylist([], schema=self.schema)
 
     def _fast(self, chunk: _Chunk) -> pa.Table | None:
-        """A UTF-8 block without quotes parsed in one go: it is taken when every line is a
-        row (no bad byte, no empty or malformed line); else None and the slow path runs."""
+        """A UTF-8 block parsed in one go: it is taken when every line is a row (no bad byte,
+        no empty, malformed or multi-line record); else None and the exact path runs."""
         if self.codec != "utf-8":
             return None
         invalid: list[str] = []
@@ -332,7 +335,8 @@ class CsvStream:
         self.lines = chunk.first_line + np.arange(lines, dtype=np.int64)
         if len(data) <= self.limits.max_line_bytes:
             return table
-        # no quotes: a row's line is its fields and delimiters (and its line break)
+        # a row's line is its fields, delimiters and line break (and quotes, if any: the limit
+        # is then checked a few bytes short)
         width: Any = pa.scalar(table.num_columns, pa.int32())
         for column in table.columns:
             width = pc.add(width, pc.fill_null(pc.binary_length(column), 0))
@@ -430,19 +434,30 @@ class CsvStream:
 
     def _place_invalid(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
                        lines: np.ndarray, invalid: list[str], rows: int) -> np.ndarray:
-        """Line numbers of the rows Arrow kept; the rows it skipped become bad lines."""
+        """Line numbers of the rows Arrow kept; the rows it skipped become bad lines. Arrow
+        gives a skipped row's text, not where it was: it is found among the records of the
+        same length, in order."""
         if not invalid and rows == len(lines):
             return lines.astype(np.int64)
-        kept: list[int] = []
-        queue = list(invalid)
-        for s, e, line in zip(starts.tolist(), ends.tolist(), lines.tolist(), strict=True):
-            if queue and data[s:e].rstrip(b"\r\n").decode(self.codec) == queue[0]:
-                self._bad.append(BadLine(int(line), queue.pop(0)))
-            else:
-                kept.append(int(line))
-        for text in queue:  # not matched to a record (never expected): keep them counted
-            self._bad.append(BadLine(0, text))
-        out = np.asarray(kept[:rows], np.int64)
+        a = np.frombuffer(data, np.uint8)
+        last = np.maximum(ends - 1, 0)
+        trail = (a[last] == _NL).astype(np.int64)
+        trail += (trail == 1) & (a[np.maximum(ends - 2, 0)] == _CR) & (ends - starts >= 2)
+        lengths = ends - starts - trail
+        skipped = np.zeros(len(starts), bool)
+        after = 0  # records before this are placed
+        for text in invalid:
+            raw = text.encode() if self.codec == "utf-8" else text.encode(self.codec)
+            same = np.flatnonzero(lengths[after:] == len(raw)) + after
+            hit = next((int(i) for i in same.tolist()
+                        if data[int(starts[i]):int(starts[i]) + len(raw)] == raw), None)
+            if hit is None:  # not matched to a record (never expected): keep it counted
+                self._bad.append(BadLine(0, text))
+                continue
+            skipped[hit] = True
+            self._bad.append(BadLine(int(lines[hit]), text))
+            after = hit + 1
+        out = lines[~skipped].astype(np.int64)[:rows]
         if len(out) < rows:
             out = np.concatenate((out, np.zeros(rows - len(out), np.int64)))
         return out
@@ -566,15 +581,16 @@ def _header(stream: CsvStream) -> list[str]:
     """Read the header record from the stream; what follows it stays pending."""
     limit = stream.limits.max_line_bytes
     data = b""
+    window = 1 << 16  # the header is looked for in a window that grows only if it must
     while True:
-        more = stream._read()
-        data += more
-        a = np.frombuffer(data, np.uint8)
-        nl = np.flatnonzero(a == _NL)
-        ends, _ = _record_ends(a, nl, stream.delimiter[0])
-        if len(ends) or stream._eof or len(data) > limit:
+        while len(data) < window and not stream._eof:
+            data += stream._read()
+        a = np.frombuffer(data, np.uint8, min(window, len(data)))
+        ends, _ = _record_ends(a, np.flatnonzero(a == _NL), stream.delimiter[0])
+        if len(ends) or window >= len(data) or window > limit:
             break
-    end = int(ends[0]) + 1 if len(ends) else len(data)
+        window *= 2
+    end = int(ends[0]) + 1 if len(ends) else min(window, len(data))
     if end > limit:
         raise InputError(f"its header line is longer than {limit:,} bytes", path=stream.path,
                          record="line 1", hint="check that this is a CSV file; raise "
