@@ -39,6 +39,7 @@ from hubctl.adapters.energy_fields import (
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv
+from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 from hubctl.types import TIMESTAMP
@@ -102,13 +103,15 @@ _GENERIC = {
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("chargeplace-scotland",
             "ChargePlace Scotland council exports (Dundee, Perth & Kinross, Stirling): "
-            "'CP ID', 'Start Date' DD/MM/YYYY and 'Start Time' HH:MM, 'Total kWh', 'Site'.",
+            "'CP ID' (or CP_ID), 'Start Date' DD/MM/YYYY, YYYY-MM-DD or a midnight timestamp "
+            "such as 2019-08-31T00:00:00 or 2017/08/31 00:00:00, and 'Start Time' HH:MM[:SS], "
+            "'Total kWh', 'Site'.",
             {**_GENERIC, "session": ("charging event", "event id", "session id"),
              "start": (), "end": (),
              "start_date": ("start date",), "start_time": ("start time",),
              "end_date": ("end date",), "end_time": ("end time",)},
             ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "",
-             "%d/%m/%y %H:%M", "%d-%m-%Y %H:%M"),
+             "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%d/%m/%y %H:%M", "%d-%m-%Y %H:%M"),
             "Europe/London", ("cpid", "startdate", "starttime", "totalkwh")),
     Profile("chargepoint",
             "ChargePoint network exports (Palo Alto, Boulder): 'Station Name', 'Start Date' "
@@ -227,11 +230,38 @@ def _profile(name: str | None, header: Sequence[str]) -> Profile:
 
 
 def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
+    checked = False
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
+        if not checked and batch.num_rows:
+            checked = _check_dates(plan, batch)
         out = _convert(plan, batch, stream.lines)
         add_malformed(out, SESSION, plan.path, stream.take_invalid())
         yield out
+
+
+def _check_dates(plan: _Plan, batch: pa.RecordBatch) -> bool:
+    """Stop when a recognised layout's start column parses in none of the first rows: every
+    record would be rejected, and the column or its format is what is wrong, not the data.
+    Returns whether the check ran (the first batch with a start value)."""
+    head = batch.slice(0, 50)
+    text, column = _joined(plan, head, "start")
+    if text is None:
+        return True
+    present = pc.drop_null(pc.if_else(blank(text), None, text))
+    if not len(present):
+        return False
+    _values, bad = _times(plan, present)
+    if not pc.all(bad).as_py():
+        return True
+    tried = plan.fmt if plan.fmt is not None else ", ".join(
+        repr(f or "ISO 8601") for f in plan.profile.formats)
+    raise InputError(
+        f"no start date of the first {len(present)} rows parses ({column} = "
+        f"{present[0].as_py()!r}; {plan.profile.name} layout, formats tried: {tried})",
+        path=str(plan.path), record="line 2",
+        hint="give the format with --date-format (e.g. '%d/%m/%Y %H:%M'), or name the "
+             "columns with --map COLUMN=start_date --map COLUMN=start_time")
 
 
 def _joined(plan: _Plan, batch: pa.RecordBatch, which: str) -> tuple[pa.Array | None, str]:
@@ -247,9 +277,15 @@ def _joined(plan: _Plan, batch: pa.RecordBatch, which: str) -> tuple[pa.Array | 
     date = pc.utf8_trim_whitespace(text_column(batch, date_col))
     if time_col is None:
         return date, date_col
+    # a date column that carries a midnight time (2019-08-31T00:00:00, 2017/08/31 00:00:00)
+    # beside a separate time column: the date part combines with the time column
+    date = pc.replace_substring_regex(date, _MIDNIGHT, "")
     time = pc.utf8_trim_whitespace(text_column(batch, time_col))
     both = pc.binary_join_element_wise(date, time, " ")
     return pc.if_else(blank(date), pa.scalar(None, pa.string()), both), f"{date_col}+{time_col}"
+
+
+_MIDNIGHT = r"(?:T|\s+)00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?$"
 
 
 def _times(plan: _Plan, text: pa.Array) -> tuple[pa.Array, pa.Array]:

@@ -155,3 +155,46 @@ def test_vectorised_urns_match_entity_id() -> None:
     local = ["50230", "PALO ALTO CA / HAMILTON #1", "a:b-c_d.e", "중구", " x "]
     assert urns("EVChargingStation", pa.array(local)).to_pylist() == [
         entity_id("EVChargingStation", x) for x in local]
+
+
+def test_other_councils_midnight_in_the_date_column_and_bom(tmp_path: Path) -> None:
+    """Perth & Kinross's CKAN export (data.pkc.gov.uk 'EV ChargeStation Use', `_id` first,
+    ISO dates at midnight beside HH:MM times) and its ArcGIS Hub CSV (`CP_ID`, `Start_Date`
+    2017/08/31 00:00:00 beside 22:12:00), both with a BOM: the date's midnight is not the
+    time of day; the time column is."""
+    ckan = tmp_path / "pkc-ckan.csv"
+    ckan.write_text(
+        "\ufeff_id,CP ID,Connector,Start Date,Start Time,End Date,End Time,Total kWh,Site,"
+        "Model\n"
+        '1,50339,1,2019-08-31T00:00:00,23:26,2019-09-01T00:00:00,01:02,7.43,'
+        '"Broxden Park & Ride",APT 22kW\n'
+        '2,50340,2,2019-12-01T00:00:00,08:05,2019-12-01T00:00:00,09:40,11.2,'
+        '"Canal Street",APT 22kW\n', encoding="utf-8")
+    arcgis = tmp_path / "pkc-arcgis.csv"
+    arcgis.write_text(
+        "\ufeffOBJECTID,CP_ID,Connector,Start_Date,Start_Time,End_Date,End_Time,Total_kWh,"
+        "Site,Model\n"
+        "1,50339,1,2017/08/31 00:00:00,22:12:00,2017/08/31 00:00:00,23:50:00,5.2,Broxden,"
+        "APT\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ev-sessions", str(ckan), str(arcgis))
+    assert (run["status"], run["read"], run["written"], run["rejected"]) == ("ok", 3, 3, 0)
+    rows = hub_json(lake, "sql", "SELECT CAST(startDateTime AS VARCHAR) AS s, "
+                    "CAST(endDateTime AS VARCHAR) AS e, energy FROM EVChargingSession "
+                    "ORDER BY s")
+    assert rows == [
+        {"s": "2017-08-31 21:12:00+00", "e": "2017-08-31 22:50:00+00", "energy": 5.2},
+        {"s": "2019-08-31 22:26:00+00", "e": "2019-09-01 00:02:00+00", "energy": 7.43},
+        {"s": "2019-12-01 08:05:00+00", "e": "2019-12-01 09:40:00+00", "energy": 11.2}]
+
+
+def test_recognised_layout_whose_dates_never_parse_stops_with_the_column(
+        tmp_path: Path) -> None:
+    data = _csv(tmp_path / "dotted.csv",
+                "CP ID,Connector,Start Date,Start Time,End Date,End Time,Total kWh,Site",
+                "50339,1,31.08.2019,23:26,31.08.2019,23:50,7.43,Broxden",
+                "50339,1,01.09.2019,08:00,01.09.2019,09:00,2,Broxden")
+    result = hub(tmp_path / "lake", "ingest", "ev-sessions", str(data))
+    assert result.exit_code == 1
+    assert "Start Date+Start Time = '31.08.2019 23:26'" in result.output
+    assert "--date-format" in result.output
