@@ -446,3 +446,12 @@ def test_an_export_with_a_schedule_gets_a_cron_line_and_a_systemd_timer(tmp_path
     assert result.exit_code == 0, result.output
     assert "OnCalendar=*-*-* 03:15:00" in (units / "hubctl-export-air.timer").read_text()
     assert "export air --json" in (units / "hubctl-export-air.service").read_text()
+
+
+@needs_sample_data
+def test_dcat_says_which_smart_data_models_schema_a_type_conforms_to(
+        shared: dict[str, Path]) -> None:
+    ttl = (shared["bundle"] / "dcat.ttl").read_text()
+    assert "<https://smart-data-models.github.io/dataModel.Environment/AirQualityObserved/" \
+           "schema.json> a dct:Standard" in ttl
+    assert "dataModel.Alert/Alert/schema.json" not in ttl  # calls are published as counts

@@ -216,6 +216,17 @@ def themes_for(labels: list[str], given: list[str]) -> list[str]:
     return sorted(found or {"REGI"})
 
 
+def sdm_schema(et: Any) -> str | None:
+    """The Smart Data Models schema URL of a type that is an SDM type (not hubctl's own)."""
+    if et is None or et.description.startswith("hubctl's own type"):
+        return None
+    for ctx in et.context:
+        m = re.search(r"smart-data-models/(dataModel\.\w+)/", ctx)
+        if m:
+            return f"https://smart-data-models.github.io/{m.group(1)}/{et.name}/schema.json"
+    return None
+
+
 def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
                provenance: dict[str, str], base: str) -> Any:
     """The DCAT-AP 3.0 graph: a Catalogue, a Dataset per table, a Distribution per file.
@@ -328,6 +339,10 @@ def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
             std = URIRef(pub.entity.schema.get("$id", f"urn:hubctl:schema:{pub.label}"))
             g.add((std, RDF.type, dct.Standard))
             g.add((ds, dct.conformsTo, std))
+            sdm = sdm_schema(pub.entity)
+            if sdm and pub.mode == "rows":
+                g.add((URIRef(sdm), RDF.type, dct.Standard))
+                g.add((ds, dct.conformsTo, URIRef(sdm)))
     for f in files:
         dist = node(f"#distribution-{f.path}")
         g.add((node(f"#dataset-{f.table}"), DCAT.distribution, dist))
@@ -354,6 +369,9 @@ def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
         pub = by_label[f.table]
         if pub.entity is not None and f.fmt == "ngsi-ld":
             g.add((dist, dct.conformsTo, URIRef(pub.entity.schema.get("$id", ""))))
+            sdm = sdm_schema(pub.entity)
+            if sdm:
+                g.add((dist, dct.conformsTo, URIRef(sdm)))
     return g
 
 
