@@ -26,7 +26,14 @@ from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import coverage_of, max_cover
-from hubctl.pipelines.geo import cell_centres, cell_index, cell_labels
+from hubctl.pipelines.geo import (
+    STUDY_AREAS,
+    cell_centres,
+    cell_index,
+    cell_labels,
+    in_polygons,
+    read_polygons,
+)
 from hubctl.pipelines.roads import (
     DEFAULT_BANDS,
     SEGMENT_SQL,
@@ -60,6 +67,7 @@ class Calls:
     total: int
     without_location: int
     off_network: int
+    outside_area: int = 0  # located calls outside a study-area polygon
 
 
 @dataclass
@@ -96,6 +104,9 @@ class DispatchCoverage:
         Param("max_snap_m", 300.0, "calls and stations farther from the road network are "
               "left out (counted)", minimum=1),
         Param("cell_size_m", 500.0, "grid cell size for vulnerable areas, metres", minimum=50),
+        Param("study_area", "hull", "calls analysed: hull or bbox (every located call; the "
+              "cells are those holding calls) or the path of a GeoJSON polygon such as the "
+              "city boundary (calls outside it are left out, counted)"),
         Param("min_cell_calls", 5, "cells with fewer calls are not published", minimum=1),
         Param("whatif", "add", "what-if: add k stations, relocate the existing ones, or none",
               choices=("add", "relocate", "none")),
@@ -135,7 +146,8 @@ class DispatchCoverage:
             "kind": p["kind"], "target_minutes": float(p["target_minutes"]),
             "graph": graph.summary(),
             "calls": {"total": calls.total, "without_location": calls.without_location,
-                      "off_network": calls.off_network, "used": located},
+                      "off_network": calls.off_network, "outside_study_area": calls.outside_area,
+                      "used": located},
             "stations": {"used": len(stations.node), "off_network": len(stations.off_network)},
             "coverage": {"calls": _share(covered, located),
                          "nodes_mean": round(float(np.mean([r["node_coverage"]
@@ -187,6 +199,11 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
     lon = t["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
     lat = t["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
     located = np.isfinite(lon) & np.isfinite(lat)
+    outside = 0
+    if p["study_area"] not in STUDY_AREAS:
+        inside = in_polygons(lon, lat, read_polygons(p["study_area"]))
+        outside = int((located & ~inside).sum())
+        located &= inside
     local = t["t"].combine_chunks().cast(pa.timestamp("us", tz=str(zone)))
     hour = pc.fill_null(pc.hour(local), 0).to_numpy(zero_copy_only=False)
     node, dist = graph.snap(lon[located], lat[located])
@@ -194,14 +211,17 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
     band = band_of_hour(bands)[hour[located][on]]
     x, y = graph.projection.to_xy(lon[located][on], lat[located][on])
     ix, iy = cell_index(x, y, float(p["cell_size_m"]))
-    return Calls(node[on], band, np.column_stack([ix, iy]), t.num_rows, int((~located).sum()),
-                 int((~on).sum()))
+    return Calls(node[on], band, np.column_stack([ix, iy]), t.num_rows,
+                 int((~located).sum()) - outside, int((~on).sum()), outside)
 
 
 def _notes(calls: Calls, stations: Stations, kind: str) -> list[str]:
     notes = []
     if not calls.total:
         notes.append("no call matched (check --param category; '' takes every Alert)")
+    if calls.outside_area:
+        notes.append(f"{calls.outside_area} located call(s) outside the study area were left "
+                     "out")
     if calls.without_location:
         notes.append(f"{calls.without_location} call(s) without a location were left out")
     if calls.off_network:

@@ -11,6 +11,7 @@ KPIs: electricity consumption per capita per year and the share of EV charging e
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import duckdb
@@ -118,6 +119,11 @@ def _meters(ctx: PipelineContext, tz: str, tables: dict[str, pa.Table]) -> dict[
                median(load_factor), median(base_load_kw), count(DISTINCT site)
         FROM __energy_meter_monthly""").fetchall()[0]
     assert row is not None
+    # each meter's load factor over its whole period (mean / peak demand; for a year of
+    # readings the annual load factor), the median over meters when there are several
+    factors = [v for v in per_meter.column("load_factor").to_pylist()
+               if v is not None and math.isfinite(v)]
+    load_factor = statistics.median(factors) if factors else None
     return {
         "meters": totals["meters"], "readings": totals["readings"],
         "kwh": round(totals["kwh"], 3), "export_kwh": round(totals["export_kwh"], 3),
@@ -125,7 +131,8 @@ def _meters(ctx: PipelineContext, tz: str, tables: dict[str, pa.Table]) -> dict[
         "days": int(ctx.scalar("SELECT count(DISTINCT day) FROM __energy_meter_daily") or 0),
         "first": totals["first"], "last": totals["last"],
         "sites": int(row[3] or 0),
-        "peak_share": _round(row[0]), "load_factor_median": _round(row[1]),
+        "peak_share": _round(row[0]), "load_factor": _round(load_factor),
+        "monthly_load_factor_median": _round(row[1]),
         "base_load_kw_median": _round(row[2]),
         "anomalous_days": found.num_rows,
         "meters_with_anomalies": len(set(found.column("meter").to_pylist())),
@@ -190,8 +197,10 @@ def _kpis(meters: dict[str, Any] | None, ev: dict[str, Any] | None,
             out.append(_kpi("ev_charging_kwh_per_capita_year", ev_year / population,
                             "kWh/person/year", f"annual EV energy / population ({source})"))
     if per_year and ev_year is not None:
-        out.append(_kpi("ev_energy_share", ev_year / per_year, "ratio",
-                        "annualised EV charging energy / annualised metered consumption"))
+        out.append(_kpi("ev_energy_ratio", ev_year / per_year, "ratio",
+                        "annualised EV charging energy / annualised metered consumption (a "
+                        "ratio, not a share: above 1 when the chargers serve more people "
+                        "than the meters measure)"))
     return out
 
 

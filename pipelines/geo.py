@@ -26,9 +26,13 @@ __all__ = [
     "cell_index",
     "cell_keys",
     "cell_labels",
+    "STUDY_AREAS",
     "haversine_m",
+    "in_polygons",
     "projection_for",
+    "read_polygons",
     "split_cell_keys",
+    "study_area_mask",
 ]
 
 _SNAP_DEG = 0.05
@@ -118,3 +122,111 @@ def cell_labels(ix: np.ndarray, iy: np.ndarray, size: float) -> list[str]:
     s = f"{size:g}m"
     return [f"{s}:E{a}:N{b}" for a, b in zip(np.asarray(ix).tolist(), np.asarray(iy).tolist(),
                                               strict=True)]
+
+
+STUDY_AREAS = ("bbox", "hull")  # or the path of a GeoJSON polygon
+
+
+def study_area_mask(spec: str, proj: LocalProjection, cx: np.ndarray, cy: np.ndarray,
+                    event_x: np.ndarray, event_y: np.ndarray, cell_m: float) -> np.ndarray:
+    """Which cells (centres ``cx``, ``cy`` in projected metres) lie in the study area.
+
+    ``bbox``: every cell of the events' bounding box. ``hull``: cells whose centre lies in the
+    events' convex hull buffered by one cell (``cell_m``). Anything else is the path of a
+    GeoJSON file whose Polygon or MultiPolygon features (WGS 84) bound the area, e.g. the city
+    boundary: cells whose centre lies inside. A UsageError names what is wrong with the file.
+    """
+    cx, cy = np.asarray(cx, dtype=np.float64), np.asarray(cy, dtype=np.float64)
+    if spec == "bbox":
+        return np.ones(cx.shape, dtype=bool)
+    if spec == "hull":
+        return _in_buffered_hull(cx, cy, event_x, event_y, cell_m)
+    lon, lat = proj.to_lonlat(cx, cy)
+    return in_polygons(lon, lat, read_polygons(spec))
+
+
+def _in_buffered_hull(cx: np.ndarray, cy: np.ndarray, ex: np.ndarray, ey: np.ndarray,
+                      buffer: float) -> np.ndarray:
+    """Points within ``buffer`` of the convex hull of the events (mitred corners)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.unique(np.column_stack([ex, ey]), axis=0)
+    if len(pts) < 3:
+        return np.ones(cx.shape, dtype=bool)
+    try:
+        eq = ConvexHull(pts).equations  # rows (nx, ny, offset): inside where n.p + offset <= 0
+    except QhullError:  # the events lie on a line: the hull has no area
+        return np.ones(cx.shape, dtype=bool)
+    side = cx[:, None] * eq[None, :, 0] + cy[:, None] * eq[None, :, 1] + eq[None, :, 2]
+    return np.asarray((side <= buffer).all(axis=1))
+
+
+def read_polygons(path: str) -> list[list[np.ndarray]]:
+    """Polygons (each a list of rings of (lon, lat) vertices, outer ring first) of a GeoJSON
+    file: a FeatureCollection, a Feature or a bare geometry of Polygons and MultiPolygons."""
+    import json
+    from pathlib import Path
+
+    from hubctl.errors import UsageError
+
+    hint = "give bbox, hull or a GeoJSON file of the area's Polygon(s) in WGS 84 degrees"
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"study_area={path}: cannot read it ({exc.strerror})",
+                         hint=hint) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"study_area={path}: not JSON ({exc})", hint=hint) from None
+    geoms = [f.get("geometry") for f in doc.get("features", [])] if isinstance(doc, dict) \
+        and doc.get("type") == "FeatureCollection" else [doc.get("geometry") if isinstance(
+            doc, dict) and doc.get("type") == "Feature" else doc]
+    polygons: list[list[np.ndarray]] = []
+    for g in geoms:
+        if not isinstance(g, dict):
+            continue
+        coords = g.get("coordinates") or []
+        parts = [coords] if g.get("type") == "Polygon" else (
+            coords if g.get("type") == "MultiPolygon" else [])
+        for rings in parts:
+            try:
+                polygons.append([np.asarray(r, dtype=np.float64)[:, :2] for r in rings])
+            except (TypeError, ValueError, IndexError):
+                raise UsageError(f"study_area={path}: a polygon's coordinates are not "
+                                 "[[lon, lat], ...] rings", hint=hint) from None
+    if not polygons:
+        raise UsageError(f"study_area={path}: no Polygon or MultiPolygon in it", hint=hint)
+    lon_max = max(float(np.abs(r[:, 0]).max()) for p in polygons for r in p)
+    lat_max = max(float(np.abs(r[:, 1]).max()) for p in polygons for r in p)
+    if lon_max > 180 or lat_max > 90:
+        raise UsageError(f"study_area={path}: coordinates up to {lon_max:g}, {lat_max:g} are "
+                         "not degrees (a projected CRS?)", hint="reproject it to WGS 84 "
+                         "(EPSG:4326), e.g. ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson")
+    return polygons
+
+
+def in_polygons(lon: np.ndarray, lat: np.ndarray,
+                polygons: list[list[np.ndarray]]) -> np.ndarray:
+    """Points inside any of ``polygons`` (even-odd rule per polygon: holes are outside)."""
+    x, y = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    inside = np.zeros(x.shape, dtype=bool)
+    for rings in polygons:
+        odd = np.zeros(x.shape, dtype=bool)
+        for ring in rings:
+            x1, y1 = ring[:, 0], ring[:, 1]
+            x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+            edge = y1 != y2
+            x1, y1, x2, y2 = x1[edge], y1[edge], x2[edge], y2[edge]
+            if not len(y1):
+                continue
+            near = (y >= y1.min()) & (y <= y1.max()) & (x <= max(x1.max(), x2.max()))
+            px, py = x[near][:, None], y[near][:, None]
+            flips = np.zeros(len(px), dtype=bool)
+            for s in range(0, len(x1), 256):  # edges in chunks: bounded memory
+                a, b, c, d = (v[None, s:s + 256] for v in (x1, y1, x2, y2))
+                crosses = (b > py) != (d > py)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    at = a + (py - b) * (c - a) / (d - b)
+                flips ^= np.logical_xor.reduce(crosses & (px < at), axis=1)
+            odd[near] ^= flips
+        inside |= odd
+    return inside

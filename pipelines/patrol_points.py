@@ -1,12 +1,19 @@
 """``patrol_points``: where to put k patrol points so that the most calls lie within reach.
 
-1. Calls (``Alert``) with a position go on a grid (``cell_m``, projected metres); counts per
-   cell and time band give Getis-Ord Gi* z-scores and p-values (:mod:`pipelines.hotspots`).
+1. Calls (``Alert``) with a position go on a grid (``cell_m``, projected metres) over the
+   study area (``study_area``: the calls' convex hull buffered by one cell by default, their
+   bounding box, or a GeoJSON polygon such as the city boundary); counts per cell and time
+   band give Getis-Ord Gi* z-scores and p-values (:mod:`pipelines.hotspots`) over the cells of
+   the study area only.
 2. Candidates are the existing points (``PointOfInterest`` of category ``kind``) plus the
-   centres of hotspot cells (z > 0, p < alpha in any band, strongest first).
-3. Demand is the calls per cell (weights), at the mean position of the cell's calls; a
-   candidate covers a cell within ``radius_m`` (straight line) or within ``travel_min`` of
-   driving on the road graph (``coverage=road``, :mod:`pipelines.roads`).
+   centres of hotspot cells (z > 0, p < alpha in any band, strongest first); when fewer than
+   k cells are hotspots, the occupied cells with the most calls join them, so that k sites
+   can always be placed.
+3. Demand is the calls at each distinct call position (weights): the points coverage is
+   reported on, so the model is exact and ``milp-optimal`` means optimal for
+   ``coverage.after``. A candidate covers a position within ``radius_m`` (straight line) or
+   within ``travel_min`` of driving on the road graph (``coverage=road``,
+   :mod:`pipelines.roads`).
 4. The maximal covering model (:func:`pipelines.covering.max_cover`) opens k sites.
 5. Existing points against the plan, call by call: coverage before and after, mean and 90th
    percentile distance (or travel time) to the nearest point, per band; points to keep, add,
@@ -31,7 +38,16 @@ from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import CoverSolution, max_cover
-from hubctl.pipelines.geo import LocalProjection, cell_centres, cell_labels, projection_for
+from hubctl.pipelines.geo import (
+    STUDY_AREAS,
+    LocalProjection,
+    cell_centres,
+    cell_labels,
+    in_polygons,
+    projection_for,
+    read_polygons,
+    study_area_mask,
+)
 from hubctl.pipelines.hotspots import (
     Bands,
     GridCounts,
@@ -74,7 +90,10 @@ class PatrolPoints:
               choices=("radius", "road")),
         Param("travel_min", 3.0, "road coverage: minutes of driving at free-flow speed",
               minimum=0.1),
-        Param("cell_m", 250.0, "grid cell size (m) of hotspots and demand", minimum=25.0),
+        Param("cell_m", 250.0, "grid cell size (m) of the hotspots", minimum=25.0),
+        Param("study_area", "hull", "cells the hotspots are computed over: hull (the calls' "
+              "convex hull buffered by one cell), bbox (their bounding box; earlier results) or "
+              "the path of a GeoJSON polygon such as the city boundary"),
         Param("bands", ["00-06", "06-12", "12-18", "18-24"],
               "time bands of local hours (HH-HH, 22-06 wraps)", kind="list"),
         Param("timezone", "UTC", "zone of the bands (IANA name; the lake keeps UTC)"),
@@ -85,8 +104,8 @@ class PatrolPoints:
         Param("fdr", False, "hotspots by Benjamini-Hochberg false-discovery rate at alpha"),
         Param("rings", 1, "Gi* neighbourhood in cells around each cell", minimum=1, maximum=10),
         Param("demand_band", "all", "optimise for the calls of one band (e.g. 18-24) or all"),
-        Param("candidates", 2000, "most candidate sites (existing + hotspot cells)",
-              minimum=1),
+        Param("candidates", 2000, "most candidate sites (existing + hotspot cells; at least k "
+              "new cells are always offered)", minimum=1),
         Param("keep_existing", False, "existing points stay open; the model only adds"),
         Param("move_m", 1000.0, "a removed and an added point this close count as a move (m)",
               minimum=0.0),
@@ -112,6 +131,12 @@ class PatrolPoints:
                              "calls FILE")
         when = calls.column("t").to_numpy(zero_copy_only=False).astype(np.int64)[located]
         lon, lat = lon[located], lat[located]
+        inside = _inside(p["study_area"], lon, lat)
+        if not inside.any():
+            raise UsageError(f"none of the {len(lon)} located calls lies in study_area="
+                             f"{p['study_area']}", hint="check that the polygon covers the "
+                             "calls (WGS 84 longitude, latitude)")
+        when, lon, lat = when[inside], lon[inside], lat[inside]
         existing = _existing(ctx, p["kind"])
         proj = projection_for(np.concatenate([lon, existing["lon"]]),
                               np.concatenate([lat, existing["lat"]]))
@@ -120,16 +145,17 @@ class PatrolPoints:
         ctx.step("hotspots")
         grid = grid_counts(x, y, band, len(bands.names), p["cell_m"])
         counts = np.column_stack([grid.counts, grid.counts.sum(axis=1)])
-        z, pv = gi_star(counts, neighbour_weights(grid.width, grid.height, p["rings"]))
-        hot = hotspots(z, pv, p["alpha"], p["fdr"])
-        sites = _candidates(grid, z, hot, existing, proj, p["candidates"])
-        ctx.step("covering model")
-        dmask = _band_mask(bands, band, p["demand_band"])
-        demand = _demand(grid, x, y, dmask)
-        model = _Model(p, proj, ctx)
-        cover = model.cover(demand["x"], demand["y"], sites["x"], sites["y"])
+        area = _area(p["study_area"], grid, proj, x, y, counts)
+        z, pv = _gi_star_in(counts, grid, area, p["rings"])
+        hot = hotspots(z, pv, p["alpha"], p["fdr"]) & area[:, None]
         n_exist = len(existing["id"])
         k = int(p["k"]) or (n_exist or 10)
+        sites = _candidates(grid, z, hot, counts[:, -1], existing, proj, p["candidates"], k)
+        ctx.step("covering model")
+        dmask = _band_mask(bands, band, p["demand_band"])
+        demand = _demand(x, y, dmask)
+        model = _Model(p, proj, ctx)
+        cover = model.cover(demand["x"], demand["y"], sites["x"], sites["y"])
         fixed = list(range(n_exist)) if p["keep_existing"] else []
         if len(fixed) > k:
             raise UsageError(f"keep_existing holds {len(fixed)} points open but k={k}",
@@ -143,9 +169,16 @@ class PatrolPoints:
             "hotspots": _hotspot_table(grid, proj, counts, z, pv, hot, bands),
             "coverage": _coverage_table(bands, band, before, after, model),
             "points": _with_lonlat(plan, proj),
+            "candidates": _candidate_table(sites, sol.chosen, proj),
         }
         summary = _summary(p, total, int(located.sum()), grid, hot, bands, sites, n_exist, k,
                            sol, before, after, plan, model)
+        summary["calls"]["outside_study_area"] = int((~inside).sum())
+        summary["grid"]["cells_in_study_area"] = int(area.sum())
+        summary["solver"]["demand_points"] = len(demand["w"])
+        summary["solver"]["model"] = (
+            "exact: one demand point per distinct call position" if p["demand_band"] == "all"
+            else f"exact for the calls of band {p['demand_band']}")
         if p["demand_band"] != "all":
             summary["coverage_demand_band"] = {
                 "before": _stats(before["reach"][dmask], model.limit)["share"],
@@ -155,9 +188,14 @@ class PatrolPoints:
         if p["timezone"] == "UTC":
             notes.append("time bands are in UTC hours; pass --param timezone=<IANA zone> "
                          "(e.g. Asia/Seoul) for the city's local hours")
-        if not hot[:, :-1].any():
-            notes.append("no cell is a significant hotspot in any band at alpha "
-                         f"{p['alpha']}: the candidates are the existing points only")
+        if int((~inside).sum()):
+            notes.append(f"{int((~inside).sum())} located calls lie outside study_area="
+                         f"{p['study_area']} and are left out")
+        from_demand = int(sites["from_demand"].sum())
+        if from_demand:
+            notes.append(f"only {int(hot.any(axis=1).sum())} cells are significant hotspots at "
+                         f"alpha {p['alpha']}: the {from_demand} occupied cells with the most "
+                         "calls were added as candidates so that k sites can be placed")
         notes.append(f"covering model: {sol.method}, {len(sol.chosen)} sites open, "
                      + ("proven optimal" if sol.gap == 0 else
                         f"within {sol.gap:.2%} of the optimum") + f" ({sol.seconds:.1f} s)")
@@ -182,25 +220,62 @@ def _existing(ctx: PipelineContext, kind: str) -> dict[str, np.ndarray]:
     return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False)) for c in t.column_names}
 
 
-def _candidates(grid: GridCounts, z: np.ndarray, hot: np.ndarray,
+def _inside(spec: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Calls inside the study area: all of them for bbox and hull (the area is built from
+    them), those inside the polygon for a GeoJSON file."""
+    if spec in STUDY_AREAS:
+        return np.ones(len(lon), dtype=bool)
+    return in_polygons(lon, lat, read_polygons(spec))
+
+
+def _area(spec: str, grid: GridCounts, proj: LocalProjection, x: np.ndarray, y: np.ndarray,
+          counts: np.ndarray) -> np.ndarray:
+    """Cells of the grid in the study area (a cell holding calls always is)."""
+    cx, cy = cell_centres(*grid.cell_ix_iy(), grid.size)
+    return study_area_mask(spec, proj, cx, cy, x, y, grid.size) | (counts[:, -1] > 0)
+
+
+def _gi_star_in(counts: np.ndarray, grid: GridCounts, area: np.ndarray,
+                rings: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gi* over the cells of the study area only (cells outside: z 0, p 1): empty cells where
+    no call can occur would pull the mean down and inflate every occupied cell's z."""
+    weights = neighbour_weights(grid.width, grid.height, rings)
+    if area.all():
+        return gi_star(counts, weights)
+    sub = np.flatnonzero(area)
+    z = np.zeros(counts.shape)
+    pv = np.ones(counts.shape)
+    z[sub], pv[sub] = gi_star(counts[sub], weights[sub][:, sub])
+    return z, pv
+
+
+def _candidates(grid: GridCounts, z: np.ndarray, hot: np.ndarray, calls: np.ndarray,
                 existing: dict[str, np.ndarray], proj: LocalProjection,
-                limit: int) -> dict[str, np.ndarray]:
-    """Existing points first, then hotspot cell centres by decreasing peak z (ties by cell)."""
+                limit: int, k: int) -> dict[str, np.ndarray]:
+    """Existing points first, then hotspot cell centres by decreasing peak z (ties by cell);
+    when fewer than ``k`` cells are hotspots, the occupied cells with the most calls (ties by
+    cell) fill up to ``k`` new cells."""
     ex_x, ex_y = proj.to_xy(existing["lon"], existing["lat"])
-    any_hot = hot.any(axis=1)
+    room = max(limit - len(ex_x), k)
+    any_hot = np.asarray(hot.any(axis=1), dtype=bool)
     peak = np.where(hot, z, -np.inf).max(axis=1)
     cells = np.flatnonzero(any_hot)
-    cells = cells[np.lexsort((cells, -peak[cells]))][:max(limit - len(ex_x), 0)]
-    cells = np.sort(cells)
+    cells = cells[np.lexsort((cells, -peak[cells]))][:room]
+    extra = np.flatnonzero(~any_hot & (calls > 0))
+    extra = extra[np.lexsort((extra, -calls[extra]))][:max(k - len(cells), 0)]
+    cells = np.sort(np.concatenate([cells, extra]))
     ix, iy = grid.cell_ix_iy()
     cx, cy = cell_centres(ix[cells], iy[cells], grid.size)
     labels = cell_labels(ix[cells], iy[cells], grid.size)
+    kind = ["hotspot cell" if any_hot[c] else "busy cell" for c in cells.tolist()]
     return {
         "x": np.concatenate([ex_x, cx]), "y": np.concatenate([ex_y, cy]),
         "site": np.array(list(existing["id"]) + labels, dtype=object),
-        "name": np.array(list(existing["name"]) + [f"hotspot cell {c}" for c in labels],
+        "name": np.array(list(existing["name"]) + [f"{w} {c}" for w, c in
+                                                   zip(kind, labels, strict=True)],
                          dtype=object),
         "existing": np.arange(len(ex_x) + len(cells)) < len(ex_x),
+        "from_demand": np.concatenate([np.zeros(len(ex_x), dtype=bool), ~any_hot[cells]]),
     }
 
 
@@ -214,15 +289,12 @@ def _band_mask(bands: Bands, band: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(band == bands.names.index(name))
 
 
-def _demand(grid: GridCounts, x: np.ndarray, y: np.ndarray,
-            mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Calls per occupied cell and the mean position of those calls (kept internal)."""
-    cell = grid.cell_of_event[mask]
-    w = np.bincount(cell, minlength=grid.n_cells).astype(np.float64)
-    cells = np.flatnonzero(w)
-    sx = np.bincount(cell, weights=x[mask], minlength=grid.n_cells)
-    sy = np.bincount(cell, weights=y[mask], minlength=grid.n_cells)
-    return {"x": sx[cells] / w[cells], "y": sy[cells] / w[cells], "w": w[cells]}
+def _demand(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Calls at each distinct position of the demand band (kept internal): coverage is
+    reported call by call, so the model solves on the calls themselves, merged where they
+    share a position (block geocodes put many calls on one point)."""
+    points, w = np.unique(np.column_stack([x[mask], y[mask]]), axis=0, return_counts=True)
+    return {"x": points[:, 0], "y": points[:, 1], "w": w.astype(np.float64)}
 
 
 class _Model:
@@ -353,6 +425,22 @@ def _with_lonlat(plan: pa.Table, proj: LocalProjection) -> pa.Table:
         "lat", pa.array(np.round(lat, 6)))
 
 
+def _candidate_table(sites: dict[str, np.ndarray], chosen: np.ndarray,
+                     proj: LocalProjection) -> pa.Table:
+    """Every candidate site the model chose from: where it came from and whether it opened."""
+    open_ = np.zeros(len(sites["x"]), dtype=bool)
+    open_[np.asarray(chosen, dtype=np.int64)] = True
+    source = np.where(sites["existing"], "existing",
+                      np.where(sites["from_demand"], "busy-cell", "hotspot-cell"))
+    lon, lat = proj.to_lonlat(sites["x"], sites["y"])
+    return pa.table({
+        "site": pa.array([str(v) for v in sites["site"]], pa.string()),
+        "source": pa.array(source.tolist(), pa.string()),
+        "chosen": pa.array(open_),
+        "lon": pa.array(lon), "lat": pa.array(lat),  # unrounded: the model's own positions
+    })
+
+
 def _hotspot_table(grid: GridCounts, proj: LocalProjection, counts: np.ndarray, z: np.ndarray,
                    pv: np.ndarray, hot: np.ndarray, bands: Bands) -> pa.Table:
     """Per cell with calls (or a hotspot) and band: calls, Gi* z and p, hotspot flag."""
@@ -400,7 +488,9 @@ def _summary(p: dict[str, Any], total: int, located: int, grid: GridCounts, hot:
                  "cells_with_calls": int((grid.counts.sum(axis=1) > 0).sum())},
         "hotspots": {name: int(hot[:, b].sum()) for b, name in
                      enumerate([*bands.names, "all"])},
-        "candidates": {"existing": n_exist, "hotspot_cells": int(len(sites["x"]) - n_exist)},
+        "candidates": {"existing": n_exist,
+                       "hotspot_cells": int(len(sites["x"]) - n_exist - sites["from_demand"].sum()),
+                       "busy_cells": int(sites["from_demand"].sum())},
         "k": k,
         "demand_band": p["demand_band"],
         "coverage_mode": p["coverage"],

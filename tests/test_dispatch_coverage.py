@@ -141,7 +141,8 @@ def test_coverage_per_band_equals_networkx(city: tuple[Path, list[dict[str, Any]
     lake, calls = city
     out = run(lake, *BASE, "whatif=none")
     s = out["summary"]
-    assert s["calls"] == {"total": 162, "without_location": 10, "off_network": 2, "used": 150}
+    assert s["calls"] == {"total": 162, "without_location": 10, "off_network": 2,
+                          "outside_study_area": 0, "used": 150}
     assert any("10 call(s) without a location were left out" in n for n in out["notes"])
     assert s["stations"]["used"] == 2 and s["graph"]["nodes"] == SIDE * SIDE
     g = reference_graph(lake)
@@ -288,3 +289,23 @@ def test_west_oakland_coverage_equals_networkx(tmp_path: Path) -> None:
     assert s["calls"]["used"] == 120
     assert [b["calls_covered"] for b in s["bands"]] == expected
     assert 0 < sum(expected) < 120
+
+
+def test_study_area_polygon_leaves_out_the_calls_outside(
+        city: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+    """A GeoJSON polygon over the western half of the grid: the calls east of it are left
+    out and counted; bbox and hull keep every located call."""
+    lake, calls = city
+    mid = LON0 + 0.0025
+    ring = [[LON0 - 0.01, LAT0 - 0.01], [mid, LAT0 - 0.01], [mid, LAT0 + 0.01],
+            [LON0 - 0.01, LAT0 + 0.01], [LON0 - 0.01, LAT0 - 0.01]]
+    area = tmp_path / "west.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    whole = run(lake, *BASE)["summary"]["calls"]
+    west = run(lake, *BASE, f"study_area={area}")["summary"]["calls"]
+    east = sum(1 for c in calls if c["lon"] > mid)
+    assert whole["outside_study_area"] == 0 and whole["used"] == len(calls)
+    assert west["outside_study_area"] == east + 2  # and the two calls far off the network
+    assert west["used"] == len(calls) - east
+    cells = hub_json(lake, "sql", "SELECT centre_lon FROM derived.dispatch_coverage_cells")
+    assert cells and all(c["centre_lon"] <= mid + 0.002 for c in cells)

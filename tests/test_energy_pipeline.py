@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SAMPLE_DATA, needs_sample_data
 from tests.helpers import hub, hub_json
 
 START = datetime(2025, 3, 3)  # a Monday
@@ -112,7 +113,7 @@ def test_ev_occupancy_utilisation_and_kpis(ran: tuple[Path, dict]) -> None:
     per_year = kwh * 365.25 / DAYS
     kpis = result["summary"]["kpis"]
     assert kpis["electricity_kwh_per_capita_year"] == pytest.approx(per_year / 1000, rel=1e-6)
-    assert kpis["ev_energy_share"] == pytest.approx(
+    assert kpis["ev_energy_ratio"] == pytest.approx(
         (15.0 * 365.25 * 24 / window_hours) / per_year, rel=1e-5)
 
 
@@ -150,3 +151,31 @@ def test_ev_only_lake_and_population_from_the_lake(tmp_path: Path) -> None:
     per_capita = out["summary"]["kpis"]["ev_charging_kwh_per_capita_year"]
     assert per_capita == pytest.approx(10.0 * 365.25 * 24 / 2 / 4000, rel=1e-5)
     assert any("MeterReadingObserved" in n for n in out["notes"])
+
+
+@needs_sample_data
+def test_summary_load_factor_is_average_over_peak_of_the_year(tmp_path: Path) -> None:
+    """One real Green Button meter (a year of hourly readings): the summary's load factor is
+    its annual average load over its annual peak, computed here from the file itself."""
+    import xml.etree.ElementTree as ET
+
+    path = SAMPLE_DATA / "energy" / "greenbutton" / "coastal-multi-family-2011-hourly.xml"
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "greenbutton", str(path))
+    out = _run(lake, "population=1000")
+    ns = {"espi": "http://naesb.org/espi"}
+    root = ET.parse(path).getroot()
+    power = int(root.find(".//espi:ReadingType/espi:powerOfTenMultiplier", ns).text or 0)
+    kw, hours = [], 0.0
+    for reading in root.iter("{http://naesb.org/espi}IntervalReading"):
+        secs = int(reading.find("espi:timePeriod/espi:duration", ns).text)
+        wh = int(reading.find("espi:value", ns).text) * 10.0 ** power
+        kw.append(wh / 1000 / (secs / 3600))
+        hours += secs / 3600
+    expected = (sum(k * 1.0 for k in kw) / len(kw)) / max(kw)
+    meters = out["summary"]["meters"]
+    assert meters["meters"] == 1
+    assert meters["load_factor"] == pytest.approx(expected, rel=1e-4)
+    assert meters["monthly_load_factor_median"] > meters["load_factor"]
+    row = hub_json(lake, "sql", "SELECT load_factor FROM derived.energy_meters")
+    assert row[0]["load_factor"] == pytest.approx(expected, rel=1e-4)

@@ -83,7 +83,8 @@ def test_plan_moves_far_points_to_hotspots_and_raises_coverage(
     lake, where = city
     out = _run(lake, "k=4", "radius_m=500", "timezone=Asia/Seoul")
     s = out["summary"]
-    assert s["calls"] == {"total": 603, "located": 600, "without_location": 3}
+    assert s["calls"] == {"total": 603, "located": 600, "without_location": 3,
+                          "outside_study_area": 0}
     assert any("3 of 603 calls have no position" in n for n in out["notes"])
     # independent check of "before": haversine from every call to the existing points
     ex = np.array([_lonlat(x, y) for _, x, y in EXISTING])
@@ -224,3 +225,115 @@ def test_demand_band_and_fdr(city: tuple[Path, np.ndarray]) -> None:
     assert band["share_after"] == s["coverage_demand_band"]["after"]
     r = hub(lake, "run", "patrol_points", "--param", "demand_band=dawn")
     assert r.exit_code != 0 and "not one of the bands" in r.output
+
+
+def _write_calls(path: Path, points: list[tuple[float, float]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["접수번호", "접수일시", "사건종별", "위도", "경도"])
+        for i, (x, y) in enumerate(points):
+            lon, lat = _lonlat(x, y)
+            w.writerow([f"T{i:05d}", f"2024-06-{1 + i % 28:02d} {i % 24:02d}:10:00", "폭력",
+                        f"{lat:.7f}", f"{lon:.7f}"])
+    return path
+
+
+def test_study_area_hull_drops_empty_cells_and_a_polygon_drops_outside_calls(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    # calls fill a right triangle (x + y <= 6 km): half its bounding box can hold no call
+    xy = rng.uniform(0, 6000, (3000, 2))
+    xy = xy[xy.sum(axis=1) <= 6000][:1200]
+    pts = [(float(x), float(y)) for x, y in xy] + [(500.0 + rng.normal(0, 60),
+                                                    500.0 + rng.normal(0, 60))
+                                                   for _ in range(150)]
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "calls", str(_write_calls(tmp_path / "c.csv", pts)))
+    bbox = _run(lake, "k=3", "study_area=bbox")["summary"]
+    hull = _run(lake, "k=3", "study_area=hull")["summary"]
+    assert bbox["grid"]["cells_in_study_area"] == bbox["grid"]["cells"]
+    share = hull["grid"]["cells_in_study_area"] / hull["grid"]["cells"]
+    assert 0.5 < share < 0.65  # the triangle and a one-cell rim
+    assert hull["hotspots"]["all"] <= bbox["hotspots"]["all"]
+    # the zeros outside the triangle inflate z: fewer cells are hot inside the hull
+    assert hull["hotspots"]["all"] < bbox["hotspots"]["all"] or bbox["hotspots"]["all"] == 0
+    # a GeoJSON polygon (the western half): calls east of it are left out, counted
+    lon_mid, _ = _lonlat(3000.0, 0.0)
+    lo, la = _lonlat(-100.0, -100.0)
+    hi_lon, hi_lat = _lonlat(7000.0, 7000.0)
+    ring = [[lo, la], [lon_mid, la], [lon_mid, hi_lat], [lo, hi_lat], [lo, la]]
+    area = tmp_path / "west.geojson"
+    area.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    west = _run(lake, "k=3", f"study_area={area}")["summary"]
+    lons = np.array([_lonlat(x, y)[0] for x, y in pts])
+    assert west["calls"]["outside_study_area"] == int((np.round(lons, 7) > lon_mid).sum())
+    bad = hub(lake, "run", "patrol_points", "--param", f"study_area={tmp_path / 'nope.json'}")
+    assert bad.exit_code == 2 and "study_area" in bad.output
+
+
+def test_candidates_always_allow_k_sites(tmp_path: Path) -> None:
+    """Calls spread evenly over a small area: no cell is a significant hotspot, yet k sites
+    open, drawn from the busiest cells, and cover nearly every call."""
+    rng = np.random.default_rng(5)
+    pts = [(float(x), float(y)) for x, y in rng.uniform(0, 700, (300, 2))]
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "calls", str(_write_calls(tmp_path / "c.csv", pts)))
+    out = _run(lake, "k=6", "radius_m=200")
+    s = out["summary"]
+    cand = s["candidates"]
+    assert cand["hotspot_cells"] < 6  # too few hotspots for k sites on their own
+    assert cand["hotspot_cells"] + cand["busy_cells"] == 6 and s["changes"]["add"] == 6
+    assert s["solver"]["opened"] == 6 and s["coverage"]["after"] > s["coverage"]["before"] == 0
+    assert any("added as candidates" in n for n in out["notes"])
+    rows = hub_json(lake, "sql", "SELECT source, count(*) AS n FROM "
+                    "derived.patrol_points_candidates GROUP BY source ORDER BY source")
+    assert {r["source"]: r["n"] for r in rows}.get("busy-cell") == cand["busy_cells"]
+
+
+@needs_sample_data
+def test_model_is_exact_per_call_and_equals_an_independent_milp(tmp_path: Path) -> None:
+    """Berkeley 2018, k = 20, 300 m, study_area=bbox: the solver's covered calls equal the
+    calls covered after, and equal the optimum of an independent per-call MILP (no merging,
+    one row per call) over the same candidate sites."""
+    from scipy.optimize import LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+    from scipy.spatial import cKDTree
+
+    from hubctl.pipelines.geo import projection_for
+
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "calls", str(SAMPLE_DATA / "calls" /
+                                          "berkeley-pd-calls-for-service-2018.csv"))
+    out = _run(lake, "k=20", "radius_m=300", "study_area=bbox",
+               "timezone=America/Los_Angeles")
+    s = out["summary"]
+    assert s["solver"]["model_covered"] == s["coverage"]["calls_after"]
+    calls = hub_json(lake, "sql", "SELECT lon, lat FROM Alert_latest WHERE lon IS NOT NULL "
+                     "AND category = 'security'")
+    sites = hub_json(lake, "sql", "SELECT lon, lat FROM derived.patrol_points_candidates")
+    clon = np.array([c["lon"] for c in calls])
+    clat = np.array([c["lat"] for c in calls])
+    proj = projection_for(clon, clat)
+    cx, cy = proj.to_xy(clon, clat)
+    sx, sy = proj.to_xy(np.array([r["lon"] for r in sites]), np.array([r["lat"] for r in sites]))
+    pairs = cKDTree(np.column_stack([cx, cy])).sparse_distance_matrix(
+        cKDTree(np.column_stack([sx, sy])), 300.0, output_type="ndarray")
+    n, m = len(cx), len(sx)
+    a = csr_matrix((np.ones(len(pairs)), (pairs["i"], pairs["j"])), shape=(n, m))
+    # variables: m sites (binary), then n calls (covered, 0..1); maximise covered calls
+    from scipy.sparse import hstack, identity
+    cover = hstack([-a, identity(n)]).tocsr()
+    budget = csr_matrix(np.concatenate([np.ones(m), np.zeros(n)]))
+    res = milp(c=np.concatenate([np.zeros(m), -np.ones(n)]),
+               constraints=[LinearConstraint(cover, -np.inf, 0),
+                            LinearConstraint(budget, 20, 20)],
+               integrality=np.concatenate([np.ones(m), np.zeros(n)]),
+               bounds=(0, 1), options={"time_limit": 120})
+    assert res.status == 0
+    optimum = round(-res.fun)
+    if s["solver"]["method"] == "milp-optimal":
+        assert s["coverage"]["calls_after"] == optimum
+    else:
+        assert optimum * (1 - s["solver"]["gap"]) - 1e-6 <= s["coverage"]["calls_after"] <= optimum
