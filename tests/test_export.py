@@ -455,3 +455,16 @@ def test_dcat_says_which_smart_data_models_schema_a_type_conforms_to(
     assert "<https://smart-data-models.github.io/dataModel.Environment/AirQualityObserved/" \
            "schema.json> a dct:Standard" in ttl
     assert "dataModel.Alert/Alert/schema.json" not in ttl  # calls are published as counts
+
+
+def test_since_last_after_an_update_exports_the_changed_row_only(tmp_path: Path) -> None:
+    lake = _air_lake(tmp_path, range(0, 4))
+    _export(lake, tmp_path / "one", "export", "air", "AirQualityObserved", "--since-last")
+    data, stations = write_openaq(tmp_path / "fix", [row("S1", 2, "no2", 99)])
+    run = hub_json(lake, "ingest", "openaq", str(data), "--stations", str(stations))
+    assert run["updated"] == 1
+    out = _export(lake, tmp_path / "two", "export", "air", "AirQualityObserved", "--since-last")
+    assert out["tables"][0]["rows"] == 1
+    got = duckdb.connect().execute(f"SELECT id, no2 FROM "
+                                   f"'{tmp_path}/two/data/AirQualityObserved.parquet'").fetchall()
+    assert got == [("urn:ngsi-ld:AirQualityObserved:S1", 99.0)]
