@@ -68,8 +68,9 @@ class AirQuality:
         ctx.step("hourly grid")
         hours = load_hours(ctx)
         ctx.step("indices")
-        indices = hourly_indices(ctx, mc, str(p["cai_pm"]), which)
+        indices, stations = hourly_indices(ctx, mc, str(p["cai_pm"]), which)
         ctx.con.register(aq_stats.IDX, indices)
+        ctx.con.register("__aq_stations", stations)
         try:
             ctx.step("lights, means and exceedances")
             lights = aq_stats.lights(ctx)
@@ -83,7 +84,7 @@ class AirQuality:
             exposure = aq_exposure.exposure(ctx, targets, float(p["radius_m"]))
             summary = _summary(ctx, hours, which, tz, str(p["cai_pm"]), exceed)
         finally:
-            for name in (aq_stats.IDX, "__aq_means"):
+            for name in (aq_stats.IDX, "__aq_means", "__aq_stations"):
                 ctx.con.unregister(name)
             for name in ("__aq_daily", "__aq_who"):
                 ctx.con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()

@@ -124,7 +124,7 @@ def exposure(ctx: PipelineContext, targets: list[Targets], radius_m: float) -> p
     """The exposure table for every target, year and pollutant with a complete annual mean."""
     src = ctx.sql("""
         SELECT m.id, m.pollutant, m.start AS year, m.mean, s.lon, s.lat
-        FROM __aq_means m JOIN (SELECT id, lon, lat FROM AirQualityObserved_latest) s
+        FROM __aq_means m JOIN __aq_stations s
              ON s.id = m.id
         WHERE m.period = 'year' AND m.mean IS NOT NULL AND s.lon IS NOT NULL
               AND s.lat IS NOT NULL AND m.pollutant IN ('pm25', 'pm10', 'no2')

@@ -7,7 +7,8 @@ are differences of cumulative sums and a lag of k is a shift by k: every step is
 pass over all station-hours, no Python loop per row. Every running mean carries the number of
 hours it had; a mean with fewer than ``min_completeness`` of its hours is null, and so is every
 index that needs it, with the reason in ``*_reason``. Only hours with an observation are
-output, ordered by station and hour.
+output, grouped by station (in the deterministic order of the hash of its id) and ordered by
+hour.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def load_hours(ctx: PipelineContext) -> int:
             return f"CAST(NULL AS DOUBLE) AS {alias}"
         return f"{how}({name}) AS {alias}" if agg else f"CAST({name} AS DOUBLE) AS {alias}"
 
-    select = [col(p, p) for p in POLLUTANTS]
+    select = [col(p, p) for p in (*POLLUTANTS, "lon", "lat")]
     select += [col(name, alias, "max" if "Grade" in name else "avg")
                for name, alias in _REPORTED.items()]
     kind = "TEMP TABLE" if agg else "TEMP VIEW"
@@ -372,9 +373,9 @@ def _eaqi(hr: Hours, mc: float) -> dict[str, pa.Array]:
 
 
 def _sorted(ctx: PipelineContext) -> tuple[pa.DictionaryArray, dict[str, np.ndarray]]:
-    """The station ids (dictionary-encoded) and every column as numpy, ordered by station id,
-    then hour."""
-    t = ctx.sql(f"SELECT * FROM {OBS} ORDER BY id, h")
+    """The station ids (dictionary-encoded) and every column as numpy, grouped by station
+    (stations in the order of the hash of their id, a deterministic order) and by hour."""
+    t = ctx.sql(f"SELECT * FROM {OBS} ORDER BY hash(id), id, h")  # grouped; short sort key
     ids = t["id"].combine_chunks()
     if len(ids) > 1:
         change = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(
@@ -385,6 +386,7 @@ def _sorted(ctx: PipelineContext) -> tuple[pa.DictionaryArray, dict[str, np.ndar
     starts = np.r_[0, np.flatnonzero(change) + 1][:len(ids)] if len(ids) else np.zeros(0, int)
     cols = {c: t[c].to_numpy().astype(float) for c in t.column_names if c not in ("id", "h")}
     cols["h"] = t["h"].to_numpy()
+    cols["starts"] = starts
     return pa.DictionaryArray.from_arrays(pa.array(codes), ids.take(pa.array(starts))), cols
 
 
@@ -392,9 +394,21 @@ def _nulls(names: Iterable[str], n: int, typ: pa.DataType) -> dict[str, pa.Array
     return {name: pa.nulls(n, typ) for name in names}
 
 
+def stations(ids: pa.DictionaryArray, obs: dict[str, np.ndarray]) -> pa.Table:
+    """Each station's id and its last known position (for exposure)."""
+    last = np.r_[obs["starts"][1:] - 1, len(ids) - 1] if len(ids) else np.zeros(0, int)
+    lon, lat = obs["lon"], obs["lat"]
+    ok = ~np.isnan(lon) & ~np.isnan(lat)
+    pos = np.maximum.reduceat(np.where(ok, np.arange(len(ids)), -1), obs["starts"]) \
+        if len(ids) else last
+    pos = np.where(pos >= 0, pos, last)
+    return pa.table({"id": ids.dictionary, "lon": _floats(lon[pos]), "lat": _floats(lat[pos])})
+
+
 def hourly_indices(ctx: PipelineContext, mc: float, cai_pm: str,
-                   which: Iterable[str] = INDICES) -> pa.Table:
-    """One row per station and observed hour with every index, sub-index and averaged input."""
+                   which: Iterable[str] = INDICES) -> tuple[pa.Table, pa.Table]:
+    """One row per station and observed hour with every index, sub-index and averaged input;
+    and each station's position."""
     ids, obs = _sorted(ctx)
     n = len(ids)
     hr = Hours(ids, obs, mc)
@@ -425,7 +439,7 @@ def hourly_indices(ctx: PipelineContext, mc: float, cai_pm: str,
     cols |= {c: _floats(hr.at[c]) for c in ("o3_8h", "co_8h", "so2_24h")}
     cols["reported_cai"] = _ints(hr.raw["reported_cai"], i16)
     cols["reported_cai_grade"] = _ints(hr.raw["reported_cai_grade"], i8)
-    return pa.table([cols[c] for c in ORDER], names=list(ORDER))
+    return pa.table([cols[c] for c in ORDER], names=list(ORDER)), stations(ids, obs)
 
 
 ORDER = ("id", "observed_at", "cai", "cai_grade", "cai_pollutant", "cai_reason", "us_aqi",
