@@ -15,7 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench.bench_air_quality import OUT, _rss
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_air_quality import OUT, _rss  # noqa: E402
 
 TARGET_S = 60.0
 

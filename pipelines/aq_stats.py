@@ -91,9 +91,12 @@ def means(ctx: PipelineContext, tz: str, mc: float) -> pa.Table:
     units = " ".join(f"WHEN '{p}' THEN '{u}'" for p, u in UNITS.items())
     ctx.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __aq_daily AS
-        WITH agg AS MATERIALIZED (
-            SELECT id, CAST(timezone('{tz}', observed_at) AS DATE) AS day, {', '.join(aggs)}
-            FROM {IDX} GROUP BY ALL),
+        WITH local AS (  -- the time zone conversion once per distinct hour, not per row
+            SELECT t, CAST(timezone('{tz}', t) AS DATE) AS day
+            FROM (SELECT DISTINCT observed_at AS t FROM {IDX})),
+        agg AS MATERIALIZED (
+            SELECT id, day, {', '.join(aggs)}
+            FROM {IDX} JOIN local ON local.t = {IDX}.observed_at GROUP BY ALL),
         u AS ({unpivot})
         SELECT id, pollutant, day, n, n >= {_need(24, mc)} AS complete,
                CASE WHEN n >= {_need(24, mc)} THEN m END AS mean, x8 AS max_8h
