@@ -223,7 +223,7 @@ def _tagged(table: pa.Table, run_id: str) -> pa.Table:
         if pa.types.is_null(f.type):
             table = table.set_column(i, pa.field(f.name, pa.string()),
                                      table.column(i).cast(pa.string()))
-    return table.append_column("_run_id", pa.array([run_id] * table.num_rows, pa.string()))
+    return table.append_column("_run_id", pa.repeat(pa.scalar(run_id, pa.string()), table.num_rows))
 
 
 def _check(summary: dict[str, Any], asserts: Sequence[Assertion]) -> list[dict[str, Any]]:
