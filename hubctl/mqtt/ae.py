@@ -40,7 +40,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from hubctl.mqtt.onem2m import CATCH_UP, basic_time
+from hubctl.mqtt.onem2m import basic_time
 from hubctl.mqtt.settings import MqttSettings
 from hubctl.ngsild import parse_time
 
@@ -169,7 +169,6 @@ class AeSession:
         self.ready = threading.Event()  # the first registration and subscription pass is done
         self.wake = threading.Event()  # set after a reconnect: catch up now
         self.stop = threading.Event()
-        self.catch_ups = 0
         self.fatal: AeRefused | None = None  # the listener fails with it
         self.thread = threading.Thread(target=self.run, name=f"ae-{s.source}", daemon=True)
 
@@ -303,10 +302,5 @@ class AeSession:
             if cins:
                 self.inject(container, cins)
             total += len(cins)
-        self.catch_ups += 1
         return total
 
-
-def catch_up_topic(container: str) -> str:
-    """The topic a retrieved contentInstance of ``container`` is filed under."""
-    return CATCH_UP + container
