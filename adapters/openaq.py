@@ -1,5 +1,18 @@
-"""OpenAQ long CSV (``city,country,date.utc,location,parameter,value,unit``) with a station
-coordinates CSV (``location,coordinates.latitude,coordinates.longitude``).
+"""OpenAQ long CSV, one pollutant per row, in any of three published layouts:
+
+* the pandas-tutorial layout ``city,country,date.utc,location,parameter,value,unit`` with a
+  station coordinates CSV (``--stations``: ``location,coordinates.latitude,
+  coordinates.longitude``);
+* OpenAQ's classic CSV export ``location,city,country,utc,local,parameter,value,unit,
+  latitude,longitude,attribution`` (gases in ppm);
+* the v3 CSV download ``location_id,location_name,parameter,value,unit,datetimeUtc,
+  datetimeLocal,timezone,latitude,longitude,...`` and the v3 S3 archive ``location_id,
+  sensors_id,location,datetime,lat,lon,parameter,units,value`` (stations keyed by
+  ``location_id``; ``datetime`` carries its offset).
+
+``--stations`` is optional when the file carries coordinates: then each station is the first
+coordinates given for it in the file (derived rows that count no input records). ``--map
+COLUMN=FIELD`` names other columns.
 
 One input row is one pollutant at one station and hour; rows of the same station and hour
 pivot into one AirQualityObserved row. Everything is vectorised over Arrow record batches:
@@ -19,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapters.energy_fields import parse_map, resolve_columns
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -28,6 +42,7 @@ from hubctl.csvread import (
     open_csv,
     require_columns,
 )
+from hubctl.errors import UsageError
 from hubctl.gate import gate_for
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
@@ -36,7 +51,17 @@ from hubctl.units import conversion_factor, unit_code
 
 __all__ = ["ADAPTER", "OpenAQ"]
 
-COLUMNS = ("date.utc", "location", "parameter", "value", "unit")
+FIELDS = ("time", "station", "name", "parameter", "value", "unit", "lat", "lon", "city")
+ALIASES: dict[str, tuple[str, ...]] = {
+    "time": ("date.utc", "utc", "datetimeUtc", "datetime_utc", "date_utc", "datetime"),
+    "station": ("location_id", "locationId", "location"),
+    "name": ("location_name", "locationName", "location"),
+    "parameter": ("pollutant",), "value": (), "unit": ("units",),
+    "lat": ("latitude", "coordinates.latitude"), "lon": ("longitude", "coordinates.longitude",
+                                                         "lng"),
+    "city": ("locality",),
+}
+REQUIRED = [["time", "station", "parameter", "value", "unit"]]
 PARAMETERS = {"pm25": "pm25", "pm2.5": "pm25", "pm10": "pm10", "no2": "no2", "o3": "o3",
               "so2": "so2", "co": "co", "no": "no", "nox": "nox"}
 STATION_COLUMNS = ("location", "coordinates.latitude", "coordinates.longitude")
@@ -47,24 +72,99 @@ class OpenAQ(Adapter):
 
     name = "openaq"
     entity_types = ("AirQualityObserved", "PointOfInterest")
-    summary = "OpenAQ long CSV (one pollutant per row) plus a station coordinates CSV."
+    summary = ("OpenAQ long CSV (one pollutant per row: pandas-tutorial, classic export or v3 "
+               "archive layout), with a station coordinates CSV unless the file has them.")
     example = ("hubctl ingest openaq air_quality_long.csv "
                "--stations air_quality_stations.csv")
     params: Sequence[click.Parameter] = (
-        click.Option(["--stations"], required=True,
-                     type=click.Path(exists=True, dir_okay=False),
-                     help="CSV with location,coordinates.latitude,coordinates.longitude."),
+        click.Option(["--stations"], type=click.Path(exists=True, dir_okay=False),
+                     help="CSV with location,coordinates.latitude,coordinates.longitude "
+                          "(needed when the measurements carry no latitude and longitude)."),
+        click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
+                     help="Read COLUMN as FIELD (repeatable). Fields: " + ", ".join(FIELDS)
+                          + " (time is UTC or carries its offset; station is the station's "
+                          "key, name its name)."),
     ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """Stations first (PointOfInterest), then the measurements of every input file."""
-        stations_path = Path(options["stations"])
         limits = csv_limits(options)
-        stations, station_batch = _stations(stations_path, ctx, limits)
-        yield station_batch
+        mapping = parse_map(options.get("mapping") or (), FIELDS)
+        book = _Book()
+        if options.get("stations"):
+            stations, station_batch = _stations(Path(options["stations"]), ctx, limits)
+            book.listed = stations
+            yield station_batch
         for path in inputs:
-            yield from _measurements(path, stations, ctx, limits)
+            yield from _measurements(path, book, mapping, ctx, limits)
+
+
+class _Book:
+    """The stations: from --stations, else the first coordinates of each station in the
+    measurement files."""
+
+    def __init__(self) -> None:
+        self.listed: pa.Table | None = None
+        self.keys: list[str] = []
+        self.names: list[str] = []
+        self.lat: list[float] = []
+        self.lon: list[float] = []
+        self._table: pa.Table | None = None
+
+    def table(self) -> pa.Table:
+        """The station table (location, lat, lon, aq_id, poi_id)."""
+        if self.listed is not None:
+            return self.listed
+        if self._table is None or self._table.num_rows != len(self.keys):
+            self._table = _station_table(self.keys, self.lat, self.lon)
+        return self._table
+
+    def learn(self, path: Path, t: pa.Table, cols: dict[str, str], ctx: ReadContext
+              ) -> Batch | None:
+        """Stations of this batch not seen before, as a PointOfInterest batch of derived rows
+        (no input records of their own)."""
+        lat, _bad_lat = parse_numbers(t.column(cols["lat"]).combine_chunks())
+        lon, _bad_lon = parse_numbers(t.column(cols["lon"]).combine_chunks())
+        key = pc.utf8_trim_whitespace(t.column(cols["station"]).combine_chunks())
+        name = (pc.utf8_trim_whitespace(t.column(cols["name"]).combine_chunks())
+                if "name" in cols else key)
+        found = pa.table({"key": key, "name": name, "lat": lat, "lon": lon}).filter(
+            pc.and_(pc.is_valid(lat), pc.is_valid(lon)))
+        found = found.filter(pc.invert(pc.is_in(found["key"], value_set=pa.array(
+            self.keys, pa.string()))))
+        if not found.num_rows:
+            return None
+        firsts = found.group_by("key", use_threads=False).aggregate(
+            [("name", "first"), ("lat", "first"), ("lon", "first")])
+        start = len(self.keys)
+        self.keys += firsts["key"].to_pylist()
+        self.names += firsts["name_first"].to_pylist()
+        self.lat += firsts["lat_first"].to_pylist()
+        self.lon += firsts["lon_first"].to_pylist()
+        n = len(self.keys) - start
+        poi = pa.table({
+            "id": pa.array([entity_id("PointOfInterest", k) for k in self.keys[start:]],
+                           pa.string()),
+            "observed_at": pa.repeat(pa.scalar(ctx.arrival), n),
+            "name": pa.array(self.names[start:], pa.string()),
+            "lon": pa.array(self.lon[start:], pa.float64()),
+            "lat": pa.array(self.lat[start:], pa.float64()),
+            "category": pa.array([["airQualityStation"]] * n, pa.list_(pa.string())),
+            "source": pa.repeat(pa.scalar("OpenAQ"), n),
+            "_time_index": pa.repeat(pa.scalar("arrival"), n),
+            "_records": pa.array(np.zeros(n, dtype=np.int64)),
+        })
+        return Batch("PointOfInterest", poi, str(path), 0)
+
+
+def _station_table(keys: list[str], lat: Any, lon: Any) -> pa.Table:
+    return pa.table({"location": pa.array(keys, pa.string()),
+                     "lat": pa.array(lat, pa.float64()), "lon": pa.array(lon, pa.float64()),
+                     "aq_id": pa.array([entity_id("AirQualityObserved", s) for s in keys],
+                                       pa.string()),
+                     "poi_id": pa.array([entity_id("PointOfInterest", s) for s in keys],
+                                        pa.string())})
 
 
 def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table, Batch]:
@@ -94,11 +194,7 @@ def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table
             first[name] = i
     keep = pa.array(sorted(first.values()), pa.int64())
     kept = pa.array(names).take(keep).to_pylist()
-    stations = pa.table({"location": pa.array(kept, pa.string()), "lat": lat.take(keep),
-                         "lon": lon.take(keep),
-                         "aq_id": [entity_id("AirQualityObserved", s) for s in kept],
-                         "poi_id": pa.array([entity_id("PointOfInterest", s) for s in kept],
-                                            pa.string())})
+    stations = _station_table(kept, lat.take(keep), lon.take(keep))
     n = stations.num_rows
     poi = pa.table({
         "id": stations["poi_id"],
@@ -114,49 +210,68 @@ def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table
     return stations, out
 
 
-def _measurements(path: Path, stations: pa.Table, ctx: ReadContext,
+def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadContext,
                   limits: CsvLimits) -> Iterator[Batch]:
     stream = open_csv(path, limits=limits)
-    require_columns(path, stream.schema.names, COLUMNS)
+    cols = resolve_columns(path, stream.schema.names, ALIASES, mapping, REQUIRED)
+    from_file = book.listed is None
+    if from_file and not ("lat" in cols and "lon" in cols):
+        raise UsageError(f"{path.name} has no latitude and longitude columns: give the "
+                         "stations' coordinates with --stations FILE (location,"
+                         "coordinates.latitude,coordinates.longitude)",
+                         hint="or name the columns with --map COLUMN=lat --map COLUMN=lon")
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
-        out = _convert(path, pa.Table.from_batches([batch]), stream.lines, stations)
+        t = pa.Table.from_batches([batch])
+        if from_file:
+            learned = book.learn(path, t, cols, ctx)
+            if learned is not None:
+                yield learned
+        out = _convert(path, t, cols, stream.lines, book.table())
         add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
         yield out
 
 
-def _convert(path: Path, t: pa.Table, lines: np.ndarray, stations: pa.Table) -> Batch:
+def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
+             stations: pa.Table) -> Batch:
     n = t.num_rows
     row_no = pa.array(lines, pa.int64())
-    ts, bad_ts = parse_timestamps(t.column("date.utc").combine_chunks())
-    measured, bad_value = parse_numbers(t.column("value").combine_chunks())
-    param = pc.utf8_lower(pc.utf8_trim_whitespace(t.column("parameter").combine_chunks()))
+
+    def col(field: str) -> pa.Array:
+        return t.column(cols[field]).combine_chunks()
+
+    ts, bad_ts = parse_timestamps(col("time"))
+    measured, bad_value = parse_numbers(col("value"))
+    param = pc.utf8_lower(pc.utf8_trim_whitespace(col("parameter")))
     attr = pc.if_else(pc.is_in(param, value_set=pa.array(list(PARAMETERS))),
                       _map(param, PARAMETERS), pa.scalar(None, pa.string()))
-    factor = _factors(attr, t.column("unit").combine_chunks())
+    factor = _factors(attr, col("unit"))
     value = pc.multiply(measured, factor)
-    station_idx = pc.index_in(t.column("location").combine_chunks(), value_set=stations["location"])
+    location = pc.utf8_trim_whitespace(col("station"))
+    station_idx = pc.index_in(location, value_set=stations["location"])
     problems: dict[int, list[Any]] = {}
-    _flag(problems, bad_ts, lambda i: reason("bad-timestamp", "date.utc",
-                                             value=t["date.utc"][i].as_py()))
-    _flag(problems, pc.is_null(ts), lambda i: reason("missing-required", "date.utc"))
-    _flag(problems, bad_value, lambda i: reason("type-error", "value",
-                                                value=t["value"][i].as_py(), expected="number"))
-    _flag(problems, pc.is_null(measured), lambda i: reason("missing-required", "value"))
+    _flag(problems, bad_ts, lambda i: reason("bad-timestamp", cols["time"],
+                                             value=col("time")[i].as_py()))
+    _flag(problems, pc.is_null(ts), lambda i: reason("missing-required", cols["time"]))
+    _flag(problems, bad_value, lambda i: reason("type-error", cols["value"],
+                                                value=col("value")[i].as_py(),
+                                                expected="number"))
+    _flag(problems, pc.is_null(measured), lambda i: reason("missing-required", cols["value"]))
     _flag(problems, pc.is_null(attr), lambda i: reason(
-        "unknown-parameter", "parameter", value=t["parameter"][i].as_py(),
+        "unknown-parameter", cols["parameter"], value=col("parameter")[i].as_py(),
         type="AirQualityObserved"))
     _flag(problems, pc.and_(pc.is_valid(attr), pc.is_null(factor)), lambda i: reason(
-        "unknown-unit", "unit", unit=t["unit"][i].as_py(), canonical=_canonical(attr[i].as_py())))
+        "unknown-unit", cols["unit"], unit=col("unit")[i].as_py(),
+        canonical=_canonical(attr[i].as_py())))
     _flag(problems, pc.is_null(station_idx), lambda i: reason(
-        "unknown-station", "location", value=t["location"][i].as_py()))
+        "unknown-station", cols["station"], value=col("station")[i].as_py()))
     _range_checks(problems, attr, value)
     rejects = [_reject(path, t, i, rs, int(row_no[i].as_py()))
                for i, rs in sorted(problems.items())]
     keep = np.ones(n, dtype=bool)
     keep[list(problems)] = False
-    good = pa.table({"location": t.column("location"), "city": t.column("city")
-                     if "city" in t.column_names else pa.nulls(n, pa.string()),
+    good = pa.table({"location": location, "city": col("city")
+                     if "city" in cols else pa.nulls(n, pa.string()),
                      "ts": ts, "attr": attr, "value": value,
                      "station": station_idx}).filter(pa.array(keep))
     rows, dup, upd = _pivot(good, stations)

@@ -95,7 +95,7 @@ def test_max_reject_rate_exits_4_after_writing_the_good_records(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("content, message", [
-    ("location,parameter\nS1,no2\n", "missing column(s) date.utc"),
+    ("location,parameter\nS1,no2\n", "no column for time, value, unit"),
     ("", "is empty (no header line)"),
 ])
 def test_unusable_files_fail_with_the_file_named(tmp_path: Path, content: str,
@@ -164,3 +164,77 @@ def test_repeats_within_one_file_count_as_duplicate_or_updated_and_last_wins(
     rows = hub_json(lake, "sql", "SELECT hour(observed_at) AS h, no2, pm25 "
                     "FROM AirQualityObserved ORDER BY h")
     assert rows == [{"h": 1, "no2": 20.0, "pm25": None}, {"h": 2, "no2": 6.0, "pm25": 3.0}]
+
+
+def test_openaq_classic_export_carries_coordinates_and_ppm(tmp_path: Path) -> None:
+    """The layout of OpenAQ's classic CSV download (openaq.org 'Download data', fields
+    location,city,country,utc,local,parameter,value,unit,latitude,longitude,attribution): no
+    --stations needed, gases in ppm convert to µg/m³."""
+    data = tmp_path / "openaq.csv"
+    attribution = '"[{""name"":""DEFRA"",""url"":""https://uk-air.defra.gov.uk/""}]"'
+    data.write_text(
+        "location,city,country,utc,local,parameter,value,unit,latitude,longitude,attribution\n"
+        f'"London Westminster","London","GB","2019-06-21T00:00:00.000Z",'
+        f'"2019-06-21T01:00:00+01:00","no2",0.018,"ppm",51.49467,-0.131931,{attribution}\n'
+        f'"London Westminster","London","GB","2019-06-21T00:00:00.000Z",'
+        f'"2019-06-21T01:00:00+01:00","pm25",9,"µg/m³",51.49467,-0.131931,{attribution}\n'
+        f'"London Bloomsbury","London","GB","2019-06-21T01:00:00.000Z",'
+        f'"2019-06-21T02:00:00+01:00","o3",0.031,"ppm",51.52229,-0.125889,{attribution}\n',
+        encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "openaq", str(data))
+    assert (run["status"], run["read"], run["written"], run["rejected"]) == ("ok", 3, 3, 0)
+    assert run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT id, CAST(dateObserved AS VARCHAR) AS t, no2, pm25, "
+                    "o3, lat, areaServed FROM AirQualityObserved ORDER BY id")
+    assert [r["id"] for r in rows] == ["urn:ngsi-ld:AirQualityObserved:London%20Bloomsbury",
+                                       "urn:ngsi-ld:AirQualityObserved:London%20Westminster"]
+    west = rows[1]
+    assert west["t"] == "2019-06-21 00:00:00+00" and west["pm25"] == 9.0
+    assert west["no2"] == pytest.approx(0.018 * 1000 * 46.0055 / 24.45)
+    assert west["lat"] == 51.49467 and west["areaServed"] == "London"
+    pois = hub_json(lake, "sql", "SELECT name, lon FROM PointOfInterest ORDER BY name")
+    assert pois == [{"name": "London Bloomsbury", "lon": -0.125889},
+                    {"name": "London Westminster", "lon": -0.131931}]
+
+
+@pytest.mark.parametrize("header, line", [
+    # OpenAQ Explorer v3 CSV download
+    ("location_id,location_name,parameter,value,unit,datetimeUtc,datetimeLocal,timezone,"
+     "latitude,longitude,country_iso,isMobile,isMonitor,owner_name,provider",
+     "{loc},{name},{p},{v},µg/m³,{utc},2023-01-01T10:00:00+09:00,Asia/Seoul,37.5,127.0,KR,"
+     "false,true,Unknown Governmental Organization,AirKorea"),
+    # OpenAQ v3 S3 archive (openaq-data-archive, records/csv.gz/locationid=N/...)
+    ("location_id,sensors_id,location,datetime,lat,lon,parameter,units,value",
+     "{loc},9{loc},{name},2023-01-01T10:00:00+09:00,37.5,127.0,{p},µg/m³,{v}"),
+])
+def test_openaq_v3_layouts_key_stations_by_location_id(tmp_path: Path, header: str,
+                                                       line: str) -> None:
+    data = tmp_path / "v3.csv"
+    lines = [line.format(loc=2622, name="Jongno-gu", p=p, v=v,
+                         utc="2023-01-01T01:00:00Z") for p, v in (("pm25", 21), ("pm10", 30))]
+    data.write_text(header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "openaq", str(data))
+    assert (run["read"], run["written"], run["rejected"]) == (2, 2, 0) and run["reconciles"]
+    row_ = hub_json(lake, "sql", "SELECT id, CAST(dateObserved AS VARCHAR) AS t, pm25, pm10 "
+                    "FROM AirQualityObserved")[0]
+    assert row_ == {"id": "urn:ngsi-ld:AirQualityObserved:2622", "t": "2023-01-01 01:00:00+00",
+                    "pm25": 21.0, "pm10": 30.0}
+    assert hub_json(lake, "sql", "SELECT name FROM PointOfInterest") == [{"name": "Jongno-gu"}]
+
+
+def test_openaq_map_names_other_columns_and_stations_stay_needed_without_coordinates(
+        tmp_path: Path) -> None:
+    data = tmp_path / "own.csv"
+    data.write_text("when,site,pollutant,reading,unit\n2024-05-01T01:00:00Z,S1,pm25,7,µg/m³\n",
+                    encoding="utf-8")
+    lake = tmp_path / "lake"
+    result = hub(lake, "ingest", "openaq", str(data), "--map", "when=time",
+                 "--map", "reading=value", "--map", "site=station")
+    assert result.exit_code == 2 and "--stations" in result.output
+    _, st = write_openaq(tmp_path / "st", [])
+    run = hub_json(lake, "ingest", "openaq", str(data), "--map", "when=time",
+                   "--map", "reading=value", "--map", "site=station", "--stations", str(st))
+    assert run["rejected"] == 0 and run["reconciles"]
+    assert hub_json(lake, "sql", "SELECT pm25 FROM AirQualityObserved") == [{"pm25": 7.0}]
