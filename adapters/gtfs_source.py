@@ -194,7 +194,7 @@ class FeedSource:
         """The member opened as a CSV stream; None when it holds not even a header."""
         try:
             return open_csv(self.where(name), handle=self._open(name), limits=self.limits,
-                            empty_as_null=True, pad_short=True, **kwargs)
+                            empty_as_null=True, pad_short=True, header_only_ok=True, **kwargs)
         except InputError as exc:
             if "is empty" in str(exc):
                 return None

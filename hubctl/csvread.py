@@ -119,6 +119,7 @@ class CsvStream:
     block_size: int
     empty_as_null: bool = False
     pad_short: bool = False  # GTFS: short rows padded with empty fields
+    header_only_ok: bool = False  # GTFS: a lone header line without a line break is no records
     bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from the first block
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _pending: bytes = b""
@@ -542,7 +543,8 @@ def _sequential(live: np.ndarray, at_field_start: np.ndarray) -> np.ndarray:
 def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
              limits: CsvLimits = DEFAULT_LIMITS, block_size: int | None = None,
              handle: IO[bytes] | None = None, empty_as_null: bool = False,
-             pad_short: bool = False, batch_rows: int | None = None) -> CsvStream:
+             pad_short: bool = False, batch_rows: int | None = None,
+             header_only_ok: bool = False) -> CsvStream:
     """Open a CSV for streaming; its header is read and checked here.
 
     ``handle`` reads from an open binary file instead (a zip member), which the stream then
@@ -561,7 +563,8 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
     block = block_size or BATCH_ROWS * _BYTES_PER_ROW
     block = max(block, 1 << 16)
     stream = CsvStream(where, f, [], codec, delimiter.encode(), limits, block,
-                       empty_as_null=empty_as_null, pad_short=pad_short)
+                       empty_as_null=empty_as_null, pad_short=pad_short,
+                       header_only_ok=header_only_ok)
     try:
         stream.names = _header(stream)
         stream._handed = stream._read_total - len(stream._pending)  # the header's bytes
@@ -599,7 +602,8 @@ def _header(stream: CsvStream) -> list[str]:
     if not raw.strip():
         raise InputError("is empty (no header line)", path=stream.path,
                          hint="a CSV starts with a header line of column names")
-    if not len(ends) and stream._eof:  # one line and no line break after it
+    if not len(ends) and stream._eof and not stream.header_only_ok:
+        # one line and no line break after it
         names = _names(raw, stream)
         raise InputError("has no records: one line (a header?) and nothing after it",
                          path=stream.path, record="line 1",

@@ -418,3 +418,21 @@ def test_broken_feeds_fail_clearly_or_reject_the_bad_rows(tmp_path: Path, name: 
         "agency.txt", "stops.txt", "routes.txt", "trips.txt", "stop_times.txt",
         "calendar.txt", "calendar_dates.txt", "frequencies.txt"))
     assert run["read"] == lines  # every row of every ingested file is accounted for
+
+
+def test_header_only_optional_files_without_a_final_newline(tmp_path: Path) -> None:
+    """Exporters often end a header-only optional file without its line break (shapes.txt =
+    the header line alone): that is a file of no records, not a broken feed."""
+    feed = write_feed(tmp_path / "feed", {
+        "shapes.txt": "shape_id,shape_pt_lat,shape_pt_lon,shape_pt_sequence",
+        "frequencies.txt": "trip_id,start_time,end_time,headway_secs\r\n".rstrip("\n"),
+        "trips.txt": FEED["trips.txt"].replace(",SH1\n", ",\n")})
+    archive = tmp_path / "feed.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for member in sorted(feed.iterdir()):
+            z.write(member, member.name)
+    run = ingest(tmp_path / "lake", str(archive), "--feed-id", "f")
+    expected = RECORDS - 3 - 1  # no shape points, no frequency
+    assert run["status"] == "ok" and run["reconciles"]
+    assert run["read"] == expected and run["written"] == expected and run["rejected"] == 0
+    assert "GtfsShape" not in run["rows_added"]
