@@ -21,6 +21,7 @@ Method and formulas: docs/bus-routes.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -60,6 +61,9 @@ _PARAMS = (
           kind="list"),
     Param("catchment_m", 400.0, "walking catchment radius of a stop, metres", minimum=50,
           maximum=5000),
+    Param("catchment", "auto", "walking distance over the street network (network: needs "
+          "RoadSegment from `hubctl ingest osm`), straight-line distance (straight), or auto "
+          "(network when the lake has roads)", choices=("auto", "network", "straight")),
     Param("min_trips_per_hour", 4.0, "a stop covers its catchment when served at least this "
           "often per hour (mean over the day window)", minimum=0),
     Param("day_window", "07:00-19:00", "hours over which stop frequency is averaged"),
@@ -104,7 +108,7 @@ class BusRoutes:
                "candidates.")
     inputs = ("GtfsTrip", "GtfsStopTime", "GtfsStop", "GtfsRoute",
               "GtfsCalendarRule|GtfsCalendarDateRule")
-    optional_inputs = ("GtfsShape", "PopulationCell", "StopBoardings")
+    optional_inputs = ("GtfsShape", "PopulationCell", "StopBoardings", "RoadSegment")
     params = _PARAMS
     example = ("hubctl run bus_routes --param feed=daegu --param date=2024-05-08 "
                "--param catchment_m=400 --json")
@@ -170,8 +174,13 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     stops_xy = to_xy(proj, net.lon, net.lat)
     points_xy = to_xy(proj, population.lon, population.lat)
     frequent = net.day_trips_per_hour >= float(p["min_trips_per_hour"])
-    cov = coverage(points_xy, population.people, stops_xy, frequent, net.stop_routes,
-                   float(p["catchment_m"]))
+    radius = float(p["catchment_m"])
+    straight = coverage(points_xy, population.people, stops_xy, frequent, net.stop_routes,
+                        radius)
+    walk = _walking(ctx, str(p["catchment"]), net, population, radius)
+    cov = straight if walk is None else coverage(
+        points_xy, population.people, stops_xy, frequent, net.stop_routes, radius,
+        pairs=walk.pairs)
     stop_board = np.array([boardings.per_stop.get(s, (0.0, 0.0))[0] for s in net.stop_ids])
     stop_alight = np.array([boardings.per_stop.get(s, (0.0, 0.0))[1] for s in net.stop_ids])
     use_boardings = _demand_basis(str(p["demand"]), boardings)
@@ -192,7 +201,8 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     tables = {
         "routes": routes.drop_columns(["_code"]),
         "route_days": _route_days(service, net),
-        "stops": _stops_table(net, frequent, cov, stop_board, stop_alight),
+        "stops": _stops_table(net, frequent, cov, stop_board, stop_alight).append_column(
+            "catchment_population_straight", pa.array(straight.stop_population)),
         "uncovered": _uncovered_table(unc, proj, stops_xy[frequent]),
         "reallocation": _reallocation_table(totals, plan),
         "removals": _removals(net, totals, routes, cov, population, stops_xy, stop_board,
@@ -205,11 +215,80 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     }
     summary = _summary(service, net, population, boardings, use_boardings, cov, frequent,
                        routes, plan, unc, tables)
+    summary["catchments"] = _catchment_summary(walk, population, straight, cov, radius)
     notes = _notes(service, population, boardings, net, totals)
+    notes.append(_catchment_note(str(p["catchment"]), walk, summary["catchments"], radius))
     if not has_demand:
         notes.append("no demand in the lake (population or boardings): today's frequencies are "
                      "kept and no route is proposed for removal or shortening")
     return PipelineResult(tables=tables, summary=summary, notes=notes)
+
+
+@dataclass
+class _Walking:
+    """Walking catchments over the street network: the (point, stop) pairs and the network."""
+
+    pairs: tuple[np.ndarray, np.ndarray]
+    network: dict[str, Any]
+
+
+def _walking(ctx: PipelineContext, mode: str, net: Network, population: Population,
+             radius: float) -> _Walking | None:
+    """Walking pairs over the lake's streets, or None for straight-line catchments (mode
+    ``straight``, or ``auto`` without roads in the lake)."""
+    if mode == "straight" or (mode == "auto" and not ctx.has("RoadSegment")):
+        return None
+    if not ctx.has("RoadSegment"):
+        raise InputError("--param catchment=network needs streets in the lake",
+                         hint="ingest an OpenStreetMap extract of the area (hubctl ingest osm "
+                              "FILE), or use catchment=straight")
+    from hubctl.pipelines.roads import WALKING_SQL, walking_graph, walking_pairs
+
+    graph = walking_graph(ctx.sql(WALKING_SQL))
+    pi, pj, _ = walking_pairs(graph, population.lon, population.lat, net.lon, net.lat, radius)
+    _, stop_snap = graph.snap(net.lon, net.lat)
+    info = graph.summary()
+    paths = ctx.scalar("SELECT count(*) FROM RoadSegment WHERE roadClass IN ('footway', "
+                       "'path', 'pedestrian', 'steps', 'cycleway', 'bridleway', 'corridor')")
+    return _Walking((pi, pj), {
+        "nodes": info["nodes"], "edges": info["edges"], "length_km": info["length_km"],
+        "footpath_segments": int(paths or 0),
+        "stops_beyond_reach": int((stop_snap > radius).sum())})
+
+
+def _catchment_summary(walk: _Walking | None, population: Population, straight: Coverage,
+                       cov: Coverage, radius: float) -> dict[str, Any]:
+    """How catchments were measured, and the population they reach both ways."""
+    served_straight = float(population.people[straight.served].sum())
+    served = float(population.people[cov.served].sum())
+    out: dict[str, Any] = {
+        "mode": "straight" if walk is None else "network", "radius_m": radius,
+        "population_served": round(served, 6),
+        "population_served_straight": round(served_straight, 6),
+        "network_over_straight": round(served / served_straight, 6) if served_straight
+        else None}
+    if walk is not None:
+        out["walk_network"] = walk.network
+    return out
+
+
+def _catchment_note(mode: str, walk: _Walking | None, figures: dict[str, Any],
+                    radius: float) -> str:
+    if walk is None:
+        why = "as asked" if mode == "straight" else (
+            "no RoadSegment in the lake; ingest an OpenStreetMap extract (hubctl ingest osm) "
+            "for walking distances over the streets")
+        return f"catchments are straight-line {radius:g} m ({why})"
+    ratio = figures["network_over_straight"]
+    note = (f"catchments are {radius:g} m of walking over the street network (every class but "
+            f"motorways, both directions): population within reach "
+            f"{figures['population_served']:,.0f}, against "
+            f"{figures['population_served_straight']:,.0f} in a straight line"
+            + (f" ({ratio:.0%})" if ratio is not None else ""))
+    if not walk.network["footpath_segments"]:
+        note += ("; the lake's streets hold no footway or path (an extract ingested with the "
+                 "default --network drive): ingest it with --network all for the footpaths")
+    return note
 
 
 def _demand_basis(mode: str, boardings: Boardings) -> bool:

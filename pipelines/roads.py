@@ -42,6 +42,9 @@ __all__ = [
     "build_graph",
     "cover_within",
     "parse_bands",
+    "WALKING_SQL",
+    "walking_graph",
+    "walking_pairs",
     "parse_class_speeds",
 ]
 
@@ -58,6 +61,9 @@ FALLBACK_SPEED = 25.0  # km/h for a class not in the table
 #: Default time bands (local hours, start-end) and their speed factors.
 DEFAULT_BANDS = ("00-04:1.00", "04-08:0.90", "08-12:0.70", "12-16:0.60", "16-20:0.55",
                  "20-24:0.85")
+#: Highway classes a pedestrian may not use (OSM's default access rules); every other class,
+#: footways, paths, steps and service roads included, is walkable in both directions.
+NO_WALKING = ("motorway", "motorway_link")
 MIN_EDGE_SECONDS = 1e-3  # csgraph drops zero weights; a zero-length edge still costs this
 
 #: The segment columns the graph needs, from the ``RoadSegment`` view.
@@ -304,3 +310,77 @@ def cover_within(graph: RoadGraph, sites: np.ndarray, demand_nodes: np.ndarray,
         cols.append(j + lo)
     r, c = np.concatenate(rows), np.concatenate(cols)
     return sp.csr_matrix((np.ones(len(r), dtype=bool), (r, c)), shape=shape)
+
+
+#: Vertices of the walkable segments' LineStrings, in order, one row per vertex.
+WALKING_SQL = f"""
+WITH s AS (
+    SELECT row_number() OVER (ORDER BY id) AS seg,
+           from_json(location, '{{"coordinates": "DOUBLE[][]"}}').coordinates AS c
+    FROM RoadSegment
+    WHERE location IS NOT NULL AND coalesce(roadClass, '') NOT IN
+          ({", ".join(f"'{c}'" for c in NO_WALKING)}))
+SELECT seg, generate_subscripts(c, 1) AS k, unnest(c)[1] AS lon, unnest(c)[2] AS lat
+FROM s ORDER BY seg, k
+"""
+
+
+def walking_graph(vertices: pa.Table) -> RoadGraph:
+    """The pedestrian network from the vertices of the walkable segments' LineStrings
+    (:data:`WALKING_SQL`: every class but :data:`NO_WALKING`): a node at every vertex (shared
+    vertices, such as crossings, are one node), each piece between two vertices walkable both
+    ways whatever the one-way tag, edge weights in metres (``seconds`` holds metres, so
+    :meth:`RoadGraph.matrix` measures distance). Vertices, not only crossings, are nodes so
+    that a home or a stop snaps to the street beside it, not to a crossing 200 m away."""
+    if vertices.num_rows == 0:
+        raise UsageError("the lake has no walkable road segments",
+                         hint="ingest an OpenStreetMap extract of the area: hubctl ingest osm "
+                              "FILE")
+    seg = vertices.column("seg").to_numpy(zero_copy_only=False).astype(np.int64)
+    lon = vertices.column("lon").to_numpy(zero_copy_only=False).astype(np.float64)
+    lat = vertices.column("lat").to_numpy(zero_copy_only=False).astype(np.float64)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    seg, lon, lat = seg[ok], lon[ok], lat[ok]
+    key = np.round(lon * 1e7).astype(np.int64) * (1 << 32) + np.round(lat * 1e7).astype(np.int64)
+    uniq, first, node = np.unique(key, return_index=True, return_inverse=True)
+    projection = projection_for(lon, lat)
+    x, y = projection.to_xy(lon, lat)
+    same = seg[1:] == seg[:-1]
+    a, b = node[:-1][same], node[1:][same]
+    metres = np.hypot(np.diff(x)[same], np.diff(y)[same])
+    src, dst = np.concatenate([a, b]), np.concatenate([b, a])
+    both = np.concatenate([metres, metres])
+    keep = _fastest_edges(src, dst, both, both)
+    return RoadGraph(np.arange(len(uniq), dtype=np.int64), lon[first], lat[first], src[keep],
+                     dst[keep], both[keep], both[keep].copy(), projection)
+
+
+def walking_pairs(graph: RoadGraph, points_lon: np.ndarray, points_lat: np.ndarray,
+                  stops_lon: np.ndarray, stops_lat: np.ndarray, radius: float,
+                  chunk: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(point, stop, metres) of every point within ``radius`` metres of walking of a stop on
+    ``graph`` (:func:`walking_graph`): straight to the nearest node of the network, along it,
+    and straight from its node to the stop. Sorted by point then stop, like
+    :func:`pipelines.transit_geo.catchment_pairs`. Searches run from the stops' nodes,
+    ``chunk`` nodes at a time, each stopped at ``radius``."""
+    pnode, psnap = graph.snap(points_lon, points_lat)
+    snode, ssnap = graph.snap(stops_lon, stops_lat)
+    empty = np.zeros(0, np.int64)
+    if not len(pnode) or not len(snode):
+        return empty, empty.copy(), np.zeros(0)
+    nodes, row = np.unique(snode, return_inverse=True)
+    m = graph.matrix()
+    pi: list[np.ndarray] = []
+    pj: list[np.ndarray] = []
+    dv: list[np.ndarray] = []
+    for lo in range(0, len(nodes), chunk):
+        d = dijkstra(m, directed=True, indices=nodes[lo:lo + chunk], limit=radius)
+        stops = np.flatnonzero((row >= lo) & (row < lo + chunk))
+        walk = d[row[stops] - lo][:, pnode] + psnap[None, :] + ssnap[stops, None]
+        j, i = np.nonzero(walk <= radius)
+        pi.append(i)
+        pj.append(stops[j])
+        dv.append(walk[j, i])
+    i, j, v = np.concatenate(pi), np.concatenate(pj), np.concatenate(dv)
+    order = np.lexsort((j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), v[order]

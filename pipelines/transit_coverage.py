@@ -51,10 +51,13 @@ class Coverage:
 
 
 def coverage(points: np.ndarray, people: np.ndarray, stops: np.ndarray, frequent: np.ndarray,
-             sr: StopRoutes, radius: float) -> Coverage:
-    """Catchment figures of ``stops`` (projected metres) over ``points`` weighted by ``people``."""
+             sr: StopRoutes, radius: float,
+             pairs: tuple[np.ndarray, np.ndarray] | None = None) -> Coverage:
+    """Catchment figures of ``stops`` (projected metres) over ``points`` weighted by ``people``:
+    the points within ``radius`` in a straight line, or the (point, stop) ``pairs`` given (a
+    walking catchment over the street network, :func:`pipelines.roads.walking_pairs`)."""
     n_points, n_stops = len(points), len(stops)
-    pi, pj, _ = catchment_pairs(points, stops, radius)
+    pi, pj = pairs if pairs is not None else catchment_pairs(points, stops, radius)[:2]
     stop_population = np.bincount(pj, weights=people[pi], minlength=n_stops)
     covered = np.zeros(n_points, bool)
     covered[pi[frequent[pj]]] = True

@@ -406,3 +406,47 @@ def test_real_feed_with_generated_demand_keeps_its_guarantees(tmp_path: Path) ->
     assert stops_out["c"] <= cov["population"]
     days = hub_json(lake, "sql", "SELECT sum(trips) AS n FROM derived.bus_routes_route_days")
     assert days[0]["n"] == out["trips_per_day"]
+
+
+def test_walking_catchments_follow_the_streets(lake: Path, tmp_path: Path) -> None:
+    """A street along the line (S1..S6 sit on it) and a parallel street 55 m north where the
+    population lives, joined only by a footway at S3 and a motorway link at S5 (no walking).
+
+    By hand: in a straight line every stop reaches its 1,000 neighbours (6 x 1,000) and
+    S7..S9 their 150 each: 6,450 people. Walking, only the people beside S3 reach a stop
+    (55 m down the footway); their neighbours at S2 and S4 walk 440 m to the footway plus
+    55 m, and the motorway link does not count: 1,000 people."""
+    from tests.test_osm import write_osm
+
+    step = 0.0025
+    nodes: dict[int, tuple[float, float]] = {}
+    for m in range(-4, 15):
+        nodes[100 + m] = (LON0 + step * m, LAT0)
+        nodes[200 + m] = (LON0 + step * m, LAT0 + 0.0005)
+    ways = [(1, [100 + m for m in range(-4, 15)], {"highway": "residential"}),
+            (2, [200 + m for m in range(-4, 15)], {"highway": "residential"}),
+            (3, [104, 204], {"highway": "footway"}),
+            (4, [108, 208], {"highway": "motorway_link", "oneway": "yes"})]
+    hub_json(lake, "ingest", "osm", str(write_osm(tmp_path / "streets.osm", nodes, ways)),
+             "--network", "all")
+    out = _run(lake)
+    walk = out["summary"]["catchments"]
+    assert walk["mode"] == "network" and walk["radius_m"] == 400
+    assert walk["population_served"] == pytest.approx(1000)
+    assert walk["population_served_straight"] == pytest.approx(6450)
+    assert walk["walk_network"]["nodes"] == 38  # every vertex of the two streets
+    assert any("walking over the street network" in n for n in out["notes"])
+    stops = {r["stop_id"]: r for r in _rows(lake, "stops", "stop_id")}
+    assert stops["S3"]["catchment_population"] == pytest.approx(1000)
+    assert stops["S2"]["catchment_population"] == 0
+    assert stops["S2"]["catchment_population_straight"] == pytest.approx(1000)
+    straight = _run(lake, "--param", "catchment=straight")["summary"]["catchments"]
+    assert straight["mode"] == "straight" and straight["population_served"] == pytest.approx(6450)
+
+
+def test_straight_catchments_without_roads_say_so(base: tuple[Path, dict[str, Any]]) -> None:
+    _, out = base
+    assert out["summary"]["catchments"]["mode"] == "straight"
+    assert any("no RoadSegment in the lake" in n for n in out["notes"])
+    r = hub(base[0], "run", "bus_routes", *PARAMS, "--param", "catchment=network")
+    assert r.exit_code == 1 and "needs streets in the lake" in r.output
