@@ -66,6 +66,7 @@ def _hammer(root: str, type_name: str, rounds: int, keys_per_round: int, worker:
     out.put(totals)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("type_name", ["AirQualityObserved", "PointOfInterest"])
 def test_writers_in_four_processes_never_write_one_key_twice_and_count_truly(
         tmp_path: Path, type_name: str) -> None:
@@ -157,6 +158,8 @@ def _env(lake: Path) -> dict[str, str]:
     return {**os.environ, "HUBCTL_LAKE": str(lake)}
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_two_processes_ingesting_files_that_share_keys_write_each_key_once(
         tmp_path: Path) -> None:
     stations, hours = 30, 100
@@ -221,6 +224,7 @@ def _rows_by_run(lake: Path) -> dict[str, int]:
     return {r: n for r, n in rows}
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_ingest_leaves_every_run_in_the_ledger_and_the_next_command_marks_it(
         tmp_path: Path) -> None:
     from hubctl.ledger import source_runs
@@ -254,6 +258,7 @@ def test_kill_9_mid_ingest_leaves_every_run_in_the_ledger_and_the_next_command_m
     assert set(_rows_by_run(lake)) <= {r["run_id"] for r in source_runs(Lake(lake), "slow")}
 
 
+@pytest.mark.subprocess
 def test_sigterm_mid_ingest_ends_after_a_commit_with_a_ledger_row_that_adds_up(
         tmp_path: Path) -> None:
     from hubctl.ledger import source_runs
