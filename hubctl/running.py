@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUNNING", "STOP", "Marker", "clear_stop", "dead_markers", "me", "remove",
+__all__ = ["RUNNING", "STOP", "Marker", "any_markers", "clear_stop", "dead_markers", "me", "remove",
            "request_stop", "stop_reason", "write"]
 
 RUNNING = "_running"
@@ -137,6 +137,15 @@ class Marker:
         """The run's end is recorded: drop the claimed marker."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def any_markers(root: Path) -> bool:
+    """True when the lake has markers (runs in progress or that died): one directory listing,
+    so that a command only imports the ledger when there is something to check."""
+    try:
+        return any(not n.startswith(".") for n in os.listdir(_folder(root)))
+    except OSError:
+        return False
 
 
 def dead_markers(root: Path) -> Iterator[Marker]:

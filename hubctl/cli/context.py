@@ -39,10 +39,13 @@ class HubContext:
         """The lake this invocation works on; runs whose process died are recorded as
         ``interrupted`` first (one directory listing when there are none)."""
         from hubctl.lake import Lake  # deltalake loads only for commands that use the lake
-        from hubctl.ledger import mark_interrupted
+        from hubctl.running import any_markers
 
         lake = Lake(self.config.lake)
-        mark_interrupted(lake)
+        if any_markers(lake.root):
+            from hubctl.ledger import mark_interrupted
+
+            mark_interrupted(lake)
         return lake
 
     def refresh_catalogs(self) -> None:
