@@ -355,3 +355,45 @@ def test_lake_check_finds_duplicates_and_repair_keeps_the_last_write_in_the_ledg
     assert set(json.loads(run["tables"])) == {"AirQualityObserved", "PointOfInterest"}
     assert hub(tmp_path, "lake", "check").exit_code == 0
     assert hub(tmp_path, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0
+
+
+# ----------------------------------------------------------------------------- run markers
+def test_only_runs_whose_process_is_gone_are_marked_interrupted_and_only_once(
+        tmp_path: Path) -> None:
+    from hubctl.ledger import Run, checkpoint, mark_interrupted, new_run_id, source_runs, start_run
+
+    lake = Lake(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", f"""
+import os
+from pathlib import Path
+from hubctl.lake import Lake
+from hubctl.ledger import Run, checkpoint, new_run_id, start_run
+run = Run(new_run_id(), "dead", "openaq", "fp", [], {{}})
+lake = Lake(Path({str(tmp_path)!r}))
+start_run(lake, run)
+run.written, run.duplicate, run.tables = 7, 2, {{"AirQualityObserved": 3}}
+checkpoint(lake, run)
+print(run.run_id)
+os._exit(0)  # as kill -9 would: no ledger row at the end, the marker stays
+"""], capture_output=True, text=True, check=True).stdout.strip()
+    alive = Run(new_run_id(), "alive", "openaq", "fp", [], {})
+    start_run(lake, alive)  # this process: still running
+    crashed = Run(new_run_id(), "crashed", "openaq", "fp", [], {})
+    start_run(lake, crashed)
+    (tmp_path / "_running" / f"{crashed.run_id}.json").write_text('{"owner": {"ho')  # cut
+    assert sorted(mark_interrupted(lake)) == sorted([dead, crashed.run_id])
+    assert mark_interrupted(lake) == []  # recorded once
+    (run,) = source_runs(lake, "dead")
+    assert (run["status"], run["read"], run["written"], run["duplicate"]) == (
+        "interrupted", 9, 7, 2)
+    assert json.loads(run["tables"]) == {"AirQualityObserved": 3}
+    (run,) = source_runs(lake, "crashed")
+    assert run["status"] == "interrupted" and "unreadable" in run["warnings"]
+    assert source_runs(lake, "alive")[0]["status"] == "running"
+    alive.status = "ok"
+    checkpoint(lake, alive)
+    from hubctl.ledger import write_run
+
+    write_run(lake, alive)
+    assert source_runs(lake, "alive")[0]["status"] == "ok"
+    assert not list((tmp_path / "_running").iterdir())
