@@ -43,7 +43,9 @@ class Param:
 
     ``kind`` is one of int, float, str, bool, date (YYYY-MM-DD), list (comma-separated
     strings); empty means "the type of the default". ``choices`` restricts str values;
-    ``minimum``/``maximum`` bound numbers.
+    ``minimum``/``maximum`` bound numbers. ``aliases`` are older names still accepted (one
+    idea has one name across pipelines: ``cell_m`` for a grid cell, ``any`` for every
+    category).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Param:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def type_name(self) -> str:

@@ -99,9 +99,11 @@ def parse_params(pipeline: Pipeline, pairs: Sequence[str]) -> dict[str, Any]:
     """Every parameter of ``pipeline``: defaults, overridden by ``name=value`` pairs."""
     known = {p.name: p for p in pipeline.params}
     values = {p.name: p.default for p in pipeline.params}
+    aliases = {alias: p.name for p in pipeline.params for alias in p.aliases}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip().replace("-", "_")
+        name = aliases.get(name, name)
         if not sep or not name:
             raise UsageError(f"--param {pair!r}: expected NAME=VALUE",
                              hint=f"`hubctl pipelines {pipeline.name}` lists the parameters")

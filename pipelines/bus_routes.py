@@ -83,7 +83,8 @@ _PARAMS = (
           "figures, else each place's mean over its hours)", minimum=-1, maximum=23),
     Param("trip_rate", 1.0, "transit trips per person per day, for population-based demand",
           minimum=0),
-    Param("grid_m", 500.0, "grid cell size of uncovered demand, metres", minimum=50),
+    Param("cell_m", 500.0, "grid cell size of uncovered demand, metres", minimum=50,
+          aliases=("grid_m",)),
     Param("min_cluster_population", 500.0, "smallest uncovered cluster worth new service",
           minimum=0),
     Param("extend_within_m", 1500.0, "a cluster this close to a stop suggests extending that "
@@ -196,7 +197,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                           float(p["trip_rate"]))
     ctx.step("recommendations")
     plan = _reallocation(totals, float(p["min_headway_min"]), float(p["max_headway_min"]))
-    grid = Grid(float(p["grid_m"]))
+    grid = Grid(float(p["cell_m"]))
     unc = uncovered_cells(points_xy, population.people, cov.covered, grid)
     tables = {
         "routes": routes.drop_columns(["_code"]),

@@ -100,10 +100,11 @@ class DispatchCoverage:
               kind="list"),
         Param("use_maxspeed", True, "use a segment's posted speed limit when it has one"),
         Param("timezone", "UTC", "time zone of the band hours (e.g. Asia/Seoul)"),
-        Param("category", "security", "Alert category of the calls ('' for every alert)"),
+        Param("category", "security", "Alert category of the calls ('any' for every alert)"),
         Param("max_snap_m", 300.0, "calls and stations farther from the road network are "
               "left out (counted)", minimum=1),
-        Param("cell_size_m", 500.0, "grid cell size for vulnerable areas, metres", minimum=50),
+        Param("cell_m", 500.0, "grid cell size for vulnerable areas, metres", minimum=50,
+              aliases=("cell_size_m",)),
         Param("study_area", "hull", "calls analysed: hull or bbox (every located call; the "
               "cells are those holding calls) or the path of a GeoJSON polygon such as the "
               "city boundary (calls outside it are left out, counted)"),
@@ -192,8 +193,9 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"--param timezone={p['timezone']}: unknown time zone",
                          hint="use an IANA name such as Asia/Seoul") from None
-    where = "WHERE category = ?" if p["category"] else ""
-    args = [p["category"]] if p["category"] else None
+    every = p["category"] in ("", "any")  # '' is the older spelling of 'any'
+    where = "" if every else "WHERE category = ?"
+    args = None if every else [p["category"]]
     t = ctx.sql(f"SELECT lon, lat, coalesce(dateIssued, observed_at) AS t FROM Alert_latest "
                 f"{where} ORDER BY id", args)
     lon = t["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -210,7 +212,7 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
     on = dist <= float(p["max_snap_m"])
     band = band_of_hour(bands)[hour[located][on]]
     x, y = graph.projection.to_xy(lon[located][on], lat[located][on])
-    ix, iy = cell_index(x, y, float(p["cell_size_m"]))
+    ix, iy = cell_index(x, y, float(p["cell_m"]))
     return Calls(node[on], band, np.column_stack([ix, iy]), t.num_rows,
                  int((~located).sum()) - outside, int((~on).sum()), outside)
 
@@ -218,7 +220,7 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
 def _notes(calls: Calls, stations: Stations, kind: str) -> list[str]:
     notes = []
     if not calls.total:
-        notes.append("no call matched (check --param category; '' takes every Alert)")
+        notes.append("no call matched (check --param category; 'any' takes every Alert)")
     if calls.outside_area:
         notes.append(f"{calls.outside_area} located call(s) outside the study area were left "
                      "out")
@@ -271,7 +273,7 @@ def _minutes(seconds: np.ndarray, q: float) -> float | None:
 def _cells(graph: RoadGraph, bands: list[Band], calls: Calls, times: list[np.ndarray],
            target: float, p: dict[str, Any]) -> pa.Table:
     """Calls and calls out of reach per grid cell and band (plus 'all'); small cells withheld."""
-    size = float(p["cell_size_m"])
+    size = float(p["cell_m"])
     t = np.full(len(calls.node), np.inf)
     for b in range(len(bands)):
         at = calls.band == b

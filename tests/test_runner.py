@@ -232,3 +232,15 @@ def test_param_parsing_and_metrics() -> None:
     assert (a.metric, a.op, a.value) == ("coverage.after", ">=", 0.6)
     assert a.holds(0.61) and not a.holds(0.5)
 
+
+
+def test_older_parameter_names_are_aliases() -> None:
+    """One idea, one name across pipelines: grid cells are cell_m (cell_size_m and grid_m
+    still work); a parameter's canonical name is what the run records."""
+    from hubctl.pipelines.bus_routes import PIPELINE as BUS
+    from hubctl.pipelines.dispatch_coverage import PIPELINE as DISPATCH
+    from hubctl.runner import parse_params
+
+    assert parse_params(DISPATCH, ["cell_size_m=250"])["cell_m"] == 250.0
+    assert parse_params(BUS, ["grid_m=300"])["cell_m"] == 300.0
+    assert "grid_m" not in parse_params(BUS, ["grid_m=300"])
