@@ -9,8 +9,6 @@ are converted to the schema's units, ``-`` is a missing value.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -25,6 +23,7 @@ import click
 import pyarrow as pa
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.csvread import read_whole
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
@@ -233,19 +232,18 @@ def _position(rec: dict[str, Any]) -> Position | str:
             f"{LAT_RANGE[0]:g}..{LAT_RANGE[1]:g}, longitude {LON_RANGE[0]:g}..{LON_RANGE[1]:g})")
 
 
-def _csv_records(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _csv_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Records of a stations CSV, header names folded to the API's (name, lat, lon, ...)."""
-    reader = csv.DictReader(io.StringIO(text))
+    table, lines = read_whole(path)
     header = [CSV_ALIASES.get(h.strip().lower(), h.strip().lower())
-              for h in reader.fieldnames or []]
-    reader.fieldnames = header
+              for h in table.column_names]
     if not ({"lat", "lon"} <= set(header) or {"dmX", "dmY"} <= set(header)) or not (
             "name" in header or "stationName" in header):
         raise InputError(f"the CSV header ({','.join(header)}) must name the station (name or "
                          "stationName) and its lat and lon columns", path=str(path),
                          hint="start the file with the line name,lat,lon")
-    for rec in reader:
-        yield f"line {reader.line_num}", {k: v for k, v in rec.items() if k is not None}
+    for rec, line in zip(table.rename_columns(header).to_pylist(), lines.tolist(), strict=True):
+        yield f"line {line}", rec
 
 
 def _station_records(path: Path) -> Iterator[tuple[str, Any]]:
@@ -253,7 +251,7 @@ def _station_records(path: Path) -> Iterator[tuple[str, Any]]:
     text = _read_text(path)
     if text.lstrip()[:1] in ("{", "[", "<"):
         return _records(path)
-    return _csv_records(path, text)
+    return _csv_records(path)
 
 
 def load_stations(path: Path, ctx: ReadContext) -> Stations:

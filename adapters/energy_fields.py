@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
-from hubctl.csvread import open_csv
+from hubctl.csvread import read_whole
 from hubctl.errors import InputError, UsageError
 from hubctl.rejects import Reason
 from hubctl.types import TIMESTAMP
@@ -203,14 +203,8 @@ def read_places(path: Path, key: str, key_aliases: Sequence[str],
     A key listed twice keeps its first row. Coordinates that are not numbers are an InputError
     naming the line (a side file is small and should be fixed, not half-used).
     """
-    stream = open_csv(path)
-    table = stream.read_all()
-    line_of = stream.lines.tolist()
-    bad_lines = stream.take_invalid()
-    if bad_lines:
-        raise InputError(f"{bad_lines[0].code}: {bad_lines[0].detail}", path=str(path),
-                         record=f"line {bad_lines[0].line}",
-                         hint="fix the file; a side file should be complete")
+    table, lines = read_whole(path)
+    line_of = lines.tolist()
     aliases = {key: key_aliases, **{k: v for k, v in PLACE_ALIASES.items() if k != key},
                **{e: () for e in extra}}
     cols = resolve_columns(path, table.column_names, aliases, {}, [[key, "lat", "lon"]])

@@ -33,6 +33,7 @@ from hubctl.csvread import (
     CsvStream,
     csv_limits,
     open_csv,
+    read_whole,
 )
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
@@ -255,14 +256,12 @@ def open_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS) -> CsvStream:
 
 
 def _csv_table(path: Path, limits: CsvLimits) -> pa.Table:
-    stream = open_text_csv(path, limits)
-    table = stream.read_all()
-    bad = stream.take_invalid()
-    if bad:
-        raise InputError(f"{bad[0].code}: {bad[0].detail} ({len(bad)} such line(s))",
-                         path=str(path), record=f"line {bad[0].line}",
-                         hint="fix the file; a facility list should be complete")
-    return table
+    try:
+        return read_whole(path, limits=limits)[0]
+    except InputError as exc:  # a header that is not UTF-8: CP949, as Korean data often is
+        if "UTF-8" not in str(exc):
+            raise
+        return read_whole(path, limits=limits, encoding="cp949")[0]
 
 
 def _geojson_table(path: Path) -> pa.Table:

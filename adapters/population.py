@@ -12,8 +12,6 @@ Rows become ``PopulationCell`` entities, one per dataset, place, kind and hour.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -34,7 +32,7 @@ from hubctl.adapters.boardings import (
     read_csv_batches,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits
+from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits, read_whole
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import reason
@@ -94,14 +92,10 @@ def _feature_point(geom: Any) -> tuple[float, float]:
 def load_zones(path: Path, field: str, ctx: ReadContext) -> dict[str, tuple[float, float]]:
     """{zone id: (lon, lat)} from a zones CSV or GeoJSON; a zone listed again keeps its first
     position (with a warning); a zone without a usable position is an InputError."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the zones file: {exc}", path=str(path)) from None
     out: dict[str, tuple[float, float]] = {}
     repeated: list[str] = []
-    for where, zone, lonlat in (_geojson_zones(path, text, field) if text.lstrip()[:1] in "{["
-                                else _csv_zones(path, text)):
+    for where, zone, lonlat in (_geojson_zones(path, _zones_text(path), field)
+                                if _is_json(path) else _csv_zones(path)):
         lon, lat = lonlat
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
                 and -90 <= lat <= 90):
@@ -119,16 +113,32 @@ def load_zones(path: Path, field: str, ctx: ReadContext) -> dict[str, tuple[floa
     return out
 
 
-def _csv_zones(path: Path, text: str) -> Iterator[tuple[str, str, tuple[float, float]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames or []]
+def _is_json(path: Path) -> bool:
+    """Whether a zones file is GeoJSON (it starts with { or [) rather than CSV."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise InputError(f"cannot read the zones file: {exc.strerror}", path=str(path)) from None
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+
+
+def _zones_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the zones file: {exc}", path=str(path)) from None
+
+
+def _csv_zones(path: Path) -> Iterator[tuple[str, str, tuple[float, float]]]:
+    table, lines = read_whole(path)
+    header = [_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in table.column_names]
     if not {"zone_id", "lat", "lon"} <= set(header):
         raise InputError(f"a zones CSV needs columns zone_id, lat, lon; the header has "
                          f"{', '.join(header)}", path=str(path), record="line 1",
                          hint="or give a GeoJSON FeatureCollection of zone polygons")
-    reader.fieldnames = header
-    for rec in reader:
-        where = f"line {reader.line_num}"
+    for rec, line in zip(table.rename_columns(header).to_pylist(), lines.tolist(), strict=True):
+        where = f"line {line}"
         try:
             lonlat = (float(rec["lon"]), float(rec["lat"]))
         except (TypeError, ValueError):

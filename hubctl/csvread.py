@@ -37,7 +37,7 @@ from hubctl.errors import InputError
 from hubctl.rejects import Reject, reason
 
 __all__ = ["CSV_LIMIT_PARAMS", "DEFAULT_LIMITS", "BadLine", "CsvLimits", "CsvStream",
-           "add_malformed", "csv_limits", "open_csv", "require_columns"]
+           "add_malformed", "csv_limits", "open_csv", "read_whole", "require_columns"]
 
 _BYTES_PER_ROW = 64  # block size = BATCH_ROWS rows of a typical sensor CSV
 _NL, _CR, _QUOTE = 10, 13, 34
@@ -631,6 +631,22 @@ def _names(raw: bytes, stream: CsvStream) -> list[str]:
                          hint="check the delimiter and that this is the right file; raise "
                               "--max-columns if the file really is that wide")
     return [n.strip() for n in next(csv.reader([text], delimiter=stream.delimiter.decode()), [])]
+
+
+def read_whole(path: Path | str, *, limits: CsvLimits = DEFAULT_LIMITS,
+               encoding: str = "utf8") -> tuple[pa.Table, np.ndarray]:
+    """A small side file (stations, zones, meters, sites, a facility list) read whole: its
+    text table and the file line of each row. A bad line fails it, naming the line: such a
+    file should be fixed, not half used."""
+    stream = open_csv(path, encoding, limits=limits)
+    table = stream.read_all()
+    bad = stream.take_invalid()
+    if bad:
+        more = f" ({len(bad)} such lines)" if len(bad) > 1 else ""
+        raise InputError(f"{bad[0].code}: {bad[0].detail}{more}", path=str(path),
+                         record=f"line {bad[0].line}" if bad[0].line else None,
+                         hint="fix the file: a side file must be complete")
+    return table, stream.lines
 
 
 def require_columns(path: Path | str, have: Sequence[str], need: Iterable[str]) -> None:

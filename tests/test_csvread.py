@@ -162,3 +162,13 @@ def test_quoted_multi_line_records_across_blocks_match_pythons_csv(tmp_path: Pat
     rows, lines, bad = _read(path, block_size=1 << 16)
     assert not bad
     assert [(r["id"], r["text"], n) for r, n in zip(rows, lines, strict=True)] == expected
+
+
+def test_a_side_file_with_a_bad_line_fails_naming_it(tmp_path: Path) -> None:
+    zones = tmp_path / "zones.csv"
+    zones.write_bytes(b"zone_id,lat,lon\nZ1,35.8,128.6\nZ\xe92,35.9,128.7\n")
+    data = tmp_path / "pop.csv"
+    data.write_text("zone_id,population\nZ1,100\n", encoding="utf-8")
+    result = hub(tmp_path / "lake", "ingest", "population", str(data), "--zones", str(zones))
+    assert result.exit_code == 1
+    assert "zones.csv, line 3: bad-encoding: byte b'\\xe9' at column 2" in result.output
