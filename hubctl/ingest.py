@@ -1,7 +1,8 @@
 """The ingest engine: adapter batches -> quality gate -> lake upsert -> rejects -> ledger.
 
 Every record an adapter reads ends up written, updated, duplicate or rejected, and the ledger
-row of the run proves it (``read = written + updated + duplicate + rejected``).
+row of the run proves it (``read = written + updated + duplicate + rejected``); a run that
+stops (SIGTERM) or fails part-way counts what it read and did not commit as ``unreached``.
 """
 
 from __future__ import annotations

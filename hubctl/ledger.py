@@ -6,7 +6,8 @@ rejected, which table versions it committed, and how it ended. Counts must recon
 but not committed because the run stopped or failed first).
 
 A run's row is written when it starts (status ``running``, with host and pid) and updated in
-place when it ends (a Delta MERGE on ``run_id``), so every reader sees one row per run, and
+place when it ends (one Delta commit that replaces the rows of that ``run_id``:
+:meth:`hubctl.lake.Lake.put`), so every reader sees one row per run, and
 every row the run commits carries a ``_run_id`` the ledger already holds. A run whose process
 was killed is found by its marker (:mod:`hubctl.running`) and recorded as ``interrupted`` with
 the counts of its last checkpoint by the next command that opens the lake.
