@@ -1,8 +1,9 @@
 """The GTFS side of the transit pipelines, in DuckDB SQL over the lake's Gtfs* views.
 
 :func:`load_service` picks the feed and the service dates, works out which trips run on them
-(calendar rules, then calendar-date exceptions: added dates join, removed dates leave) and
-summarises trips, stops, stop-route pairs, segments and headways into Arrow tables. Heavy work
+(calendar rules, then calendar-date exceptions: added dates join, removed dates leave),
+expands trips that ``frequencies.txt`` repeats (``GtfsFrequency``) into one trip per departure,
+and summarises trips, stops, stop-route pairs, segments and headways into Arrow tables. Heavy work
 (millions of stop times) stays in DuckDB; temporary tables are dropped at the end.
 """
 
@@ -27,7 +28,8 @@ _HAVERSINE = (f"2 * {EARTH_RADIUS_M!r} * "
               "asin(sqrt(pow(sin(radians({lat2} - {lat1}) / 2), 2) + "
               "cos(radians({lat1})) * cos(radians({lat2})) * "
               "pow(sin(radians({lon2} - {lon1}) / 2), 2)))")
-_TEMP = ("__br_days", "__br_trips", "__br_st", "__br_tripsum", "__br_tripdays")
+_TEMP = ("__br_days", "__br_trips", "__br_st", "__br_tripsum", "__br_tripdays", "__br_freq",
+         "__br_inst")
 
 
 @dataclass
@@ -167,19 +169,32 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
                    t.hasShape AS shape, d.d AS day
             FROM GtfsTrip t JOIN __br_days d ON d.service = t.hasService
             WHERE t.feedId = $1 {type_filter}""", [feed])
+        repeated = _expand_frequencies(ctx, feed)
         con.execute("""CREATE TEMP TABLE __br_tripdays AS
                        SELECT trip, any_value(route) AS route, any_value(dir) AS dir,
                               any_value(shape) AS shape, count(*) AS days
                        FROM __br_trips GROUP BY trip""")
-        con.execute("""
-            CREATE TEMP TABLE __br_st AS
-            SELECT st.hasTrip AS trip, st.stopSequence AS seq, st.hasStop AS stop,
-                   coalesce(st.departureSeconds, st.arrivalSeconds) AS dep,
-                   coalesce(st.arrivalSeconds, st.departureSeconds) AS arr,
-                   lead(st.hasStop) OVER (PARTITION BY st.hasTrip ORDER BY st.stopSequence)
-                       AS next_stop
-            FROM GtfsStopTime st
-            WHERE st.feedId = $1 AND st.hasTrip IN (SELECT trip FROM __br_tripdays)""", [feed])
+        if not repeated:
+            con.execute("""
+                CREATE TEMP TABLE __br_st AS
+                SELECT st.hasTrip AS trip, st.stopSequence AS seq, st.hasStop AS stop,
+                       coalesce(st.departureSeconds, st.arrivalSeconds) AS dep,
+                       coalesce(st.arrivalSeconds, st.departureSeconds) AS arr,
+                       lead(st.hasStop) OVER (PARTITION BY st.hasTrip ORDER BY st.stopSequence)
+                           AS next_stop
+                FROM GtfsStopTime st
+                WHERE st.feedId = $1 AND st.hasTrip IN (SELECT trip FROM __br_tripdays)""",
+                        [feed])
+        else:  # each departure of a repeated trip: its template's stop times, shifted
+            con.execute("""
+                CREATE TEMP TABLE __br_st AS
+                SELECT i.trip, st.stopSequence AS seq, st.hasStop AS stop,
+                       coalesce(st.departureSeconds, st.arrivalSeconds) + i.shift AS dep,
+                       coalesce(st.arrivalSeconds, st.departureSeconds) + i.shift AS arr,
+                       lead(st.hasStop) OVER (PARTITION BY i.trip ORDER BY st.stopSequence)
+                           AS next_stop
+                FROM GtfsStopTime st JOIN __br_inst i ON i.template = st.hasTrip
+                WHERE st.feedId = $1""", [feed])
         _trip_summary(ctx)
         return Service(
             feed=feed, dates=dates,
@@ -207,6 +222,44 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
                 FROM GtfsRoute WHERE feedId = $1 AND id IN (SELECT route FROM __br_tripdays)
                 ORDER BY id""", [feed]),
         )
+
+
+def _expand_frequencies(ctx: PipelineContext, feed: str) -> bool:
+    """Replace every trip of ``__br_trips`` that ``frequencies.txt`` repeats by one trip per
+    departure (``trip@seconds``): departures at start, start + headway, ... before the end of
+    each window (GTFS: a trip starting exactly at end_time is not run), exact_times 0 or 1
+    alike. ``__br_inst`` maps each (possibly repeated) trip to its template and the seconds
+    its stop times move by. Returns False, changing nothing, when no analysed trip repeats."""
+    if not ctx.has("GtfsFrequency"):
+        return False
+    con = ctx.con
+    con.execute("""
+        CREATE TEMP TABLE __br_freq AS
+        WITH w AS (SELECT hasTrip AS trip, startSeconds AS a, endSeconds AS b,
+                          headwaySeconds AS h
+                   FROM GtfsFrequency
+                   WHERE feedId = $1 AND headwaySeconds > 0 AND endSeconds > startSeconds
+                     AND hasTrip IN (SELECT trip FROM __br_trips)),
+        first AS (SELECT hasTrip AS trip,
+                         min(coalesce(departureSeconds, arrivalSeconds)) AS t0
+                  FROM GtfsStopTime WHERE feedId = $1 AND hasTrip IN (SELECT trip FROM w)
+                  GROUP BY hasTrip)
+        SELECT DISTINCT w.trip, d.dep, d.dep - first.t0 AS shift
+        FROM w JOIN first USING (trip),
+             LATERAL (SELECT unnest(generate_series(w.a, w.b - 1, w.h)) AS dep) d""", [feed])
+    if not con.execute("SELECT count(*) FROM __br_freq").fetchone()[0]:  # type: ignore[index]
+        return False
+    con.execute("""
+        CREATE TEMP TABLE __br_inst AS
+        SELECT DISTINCT trip AS template, trip, 0 AS shift FROM __br_trips
+        WHERE trip NOT IN (SELECT trip FROM __br_freq)
+        UNION ALL
+        SELECT trip, trip || '@' || dep, shift FROM __br_freq""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE __br_trips AS
+        SELECT i.trip, t.route, t.dir, t.shape, t.day
+        FROM __br_trips t JOIN __br_inst i ON i.template = t.trip""")
+    return True
 
 
 def _trip_summary(ctx: PipelineContext) -> None:

@@ -450,3 +450,41 @@ def test_straight_catchments_without_roads_say_so(base: tuple[Path, dict[str, An
     assert any("no RoadSegment in the lake" in n for n in out["notes"])
     r = hub(base[0], "run", "bus_routes", *PARAMS, "--param", "catchment=network")
     assert r.exit_code == 1 and "needs streets in the lake" in r.output
+
+
+def test_frequencies_expand_into_departures(tmp_path: Path) -> None:
+    """Route F has one template trip (S1 -> S2, 8 minutes) that frequencies.txt repeats every
+    10 minutes from 08:00 to 09:00 (6 departures: 08:00 .. 08:50; 09:00 is the window's end)
+    and every 30 minutes from 09:00 to 10:00 (2), beside an ordinary trip at 10:30."""
+    files = {
+        "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\n"
+                      "T,Test Transit,https://example.org,Asia/Seoul\n",
+        "stops.txt": f"stop_id,stop_name,stop_lat,stop_lon\nS1,One,{LAT0},{LON0}\n"
+                     f"S2,Two,{LAT0},{LON0 + STEP}\n",
+        "routes.txt": "route_id,agency_id,route_short_name,route_long_name,route_type\n"
+                      "F,T,F,Frequent,3\n",
+        "calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,"
+                        "start_date,end_date\nWK,1,1,1,1,1,0,0,20240501,20241231\n",
+        "trips.txt": "route_id,service_id,trip_id,direction_id\nF,WK,tmpl,0\nF,WK,late,0\n",
+        "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+                          "tmpl,06:00:00,06:00:00,S1,1\ntmpl,06:08:00,06:08:00,S2,2\n"
+                          "late,10:30:00,10:30:00,S1,1\nlate,10:38:00,10:38:00,S2,2\n",
+        "frequencies.txt": "trip_id,start_time,end_time,headway_secs,exact_times\n"
+                           "tmpl,08:00:00,09:00:00,600,0\ntmpl,09:00:00,10:00:00,1800,1\n",
+    }
+    feed = tmp_path / "f.zip"
+    with zipfile.ZipFile(feed, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    lake = tmp_path / "lake"
+    assert hub_json(lake, "ingest", "gtfs", str(feed), "--feed-id", "f")["rejected"] == 0
+    out = hub_json(lake, "run", "bus_routes", "--param", "date=2024-05-08",
+                   "--param", "day_window=08:00-11:00", "--param", "peak_windows=08:00-09:00")
+    assert out["summary"]["trips_per_day"] == 9
+    assert out["summary"]["vehicle_hours_per_day"] == pytest.approx(9 * 8 / 60)
+    routes = _rows(lake, "routes", "route")
+    assert routes[0]["trips_per_day"] == 9
+    assert routes[0]["first_departure"].startswith("08:00")
+    assert routes[0]["peak_headway_min"] == pytest.approx(10.0)
+    stops = {r["stop_id"]: r for r in _rows(lake, "stops", "stop_id")}
+    assert stops["S1"]["departures_per_day"] == 9 and stops["S1"]["peak_hour_trips"] == 6
