@@ -13,6 +13,7 @@ Everything is vectorised over Arrow batches; Python only touches rejected rows.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -45,7 +46,14 @@ __all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "p
            "read_csv_batches", "rename_columns", "zone_of"]
 
 TYPE = "StopBoardings"
-FIELDS = ("stop_id", "date", "datetime", "hour", "boardings", "alightings")
+FIELDS = ("stop_id", "date", "datetime", "hour", "boardings", "alightings", "line")
+# The standard headers of the Korean transport-card exports (Seoul's subway and bus boardings
+# per station and day, data.seoul.go.kr CARD_SUBWAY_MONTH / CARD_BUS_DAILY): read without
+# --map. A bus file names its stop three ways: the first of these that the header has is the
+# stop id.
+KOREAN = {"사용일자": "date", "승차총승객수": "boardings", "하차총승객수": "alightings",
+          "노선명": "line", "호선명": "line"}
+KOREAN_STOP = ("표준버스정류장ID", "버스정류장ARS번호", "역명", "지하철역")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -130,11 +138,19 @@ def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
                      need: Callable[[Path, list[str]], None], ctx: ReadContext,
                      convert: Callable[[pa.Table, Problems], Batch],
                      aliases: dict[str, str] | None = None,
-                     limits: CsvLimits = DEFAULT_LIMITS) -> Iterator[Batch]:
-    """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping``;
-    lines with the wrong number of fields, bad encoding or over-long are rejected alone."""
+                     limits: CsvLimits = DEFAULT_LIMITS,
+                     rename: Callable[[Sequence[str]], dict[str, str]] | None = None,
+                     ) -> Iterator[Batch]:
+    """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping`` (and
+    ``rename(header)`` for the columns ``mapping`` leaves); lines with the wrong number of
+    fields, bad encoding or over-long are rejected alone."""
     stream: CsvStream = open_csv(path, limits=limits)
-    names = rename_columns(path, stream.schema.names, mapping, aliases)
+    header = stream.schema.names
+    if rename is not None:
+        taken = set(mapping.values())
+        mapping = {**{c: f for c, f in rename(header).items()
+                      if f not in taken and c not in mapping}, **mapping}
+    names = rename_columns(path, header, mapping, aliases)
     need(path, names)
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
@@ -233,7 +249,8 @@ class Boardings(Adapter):
         click.Option(["--sum-repeats"], is_flag=True, default=False,
                      help="Add up rows of the same stop and hour within an input (files split "
                           "by route or card type, or one row per tap); without it the last "
-                          "row wins."),
+                          "row wins, with a warning. A file with a line column (노선명, "
+                          "--map COLUMN=line) is always summed over its lines."),
     ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
@@ -245,15 +262,64 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=zone, feed=feed, path=Path(path))
-            batches = read_csv_batches(Path(path), mapping, TYPE, _need, ctx, convert,
-                                       limits=csv_limits(options))
-            if options.get("sum_repeats"):
-                yield from _summed(batches, Path(path), max(1, ctx.batch_rows))
+            lined: list[bool] = []
+
+            def need(where: Path, names: list[str], lined: list[bool] = lined) -> None:
+                _need(where, names)
+                lined.append("line" in names)
+
+            batches = read_csv_batches(Path(path), mapping, TYPE, need, ctx, convert,
+                                       limits=csv_limits(options), rename=_korean)
+            first = next(batches, None)
+            if first is None:
+                continue
+            batches = itertools.chain([first], batches)
+            if options.get("sum_repeats") or lined[0]:
+                yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx,
+                                   "lines" if lined[0] and not options.get("sum_repeats")
+                                   else "")
             else:
-                yield from batches
+                yield from _watched(batches, Path(path), ctx)
 
 
-def _summed(batches: Iterator[Batch], path: Path, size: int) -> Iterator[Batch]:
+def _korean(names: Sequence[str]) -> dict[str, str]:
+    """{column: field} for the standard Korean card-data headers among ``names``."""
+    out = {n: KOREAN[n] for n in names if n in KOREAN}
+    stop = next((n for n in KOREAN_STOP if n in names), None)
+    if stop is not None:
+        out[stop] = "stop_id"
+    return out
+
+
+def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator[Batch]:
+    """Batches as they come; at the end a warning when rows of one stop and time repeat
+    within the file (the later row replaced the earlier)."""
+    seen: dict[str, int] = {}
+    keys: list[np.ndarray] = []
+    for b in batches:
+        if b.rows is not None and b.rows.num_rows:
+            ids = b.rows.column("id").combine_chunks()
+            uniq = pc.unique(ids).to_pylist()
+            for u in uniq:
+                seen.setdefault(u, len(seen))
+            idx = pc.take(pa.array([seen[u] for u in uniq], pa.int64()),
+                          pc.index_in(ids, value_set=pa.array(uniq, pa.string())))
+            ts = pc.cast(b.rows.column("observed_at"), pa.int64()).to_numpy()
+            keys.append(np.rec.fromarrays([idx.to_numpy(), ts]).view(np.dtype("V16")))
+        yield b
+    if not keys:
+        return
+    every = np.concatenate(keys)
+    repeated = len(every) - len(np.unique(every))
+    if repeated:
+        ctx.warn(f"{path.name}: {repeated:,} of {len(every):,} rows repeat a stop and time "
+                 "given earlier in the file; each replaced the one before (counted as updated "
+                 "or duplicate). Give --sum-repeats to add them up, or --map COLUMN=line when "
+                 "the file splits a stop's counts by line")
+
+
+def _summed(batches: Iterator[Batch], path: Path, size: int, ctx: ReadContext,
+            why: str = "") -> Iterator[Batch]:
     """The rows of a whole input with repeats of a stop and hour added up (``_records`` says
     how many input rows each sum stands for); rejects pass through as they come."""
     parts: list[pa.Table] = []
@@ -266,15 +332,29 @@ def _summed(batches: Iterator[Batch], path: Path, size: int) -> Iterator[Batch]:
     if not parts:
         return
     rows = pa.concat_tables(parts)
+    if "_line" not in rows.column_names:
+        rows = rows.append_column("_line", pa.nulls(rows.num_rows, pa.string()))
     keys = ["id", "observed_at"]
     counts = ["boardings", "alightings"]
     others = [c for c in rows.column_names if c not in (*keys, *counts)]
+    others = [c for c in others if c != "_line"]
     summed = rows.group_by(keys, use_threads=False).aggregate(
-        [(c, "sum") for c in counts] + [(c, "first") for c in others] + [("id", "count")])
+        [(c, "sum") for c in counts] + [(c, "first") for c in others] + [("id", "count")]
+        + [("_line", "distinct")])
     summed = summed.rename_columns(
-        ["_records" if c == "id_count" else c.removesuffix("_sum").removesuffix("_first")
-         for c in summed.column_names])
+        ["_records" if c == "id_count" else "lines" if c == "_line_distinct"
+         else c.removesuffix("_sum").removesuffix("_first") for c in summed.column_names])
     summed = summed.sort_by([("id", "ascending"), ("observed_at", "ascending")])
+    if summed.num_rows < rows.num_rows:
+        several = pc.greater(summed["_records"], 1)
+        example = summed.filter(several).slice(0, 1).to_pylist()[0]
+        lines = (f" over its lines ({', '.join(example['lines'])})"
+                 if why == "lines" else "")
+        ctx.warn(f"{path.name}: {rows.num_rows:,} rows read became {summed.num_rows:,} rows "
+                 f"of a stop and time: {rows.num_rows - summed.num_rows:,} repeats were added "
+                 f"up, e.g. stop {example['stopId']} on {example['serviceDate']}{lines}"
+                 + (" (transfer stations appear once per line)" if why == "lines" else ""))
+    summed = summed.drop_columns([c for c in ("lines",) if c in summed.column_names])
     for start in range(0, summed.num_rows, size):
         part = summed.slice(start, size)
         yield Batch(TYPE, part, str(path), int(pc.sum(part["_records"]).as_py()))
@@ -322,6 +402,8 @@ def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) 
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("dateObserved"), n),
         "_record": line_numbers(p.lines),
+        **({"_line": pc.utf8_trim_whitespace(t.column("line").combine_chunks())}
+           if "line" in t.column_names else {}),
     }).filter(p.keep())
     return Batch(TYPE, rows, str(path), n, rejects=p.rejects())
 

@@ -120,6 +120,7 @@ class CsvStream:
     empty_as_null: bool = False
     pad_short: bool = False  # GTFS: short rows padded with empty fields
     header_only_ok: bool = False  # GTFS: a lone header line without a line break is no records
+    trailing_field: bool = False  # every record ends with one empty unnamed field (dropped)
     bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from the first block
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _pending: bytes = b""
@@ -415,16 +416,18 @@ class CsvStream:
             return "skip"
 
         nulls = self.empty_as_null
+        names = [*self.names, "\x00trailing"] if self.trailing_field else self.names
         try:
             return pacsv.read_csv(
                 pa.py_buffer(clean),
-                read_options=pacsv.ReadOptions(column_names=self.names,
+                read_options=pacsv.ReadOptions(column_names=names,
                                                block_size=max(len(clean) + 1, 1 << 16)),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter.decode(),
                                                  newlines_in_values=True,
                                                  invalid_row_handler=keep),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in self.names},
+                    include_columns=self.names,
                     strings_can_be_null=nulls, quoted_strings_can_be_null=nulls,
                     null_values=[""] if nulls else []))
         except pa.ArrowInvalid as exc:
@@ -568,6 +571,7 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
     try:
         stream.names = _header(stream)
         stream._handed = stream._read_total - len(stream._pending)  # the header's bytes
+        _trailing_field(stream)
     except BaseException:
         stream.close()
         raise
@@ -612,6 +616,28 @@ def _header(stream: CsvStream) -> list[str]:
     stream._pending = data[end:]
     stream._next_line = 2 + raw.count(b"\n") - 1
     return _names(raw, stream)
+
+
+def _trailing_field(stream: CsvStream) -> None:
+    """A trailing empty unnamed field is no field: a header that ends with a delimiter (an
+    empty last name), or a first record with one field more than the header whose last field
+    is empty (the Seoul transport-card exports end every row with a comma), makes every
+    record's last field dropped. A record without it is then malformed."""
+    names = stream.names
+    if len(names) > 1 and names[-1] == "":
+        stream.names = names[:-1]
+        stream.trailing_field = True
+        return
+    first = stream._pending.split(b"\n", 1)
+    if len(first) < 2 and not stream._eof:
+        return
+    try:
+        line = first[0].decode(stream.codec).rstrip("\r")
+    except UnicodeDecodeError:
+        return
+    fields = next(csv.reader([line], delimiter=stream.delimiter.decode()), [])
+    if len(fields) == len(names) + 1 and fields[-1] == "" and len(names) > 0:
+        stream.trailing_field = True
 
 
 def _names(raw: bytes, stream: CsvStream) -> list[str]:

@@ -132,3 +132,72 @@ def test_sum_repeats_adds_up_rows_split_by_route(tmp_path: Path) -> None:
     # without the flag the later row of a stop and hour replaces the earlier one
     last = hub_json(tmp_path / "lake2", "ingest", "boardings", str(data))
     assert last["updated"] == 1 and last["written"] == 3
+
+
+def _independent(path: Path, stop_column: str) -> dict[str, list[float]]:
+    """Boardings and alightings per stop summed with the csv module (the independent count)."""
+    import csv
+
+    out: dict[str, list[float]] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for rec in csv.DictReader(f):
+            got = out.setdefault(rec[stop_column], [0.0, 0.0])
+            got[0] += float(rec["승차총승객수"])
+            got[1] += float(rec["하차총승객수"])
+    return out
+
+
+def test_seoul_subway_card_export_reads_without_map_and_sums_transfer_stations(
+        tmp_path: Path) -> None:
+    """The layout of Seoul's 'subway boardings per line and station' (CARD_SUBWAY_MONTH_*.csv,
+    data.seoul.go.kr OA-12914): UTF-8 with BOM, every field quoted, one extra empty field at the
+    end of every data row; transfer stations appear once per line for the same day."""
+    data = tmp_path / "CARD_SUBWAY_MONTH_202405.csv"
+    data.write_text(
+        '\ufeff"사용일자","노선명","역명","승차총승객수","하차총승객수","등록일자"\n'
+        '"20240501","1호선","서울역","51035","49283","20240504",\n'
+        '"20240501","2호선","시청","20135","21001","20240504",\n'
+        '"20240501","4호선","서울역","10231","11872","20240504",\n'
+        '"20240502","1호선","서울역","50012","48820","20240505",\n', encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    assert (run["status"], run["read"], run["written"], run["updated"], run["rejected"]) == (
+        "ok", 4, 4, 0, 0)
+    assert run["reconciles"] and run["rows_added"] == {"StopBoardings": 3}
+    assert any("서울역 on 2024-05-01 over its lines (1호선, 4호선)" in w
+               for w in run["warnings"])
+    rows = hub_json(lake, "sql", "SELECT stopId, sum(boardings) AS b, sum(alightings) AS a "
+                    "FROM StopBoardings GROUP BY stopId ORDER BY stopId")
+    assert {r["stopId"]: [r["b"], r["a"]] for r in rows} == _independent(data, "역명")
+
+
+def test_seoul_bus_card_export_takes_the_standard_stop_id(tmp_path: Path) -> None:
+    """The layout of Seoul's 'bus boardings per route and stop' (CARD_BUS_DAILY_*.csv,
+    data.seoul.go.kr OA-12912): the stop has a standard id, an ARS number and a name; one stop
+    serves several routes on a day."""
+    data = tmp_path / "CARD_BUS_DAILY_202405.csv"
+    data.write_text(
+        '\ufeff"사용일자","노선번호","노선명","표준버스정류장ID","버스정류장ARS번호","역명",'
+        '"승차총승객수","하차총승객수","등록일자"\n'
+        '"20240501","100","100번(하계동~용산구청)","100000001","01001","종로2가사거리","120",'
+        '"98","20240504",\n'
+        '"20240501","101","101번(우이동~서소문)","100000001","01001","종로2가사거리","80",'
+        '"77","20240504",\n'
+        '"20240501","100","100번(하계동~용산구청)","100000002","01002","창경궁.서울대학교병원",'
+        '"31","40","20240504",\n', encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    assert (run["read"], run["written"], run["rejected"]) == (3, 3, 0) and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT stopId, boardings, alightings FROM StopBoardings "
+                    "ORDER BY stopId")
+    assert {r["stopId"]: [r["boardings"], r["alightings"]] for r in rows} == _independent(
+        data, "표준버스정류장ID")
+
+
+def test_repeats_of_a_stop_and_time_in_one_file_are_never_silent(tmp_path: Path) -> None:
+    data = _write(tmp_path / "twice.csv", "stop_id,date,boardings\nS1,2024-05-08,10\n"
+                  "S2,2024-05-08,3\nS1,2024-05-08,7\n")
+    run = hub_json(tmp_path / "lake", "ingest", "boardings", str(data))
+    assert run["updated"] == 1
+    assert any("1 of 3 rows repeat a stop and time" in w and "--sum-repeats" in w
+               for w in run["warnings"])

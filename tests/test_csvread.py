@@ -172,3 +172,20 @@ def test_a_side_file_with_a_bad_line_fails_naming_it(tmp_path: Path) -> None:
     result = hub(tmp_path / "lake", "ingest", "population", str(data), "--zones", str(zones))
     assert result.exit_code == 1
     assert "zones.csv, line 3: bad-encoding: byte b'\\xe9' at column 2" in result.output
+
+
+def test_a_trailing_empty_unnamed_field_is_no_field(tmp_path: Path) -> None:
+    """Rows that end with a delimiter (Seoul's card exports) or a header that does: the empty
+    last field is dropped; a row without it in such a file is malformed, alone."""
+    rows_end = tmp_path / "rows.csv"
+    rows_end.write_text('"a","b"\n"1","2",\n"3","4",\n"5","6"\n', encoding="utf-8")
+    stream = open_csv(rows_end)
+    table = stream.read_all()
+    assert stream.names == ["a", "b"] and table.to_pydict() == {"a": ["1", "3"],
+                                                                 "b": ["2", "4"]}
+    assert [(b.line, b.code) for b in stream.take_invalid()] == [(4, "malformed-record")]
+    header_end = tmp_path / "header.csv"
+    header_end.write_text("a,b,\n1,2,\n3,4,\n", encoding="utf-8")
+    stream = open_csv(header_end)
+    assert stream.names == ["a", "b"]
+    assert stream.read_all().to_pydict() == {"a": ["1", "3"], "b": ["2", "4"]}
