@@ -308,7 +308,9 @@ def _item_reasons(item: Any, stations: Stations, ts: datetime | None) -> list[Re
     name = _text(item.get("stationName"))
     if name is None:  # getMsrstnAcctoRltmMesureDnsty leaves it out unless asked with ver
         out.append(_hinted(reason("missing-required", "stationName"),
-                           "fetch with ver=1.0 or later so that items name their station"))
+                           "a per-station response (getMsrstnAcctoRltmMesureDnsty) does not "
+                           "name its station in its items, in any ver: give it with "
+                           "--station NAME"))
     elif name in stations.unusable:
         out.append(_hinted(reason("malformed-record", "stationName",
                                   detail=stations.unusable[name]), "fix it in the --stations file"))
@@ -343,9 +345,16 @@ def _measurement(item: dict[str, Any], name: str, pos: Position, ts: datetime) -
     return row
 
 
-def _measurements(path: Path, stations: Stations) -> Iterator[Entry]:
-    """Lake rows and rejects of one measurement file, in input order."""
-    return _entries(str(path), _records(path), stations)
+def _measurements(path: Path, stations: Stations, station: str | None = None
+                  ) -> Iterator[Entry]:
+    """Lake rows and rejects of one measurement file, in input order; ``station`` names the
+    station of items that do not name theirs (a saved per-station response)."""
+    records = _records(path)
+    if station:
+        records = ((where, {"stationName": station, **item} if isinstance(item, dict)
+                    and _text(item.get("stationName")) is None else item)
+                   for where, item in records)
+    return _entries(str(path), records, stations)
 
 
 def _entries(file: str, records: Iterable[tuple[str, Any]], stations: Stations) -> Iterator[Entry]:
@@ -398,6 +407,10 @@ class AirKorea(Adapter):
     params: Sequence[click.Parameter] = [
         click.Option(["--stations"], required=True, type=click.Path(exists=True, dir_okay=False),
                      help="AirKorea station list (getMsrstnList JSON) or a CSV name,lat,lon."),
+        click.Option(["--station"], metavar="NAME", multiple=True,
+                     help="With --api: a station for getMsrstnAcctoRltmMesureDnsty "
+                          "(repeatable). With files: the station of a saved per-station "
+                          "response, whose items do not name it."),
     ]
     pull_example = ("AIRKOREA_SERVICE_KEY=... hubctl ingest airkorea --api --sido 서울 "
                     "--stations stations.json")
@@ -437,8 +450,14 @@ class AirKorea(Adapter):
         if pulled is not None:
             yield from pulled
             return
+        named = list(options.get("station") or ())
+        if len(named) > 1:
+            raise UsageError("give one --station NAME when reading files: a saved "
+                             "getMsrstnAcctoRltmMesureDnsty response is one station's",
+                             hint="ingest each station's file in its own run, or use --api "
+                                  "to pull several stations")
         for path in inputs:
-            entries = list(_measurements(Path(path), stations))  # a bad page fails the file
+            entries = list(_measurements(Path(path), stations, named[0] if named else None))
             ctx.advance(Path(path).stat().st_size)
             yield from _batches(AQO, str(path), entries, size)
 

@@ -63,8 +63,6 @@ PARAMS: list[click.Parameter] = [
                       "--station, and the service key in $AIRKOREA_SERVICE_KEY)."),
     click.Option(["--sido"], metavar="NAME", default=None,
                  help="Province for getCtprvnRltmMesureDnsty, e.g. 서울, 대구, 전국."),
-    click.Option(["--station"], metavar="NAME", multiple=True,
-                 help="Station for getMsrstnAcctoRltmMesureDnsty (repeatable)."),
     click.Option(["--endpoint"], default=DEFAULT_ENDPOINT, show_default=True,
                  help="Base URL of ArpltnInforInqireSvc."),
     click.Option(["--service-key-env"], metavar="VAR", default=DEFAULT_KEY_ENV,

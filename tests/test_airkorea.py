@@ -97,7 +97,7 @@ def test_declares_the_adapter_contract() -> None:
     assert ADAPTER.summary and "\n" not in ADAPTER.summary
     assert ADAPTER.example.startswith("hubctl ") and "--stations" in ADAPTER.example
     by_name = {p.name: p for p in ADAPTER.params}
-    assert set(by_name) == {"stations"}
+    assert set(by_name) == {"stations", "station"}
     assert by_name["stations"].required
 
 
@@ -218,7 +218,8 @@ def test_an_item_without_station_name_says_how_to_fetch_it(tmp_path: Path,
     (aqo,) = of_type(read([src], stations_json), "AirQualityObserved")
     assert aqo.rows is None and aqo.records == 1
     (r,) = aqo.rejects[0].reasons
-    assert (r.code, r.field) == ("missing-required", "stationName") and "ver=1.0" in r.message
+    assert (r.code, r.field) == ("missing-required", "stationName")
+    assert "--station NAME" in r.message
 
 
 def test_data_time_is_korea_time_with_24_00_as_next_midnight() -> None:
@@ -450,3 +451,26 @@ def test_nodata_result_code_is_an_empty_page(tmp_path: Path) -> None:
     measured = [b for b in batches if b.entity_type == "AirQualityObserved"]
     assert sum(b.records for b in measured) == 0
     assert sum(b.records for b in batches if b.entity_type == "PointOfInterest") == 1
+
+
+def test_a_saved_per_station_response_is_ingested_with_station(tmp_path: Path,
+                                                                stations_json: Path) -> None:
+    """getMsrstnAcctoRltmMesureDnsty (ver=1.3) items carry dataTime, mangName and the values,
+    not the station: it was the request's stationName, so --station names it for a file."""
+    from tests.helpers import hub, hub_json
+
+    per_station = []
+    for when in ("2024-05-01 23:00", "2024-05-01 24:00"):
+        one = item(when=when)
+        del one["stationName"], one["sidoName"]
+        per_station.append(one)
+    src = write(tmp_path / "jongno.json", response(per_station))
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "airkorea", str(src), "--stations", str(stations_json),
+                   "--station", JONGNO)
+    assert run["rejected"] == 0 and run["reconciles"] and run["read"] == 2 + 2
+    rows = hub_json(lake, "sql", "SELECT id, count(*) AS n FROM AirQualityObserved GROUP BY id")
+    assert rows == [{"id": JONGNO_AQO, "n": 2}]
+    two = hub(lake, "ingest", "airkorea", str(src), "--stations", str(stations_json),
+              "--station", JONGNO, "--station", JUNG)
+    assert two.exit_code == 2 and "one --station NAME" in two.output
