@@ -31,6 +31,8 @@ import pyarrow as pa
 from hubctl.errors import InputError, UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.headways import Reallocation, reallocate
+from hubctl.pipelines.hotspots import parse_bands
+from hubctl.pipelines.transit_bands import demand_profile, reallocate_by_band
 from hubctl.pipelines.transit_coverage import Coverage, coverage
 from hubctl.pipelines.transit_demand import Boardings, Population, load_boardings, load_population
 from hubctl.pipelines.transit_feed import (
@@ -69,6 +71,8 @@ _PARAMS = (
     Param("day_window", "07:00-19:00", "hours over which stop frequency is averaged"),
     Param("peak_windows", ["07:00-09:00", "17:00-19:00"], "peak periods for headways",
           kind="list"),
+    Param("bands", ["00-07", "07-09", "09-16", "16-19", "19-24"], "time bands (local hours "
+          "HH-HH, as in the safety pipelines) of the reallocation by time of day", kind="list"),
     Param("min_headway_min", 5.0, "shortest headway the reallocation may set, minutes",
           minimum=0.5),
     Param("max_headway_min", 60.0, "longest headway the reallocation may set, minutes",
@@ -197,6 +201,10 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                           float(p["trip_rate"]))
     ctx.step("recommendations")
     plan = _reallocation(totals, float(p["min_headway_min"]), float(p["max_headway_min"]))
+    bands = parse_bands(list(p["bands"]))
+    profile, basis = demand_profile(ctx, service.feed, bands, service.trips)
+    by_band = reallocate_by_band(service.trips, len(service.dates), totals, bands, profile,
+                                 float(p["min_headway_min"]), float(p["max_headway_min"]))
     grid = Grid(float(p["cell_m"]))
     unc = uncovered_cells(points_xy, population.people, cov.covered, grid)
     tables = {
@@ -206,6 +214,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
             "catchment_population_straight", pa.array(straight.stop_population)),
         "uncovered": _uncovered_table(unc, proj, stops_xy[frequent]),
         "reallocation": _reallocation_table(totals, plan),
+        "reallocation_bands": by_band.table,
         "removals": _removals(net, totals, routes, cov, population, stops_xy, stop_board,
                               weight, p) if has_demand else REMOVAL_SCHEMA.empty_table(),
         "new_service": new_service(
@@ -217,6 +226,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     summary = _summary(service, net, population, boardings, use_boardings, cov, frequent,
                        routes, plan, unc, tables)
     summary["catchments"] = _catchment_summary(walk, population, straight, cov, radius)
+    summary["reallocation_bands"] = {"demand_basis": basis, "bands": by_band.bands}
     notes = _notes(service, population, boardings, net, totals)
     notes.append(_catchment_note(str(p["catchment"]), walk, summary["catchments"], radius))
     if not has_demand:

@@ -217,6 +217,10 @@ def test_boardings_drive_demand_when_present(lake: Path, tmp_path: Path) -> None
     routes = {(r["route_id"], r["direction"]): r for r in _rows(lake, "routes", "route_id")}
     total = sum(r["boardings_per_day"] for r in routes.values())
     assert total == pytest.approx(2105)  # every boarding goes to exactly one route direction
+    # hourly card data: every boarding is at 08:00, so the 07-09 band holds all the demand
+    bands = {b["band"]: b for b in out["reallocation_bands"]["bands"]}
+    assert out["reallocation_bands"]["demand_basis"] == "hourly boardings"
+    assert bands["07-09"]["demand_share"] == 1.0 and bands["09-16"]["demand_share"] == 0.0
 
 
 def test_hourly_floating_population_counts_its_mean_hour(lake: Path, tmp_path: Path) -> None:
@@ -488,3 +492,26 @@ def test_frequencies_expand_into_departures(tmp_path: Path) -> None:
     assert routes[0]["peak_headway_min"] == pytest.approx(10.0)
     stops = {r["stop_id"]: r for r in _rows(lake, "stops", "stop_id")}
     assert stops["S1"]["departures_per_day"] == 9 and stops["S1"]["peak_hour_trips"] == 6
+
+
+def test_reallocation_by_time_of_day_keeps_each_bands_fleet(
+        base: tuple[Path, dict[str, Any]]) -> None:
+    """Bands 00-07, 07-09, 09-24 on 2024-05-08. By hand from the feed: 07-09 has A 16 trips in
+    two directions (headway 120 / 8 = 15 min), B 2 (60 min) and C 2 (60 min); 09-24 has A 10
+    (900 / 5 = 180 min), B 2 (450 min), C 3 (300 min); 00-07 has none."""
+    lake, _ = base
+    out = _run(lake, "--param", "bands=00-07,07-09,09-24")
+    bands = {b["band"]: b for b in out["summary"]["reallocation_bands"]["bands"]}
+    assert out["summary"]["reallocation_bands"]["demand_basis"].startswith("departures")
+    assert bands["00-07"]["routes"] == 0
+    for b in bands.values():
+        assert b["vehicle_hours_after"] <= b["vehicle_hours_before"] + 1e-9
+        assert b["waiting_hours_after"] <= b["waiting_hours_before"] + 1e-9
+    rows = _rows(lake, "reallocation_bands", "band, route")
+    before = {(r["band"], r["route_id"]): (r["trips_before"], r["headway_before_min"])
+              for r in rows}
+    assert before == {("07-09", "A"): (16, 15.0), ("07-09", "B"): (2, 60.0),
+                      ("07-09", "C"): (2, 60.0), ("09-24", "A"): (10, 180.0),
+                      ("09-24", "B"): (2, 450.0), ("09-24", "C"): (3, 300.0)}
+    # the peak band's demand share is its share of departures: 20 of the day's 35
+    assert bands["07-09"]["demand_share"] == pytest.approx(20 / 35)
