@@ -108,13 +108,13 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
 
 def _validate_file(path: Path) -> tuple[int, list[dict[str, Any]]]:
     from hubctl.gate import validate_entity
-    from hubctl.ngsild import iter_documents, normalize, read_document, resolve_type
+    from hubctl.jsonstream import iter_records, read_chunks
+    from hubctl.ngsild import normalize, resolve_type
     from hubctl.registry import get_type
 
-    text, _ = read_document(path)
     out: list[dict[str, Any]] = []
     count = 0
-    for pointer, obj in iter_documents(text, str(path)):
+    for pointer, obj, _ in iter_records(read_chunks(path)):  # bounded memory, any file size
         count += 1
 
         def add(entity: str, where: str, code: str, message: str, ptr: str = pointer,
