@@ -27,7 +27,8 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Read the input again even if this exact input was ingested before "
                           "(still writes no duplicates).")(f)
     f = click.option("--max-reject-rate", type=click.FloatRange(0, 1), default=None,
-                     help="Exit 4 when more than this share of records is rejected, e.g. 0.05.")(f)
+                     help="Exit 4 when more than this share of records is rejected, e.g. "
+                          "0.05 (a run whose every record is rejected exits 4 anyway).")(f)
     return json_option(f)
 
 
