@@ -92,6 +92,7 @@ def test_a_partly_rejected_run_is_ok_unless_over_max_reject_rate(tmp_path: Path)
     assert "over --max-reject-rate 10.0%" in out["error"]
 
 
+@pytest.mark.subprocess
 def test_an_all_rejected_real_process_exits_4_with_json_on_stdout(tmp_path: Path) -> None:
     data, st = _all_rejected(tmp_path)
     env = {**os.environ, "HUBCTL_LAKE": str(tmp_path / "lake")}
@@ -103,6 +104,7 @@ def test_an_all_rejected_real_process_exits_4_with_json_on_stdout(tmp_path: Path
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_a_real_ingest_all_lists_a_locked_and_a_rejected_source_and_exits_4(
         three_sources: Path) -> None:
     lake = three_sources.parent / "lake"
