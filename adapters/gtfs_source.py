@@ -200,8 +200,7 @@ class FeedSource:
                 return None
             if "not UTF-8" in str(exc):
                 raise InputError("is not UTF-8 text", path=self.where(name),
-                                 hint="GTFS files must be UTF-8; convert it first, e.g. "
-                                      "iconv -f cp949 -t utf-8") from None
+                                 hint=f"GTFS files must be UTF-8; {exc.hint}") from None
             raise
 
     def open(self, name: str, batch_rows: int) -> GtfsFile:

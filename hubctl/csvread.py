@@ -130,6 +130,7 @@ class CsvStream:
     _next_line: int = 2
     _bad: list[BadLine] = field(default_factory=list)
     _eof: bool = False
+    _guess: str | None = None  # the likely encoding of a file with bad UTF-8 lines (a hint)
 
     @property
     def schema(self) -> pa.Schema:
@@ -406,8 +407,20 @@ class CsvStream:
                 col = at + exc.start - s
                 self._bad.append(BadLine(int(lines[r]), _show(raw, self.codec), "bad-encoding",
                                          f"byte {raw[col:col + 1]!r} at column {col + 1} is "
-                                         f"not valid {self.codec.upper()} ({exc.reason})"))
+                                         f"not valid {self.codec.upper()} ({exc.reason})"
+                                         + self._looks_like(data[s:s + (1 << 16)])))
                 at = e
+
+    def _looks_like(self, sample: bytes) -> str:
+        """``; the file looks like CP949 ...`` for a UTF-8 stream's first bad line (guessed
+        once per stream from the bytes from that line on), else ``""``."""
+        if self.codec != "utf-8":
+            return ""
+        if self._guess is None:
+            from hubctl.encoding import convert_hint
+
+            self._guess = "; " + convert_hint(sample, Path(self.path).name)
+        return self._guess
 
     def _arrow(self, clean: bytes, invalid: list[str], strict: bool = False) -> pa.Table:
         """Arrow's parse of clean bytes; ``strict`` lets its errors through (fast path)."""
@@ -645,8 +658,10 @@ def _names(raw: bytes, stream: CsvStream) -> list[str]:
         text = raw.decode(stream.codec)
     except UnicodeDecodeError:
         if stream.codec == "utf-8":
-            raise InputError("is not UTF-8 text", path=stream.path,
-                             hint="convert it first, e.g. iconv -f cp949 -t utf-8") from None
+            from hubctl.encoding import convert_hint
+
+            raise InputError("is not UTF-8 text", path=stream.path, hint=convert_hint(
+                raw + stream._pending, Path(stream.path).name)) from None
         raise InputError(f"is not {stream.codec} text", path=stream.path) from None
     text = text.lstrip("\ufeff").rstrip("\r\n")
     width = text.count(stream.delimiter.decode()) + 1

@@ -189,3 +189,39 @@ def test_a_trailing_empty_unnamed_field_is_no_field(tmp_path: Path) -> None:
     stream = open_csv(header_end)
     assert stream.names == ["a", "b"]
     assert stream.read_all().to_pydict() == {"a": ["1", "3"], "b": ["2", "4"]}
+
+
+@pytest.mark.parametrize("text, encoding, named", [
+    # an OpenAQ-style long file saved by Excel on a Korean Windows
+    ("도시,측정소,date.utc,parameter,value,unit\n서울,종로구,2024-05-01T01:00:00Z,pm25,7,"
+     "㎍/㎥\n", "cp949", "CP949"),
+    # Norwegian air-quality export (luftkvalitet.info layout) saved as Latin-1
+    ("Målested;Komponent;Tid;Verdi;Enhet\nTromsø Hansjordnesbukta;NO2;2024-05-01 01:00;14;"
+     "µg/m³\nÅlesund Grimmerhaugen;PM2.5;2024-05-01 01:00;3;µg/m³\n", "latin-1", "CP1252"),
+    # German UBA station export saved as Latin-1
+    ("Stationsname;Schadstoff;Messwert;Maßeinheit\nMünchen/Landshuter Allee;Stickstoffdioxid;41;"
+     "µg/m³\nKöln Turiner Straße;Feinstaub;12;µg/m³\n", "latin-1", "CP1252"),
+    # Excel's "Unicode text" export
+    ("city,location,date.utc\nOslo,Kirkeveien,2024-05-01T01:00:00Z\n", "utf-16", "UTF-16"),
+])
+def test_a_file_that_is_not_utf8_names_its_likely_encoding(tmp_path: Path, text: str,
+                                                           encoding: str, named: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(InputError, match="is not UTF-8 text") as info:
+        open_csv(path)
+    assert info.value.hint is not None
+    assert f"it looks like {named}: convert it first, e.g. iconv -f {named} -t UTF-8 " \
+           f"export.csv > export.csv.utf8" == info.value.hint
+
+
+def test_bad_utf8_lines_under_an_ascii_header_name_the_likely_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "card.csv"
+    path.write_bytes("date,station,boardings\n20240501,서울역,51035\n20240501,시청역,20135\n"
+                     "20240501,종각역,30111\n".encode("cp949"))
+    stream = open_csv(path)
+    assert stream.read_all().num_rows == 0
+    bad = stream.take_invalid()
+    assert [b.code for b in bad] == ["bad-encoding"] * 3
+    assert all("it looks like CP949: convert it first, e.g. iconv -f CP949" in b.detail
+               for b in bad)
