@@ -168,6 +168,7 @@ class _FeedReader:
     def __init__(self, src: FeedSource, feed: Feed, ctx: ReadContext) -> None:
         self.src, self.feed, self.ctx = src, feed, ctx
         self.all_ids: dict[str, pa.Array] = {}
+        self.scope = ("feedId", feed.feed_id)
 
     def batches(self) -> Iterator[Batch]:
         """Every file's batches, then the services, then the stop times."""
@@ -185,8 +186,11 @@ class _FeedReader:
             yield from self._emit(done, gf.where, malformed)
             self.ctx.advance(self.src.size(name))
         services = tables.services(self.feed)
-        yield Batch("GtfsService", services, str(self.src.path), 0, unique_keys=True)
+        yield Batch("GtfsService", services, str(self.src.path), 0, unique_keys=True,
+                    replaces=self.scope)
         yield from self._stop_times(accepted.get("trips.txt", pa.array([], pa.string())))
+        for name in Gtfs.entity_types:  # this feed id now holds this version, and only it
+            yield Batch(name, None, str(self.src.path), 0, replaces=self.scope)
 
     def _stop_times(self, trips: pa.Array) -> Iterator[Batch]:
         converter = StopTimes(self.feed, trips, self._rejected("trips.txt", trips),
@@ -213,7 +217,7 @@ class _FeedReader:
             # keys are unique across the run: repeats were rejected (duplicate-key) and two
             # feeds never share a feed id
             yield Batch(done.entity_type, part, where, records, rejects=rejects,
-                        unique_keys=True)
+                        unique_keys=True, replaces=self.scope)
             rejects = []
             start += step
             if start >= rows.num_rows:

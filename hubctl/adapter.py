@@ -52,6 +52,13 @@ class Batch:
     # skips its within-batch key check, and a static table compares the rows only with what
     # the table held before this run, not with what this run wrote.
     unique_keys: bool = False
+    # (column, value): this run's rows of this (static) type with ``column`` = ``value``, over
+    # all its batches, are the whole of that scope (a GTFS feed version under its feed id).
+    # When the run finishes, rows of the scope that the run did not read are deleted, so a
+    # new version never mixes with what the old one had and the new one dropped. A batch
+    # without rows may declare a scope too: every row of it then goes (a file the new
+    # version no longer has).
+    replaces: tuple[str, str] | None = None
 
 
 @dataclass

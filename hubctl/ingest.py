@@ -143,6 +143,8 @@ def ingest(lake: Lake, req: IngestRequest,
             raise
         if stopped:
             _stop(lake, run)
+        else:
+            _retire(lake, run)
         if not run.reconciles:  # a bug, never a user error: say so loudly
             _fail(lake, run, _unreconciled(run))
             raise HubError(run.error or "")
@@ -264,6 +266,18 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
     return False
 
 
+def _retire(lake: Lake, run: Run) -> None:
+    """After a finished read, delete what each declared scope (``Batch.replaces``) held that
+    this run did not read; the ledger row's warnings say what went."""
+    for (name, column, value), kept in run.scopes.items():
+        keep = pa.concat_arrays(kept) if kept else pa.array([], pa.string())
+        gone = lake.remove_absent(get_type(name), column, value, keep)
+        if gone:
+            run.removed[name] = gone
+            run.warnings.append(f"{name}: removed {gone} row(s) of {column} {value} that this "
+                                "version no longer has")
+
+
 def _from_inputs(file: str, inputs: Sequence[Path]) -> bool:
     """True when a batch's ``file`` is one of the run's inputs (or a member of one), not a
     side file named in an option (a station list)."""
@@ -275,6 +289,10 @@ def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
     Counts are added as their commits succeed, and checkpointed after each."""
     run.read += batch.records
     rejects = list(batch.rejects)
+    if batch.replaces is not None:  # the keys this version holds, rejected rows' too
+        kept = run.scopes.setdefault((batch.entity_type, *batch.replaces), [])
+        if batch.rows is not None and batch.rows.num_rows:
+            kept.append(batch.rows.column("id").combine_chunks())
     if batch.rows is not None and batch.rows.num_rows:
         et = get_type(batch.entity_type)
         rejects += _store(lake, et, batch, run)

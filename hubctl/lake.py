@@ -234,6 +234,42 @@ class Lake:
         if own_files is not None and dt.version() == version + 1:  # nobody else in between
             own_files |= set(dt.file_uris()) - before
 
+    def remove_absent(self, et: EntityType, column: str, value: str, keep: pa.Array) -> int:
+        """Delete the rows of static type ``et`` whose ``column`` holds ``value`` and whose id
+        is not in ``keep`` (what a new version of a source no longer has, e.g. the stops a
+        new GTFS feed version dropped under the same feed id). One MERGE commit, under the
+        table's commit lock, only when there is something to delete; returns the rows
+        deleted."""
+        if et.time_series or list(et.key) != ["id"]:
+            raise ValueError(f"remove_absent works on static types keyed by id, not {et.name}")
+        if not self.exists(et.name):
+            return 0
+        ids = pa.table({"id": pc.drop_null(pa.chunked_array([keep], pa.string()))
+                        .combine_chunks()})
+        q = quote_ident(column)
+        with table_commit(self.root, et.name):
+            dt = self._current(et.name)
+            files = dt.file_uris()
+            if not files or column not in pa.schema(dt.schema()).names:
+                return 0
+            con = scratch()
+            try:
+                con.register("k", ids)
+                row = con.execute(
+                    f"SELECT count(*) FROM {scan_sql(files)} t LEFT JOIN k ON k.id = t.id "
+                    f"WHERE t.{q} = ? AND k.id IS NULL", [value]).fetchone()
+            finally:
+                con.close()
+            gone = int(row[0]) if row else 0
+            if gone:
+                literal = value.replace("'", "''")
+                _retrying(dt, lambda: dt.merge(
+                    ids, predicate="t.id = s.id", source_alias="s", target_alias="t",
+                    writer_properties=_writer_properties(et.arrow_schema()))
+                    .when_not_matched_by_source_delete(predicate=f"t.{q} = '{literal}'")
+                    .execute())
+            return gone
+
     def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table) -> None:
         key = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in et.key)
         if et.time_series:  # literal partitions let delta-rs skip every other file

@@ -92,6 +92,11 @@ class Run:
     from_inputs: dict[str, int] = field(default_factory=lambda: {"read": 0, "rejected": 0})
     # Files this run appended, per table (not in the ledger): see Batch.unique_keys.
     own_files: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    # Ids read per declared scope (type, column, value) and rows deleted per table because a
+    # new version no longer has them (see Batch.replaces; in the ledger as a warning).
+    scopes: dict[tuple[str, str, str], list[pa.Array]] = field(default_factory=dict,
+                                                                repr=False)
+    removed: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     cursor_before: str | None = None
     cursor_after: str | None = None
@@ -120,6 +125,7 @@ class Run:
             "written": self.written, "updated": self.updated, "duplicate": self.duplicate,
             "rejected": self.rejected, "unreached": self.unreached,
             "reconciles": self.reconciles, "tables": self.tables, "rows_added": self.rows,
+            "rows_removed": self.removed,
             "warnings": self.warnings, "fingerprint": self.fingerprint,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

@@ -436,3 +436,44 @@ def test_header_only_optional_files_without_a_final_newline(tmp_path: Path) -> N
     assert run["status"] == "ok" and run["reconciles"]
     assert run["read"] == expected and run["written"] == expected and run["rejected"] == 0
     assert "GtfsShape" not in run["rows_added"]
+
+
+def test_a_new_feed_version_replaces_what_the_old_one_had(tmp_path: Path) -> None:
+    """Version 2 of feed t drops route C (its trips, stop times and stops S7..S9) and
+    calendar_dates.txt: after its ingest the lake holds exactly version 2 under feed t, says
+    what it removed, and leaves another feed alone."""
+    import zipfile as zf
+
+    from tests.test_bus_routes import write_feed
+
+    lake = tmp_path / "lake"
+    v1 = write_feed(tmp_path / "v1.zip")
+    hub_json(lake, "ingest", "gtfs", str(v1), "--feed-id", "t")
+    hub_json(lake, "ingest", "gtfs", str(v1), "--feed-id", "other")
+    with zf.ZipFile(v1) as z:
+        files = {n: z.read(n).decode() for n in z.namelist()}
+    keep = lambda text, bad: "".join(  # noqa: E731
+        line for line in text.splitlines(keepends=True) if not bad(line))
+    files["trips.txt"] = keep(files["trips.txt"], lambda ln: ln.startswith("C,"))
+    files["stop_times.txt"] = keep(files["stop_times.txt"], lambda ln: ln.startswith("C-"))
+    files["stops.txt"] = keep(files["stops.txt"], lambda ln: ln[:2] in ("S7", "S8", "S9"))
+    files["routes.txt"] = keep(files["routes.txt"], lambda ln: ln.startswith("C,"))
+    del files["calendar_dates.txt"]
+    v2 = tmp_path / "v2.zip"
+    with zf.ZipFile(v2, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    run = hub_json(lake, "ingest", "gtfs", str(v2), "--feed-id", "t")
+    stop_times = len(files["stop_times.txt"].splitlines()) - 1
+    assert run["rows_removed"] == {"GtfsStop": 3, "GtfsRoute": 1, "GtfsTrip": 5,
+                                   "GtfsStopTime": 20, "GtfsCalendarDateRule": 2}
+    assert any("removed 20 row(s) of feedId t" in w for w in run["warnings"])
+    counts = hub_json(lake, "sql", """
+        SELECT (SELECT count(*) FROM GtfsStop WHERE feedId = 't') AS stops,
+               (SELECT count(*) FROM GtfsStopTime WHERE feedId = 't') AS stop_times,
+               (SELECT count(*) FROM GtfsCalendarDateRule WHERE feedId = 't') AS exceptions,
+               (SELECT count(*) FROM GtfsStopTime WHERE feedId = 'other') AS other""")[0]
+    assert counts == {"stops": 6, "stop_times": stop_times, "exceptions": 0,
+                      "other": stop_times + 20}
+    again = hub_json(lake, "ingest", "gtfs", str(v2), "--feed-id", "t", "--force")
+    assert again["rows_removed"] == {} and again["written"] == 0
