@@ -250,6 +250,8 @@ def test_a_declared_source_runs_through_the_engine_function(three_sources: Path)
 
 @pytest.fixture
 def pipelines_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(PIPELINES):  # only the two test pipelines: fast, and each known
+        monkeypatch.delitem(PIPELINES, name)
     for p in (DailyMeans(), Broken()):
         monkeypatch.setitem(PIPELINES, p.name, p)
     data, st = write_openaq(tmp_path / "in", [row("S1", h, "no2", h) for h in range(4)])
