@@ -173,11 +173,20 @@ class _FeedReader:
     def batches(self) -> Iterator[Batch]:
         """Every file's batches, then the services, then the stop times."""
         accepted: dict[str, pa.Array] = {}
+        core = 0  # agencies, stops, routes and trips read
         for name, convert in _SMALL:
             if name not in self.src.members:
                 continue
             gf = self.src.open(name, self.ctx.batch_rows)
             table, malformed = gf.read_all()
+            if name in ("agency.txt", "stops.txt", "routes.txt", "trips.txt"):
+                core += table.num_rows + len(malformed)
+                if name == "trips.txt" and not core:
+                    raise InputError("has no agencies, stops, routes or trips: agency.txt, "
+                                     "stops.txt, routes.txt and trips.txt hold a header only",
+                                     path=str(self.src.path),
+                                     hint="check that the export is complete (a feed "
+                                          "exported before its data was loaded?)")
             done = convert(self.feed, table, gf.where)
             accepted[name] = done.ids
             key = {"stops.txt": "stop_id", "trips.txt": "trip_id"}.get(name)
@@ -200,6 +209,8 @@ class _FeedReader:
             yield from self._emit(converter.convert(table, gf.where), gf.where, malformed)
             self.ctx.advance(self.src.disk_share("stop_times.txt", table.num_rows,
                                                  gf.bytes_per_row))
+        for warning in converter.end_warnings():
+            self.ctx.warn(f"{gf.where}: {warning}")
 
     def _rejected(self, name: str, accepted: pa.Array) -> pa.Array:
         every = self.all_ids.get(name, pa.array([], pa.string())).drop_null()

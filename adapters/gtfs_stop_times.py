@@ -46,6 +46,14 @@ class StopTimes:
         self.rejected = {"trip_id": rejected_trips, "stop_id": rejected_stops}
         self.blocks: list[np.ndarray] = []  # sorted (trip, stop_sequence) keys of each block
         self.trip_seen = np.zeros(len(trips), bool)  # trips that earlier blocks held
+        # each trip's first and last stop_sequence so far and whether they have both times
+        big = np.iinfo(np.int64).max
+        self.first_seq = np.full(len(trips), big, np.int64)
+        self.last_seq = np.full(len(trips), -big, np.int64)
+        self.first_timed = np.zeros(len(trips), bool)
+        self.last_timed = np.zeros(len(trips), bool)
+        self.half_timed = 0  # stop times with an arrival but no departure, or the reverse
+        self.half_example: str | None = None
 
     def convert(self, table: pa.Table, where: str) -> Converted:
         """Good GtfsStopTime rows and rejects of one block."""
@@ -72,9 +80,66 @@ class StopTimes:
             "_time_index": pa.repeat(pa.scalar("arrival"), n),
         })
         bad = p.bad()
+        self._ends(tidx, values, bad, trip_id)
         rows = out.filter(pa.array(~bad)) if bad.any() else out
         rejects = p.rejects("GtfsStopTime", table, where, ["trip_id", "stop_sequence"])
         return Converted("GtfsStopTime", rows, rejects, trip_id)
+
+    def _ends(self, tidx: pa.Array, values: dict[str, pa.Array], bad: np.ndarray,
+              trip_id: pa.Array) -> None:
+        """Follow each trip's first and last stop (GTFS requires arrival and departure times
+        there) and count stop times with one of the two times only."""
+        arrive = np.asarray(pc.is_valid(values["arrivalSeconds"]).to_numpy(
+            zero_copy_only=False), bool)
+        depart = np.asarray(pc.is_valid(values["departureSeconds"]).to_numpy(
+            zero_copy_only=False), bool)
+        ok = ~bad & np.asarray(pc.and_(pc.is_valid(tidx), pc.is_valid(
+            values["stopSequence"])).to_numpy(zero_copy_only=False), bool)
+        half = np.flatnonzero(ok & (arrive != depart))
+        if len(half):
+            self.half_timed += len(half)
+            if self.half_example is None:
+                i = int(half[0])
+                self.half_example = (f"trip {trip_id[i].as_py()!r} stop_sequence "
+                                     f"{values['stopSequence'][i].as_py()}")
+        rows = np.flatnonzero(ok)
+        if not len(rows):
+            return
+        t = np.asarray(pc.take(tidx, pa.array(rows)).to_numpy(zero_copy_only=False), np.int64)
+        s = np.asarray(pc.take(values["stopSequence"], pa.array(rows)).to_numpy(
+            zero_copy_only=False), np.int64)
+        timed = (arrive & depart)[rows]
+        order = np.lexsort((s, t))
+        t, s, timed = t[order], s[order], timed[order]
+        starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+        ends = np.r_[starts[1:] - 1, len(t) - 1]
+        trips = t[starts]
+        earlier = s[starts] < self.first_seq[trips]
+        self.first_seq[trips[earlier]] = s[starts][earlier]
+        self.first_timed[trips[earlier]] = timed[starts][earlier]
+        trips = t[ends]
+        later = s[ends] > self.last_seq[trips]
+        self.last_seq[trips[later]] = s[ends][later]
+        self.last_timed[trips[later]] = timed[ends][later]
+
+    def end_warnings(self) -> list[str]:
+        """What the stop times lacked that GTFS asks for, once the file is read."""
+        out: list[str] = []
+        seen = self.last_seq >= self.first_seq
+        untimed = np.flatnonzero(seen & ~(self.first_timed & self.last_timed))
+        if len(untimed):
+            i = int(untimed[0])
+            which = "first" if not self.first_timed[i] else "last"
+            seq = self.first_seq[i] if which == "first" else self.last_seq[i]
+            out.append(f"{len(untimed):,} trips lack an arrival or departure time at their "
+                       f"first or last stop, which GTFS requires (e.g. trip "
+                       f"{self.trips[i].as_py()!r}, {which} stop, stop_sequence {seq}): when "
+                       "they start or end is unknown")
+        if self.half_timed:
+            out.append(f"{self.half_timed:,} stop times give an arrival_time without a "
+                       f"departure_time or the reverse (e.g. {self.half_example}); GTFS asks "
+                       "for both, equal when the vehicle does not wait")
+        return out
 
     def _resolve(self, p: Problems, ids: pa.Array, known: pa.Array, field: str, type_name: str,
                  file: str) -> pa.Array:

@@ -477,3 +477,29 @@ def test_a_new_feed_version_replaces_what_the_old_one_had(tmp_path: Path) -> Non
                       "other": stop_times + 20}
     again = hub_json(lake, "ingest", "gtfs", str(v2), "--feed-id", "t", "--force")
     assert again["rows_removed"] == {} and again["written"] == 0
+
+
+def test_untimed_trip_ends_and_half_timed_stops_are_said(tmp_path: Path) -> None:
+    """GTFS reference, stop_times.txt: arrival_time and departure_time are required for the
+    first and last stop of a trip. The small feed's trip T1 ends at an untimed stop; a stop
+    with an arrival and no departure is said too."""
+    feed = write_feed(tmp_path / "feed", {"stop_times.txt": FEED["stop_times.txt"].replace(
+        "T1,8:05:00,08:06:00,S2,2", "T1,8:05:00,,S2,2")})
+    run = ingest(tmp_path / "lake", str(feed), "--feed-id", "f")
+    assert run["status"] == "ok" and run["rejected"] == 0
+    assert any("1 trips lack an arrival or departure time at their first or last stop" in w
+               and "trip 'T1', last stop, stop_sequence 3" in w for w in run["warnings"])
+    assert any("1 stop times give an arrival_time without a departure_time" in w
+               and "trip 'T1' stop_sequence 2" in w for w in run["warnings"])
+    timed = write_feed(tmp_path / "timed", {"stop_times.txt": FEED["stop_times.txt"].replace(
+        "T1,,,S3,3", "T1,08:10:00,08:10:00,S3,3")})
+    run = ingest(tmp_path / "lake2", str(timed), "--feed-id", "f")
+    assert not [w for w in run["warnings"] if "stop_times.txt" in w]
+
+
+def test_a_feed_of_header_only_files_is_not_ok(tmp_path: Path) -> None:
+    empty = {name: text.split("\n", 1)[0] + "\n" for name, text in FEED.items()}
+    feed = write_feed(tmp_path / "feed", empty)
+    result = hub(tmp_path / "lake", "ingest", "gtfs", str(feed))
+    assert result.exit_code == 1
+    assert "has no agencies, stops, routes or trips" in result.output
