@@ -120,3 +120,37 @@ def test_geometry_attributes_round_trip_as_geojson(tmp_path: Path) -> None:
     assert json.loads(stored[0]["location"]) == line
     [entity] = _entities(lake, "GtfsShape", "--format", "normalized")
     assert entity["location"] == {"type": "GeoProperty", "value": line}
+
+
+def test_entities_never_truncates_silently_and_latest_is_the_current_state(
+        tmp_path: Path) -> None:
+    # S1: no2 at 00:00 and 01:00, pm25 only at 02:00 (the newest row has no no2)
+    data, st = write_openaq(tmp_path, [row("S1", 0, "no2", 10), row("S1", 1, "no2", 11),
+                                       row("S1", 2, "pm25", 7), row("S2", 0, "no2", 1)])
+    lake = tmp_path / "lake"
+    assert hub(lake, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0
+    cut = hub(lake, "entities", "AirQualityObserved", "--limit", "2", "--format", "KEYVALUES")
+    assert cut.exit_code == 0 and len(json.loads(cut.stdout)) == 2
+    assert "2 of 4 rows left out (--limit 2)" in cut.stderr and "--limit 0" in cut.stderr
+    every = hub(lake, "entities", "AirQualityObserved", "--limit", "0", "--format", "keyvalues")
+    assert len(json.loads(every.stdout)) == 4 and "left out" not in every.stderr
+    s1 = "urn:ngsi-ld:AirQualityObserved:S1"
+    current = {e["id"]: e for e in _entities(lake, "AirQualityObserved", "--latest",
+                                             "--format", "keyValues")}
+    assert (current[s1]["pm25"], current[s1]["no2"]) == (7.0, 11.0)
+    newest = {e["id"]: e for e in _entities(lake, "AirQualityObserved", "--latest-row",
+                                            "--format", "keyValues")}
+    assert newest[s1]["pm25"] == 7.0 and "no2" not in newest[s1]
+    temporal = tmp_path / "temporal.json"
+    temporal.write_text(hub(lake, "entities", "AirQualityObserved", "--format",
+                            "Temporal").stdout, encoding="utf-8")
+    checked = hub(lake, "validate", str(temporal), "--json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout) == {"entities": 2, "problems": []}
+    doc = json.loads(temporal.read_text(encoding="utf-8"))
+    doc[0]["no2"]["values"][0][0] = -5
+    temporal.write_text(json.dumps(doc), encoding="utf-8")
+    checked = hub(lake, "validate", str(temporal), "--json")
+    assert checked.exit_code == 1
+    assert [(p["path"], p["code"]) for p in json.loads(checked.stdout)["problems"]] == [
+        ("/0/no2/values/0", "below-minimum")]

@@ -21,17 +21,24 @@ __all__ = ["COMMANDS"]
 @click.option("--since", default=None, help="observed_at >= this ISO 8601 time.")
 @click.option("--until", default=None, help="observed_at < this ISO 8601 time.")
 @click.option("--format", "form", default="normalized", show_default=True,
-              type=click.Choice(["normalized", "concise", "keyValues", "temporal"]),
-              help="NGSI-LD representation.")
-@click.option("--latest", is_flag=True, help="Only the newest row per entity.")
-@click.option("--limit", default=1000, show_default=True, help="At most this many rows.")
+              type=click.Choice(["normalized", "concise", "keyValues", "temporal"],
+                                case_sensitive=False),
+              help="NGSI-LD representation (any case: keyvalues = keyValues).")
+@click.option("--latest", is_flag=True,
+              help="The current state of each entity, as NGSI-LD brokers give it: the last "
+                   "value of each attribute (from whichever row last gave it).")
+@click.option("--latest-row", is_flag=True,
+              help="Only the newest row of each entity (attributes it lacks stay empty).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="At most this many rows (0 = all); what is left out is said on stderr.")
 def entities(entity_type: str, entity_id: str | None, since: str | None, until: str | None,
-             form: str, latest: bool, limit: int) -> None:
+             form: str, latest: bool, latest_row: bool, limit: int) -> None:
     """Print entities of one type as NGSI-LD JSON (with their @context).
 
     \b
     Examples:
       hubctl entities AirQualityObserved --format normalized --latest
+      hubctl entities GtfsTrip --format keyValues --limit 0 > trips.json
       hubctl entities AirQualityObserved --id urn:ngsi-ld:AirQualityObserved:BETR801 \\
           --since 2019-06-01T00:00:00Z --format temporal
     """
@@ -54,21 +61,52 @@ def entities(entity_type: str, entity_id: str | None, since: str | None, until: 
     if entity_id:
         where.append("id = ?")
         params.append(entity_id)
+    if latest and latest_row:
+        raise UsageError("give --latest or --latest-row, not both")
     lake = hub().lake
     lake.require_root()
     cat = Catalog(lake)
     try:
-        view = f"{et.name}_latest" if latest else et.name
+        view = f"{et.name}_latest" if latest_row else et.name
         cat.require(view)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = cat.query(f'SELECT * FROM "{view}" {clause} ORDER BY id, observed_at '
-                         f"LIMIT {int(limit)}", params).to_pylist()
+        source = f'SELECT * FROM "{view}" {clause}'
+        if latest:
+            source = _current_state(cat, view, clause, params)
+        cap = f"LIMIT {int(limit) + 1}" if limit else ""
+        rows = cat.query(f"SELECT * FROM ({source}) ORDER BY id, observed_at {cap}",
+                         params).to_pylist()
+        if limit and len(rows) > limit:
+            rows = rows[:limit]
+            total = cat.query(f"SELECT count(*) AS n FROM ({source})",
+                              params).to_pylist()[0]["n"]
+            click.echo(f"{total - limit:,} of {total:,} rows left out (--limit {limit:,}): "
+                       "give --limit 0 for all, or narrow with --id, --since, --until",
+                       err=True)
     finally:
         cat.close()
     if form == "temporal":
         emit_json(render_temporal(rows, et))
     else:
         emit_json([render(r, et, form) for r in rows])
+
+
+def _current_state(cat: Any, view: str, clause: str, params: list[object]) -> str:
+    """SQL of one row per entity holding the last non-null value of every attribute (the
+    NGSI-LD current state), its observed_at the newest row's."""
+    columns = cat.query(f'SELECT * FROM "{view}" LIMIT 0', []).column_names
+    picks = []
+    for c in columns:
+        q = '"' + c.replace('"', '""') + '"'
+        if c == "id":
+            continue
+        if c == "observed_at":
+            picks.append(f"max({q}) AS {q}")
+        elif c.startswith("_"):
+            picks.append(f"arg_max({q}, observed_at) AS {q}")
+        else:
+            picks.append(f"arg_max({q}, observed_at) FILTER (WHERE {q} IS NOT NULL) AS {q}")
+    return f'SELECT id, {", ".join(picks)} FROM "{view}" {clause} GROUP BY id'
 
 
 @click.command()
@@ -134,14 +172,54 @@ def _validate_file(path: Path) -> tuple[int, list[dict[str, Any]]]:
             add(ident, f"{pointer.rstrip('/')}/type", problem.code, problem.message)
             continue
         et = get_type(name)
-        parsed = normalize(obj, et)
-        for r in parsed.reasons + validate_entity(parsed.entity, et):
-            add(ident, f"{pointer.rstrip('/')}/{r.field}".replace(".", "/"), r.code, r.message)
-        for name in parsed.unknown:
-            add(ident, f"{pointer.rstrip('/')}/{name}", "unknown-attribute",
-                f"{name} is not in the {et.name} schema (kept in _extra on ingest)",
-                severity="warning")
+        found: dict[tuple[str, str], str] = {}
+        base = pointer.rstrip("/")
+        for only, where, one in _instances(obj, base):
+            parsed = normalize(one, et)
+            for r in parsed.reasons + validate_entity(parsed.entity, et):
+                if only is None:
+                    found.setdefault((f"{base}/{r.field}".replace(".", "/"), r.code), r.message)
+                elif (r.field or "").split(".")[0] == only:
+                    found.setdefault((where, r.code), r.message)
+            for name in parsed.unknown:
+                found.setdefault((f"{pointer.rstrip('/')}/{name}", "unknown-attribute"),
+                                 f"{name} is not in the {et.name} schema (kept in _extra on "
+                                 "ingest)")
+        for (where, code), message in found.items():
+            add(ident, where, code, message,
+                severity="warning" if code == "unknown-attribute" else "error")
     return count, out
+
+
+def _instances(obj: dict[str, Any], pointer: str
+               ) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """The entity as it is, or, in the temporal form (``"values": [[value, time], ...]`` per
+    attribute, as ``entities --format temporal`` writes it), its current state and each
+    earlier attribute instance set into it: (the attribute an entity is there to check, or
+    None for all; the JSON pointer of that instance; the entity in normalized form)."""
+    temporal = {k: v for k, v in obj.items()
+                if isinstance(v, dict) and isinstance(v.get("values"), list)}
+    if not temporal:
+        return [(None, pointer, obj)]
+
+    def instance(attr: dict[str, Any], pair: Any) -> dict[str, Any]:
+        value, when = (pair + [None, None])[:2] if isinstance(pair, list) else (pair, None)
+        kind = attr.get("type", "Property")
+        out = {"type": kind, "object" if kind == "Relationship" else "value": value}
+        return out | ({"observedAt": when} if when else {})
+
+    current = dict(obj)
+    for name, attr in temporal.items():
+        if attr["values"]:
+            current[name] = instance(attr, attr["values"][-1])
+        else:
+            current.pop(name)
+    out: list[tuple[str | None, str, dict[str, Any]]] = [(None, pointer, current)]
+    for name, attr in temporal.items():
+        for i, pair in enumerate(attr["values"][:-1]):
+            out.append((name, f"{pointer}/{name}/values/{i}",
+                        current | {name: instance(attr, pair)}))
+    return out
 
 
 COMMANDS = [entities, validate]
