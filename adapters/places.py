@@ -3,8 +3,10 @@ or GeoJSON into ``PointOfInterest`` rows with ``category`` = [kind].
 
 Columns are found by common names in English and Korean (id/코드, name/명칭/시설명,
 lat/위도, lon/경도, address/주소/소재지, ...) or named with ``--map column=field``. The id is
-``urn:ngsi-ld:PointOfInterest:<kind>:<id>``; a file without an id column uses the position
-(``lon,lat`` to 6 decimals), so re-ingesting the same list never duplicates a place.
+``urn:ngsi-ld:PointOfInterest:<kind>:<id>``; a file without an id column uses the name (the
+position, ``lon,lat`` to 6 decimals, where the name is blank or repeated), so re-ingesting the
+same list never duplicates a place and moving one keeps its entity. A GeoJSON in a projected
+CRS is refused with what to do.
 
 Also home of the small vectorised text helpers the ``calls`` adapter shares (coordinates from
 columns or from text, JSON string literals, HTML entities, entity ids).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -264,6 +267,36 @@ def _csv_table(path: Path, limits: CsvLimits) -> pa.Table:
         return read_whole(path, limits=limits, encoding="cp949")[0]
 
 
+_DEGREES = ("crs84", "4326", "wgs84", "wgs 84")
+
+
+def _require_degrees(path: Path, doc: dict[str, Any], features: list[Any]) -> None:
+    """Refuse a GeoJSON in a projected CRS (EPSG:5179 in Korea, 27700 in the UK): its
+    metres would be read as degrees. Named by a ``crs`` member, or seen in coordinates that
+    no longitude/latitude has."""
+    crs = doc.get("crs")
+    named = json.dumps(crs.get("properties", crs) if isinstance(crs, dict) else crs)
+    if crs is not None and not any(d in named.lower() for d in _DEGREES):
+        match = re.search(r"EPSG:*(\d+)", named, re.IGNORECASE)
+        system = f"EPSG:{match.group(1)}" if match else named
+    else:
+        points = [f["geometry"]["coordinates"] for f in features[:1000]
+                  if isinstance(f, dict) and isinstance(f.get("geometry"), dict)
+                  and f["geometry"].get("type") == "Point"
+                  and isinstance(f["geometry"].get("coordinates"), list)
+                  and len(f["geometry"]["coordinates"]) >= 2]
+        far = [c for c in points if all(isinstance(v, int | float) for v in c[:2])
+               and (abs(c[0]) > 180 or abs(c[1]) > 90)]
+        if not points or len(far) * 2 <= len(points):
+            return
+        system = f"a projected system (e.g. {far[0][0]}, {far[0][1]})"
+    raise InputError(f"its coordinates are in {system}, not WGS84 longitude/latitude",
+                     path=str(path),
+                     hint=f"reproject it first, e.g. ogr2ogr -t_srs EPSG:4326 "
+                          f"{path.stem}-wgs84.geojson {path.name} (GeoJSON is WGS84 by "
+                          "RFC 7946)")
+
+
 def _geojson_table(path: Path) -> pa.Table:
     """Point features as a text table: properties plus a 'location' column 'POINT (lon lat)'."""
     try:
@@ -273,6 +306,7 @@ def _geojson_table(path: Path) -> pa.Table:
     features = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(features, list):
         raise InputError("is not a GeoJSON FeatureCollection", path=str(path))
+    _require_degrees(path, doc, features)
     rows: list[dict[str, str]] = []
     for f in features:
         props = f.get("properties") or {} if isinstance(f, dict) else {}
@@ -290,6 +324,22 @@ def _geojson_table(path: Path) -> pa.Table:
     return pa.table({k: pa.array([r.get(k, "") for r in rows], pa.string()) for k in names})
 
 
+def _local_ids(name: pa.Array | None, lon: pa.Array, lat: pa.Array) -> pa.Array:
+    """Ids of places in a file without an id column: the name, so that moving a station a
+    metre keeps its entity; the position (``lon,lat`` to 6 decimals) where the name is blank
+    or names more than one place in the file (``name@lon,lat``)."""
+    position = pc.binary_join_element_wise(
+        pc.cast(pc.round(lon, 6), pa.string()), pc.cast(pc.round(lat, 6), pa.string()), ",")
+    if name is None:
+        return position
+    named = blank_to_null(pc.utf8_trim_whitespace(name))
+    counts = pa.table({"n": named}).group_by("n").aggregate([("n", "count")])
+    repeated = counts.filter(pc.greater(counts["n_count"], 1))["n"]
+    shared = pc.fill_null(pc.is_in(named, value_set=repeated), False)
+    both = pc.binary_join_element_wise(named, position, "@")
+    return pc.coalesce(pc.if_else(shared, both, named), position)
+
+
 def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
              first: str) -> Batch:
     kind = options["kind"]
@@ -302,13 +352,8 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
 
     lon, lat, present = coordinates(col("location"), col("lon"), col("lat"), n)
     ids = col("id")
-    if ids is not None:
-        local = blank_to_null(ids)
-    else:
-        fmt = pc.binary_join_element_wise(
-            pc.cast(pc.round(lon, 6), pa.string()), pc.cast(pc.round(lat, 6), pa.string()), ",")
-        local = fmt
     name = col("name")
+    local = blank_to_null(ids) if ids is not None else _local_ids(name, lon, lat)
     fallback = pc.binary_join_element_wise(f"{kind} ", pc.fill_null(local, "?"), "")
     rows: dict[str, Any] = {
         "id": urn_ids(TYPE, kind, local),

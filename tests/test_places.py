@@ -38,7 +38,7 @@ def test_korean_patrol_points_csv(tmp_path: Path) -> None:
     assert rejects[0]["codes"] == "missing-required"
 
 
-def test_geojson_stations_and_position_ids(tmp_path: Path) -> None:
+def test_geojson_stations_and_name_ids(tmp_path: Path) -> None:
     doc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.27, 37.87]},
          "properties": {"name": "Station 2", "capacity": "3", "district": "North"}},
@@ -52,7 +52,7 @@ def test_geojson_stations_and_position_ids(tmp_path: Path) -> None:
     assert run["written"] == 2
     rows = hub_json(lake, "sql", "SELECT id, name, capacity, areaServed, lon FROM "
                     "PointOfInterest ORDER BY name")
-    assert rows[0]["id"] == "urn:ngsi-ld:PointOfInterest:fire-station:-122.27,37.87"
+    assert rows[0]["id"] == "urn:ngsi-ld:PointOfInterest:fire-station:Station%202"
     assert rows[0]["capacity"] == 3.0 and rows[0]["areaServed"] == "North"
     assert rows[1]["capacity"] is None
     again = hub_json(lake, "ingest", "places", str(path), "--kind", "fire-station", "--force")
@@ -95,3 +95,42 @@ def test_cp949_police_station_list(tmp_path: Path) -> None:
     assert run["written"] == 1
     r = hub_json(lake, "sql", "SELECT name, category FROM PointOfInterest")[0]
     assert r == {"name": "대구중부경찰서", "category": ["police-station"]}
+
+
+def test_without_an_id_column_a_moved_station_keeps_its_entity(tmp_path: Path) -> None:
+    """A national police-box list (경찰청 지구대·파출소 현황 layout: 관서명, 주소, 위도, 경도, no
+    code): ids come from the name; a name given twice is told apart by its position."""
+    header = ["관서명", "주소", "위도", "경도"]
+    first = _csv(tmp_path / "boxes.csv", header, [
+        ["종로지구대", "서울 종로구 종로 1", "37.570100", "126.982100"],
+        ["역전파출소", "대구 북구 1", "35.880000", "128.600000"],
+        ["역전파출소", "부산 동구 2", "35.115000", "129.040000"]])
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "places", str(first), "--kind", "police-station")
+    assert run["written"] == 3
+    moved = _csv(tmp_path / "boxes2.csv", header, [
+        ["종로지구대", "서울 종로구 종로 1", "37.570109", "126.982100"]])  # 1 m north
+    run = hub_json(lake, "ingest", "places", str(moved), "--kind", "police-station")
+    assert (run["updated"], run["written"]) == (1, 0)
+    ids = [r["id"].rsplit(":", 1)[1] for r in hub_json(
+        lake, "sql", "SELECT id FROM PointOfInterest_latest ORDER BY id")]
+    assert len(ids) == 3 and ids[2] == "%EC%A2%85%EB%A1%9C%EC%A7%80%EA%B5%AC%EB%8C%80"
+    assert ids[0].endswith("@128.6,35.88") or ids[1].endswith("@128.6,35.88")
+
+
+def test_geojson_in_a_projected_crs_is_refused(tmp_path: Path) -> None:
+    """EPSG:5179 (Korea 2000 / Unified CS), as Korean open-data GeoJSON often is: metres
+    read as degrees would be nonsense; named by the crs member or seen in the numbers."""
+    feature = {"type": "Feature", "properties": {"name": "중부서"},
+               "geometry": {"type": "Point", "coordinates": [958284.5, 1953165.2]}}
+    named = tmp_path / "named.geojson"
+    named.write_text(json.dumps({"type": "FeatureCollection", "crs": {
+        "type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::5179"}},
+        "features": [feature]}), encoding="utf-8")
+    bare = tmp_path / "bare.geojson"
+    bare.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}),
+                    encoding="utf-8")
+    for path, system in ((named, "EPSG:5179"), (bare, "a projected system")):
+        result = hub(tmp_path / "lake", "ingest", "places", str(path), "--kind", "police-station")
+        assert result.exit_code == 1, result.output
+        assert f"coordinates are in {system}" in result.output and "ogr2ogr" in result.output
