@@ -23,6 +23,7 @@ test: $(STAMP)  ## lint, type-check and the whole test suite
 	$(BIN)/mypy hubctl adapters pipelines
 	bash scripts/ensure-mosquitto
 	bash scripts/ensure-acme
+	bash scripts/ensure-chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

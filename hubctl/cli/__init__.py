@@ -114,9 +114,20 @@ def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool)
 
 
 def _register() -> None:
-    from hubctl.cli import admin, config, export, ingest, listen, ngsi, query, run, schedule
+    from hubctl.cli import (
+        admin,
+        config,
+        export,
+        ingest,
+        listen,
+        ngsi,
+        query,
+        report,
+        run,
+        schedule,
+    )
 
-    for module in (ingest, query, ngsi, admin, run, schedule, listen, config, export):
+    for module in (ingest, query, ngsi, admin, run, schedule, listen, config, export, report):
         for command in module.COMMANDS:
             cli.add_command(command)
 
