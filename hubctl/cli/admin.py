@@ -232,7 +232,8 @@ COMMANDS = [init, lake_group]
 def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     """Write a small demo city (air quality in OpenAQ, AirKorea and NGSI-LD formats, 112 calls
     and patrol points), ingest it through the real adapters, show what is in the lake, run
-    the patrol_points analysis on it and export its open data (bundle ``city``).
+    the patrol_points analysis on it, export its open data (bundle ``city``) and write its
+    report (``report/report.html``, see docs/report.md).
 
     \b
     Example:
@@ -269,6 +270,9 @@ def demo(ctx: click.Context, folder: Path, hours: int) -> None:
     if code:
         sys.exit(code)
     ctx.invoke(export, name="city", tables=(), as_json=False)
+    from hubctl.cli.report import report
+
+    ctx.invoke(report, out=folder / "report", pipelines=(), title="Demo city", as_json=False)
 
 
 COMMANDS.append(demo)
