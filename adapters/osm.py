@@ -1,4 +1,5 @@
-"""OpenStreetMap XML extracts (``.osm``, ``.osm.bz2``) into RoadSegment entities.
+"""OpenStreetMap extracts (``.osm``, ``.osm.bz2`` XML; ``.osm.pbf`` through pyosmium) into
+RoadSegment entities.
 
 The file is streamed with ``xml.etree.ElementTree.iterparse``: every element is cleared as soon
 as it is read, node ids and coordinates go into numpy arrays (24 bytes a node, no per-node
@@ -34,7 +35,8 @@ from hubctl.errors import InputError
 from hubctl.geo import haversine_m
 from hubctl.rejects import Reject, reason
 
-__all__ = ["ADAPTER", "DRIVE_CLASSES", "OSM", "parse_maxspeed", "read_osm", "segments"]
+__all__ = ["ADAPTER", "DRIVE_CLASSES", "OSM", "parse_maxspeed", "read_osm", "read_osm_pbf",
+           "segments"]
 
 SOURCE = "OpenStreetMap"
 # Highway classes a motor vehicle (fire engine, ambulance, patrol car) can use.
@@ -208,13 +210,63 @@ def _way(elem: ET.Element, network: str) -> tuple[list[str], dict[str, str]] | N
             k = child.attrib.get("k", "")
             if k in _KEPT_TAGS or k == "area":
                 tags[k] = child.attrib.get("v", "")
+    road = _road_tags(tags, network)
+    return None if road is None else (nds, road)
+
+
+def _road_tags(tags: dict[str, str], network: str) -> dict[str, str] | None:
+    """The kept tags of a way that is a road for ``network`` (XML or PBF), else None."""
     highway = tags.get("highway")
     if not highway or highway in NOT_ROADS or tags.get("area") == "yes":
         return None
     if network == "drive" and highway not in DRIVE_CLASSES:
         return None
     tags.pop("area", None)
-    return nds, tags
+    return tags
+
+
+def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = None
+                 ) -> Extract:
+    """Stream one ``.osm.pbf`` (the format Geofabrik and BBBike hand out) into an
+    :class:`Extract`, read with pyosmium: the same nodes and highway ways as the XML path."""
+    import osmium
+
+    ctx = ctx or ReadContext()
+    ids, lons, lats = _Column(np.int64), _Column(np.float64), _Column(np.float64)
+    way_ids, refs, starts = _Column(np.int64), _Column(np.int64), _Column(np.int64)
+    tags: list[dict[str, str]] = []
+    skipped = {"ways that are not roads": 0, "nodes without coordinates": 0}
+    n_refs = seen = 0
+    try:
+        for obj in osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY):
+            seen += 1
+            if obj.is_node():
+                loc = obj.location
+                if loc.valid():
+                    ids.append(obj.id)
+                    lons.append(loc.lon)
+                    lats.append(loc.lat)
+                else:
+                    skipped["nodes without coordinates"] += 1
+                continue
+            kept = {t.k: t.v for t in obj.tags if t.k in _KEPT_TAGS or t.k == "area"}
+            road = _road_tags(kept, network)
+            if road is None:
+                skipped["ways that are not roads"] += 1
+                continue
+            nds = [n.ref for n in obj.nodes]
+            way_ids.append(obj.id)
+            starts.append(n_refs)
+            refs.extend(nds)
+            n_refs += len(nds)
+            tags.append(road)
+    except RuntimeError as exc:  # libosmium: a damaged or truncated file
+        raise InputError(f"cannot be read as OSM PBF ({exc})", path=str(path),
+                         hint="the extract is damaged or truncated; download it again") from None
+    starts.append(n_refs)
+    ctx.advance(path.stat().st_size)
+    return Extract(ids.array(), lons.array(), lats.array(), way_ids.array(), starts.array(),
+                   refs.array(), tags=tags, skipped=skipped)
 
 
 @dataclass
@@ -368,8 +420,9 @@ class OSM(Adapter):
 
     name = "osm"
     entity_types = ("RoadSegment",)
-    summary = ("OpenStreetMap XML extract (.osm, .osm.bz2): highways cut at intersections "
-               "into RoadSegments (length, class, one-way, speed limit, geometry).")
+    summary = ("OpenStreetMap extract (.osm, .osm.bz2, .osm.pbf): highways cut at "
+               "intersections into RoadSegments (length, class, one-way, speed limit, "
+               "geometry).")
     example = "hubctl ingest osm west-oakland.osm.bz2 --network drive"
     params: Sequence[click.Parameter] = (
         click.Option(["--network"], type=click.Choice(["drive", "all"]), default="drive",
@@ -383,7 +436,8 @@ class OSM(Adapter):
         """One file after the other: parse, cut into segments, yield bounded batches."""
         network = options.get("network") or "drive"
         for path in inputs:
-            ex = read_osm(path, network, ctx)
+            pbf = path.name.lower().endswith(".pbf")
+            ex = read_osm_pbf(path, network, ctx) if pbf else read_osm(path, network, ctx)
             seg = segments(ex)
             _warn(path, ex, seg, ctx)
             table = seg.table.append_column(

@@ -251,3 +251,30 @@ def test_small_chunks_give_the_same_extract(tmp_path: Path, monkeypatch: pytest.
     for name in ("node_id", "node_lon", "node_lat", "way_id", "way_start", "refs"):
         assert getattr(chunked, name).tolist() == getattr(whole, name).tolist()
     assert len(whole.node_id) == len(NODES) and whole.tags == chunked.tags
+
+
+@needs_sample_data
+def test_an_osm_pbf_extract_gives_the_same_segments_as_its_xml(tmp_path: Path) -> None:
+    """Geofabrik and BBBike hand out .osm.pbf by default: the shared XML extract written as PBF
+    by libosmium (pyosmium's writer) ingests to exactly the segments of the XML."""
+    import osmium
+
+    xml = SAMPLE_DATA / "osm" / "west-oakland.osm"
+    pbf = tmp_path / "west-oakland.osm.pbf"
+    writer = osmium.SimpleWriter(str(pbf))
+    for obj in osmium.FileProcessor(str(xml)):
+        if obj.is_node():
+            writer.add_node(obj)
+        elif obj.is_way():
+            writer.add_way(obj)
+    writer.close()
+    query = ("SELECT * EXCLUDE (observed_at, _run_id, _ingested_at, _source) "
+             "FROM RoadSegment ORDER BY id")
+    from_xml = hub_json(tmp_path / "a", "ingest", "osm", str(xml))
+    from_pbf = hub_json(tmp_path / "b", "ingest", "osm", str(pbf))
+    assert from_pbf["read"] == from_xml["read"] > 0 and from_pbf["reconciles"]
+    assert hub_json(tmp_path / "b", "sql", query) == hub_json(tmp_path / "a", "sql", query)
+    damaged = tmp_path / "cut.osm.pbf"
+    damaged.write_bytes(pbf.read_bytes()[:len(pbf.read_bytes()) // 2])
+    result = hub(tmp_path / "c", "ingest", "osm", str(damaged))
+    assert result.exit_code == 1 and "cannot be read as OSM PBF" in result.output
