@@ -236,11 +236,10 @@ def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = N
     way_ids, refs, starts = _Column(np.int64), _Column(np.int64), _Column(np.int64)
     tags: list[dict[str, str]] = []
     skipped = {"ways that are not roads": 0, "nodes without coordinates": 0}
-    n_refs = seen = 0
+    n_refs = 0
     try:
         for obj in osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY):
-            seen += 1
-            if obj.is_node():
+            if isinstance(obj, osmium.osm.Node):
                 loc = obj.location
                 if loc.valid():
                     ids.append(obj.id)
@@ -248,6 +247,8 @@ def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = N
                     lats.append(loc.lat)
                 else:
                     skipped["nodes without coordinates"] += 1
+                continue
+            if not isinstance(obj, osmium.osm.Way):
                 continue
             kept = {t.k: t.v for t in obj.tags if t.k in _KEPT_TAGS or t.k == "area"}
             road = _road_tags(kept, network)
