@@ -229,7 +229,13 @@ def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = N
                  ) -> Extract:
     """Stream one ``.osm.pbf`` (the format Geofabrik and BBBike hand out) into an
     :class:`Extract`, read with pyosmium: the same nodes and highway ways as the XML path."""
-    import osmium
+    try:
+        import osmium
+    except ImportError:
+        raise InputError("is an OSM PBF extract, which needs pyosmium (a hubctl dependency "
+                         "this installation lacks)", path=str(path),
+                         hint="pip install 'osmium>=3.7' (or make setup), or convert it: "
+                              "osmium cat FILE.osm.pbf -o FILE.osm.bz2") from None
 
     ctx = ctx or ReadContext()
     ids, lons, lats = _Column(np.int64), _Column(np.float64), _Column(np.float64)
