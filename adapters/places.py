@@ -212,9 +212,14 @@ def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[st
         raise InputError(f"no column {', '.join(repr(m) for m in missing)} in the header",
                          path=str(path), record="line 1", hint="check --map against the file")
     if not ({"lat", "lon"} <= set(out) or "location" in out):
+        has = " or ".join(repr(out[f]) for f in ("address", "name") if f in out)
+        geocode = (f"; the file has {has} but no position: geocode it first (e.g. with a "
+                   "national address geocoder or Nominatim run locally) into lat and lon "
+                   "columns, or join it on that column with a list that has them"
+                   if has else "")
         raise InputError("no coordinate columns found (lat/lon, 위도/경도, location)",
                          path=str(path), record="line 1",
-                         hint="name them with --map, e.g. --map 'Y=lat' --map 'X=lon'")
+                         hint="name them with --map, e.g. --map 'Y=lat' --map 'X=lon'" + geocode)
     return out
 
 

@@ -76,6 +76,7 @@ def test_missing_coordinates_and_bad_kind_are_clear_errors(tmp_path: Path) -> No
     data = _csv(tmp_path / "p.csv", ["name", "addr"], [["A", "somewhere"]])
     result = hub(tmp_path / "lake", "ingest", "places", str(data), "--kind", "cctv")
     assert result.exit_code != 0 and "no coordinate columns" in result.output
+    assert "the file has 'addr' or 'name' but no position: geocode it first" in result.output
     result = hub(tmp_path / "lake", "ingest", "places", str(data), "--kind", "castle")
     assert result.exit_code != 0 and "castle" in result.output
     bad = tmp_path / "x.geojson"
