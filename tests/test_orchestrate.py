@@ -148,6 +148,7 @@ def test_every_json_command_prints_json_when_it_fails(tmp_path: Path) -> None:
     assert hub(lake, "ingest", "openaq", str(data), "--stations", str(st)).exit_code == 0
     for args, code in [(["sql", "SELECT * FROM nope", "--json"], 1),
                        (["rejects", "--json", "--limit", "x"], 2),
+                       (["rejects", "--limit", "x", "--json"], 2),
                        (["lake", "history", "Nope", "--json"], 1),
                        (["run", "nope", "--json"], 2)]:
         result = hub(lake, *args)

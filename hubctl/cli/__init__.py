@@ -10,7 +10,7 @@ import click
 
 from hubctl import __version__
 from hubctl.cli.context import HubContext
-from hubctl.cli.output import emit_failure
+from hubctl.cli.output import JSON_WANTED, emit_failure
 from hubctl.errors import HubError, translate
 
 __all__ = ["cli", "main"]
@@ -36,6 +36,8 @@ class HubGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         """Run the command; translate errors for people (``--debug`` shows tracebacks)."""
+        if "--json" in ctx.args:  # known before the command's options are parsed, so that a
+            ctx.meta[JSON_WANTED] = True  # usage error in an option before --json is JSON too
         try:
             return super().invoke(ctx)
         except HubError as exc:

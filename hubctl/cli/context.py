@@ -23,8 +23,6 @@ class HubContext:
     lake_option: Path | None = None
     config_option: Path | None = None
     debug: bool = False
-    json: bool = False  # --json was given: a failure is printed as JSON too
-    json_printed: bool = False  # the command printed its JSON on stdout
     _config: Config | None = field(default=None, repr=False)
 
     @property

@@ -11,12 +11,15 @@ from typing import Any, TypeVar
 
 import click
 
-from hubctl.cli.context import HubContext
-
-__all__ = ["emit_failure", "emit_json", "json_option", "print_rows", "to_jsonable", "tsv",
-           "wants_json"]
+__all__ = ["JSON_PRINTED", "JSON_WANTED", "emit_failure", "emit_json", "json_option",
+           "print_rows", "to_jsonable", "tsv", "wants_json"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``click.Context.meta`` keys (shared by every context of one invocation): --json was given;
+#: the command printed its JSON on stdout.
+JSON_WANTED = "hubctl.json"
+JSON_PRINTED = "hubctl.json_printed"
 
 
 def json_option(f: F) -> F:
@@ -29,20 +32,16 @@ def json_option(f: F) -> F:
 
 def wants_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     """Callback of a ``--json`` flag: remember it, so that a failure is printed as JSON too."""
-    obj = ctx.find_object(HubContext)
-    if obj is not None and value:
-        obj.json = True
+    if value:
+        ctx.meta[JSON_WANTED] = True
     return value
 
 
 def emit_failure(error: BaseException, exit_code: int) -> None:
     """The JSON object of a command that failed before printing its own: status, error,
     hint and exit code. Printed at most once, and only when ``--json`` was given."""
-    try:
-        obj = click.get_current_context().find_object(HubContext)
-    except RuntimeError:
-        return
-    if obj is None or not obj.json or obj.json_printed:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.meta.get(JSON_WANTED) or ctx.meta.get(JSON_PRINTED):
         return
     message = getattr(error, "message", None) or getattr(error, "format_message", str)()
     emit_json({"status": "failed", "error": message, "hint": getattr(error, "hint", None),
@@ -67,12 +66,9 @@ def to_jsonable(value: Any) -> Any:
 def emit_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout."""
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
-    try:
-        obj = click.get_current_context().find_object(HubContext)
-    except RuntimeError:  # outside a command
-        return
-    if obj is not None:
-        obj.json_printed = True
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # shared by every context of the invocation
+        ctx.meta[JSON_PRINTED] = True
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
