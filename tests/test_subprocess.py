@@ -46,7 +46,7 @@ def test_usage_error_exits_2_and_unknown_table_names_the_fix(tmp_path: Path) -> 
     lake = tmp_path / "lake"
     lake.mkdir()
     assert _run("sql", lake=lake).returncode == 2
-    assert _run("ingest", "openaq", "x.csv", lake=lake).returncode == 2  # --stations missing
+    assert _run("ingest", "openaq", lake=lake).returncode == 2  # no input file named
     res = _run("sql", "SELECT * FROM nope", lake=lake)
     assert res.returncode == 1 and "hubctl tables" in res.stderr and "Traceback" not in res.stderr
 
