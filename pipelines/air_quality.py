@@ -92,6 +92,8 @@ class AirQuality:
                 with contextlib.suppress(duckdb.CatalogException):  # it is the other kind
                     ctx.con.execute(f"DROP {kind} IF EXISTS {OBS}").fetchall()
         summary["exposure"] = aq_exposure.summarise(exposure, targets)
+        if hours == 0:
+            notes.append("AirQualityObserved has no rows with a time: every table is empty")
         if not targets:
             notes.append("no PopulationCell or GtfsStop in the lake: the exposure table is "
                          "empty")

@@ -24,7 +24,7 @@ from hubctl.pipeline import PipelineContext
 from hubctl.pipelines.aq_standards import WHO_2021
 from hubctl.pipelines.geo import projection_for
 
-__all__ = ["EXPOSURE_SCHEMA", "Targets", "exposure", "population_cells", "stops"]
+__all__ = ["EXPOSURE_SCHEMA", "Targets", "exposure", "population_cells", "stops", "summarise"]
 
 POWER = 2.0
 MAX_STATIONS = 32

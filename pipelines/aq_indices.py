@@ -32,7 +32,8 @@ from hubctl.pipelines.aq_standards import (
 )
 from hubctl.units import conversion_factor
 
-__all__ = ["CAI_PM_MODES", "INDICES", "OBS", "band", "hourly_indices", "index", "load_hours"]
+__all__ = ["CAI_PM_MODES", "INDICES", "OBS", "band", "hourly_indices", "index", "load_hours",
+           "need", "ppm", "stations"]
 
 INDICES = ("cai", "us_aqi", "eaqi")
 CAI_PM_MODES = ("c24e", "mean24h", "reported")
@@ -45,7 +46,7 @@ EPS = 1e-6  # so that 0.087 ppm read back from µg/m³ as 0.0869999... truncates
 NAN = np.nan
 
 
-def _ppm(p: str) -> float:
+def ppm(p: str) -> float:
     """Factor from the lake's canonical unit (µg/m³, CO mg/m³) to ppm."""
     factor = conversion_factor(p, "GP" if p == "co" else "GQ", "59")
     assert factor is not None
@@ -273,7 +274,7 @@ class Hours:
 
 def _cai(hr: Hours, mode: str, mc: float) -> dict[str, pa.Array]:
     subs = {p: np.round(index(hr.cai_pm(p, mode) if p in ("pm25", "pm10")
-                              else hr.raw[p] * _ppm(p), CAI[p])) for p in POLLUTANTS}
+                              else hr.raw[p] * ppm(p), CAI[p])) for p in POLLUTANTS}
     best = _fmax(subs.values())
     bad = sum((np.nan_to_num(s) >= CAI_GRADES[2][0]).astype(int) for s in subs.values())
     bonus = np.zeros(len(best))
@@ -324,17 +325,17 @@ def _cai_reason(hr: Hours, subs: dict[str, np.ndarray], ok: np.ndarray, mode: st
 
 def _us(hr: Hours, mc: float) -> dict[str, pa.Array]:
     raw, at = hr.raw, hr.at
-    o3_8 = _trunc(at["o3_8h"] * _ppm("o3"), 3)
-    o3_1 = _trunc(raw["o3"] * _ppm("o3"), 3)
-    so2 = _trunc(raw["so2"] * _ppm("so2") * 1000, 0)
-    so2_24 = _trunc(at["so2_24h"] * _ppm("so2") * 1000, 0)
+    o3_8 = _trunc(at["o3_8h"] * ppm("o3"), 3)
+    o3_1 = _trunc(raw["o3"] * ppm("o3"), 3)
+    so2 = _trunc(raw["so2"] * ppm("so2") * 1000, 0)
+    so2_24 = _trunc(at["so2_24h"] * ppm("so2") * 1000, 0)
     subs = {
         "pm25": index(_trunc(at["pm25_nowcast"], 1), US_AQI["pm25"]),
         "pm10": index(_trunc(at["pm10_nowcast"], 0), US_AQI["pm10"]),
         "o3": np.fmax(np.where(o3_8 <= 0.200, index(o3_8, US_AQI["o3_8h"]), NAN),
                       index(o3_1, US_AQI["o3_1h"])),
-        "no2": index(_trunc(raw["no2"] * _ppm("no2") * 1000, 0), US_AQI["no2"]),
-        "co": index(_trunc(at["co_8h"] * _ppm("co"), 1), US_AQI["co"]),
+        "no2": index(_trunc(raw["no2"] * ppm("no2") * 1000, 0), US_AQI["no2"]),
+        "co": index(_trunc(at["co_8h"] * ppm("co"), 1), US_AQI["co"]),
         "so2": np.where(so2 <= 304, index(so2, US_AQI["so2_1h"]),
                         index(so2_24, US_AQI["so2_24h"])),
     }

@@ -11,13 +11,10 @@ means from 6 of 8 hours).
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pyarrow as pa
 
 from hubctl.pipeline import PipelineContext
-from hubctl.pipelines.aq_indices import _ppm
+from hubctl.pipelines.aq_indices import ppm
 from hubctl.pipelines.aq_standards import (
     CAI_COLOURS,
     CAI_GRADE_KO,
@@ -44,7 +41,7 @@ def lights(ctx: PipelineContext) -> pa.Table:
     hour in the lake it is."""
     used = {"pm25": ("round(pm25_cai_input, 1)", "µg/m³", "24h"),
             "pm10": ("round(pm10_cai_input, 1)", "µg/m³", "24h")}
-    used |= {p: (f"round({p} * {_ppm(p)!r}, {2 if p == 'co' else 4})", "ppm", "1h")
+    used |= {p: (f"round({p} * {ppm(p)!r}, {2 if p == 'co' else 4})", "ppm", "1h")
              for p in ("o3", "no2", "co", "so2")}
     aggs = ["max(observed_at) FILTER (WHERE cai IS NOT NULL) AS t_overall",
             "max_by(cai, observed_at) FILTER (WHERE cai IS NOT NULL) AS i_overall",
@@ -165,9 +162,3 @@ def exceedances(ctx: PipelineContext) -> pa.Table:
         FROM annual
         ORDER BY id, year, pollutant, averaging, threshold DESC""")
 
-
-def _round(x: Any, digits: int = 3) -> float | None:
-    if x is None:
-        return None
-    v = float(x)
-    return round(v, digits) if math.isfinite(v) else None
