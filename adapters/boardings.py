@@ -16,10 +16,10 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
+from datetime import tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import numpy as np
@@ -38,9 +38,9 @@ from hubctl.csvread import (
     open_csv,
 )
 from hubctl.errors import InputError, UsageError
+from hubctl.localtime import local_to_utc, zone
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
-from hubctl.types import TIMESTAMP
 
 __all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_mapping",
            "read_csv_batches", "rename_columns", "zone_of"]
@@ -83,13 +83,9 @@ def rename_columns(path: Path, names: Sequence[str], mapping: dict[str, str],
             for n, f in zip(names, folded, strict=True)]
 
 
-def zone_of(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` or a UsageError."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--timezone {name}: not a known IANA time zone",
-                         hint="e.g. Asia/Seoul, America/Los_Angeles, UTC") from None
+def zone_of(name: str) -> tzinfo:
+    """The time zone ``name`` or a UsageError (:func:`hubctl.localtime.zone`)."""
+    return zone(name)
 
 
 class Problems:
@@ -226,8 +222,7 @@ def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.
         wall = pc.cast(pc.add(pc.cast(pc.cast(day, pa.timestamp("us")), pa.int64()), seconds),
                        pa.timestamp("us"))
     local_date = pc.cast(wall, pa.date32())
-    utc = pc.assume_timezone(wall, timezone=zone, ambiguous="earliest", nonexistent="earliest")
-    return pc.cast(utc, TIMESTAMP), local_date, hour
+    return local_to_utc(wall, zone), local_date, hour
 
 
 class Boardings(Adapter):

@@ -19,10 +19,9 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import numpy as np
@@ -42,8 +41,9 @@ from hubctl.adapters.places import (
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import InputError
 from hubctl.gate import RowReasons
+from hubctl.localtime import zone, zone_offsets
 from hubctl.rejects import reason
 from hubctl.types import TIMESTAMP
 
@@ -391,14 +391,9 @@ _ISO_LOCAL = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
 _US_PER_HOUR = 3_600_000_000
 
 
-def time_zone(name: str) -> ZoneInfo:
-    """The IANA zone called ``name``; UsageError when the time-zone database lacks it."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--timezone {name!r} is not a known time zone",
-                         hint="use an IANA name such as Asia/Seoul, America/Los_Angeles or UTC"
-                         ) from None
+def time_zone(name: str) -> tzinfo:
+    """The zone called ``name`` (:func:`hubctl.localtime.zone`); UsageError when unknown."""
+    return zone(name)
 
 
 def _part(m: pa.Array, name: str, alt: str | None = None) -> np.ndarray:
@@ -411,7 +406,7 @@ def _part(m: pa.Array, name: str, alt: str | None = None) -> np.ndarray:
         zero_copy_only=False))
 
 
-def parse_times(text: pa.Array, zone: ZoneInfo) -> tuple[pa.Array, np.ndarray]:
+def parse_times(text: pa.Array, tz_: tzinfo) -> tuple[pa.Array, np.ndarray]:
     """(UTC timestamps, mask of present-but-unreadable texts) from local date-times.
 
     Reads ``YYYY-MM-DD HH:MM[:SS]`` (also ``T``, ``.`` or ``/`` separators, no separators at
@@ -419,11 +414,11 @@ def parse_times(text: pa.Array, zone: ZoneInfo) -> tuple[pa.Array, np.ndarray]:
     offset or ``Z`` wins over ``zone``. A date without a time of day is unreadable (a call's
     time is its key). Local times become UTC per distinct local hour with the zone database:
     a time in a DST gap is read with the offset before the change, a repeated hour as its
-    first occurrence.
+    first occurrence (the one rule of :mod:`hubctl.localtime`).
     """
     n = len(text)
     present = ~np.asarray(blank(text).to_numpy(zero_copy_only=False), dtype=bool)
-    fast = _iso_local(text, present, zone)
+    fast = _iso_local(text, present, tz_)
     if fast is not None:
         return fast
     m = pc.extract_regex(pc.fill_null(text, ""), _DATETIME)
@@ -447,13 +442,13 @@ def parse_times(text: pa.Array, zone: ZoneInfo) -> tuple[pa.Array, np.ndarray]:
     local = np.where(ok, local, 0)
     tz = pc.struct_field(m, "tz")
     has_tz = np.asarray(pc.not_equal(tz, "").to_numpy(zero_copy_only=False), dtype=bool)
-    utc = local - np.where(has_tz, _fixed_offsets(tz), _zone_offsets(local, zone, ok & ~has_tz))
+    utc = local - np.where(has_tz, _fixed_offsets(tz), zone_offsets(local, tz_, ok & ~has_tz))
     values = pa.array(utc, pa.int64(), mask=~ok).cast(TIMESTAMP)
     return values, present & ~ok if n else np.zeros(0, dtype=bool)
 
 
 def _iso_local(text: pa.Array, present: np.ndarray,
-               zone: ZoneInfo) -> tuple[pa.Array, np.ndarray] | None:
+               tz_: tzinfo) -> tuple[pa.Array, np.ndarray] | None:
     """The fast path: every present text is ``YYYY-MM-DD[ T]HH:MM:SS`` without an offset
     (most exports); Arrow's ISO cast reads them. None when any text needs the general path."""
     simple = pc.fill_null(pc.match_substring_regex(text, _ISO_LOCAL), False)
@@ -467,7 +462,7 @@ def _iso_local(text: pa.Array, present: np.ndarray,
         return None
     local = np.asarray(pc.fill_null(pc.cast(naive, pa.int64()), 0).to_numpy(
         zero_copy_only=False), dtype=np.int64)
-    utc = local - _zone_offsets(local, zone, present)
+    utc = local - zone_offsets(local, tz_, present)
     values = pa.array(utc, pa.int64(), mask=~present).cast(TIMESTAMP)
     return values, np.zeros(len(text), dtype=bool)
 
@@ -481,20 +476,6 @@ def _fixed_offsets(tz: pa.Array) -> np.ndarray:
     sign = np.where(np.asarray(pc.equal(pc.struct_field(parts, "sign"), "-").to_numpy(
         zero_copy_only=False), dtype=bool), -1, 1)
     return np.asarray(sign * (hh * 60 + mm) * 60_000_000, dtype=np.int64)
-
-
-def _zone_offsets(local: np.ndarray, zone: ZoneInfo, use: np.ndarray) -> np.ndarray:
-    """UTC offset (microseconds) of each local time in ``zone``, per distinct local hour."""
-    out = np.zeros(len(local), dtype=np.int64)
-    if not use.any():
-        return out
-    hours, inverse = np.unique(local[use] // _US_PER_HOUR, return_inverse=True)
-    epoch = datetime(1970, 1, 1)
-    offsets = np.array([
-        ((epoch + timedelta(hours=int(hr))).replace(tzinfo=zone).utcoffset() or timedelta(0))
-        // timedelta(microseconds=1) for hr in hours], dtype=np.int64)
-    out[use] = offsets[inverse.reshape(-1)]
-    return out
 
 
 ADAPTER = Calls()

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import read_whole
 from hubctl.errors import InputError, UsageError
+from hubctl.localtime import local_to_utc
 from hubctl.rejects import Reason
 from hubctl.types import TIMESTAMP
 
@@ -137,7 +138,7 @@ def parse_times(text: pa.Array, tz: str = "UTC", fmt: str | None = None
         missing = blank(uniq)
         naive = pc.strptime(pc.utf8_trim_whitespace(uniq), format=fmt, unit="us",
                             error_is_null=True)
-        values = _localise(naive, tz)
+        values = local_to_utc(naive, tz)
         bad = pc.and_(pc.invert(missing), pc.is_null(values))
     elif _OFFSET.match(tz.strip()):
         offset = tz.strip().upper()
@@ -148,18 +149,8 @@ def parse_times(text: pa.Array, tz: str = "UTC", fmt: str | None = None
             pc.utf8_trim_whitespace(uniq), r"(Z|[+-]\d{2}(:?\d{2})?)$"), False)
         as_utc, bad = parse_timestamps(uniq, "+00:00")
         naive = pc.cast(pc.cast(as_utc, pa.int64()), pa.timestamp("us"))
-        values = pc.if_else(zoned, as_utc, _localise(naive, tz))
+        values = pc.if_else(zoned, as_utc, local_to_utc(naive, tz))
     return pc.take(values, idx), pc.fill_null(pc.take(bad, idx), False)
-
-
-def _localise(naive: pa.Array, tz: str) -> pa.Array:
-    try:
-        local = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise UsageError(f"--timezone {tz!r}: not a time zone name or offset",
-                         hint="use an IANA name such as Europe/London or an offset like "
-                              "+09:00") from None
-    return pc.cast(local, TIMESTAMP)
 
 
 def energy_factors(units: pa.Array) -> pa.Array:

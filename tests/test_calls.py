@@ -239,3 +239,24 @@ def test_the_smart_data_models_alert_example_fits_the_schema(tmp_path: Path) -> 
                  "FROM Alert")[0]
     assert (r["category"], r["subCategory"], r["severity"]) == ("traffic", "trafficJam", "high")
     assert r["validTo"] is not None and r["_extra"] is None
+
+
+def test_one_rule_for_local_times_in_the_dst_gap_and_the_repeated_hour() -> None:
+    """A call and a meter reading at the same local time land on the same instant: 02:30 on
+    2024-03-10 in Los Angeles does not exist (read with the offset before the change, RFC 5545:
+    10:30Z); 01:30 on 2024-11-03 happens twice (the first: 08:30Z). Before, the energy
+    adapters gave 09:59:59.999999Z for the first."""
+    import pyarrow as pa
+
+    from hubctl.adapters.calls import parse_times as call_times
+    from hubctl.adapters.calls import time_zone
+    from hubctl.adapters.energy_fields import parse_times as energy_times
+
+    texts = pa.array(["2024-03-10 02:30:00", "2024-11-03 01:30:00", "2024-07-01 12:00:00"])
+    want = ["2024-03-10T10:30:00+00:00", "2024-11-03T08:30:00+00:00",
+            "2024-07-01T19:00:00+00:00"]
+    calls, _ = call_times(texts, time_zone("America/Los_Angeles"))
+    energy, _ = energy_times(texts, "America/Los_Angeles")
+    energy_fmt, _ = energy_times(texts, "America/Los_Angeles", "%Y-%m-%d %H:%M:%S")
+    for got in (calls, energy, energy_fmt):
+        assert [v.isoformat() for v in got.to_pylist()] == want
