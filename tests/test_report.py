@@ -128,6 +128,52 @@ def test_usage_errors(city: dict[str, Any], tmp_path: Path) -> None:
     assert result.exit_code == 2 and "nothing to report" in result.output
 
 
+@pytest.fixture(scope="module")
+def dispatch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The dispatch_coverage test city (a street grid, calls and stations) and its report."""
+    from tests.test_dispatch_coverage import BASE, entities, grid_osm
+
+    folder = tmp_path_factory.mktemp("dispatch")
+    lake = folder / "lake"
+    hub_json(lake, "ingest", "osm", str(grid_osm(folder / "grid.osm")))
+    entities(folder / "calls.jsonl")
+    hub_json(lake, "ingest", "ngsi-ld", str(folder / "calls.jsonl"))
+    result = hub(lake, "run", "dispatch_coverage", *[a for p in BASE for a in ("--param", p)])
+    assert result.exit_code == 0, result.output
+    report = hub_json(lake, "report", "--out", str(folder / "out"), "--json")
+    return {"lake": lake, "report": report}
+
+
+def test_dispatch_map_draws_what_the_run_counted(dispatch: dict[str, Any]) -> None:
+    from hubctl.catalog import Catalog
+    from hubctl.lake import Lake
+    from hubctl.report.dispatch import reached_per_band
+    from hubctl.report.source import Source
+
+    assert [s["key"] for s in dispatch["report"]["sections"]] == ["dispatch_coverage", "lake"]
+    catalog = Catalog(Lake(dispatch["lake"]))
+    try:
+        source = Source(catalog)
+        run = source.latest_run("dispatch_coverage")
+        assert run is not None and run.run_id == dispatch["report"]["sections"][0]["run_id"]
+        bands = source.rows("SELECT * FROM derived.dispatch_coverage_bands ORDER BY start_hour")
+        stations = source.rows("SELECT road_node FROM derived.dispatch_coverage_stations")
+        added = source.rows("SELECT road_node FROM derived.dispatch_coverage_whatif "
+                            "WHERE action = 'add'")
+        graph, names, before, after = reached_per_band(
+            source, run, [r["road_node"] for r in stations], [r["road_node"] for r in added])
+    finally:
+        catalog.close()
+    assert added and names == [b["band"] for b in bands]
+    for b, row in enumerate(bands):
+        assert int(before[b].sum()) == row["nodes_covered"]
+        assert before[b].sum() / graph.n_nodes == pytest.approx(row["node_coverage"], abs=1e-4)
+        assert after[b].sum() / graph.n_nodes == pytest.approx(row["node_coverage_after"],
+                                                                abs=1e-4)
+    html = Path(dispatch["report"]["path"]).read_text(encoding="utf-8")
+    assert "reached only with the what-if stations" in html
+
+
 # ------------------------------------------------------------------ in the browser
 def _png_pixels(data: bytes) -> np.ndarray:
     """Decode an 8-bit RGB(A) non-interlaced PNG (what Chromium writes) to an array."""
@@ -185,8 +231,10 @@ def browser() -> Any:
     b.close()
 
 
-def test_report_renders_offline_in_chromium(city: dict[str, Any], browser: Browser) -> None:
-    browser.open(Path(city["full"]["path"]).resolve().as_uri())
+def _renders(browser: Browser, path: str, sections: list[str], prefix: str) -> None:
+    """The page loads offline without errors; every chart has marks and is not blank."""
+    browser.events.clear()
+    browser.open(Path(path).resolve().as_uri())
     browser.evaluate("new Promise(r => setTimeout(r, 500))")
     assert browser.problems() == []
     charts = browser.evaluate("""JSON.stringify([...document.querySelectorAll('section')].map(
@@ -195,21 +243,30 @@ def test_report_renders_offline_in_chromium(city: dict[str, Any], browser: Brows
             return {name: c.dataset.chart, svg: c.querySelectorAll('.main-svg').length,
                     marks: c.querySelectorAll('.trace, .hm, image').length,
                     x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height}})})))""")
-    sections = json.loads(charts)
-    assert [s["key"] for s in sections] == SECTIONS
+    found = json.loads(charts)
+    assert [s["key"] for s in found] == sections
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for s in sections:
+    for s in found:
         assert s["charts"], s
         for c in s["charts"]:
             assert c["svg"] >= 1 and c["marks"] >= 1 and c["w"] > 100 and c["h"] > 100, c
-            png = browser.screenshot(ARTIFACTS / f"{s['key']}-{c['name']}.png",
+            png = browser.screenshot(ARTIFACTS / f"{prefix}{s['key']}-{c['name']}.png",
                                      {"x": c["x"], "y": c["y"], "width": c["w"],
                                       "height": c["h"]})
             pixels = _png_pixels(png)
             ink = (pixels.min(axis=2) < 200).mean()  # share of pixels that are not near white
             colours = len(np.unique(pixels.reshape(-1, 3) // 16, axis=0))
             assert ink > 0.01 and colours >= 4, (s["key"], c["name"], ink, colours)
-    browser.screenshot(ARTIFACTS / "page.png")
+    browser.screenshot(ARTIFACTS / f"{prefix}page.png")
+
+
+def test_report_renders_offline_in_chromium(city: dict[str, Any], browser: Browser) -> None:
+    _renders(browser, city["full"]["path"], SECTIONS, "")
+
+
+def test_dispatch_report_renders_offline_in_chromium(dispatch: dict[str, Any],
+                                                     browser: Browser) -> None:
+    _renders(browser, dispatch["report"]["path"], ["dispatch_coverage", "lake"], "dispatch-")
 
 
 def test_hovering_a_map_cell_shows_its_value(city: dict[str, Any], browser: Browser) -> None:

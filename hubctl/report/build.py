@@ -43,11 +43,12 @@ class ReportResult:
 
 
 def _builders() -> dict[str, Callable[[Source, Basemap], Section | None]]:
-    from hubctl.report import city, safety
+    from hubctl.report import city, dispatch, safety
 
     out: dict[str, Callable[[Source, Basemap], Section | None]] = {
         "patrol_points": safety.patrol_points, "air_quality": city.air_quality,
-        "lake": city.lake_overview, "city_kpis": city.city_kpis}
+        "lake": city.lake_overview, "city_kpis": city.city_kpis,
+        "dispatch_coverage": dispatch.dispatch_coverage}
     return out
 
 
