@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl import csvread
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapters.energy_fields import parse_map, resolve_columns
 from hubctl.arrowkit import parse_numbers, parse_timestamps
@@ -65,6 +66,7 @@ REQUIRED = [["time", "station", "parameter", "value", "unit"]]
 PARAMETERS = {"pm25": "pm25", "pm2.5": "pm25", "pm10": "pm10", "no2": "no2", "o3": "o3",
               "so2": "so2", "co": "co", "no": "no", "nox": "nox"}
 STATION_COLUMNS = ("location", "coordinates.latitude", "coordinates.longitude")
+CELL_COLUMNS = tuple(sorted(set(PARAMETERS.values())))
 
 
 class OpenAQ(Adapter):
@@ -96,8 +98,10 @@ class OpenAQ(Adapter):
             stations, station_batch = _stations(Path(options["stations"]), ctx, limits)
             book.listed = stations
             yield station_batch
+        held = _Held()
         for path in inputs:
-            yield from _measurements(path, book, mapping, ctx, limits)
+            yield from _measurements(path, book, mapping, ctx, limits, held)
+        yield from held.flush(book.table(), None)
 
 
 class _Book:
@@ -210,8 +214,62 @@ def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table
     return stations, out
 
 
+FLUSH_ROWS: int | None = None
+"""Good input rows held for one pivot before the rows of the oldest hours are committed; None:
+16 CSV blocks (``16 * hubctl.csvread.BATCH_ROWS``, 4 M rows)."""
+
+
+class _Held:
+    """Good measurement rows (one pollutant each) read but not yet pivoted: the pivot's open
+    (station, hour) keys carried across CSV blocks and input files, whatever their order.
+
+    Each block is accounted as read when it is read (its records stay ``unreached`` until
+    the pivoted rows are committed); the rows are pivoted and committed together at the end
+    of the input, so a (station, hour) split across blocks becomes one appended row and a
+    fresh ingest never needs a MERGE. Past :data:`FLUSH_ROWS` held rows, the rows older than
+    the newest block's first hour are committed early (bounded memory: a time-ordered input
+    still never MERGEs); past twice that, all of them. Keys committed early can still come
+    back later in an unsorted input; the lake's upsert then merges them (the same result).
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+        self.file = ""
+
+    def add(self, good: pa.Table, file: str) -> None:
+        """Hold the good rows of one block."""
+        if good.num_rows:
+            self.parts.append(good)
+            self.rows += good.num_rows
+            self.file = file
+
+    def flush(self, stations: pa.Table, limit: int | None) -> Iterator[Batch]:
+        """The pivoted rows held (all of them when ``limit`` is None; else, once more than
+        ``limit`` are held, those older than the newest block's first hour)."""
+        if not self.parts or (limit is not None and self.rows < limit):
+            return
+        held = pa.concat_tables(self.parts)
+        keep = held.slice(0, 0)
+        if limit is not None:  # keep the hours the newest block may still be filling
+            newest = pc.min(self.parts[-1]["ts"])
+            later = pc.fill_null(pc.greater_equal(held["ts"], newest), False)
+            keep = held.filter(later)
+            if keep.num_rows * 2 < held.num_rows:
+                held = held.filter(pc.invert(later))
+            elif self.rows < 2 * limit:  # mostly open hours (an unsorted input): wait
+                return
+            else:
+                keep = held.slice(0, 0)
+        self.parts = [keep] if keep.num_rows else []
+        self.rows = keep.num_rows
+        rows, dup, upd = _pivot(held, stations)
+        yield Batch("AirQualityObserved", rows, self.file, 0, duplicate=dup, updated=upd,
+                    cell_columns=CELL_COLUMNS, distinct_keys=True)
+
+
 def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadContext,
-                  limits: CsvLimits) -> Iterator[Batch]:
+                  limits: CsvLimits, held: _Held) -> Iterator[Batch]:
     stream = open_csv(path, limits=limits)
     cols = resolve_columns(path, stream.schema.names, ALIASES, mapping, REQUIRED)
     from_file = book.listed is None
@@ -227,13 +285,17 @@ def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadCon
             learned = book.learn(path, t, cols, ctx)
             if learned is not None:
                 yield learned
-        out = _convert(path, t, cols, stream.lines, book.table())
+        out, good = _convert(path, t, cols, stream.lines, book.table())
         add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
+        held.add(good, str(path))
         yield out
+        yield from held.flush(book.table(), FLUSH_ROWS or 16 * csvread.BATCH_ROWS)
 
 
 def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
-             stations: pa.Table) -> Batch:
+             stations: pa.Table) -> tuple[Batch, pa.Table]:
+    """The block's rejects (a batch of no rows that accounts for every record of the block)
+    and its good rows (station index, hour, pollutant, value, city), for :class:`_Held`."""
     n = t.num_rows
     row_no = pa.array(lines, pa.int64())
 
@@ -270,13 +332,11 @@ def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
                for i, rs in sorted(problems.items())]
     keep = np.ones(n, dtype=bool)
     keep[list(problems)] = False
-    good = pa.table({"location": location, "city": col("city")
+    good = pa.table({"city": col("city")
                      if "city" in cols else pa.nulls(n, pa.string()),
                      "ts": ts, "attr": attr, "value": value,
                      "station": station_idx}).filter(pa.array(keep))
-    rows, dup, upd = _pivot(good, stations)
-    return Batch("AirQualityObserved", rows, str(path), n, rejects=rejects,
-                 duplicate=dup, updated=upd, cell_columns=tuple(sorted(set(PARAMETERS.values()))))
+    return Batch("AirQualityObserved", None, str(path), n, rejects=rejects), good
 
 
 def _map(values: pa.Array, mapping: dict[str, str]) -> pa.Array:
@@ -347,14 +407,19 @@ def _pivot(good: pa.Table, stations: pa.Table) -> tuple[pa.Table, int, int]:
     for j, name in enumerate(names):
         mask = codes == j
         g, v = group[mask], value[mask]
-        last = len(g) - 1 - np.unique(g[::-1], return_index=True)[1]  # last row per cell
         cell = np.full(size, np.nan)
         present = np.zeros(size, dtype=bool)
-        cell[g[last]] = v[last]
-        present[g[last]] = True
-        records += present
         counts = np.bincount(g, minlength=size)
-        if (counts > 1).any():
+        repeats = bool((counts > 1).any())
+        if repeats:
+            last = len(g) - 1 - np.unique(g[::-1], return_index=True)[1]  # last row per cell
+            g_last, v_last = g[last], v[last]
+        else:  # every cell once (the usual case): no sort
+            g_last, v_last = g, v
+        cell[g_last] = v_last
+        present[g_last] = True
+        records += present
+        if repeats:
             lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
             np.minimum.at(lo, g, v)
             np.maximum.at(hi, g, v)

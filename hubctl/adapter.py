@@ -59,6 +59,10 @@ class Batch:
     # without rows may declare a scope too: every row of it then goes (a file the new
     # version no longer has).
     replaces: tuple[str, str] | None = None
+    # True when no key repeats within these rows (an adapter that pivoted or folded them
+    # itself): the engine skips its within-batch key check. Keys may still repeat in other
+    # batches of the run; the lake's upsert classifies those.
+    distinct_keys: bool = False
 
 
 @dataclass

@@ -359,7 +359,8 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     if batch.unique_keys:
         own = run.own_files.setdefault(et.name, set())
     else:
-        good, shadowed = _collapse(et, good)
+        if not batch.distinct_keys:
+            good, shadowed = _collapse(et, good)
         own = None
     result = lake.upsert(et, _with_provenance(et, good, run), batch.cell_columns, own)
     run.updated += shadowed["updated"]  # folded into rows that are now committed

@@ -1,0 +1,151 @@
+"""OpenAQ ingest at the Delta floor: the pivot's open (station, hour) keys are carried across
+CSV blocks, whatever the input order, so a fresh ingest appends and never MERGEs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+
+import hubctl.adapters.openaq as openaq
+import hubctl.csvread as csvread
+from hubctl.adapter import ReadContext
+from tests.helpers import hub_json, write_openaq
+
+
+@pytest.fixture(autouse=True)
+def _small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CSV blocks of the smallest size (64 KB): a few thousand lines make several blocks."""
+    monkeypatch.setattr(csvread, "BATCH_ROWS", 100)
+    monkeypatch.setattr(openaq, "FLUSH_ROWS", 10**9)  # one commit unless a test says so
+
+
+STATIONS = [[f"S{s}", 40 + s / 100, 3 + s / 100] for s in range(60)]
+
+
+def _rows(hours: int = 40) -> list[list[Any]]:
+    """Two pollutants of 60 stations for ``hours`` hours, in time order (~260 KB: several
+    64 KB CSV blocks)."""
+    out = []
+    for h in range(hours):
+        day, hour = divmod(h, 24)
+        stamp = f"2024-05-{day + 1:02d} {hour:02d}:00:00+00:00"
+        for s in range(60):
+            for p, v in (("no2", 10 + s + h / 10), ("pm25", 3 + s / 7 + h)):
+                out.append(["Town", "XX", stamp, f"S{s}", p, round(v, 2), "µg/m³"])
+    return out
+
+
+def _ingest(lake: Path, data: Path, st: Path, *extra: str) -> dict[str, Any]:
+    return hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st), *extra)
+
+
+def _content(lake: Path) -> list[dict[str, Any]]:
+    return hub_json(lake, "sql", "SELECT id, observed_at, no2, pm25, lon, lat, areaServed "
+                    "FROM AirQualityObserved ORDER BY id, observed_at")
+
+
+def _operations(lake: Path) -> list[str]:
+    return [h["operation"] for h in DeltaTable(str(lake / "AirQualityObserved")).history()]
+
+
+def _blocks(data: Path, st: Path) -> int:
+    """How many CSV blocks the adapter reads ``data`` in (batches without rows)."""
+    batches = openaq.ADAPTER.read([data], {"stations": str(st)}, ReadContext())
+    return sum(1 for b in batches if b.entity_type == "AirQualityObserved" and b.rows is None)
+
+
+def test_pairs_split_across_blocks_become_one_row_without_merge(tmp_path: Path) -> None:
+    rows = _rows()
+    # Put the two pollutants of each station and hour far apart: every pair is split by a
+    # block boundary (the pm25 half of the file comes after every no2 row).
+    split = [r for r in rows if r[4] == "no2"] + [r for r in rows if r[4] == "pm25"]
+    data, st = write_openaq(tmp_path, split, STATIONS)
+    assert _blocks(data, st) >= 3
+    run = _ingest(tmp_path / "lake", data, st)
+    assert run["status"] == "ok" and run["reconciles"]
+    assert run["read"] == len(rows) + 60 and run["written"] == run["read"]
+    assert run["updated"] == run["duplicate"] == run["unreached"] == 0
+    content = _content(tmp_path / "lake")
+    assert len(content) == 60 * 40
+    assert all(r["no2"] is not None and r["pm25"] is not None for r in content)
+    ops = _operations(tmp_path / "lake")
+    assert "MERGE" not in ops and ops.count("WRITE") == 2  # create + one append
+
+
+def test_shuffled_input_gives_the_same_lake_and_counts_as_sorted(tmp_path: Path) -> None:
+    rows = _rows()
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    runs, contents = [], []
+    for name, order in (("sorted", rows), ("shuffled", shuffled)):
+        data, st = write_openaq(tmp_path / name, order, STATIONS)
+        assert _blocks(data, st) >= 3
+        run = _ingest(tmp_path / name / "lake", data, st)
+        runs.append({k: run[k] for k in ("read", "written", "updated", "duplicate",
+                                          "rejected", "unreached", "status")})
+        contents.append(_content(tmp_path / name / "lake"))
+        assert "MERGE" not in _operations(tmp_path / name / "lake")
+    assert runs[0] == runs[1] and runs[0]["written"] == len(rows) + 60
+    assert contents[0] == contents[1] and len(contents[0]) == 60 * 40
+
+
+def test_reingest_of_the_same_records_is_all_duplicates(tmp_path: Path) -> None:
+    rows = _rows()
+    random.Random(3).shuffle(rows)
+    data, st = write_openaq(tmp_path, rows, STATIONS)
+    lake = tmp_path / "lake"
+    first = _ingest(lake, data, st)
+    before = _content(lake)
+    again = _ingest(lake, data, st, "--force")
+    assert again["reconciles"] and again["status"] == "ok"
+    assert again["duplicate"] == again["read"] == first["read"]
+    assert again["written"] == again["updated"] == 0
+    assert _content(lake) == before
+
+
+def test_held_rows_over_the_limit_commit_early_and_still_give_the_same_lake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FLUSH_ROWS the oldest rows are committed early (bounded memory): a time-ordered
+    input still never MERGEs; a shuffled one merges the keys that come back, to the same
+    content and counts."""
+    rows = _rows(80)
+    shuffled = rows[:]
+    random.Random(11).shuffle(shuffled)
+    expected = None
+    monkeypatch.setattr(openaq, "FLUSH_ROWS", 3500)
+    for name, order in (("sorted", rows), ("shuffled", shuffled)):
+        data, st = write_openaq(tmp_path / name, order, STATIONS)
+        run = _ingest(tmp_path / name / "lake", data, st)
+        assert run["reconciles"] and run["written"] == len(rows) + 60, run
+        assert run["updated"] == run["duplicate"] == 0
+        ops = _operations(tmp_path / name / "lake")
+        assert ops.count("WRITE") > 2  # committed in several appends
+        assert ("MERGE" in ops) == (name == "shuffled")
+        content = _content(tmp_path / name / "lake")
+        assert len(content) == 60 * 80 and (expected is None or content == expected)
+        expected = content
+
+
+def test_repeats_split_across_blocks_count_once_as_duplicate_or_updated(
+        tmp_path: Path) -> None:
+    rows = _rows()
+    again = [r[:] for r in rows[:100]]  # the same records at the end of the file
+    changed = [r[:5] + [r[5] + 1] + r[6:] for r in rows[100:150]]  # new values: updates
+    data, st = write_openaq(tmp_path, rows + again + changed, STATIONS)
+    run = _ingest(tmp_path / "lake", data, st)
+    assert run["reconciles"] and run["duplicate"] == 100 and run["updated"] == 50
+    assert run["written"] == len(rows) + 60
+    assert "MERGE" not in _operations(tmp_path / "lake")
+    last = {(r[3], r[2][11:13], r[4]): r[5] for r in rows + changed
+            if r[2].startswith("2024-05-01")}
+    got = hub_json(tmp_path / "lake", "sql", "SELECT id, hour(observed_at) AS h, no2, pm25 "
+                   "FROM AirQualityObserved WHERE observed_at < '2024-05-01 03:00:00+00'")
+    assert len(got) == 60 * 3
+    for r in got:
+        station = r["id"].rsplit(":", 1)[1]
+        assert r["no2"] == last[(station, f"{r['h']:02d}", "no2")]
+        assert r["pm25"] == last[(station, f"{r['h']:02d}", "pm25")]
