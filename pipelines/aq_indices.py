@@ -132,9 +132,15 @@ class Grid:
 
     def dense(self, values: np.ndarray) -> np.ndarray:
         """An observed-row array spread onto the dense grid (NaN where no observation)."""
+        if self.size == len(values):  # every station has every hour: already dense
+            return values
         out = np.full(self.size, NAN)
         out[self.pos] = values
         return out
+
+    def observed(self, values: np.ndarray) -> np.ndarray:
+        """A dense-grid array at the observed rows only."""
+        return values if self.size == len(self.pos) else values[self.pos]
 
     def lag(self, x: np.ndarray, k: int) -> np.ndarray:
         """``x`` of k hours before, NaN before the station's first hour."""
@@ -255,16 +261,17 @@ class Hours:
         self.at: dict[str, np.ndarray] = {}  # per observed row
         for p in ("pm25", "pm10"):
             mean, n = g.rolling(d[p], 24)
-            self.at[f"{p}_24h"] = np.where(n >= n24, mean, NAN)[g.pos]
-            self.at[f"{p}_n24"] = n[g.pos].astype(float)
-            self.at[f"{p}_nowcast"] = _nowcast(g, d[p])[g.pos]
+            self.at[f"{p}_24h"] = g.observed(np.where(n >= n24, mean, NAN))
+            self.at[f"{p}_n24"] = g.observed(n).astype(float)
+            self.at[f"{p}_nowcast"] = g.observed(_nowcast(g, d[p]))
             c24e, n12 = _c24e(g, d[p], C24E_M[p], mc)
-            self.at[f"{p}_c24e"], self.at[f"{p}_n12"] = c24e[g.pos], n12[g.pos].astype(float)
+            self.at[f"{p}_c24e"] = g.observed(c24e)
+            self.at[f"{p}_n12"] = g.observed(n12).astype(float)
         for p in ("o3", "co"):
             mean, n = g.rolling(d[p], 8)
-            self.at[f"{p}_8h"] = np.where(n >= n8, mean, NAN)[g.pos]
+            self.at[f"{p}_8h"] = g.observed(np.where(n >= n8, mean, NAN))
         mean, n = g.rolling(d["so2"], 24)
-        self.at["so2_24h"] = np.where(n >= n24, mean, NAN)[g.pos]
+        self.at["so2_24h"] = g.observed(np.where(n >= n24, mean, NAN))
 
     def cai_pm(self, p: str, mode: str) -> np.ndarray:
         """The 24-hour PM concentration the CAI uses in ``mode``."""

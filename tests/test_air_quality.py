@@ -212,10 +212,12 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows += _hours("O", t0, [0.078] * 8, "o3", "ppm")
     rows += _hours("Q", t0, [0.040] * 7 + [0.130], "o3", "ppm")
     rows += _hours("E", t0, [25.0], "no2") + _hours("F", t0, [25.1], "no2")
+    rows += _hours("G", t0, [10.0] * 6, "pm25") + _hours("G", t0 + timedelta(hours=10),
+                                                         [20.0] * 6, "pm25")
     rows += _hours("K", t0, [50.0] * 24, "pm25") + _hours("K", t0, [100.0] * 24, "pm10")
     rows += _hours("K", t0, [0.1] * 24, "no2", "ppm") + _hours("K", t0, [0.02] * 24, "o3",
                                                                 "ppm")
-    stations = [(s, 37.5 + i / 100, 127.0) for i, s in enumerate("NPOQEFK")]
+    stations = [(s, 37.5 + i / 100, 127.0) for i, s in enumerate("NPOQEFKG")]
     data, st = write_openaq(folder, rows, stations)
     assert hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st))["rejected"] == 0
     result = hub(lake, "run", "air_quality", "--json")
@@ -248,6 +250,19 @@ def test_ozone_8_hour_and_1_hour_rules(cases: Path) -> None:
     # 7 hours at 0.040 then 0.130: 8-hour mean 0.051 (AQI 47), 1-hour 0.130 >= 0.125 gives
     # 101 + 49/0.039 * 0.005 = 107.3; the larger is reported
     assert _last(cases, "Q", "aqi_o3")["aqi_o3"] == 107
+
+
+def test_gaps_count_hours_not_rows(cases: Path) -> None:
+    """G has hours 0-5 at 10 and 10-15 at 20 µg/m³: windows and lags count clock hours."""
+    rows = _q(cases, f"SELECT pm25_nowcast, pm25_hours_24h, pm25_24h FROM "
+                     f"derived.air_quality_indices WHERE id = '{_urn('G')}' ORDER BY observed_at")
+    assert len(rows) == 12
+    assert rows[6]["pm25_nowcast"] is None  # hour 10: hours 9 and 8 are missing
+    # hour 11: weight 0.5 (10/20); present hours 11, 10 (k = 0, 1) and 5..0 (k = 6..11)
+    ks = [(0, 20.0), (1, 20.0)] + [(k, 10.0) for k in range(6, 12)]
+    expected = sum(v * 0.5 ** k for k, v in ks) / sum(0.5 ** k for k, _ in ks)
+    assert rows[7]["pm25_nowcast"] == pytest.approx(expected)
+    assert rows[11]["pm25_hours_24h"] == 12 and rows[11]["pm25_24h"] is None  # 12 < 18
 
 
 def test_eaqi_band_edges(cases: Path) -> None:
