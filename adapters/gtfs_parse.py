@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 
-__all__ = ["Problems", "extra_json", "local_ids", "parse_bool", "parse_clock", "parse_date",
-           "parse_float", "parse_int", "text", "trimmed", "urns"]
+__all__ = ["Problems", "clock_text", "extra_json", "local_ids", "parse_bool", "parse_clock",
+           "parse_date", "parse_float", "parse_int", "text", "trimmed", "urns"]
 
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
 _SAFE = "-._~!$&'()*+,;=:@"  # what hubctl.ngsild.entity_id leaves unencoded
@@ -102,6 +102,19 @@ def parse_date(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     same = pc.equal(pc.strftime(values, format="%Y%m%d"), clean)
     values = pc.if_else(pc.fill_null(same, False), values, pa.scalar(None, pa.date32()))
     return values, _mask(pc.and_(pc.is_valid(arr), pc.is_null(values)))
+
+
+def clock_text(seconds: pa.Array) -> pa.Array:
+    """``HH:MM:SS`` (hours zero-padded to two digits, 25:10:00 past midnight) of seconds after
+    the service day's midnight: the form GTFS and the SDM Gtfs* schemas write, whatever the
+    feed's own spelling (``6:00:00``); null stays null."""
+    def two(values: pa.Array) -> pa.Array:
+        return pc.ascii_lpad(pc.cast(values, pa.string()), 2, "0")
+
+    hours = pc.divide(seconds, 3600)
+    minutes = pc.divide(pc.subtract(seconds, pc.multiply(hours, 3600)), 60)
+    secs = pc.subtract(seconds, pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)))
+    return pc.binary_join_element_wise(two(hours), two(minutes), two(secs), ":")
 
 
 def parse_clock(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from hubctl.adapters.gtfs_parse import (
     Problems,
+    clock_text,
     extra_json,
     local_ids,
     missing,
@@ -73,8 +74,8 @@ class StopTimes:
             "observed_at": pa.repeat(pa.scalar(self.feed.arrival), n),
             "feedId": pa.repeat(pa.scalar(self.feed.feed_id), n),
             "hasTrip": pc.take(self.trip_urns, tidx), "hasStop": pc.take(self.stop_urns, sidx),
-            "stopSequence": seq, "arrivalTime": text(table, "arrival_time"),
-            "departureTime": text(table, "departure_time"), **values,
+            "stopSequence": seq, "arrivalTime": clock_text(values["arrivalSeconds"]),
+            "departureTime": clock_text(values["departureSeconds"]), **values,
             "stopHeadsign": text(table, "stop_headsign"),
             "_extra": extra_json(table, extras) if extras else pa.nulls(n, pa.string()),
             "_time_index": pa.repeat(pa.scalar("arrival"), n),

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from hubctl.adapters.gtfs_parse import (
     Problems,
+    clock_text,
     extra_json,
     missing,
     parse_bool,
@@ -332,7 +333,8 @@ def frequencies(feed: Feed, table: pa.Table, where: str) -> Converted:
     _repeated(p, key, "start_time", "frequencies.txt")
     cols = feed.base("GtfsFrequency", key, table, "frequencies.txt")
     cols.update({"hasTrip": urns("GtfsTrip", feed.feed_id, trip_id),
-                 "startTime": text(table, "start_time"), "endTime": text(table, "end_time"),
+                 "startTime": clock_text(times["start_time"]),
+                 "endTime": clock_text(times["end_time"]),
                  "startSeconds": times["start_time"], "endSeconds": times["end_time"],
                  "headwaySeconds": headway, "exactTimes": pc.fill_null(exact, False)})
     return _finish("GtfsFrequency", cols, table, key, p, where, ["trip_id", "start_time"])

@@ -503,3 +503,24 @@ def test_a_feed_of_header_only_files_is_not_ok(tmp_path: Path) -> None:
     result = hub(tmp_path / "lake", "ingest", "gtfs", str(feed))
     assert result.exit_code == 1
     assert "has no agencies, stops, routes or trips" in result.output
+
+
+@needs_sample_data
+def test_key_values_times_validate_against_the_official_sdm_schemas(tmp_path: Path) -> None:
+    """The Google sample feed writes 6:00:00; GTFS and SDM's GtfsFrequency/GtfsStopTime
+    schemas want HH:MM:SS: what `hubctl entities --format keyValues` writes is zero-padded,
+    and GtfsFrequency, GtfsStop and GtfsTrip validate entirely."""
+    from tests.sdm import sdm_errors
+
+    lake = tmp_path / "lake"
+    ingest(lake, str(GTFS / "google-sample-feed.zip"))
+    for type_name in ("GtfsFrequency", "GtfsStop", "GtfsTrip", "GtfsCalendarRule"):
+        result = hub(lake, "entities", type_name, "--format", "keyValues", "--limit", "0")
+        entities = json.loads(result.stdout)
+        assert entities
+        assert [e for ent in entities for e in sdm_errors(type_name, ent)] == []
+    stop_times = json.loads(hub(lake, "entities", "GtfsStopTime", "--format", "keyValues",
+                                "--limit", "0").stdout)
+    times = [e for ent in stop_times for e in sdm_errors("GtfsStopTime", ent)
+             if e.split(":")[0] in ("arrivalTime", "departureTime")]
+    assert times == [] and {s["arrivalTime"] for s in stop_times} >= {"06:00:00"}
