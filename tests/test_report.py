@@ -174,6 +174,41 @@ def test_dispatch_map_draws_what_the_run_counted(dispatch: dict[str, Any]) -> No
     assert "reached only with the what-if stations" in html
 
 
+@pytest.fixture(scope="module")
+def transit_energy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The energy test lake (meter readings, EV sessions) plus the bus_routes test feed and
+    population, both analyses run, and its report."""
+    from tests.test_bus_routes import PARAMS, write_feed, write_population
+    from tests.test_energy_pipeline import _lake
+
+    folder = tmp_path_factory.mktemp("transit_energy")
+    lake = _lake(folder)
+    hub_json(lake, "ingest", "gtfs", str(write_feed(folder / "t.zip")), "--feed-id", "t")
+    hub_json(lake, "ingest", "population", str(write_population(folder / "pop.csv")),
+             "--dataset", "test")
+    for args in (("bus_routes", *PARAMS), ("energy",)):
+        result = hub(lake, "run", *args)
+        assert result.exit_code == 0, result.output
+    report = hub_json(lake, "report", "--out", str(folder / "out"), "--json")
+    return {"lake": lake, "report": report}
+
+
+def test_bus_routes_and_energy_sections(transit_energy: dict[str, Any]) -> None:
+    lake, report = transit_energy["lake"], transit_energy["report"]
+    keys = [s["key"] for s in report["sections"]]
+    assert keys == ["bus_routes", "energy", "lake"]
+    html = Path(report["path"]).read_text(encoding="utf-8")
+    changes = {r["change"] for r in hub_json(
+        lake, "sql", "SELECT change FROM derived.bus_routes_reallocation")}
+    for change in ("more frequent", "less frequent"):
+        assert (f"route: reallocate: {change}" in html) == (change in changes)
+    assert "new-service candidate" in html and "uncovered populated cell" in html
+    energy = next(s for s in report["sections"] if s["key"] == "energy")
+    assert energy["charts"] == 3
+    for title in ("Daily load curve", "Consumption calendar", "EV charging occupancy"):
+        assert title in html
+
+
 # ------------------------------------------------------------------ in the browser
 def _png_pixels(data: bytes) -> np.ndarray:
     """Decode an 8-bit RGB(A) non-interlaced PNG (what Chromium writes) to an array."""
@@ -267,6 +302,12 @@ def test_report_renders_offline_in_chromium(city: dict[str, Any], browser: Brows
 def test_dispatch_report_renders_offline_in_chromium(dispatch: dict[str, Any],
                                                      browser: Browser) -> None:
     _renders(browser, dispatch["report"]["path"], ["dispatch_coverage", "lake"], "dispatch-")
+
+
+def test_transit_and_energy_render_offline_in_chromium(transit_energy: dict[str, Any],
+                                                       browser: Browser) -> None:
+    _renders(browser, transit_energy["report"]["path"], ["bus_routes", "energy", "lake"],
+             "transit-energy-")
 
 
 def test_hovering_a_map_cell_shows_its_value(city: dict[str, Any], browser: Browser) -> None:

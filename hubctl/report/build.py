@@ -43,12 +43,13 @@ class ReportResult:
 
 
 def _builders() -> dict[str, Callable[[Source, Basemap], Section | None]]:
-    from hubctl.report import city, dispatch, safety
+    from hubctl.report import city, dispatch, energy, safety, transit
 
     out: dict[str, Callable[[Source, Basemap], Section | None]] = {
         "patrol_points": safety.patrol_points, "air_quality": city.air_quality,
         "lake": city.lake_overview, "city_kpis": city.city_kpis,
-        "dispatch_coverage": dispatch.dispatch_coverage}
+        "dispatch_coverage": dispatch.dispatch_coverage, "bus_routes": transit.bus_routes,
+        "energy": energy.energy}
     return out
 
 
