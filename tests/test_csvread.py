@@ -120,15 +120,17 @@ def test_a_small_file_with_one_bad_byte_keeps_every_good_row(tmp_path: Path) -> 
     assert "Caf\\xe9 Site" in rejects[0]["raw"]
 
 
-def test_boardings_rejects_alone_and_later_line_numbers_stay_true(tmp_path: Path) -> None:
+def test_boardings_rejects_a_bad_byte_and_a_3mb_line_alone(tmp_path: Path) -> None:
     data = tmp_path / "b.csv"
     data.write_bytes(b"stop_id,date,hour,boardings\nS1,2024-05-01,1,3\n"
-                     b"S\xe91,2024-05-01,2,3\nS1,2024-05-01,3,x\nS1,2024-05-01,4,5\n")
+                     b"S\xe91,2024-05-01,2,3\nS1,2024-05-01,3,x\n"
+                     b"S1,2024-05-01,5," + b"9" * (3 << 20) + b"\nS1,2024-05-01,4,5\n")
     lake = tmp_path / "lake"
     run = hub_json(lake, "ingest", "boardings", str(data))
-    assert run["reconciles"] and run["written"] == 2 and run["rejected"] == 2
+    assert run["reconciles"] and run["written"] == 2 and run["rejected"] == 3
     rejects = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
-    assert rejects == {"line 3": "bad-encoding", "line 4": "type-error"}
+    assert rejects == {"line 3": "bad-encoding", "line 4": "type-error",
+                       "line 5": "line-too-long"}
 
 
 def test_a_wide_csv_is_refused_with_a_clear_message(tmp_path: Path) -> None:
