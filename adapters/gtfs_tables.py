@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -152,7 +153,10 @@ def agency(feed: Feed, table: pa.Table, where: str) -> Converted:
     p.flag(pc.is_null(local), missing("agency_id"))
     _repeated(p, local, "agency_id", "agency.txt")
     cols = feed.base("GtfsAgency", local, table, "agency.txt")
-    cols.update({"name": text(table, "agency_name"), "page": text(table, "agency_url"),
+    source = Path(where).parent.name or where  # the feed's zip or folder
+    cols.update({"agencyName": text(table, "agency_name"), "name": text(table, "agency_name"),
+                 "source": pa.repeat(pa.scalar(source), table.num_rows),
+                 "page": text(table, "agency_url"),
                  "timezone": text(table, "agency_timezone"),
                  "language": text(table, "agency_lang"), "phone": text(table, "agency_phone")})
     done = _finish("GtfsAgency", cols, table, local, p, where, ["agency_id", "agency_name"])

@@ -514,7 +514,8 @@ def test_key_values_times_validate_against_the_official_sdm_schemas(tmp_path: Pa
 
     lake = tmp_path / "lake"
     ingest(lake, str(GTFS / "google-sample-feed.zip"))
-    for type_name in ("GtfsFrequency", "GtfsStop", "GtfsTrip", "GtfsCalendarRule"):
+    for type_name in ("GtfsAgency", "GtfsFrequency", "GtfsStop", "GtfsTrip",
+                      "GtfsCalendarRule"):
         result = hub(lake, "entities", type_name, "--format", "keyValues", "--limit", "0")
         entities = json.loads(result.stdout)
         assert entities
@@ -524,3 +525,23 @@ def test_key_values_times_validate_against_the_official_sdm_schemas(tmp_path: Pa
     times = [e for ent in stop_times for e in sdm_errors("GtfsStopTime", ent)
              if e.split(":")[0] in ("arrivalTime", "departureTime")]
     assert times == [] and {s["arrivalTime"] for s in stop_times} >= {"06:00:00"}
+
+
+def test_the_official_sdm_gtfs_agency_example_ingests(tmp_path: Path) -> None:
+    """smart-data-models/dataModel.UrbanMobility GtfsAgency/examples/example.jsonld (key-values:
+    agencyName, not name; source): no rejects, and it reads back as it came."""
+    example = {"id": "urn:ngsi-ld:GtfsAgency:Malaga_EMT", "type": "GtfsAgency",
+               "agencyName": "Empresa Malagueña de Transportes", "language": "ES",
+               "page": "http://www.emtmalaga.es/",
+               "source": "http://datosabiertos.malaga.eu/dataset/lineas-y-horarios-bus-"
+                         "google-transit/resource/24e86888-b91e-45bf-a48c-09855832fd52",
+               "timezone": "Europe/Madrid",
+               "@context": ["https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"]}
+    path = tmp_path / "example.jsonld"
+    path.write_text(json.dumps(example, ensure_ascii=False), encoding="utf-8")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "ngsi-ld", str(path))
+    assert (run["written"], run["rejected"]) == (1, 0)
+    [back] = json.loads(hub(lake, "entities", "GtfsAgency", "--format", "keyValues").stdout)
+    assert {k: back[k] for k in ("agencyName", "page", "timezone", "source")} == {
+        k: example[k] for k in ("agencyName", "page", "timezone", "source")}
