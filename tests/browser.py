@@ -90,7 +90,7 @@ class Browser:
         return message
 
     def send(self, method: str, params: dict[str, Any] | None = None, *, session: bool = False,
-             timeout: float = 30.0) -> dict[str, Any]:
+             timeout: float = 120.0) -> dict[str, Any]:
         """Send a command and wait for its result (events seen meanwhile are kept)."""
         self._next += 1
         msg: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
@@ -121,7 +121,7 @@ class Browser:
                 self.events.append(event)
 
     # ------------------------------------------------------------------ page
-    def open(self, url: str, timeout: float = 60.0) -> None:
+    def open(self, url: str, timeout: float = 180.0) -> None:
         """Navigate and wait for the load event."""
         self.send("Page.navigate", {"url": url}, session=True)
         self.wait_event("Page.loadEventFired", timeout)

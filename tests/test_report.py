@@ -52,6 +52,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
              "--kind", "patrol-point")
     hub_json(lake, "ingest", "airkorea", str(data / "airkorea_daegu.json"),
              "--stations", str(data / "airkorea_stations.json"))
+    early = hub_json(lake, "report", "--out", str(folder / "early"), "--json")
     for args in (("patrol_points", "--param", "k=4", "--param", "timezone=Asia/Seoul"),
                  ("air_quality",), ("city_kpis",)):
         result = hub(lake, "run", *args)
@@ -62,7 +63,8 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     "--json")
     runs = {r["pipeline"]: r for r in hub_json(
         lake, "sql", "SELECT pipeline, run_id, params FROM _pipeline_runs")}
-    return {"lake": lake, "bare": bare, "full": full, "runs": runs, "folder": folder}
+    return {"lake": lake, "bare": bare, "full": full, "runs": runs, "folder": folder,
+            "early": early}
 
 
 def test_sections_name_their_run_and_parameters(city: dict[str, Any]) -> None:
@@ -80,6 +82,19 @@ def test_sections_name_their_run_and_parameters(city: dict[str, Any]) -> None:
         assert s["charts"] >= 1
     assert "k=4" in html and "timezone=Asia/Seoul" in html
     assert "<title>Demo city</title>" in html
+
+
+def test_air_quality_from_the_lake_before_the_pipeline_runs(city: dict[str, Any]) -> None:
+    early = city["early"]
+    assert [(s["key"], s["run_id"]) for s in early["sections"]] == [("air_quality", None),
+                                                                     ("lake", None)]
+    html = Path(early["path"]).read_text(encoding="utf-8")
+    assert "Air quality (from the lake)" in html and "hubctl run air_quality" in html
+    # pm25 and no2 AQG from aq_standards.WHO_2021, as plotly escapes them in its JSON
+    assert "WHO 24-h guideline (15 \\u00b5g\\u002fm\\u00b3)" in html
+    assert "WHO 24-h guideline (25 \\u00b5g\\u002fm\\u00b3)" in html
+    full = Path(city["full"]["path"]).read_text(encoding="utf-8")
+    assert "Air quality (from the lake)" not in full and "CAI grade" in full
 
 
 def test_self_contained_small_and_fast(city: dict[str, Any]) -> None:
@@ -297,6 +312,7 @@ def _renders(browser: Browser, path: str, sections: list[str], prefix: str) -> N
 
 def test_report_renders_offline_in_chromium(city: dict[str, Any], browser: Browser) -> None:
     _renders(browser, city["full"]["path"], SECTIONS, "")
+    _renders(browser, city["early"]["path"], ["air_quality", "lake"], "early-")
 
 
 def test_dispatch_report_renders_offline_in_chromium(dispatch: dict[str, Any],

@@ -24,7 +24,9 @@ def air_quality(source: Source, basemap: Basemap) -> Section | None:
     an exceedance calendar (from the ``air_quality`` pipeline's latest run)."""
     run = source.latest_run("air_quality")
     if run is None:
-        return None
+        from hubctl.report.airlake import air_quality_from_lake
+
+        return air_quality_from_lake(source, basemap)
     lights = source.derived(run, "lights", where="pollutant = 'overall'", order="id")
     means = source.derived(run, "means", where="period = 'day'", order="pollutant, id, start")
     limits = source.derived(run, "exceedances", "DISTINCT pollutant, threshold, unit",
@@ -67,20 +69,11 @@ def _light_maps(source: Source, basemap: Basemap, lights: list[dict[str, Any]],
         return []
     where = {r["id"]: (r["lon"], r["lat"]) for r in source.rows(
         "SELECT id, lon, lat FROM AirQualityObserved_latest WHERE lon IS NOT NULL")}
-    rows = [r for r in lights if r["id"] in where]
-    groups: list[list[dict[str, Any]]] = []
-    for r in rows:
-        lon, lat = where[r["id"]]
-        for g in groups:
-            glon, glat = where[g[0]["id"]]
-            if abs(lat - glat) * 111 < _CLUSTER_KM and abs(lon - glon) * 111 * \
-                    np.cos(np.radians(lat)) < _CLUSTER_KM:
-                g.append(r)
-                break
-        else:
-            groups.append([r])
+    rows = [{**r, "lon": where[r["id"]][0], "lat": where[r["id"]][1]}
+            for r in lights if r["id"] in where]
+    groups = station_groups(rows)
     figs = []
-    for group in sorted(groups, key=len, reverse=True)[:4]:
+    for group in groups:
         frame = MapFrame(basemap, [where[r["id"]][0] for r in group],
                          [where[r["id"]][1] for r in group])
         traces = []
@@ -103,6 +96,21 @@ def _light_maps(source: Source, basemap: Basemap, lights: list[dict[str, Any]],
             figs.append(frame.figure(traces, "Stations now: Korean CAI grade (latest hour)",
                                      height=480))
     return figs
+
+
+def station_groups(rows: list[dict[str, Any]], most: int = 4) -> list[list[dict[str, Any]]]:
+    """Rows with ``lon``/``lat`` in groups within ~150 km of each group's first station (a
+    lake may hold cities on several continents), the largest ``most`` groups first."""
+    groups: list[list[dict[str, Any]]] = []
+    for r in rows:
+        for g in groups:
+            if abs(r["lat"] - g[0]["lat"]) * 111 < _CLUSTER_KM and abs(
+                    r["lon"] - g[0]["lon"]) * 111 * np.cos(np.radians(r["lat"])) < _CLUSTER_KM:
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    return sorted(groups, key=len, reverse=True)[:most]
 
 
 def _means_chart(m: dict[str, list[Any]], names: dict[str, str],
