@@ -209,7 +209,8 @@ def lake_overview(source: Source, basemap: Basemap) -> Section | None:
     fig = go.Figure(go.Bar(x=[r[1] for r in rows], y=[r[0] for r in rows], orientation="h",
                            marker={"color": CATEGORY[0]},
                            hovertemplate="%{y}: %{x:,} rows<extra></extra>"))
-    fig.update_layout(title="Rows per table", height=120 + 28 * len(rows), template="simple_white",
+    fig.update_layout(title="Rows per table", height=200 + 30 * len(rows),
+                      template="simple_white",
                       xaxis={"title": "rows (count, log scale)", "type": "log"},
                       yaxis={"title": "table", "autorange": "reversed"})
     section.chart("rows", fig)
