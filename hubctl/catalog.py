@@ -21,7 +21,6 @@ Three kinds of catalog:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from hubctl.duck import (
     read_only_statements,
     restrict,
     scan_sql,
+    table_refs,
 )
 from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
 
@@ -156,11 +156,11 @@ class Catalog:
         con = connect()
         try:
             statements = read_only_statements(con, sql)
-            names: set[str] = set()
+            names: set[str] | None = set()
             for text in statements:
-                with contextlib.suppress(duckdb.Error):
-                    names |= duckdb.get_table_names(text, qualified=True, connection=con)
-            tables = _named_tables(root, names)
+                refs = table_refs(con, text)
+                names = None if refs is None or names is None else names | refs
+            tables = _named_tables(root, names) if names is not None else []
             if not tables:  # SHOW TABLES, duckdb_views(), ...: every table
                 from hubctl.lake import Lake
 

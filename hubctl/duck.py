@@ -7,6 +7,7 @@ A Delta table is read as its current snapshot's Parquet file list through DuckDB
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,7 @@ import duckdb
 from hubctl.errors import SqlError
 
 __all__ = ["OFFLINE", "connect", "lock", "quote_ident", "read_only_statements",
-           "restrict", "scan_sql", "scratch"]
+           "restrict", "scan_sql", "scratch", "table_refs"]
 
 # Extensions are never installed or loaded behind the user's back (offline first).
 OFFLINE = {
@@ -111,3 +112,29 @@ def read_only_statements(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
                      "lake with hubctl ingest / lake / run")
         out.append(text)
     return out
+
+
+def table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> set[str] | None:
+    """The tables a query names (``name`` or ``schema.name``), from its parse tree alone
+    (``json_serialize_sql``: nothing is bound, so no table has to exist); None when DuckDB
+    cannot serialise the statement (then every table is needed)."""
+    inner = _EXPLAIN.sub("", sql, count=1)
+    try:
+        row = con.execute("SELECT json_serialize_sql(?)", [inner]).fetchone()
+        tree = json.loads(row[0]) if row else {"error": True}
+    except (duckdb.Error, TypeError, ValueError):
+        return None
+    if tree.get("error"):
+        return None
+    found: set[str] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE" and node.get("table_name"):
+                schema = node.get("schema_name") or ""
+                found.add(f"{schema}.{node['table_name']}" if schema else node["table_name"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found

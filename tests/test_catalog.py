@@ -108,6 +108,11 @@ def test_sql_opens_only_the_tables_it_names(lake: Path, monkeypatch: pytest.Monk
     rows = hub_json(lake, "sql", "SELECT count(*) AS n FROM airqualityobserved_latest")
     assert rows == [{"n": 2}] and opened == ["AirQualityObserved"]
     opened.clear()
+    rows = hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved a JOIN "
+                    "PointOfInterest p USING (id) WHERE a.id IN (SELECT id FROM _runs)")
+    assert rows == [{"n": 0}] and sorted(opened) == ["AirQualityObserved", "PointOfInterest",
+                                                     "_runs"]
+    opened.clear()
     names = {r["name"] for r in hub_json(lake, "sql", "SHOW TABLES")}
     assert {"AirQualityObserved", "PointOfInterest_latest", "_runs"} <= names
     assert len(opened) == 3
