@@ -159,6 +159,9 @@ class PipelineResult:
     tables: dict[str, pa.Table]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # Why the inputs yielded nothing usable (no call on the network, no station, ...): the
+    # run is recorded with status ``empty`` and exits 1 instead of saying ``ok``.
+    empty: str | None = None
 
 
 class Pipeline(Protocol):

@@ -61,6 +61,10 @@ class AssertionFailed(HubError):
         self.outcome = outcome
 
 
+class EmptyAnalysis(AssertionFailed):
+    """The analysis ran but its inputs yielded nothing usable: status ``empty``, exit 1."""
+
+
 @dataclass(frozen=True)
 class Assertion:
     """``METRIC OP VALUE`` from ``--assert``."""
@@ -192,6 +196,8 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                 out.tables[name] = table.num_rows
             out.checks = _check(out.summary, asserts)
             out.status = "ok" if all(c["ok"] for c in out.checks) else "assert-failed"
+            if result.empty:
+                out.status = "empty"
         except BaseException as exc:
             out.status = "failed"
             out.seconds = time.perf_counter() - clock
@@ -201,6 +207,11 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
             catalog.close()
         out.seconds = time.perf_counter() - clock
         _record(lake, out, started)
+    if out.status == "empty":
+        raise EmptyAnalysis(
+            f"pipeline {pipeline.name} analysed nothing: {result.empty}", out,
+            hint=f"run {out.run_id} is recorded in _pipeline_runs with status empty; check "
+                 "its inputs and parameters (`hubctl pipelines " + pipeline.name + "`)")
     failed = [c for c in out.checks if not c["ok"]]
     if failed:
         raise AssertionFailed(

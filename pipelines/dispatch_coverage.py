@@ -165,7 +165,18 @@ class DispatchCoverage:
                   "stations": _station_table(graph, stations, calls, times, origins,
                                                    target, p["kind"]),
                   "whatif": sites}
-        return PipelineResult(tables=tables, summary=summary, notes=notes)
+        return PipelineResult(tables=tables, summary=summary, notes=notes,
+                              empty=_nothing_used(located, len(stations.node), p["whatif"]))
+
+
+def _nothing_used(calls: int, stations: int, whatif: str) -> str | None:
+    """Why the run measured nothing, or None: no call on the network, or no station and no
+    what-if to place one."""
+    if not calls:
+        return "no call with a position lies on the road network (see the notes)"
+    if not stations and whatif == "none":
+        return "no station of this kind lies on the road network and whatif=none"
+    return None
 
 
 def _share(part: float, whole: float) -> float:

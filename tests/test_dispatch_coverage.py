@@ -309,3 +309,18 @@ def test_study_area_polygon_leaves_out_the_calls_outside(
     assert west["used"] == len(calls) - east
     cells = hub_json(lake, "sql", "SELECT centre_lon FROM derived.dispatch_coverage_cells")
     assert cells and all(c["centre_lon"] <= mid + 0.002 for c in cells)
+
+
+def test_a_run_that_measured_nothing_is_empty_not_ok(
+        city: tuple[Path, list[dict[str, Any]]]) -> None:
+    """No call of the category: the run is recorded as empty and exits 1, with its JSON."""
+    lake, _ = city
+    r = hub(lake, "run", "dispatch_coverage", "--json", *[a for p in (*BASE, "category=fire")
+                                                          for a in ("--param", p)])
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["status"] == "empty" and "analysed nothing" in out["error"]
+    assert out["summary"]["calls"]["used"] == 0
+    runs = hub_json(lake, "sql", "SELECT status FROM _pipeline_runs WHERE pipeline = "
+                    "'dispatch_coverage' ORDER BY finished_at DESC LIMIT 1")
+    assert runs == [{"status": "empty"}]
