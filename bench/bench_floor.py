@@ -69,11 +69,13 @@ def run_floor(data: Path, st: Path, lake: Path) -> dict[str, float]:
     return child([sys.executable, "-c", FLOOR, str(data), str(st), str(lake)])
 
 
-def run_hubctl(data: Path, st: Path, lake: Path) -> dict[str, float]:
+HUBCTL = str(Path(sys.executable).parent / "hubctl")
+
+
+def run_hubctl(data: Path, st: Path, lake: Path, hubctl: str = HUBCTL) -> dict[str, float]:
     """``hubctl ingest openaq`` on ``data`` into a fresh ``lake``; checks it reconciles and
-    committed no MERGE."""
+    counts the MERGE commits."""
     shutil.rmtree(lake, ignore_errors=True)
-    hubctl = str(Path(sys.executable).parent / "hubctl")
     r = child([hubctl, "--lake", str(lake), "ingest", "openaq", str(data), "--stations",
                str(st), "--json"])
     run = json.loads(str(r["stdout"]))
@@ -93,7 +95,7 @@ def loadavg() -> str:
         return "n/a"
 
 
-def measure(rows: int, repeat: int) -> dict[str, object]:
+def measure(rows: int, repeat: int, before: str | None = None) -> dict[str, object]:
     """Generate (or reuse) a file of ``rows`` rows and time floor and hubctl alternately."""
     folder = OUT / f"floor-{rows}"
     data, st = folder / "openaq_long.csv", folder / "stations.csv"
@@ -101,10 +103,15 @@ def measure(rows: int, repeat: int) -> dict[str, object]:
         generate(folder, rows)
     floor: list[dict[str, float]] = []
     hub: list[dict[str, float]] = []
+    old: list[dict[str, float]] = []
     loads = [loadavg()]
     for _ in range(repeat):
         floor.append(run_floor(data, st, folder / "lake-floor"))
         hub.append(run_hubctl(data, st, folder / "lake-hubctl"))
+        if before:
+            old.append(run_hubctl(data, st, folder / "lake-hubctl", before))
+            print(f"  {rows:,}: before {old[-1]['wall']:.2f}s wall {old[-1]['cpu']:.2f}s cpu "
+                  f"({old[-1]['merges']} MERGEs)", file=sys.stderr)
         loads.append(loadavg())
         print(f"  {rows:,}: floor {floor[-1]['wall']:.2f}s wall {floor[-1]['cpu']:.2f}s cpu | "
               f"hubctl {hub[-1]['wall']:.2f}s wall {hub[-1]['cpu']:.2f}s cpu "
@@ -116,6 +123,13 @@ def measure(rows: int, repeat: int) -> dict[str, object]:
         return statistics.median(r[k] for r in runs)
 
     read = int(hub[0]["read"])
+    extra: dict[str, object] = {}
+    if old:
+        extra = {"before_wall_s": round(med(old, "wall"), 2),
+                 "before_cpu_s": round(med(old, "cpu"), 2),
+                 "before_ratio_cpu": round(med(old, "cpu") / med(floor, "cpu"), 2),
+                 "before_peak_rss_mb": round(max(r["rss_mb"] for r in old)),
+                 "before_merges": max(int(r["merges"]) for r in old)}
     return {
         "rows": read, "repeat": repeat,
         "floor_wall_s": round(med(floor, "wall"), 2), "floor_cpu_s": round(med(floor, "cpu"), 2),
@@ -127,7 +141,7 @@ def measure(rows: int, repeat: int) -> dict[str, object]:
         "floor_peak_rss_mb": round(max(r["rss_mb"] for r in floor)),
         "hubctl_peak_rss_mb": round(max(r["rss_mb"] for r in hub)),
         "hubctl_merges": max(int(r["merges"]) for r in hub),
-        "loadavg": loads,
+        "loadavg": loads, **extra,
     }
 
 
@@ -136,8 +150,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", metavar="HUBCTL",
+                    help="another hubctl (e.g. an older checkout's .venv/bin/hubctl), timed in "
+                         "the same rounds")
     args = ap.parse_args()
-    print(json.dumps([measure(n, args.repeat) for n in args.rows], indent=2))
+    print(json.dumps([measure(n, args.repeat, args.before) for n in args.rows], indent=2))
 
 
 if __name__ == "__main__":
