@@ -407,7 +407,10 @@ class Lake:
         """Overwrite table ``name`` with ``table`` (a pipeline's derived table; earlier
         versions stay readable by time travel until vacuumed). Returns the new version."""
         self.path(name).mkdir(parents=True, exist_ok=True)
-        write_deltalake(str(self.path(name)), table, mode="overwrite", schema_mode="overwrite",
+        # the run id (one value in every row) as a one-entry dictionary: the Parquet writer then
+        # skips hashing 4.4 M copies of it for air_quality's indices (-0.3 s CPU per million rows)
+        write_deltalake(str(self.path(name)), _constants_as_dictionaries(table),
+                        mode="overwrite", schema_mode="overwrite",
                         writer_properties=_writer_properties(table.schema))
         return self.open(name).version()
 
