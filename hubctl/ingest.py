@@ -256,8 +256,9 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
             if _from_inputs(batch.file, req.inputs):
                 run.from_inputs["read"] += batch.records
                 run.from_inputs["rejected"] += sum(r.records for r in rejects)
-            if progress is not None and position > shown:  # a batch counts once committed
-                progress(position - shown)
+            committed = batch.rows is not None and batch.rows.num_rows > 0
+            if progress is not None and committed and position > shown:
+                progress(position - shown)  # input counts as done once its rows are committed
                 shown = position
     finally:
         batches.close()
