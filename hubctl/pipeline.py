@@ -145,6 +145,18 @@ class PipelineContext:
         rows = self.con.execute(query, list(params) if params else []).fetchall()
         return rows[0][0] if rows else None
 
+    def timezone(self, name: str) -> str:
+        """``name`` checked as a time zone DuckDB knows (for local days and hours in SQL), or
+        a UsageError naming the parameter; quotes are dropped so it can be inlined."""
+        try:
+            self.con.execute("SELECT timezone(?, TIMESTAMPTZ '2024-01-01 00:00:00+00')",
+                             [name]).fetchall()
+        except duckdb.Error:
+            raise UsageError(f"--param timezone={name}: not a time zone DuckDB knows",
+                             hint="use an IANA name such as Europe/London or Asia/Seoul"
+                             ) from None
+        return name.replace("'", "")
+
 
 @dataclass
 class PipelineResult:

@@ -61,7 +61,7 @@ class AirQuality:
     def run(self, ctx: PipelineContext) -> PipelineResult:
         """Indices, lights, means, exceedances and exposure."""
         p = ctx.params
-        tz = _timezone(ctx, str(p["timezone"]))
+        tz = ctx.timezone(str(p["timezone"]))
         which = _indices(list(p["index"]))
         mc = float(p["min_completeness"])
         notes: list[str] = []
@@ -108,16 +108,6 @@ class AirQuality:
                     "means": means,
                     "exceedances": exceed, "exposure": exposure},
             summary=summary, notes=notes)
-
-
-def _timezone(ctx: PipelineContext, tz: str) -> str:
-    try:
-        ctx.con.execute("SELECT timezone(?, TIMESTAMPTZ '2024-01-01 00:00:00+00')",
-                        [tz]).fetchall()
-    except duckdb.Error:
-        raise UsageError(f"--param timezone={tz}: not a time zone DuckDB knows",
-                         hint="use an IANA name such as Europe/London or Asia/Seoul") from None
-    return tz.replace("'", "")
 
 
 def _indices(names: list[str]) -> tuple[str, ...]:

@@ -14,10 +14,8 @@ import math
 import statistics
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines import energy_ev, energy_meters
 from hubctl.pipelines.energy_schemas import KPI_SCHEMA, SCHEMAS, empty
@@ -60,7 +58,7 @@ class Energy:
     def run(self, ctx: PipelineContext) -> PipelineResult:
         """Run the meter and EV analytics present in the lake, then the KPIs."""
         p = ctx.params
-        tz = _timezone(ctx, str(p["timezone"]))
+        tz = ctx.timezone(str(p["timezone"]))
         tables: dict[str, pa.Table] = {name: empty(name) for name in SCHEMAS}
         summary: dict[str, Any] = {"timezone": tz}
         notes: list[str] = []
@@ -89,16 +87,6 @@ class Energy:
         energy_ev.drop_temp(ctx)
         return PipelineResult(tables={k: _conform(k, v) for k, v in tables.items()},
                               summary=summary, notes=notes)
-
-
-def _timezone(ctx: PipelineContext, tz: str) -> str:
-    try:
-        ctx.con.execute("SELECT timezone(?, TIMESTAMPTZ '2024-01-01 00:00:00+00')",
-                        [tz]).fetchall()
-    except duckdb.Error:
-        raise UsageError(f"--param timezone={tz}: not a time zone DuckDB knows",
-                         hint="use an IANA name such as Europe/London or Asia/Seoul") from None
-    return tz.replace("'", "")
 
 
 def _meters(ctx: PipelineContext, tz: str, tables: dict[str, pa.Table]) -> dict[str, Any]:
