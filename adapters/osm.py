@@ -131,14 +131,39 @@ class Extract:
 _KEPT_TAGS = ("highway", "name", "ref", "oneway", "junction", "maxspeed", "lanes", "toll")
 
 
+class _Collector:
+    """What both readers (XML and PBF) gather: node columns, the kept ways, what was skipped."""
+
+    def __init__(self) -> None:
+        self.ids, self.lons, self.lats = (_Column(np.int64), _Column(np.float64),
+                                          _Column(np.float64))
+        self.way_ids, self.refs, self.starts = (_Column(np.int64), _Column(np.int64),
+                                                _Column(np.int64))
+        self.tags: list[dict[str, str]] = []
+        self.skipped = {"ways that are not roads": 0, "nodes without coordinates": 0}
+        self.n_refs = 0
+
+    def add_way(self, way_id: Any, nds: list[Any], tags: dict[str, str]) -> None:
+        """Keep one road way: its id, node refs and kept tags."""
+        self.way_ids.append(way_id)
+        self.starts.append(self.n_refs)
+        self.refs.extend(nds)
+        self.n_refs += len(nds)
+        self.tags.append(tags)
+
+    def extract(self) -> Extract:
+        """The columns as an :class:`Extract` (a ValueError for a non-numeric id)."""
+        self.starts.append(self.n_refs)
+        return Extract(self.ids.array(), self.lons.array(), self.lats.array(),
+                       self.way_ids.array(), self.starts.array(), self.refs.array(),
+                       tags=self.tags, skipped=self.skipped)
+
+
 def read_osm(path: Path, network: str = "drive", ctx: ReadContext | None = None) -> Extract:
     """Stream one OSM XML file (bz2 by suffix) into an :class:`Extract`."""
     ctx = ctx or ReadContext()
-    ids, lons, lats = _Column(np.int64), _Column(np.float64), _Column(np.float64)
-    way_ids, refs, starts = _Column(np.int64), _Column(np.int64), _Column(np.int64)
-    tags: list[dict[str, str]] = []
-    skipped = {"ways that are not roads": 0, "nodes without coordinates": 0}
-    n_refs = 0
+    got = _Collector()
+    ids, lons, lats, skipped = got.ids, got.lons, got.lats, got.skipped
     with open(path, "rb") as raw:
         stream: IO[bytes] = bz2.BZ2File(raw) if path.name.endswith(".bz2") else raw
         seen = reported = 0
@@ -170,11 +195,7 @@ def read_osm(path: Path, network: str = "drive", ctx: ReadContext | None = None)
                     if way is None:
                         skipped["ways that are not roads"] += 1
                     else:
-                        way_ids.append(elem.attrib["id"])
-                        starts.append(n_refs)
-                        refs.extend(way[0])
-                        n_refs += len(way[0])
-                        tags.append(way[1])
+                        got.add_way(elem.attrib["id"], *way)
                 elif tag != "relation":
                     continue
                 root.clear()
@@ -182,9 +203,7 @@ def read_osm(path: Path, network: str = "drive", ctx: ReadContext | None = None)
                 if seen % 100_000 == 0:
                     ctx.advance(raw.tell() - reported)
                     reported = raw.tell()
-            starts.append(n_refs)
-            arrays = (ids.array(), lons.array(), lats.array(), way_ids.array(), starts.array(),
-                      refs.array())
+            extract = got.extract()
         except ET.ParseError as exc:
             line, col = getattr(exc, "position", (0, 0))
             raise InputError(f"is not well-formed XML ({exc})", path=str(path),
@@ -196,7 +215,7 @@ def read_osm(path: Path, network: str = "drive", ctx: ReadContext | None = None)
             raise InputError(f"has an element with a bad id or coordinate ({exc})",
                              path=str(path), hint="check the node and way attributes") from None
         ctx.advance(raw.tell() - reported)
-    return Extract(*arrays, tags=tags, skipped=skipped)
+    return extract
 
 
 def _way(elem: ET.Element, network: str) -> tuple[list[str], dict[str, str]] | None:
@@ -238,42 +257,31 @@ def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = N
                               "osmium cat FILE.osm.pbf -o FILE.osm.bz2") from None
 
     ctx = ctx or ReadContext()
-    ids, lons, lats = _Column(np.int64), _Column(np.float64), _Column(np.float64)
-    way_ids, refs, starts = _Column(np.int64), _Column(np.int64), _Column(np.int64)
-    tags: list[dict[str, str]] = []
-    skipped = {"ways that are not roads": 0, "nodes without coordinates": 0}
-    n_refs = 0
+    got = _Collector()
     try:
         for obj in osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY):
             if isinstance(obj, osmium.osm.Node):
                 loc = obj.location
                 if loc.valid():
-                    ids.append(obj.id)
-                    lons.append(loc.lon)
-                    lats.append(loc.lat)
+                    got.ids.append(obj.id)
+                    got.lons.append(loc.lon)
+                    got.lats.append(loc.lat)
                 else:
-                    skipped["nodes without coordinates"] += 1
+                    got.skipped["nodes without coordinates"] += 1
                 continue
             if not isinstance(obj, osmium.osm.Way):
                 continue
             kept = {t.k: t.v for t in obj.tags if t.k in _KEPT_TAGS or t.k == "area"}
             road = _road_tags(kept, network)
             if road is None:
-                skipped["ways that are not roads"] += 1
+                got.skipped["ways that are not roads"] += 1
                 continue
-            nds = [n.ref for n in obj.nodes]
-            way_ids.append(obj.id)
-            starts.append(n_refs)
-            refs.extend(nds)
-            n_refs += len(nds)
-            tags.append(road)
+            got.add_way(obj.id, [n.ref for n in obj.nodes], road)
     except RuntimeError as exc:  # libosmium: a damaged or truncated file
         raise InputError(f"cannot be read as OSM PBF ({exc})", path=str(path),
                          hint="the extract is damaged or truncated; download it again") from None
-    starts.append(n_refs)
     ctx.advance(path.stat().st_size)
-    return Extract(ids.array(), lons.array(), lats.array(), way_ids.array(), starts.array(),
-                   refs.array(), tags=tags, skipped=skipped)
+    return got.extract()
 
 
 @dataclass
