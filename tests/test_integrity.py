@@ -397,3 +397,20 @@ os._exit(0)  # as kill -9 would: no ledger row at the end, the marker stays
     write_run(lake, alive)
     assert source_runs(lake, "alive")[0]["status"] == "ok"
     assert not list((tmp_path / "_running").iterdir())
+
+
+def test_sql_is_a_command_that_records_interrupted_runs(tmp_path: Path) -> None:
+    """`hubctl sql` reads the lake without the lake module, yet the first thing it shows of a
+    killed run is `interrupted`, not `running`."""
+    from tests.helpers import hub_json
+
+    subprocess.run([sys.executable, "-c", f"""
+import os
+from pathlib import Path
+from hubctl.lake import Lake
+from hubctl.ledger import Run, new_run_id, start_run
+start_run(Lake(Path({str(tmp_path)!r})), Run(new_run_id(), "dead", "openaq", "fp", [], {{}}))
+os._exit(0)  # as kill -9 would
+"""], check=True)
+    rows = hub_json(tmp_path, "sql", "SELECT source, status FROM _runs")
+    assert rows == [{"source": "dead", "status": "interrupted"}]

@@ -46,6 +46,18 @@ class HubContext:
             mark_interrupted(lake)
         return lake
 
+    @property
+    def lake_root(self) -> Path:
+        """The lake's folder, for commands that read it without the lake module (``sql``):
+        runs whose process died are still recorded as ``interrupted`` first, as by
+        :attr:`lake`, at the cost of one directory listing when there are none."""
+        from hubctl.running import any_markers
+
+        root = self.config.lake
+        if any_markers(root):
+            self.lake  # noqa: B018 - opening it marks the interrupted runs
+        return root
+
     def refresh_catalogs(self) -> None:
         """Rewrite the catalog files registered with the lake if this command changed it
         (nothing to do, and nothing imported, for a lake without registered catalogs)."""

@@ -59,7 +59,7 @@ def sql(query: str, fmt: str, output: Path | None, as_json: bool) -> None:
     fmt = "json" if as_json else fmt
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs --output FILE")
-    cat, statements = Catalog.for_user(hub().config.lake, query)
+    cat, statements = Catalog.for_user(hub().lake_root, query)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
