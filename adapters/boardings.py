@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import urns
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -39,7 +40,6 @@ from hubctl.csvread import (
 )
 from hubctl.errors import InputError, UsageError
 from hubctl.localtime import local_to_utc, zone
-from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 
 __all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_mapping",
@@ -384,16 +384,15 @@ def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) 
            lambda i: reason("missing-required", "boardings"))
     observed, local_date, hour = local_wall_times(t, p, zone)
     local = pc.if_else(blank(stop), pa.scalar(None, pa.string()), stop)
-    prefix = f"{feed}:" if feed else ""
     # a whole-day total is its own series, so that it never collides with the 00:00 hour
     series = pc.if_else(pc.is_null(hour), pc.binary_join_element_wise(local, ":daily", ""), local)
-    ids = _urns(TYPE, series, prefix)
+    ids = urns(TYPE, series, feed or "")
     rows = pa.table({
         "id": ids, "observed_at": observed, "dateObserved": observed,
         "serviceDate": local_date, "hour": hour,
         "boardings": counts["boardings"], "alightings": counts["alightings"],
         "stopId": local, "feedId": pa.repeat(pa.scalar(feed, pa.string()), n),
-        "refStop": _urns("GtfsStop", local, prefix) if feed else pa.nulls(n, pa.string()),
+        "refStop": urns("GtfsStop", local, feed) if feed else pa.nulls(n, pa.string()),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("dateObserved"), n),
         "_record": line_numbers(p.lines),
@@ -415,13 +414,6 @@ def line_numbers(lines: np.ndarray) -> pa.Array:
     """``line N`` texts for rows at file lines ``lines``."""
     numbers = pc.cast(pa.array(np.asarray(lines, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar("line "), numbers, "")
-
-
-def _urns(type_name: str, local: pa.Array, prefix: str) -> pa.Array:
-    """``urn:ngsi-ld:<type>:<prefix><local>`` per row, each distinct id encoded once."""
-    encoded = pc.dictionary_encode(local)
-    dictionary = [entity_id(type_name, prefix + v) for v in encoded.dictionary.to_pylist()]
-    return pc.take(pa.array(dictionary, pa.string()), encoded.indices)
 
 
 ADAPTER = Boardings()

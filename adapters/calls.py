@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import urns
 from hubctl.adapters.places import (
     blank_to_null,
     coordinates,
@@ -37,7 +38,6 @@ from hubctl.adapters.places import (
     open_text_csv,
     parse_map,
     unescape_html,
-    urn_ids,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
@@ -299,7 +299,7 @@ def _ids(t: pa.Table, layout: Layout) -> pa.Array:
                          for s in texts.to_pylist()], pa.string())
     else:
         case = blank_to_null(pc.utf8_trim_whitespace(case))
-    return urn_ids(TYPE, layout.source, case)
+    return urns(TYPE, case, layout.source)
 
 
 def _order_checks(times: dict[str, pa.Array], bad: RowReasons) -> None:

@@ -24,7 +24,7 @@ from hubctl.rejects import Reason
 from hubctl.types import TIMESTAMP
 
 __all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "flag_rows", "fold", "parse_map",
-           "parse_times", "raw_row", "read_places", "resolve_columns", "text_column", "urns"]
+           "parse_times", "raw_row", "read_places", "resolve_columns", "text_column"]
 
 # Energy unit spellings (folded to lower case, no spaces) -> factor to kWh.
 ENERGY_TO_KWH: dict[str, float] = {
@@ -215,26 +215,6 @@ def read_places(path: Path, key: str, key_aliases: Sequence[str],
     site = (text_column(table, site_col) if site_col else pa.nulls(table.num_rows, pa.string()))
     extras = {e: text_column(table, cols[e]).take(keep) for e in extra if e in cols}
     return Places(keys.take(keep), lon.take(keep), lat.take(keep), site.take(keep), extras)
-
-
-_URN_SAFE = r"^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$"
-
-
-def urns(type_name: str, local: pa.Array) -> pa.Array:
-    """``entity_id(type_name, x)`` for every x, vectorised: ids that need no percent-encoding
-    are concatenated; only the others go through :func:`hubctl.ngsild.entity_id`."""
-    from hubctl.ngsild import entity_id
-
-    prefix = f"urn:ngsi-ld:{type_name}:"
-    safe = pc.fill_null(pc.match_substring_regex(local, _URN_SAFE), False)
-    joined = pc.binary_join_element_wise(pa.scalar(prefix), local, "")
-    if safe.false_count == 0:
-        return joined
-    out = joined.to_pylist()
-    for i in np.flatnonzero(~safe.to_numpy(zero_copy_only=False)):
-        x = local[int(i)].as_py()
-        out[int(i)] = entity_id(type_name, x) if x is not None else None
-    return pa.array(out, pa.string())
 
 
 def flag_rows(problems: dict[int, list[Reason]], mask: pa.Array,

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import urns
 from hubctl.adapters.energy_fields import (
     Places,
     flag_rows,
@@ -35,7 +36,6 @@ from hubctl.adapters.energy_fields import (
     read_places,
     resolve_columns,
     text_column,
-    urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv

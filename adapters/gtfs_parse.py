@@ -10,20 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.ngsild import entity_id
 from hubctl.rejects import Reason, Reject, reason
 
-__all__ = ["Problems", "clock_text", "extra_json", "local_ids", "parse_bool", "parse_clock",
-           "parse_date", "parse_float", "parse_int", "text", "trimmed", "urns"]
+__all__ = ["Problems", "clock_text", "extra_json", "parse_bool", "parse_clock",
+           "parse_date", "parse_float", "parse_int", "text", "trimmed"]
 
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
-_SAFE = "-._~!$&'()*+,;=:@"  # what hubctl.ngsild.entity_id leaves unencoded
 
 
 def text(table: pa.Table, name: str) -> pa.Array:
@@ -155,41 +152,6 @@ def parse_clock(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
         elif value:
             bad[i] = True
     return pa.array(seconds, pa.int64(), mask=~ok), bad
-
-
-_PLAIN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"  # needs no percent-encoding and no strip
-
-
-def _encoded(prefix: str, feed: str, ids: pa.Array, encode: Callable[[str], str]) -> pa.Array:
-    """``prefix + encode(f"{feed}:{id}")`` per id: plain ids joined with string kernels, the
-    few others (blanks, non-ASCII, ``/``, ``%``...) through ``encode`` once each."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    joined = pc.binary_join_element_wise(f"{prefix}{feed}:", ids, "")
-    plain = pc.fill_null(pc.match_substring_regex(ids, _PLAIN), True)
-    if pc.all(plain).as_py() is not False:
-        return joined
-    odd = np.flatnonzero(~np.asarray(plain.to_numpy(zero_copy_only=False), bool))
-    done: dict[str, str] = {}
-    for i in odd:
-        word = ids[int(i)].as_py()
-        if word not in done:
-            done[word] = encode(f"{feed}:{word}")
-    values = pa.array([done[ids[int(i)].as_py()] for i in odd], pa.string())
-    mask = np.zeros(len(ids), bool)
-    mask[odd] = True
-    return pc.replace_with_mask(joined, pa.array(mask), values)
-
-
-def local_ids(feed: str, ids: pa.Array) -> pa.Array:
-    """``quote(f"{feed}:{id}")``: the local part of the entity ids, as entity_id encodes it."""
-    return _encoded("", feed, ids, lambda local: quote(local.strip(), safe=_SAFE))
-
-
-def urns(type_name: str, feed: str, ids: pa.Array) -> pa.Array:
-    """``entity_id(type_name, f"{feed}:{id}")`` for every id (null stays null)."""
-    return _encoded(f"urn:ngsi-ld:{type_name}:", feed, ids,
-                    lambda local: entity_id(type_name, local))
 
 
 def extra_json(table: pa.Table, columns: Sequence[str]) -> pa.Array:

@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.adapterkit import urns
 from hubctl.adapters.gtfs_parse import (
     Problems,
     missing,
     parse_float,
     parse_int,
     trimmed,
-    urns,
 )
 from hubctl.adapters.gtfs_tables import KNOWN_COLUMNS, Converted, Feed, later_repeats
 from hubctl.gate import coordinate_reason
@@ -92,7 +92,7 @@ def _lines(feed: Feed, good: pa.Table) -> pa.Table:
     names = shape.take(pa.array(starts)) if n else pa.array([], pa.string())
     m = len(names)
     return pa.table({
-        "id": urns("GtfsShape", feed.feed_id, names),
+        "id": urns("GtfsShape", names, feed.feed_id),
         "observed_at": pa.repeat(pa.scalar(feed.arrival), m),
         "feedId": pa.repeat(pa.scalar(feed.feed_id), m),
         "location": pc.binary_join_element_wise(

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.adapterkit import local_ids, urns
 from hubctl.adapters.gtfs_parse import (
     Problems,
     clock_text,
     extra_json,
-    local_ids,
     missing,
     parse_clock,
     parse_float,
@@ -24,7 +24,6 @@ from hubctl.adapters.gtfs_parse import (
     text,
     trimmed,
     type_error,
-    urns,
 )
 from hubctl.adapters.gtfs_tables import KNOWN_COLUMNS, Converted, Feed
 from hubctl.rejects import Reason, reason
@@ -41,9 +40,9 @@ class StopTimes:
         self.trips = trips
         self.id_stems = pc.binary_join_element_wise(  # "urn:ngsi-ld:GtfsStopTime:<feed>:<trip>:"
             "urn:ngsi-ld:GtfsStopTime:", local_ids(feed.feed_id, trips), ":", "")
-        self.trip_urns = urns("GtfsTrip", feed.feed_id, trips)
+        self.trip_urns = urns("GtfsTrip", trips, feed.feed_id)
         self.stops = stops
-        self.stop_urns = urns("GtfsStop", feed.feed_id, stops)
+        self.stop_urns = urns("GtfsStop", stops, feed.feed_id)
         self.rejected = {"trip_id": rejected_trips, "stop_id": rejected_stops}
         self.blocks: list[np.ndarray] = []  # sorted (trip, stop_sequence) keys of each block
         self.trip_seen = np.zeros(len(trips), bool)  # trips that earlier blocks held

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.adapterkit import urns
 from hubctl.adapters.gtfs_parse import (
     Problems,
     clock_text,
@@ -31,7 +32,6 @@ from hubctl.adapters.gtfs_parse import (
     parse_int,
     text,
     trimmed,
-    urns,
 )
 from hubctl.gate import gate_for
 from hubctl.registry import get_type
@@ -79,7 +79,7 @@ class Feed:
         """id, observed_at, feedId, _time_index and _extra of a file's rows."""
         n = len(local)
         extras = [c for c in table.column_names if c not in KNOWN_COLUMNS.get(file, ())]
-        return {"id": urns(type_name, self.feed_id, local),
+        return {"id": urns(type_name, local, self.feed_id),
                 "observed_at": pa.repeat(pa.scalar(self.arrival), n),
                 "feedId": pa.repeat(pa.scalar(self.feed_id), n),
                 "_time_index": pa.repeat(pa.scalar("arrival"), n),
@@ -186,7 +186,7 @@ def stops(feed: Feed, table: pa.Table, where: str) -> Converted:
     cols.update({"code": text(table, "stop_code"), "name": text(table, "stop_name"),
                  "description": text(table, "stop_desc"), "lon": lon, "lat": lat,
                  "zoneCode": text(table, "zone_id"), "locationType": kind,
-                 "hasParentStation": urns("GtfsStop", feed.feed_id, parent),
+                 "hasParentStation": urns("GtfsStop", parent, feed.feed_id),
                  "wheelChairAccessible": wheel})
     done = _finish("GtfsStop", cols, table, stop_id, p, where, ["stop_id"])
     feed.stops = done.ids
@@ -214,7 +214,7 @@ def routes(feed: Feed, table: pa.Table, where: str) -> Converted:
                  "name": text(table, "route_long_name"), "description": text(table, "route_desc"),
                  "routeType": route_type, "routeColor": text(table, "route_color"),
                  "routeTextColor": text(table, "route_text_color"),
-                 "operatedBy": urns("GtfsAgency", feed.feed_id, agency_id),
+                 "operatedBy": urns("GtfsAgency", agency_id, feed.feed_id),
                  "page": text(table, "route_url")})
     done = _finish("GtfsRoute", cols, table, route_id, p, where, ["route_id"])
     feed.routes = done.ids
@@ -229,7 +229,7 @@ def calendar(feed: Feed, table: pa.Table, where: str) -> Converted:
     feed.service_ids["calendar.txt"] = service
     p.flag(pc.is_null(service), missing("service_id"))
     cols = feed.base("GtfsCalendarRule", service, table, "calendar.txt")
-    cols.update({"hasService": urns("GtfsService", feed.feed_id, service)})
+    cols.update({"hasService": urns("GtfsService", service, feed.feed_id)})
     for day in DAYS:
         cols[day], _ = p.parsed(table, day, parse_bool, "0 or 1")
     for col, attr in (("start_date", "startDate"), ("end_date", "endDate")):
@@ -254,7 +254,7 @@ def calendar_dates(feed: Feed, table: pa.Table, where: str) -> Converted:
     key = pc.binary_join_element_wise(service, pc.strftime(day, format="%Y%m%d"), ":")
     _repeated(p, key, "date", "calendar_dates.txt")
     cols = feed.base("GtfsCalendarDateRule", key, table, "calendar_dates.txt")
-    cols.update({"hasService": urns("GtfsService", feed.feed_id, service), "appliesOn": day,
+    cols.update({"hasService": urns("GtfsService", service, feed.feed_id), "appliesOn": day,
                  "exceptionType": kind})
     return _finish("GtfsCalendarDateRule", cols, table, key, p, where,
                    ["service_id", "date"])
@@ -304,12 +304,12 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
                   "kept, the references dangle")
     _repeated(p, trip_id, "trip_id", "trips.txt")
     cols = feed.base("GtfsTrip", trip_id, table, "trips.txt")
-    cols.update({"hasRoute": urns("GtfsRoute", feed.feed_id, route_id),
-                 "hasService": urns("GtfsService", feed.feed_id, service),
+    cols.update({"hasRoute": urns("GtfsRoute", route_id, feed.feed_id),
+                 "hasService": urns("GtfsService", service, feed.feed_id),
                  "headSign": text(table, "trip_headsign"),
                  "shortName": text(table, "trip_short_name"), "direction": direction,
                  "block": text(table, "block_id"),
-                 "hasShape": urns("GtfsShape", feed.feed_id, shape),
+                 "hasShape": urns("GtfsShape", shape, feed.feed_id),
                  "wheelChairAccessible": wheel})
     done = _finish("GtfsTrip", cols, table, trip_id, p, where, ["trip_id"])
     feed.trips = done.ids
@@ -336,7 +336,7 @@ def frequencies(feed: Feed, table: pa.Table, where: str) -> Converted:
     key = pc.binary_join_element_wise(trip_id, pc.cast(times["start_time"], pa.string()), ":")
     _repeated(p, key, "start_time", "frequencies.txt")
     cols = feed.base("GtfsFrequency", key, table, "frequencies.txt")
-    cols.update({"hasTrip": urns("GtfsTrip", feed.feed_id, trip_id),
+    cols.update({"hasTrip": urns("GtfsTrip", trip_id, feed.feed_id),
                  "startTime": clock_text(times["start_time"]),
                  "endTime": clock_text(times["end_time"]),
                  "startSeconds": times["start_time"], "endSeconds": times["end_time"],

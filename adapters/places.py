@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import click
 import numpy as np
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import urns
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -39,11 +39,10 @@ from hubctl.csvread import (
     read_whole,
 )
 from hubctl.errors import InputError, UsageError
-from hubctl.ngsild import entity_id
 from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
-           "json_text", "open_text_csv", "parse_map", "unescape_html", "urn_ids"]
+           "json_text", "open_text_csv", "parse_map", "unescape_html"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
@@ -53,7 +52,6 @@ _POINT_TEXT = (  # pattern, which group is the latitude
     (rf"\(\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\)", "a"),  # "(lat, lon)"
     (rf"^\s*(?P<a>{_NUM})\s*[,;]\s*(?P<b>{_NUM})\s*$", "a"),  # "lat, lon"
 )
-_URN_SAFE = "-._~!$&'()*+,;=:@"
 
 #: Place fields and the header names (lower case) recognised for each.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -115,24 +113,6 @@ def extra_json(parts: Sequence[tuple[str, pa.Array]], n: int) -> pa.Array:
     body = pc.replace_substring_regex(body, r"^,|,$", "")
     return pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()),
                       pc.binary_join_element_wise("{", body, "}", ""))
-
-
-def urn_ids(type_name: str, source: str, local: pa.Array) -> pa.Array:
-    """``entity_id(type_name, f"{source}:{local}")`` for every value; null stays null.
-
-    Plain ids are joined by a string kernel; only ids that need percent-encoding go through
-    :func:`hubctl.ngsild.entity_id`, each distinct one once.
-    """
-    prefix = f"urn:ngsi-ld:{type_name}:{quote(source, safe=_URN_SAFE)}:"
-    plain = pc.fill_null(pc.match_substring_regex(local, r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"),
-                         True)
-    out = pc.binary_join_element_wise(prefix, local, "")
-    if pc.all(plain).as_py():
-        return out
-    encoded = pc.dictionary_encode(local)
-    full = pa.array([entity_id(type_name, f"{source}:{w}") for w in
-                     encoded.dictionary.to_pylist()], pa.string())
-    return pc.if_else(plain, out, pc.take(full, encoded.indices))
 
 
 def _from_text(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -361,7 +341,7 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
     local = blank_to_null(ids) if ids is not None else _local_ids(name, lon, lat)
     fallback = pc.binary_join_element_wise(f"{kind} ", pc.fill_null(local, "?"), "")
     rows: dict[str, Any] = {
-        "id": urn_ids(TYPE, kind, local),
+        "id": urns(TYPE, local, kind),
         "observed_at": pa.repeat(pa.scalar(ctx.arrival), n),
         "name": fallback if name is None else pc.coalesce(blank_to_null(name), fallback),
         "category": pa.array([[kind]] * n, pa.list_(pa.string())),

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import urns
 from hubctl.adapters.boardings import (
     Problems,
     line_numbers,
@@ -34,7 +35,6 @@ from hubctl.adapters.boardings import (
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits, read_whole
 from hubctl.errors import InputError, UsageError
-from hubctl.ngsild import entity_id
 from hubctl.rejects import reason
 
 __all__ = ["ADAPTER", "Population", "load_zones", "polygon_centroid"]
@@ -245,10 +245,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, dataset: str, default_kind: s
         kind = pa.repeat(pa.scalar(default_kind), n)
     hour_text = pc.fill_null(pc.cast(hour, pa.string()), "all")
     local = pc.binary_join_element_wise(pa.scalar(dataset), place, kind, hour_text, ":")
-    encoded = pc.dictionary_encode(local)
-    ids = pc.take(pa.array([None if v is None else entity_id(TYPE, v)
-                            for v in encoded.dictionary.to_pylist()], pa.string()),
-                  encoded.indices)
+    ids = urns(TYPE, local)
     rows = pa.table({
         "id": ids, "observed_at": pa.nulls(n, pa.timestamp("us", tz="UTC")),
         "population": people, "kind": kind, "hour": hour, "lon": lon, "lat": lat,

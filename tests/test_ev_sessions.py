@@ -146,17 +146,6 @@ def test_other_council_layouts(tmp_path: Path, header: str, line: str,
     assert row["e"][:16] == "2018-03-05 11:10" and row["energy"] == 4.5
 
 
-def test_vectorised_urns_match_entity_id() -> None:
-    import pyarrow as pa
-
-    from hubctl.adapters.energy_fields import urns
-    from hubctl.ngsild import entity_id
-
-    local = ["50230", "PALO ALTO CA / HAMILTON #1", "a:b-c_d.e", "중구", " x "]
-    assert urns("EVChargingStation", pa.array(local)).to_pylist() == [
-        entity_id("EVChargingStation", x) for x in local]
-
-
 def test_other_councils_midnight_in_the_date_column_and_bom(tmp_path: Path) -> None:
     """Perth & Kinross's CKAN export (data.pkc.gov.uk 'EV ChargeStation Use', `_id` first,
     ISO dates at midnight beside HH:MM times) and its ArcGIS Hub CSV (`CP_ID`, `Start_Date`
