@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import check_mapped, parse_map, urns
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -38,11 +38,11 @@ from hubctl.csvread import (
     csv_limits,
     open_csv,
 )
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import InputError
 from hubctl.localtime import local_to_utc, zone
 from hubctl.rejects import Reason, Reject, reason
 
-__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_mapping",
+__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours",
            "read_csv_batches", "rename_columns", "zone_of"]
 
 TYPE = "StopBoardings"
@@ -57,30 +57,14 @@ KOREAN_STOP = ("표준버스정류장ID", "버스정류장ARS번호", "역명", 
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-def parse_mapping(pairs: Sequence[str], fields: Sequence[str]) -> dict[str, str]:
-    """``COLUMN=FIELD`` options as {column: field}; a field that is not known is a UsageError."""
-    out: dict[str, str] = {}
-    for pair in pairs or ():
-        column, sep, target = str(pair).rpartition("=")
-        if not sep or not column.strip() or not target.strip():
-            raise UsageError(f"--map {pair}: write COLUMN=FIELD, e.g. --map stop=stop_id")
-        if target.strip() not in fields:
-            raise UsageError(f"--map {pair}: {target.strip()!r} is not a field",
-                             hint=f"fields: {', '.join(fields)}")
-        out[column.strip()] = target.strip()
-    return out
-
-
-def rename_columns(path: Path, names: Sequence[str], mapping: dict[str, str],
+def rename_columns(header: Sequence[str], fields: dict[str, str],
                    aliases: dict[str, str] | None = None) -> list[str]:
-    """Header names after the mapping (else case-folded, then common aliases resolved)."""
-    missing = [c for c in mapping if c not in names]
-    if missing:
-        raise InputError(f"--map names column(s) {', '.join(missing)} that the header lacks; "
-                         f"the header has {', '.join(names)}", path=str(path), record="line 1")
-    folded = [n.strip().lower() for n in names]
-    return [mapping[n] if n in mapping else (aliases or {}).get(f, f)
-            for n, f in zip(names, folded, strict=True)]
+    """Header names after the mapping ``{field: column}`` (else case-folded, then common
+    aliases resolved)."""
+    by_column = {column: field for field, column in fields.items()}
+    folded = [n.strip().lower() for n in header]
+    return [by_column[n] if n in by_column else (aliases or {}).get(f, f)
+            for n, f in zip(header, folded, strict=True)]
 
 
 def zone_of(name: str) -> tzinfo:
@@ -137,16 +121,19 @@ def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
                      limits: CsvLimits = DEFAULT_LIMITS,
                      rename: Callable[[Sequence[str]], dict[str, str]] | None = None,
                      ) -> Iterator[Batch]:
-    """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping`` (and
-    ``rename(header)`` for the columns ``mapping`` leaves); lines with the wrong number of
+    """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping``
+    (``{field: column}``, and ``rename(header)`` for the fields and columns ``mapping``
+    leaves); lines with the wrong number of
     fields, bad encoding or over-long are rejected alone."""
     stream: CsvStream = open_csv(path, limits=limits)
     header = stream.schema.names
+    check_mapped(path, header, mapping)
+    fields = dict(mapping)
     if rename is not None:
-        taken = set(mapping.values())
-        mapping = {**{c: f for c, f in rename(header).items()
-                      if f not in taken and c not in mapping}, **mapping}
-    names = rename_columns(path, header, mapping, aliases)
+        for field, column in rename(header).items():
+            if field not in fields and column not in fields.values():
+                fields[field] = column
+    names = rename_columns(header, fields, aliases)
     need(path, names)
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
@@ -251,7 +238,7 @@ class Boardings(Adapter):
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """The counts of every input file, batch by batch."""
-        mapping = parse_mapping(options.get("mapping") or (), FIELDS)
+        mapping = parse_map(options.get("mapping"), FIELDS)
         zone = str(options.get("timezone") or "UTC")
         zone_of(zone)
         feed = (options.get("feed_id") or "").strip() or None
@@ -278,11 +265,14 @@ class Boardings(Adapter):
 
 
 def _korean(names: Sequence[str]) -> dict[str, str]:
-    """{column: field} for the standard Korean card-data headers among ``names``."""
-    out = {n: KOREAN[n] for n in names if n in KOREAN}
+    """{field: column} for the standard Korean card-data headers among ``names``."""
+    out: dict[str, str] = {}
+    for n in names:
+        if n in KOREAN:
+            out.setdefault(KOREAN[n], n)
     stop = next((n for n in KOREAN_STOP if n in names), None)
     if stop is not None:
-        out[stop] = "stop_id"
+        out["stop_id"] = stop
     return out
 
 

@@ -29,14 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import check_mapped, parse_map, urns
 from hubctl.adapters.places import (
     blank_to_null,
     coordinates,
     extra_json,
     json_text,
     open_text_csv,
-    parse_map,
     unescape_html,
 )
 from hubctl.arrowkit import blank, parse_numbers
@@ -157,11 +156,7 @@ def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -
                  "--map 'Type=subCategory' --map 'Lat=lat' --map 'Lon=lon'")
     fields = profile.mapping(header) if profile else {}
     fields.update(overrides)
-    missing = sorted({c for c in fields.values() if c not in header})
-    if missing:
-        raise InputError(f"no column {', '.join(repr(m) for m in missing)} in the header "
-                         f"({', '.join(header)})", path=str(path), record="line 1",
-                         hint="check --map and --profile against the file")
+    check_mapped(path, header, fields, hint="check --map and --profile against the file")
     if "dateIssued" not in fields and "issuedDate" not in fields:
         raise InputError("no column gives the call time", path=str(path), record="line 1",
                          hint="map one: --map 'COLUMN=dateIssued' (or issuedDate and issuedTime)")

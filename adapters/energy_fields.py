@@ -1,4 +1,4 @@
-"""Shared by the energy adapters: column mapping (``--map column=field``), time parsing with a
+"""Shared by the energy adapters: time parsing with a
 time zone or a strptime format, energy units to kWh, and side files with coordinates (a meters
 file, a sites file). Everything is vectorised over Arrow arrays.
 """
@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.adapterkit import resolve_columns, text_column
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import read_whole
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import InputError
 from hubctl.localtime import local_to_utc
 from hubctl.rejects import Reason
 from hubctl.types import TIMESTAMP
 
-__all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "flag_rows", "fold", "parse_map",
-           "parse_times", "raw_row", "read_places", "resolve_columns", "text_column"]
+__all__ = ["ENERGY_TO_KWH", "Places", "energy_factors", "flag_rows", "parse_times", "raw_row",
+           "read_places"]
 
 # Energy unit spellings (folded to lower case, no spaces) -> factor to kWh.
 ENERGY_TO_KWH: dict[str, float] = {
@@ -36,89 +36,6 @@ ENERGY_TO_KWH: dict[str, float] = {
 # UN/CEFACT codes (as NGSI-LD unitCode) for the same units.
 _CODES = {"KWH": 1.0, "WHR": 0.001, "MWH": 1000.0, "GWH": 1_000_000.0, "3B": 1 / 3.6}
 _OFFSET = re.compile(r"^[+-]\d{2}:?\d{2}$|^Z$|^UTC$", re.IGNORECASE)
-
-
-def fold(name: str) -> str:
-    """A header folded for matching: lower case, no spaces, dots, dashes or underscores."""
-    return re.sub(r"[\s._\-()/:#]+", "", name.strip().lower())
-
-
-def parse_map(pairs: Iterable[str], fields: Iterable[str], option: str = "--map") -> dict[str, str]:
-    """``column=field`` pairs as {field: column}; a bad pair or unknown field is a UsageError."""
-    known = list(fields)
-    out: dict[str, str] = {}
-    for pair in pairs:
-        column, sep, field = pair.rpartition("=")
-        column, field = column.strip(), field.strip()
-        if not sep or not column or not field:
-            raise UsageError(f"{option} {pair!r}: write it as COLUMN=FIELD, e.g. "
-                             f"{option} 'kWh delivered=value'")
-        if field not in known:
-            raise UsageError(f"{option} {pair!r}: unknown field {field!r}",
-                             hint=f"fields: {', '.join(known)}")
-        out[field] = column
-    return out
-
-
-def resolve_columns(path: Path, header: Sequence[str], aliases: Mapping[str, Sequence[str]],
-                    mapping: Mapping[str, str], required: Sequence[Sequence[str]]
-                    ) -> dict[str, str]:
-    """{field: header column} from ``--map`` first, then the aliases of each field.
-
-    ``required`` lists alternatives: each inner sequence needs all of its fields, and one of
-    the sequences must be complete (e.g. ``[["timestamp"], ["date", "time"]]``).
-    """
-    by_fold = {fold(h): h for h in header}
-    out: dict[str, str] = {}
-    for field, column in mapping.items():
-        if column not in header:
-            raise InputError(f"--map names column {column!r}, which the header does not have; "
-                             f"the header has {', '.join(header)}", path=str(path),
-                             record="line 1")
-        out[field] = column
-    taken = set(out.values())
-    for field, names in aliases.items():
-        if field in out:
-            continue
-        for name in (field, *names):
-            found = by_fold.get(fold(name))
-            if found is not None and found not in taken:
-                out[field] = found
-                taken.add(found)
-                break
-    for group in required:
-        missing = [f for f in group if f not in out]
-        if missing and not any(all(f in out for f in alt) for alt in required if alt != group):
-            need = " or ".join("+".join(alt) for alt in required if alt)
-            raise InputError(
-                f"no column for {', '.join(missing)} (needs {need}); the header has "
-                f"{', '.join(header)}", path=str(path), record="line 1",
-                hint=f"name the column with --map COLUMN={missing[0]}")
-    return out
-
-
-@overload
-def text_column(table: pa.Table | pa.RecordBatch, column: str) -> pa.Array: ...
-
-
-@overload
-def text_column(table: pa.Table | pa.RecordBatch, column: None) -> None: ...
-
-
-@overload
-def text_column(table: pa.Table | pa.RecordBatch, column: str | None) -> pa.Array | None: ...
-
-
-def text_column(table: pa.Table | pa.RecordBatch, column: str | None) -> pa.Array | None:
-    """A text column as one Arrow array (None when the column is not mapped)."""
-    if column is None:
-        return None
-    arr = table.column(column)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
 
 
 def parse_times(text: pa.Array, tz: str = "UTC", fmt: str | None = None

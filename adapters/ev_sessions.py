@@ -25,17 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import fold, parse_map, resolve_columns, text_column, urns
 from hubctl.adapters.energy_fields import (
     Places,
     flag_rows,
-    fold,
-    parse_map,
     parse_times,
     raw_row,
     read_places,
-    resolve_columns,
-    text_column,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv

@@ -21,16 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import parse_map, resolve_columns, text_column
 from hubctl.adapters.energy_fields import (
     Places,
     energy_factors,
     flag_rows,
-    parse_map,
     parse_times,
     raw_row,
     read_places,
-    resolve_columns,
-    text_column,
 )
 from hubctl.arrowkit import parse_numbers
 from hubctl.csvread import (

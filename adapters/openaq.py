@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from hubctl import csvread
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapters.energy_fields import parse_map, resolve_columns
+from hubctl.adapterkit import parse_map, resolve_columns
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import check_mapped, parse_map, urns
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -38,11 +38,11 @@ from hubctl.csvread import (
     open_csv,
     read_whole,
 )
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import InputError
 from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
-           "json_text", "open_text_csv", "parse_map", "unescape_html"]
+           "json_text", "open_text_csv", "unescape_html"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
@@ -161,23 +161,6 @@ def coordinates(text: pa.Array | None, lon_text: pa.Array | None, lat_text: pa.A
 
 # ---------------------------------------------------------------- the adapter
 
-def parse_map(items: Sequence[str], fields: Iterable[str], what: str) -> dict[str, str]:
-    """``--map column=field`` items as field -> column; UsageError on an unknown ``what`` field."""
-    known = list(fields)
-    out: dict[str, str] = {}
-    for item in items:
-        column, sep, field = item.rpartition("=")
-        column, field = column.strip(), field.strip()
-        if not sep or not column or not field:
-            raise UsageError(f"--map {item!r}: write column=field",
-                             hint=f"for example --map 'Some Column={known[0]}'")
-        if field not in known:
-            raise UsageError(f"--map {item!r}: {field!r} is not a {what} field",
-                             hint="fields: " + ", ".join(known))
-        out[field] = column
-    return out
-
-
 def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
     """field -> column: the --map items first, then the recognised header names."""
     out = parse_map(items, FIELDS, "place")
@@ -187,10 +170,7 @@ def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[st
             found = next((lower[n] for n in names if n in lower), None)
             if found is not None:
                 out[field] = found
-    missing = sorted({c for c in out.values() if c not in header})
-    if missing:
-        raise InputError(f"no column {', '.join(repr(m) for m in missing)} in the header",
-                         path=str(path), record="line 1", hint="check --map against the file")
+    check_mapped(path, header, out)
     if not ({"lat", "lon"} <= set(out) or "location" in out):
         has = " or ".join(repr(out[f]) for f in ("address", "name") if f in out)
         geocode = (f"; the file has {has} but no position: geocode it first (e.g. with a "

@@ -24,12 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import parse_map, urns
 from hubctl.adapters.boardings import (
     Problems,
     line_numbers,
     parse_hours,
-    parse_mapping,
     read_csv_batches,
 )
 from hubctl.arrowkit import blank, parse_numbers
@@ -198,7 +197,7 @@ class Population(Adapter):
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """The cells or zones of every input file, batch by batch."""
-        mapping = parse_mapping(options.get("mapping") or (), FIELDS)
+        mapping = parse_map(options.get("mapping"), FIELDS)
         dataset = str(options.get("dataset") or "population").strip()
         if not dataset:
             raise UsageError("--dataset must not be empty")

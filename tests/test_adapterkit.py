@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from hubctl.adapterkit import local_ids, urns
+from hubctl.adapterkit import check_mapped, local_ids, parse_map, urns
+from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 
 _LOCALS = ["S1", "중구 파출소", " padded ", "a/b%c", "", None, "urn:ngsi-ld:GtfsStop:x:1",
@@ -33,3 +34,18 @@ def test_local_ids_are_the_local_part_of_urns() -> None:
     parts = local_ids("feed", values).to_pylist()
     assert [None if part is None else "urn:ngsi-ld:GtfsTrip:" + part
             for part in parts] == full.to_pylist()
+
+
+def test_one_map_parser_field_to_column() -> None:
+    assert parse_map(["Stop No=stop_id", " a=b = boardings "], ["stop_id", "boardings"]) == {
+        "stop_id": "Stop No", "boardings": "a=b"}
+    assert parse_map(None, ["x"]) == {}
+    with pytest.raises(UsageError, match="'when' is not a call field"):
+        parse_map(["Received=when"], ["dateIssued"], "call")
+    with pytest.raises(UsageError, match="write it as COLUMN=FIELD"):
+        parse_map(["stop_id"], ["stop_id"])
+
+
+def test_a_mapped_column_the_header_lacks_is_named() -> None:
+    with pytest.raises(InputError, match="no column 'Lat' in the header; the header has a, b"):
+        check_mapped("f.csv", ["a", "b"], {"lat": "Lat", "x": "a"})
