@@ -113,7 +113,8 @@ def grid_counts(x: np.ndarray, y: np.ndarray, band: np.ndarray, n_bands: int,
     if width * height > MAX_CELLS:
         raise UsageError(f"the events span {width} x {height} cells of {size:g} m, more than "
                          f"{MAX_CELLS:,}", hint="use larger cells (--param cell_m=...) or "
-                         "restrict the events to one city")
+                         "restrict the events to one city (--param "
+                         "bbox=minlon,minlat,maxlon,maxlat)")
     cell = (ix - ix0) * height + (iy - iy0)
     w = np.ones(ix.size) if weight is None else np.asarray(weight, dtype=np.float64)
     flat = np.bincount(cell * n_bands + np.asarray(band, dtype=np.int64), weights=w,

@@ -36,6 +36,7 @@ from scipy.spatial import cKDTree
 
 from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
+from hubctl.geo import haversine_m
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import CoverSolution, max_cover
 from hubctl.pipelines.geo import (
@@ -59,7 +60,7 @@ from hubctl.pipelines.hotspots import (
     parse_bands,
 )
 
-__all__ = ["PIPELINE", "PatrolPoints"]
+__all__ = ["FAR_M", "PIPELINE", "PatrolPoints", "in_bbox", "parse_bbox"]
 
 _CALLS_SQL = """
 SELECT epoch_us(dateIssued) AS t, lon, lat FROM Alert_latest
@@ -94,6 +95,8 @@ class PatrolPoints:
         Param("study_area", "hull", "cells the hotspots are computed over: hull (the calls' "
               "convex hull buffered by one cell), bbox (their bounding box; earlier results) or "
               "the path of a GeoJSON polygon such as the city boundary"),
+        Param("bbox", "", "minlon,minlat,maxlon,maxlat: only the calls and existing points "
+              "inside (one city of a lake that holds several); empty = all"),
         Param("bands", ["00-06", "06-12", "12-18", "18-24"],
               "time bands of local hours (HH-HH, 22-06 wraps)", kind="list"),
         Param("timezone", "UTC", "zone of the bands (IANA name; the lake keeps UTC)"),
@@ -131,6 +134,13 @@ class PatrolPoints:
                              "calls FILE")
         when = calls.column("t").to_numpy(zero_copy_only=False).astype(np.int64)[located]
         lon, lat = lon[located], lat[located]
+        box = parse_bbox(str(p["bbox"]))
+        in_box = in_bbox(box, lon, lat)
+        if not in_box.any():
+            raise UsageError(f"none of the {len(lon)} located calls lies in bbox={p['bbox']}",
+                             hint="the calls span " + _extent(lon, lat) + " (minlon,minlat,"
+                             "maxlon,maxlat)")
+        when, lon, lat = when[in_box], lon[in_box], lat[in_box]
         inside = _inside(p["study_area"], lon, lat)
         if not inside.any():
             raise UsageError(f"none of the {len(lon)} located calls lies in study_area="
@@ -138,6 +148,12 @@ class PatrolPoints:
                              "calls (WGS 84 longitude, latitude)")
         when, lon, lat = when[inside], lon[inside], lat[inside]
         existing = _existing(ctx, p["kind"])
+        existing_outside = int((~in_bbox(box, existing["lon"], existing["lat"])).sum())
+        existing = {c: v[in_bbox(box, existing["lon"], existing["lat"])]
+                    for c, v in existing.items()}
+        far = _far_points(existing, lon, lat)
+        if far:
+            ctx.warn(far)
         proj = projection_for(np.concatenate([lon, existing["lon"]]),
                               np.concatenate([lat, existing["lat"]]))
         x, y = proj.to_xy(lon, lat)
@@ -174,6 +190,8 @@ class PatrolPoints:
         summary = _summary(p, total, int(located.sum()), grid, hot, bands, sites, n_exist, k,
                            sol, before, after, plan, model)
         summary["calls"]["outside_study_area"] = int((~inside).sum())
+        summary["calls"]["outside_bbox"] = int((~in_box).sum())
+        summary["candidates"]["existing_outside_bbox"] = existing_outside
         summary["grid"]["cells_in_study_area"] = int(area.sum())
         summary["solver"]["demand_points"] = len(demand["w"])
         summary["solver"]["model"] = (
@@ -188,6 +206,11 @@ class PatrolPoints:
         if p["timezone"] == "UTC":
             notes.append("time bands are in UTC hours; pass --param timezone=<IANA zone> "
                          "(e.g. Asia/Seoul) for the city's local hours")
+        if far:
+            notes.append(far)
+        if box is not None:
+            notes.append(f"bbox={p['bbox']}: {int((~in_box).sum())} located calls and "
+                         f"{existing_outside} existing points outside it are left out")
         if int((~inside).sum()):
             notes.append(f"{int((~inside).sum())} located calls lie outside study_area="
                          f"{p['study_area']} and are left out")
@@ -200,6 +223,68 @@ class PatrolPoints:
                      + ("proven optimal" if sol.gap == 0 else
                         f"within {sol.gap:.2%} of the optimum") + f" ({sol.seconds:.1f} s)")
         return PipelineResult(tables=tables, summary=summary, notes=notes)
+
+
+#: Existing points farther than this outside the calls' bounding box are warned about: they
+#: cannot cover a call, and the plan would advise removing every one of them.
+FAR_M = 5000.0
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float] | None:
+    """``minlon,minlat,maxlon,maxlat`` in WGS 84 degrees (None when empty); a UsageError
+    saying what fits otherwise."""
+    if not text.strip():
+        return None
+    hint = ("give minlon,minlat,maxlon,maxlat in degrees, e.g. "
+            "--param bbox=126.76,37.41,127.18,37.70")
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--param bbox={text}: not four numbers", hint=hint) from None
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise UsageError(f"--param bbox={text}: not four numbers", hint=hint)
+    w, s, e, n = values
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise UsageError(f"--param bbox={text}: needs -180 <= minlon < maxlon <= 180 and "
+                         "-90 <= minlat < maxlat <= 90", hint=hint)
+    return w, s, e, n
+
+
+def in_bbox(box: tuple[float, float, float, float] | None, lon: np.ndarray,
+            lat: np.ndarray) -> np.ndarray:
+    """True for the points inside ``box`` (every point when it is None)."""
+    lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    if box is None:
+        return np.ones(len(lon), dtype=bool)
+    w, s, e, n = box
+    return (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
+
+
+def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
+    return (f"{np.floor(lon.min() * 100) / 100:.2f},{np.floor(lat.min() * 100) / 100:.2f},"
+            f"{np.ceil(lon.max() * 100) / 100:.2f},{np.ceil(lat.max() * 100) / 100:.2f}")
+
+
+def _far_points(existing: dict[str, np.ndarray], lon: np.ndarray, lat: np.ndarray) -> str:
+    """A warning when existing points lie more than :data:`FAR_M` outside the calls'
+    bounding box (another city's facilities in the same lake), else ''."""
+    if not len(existing["id"]):
+        return ""
+    plon = np.asarray(existing["lon"], dtype=np.float64)
+    plat = np.asarray(existing["lat"], dtype=np.float64)
+    near_lon = np.clip(plon, lon.min(), lon.max())
+    near_lat = np.clip(plat, lat.min(), lat.max())
+    dist = haversine_m(plon, plat, near_lon, near_lat)
+    far = dist > FAR_M
+    if not far.any():
+        return ""
+    worst = int(np.argmax(dist))
+    name = existing["name"][worst] or existing["id"][worst]
+    return (f"{int(far.sum())} of {len(dist)} existing points lie more than {FAR_M / 1000:g} km "
+            f"outside the calls' extent (farthest: {name}, {dist[worst] / 1000:,.0f} km): they "
+            "cannot cover a call and the plan would remove them; if the lake holds another "
+            f"city's points, restrict the analysis with --param bbox={_extent(lon, lat)} "
+            "(the calls' extent)")
 
 
 def _zone(name: str) -> ZoneInfo:

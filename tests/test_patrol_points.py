@@ -84,7 +84,7 @@ def test_plan_moves_far_points_to_hotspots_and_raises_coverage(
     out = _run(lake, "k=4", "radius_m=500", "timezone=Asia/Seoul")
     s = out["summary"]
     assert s["calls"] == {"total": 603, "located": 600, "without_location": 3,
-                          "outside_study_area": 0}
+                          "outside_study_area": 0, "outside_bbox": 0}
     assert any("3 of 603 calls have no position" in n for n in out["notes"])
     # independent check of "before": haversine from every call to the existing points
     ex = np.array([_lonlat(x, y) for _, x, y in EXISTING])
@@ -337,3 +337,50 @@ def test_model_is_exact_per_call_and_equals_an_independent_milp(tmp_path: Path) 
         assert s["coverage"]["calls_after"] == optimum
     else:
         assert optimum * (1 - s["solver"]["gap"]) - 1e-6 <= s["coverage"]["calls_after"] <= optimum
+
+
+def test_bbox_keeps_one_city_and_far_points_are_warned_about(tmp_path: Path) -> None:
+    """Two cities in one lake: Daegu's calls and points plus Berkeley's. Without bbox the
+    Berkeley points lie ~9,800 km outside the calls' extent (a warning that names the bbox to
+    give); with bbox= Daegu's extent they and the Berkeley calls are left out and counted."""
+    calls, where = _calls(tmp_path)
+    far_calls = tmp_path / "berkeley-calls.csv"
+    far_calls.write_text("접수번호,접수일시,사건종별,위도,경도\n"
+                         "B1,2024-05-02 10:00:00,폭력,37.8700,-122.2700\n"
+                         "B2,2024-05-02 11:00:00,폭력,37.8650,-122.2600\n", encoding="utf-8")
+    points = _points(tmp_path)
+    far_points = tmp_path / "berkeley-points.csv"
+    far_points.write_text("id,name,lat,lon\nBK1,Berkeley 1,37.8716,-122.2727\n"
+                          "BK2,Berkeley 2,37.8590,-122.2850\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "calls", str(calls))
+    hub_json(lake, "ingest", "places", str(points), str(far_points), "--kind", "patrol-point")
+    w, s = np.floor(where.min(axis=0) * 100) / 100
+    e, n = np.ceil(where.max(axis=0) * 100) / 100
+    box = f"{w:.2f},{s:.2f},{e:.2f},{n:.2f}"
+    # the other city's points: a warning on stderr and in the notes naming the bbox to give
+    everything = hub(lake, "run", "patrol_points", "--param", "k=4")
+    assert everything.exit_code == 0, everything.output
+    assert "2 of 6 existing points lie more than 5 km outside the calls' extent (farthest: " \
+        "Berkeley" in everything.output
+    assert f"--param bbox={box}" in everything.output
+    # calls of both cities do not fit one grid: the message says how to restrict them
+    hub_json(lake, "ingest", "calls", str(far_calls))
+    both = hub(lake, "run", "patrol_points", "--param", "k=4")
+    assert both.exit_code == 2 and "--param bbox=minlon,minlat,maxlon,maxlat" in both.output
+    out = _run(lake, "k=4", f"bbox={box}")
+    summary = out["summary"]
+    assert summary["calls"]["outside_bbox"] == 2 and summary["calls"]["located"] == 602
+    assert summary["candidates"]["existing"] == 4
+    assert summary["candidates"]["existing_outside_bbox"] == 2
+    assert not any("outside the calls' extent" in note for note in out["notes"])
+    # the same answer as a lake that never held Berkeley
+    alone = tmp_path / "alone"
+    hub_json(alone, "ingest", "calls", str(calls))
+    hub_json(alone, "ingest", "places", str(points), "--kind", "patrol-point")
+    ref = _run(alone, "k=4")["summary"]
+    assert summary["coverage"] == ref["coverage"]
+    assert summary["distance_m"] == ref["distance_m"]
+    for bad in ("1,2,3", "127,37,126,38", "a,b,c,d"):
+        result = hub(lake, "run", "patrol_points", "--param", f"bbox={bad}")
+        assert result.exit_code == 2 and "minlon,minlat,maxlon,maxlat" in result.output
