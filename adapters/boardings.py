@@ -2,7 +2,12 @@
 
 Each row counts the passengers who boarded and alighted at one stop in one hour (``stop_id,
 date, hour, boardings, alightings``) or at one time (``stop_id, datetime, boardings,
-alightings``: the time is floored to its hour), or in one whole day (``date`` without ``hour``).
+alightings``: the time is floored to its hour), or in one whole day (``date`` without ``hour``),
+or in one month (``month``, e.g. ``202405``: a month's total, or with ``hour`` the month's
+total of that hour of the day). A wide row with one pair of columns per hour (the Korean card
+exports' ``00시승차총승객수`` / ``04시-05시 승차인원``) is read as one record per hour.
+A ``line`` (the route or line the count is for) stays in the key: a stop served by several
+lines has one series per line, never summed or replaced silently.
 Other headers are mapped with ``--map COLUMN=FIELD`` (for example ``--map 정류소ID=stop_id``).
 Local times are in ``--timezone`` (an IANA name; a datetime with its own offset keeps it).
 With ``--feed-id`` each count is linked to its GtfsStop (``urn:ngsi-ld:GtfsStop:<feed>:<stop>``).
@@ -13,8 +18,8 @@ Everything is vectorised over Arrow batches; Python only touches rejected rows.
 
 from __future__ import annotations
 
-import itertools
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import tzinfo
 from functools import partial
@@ -42,18 +47,25 @@ from hubctl.errors import InputError
 from hubctl.localtime import local_to_utc, zone
 from hubctl.rejects import Reason, Reject, reason
 
-__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours",
-           "read_csv_batches", "rename_columns", "zone_of"]
+__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_months",
+           "read_csv_batches", "rename_columns", "series", "wide_hours", "zone_of"]
 
 TYPE = "StopBoardings"
-FIELDS = ("stop_id", "date", "datetime", "hour", "boardings", "alightings", "line")
-# The standard headers of the Korean transport-card exports (Seoul's subway and bus boardings
-# per station and day, data.seoul.go.kr CARD_SUBWAY_MONTH / CARD_BUS_DAILY): read without
-# --map. A bus file names its stop three ways: the first of these that the header has is the
-# stop id.
-KOREAN = {"사용일자": "date", "승차총승객수": "boardings", "하차총승객수": "alightings",
-          "노선명": "line", "호선명": "line"}
+FIELDS = ("stop_id", "date", "month", "datetime", "hour", "boardings", "alightings", "line",
+          "line_name")
+# The standard headers of the Korean transport-card exports, read without --map: Seoul's
+# subway and bus boardings per station and day (data.seoul.go.kr CARD_SUBWAY_MONTH,
+# CARD_BUS_DAILY) and per hour of the day over a month (OA-12252 subway, 사용월/호선명/지하철역/
+# "04시-05시 승차인원"; OA-12913 bus, 사용년월/노선번호/노선명/표준버스정류장ID/"00시승차총승객수").
+# A bus file names its stop three ways: the first of these that the header has is the stop id;
+# its route number (노선번호) is the line, the long route name (노선명) the line's name.
+KOREAN = {"사용일자": "date", "사용월": "month", "사용년월": "month",
+          "승차총승객수": "boardings", "하차총승객수": "alightings", "호선명": "line"}
 KOREAN_STOP = ("표준버스정류장ID", "버스정류장ARS번호", "역명", "지하철역")
+#: One column of a wide hourly layout: the hour (a "HH시-HH시" range starts at its first hour),
+#: boarding (승차) or alighting (하차).
+WIDE_HOUR = re.compile(r"^\s*(\d{1,2})\s*시(?:\s*-\s*\d{1,2}\s*시)?\s*(승차|하차)"
+                       r"(?:총승객수|총인원|인원|승객수)?\s*$")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -184,9 +196,21 @@ def parse_hours(t: pa.Table, p: Problems) -> pa.Array:
     return pc.cast(pc.if_else(whole, hours, pa.scalar(None, pa.float64())), pa.int64())
 
 
-def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """(UTC instant of each period start, local date, local hour or null) from ``datetime``
-    or ``date`` [+ ``hour``]; bad or missing cells are flagged on ``p``."""
+def parse_months(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(date32 of each month's first day, mask of present-but-bad cells) from YYYYMM, YYYY-MM,
+    YYYY/MM or YYYY.MM."""
+    t = pc.utf8_trim_whitespace(text)
+    t = pc.replace_substring_regex(t, r"^(\d{4})[-/.]?(\d{1,2})$", r"\1-\2-01")
+    return parse_dates(t)
+
+
+def local_wall_times(t: pa.Table, p: Problems,
+                     zone: str) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """(UTC instant of each period start, local date, local hour or null, period) from
+    ``datetime``, ``date`` [+ ``hour``] or ``month`` [+ ``hour``]; bad or missing cells are
+    flagged on ``p``. ``period`` is ``month`` for a month's count (``serviceDate`` its first
+    day), else ``day``."""
+    period = "day"
     if "datetime" in t.column_names:
         text = t.column("datetime").combine_chunks()
         trimmed = pc.utf8_trim_whitespace(text)
@@ -200,16 +224,21 @@ def local_wall_times(t: pa.Table, p: Problems, zone: str) -> tuple[pa.Array, pa.
         wall = pc.floor_temporal(wall, unit="hour")
         hour = pc.cast(pc.hour(wall), pa.int64())
     else:
-        day, bad_day = parse_dates(t.column("date").combine_chunks())
-        p.flag(bad_day, lambda i: reason("type-error", "date", value=p.cell("date", i),
-                                         expected="date (YYYY-MM-DD)"))
-        p.flag(pc.is_null(day), lambda i: reason("missing-required", "date"))
+        column = "date" if "date" in t.column_names else "month"
+        parse = parse_dates if column == "date" else parse_months
+        day, bad_day = parse(t.column(column).combine_chunks())
+        p.flag(bad_day, lambda i: reason(
+            "type-error", column, value=p.cell(column, i),
+            expected="date (YYYY-MM-DD)" if column == "date" else "month (YYYYMM)"))
+        p.flag(pc.is_null(day), lambda i: reason("missing-required", column))
+        period = "day" if column == "date" else "month"
         hour = parse_hours(t, p)
         seconds = pc.multiply(pc.fill_null(hour, 0), 3600_000_000)
         wall = pc.cast(pc.add(pc.cast(pc.cast(day, pa.timestamp("us")), pa.int64()), seconds),
                        pa.timestamp("us"))
     local_date = pc.cast(wall, pa.date32())
-    return local_to_utc(wall, zone), local_date, hour
+    periods = pa.repeat(pa.scalar(period), t.num_rows)
+    return local_to_utc(wall, zone), local_date, hour, periods
 
 
 class Boardings(Adapter):
@@ -226,13 +255,13 @@ class Boardings(Adapter):
         click.Option(["--timezone"], default="UTC", show_default=True, metavar="ZONE",
                      help="IANA time zone of local dates and hours, e.g. Asia/Seoul."),
         click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
-                     help="Read header COLUMN as FIELD (stop_id, date, datetime, hour, "
-                          "boardings, alightings); repeatable."),
+                     help="Read header COLUMN as FIELD (stop_id, date, month, datetime, hour, "
+                          "boardings, alightings, line, line_name); repeatable."),
         click.Option(["--sum-repeats"], is_flag=True, default=False,
-                     help="Add up rows of the same stop and hour within an input (files split "
-                          "by route or card type, or one row per tap); without it the last "
-                          "row wins, with a warning. A file with a line column (노선명, "
-                          "--map COLUMN=line) is always summed over its lines."),
+                     help="Add up rows of the same stop, line and hour within an input (files "
+                          "split by card type, or one row per tap); without it the last row "
+                          "wins, with a warning. A line column (노선명, 호선명, --map "
+                          "COLUMN=line) keeps one series per stop and line."),
     ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
@@ -244,22 +273,10 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=zone, feed=feed, path=Path(path))
-            lined: list[bool] = []
-
-            def need(where: Path, names: list[str], lined: list[bool] = lined) -> None:
-                _need(where, names)
-                lined.append("line" in names)
-
-            batches = read_csv_batches(Path(path), mapping, TYPE, need, ctx, convert,
+            batches = read_csv_batches(Path(path), mapping, TYPE, _need, ctx, convert,
                                        limits=csv_limits(options), rename=_korean)
-            first = next(batches, None)
-            if first is None:
-                continue
-            batches = itertools.chain([first], batches)
-            if options.get("sum_repeats") or lined[0]:
-                yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx,
-                                   "lines" if lined[0] and not options.get("sum_repeats")
-                                   else "")
+            if options.get("sum_repeats"):
+                yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)
             else:
                 yield from _watched(batches, Path(path), ctx)
 
@@ -273,14 +290,34 @@ def _korean(names: Sequence[str]) -> dict[str, str]:
     stop = next((n for n in KOREAN_STOP if n in names), None)
     if stop is not None:
         out["stop_id"] = stop
+    if "노선번호" in names:  # bus: the route number is the line, 노선명 its long name
+        out["line"] = "노선번호"
+        if "노선명" in names:
+            out["line_name"] = "노선명"
+    elif "노선명" in names:  # subway per day: 노선명 is the line (1호선)
+        out["line"] = "노선명"
     return out
 
 
+def wide_hours(names: Sequence[str]) -> dict[int, dict[str, str]]:
+    """{hour: {"boardings": column, "alightings": column}} of a wide hourly layout (empty when
+    ``names`` has no hour columns)."""
+    out: dict[int, dict[str, str]] = {}
+    for name in names:
+        m = WIDE_HOUR.match(name)
+        if m and 0 <= int(m.group(1)) <= 23:
+            field = "boardings" if m.group(2) == "승차" else "alightings"
+            out.setdefault(int(m.group(1)), {})[field] = name
+    return dict(sorted(out.items()))
+
+
 def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator[Batch]:
-    """Batches as they come; at the end a warning when rows of one stop and time repeat
-    within the file (the later row replaced the earlier)."""
+    """Batches as they come; at the end a warning when rows of one stop, line and time repeat
+    within the file (the later row replaced the earlier), and a note of the stops that appear
+    on several lines (kept one series per line)."""
     seen: dict[str, int] = {}
     keys: list[np.ndarray] = []
+    lines: dict[str, set[str]] = {}
     for b in batches:
         if b.rows is not None and b.rows.num_rows:
             ids = b.rows.column("id").combine_chunks()
@@ -291,9 +328,21 @@ def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator
                           pc.index_in(ids, value_set=pa.array(uniq, pa.string())))
             ts = pc.cast(b.rows.column("observed_at"), pa.int64()).to_numpy()
             keys.append(np.rec.fromarrays([idx.to_numpy(), ts]).view(np.dtype("V16")))
+            pairs = b.rows.select(["stopId", "line"]).group_by(
+                ["stopId", "line"], use_threads=False).aggregate([])
+            for stop, line in zip(pairs["stopId"].to_pylist(), pairs["line"].to_pylist(),
+                                  strict=True):
+                if line is not None:
+                    lines.setdefault(stop, set()).add(line)
         yield b
     if not keys:
         return
+    several = {s: sorted(v) for s, v in lines.items() if len(v) > 1}
+    if several:
+        stop, names = next(iter(sorted(several.items())))
+        ctx.warn(f"{path.name}: {len(several):,} stops appear on more than one line (e.g. "
+                 f"{stop}: {', '.join(names)}); each line is kept as its own series "
+                 "(the line is in the key), not summed")
     every = np.concatenate(keys)
     repeated = len(every) - len(np.unique(every))
     if repeated:
@@ -303,10 +352,11 @@ def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator
                  "the file splits a stop's counts by line")
 
 
-def _summed(batches: Iterator[Batch], path: Path, size: int, ctx: ReadContext,
-            why: str = "") -> Iterator[Batch]:
-    """The rows of a whole input with repeats of a stop and hour added up (``_records`` says
-    how many input rows each sum stands for); rejects pass through as they come."""
+def _summed(batches: Iterator[Batch], path: Path, size: int,
+            ctx: ReadContext) -> Iterator[Batch]:
+    """The rows of a whole input with repeats of a stop (and line) and hour added up
+    (``_records`` says how many input records each sum stands for); rejects pass through as
+    they come."""
     parts: list[pa.Table] = []
     for b in batches:
         if b.rows is not None and b.rows.num_rows:
@@ -317,29 +367,21 @@ def _summed(batches: Iterator[Batch], path: Path, size: int, ctx: ReadContext,
     if not parts:
         return
     rows = pa.concat_tables(parts)
-    if "_line" not in rows.column_names:
-        rows = rows.append_column("_line", pa.nulls(rows.num_rows, pa.string()))
     keys = ["id", "observed_at"]
     counts = ["boardings", "alightings"]
     others = [c for c in rows.column_names if c not in (*keys, *counts)]
-    others = [c for c in others if c != "_line"]
     summed = rows.group_by(keys, use_threads=False).aggregate(
-        [(c, "sum") for c in counts] + [(c, "first") for c in others] + [("id", "count")]
-        + [("_line", "distinct")])
+        [(c, "sum") for c in counts] + [(c, "first") for c in others] + [("id", "count")])
     summed = summed.rename_columns(
-        ["_records" if c == "id_count" else "lines" if c == "_line_distinct"
+        ["_records" if c == "id_count"
          else c.removesuffix("_sum").removesuffix("_first") for c in summed.column_names])
     summed = summed.sort_by([("id", "ascending"), ("observed_at", "ascending")])
     if summed.num_rows < rows.num_rows:
         several = pc.greater(summed["_records"], 1)
         example = summed.filter(several).slice(0, 1).to_pylist()[0]
-        lines = (f" over its lines ({', '.join(example['lines'])})"
-                 if why == "lines" else "")
         ctx.warn(f"{path.name}: {rows.num_rows:,} rows read became {summed.num_rows:,} rows "
                  f"of a stop and time: {rows.num_rows - summed.num_rows:,} repeats were added "
-                 f"up, e.g. stop {example['stopId']} on {example['serviceDate']}{lines}"
-                 + (" (transfer stations appear once per line)" if why == "lines" else ""))
-    summed = summed.drop_columns([c for c in ("lines",) if c in summed.column_names])
+                 f"up, e.g. stop {example['stopId']} on {example['serviceDate']}")
     for start in range(0, summed.num_rows, size):
         part = summed.slice(start, size)
         yield Batch(TYPE, part, str(path), int(pc.sum(part["_records"]).as_py()))
@@ -347,9 +389,9 @@ def _summed(batches: Iterator[Batch], path: Path, size: int, ctx: ReadContext,
 
 def _need(path: Path, names: list[str]) -> None:
     missing = [] if "stop_id" in names else ["stop_id"]
-    if "datetime" not in names and "date" not in names:
-        missing.append("date or datetime")
-    if "boardings" not in names and "alightings" not in names:
+    if not {"datetime", "date", "month"} & set(names):
+        missing.append("date or datetime (or month)")
+    if "boardings" not in names and "alightings" not in names and not wide_hours(names):
         missing.append("boardings or alightings")
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; the header has "
@@ -357,7 +399,33 @@ def _need(path: Path, names: list[str]) -> None:
                          hint="name them with --map COLUMN=FIELD")
 
 
+def _melted(t: pa.Table, p: Problems) -> tuple[pa.Table, Problems]:
+    """A wide hourly table as one row per input row and hour (``hour``, ``boardings``,
+    ``alightings``), input row by input row; each keeps its file line."""
+    hours = wide_hours(t.column_names)
+    if not hours:
+        return t, p
+    wide = {c for cols in hours.values() for c in cols.values()}
+    n, h = t.num_rows, len(hours)
+    rows = np.repeat(np.arange(n), h)
+    base = t.select([c for c in t.column_names if c not in wide and c not in (
+        "hour", "boardings", "alightings")]).take(pa.array(rows))
+    at = pa.array(np.tile(np.arange(h), n) * n + rows)
+    columns: dict[str, pa.Array] = {"hour": pa.array(
+        np.repeat(np.array([str(x) for x in hours], dtype=object)[None, :], n, axis=0).ravel(),
+        pa.string())}
+    for field in ("boardings", "alightings"):
+        parts = [t.column(cols[field]).combine_chunks() if field in cols
+                 else pa.nulls(n, pa.string()) for cols in hours.values()]
+        columns[field] = pc.take(pa.concat_arrays([pc.cast(a, pa.string()) for a in parts]), at)
+    melted = base
+    for name, values in columns.items():
+        melted = melted.append_column(name, values)
+    return melted, Problems(melted, p.type_name, p.path, np.asarray(p.lines)[rows])
+
+
 def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) -> Batch:
+    t, p = _melted(t, p)
     n = t.num_rows
     stop = pc.utf8_trim_whitespace(t.column("stop_id").combine_chunks())
     p.flag(blank(stop), lambda i: reason("missing-required", "stop_id"))
@@ -372,24 +440,43 @@ def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) 
         counts[name] = values
     p.flag(pc.and_(pc.is_null(counts["boardings"]), pc.is_null(counts["alightings"])),
            lambda i: reason("missing-required", "boardings"))
-    observed, local_date, hour = local_wall_times(t, p, zone)
+    observed, local_date, hour, period = local_wall_times(t, p, zone)
     local = pc.if_else(blank(stop), pa.scalar(None, pa.string()), stop)
-    # a whole-day total is its own series, so that it never collides with the 00:00 hour
-    series = pc.if_else(pc.is_null(hour), pc.binary_join_element_wise(local, ":daily", ""), local)
-    ids = urns(TYPE, series, feed or "")
+    line, line_name = (_text(t, c) for c in ("line", "line_name"))
+    ids = urns(TYPE, series(local, line, hour, period), feed or "")
     rows = pa.table({
         "id": ids, "observed_at": observed, "dateObserved": observed,
-        "serviceDate": local_date, "hour": hour,
+        "serviceDate": local_date, "hour": hour, "period": period,
         "boardings": counts["boardings"], "alightings": counts["alightings"],
-        "stopId": local, "feedId": pa.repeat(pa.scalar(feed, pa.string()), n),
+        "stopId": local, "line": line, "lineName": line_name,
+        "feedId": pa.repeat(pa.scalar(feed, pa.string()), n),
         "refStop": urns("GtfsStop", local, feed) if feed else pa.nulls(n, pa.string()),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("dateObserved"), n),
         "_record": line_numbers(p.lines),
-        **({"_line": pc.utf8_trim_whitespace(t.column("line").combine_chunks())}
-           if "line" in t.column_names else {}),
     }).filter(p.keep())
     return Batch(TYPE, rows, str(path), n, rejects=p.rejects())
+
+
+def _text(t: pa.Table, column: str) -> pa.Array:
+    """A trimmed text column, null where blank or absent."""
+    if column not in t.column_names:
+        return pa.nulls(t.num_rows, pa.string())
+    text = pc.utf8_trim_whitespace(t.column(column).combine_chunks())
+    return pc.if_else(blank(text), pa.scalar(None, pa.string()), text)
+
+
+def series(stop: pa.Array, line: pa.Array, hour: pa.Array, period: pa.Array) -> pa.Array:
+    """The local part of each row's entity id: the stop, ``:line:<line>`` where the row names
+    one, and the kind of count: nothing for an hour of a day, ``:daily`` for a day's total,
+    ``:monthly-hours`` for a month's total of one hour of the day, ``:monthly`` for a month's
+    total (each its own series, so that they never collide at the same start instant)."""
+    with_line = pc.if_else(pc.is_null(line), stop,
+                           pc.binary_join_element_wise(stop, line, ":line:"))
+    month = pc.equal(period, "month")
+    suffix = pc.if_else(pc.is_null(hour), pc.if_else(month, ":monthly", ":daily"),
+                        pc.if_else(month, ":monthly-hours", ""))
+    return pc.binary_join_element_wise(with_line, suffix, "")
 
 
 def _not_a_number(p: Problems, column: str) -> Callable[[int], Reason]:

@@ -34,7 +34,13 @@ from hubctl.pipelines.headways import Reallocation, reallocate
 from hubctl.pipelines.hotspots import parse_bands
 from hubctl.pipelines.transit_bands import demand_profile, reallocate_by_band
 from hubctl.pipelines.transit_coverage import Coverage, coverage
-from hubctl.pipelines.transit_demand import Boardings, Population, load_boardings, load_population
+from hubctl.pipelines.transit_demand import (
+    Boardings,
+    Population,
+    load_boardings,
+    load_population,
+    match_lines,
+)
 from hubctl.pipelines.transit_feed import (
     Service,
     as_dates,
@@ -196,9 +202,10 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                               "population_kind, population_dataset and population_hour")
     weight = stop_board if use_boardings else cov.stop_population
     has_demand = use_boardings or population.total > 0
-    routes = net.routedir_table(cov, stop_board, weight)
+    direct, by_route = _route_boardings(net, boardings)
+    routes = net.routedir_table(cov, stop_board, weight, direct)
     totals = route_totals(net, routes, cov, stop_board, weight, use_boardings,
-                          float(p["trip_rate"]))
+                          float(p["trip_rate"]), direct)
     ctx.step("recommendations")
     plan = _reallocation(totals, float(p["min_headway_min"]), float(p["max_headway_min"]))
     bands = parse_bands(list(p["bands"]))
@@ -225,9 +232,12 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     }
     summary = _summary(service, net, population, boardings, use_boardings, cov, frequent,
                        routes, plan, unc, tables)
+    summary["demand"]["by_route"] = by_route
     summary["catchments"] = _catchment_summary(walk, population, straight, cov, radius)
     summary["reallocation_bands"] = {"demand_basis": basis, "bands": by_band.bands}
     notes = _notes(service, population, boardings, net, totals)
+    if by_route["lines"]:
+        notes.append(_route_note(by_route))
     notes.append(_catchment_note(str(p["catchment"]), walk, summary["catchments"], radius))
     if not has_demand:
         notes.append("no demand in the lake (population or boardings): today's frequencies are "
@@ -299,6 +309,66 @@ def _catchment_note(mode: str, walk: _Walking | None, figures: dict[str, Any],
     if not walk.network["footpath_segments"]:
         note += ("; the lake's streets hold no footway or path (an extract ingested with the "
                  "default --network drive): ingest it with --network all for the footpaths")
+    return note
+
+
+def _route_boardings(net: Network, boardings: Boardings) -> tuple[np.ndarray | None,
+                                                                   dict[str, Any]]:
+    """Boardings per stop-route-direction pair where card data names the route (its line
+    matched to one GTFS route that serves the stop), and how the lines matched."""
+    if not boardings.per_stop_line:
+        return None, {"lines": 0}
+    sr = net.stop_routes
+    routes_at: dict[str, set[str]] = {}
+    served: set[tuple[int, int]] = set()
+    for s, r in zip(sr.stop.tolist(), sr.route.tolist(), strict=True):
+        routes_at.setdefault(net.stop_ids[s], set()).add(net.route_list[r])
+        served.add((s, r))
+    lines: dict[str, set[str]] = {}
+    for stop, line in boardings.per_stop_line:
+        lines.setdefault(line, set()).add(stop)
+    match = match_lines(lines, boardings.line_names, net.route_info, routes_at)
+    route_index = {r: k for k, r in enumerate(net.route_list)}
+    per_route: dict[tuple[int, int], float] = {}
+    elsewhere = 0.0
+    for (stop, line), (b, _) in boardings.per_stop_line.items():
+        route = match.route_of.get(line)
+        if route is None:
+            continue
+        key = (net.stop_index[stop], route_index[route])
+        if key in served:
+            per_route[key] = per_route.get(key, 0.0) + b
+        else:
+            elsewhere += b
+    direct = net.direct_boardings(per_route)
+    named = sum(b for b, _ in boardings.per_stop_line.values())
+    total = sum(b for b, _ in boardings.per_stop.values())
+    return direct, {
+        "lines": len(lines), "matched": len(match.route_of),
+        "matched_by": {h: list(match.how.values()).count(h) for h in sorted(set(
+            match.how.values()))},
+        "unmatched": match.unmatched[:20], "unmatched_lines": len(match.unmatched),
+        "ambiguous": dict(list(match.ambiguous.items())[:20]),
+        "boardings_with_line_per_day": round(named, 6),
+        "boardings_direct_per_day": round(float(direct.sum()), 6),
+        "boardings_at_stops_the_route_does_not_serve": round(elsewhere, 6),
+        "direct_share": round(float(direct.sum()) / total, 6) if total else None}
+
+
+def _route_note(f: dict[str, Any]) -> str:
+    note = (f"boardings by route: {f['matched']} of {f['lines']} card-data lines matched a GTFS "
+            "route by name; "
+            + (f"{f['direct_share']:.0%} of boardings are counted on their own route, "
+               if f["direct_share"] is not None else "")
+            + "the rest (no line, or no matching route) are split among a stop's routes by "
+              "their departures")
+    if f["unmatched_lines"]:
+        note += f"; unmatched: {', '.join(f['unmatched'][:5])}"
+    if f["ambiguous"]:
+        note += f"; ambiguous: {', '.join(f['ambiguous'])}"
+    if f["boardings_at_stops_the_route_does_not_serve"]:
+        note += (f"; {f['boardings_at_stops_the_route_does_not_serve']:,.0f} boardings a day "
+                 "of matched lines are at stops their route does not serve on these dates")
     return note
 
 

@@ -69,8 +69,8 @@ class Network:
         return {r: str(i["short_name"] or i["name"] or i["route_id"])
                 for r, i in self.route_info.items()}
 
-    def routedir_table(self, cov: Coverage, stop_board: np.ndarray,
-                       weight: np.ndarray) -> pa.Table:
+    def routedir_table(self, cov: Coverage, stop_board: np.ndarray, weight: np.ndarray,
+                       direct: np.ndarray | None = None) -> pa.Table:
         """One row per route and direction (see bus_routes), with ``_code`` its index."""
         s = self.service
         days = len(s.dates)
@@ -93,7 +93,9 @@ class Network:
                         np.int64)
         sr = self.stop_routes
         stops = np.bincount(sr.routedir, minlength=sr.n_routedirs)[code]
-        board = self.allocated(stop_board, sr.routedir, sr.n_routedirs)[code]
+        board = self.allocated(stop_board, sr.routedir, sr.n_routedirs, direct)[code]
+        named = (np.bincount(sr.routedir, weights=direct, minlength=sr.n_routedirs)[code]
+                 if direct is not None else np.zeros(len(code)))
         vkm = t["vehicle_km_per_day"].to_numpy(zero_copy_only=False).astype(float)
         red = self.redundancy(weight, by_route=False)[code]
         info = [self.route_info[r] for r in t["route"].to_pylist()]
@@ -111,18 +113,39 @@ class Network:
             "route_length_km": t["route_length_km"], "vehicle_km_per_day": vkm,
             "vehicle_hours_per_day": t["vehicle_hours_per_day"], "stops": stops,
             "catchment_population": cov.routedir_population[code],
-            "boardings_per_day": board,
+            "boardings_per_day": board, "boardings_direct_per_day": named,
             "boardings_per_vehicle_km": np.where(vkm > 0, board / np.where(vkm > 0, vkm, 1),
                                                  np.nan),
             "redundancy": red, "_code": code,
         })
 
-    def allocated(self, stop_board: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
-        """Stop boardings split among groups in proportion to their departures there."""
+    def allocated(self, stop_board: np.ndarray, group: np.ndarray, n: int,
+                  direct: np.ndarray | None = None) -> np.ndarray:
+        """Stop boardings per group: ``direct`` (per stop-route-direction pair, the boardings
+        card data names the route for) plus the rest of each stop's boardings split among the
+        groups in proportion to their departures there."""
         sr = self.stop_routes
         per_stop = np.bincount(sr.stop, weights=sr.departures, minlength=len(self.stop_ids))
         share = sr.departures / np.where(per_stop[sr.stop] > 0, per_stop[sr.stop], 1)
-        return np.bincount(group, weights=stop_board[sr.stop] * share, minlength=n)
+        if direct is None:
+            return np.bincount(group, weights=stop_board[sr.stop] * share, minlength=n)
+        named = np.bincount(sr.stop, weights=direct, minlength=len(self.stop_ids))
+        rest = np.maximum(stop_board - named, 0.0)
+        return np.bincount(group, weights=direct + rest[sr.stop] * share, minlength=n)
+
+    def direct_boardings(self, per_route: dict[tuple[int, int], float]) -> np.ndarray:
+        """Per stop-route-direction pair: the boardings of (stop index, route index) in
+        ``per_route`` split among the route's directions at that stop by their departures
+        (card data counts a route at a stop, not its direction)."""
+        sr = self.stop_routes
+        width = max(sr.n_routes, 1)
+        key = sr.stop.astype(np.int64) * width + sr.route
+        inverse = np.unique(key, return_inverse=True)[1].reshape(-1)
+        dep_key = np.bincount(inverse, weights=sr.departures)
+        share = sr.departures / np.where(dep_key[inverse] > 0, dep_key[inverse], 1)
+        lookup = {s * width + r: v for (s, r), v in per_route.items()}
+        values = np.array([lookup.get(int(k), 0.0) for k in key], dtype=float)
+        return values * share
 
     def segments(self, weight: np.ndarray) -> Segments:
         """The served stop pairs as integer codes, weighted by the demand at both ends."""
@@ -263,7 +286,8 @@ def build_network(ctx: PipelineContext, service: Service) -> Network:
 
 
 def route_totals(net: Network, routes: pa.Table, cov: Coverage, stop_board: np.ndarray,
-                 weight: np.ndarray, use_boardings: bool, trip_rate: float) -> pa.Table:
+                 weight: np.ndarray, use_boardings: bool, trip_rate: float,
+                 direct: np.ndarray | None = None) -> pa.Table:
     """One row per route (both directions): the reallocation's and removals' inputs."""
     n = len(net.route_list)
     code = {r: k for k, r in enumerate(net.route_list)}
@@ -282,7 +306,9 @@ def route_totals(net: Network, routes: pa.Table, cov: Coverage, stop_board: np.n
     headway = np.where(wsum > 0, np.bincount(g[has], weights=(head * rd_trips)[has],
                                              minlength=n) / np.where(wsum > 0, wsum, 1), np.nan)
     sr = net.stop_routes
-    board = net.allocated(stop_board, sr.route, n)
+    board = net.allocated(stop_board, sr.route, n, direct)
+    named = (np.bincount(sr.route, weights=direct, minlength=n) if direct is not None
+             else np.zeros(n))
     demand = board if use_boardings else cov.route_share * trip_rate
     stops = np.bincount(np.unique(sr.stop * n + sr.route) % max(n, 1), minlength=n) \
         if len(sr.stop) else np.zeros(n, np.int64)
@@ -294,7 +320,7 @@ def route_totals(net: Network, routes: pa.Table, cov: Coverage, stop_board: np.n
         "trips_per_day": trips, "vehicle_km_per_day": vkm, "vehicle_hours_per_day": vh,
         "mean_headway_min": headway, "stops": stops,
         "catchment_population": cov.route_population, "boardings_per_day": board,
-        "demand_per_day": demand,
+        "boardings_direct_per_day": named, "demand_per_day": demand,
         "demand_per_vehicle_km": np.where(vkm > 0, demand / np.where(vkm > 0, vkm, 1), np.nan),
         "redundancy": net.redundancy(weight, by_route=True),
         "reallocatable": np.isfinite(headway) & (headway > 0) & (vh > 0),

@@ -108,7 +108,8 @@ def test_missing_columns_and_bad_options_are_clear_errors(tmp_path: Path) -> Non
     data = _write(tmp_path / "x.csv", "stop,when,count\nS1,2024-05-08,3\n")
     result = hub(lake, "ingest", "boardings", str(data))
     assert result.exit_code == 1
-    assert "missing column(s) stop_id, date or datetime, boardings or alightings" in result.output
+    assert ("missing column(s) stop_id, date or datetime (or month), boardings or alightings"
+            in result.output)
     assert "--map" in result.output
     result = hub(lake, "ingest", "boardings", str(data), "--map", "stop=stop_ident")
     assert result.exit_code == 2 and "'stop_ident' is not a field" in result.output
@@ -147,11 +148,12 @@ def _independent(path: Path, stop_column: str) -> dict[str, list[float]]:
     return out
 
 
-def test_seoul_subway_card_export_reads_without_map_and_sums_transfer_stations(
+def test_seoul_subway_card_export_reads_without_map_and_keeps_each_line(
         tmp_path: Path) -> None:
     """The layout of Seoul's 'subway boardings per line and station' (CARD_SUBWAY_MONTH_*.csv,
     data.seoul.go.kr OA-12914): UTF-8 with BOM, every field quoted, one extra empty field at the
-    end of every data row; transfer stations appear once per line for the same day."""
+    end of every data row; transfer stations appear once per line for the same day, and each
+    line stays its own series (never summed away or replaced)."""
     data = tmp_path / "CARD_SUBWAY_MONTH_202405.csv"
     data.write_text(
         '\ufeff"사용일자","노선명","역명","승차총승객수","하차총승객수","등록일자"\n'
@@ -163,12 +165,16 @@ def test_seoul_subway_card_export_reads_without_map_and_sums_transfer_stations(
     run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
     assert (run["status"], run["read"], run["written"], run["updated"], run["rejected"]) == (
         "ok", 4, 4, 0, 0)
-    assert run["reconciles"] and run["rows_added"] == {"StopBoardings": 3}
-    assert any("서울역 on 2024-05-01 over its lines (1호선, 4호선)" in w
-               for w in run["warnings"])
+    assert run["reconciles"] and run["rows_added"] == {"StopBoardings": 4}
+    assert any("1 stops appear on more than one line (e.g. 서울역: 1호선, 4호선)" in w
+               and "not summed" in w for w in run["warnings"])
     rows = hub_json(lake, "sql", "SELECT stopId, sum(boardings) AS b, sum(alightings) AS a "
                     "FROM StopBoardings GROUP BY stopId ORDER BY stopId")
     assert {r["stopId"]: [r["b"], r["a"]] for r in rows} == _independent(data, "역명")
+    lines = hub_json(lake, "sql", "SELECT id, line, period FROM StopBoardings "
+                     "WHERE stopId = '서울역' AND serviceDate = '2024-05-01' ORDER BY line")
+    assert [(r["line"], r["period"]) for r in lines] == [("1호선", "day"), ("4호선", "day")]
+    assert lines[0]["id"].endswith(":line:1%ED%98%B8%EC%84%A0:daily")
 
 
 def test_seoul_bus_card_export_takes_the_standard_stop_id(tmp_path: Path) -> None:
@@ -188,10 +194,14 @@ def test_seoul_bus_card_export_takes_the_standard_stop_id(tmp_path: Path) -> Non
     lake = tmp_path / "lake"
     run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
     assert (run["read"], run["written"], run["rejected"]) == (3, 3, 0) and run["reconciles"]
-    rows = hub_json(lake, "sql", "SELECT stopId, boardings, alightings FROM StopBoardings "
-                    "ORDER BY stopId")
-    assert {r["stopId"]: [r["boardings"], r["alightings"]] for r in rows} == _independent(
+    rows = hub_json(lake, "sql", "SELECT stopId, sum(boardings) AS b, sum(alightings) AS a "
+                    "FROM StopBoardings GROUP BY stopId ORDER BY stopId")
+    assert {r["stopId"]: [r["b"], r["a"]] for r in rows} == _independent(
         data, "표준버스정류장ID")
+    # the route number is the line, the long route name its name
+    named = hub_json(lake, "sql", "SELECT DISTINCT line, lineName FROM StopBoardings ORDER BY 1")
+    assert named == [{"line": "100", "lineName": "100번(하계동~용산구청)"},
+                     {"line": "101", "lineName": "101번(우이동~서소문)"}]
 
 
 def test_repeats_of_a_stop_and_time_in_one_file_are_never_silent(tmp_path: Path) -> None:
@@ -201,3 +211,104 @@ def test_repeats_of_a_stop_and_time_in_one_file_are_never_silent(tmp_path: Path)
     assert run["updated"] == 1
     assert any("1 of 3 rows repeat a stop and time" in w and "--sum-repeats" in w
                for w in run["warnings"])
+
+
+def _subway_hourly_header() -> list[str]:
+    """OA-12252 (서울시 지하철 호선별 역별 시간대별 승하차 인원): the day starts at 04시."""
+    slots = [(h % 24, (h + 1) % 24 or 24) for h in range(4, 28)]
+    cols = [f"{a:02d}시-{b:02d}시 {kind}인원" for a, b in slots for kind in ("승차", "하차")]
+    return ["사용월", "호선명", "지하철역", *cols, "작업일자"]
+
+
+def _bus_hourly_header() -> list[str]:
+    """OA-12913 (서울시 버스노선별 정류장별 시간대별 승하차 인원): 00시, then 1시 .. 23시."""
+    cols = [f"{'00' if h == 0 else h}시{kind}총승객수" for h in range(24)
+            for kind in ("승차", "하차")]
+    return ["사용년월", "노선번호", "노선명", "표준버스정류장ID", "버스정류장ARS번호", "역명",
+            *cols, "교통수단타입코드", "교통수단타입명", "등록일자"]
+
+
+def _wide_rows(path: Path, header: list[str], keys: list[list[str]], tail: list[str],
+               encoding: str = "utf-8") -> Path:
+    """Rows of ``keys`` + 48 hourly counts (a fixed pattern) + ``tail``, every field quoted."""
+    lines = [",".join(f'"{h}"' for h in header)]
+    for r, key in enumerate(keys):
+        counts = [str((r * 37 + i * 11) % 90) for i in range(48)]
+        lines.append(",".join(f'"{v}"' for v in [*key, *counts, *tail]))
+    path.write_text("\n".join(lines) + "\n", encoding=encoding)
+    return path
+
+
+def _independent_hourly(path: Path, stop: str, line: str,
+                        encoding: str = "utf-8") -> dict[tuple[str, str, int], list[float]]:
+    """(stop, line, hour) -> [boardings, alightings] with the csv module and a regex of our own."""
+    import csv
+    import re
+
+    out: dict[tuple[str, str, int], list[float]] = {}
+    with open(path, encoding=encoding, newline="") as f:
+        for rec in csv.DictReader(f):
+            for col, value in rec.items():
+                m = re.match(r"(\d+)시(?:-\d+시)? ?(승차|하차)", col)
+                if m:
+                    got = out.setdefault((rec[stop], rec[line], int(m.group(1))), [0.0, 0.0])
+                    got[0 if m.group(2) == "승차" else 1] += float(value)
+    return out
+
+
+def test_seoul_subway_hourly_wide_layout_reads_per_hour_of_the_month(tmp_path: Path) -> None:
+    data = _wide_rows(tmp_path / "subway-hourly-202405.csv", _subway_hourly_header(),
+                      [["202405", "1호선", "서울역"], ["202405", "4호선", "서울역"],
+                       ["202405", "2호선", "시청"]], ["20240603"], encoding="utf-8-sig")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    # each row holds 24 hourly records (a boarding and an alighting count each)
+    assert (run["status"], run["read"], run["written"], run["rejected"]) == (
+        "ok", 72, 72, 0) and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT stopId, line, hour, boardings, alightings, period, "
+                    "serviceDate, strftime(observed_at, '%Y-%m-%d %H:%M') AS t "
+                    "FROM StopBoardings ORDER BY stopId, line, hour")
+    got = {(r["stopId"], r["line"], r["hour"]): [r["boardings"], r["alightings"]] for r in rows}
+    assert got == _independent_hourly(data, "지하철역", "호선명", encoding="utf-8-sig")
+    assert {(r["period"], r["serviceDate"]) for r in rows} == {("month", "2024-05-01")}
+    # hour 7 of May in Seoul starts at 22:00 UTC on April 30
+    seven = next(r for r in rows if r["hour"] == 7)
+    assert seven["t"] == "2024-04-30 22:00"
+    ids = hub_json(lake, "sql", "SELECT DISTINCT id FROM StopBoardings ORDER BY id")
+    assert len(ids) == 3 and all(r["id"].endswith(":monthly-hours") for r in ids)
+
+
+def test_seoul_bus_hourly_wide_layout_takes_the_route_number_as_line(tmp_path: Path) -> None:
+    data = _wide_rows(tmp_path / "bus-hourly-202405.csv", _bus_hourly_header(),
+                      [["202405", "100", "100번(하계동~용산구청)", "100000001", "01001",
+                        "종로2가사거리(12)"],
+                       ["202405", "101", "101번(우이동~서소문)", "100000001", "01001",
+                        "종로2가사거리(7)"]], ["11", "간선", "20240603"])
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul",
+                   "--feed-id", "seoul")
+    assert (run["read"], run["written"], run["rejected"]) == (48, 48, 0) and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT stopId, line, hour, boardings, alightings, refStop "
+                    "FROM StopBoardings ORDER BY line, hour")
+    got = {(r["stopId"], r["line"], r["hour"]): [r["boardings"], r["alightings"]] for r in rows}
+    assert got == _independent_hourly(data, "표준버스정류장ID", "노선번호")
+    assert rows[0]["refStop"] == "urn:ngsi-ld:GtfsStop:seoul:100000001"
+
+
+def test_daily_wide_hours_and_a_bad_cell_rejects_only_its_hour(tmp_path: Path) -> None:
+    header = ["사용일자", "역명"] + [f"{h:02d}시{k}인원" for h in range(24)
+                                  for k in ("승차", "하차")]
+    cells = ["12"] * 48
+    cells[14] = "many"  # 07시승차인원
+    data = _write(tmp_path / "day-hours.csv", ",".join(header) + "\n"
+                  + ",".join(["20240501", "강남"] + cells) + "\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    assert (run["read"], run["written"], run["rejected"]) == (24, 23, 1) and run["reconciles"]
+    reject = hub_json(lake, "rejects")[0]
+    assert reject["codes"] == "type-error" and '"hour": "7"' in reject["raw"]
+    rows = hub_json(lake, "sql", "SELECT id, period, hour, serviceDate, "
+                    "strftime(observed_at, '%Y-%m-%d %H:%M') AS t FROM StopBoardings "
+                    "WHERE hour = 0")
+    assert rows == [{"id": "urn:ngsi-ld:StopBoardings:%EA%B0%95%EB%82%A8", "period": "day",
+                     "hour": 0, "serviceDate": "2024-05-01", "t": "2024-04-30 15:00"}]
