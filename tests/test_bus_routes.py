@@ -515,3 +515,92 @@ def test_reallocation_by_time_of_day_keeps_each_bands_fleet(
                       ("09-24", "B"): (2, 450.0), ("09-24", "C"): (3, 300.0)}
     # the peak band's demand share is its share of departures: 20 of the day's 35
     assert bands["07-09"]["demand_share"] == pytest.approx(20 / 35)
+
+
+def test_card_data_naming_the_route_is_that_routes_demand(lake: Path, tmp_path: Path) -> None:
+    """Seoul's per-route bus layout (CARD_BUS_DAILY): a stop's boardings on route A count for
+    A, not shared with B by departures; a line that matches no route (Z), or a route that does
+    not serve the stop (C at S2), is shared among the stop's routes by departures as before."""
+    cards = tmp_path / "CARD_BUS_DAILY_202405.csv"
+    rows = [("A", "S2", 100), ("B", "S2", 40), ("A", "S3", 60), ("Z", "S3", 30),
+            ("C", "S2", 10), ("A", "S5", 20)]
+    cards.write_text(
+        "\ufeff사용일자,노선번호,노선명,표준버스정류장ID,버스정류장ARS번호,역명,승차총승객수,"
+        "하차총승객수,등록일자\n" + "".join(
+            f"20240508,{line},{line}번(시험),{stop},0{stop[1:]},정류장 {stop},{b},{b // 2},"
+            "20240511,\n" for line, stop, b in rows), encoding="utf-8")
+    run = hub_json(lake, "ingest", "boardings", str(cards), "--feed-id", "t",
+                   "--timezone", "Asia/Seoul")
+    assert run["written"] == 6 and run["reconciles"]
+    result = _run(lake)
+    by_route = result["summary"]["demand"]["by_route"]
+    assert (by_route["lines"], by_route["matched"], by_route["unmatched"]) == (4, 3, ["Z"])
+    assert by_route["boardings_at_stops_the_route_does_not_serve"] == 10
+    assert by_route["boardings_direct_per_day"] == pytest.approx(220)
+    assert by_route["direct_share"] == pytest.approx(220 / 260)
+    assert any("3 of 4 card-data lines matched" in n for n in result["notes"])
+    # an independent split: weekday departures at S2 and S3 are A 17 + 9, B 4 (the feed)
+    a_dep, b_dep = 17 + 9, 4
+    rest = {"S2": 10.0, "S3": 30.0}
+    expect_a = 180 + sum(r * a_dep / (a_dep + b_dep) for r in rest.values())
+    expect_b = 40 + sum(r * b_dep / (a_dep + b_dep) for r in rest.values())
+    totals = {r["route_id"]: r for r in _rows(lake, "reallocation", "route_id")}
+    assert totals["A"]["demand_per_day"] == pytest.approx(expect_a)
+    assert totals["B"]["demand_per_day"] == pytest.approx(expect_b)
+    routes = _rows(lake, "routes", "route_id, direction")
+    direct = Counter()
+    board = Counter()
+    for r in routes:
+        direct[r["route_id"]] += r["boardings_direct_per_day"]
+        board[r["route_id"]] += r["boardings_per_day"]
+    assert (direct["A"], direct["B"], direct["C"]) == (pytest.approx(180), pytest.approx(40), 0)
+    assert board["A"] == pytest.approx(expect_a) and board["B"] == pytest.approx(expect_b)
+    assert sum(board.values()) == pytest.approx(260)  # every boarding counted once
+    # catchment population stays beside it
+    assert all(r["catchment_population"] is not None for r in routes)
+
+
+def test_a_months_hourly_counts_are_spread_over_its_days(lake: Path, tmp_path: Path) -> None:
+    """Seoul's per-route, per-stop hourly bus layout of a month (OA-12913): the month's total
+    at a stop is 31 days of May; a day's own count of another stop is used as is."""
+    hours = [f"{'00' if h == 0 else h}시{k}총승객수" for h in range(24) for k in ("승차", "하차")]
+    header = ["사용년월", "노선번호", "노선명", "표준버스정류장ID", "버스정류장ARS번호", "역명",
+              *hours, "교통수단타입코드", "교통수단타입명", "등록일자"]
+    counts = [31 * (h % 3) if k == 0 else 0 for h in range(24) for k in (0, 1)]
+    monthly = tmp_path / "bus-hourly-202405.csv"
+    monthly.write_text(",".join(header) + "\n" + ",".join(
+        ["202405", "A", "A번", "S4", "04", "정류장 S4", *map(str, counts), "11", "간선",
+         "20240603"]) + "\n", encoding="utf-8")
+    hub_json(lake, "ingest", "boardings", str(monthly), "--feed-id", "t",
+             "--timezone", "Asia/Seoul")
+    daily = tmp_path / "daily.csv"
+    daily.write_text("stop_id,date,boardings\nS1,2024-05-08,70\n", encoding="utf-8")
+    hub_json(lake, "ingest", "boardings", str(daily), "--feed-id", "t")
+    out = _run(lake)["summary"]
+    stops = {s["stop_id"]: s for s in _rows(lake, "stops", "stop_id")}
+    assert stops["S4"]["boardings_per_day"] == pytest.approx(sum(counts) / 31)
+    assert stops["S1"]["boardings_per_day"] == 70
+    assert out["demand"]["boardings_per_day"] == pytest.approx(70 + sum(counts) / 31)
+    assert out["demand"]["by_route"]["matched"] == 1
+
+
+def test_line_names_match_gtfs_routes_by_normalised_names() -> None:
+    from hubctl.pipelines.transit_demand import match_lines, route_keys
+
+    assert route_keys("100번(하계동~용산구청)") == ["100번(하계동~용산구청)", "100번", "100"]
+    assert route_keys(" 1호선 ") == ["1호선", "1"]
+    assert route_keys("Ｎ１５") == ["n15"]  # full-width forms fold (NFKC)
+    info = {
+        "r100": {"route_id": "100100001", "short_name": "100", "name": "하계동-용산구청"},
+        "r1": {"route_id": "L1", "short_name": None, "name": "1호선"},
+        "r7a": {"route_id": "7a", "short_name": "7", "name": "A city"},
+        "r7b": {"route_id": "7b", "short_name": "7", "name": "B city"},
+        "r9a": {"route_id": "9a", "short_name": "9", "name": None},
+        "r9b": {"route_id": "9b", "short_name": "9", "name": None},
+    }
+    lines = {"100": {"s1"}, "1호선": {"s2"}, "7": {"s3"}, "9": {"s4"}, "N62": {"s5"}}
+    at = {"s3": {"r7b"}, "s4": {"r9a", "r9b"}}
+    m = match_lines(lines, {"100": "100번(하계동~용산구청)"}, info, at)
+    assert m.route_of == {"100": "r100", "1호선": "r1", "7": "r7b"}
+    assert m.how == {"100": "short_name", "1호선": "long_name", "7": "short_name, at its stops"}
+    assert m.unmatched == ["N62"] and m.ambiguous == {"9": ["9a", "9b"]}
