@@ -29,15 +29,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import check_mapped, parse_map, urns
-from hubctl.adapters.places import (
+from hubctl.adapterkit import (
     blank_to_null,
+    check_mapped,
     coordinates,
     extra_json,
     json_text,
-    open_text_csv,
+    parse_map,
     unescape_html,
+    urns,
 )
+from hubctl.adapters.places import open_text_csv
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
 from hubctl.errors import InputError

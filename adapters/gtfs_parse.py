@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from hubctl.rejects import Reason, Reject, reason
 
-__all__ = ["Problems", "clock_text", "extra_json", "parse_bool", "parse_clock",
+__all__ = ["Problems", "clock_text", "parse_bool", "parse_clock",
            "parse_date", "parse_float", "parse_int", "text", "trimmed"]
 
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
@@ -152,33 +152,6 @@ def parse_clock(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
         elif value:
             bad[i] = True
     return pa.array(seconds, pa.int64(), mask=~ok), bad
-
-
-def extra_json(table: pa.Table, columns: Sequence[str]) -> pa.Array:
-    """The values of ``columns`` as one JSON object per row (null where all are empty).
-
-    Built with string kernels, not per row: values are escaped for JSON (quote, backslash and
-    control characters), then joined as ``{"col": "value", ...}``.
-    """
-    n = table.num_rows
-    if not columns:
-        return pa.nulls(n, pa.string())
-    parts = []
-    any_value = pa.array(np.zeros(n, bool))
-    for name in columns:
-        arr = text(table, name)
-        any_value = pc.or_(any_value, pc.is_valid(arr))
-        esc = pc.replace_substring(arr, "\\", "\\\\")
-        esc = pc.replace_substring(esc, '"', '\\"')
-        if pc.any(pc.match_substring_regex(arr, r"[\x00-\x1f]")).as_py():
-            esc = pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1]
-                            for v in arr.to_pylist()], pa.string())
-        quoted = pc.binary_join_element_wise('"', esc, '"', "")
-        parts.append(pc.binary_join_element_wise(
-            json.dumps(name) + ":", pc.fill_null(quoted, "null"), ""))
-    body = pc.binary_join_element_wise(*parts, ",")
-    out = pc.binary_join_element_wise("{", body, "}", "")
-    return pc.if_else(any_value, out, pa.scalar(None, pa.string()))
 
 
 class Problems:

@@ -12,11 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapterkit import local_ids, urns
+from hubctl.adapterkit import extra_json, local_ids, urns
 from hubctl.adapters.gtfs_parse import (
     Problems,
     clock_text,
-    extra_json,
     missing,
     parse_clock,
     parse_float,
@@ -76,7 +75,7 @@ class StopTimes:
             "stopSequence": seq, "arrivalTime": clock_text(values["arrivalSeconds"]),
             "departureTime": clock_text(values["departureSeconds"]), **values,
             "stopHeadsign": text(table, "stop_headsign"),
-            "_extra": extra_json(table, extras) if extras else pa.nulls(n, pa.string()),
+            "_extra": extra_json([(c, text(table, c)) for c in extras], n),
             "_time_index": pa.repeat(pa.scalar("arrival"), n),
         })
         bad = p.bad()

@@ -19,11 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import extra_json, urns
 from hubctl.adapters.gtfs_parse import (
     Problems,
     clock_text,
-    extra_json,
     missing,
     parse_bool,
     parse_clock,
@@ -83,7 +82,7 @@ class Feed:
                 "observed_at": pa.repeat(pa.scalar(self.arrival), n),
                 "feedId": pa.repeat(pa.scalar(self.feed_id), n),
                 "_time_index": pa.repeat(pa.scalar("arrival"), n),
-                "_extra": extra_json(table, extras) if extras else pa.nulls(n, pa.string())}
+                "_extra": extra_json([(c, text(table, c)) for c in extras], n)}
 
     def dangling(self, file: str, column: str, values: pa.Array, known: pa.Array,
                  what: str) -> None:

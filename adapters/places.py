@@ -7,14 +7,10 @@ lat/위도, lon/경도, address/주소/소재지, ...) or named with ``--map col
 position, ``lon,lat`` to 6 decimals, where the name is blank or repeated), so re-ingesting the
 same list never duplicates a place and moving one keeps its entity. A GeoJSON in a projected
 CRS is refused with what to do.
-
-Also home of the small vectorised text helpers the ``calls`` adapter shares (coordinates from
-columns or from text, JSON string literals, HTML entities, entity ids).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -27,8 +23,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import check_mapped, parse_map, urns
-from hubctl.arrowkit import blank, parse_numbers
+from hubctl.adapterkit import (
+    blank_to_null,
+    check_mapped,
+    coordinates,
+    extra_json,
+    json_text,
+    parse_map,
+    unescape_html,
+    urns,
+)
+from hubctl.arrowkit import parse_numbers
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
     DEFAULT_LIMITS,
@@ -41,18 +46,10 @@ from hubctl.csvread import (
 from hubctl.errors import InputError
 from hubctl.rejects import Reject
 
-__all__ = ["ADAPTER", "KINDS", "Places", "blank_to_null", "coordinates", "extra_json",
-           "json_text", "open_text_csv", "unescape_html"]
+__all__ = ["ADAPTER", "KINDS", "Places", "open_text_csv"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
-_POINT_TEXT = (  # pattern, which group is the latitude
-    (rf"POINT\s*\(\s*(?P<a>{_NUM})\s+(?P<b>{_NUM})\s*\)", "b"),  # WKT: lon lat
-    (rf"\(\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\)", "a"),  # "(lat, lon)"
-    (rf"^\s*(?P<a>{_NUM})\s*[,;]\s*(?P<b>{_NUM})\s*$", "a"),  # "lat, lon"
-)
-
 #: Place fields and the header names (lower case) recognised for each.
 FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "code", "station_id", "site_id", "코드", "관리번호", "시설코드", "관서코드",
@@ -70,96 +67,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
                  "대수"),
 }
 
-
-# ---------------------------------------------------------------- shared text helpers
-
-def blank_to_null(text: pa.Array) -> pa.Array:
-    """Trimmed text, null where it means 'no value' (empty, '-', NA, ...)."""
-    return pc.if_else(blank(text), pa.scalar(None, pa.string()), pc.utf8_trim_whitespace(text))
-
-
-def unescape_html(text: pa.Array) -> pa.Array:
-    """HTML entities (``&amp;``, ``&#39;``) decoded; each distinct affected text once."""
-    has = pc.fill_null(pc.match_substring_regex(text, r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z]+);"),
-                       False)
-    if not pc.any(has).as_py():
-        return text
-    encoded = pc.dictionary_encode(text)
-    words = [None if w is None else html.unescape(w) for w in encoded.dictionary.to_pylist()]
-    return pc.take(pa.array(words, pa.string()), encoded.indices)
-
-
-def json_text(text: pa.Array) -> pa.Array:
-    """Each text as a JSON string literal (null stays null)."""
-    esc = pc.replace_substring(text, "\\", "\\\\")
-    esc = pc.replace_substring(esc, '"', '\\"')
-    for char, code in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        esc = pc.replace_substring(esc, char, code)
-    if pc.any(pc.fill_null(pc.match_substring_regex(esc, r"[\x00-\x1f]"), False)).as_py():
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
-                         for v in text.to_pylist()], pa.string())
-    return pc.binary_join_element_wise('"', esc, '"', "")
-
-
-def extra_json(parts: Sequence[tuple[str, pa.Array]], n: int) -> pa.Array:
-    """One JSON object per row of the named text columns, leaving out null cells (null where
-    every cell is null): the ``_extra`` column for source columns the schema does not map."""
-    if not parts:
-        return pa.nulls(n, pa.string())
-    pieces = [pc.if_else(pc.is_null(v), "", pc.binary_join_element_wise(
-        json.dumps(name, ensure_ascii=False) + ":", json_text(v), "")) for name, v in parts]
-    body = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, ",")
-    body = pc.replace_substring_regex(body, r",{2,}", ",")
-    body = pc.replace_substring_regex(body, r"^,|,$", "")
-    return pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()),
-                      pc.binary_join_element_wise("{", body, "}", ""))
-
-
-def _from_text(text: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(lon, lat) from position texts: WKT POINT, '(lat, lon)' inside text, or 'lat, lon'."""
-    lon = pa.nulls(len(text), pa.float64())
-    lat = pa.nulls(len(text), pa.float64())
-    filled = pc.fill_null(text, "")
-    for pattern, lat_group in _POINT_TEXT:
-        m = pc.extract_regex(filled, pattern)
-        a = pc.cast(pc.struct_field(m, "a"), pa.float64())
-        b = pc.cast(pc.struct_field(m, "b"), pa.float64())
-        la, lo = (a, b) if lat_group == "a" else (b, a)
-        take = pc.and_(pc.is_null(lat), pc.is_valid(m))
-        lat = pc.if_else(take, la, lat)
-        lon = pc.if_else(take, lo, lon)
-    return lon, lat
-
-
-def coordinates(text: pa.Array | None, lon_text: pa.Array | None, lat_text: pa.Array | None,
-                n: int) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """(lon, lat, present): WGS84 positions from lon/lat columns, else from a position text.
-
-    ``present`` is true where the source gave something that looks like a position; lon and lat
-    are null where it is missing, unreadable, outside WGS84 or exactly (0, 0).
-    """
-    lon = pa.nulls(n, pa.float64())
-    lat = pa.nulls(n, pa.float64())
-    present = pa.array(np.zeros(n, dtype=bool))
-    if lon_text is not None and lat_text is not None:
-        lon, _ = parse_numbers(lon_text)
-        lat, _ = parse_numbers(lat_text)
-        present = pc.or_(pc.invert(blank(lon_text)), pc.invert(blank(lat_text)))
-    if text is not None:
-        t_lon, t_lat = _from_text(text)
-        missing = pc.or_(pc.is_null(lon), pc.is_null(lat))
-        lon = pc.if_else(missing, t_lon, lon)
-        lat = pc.if_else(missing, t_lat, lat)
-        present = pc.or_(present, pc.is_valid(t_lat))
-    ok = pc.and_(pc.and_(pc.greater_equal(lon, -180.0), pc.less_equal(lon, 180.0)),
-                 pc.and_(pc.greater_equal(lat, -90.0), pc.less_equal(lat, 90.0)))
-    ok = pc.and_(ok, pc.or_(pc.not_equal(lon, 0.0), pc.not_equal(lat, 0.0)))
-    ok = pc.fill_null(ok, False)
-    empty = pa.scalar(None, pa.float64())
-    return pc.if_else(ok, lon, empty), pc.if_else(ok, lat, empty), pc.fill_null(present, False)
-
-
-# ---------------------------------------------------------------- the adapter
 
 def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
     """field -> column: the --map items first, then the recognised header names."""

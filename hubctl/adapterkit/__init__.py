@@ -6,6 +6,10 @@ helper per idea:
 - which column holds which field: :func:`parse_map` (the one ``--map COLUMN=FIELD`` parser,
   giving ``{field: column}``), :func:`check_mapped`, :func:`resolve_columns` (header names
   matched by :func:`fold`), :func:`text_column`;
+- text cells to lake values: :func:`blank_to_null`, :func:`unescape_html`,
+  :func:`json_text`, :func:`extra_json` (the ``_extra`` column: unmapped source columns as
+  one JSON object per row, empty cells left out); positions from columns or text:
+  :func:`coordinates`;
 - entity ids for whole columns: :func:`urns` (one URN builder, the vectorised
   :func:`hubctl.ngsild.entity_id`);
 - time zones and local wall-clock times to UTC, with one documented rule for times that do not
@@ -23,6 +27,8 @@ from hubctl.adapterkit.columns import (
     text_column,
 )
 from hubctl.adapterkit.ids import local_ids, urns
+from hubctl.adapterkit.positions import coordinates
+from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
 
-__all__ = ["check_mapped", "fold", "local_ids", "parse_map", "resolve_columns", "text_column",
-           "urns"]
+__all__ = ["blank_to_null", "check_mapped", "coordinates", "extra_json", "fold", "json_text",
+           "local_ids", "parse_map", "resolve_columns", "text_column", "unescape_html", "urns"]
