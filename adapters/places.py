@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,8 +70,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[str, str]:
-    """field -> column: the --map items first, then the recognised header names."""
+def _mapping(path: Path, header: Sequence[str], items: Sequence[str],
+             joined: bool = False) -> dict[str, str]:
+    """field -> column: the --map items first, then the recognised header names. Without
+    coordinate columns it is an InputError, unless ``joined`` (``--coordinates``) and the
+    file has a name or an address to join on."""
     out = parse_map(items, FIELDS, "place")
     lower = {h.strip().lower(): h for h in header}
     for field, names in FIELDS.items():
@@ -78,11 +83,16 @@ def _mapping(path: Path, header: Sequence[str], items: Sequence[str]) -> dict[st
             if found is not None:
                 out[field] = found
     check_mapped(path, header, out)
-    if not ({"lat", "lon"} <= set(out) or "location" in out):
+    has_position = {"lat", "lon"} <= set(out) or "location" in out
+    if joined and not has_position and not {"name", "address"} & set(out):
+        raise InputError("--coordinates needs a name or address column to join on "
+                         "(name/명칭/관서명, address/주소/소재지)", path=str(path),
+                         record="line 1", hint="name one with --map, e.g. --map '관서=name'")
+    if not has_position and not joined:
         has = " or ".join(repr(out[f]) for f in ("address", "name") if f in out)
-        geocode = (f"; the file has {has} but no position: geocode it first (e.g. with a "
-                   "national address geocoder or Nominatim run locally) into lat and lon "
-                   "columns, or join it on that column with a list that has them"
+        geocode = (f"; the file has {has} but no position: join it with a list that has "
+                   "them, --coordinates FILE (a CSV of name and/or address with lat and lon, "
+                   "e.g. geocoded with a national address geocoder or Nominatim run locally)"
                    if has else "")
         raise InputError("no coordinate columns found (lat/lon, 위도/경도, location)",
                          path=str(path), record="line 1",
@@ -99,6 +109,8 @@ class Places(Adapter):
                "or GeoJSON into PointOfInterest with category [kind].")
     example = ("hubctl ingest places patrol_points.csv --kind patrol-point\n"
                "  hubctl ingest places stations.geojson --kind fire-station\n"
+               "  hubctl ingest places 지구대_파출소.csv --kind patrol-point "
+               "--coordinates geocoded.csv\n"
                "  hubctl ingest places cctv.csv --kind cctv --map '설치위치=name'")
     params: Sequence[click.Parameter] = (
         click.Option(["--kind"], required=True, type=click.Choice(KINDS),
@@ -106,6 +118,11 @@ class Places(Adapter):
         click.Option(["--map", "map"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN (or GeoJSON property) as FIELD (" + ", ".join(FIELDS)
                           + "); repeat it."),
+        click.Option(["--coordinates", "coordinates"], default=None, metavar="FILE",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="A CSV of name and/or address with lat and lon (same headers as "
+                          "places): places without a position take it from there, joined on "
+                          "the address, else on the name."),
     ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
@@ -140,6 +157,88 @@ def _csv_table(path: Path, limits: CsvLimits) -> pa.Table:
 
 
 _DEGREES = ("crs84", "4326", "wgs84", "wgs 84")
+
+
+def _join_key(text: str | None) -> str:
+    """A name or address as a join key: NFKC, case folded, runs of spaces and punctuation
+    between words made one space."""
+    if text is None:
+        return ""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[\s,.()\[\]·\-]+", " ", folded).split())
+
+
+def _positions(path: Path, limits: CsvLimits) -> tuple[dict[str, dict[str, tuple[float, float]]],
+                                                        dict[str, int]]:
+    """The ``--coordinates`` file as {"address"|"name": {key: (lon, lat)}}, and how many
+    keys of each were left out because the file gives them two different positions."""
+    t = _csv_table(path, limits)
+    fields = _mapping(path, t.column_names, ())
+    if not {"name", "address"} & set(fields):
+        raise InputError("has no name or address column to join on (name/명칭/관서명, "
+                         "address/주소/소재지)", path=str(path), record="line 1")
+
+    def col(field: str) -> pa.Array | None:
+        name = fields.get(field)
+        return t.column(name).combine_chunks() if name is not None else None
+
+    lon, lat, _ = coordinates(col("location"), col("lon"), col("lat"), t.num_rows)
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    clashes: dict[str, int] = {}
+    for field in ("address", "name"):
+        values = col(field)
+        if values is None:
+            continue
+        seen: dict[str, tuple[float, float]] = {}
+        bad: set[str] = set()
+        for text, x, y in zip(values.to_pylist(), lon.to_pylist(), lat.to_pylist(),
+                              strict=True):
+            key = _join_key(text)
+            if not key or x is None or y is None:
+                continue
+            if key in seen and seen[key] != (x, y):
+                bad.add(key)
+            seen.setdefault(key, (x, y))
+        out[field] = {k: v for k, v in seen.items() if k not in bad}
+        clashes[field] = len(bad)
+    return out, clashes
+
+
+def _joined(path: Path, side: Path, name: pa.Array | None, address: pa.Array | None,
+            lon: pa.Array, lat: pa.Array, ctx: ReadContext,
+            limits: CsvLimits) -> tuple[pa.Array, pa.Array]:
+    """Positions for the places that have none, from the ``--coordinates`` file: by address,
+    else by name (not a name the places repeat, nor a key the file gives two positions for);
+    a warning says how many were found each way and how many stay without a position."""
+    known, clashes = _positions(side, limits)
+    xs, ys = lon.to_pylist(), lat.to_pylist()
+    by = {"address": 0, "name": 0}
+    names = name.to_pylist() if name is not None else [None] * len(xs)
+    addresses = address.to_pylist() if address is not None else [None] * len(xs)
+    # a name the list repeats (중앙지구대 in many cities) does not say which one it is
+    repeats = Counter(_join_key(v) for v in names)
+    wanted = 0
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        if x is not None and y is not None:
+            continue
+        wanted += 1
+        for field, text in (("address", addresses[i]), ("name", names[i])):
+            key = _join_key(text)
+            if field == "name" and repeats[key] > 1:
+                continue
+            hit = known.get(field, {}).get(key)
+            if hit is not None:
+                xs[i], ys[i] = hit
+                by[field] += 1
+                break
+    found = by["address"] + by["name"]
+    clash = "; ".join(f"{n} {f}(es) of {side.name} have two positions and were not used"
+                      for f, n in clashes.items() if n)
+    ctx.warn(f"{path.name}: {found} of {wanted} places without a position took it from "
+             f"{side.name} (by address {by['address']}, by name {by['name']})"
+             + (f"; {wanted - found} found none and are rejected (a place needs a position)"
+                if wanted > found else "") + (f"; {clash}" if clash else ""))
+    return pa.array(xs, pa.float64()), pa.array(ys, pa.float64())
 
 
 def _require_degrees(path: Path, doc: dict[str, Any], features: list[Any]) -> None:
@@ -215,7 +314,8 @@ def _local_ids(name: pa.Array | None, lon: pa.Array, lat: pa.Array) -> pa.Array:
 def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
              first: str) -> Batch:
     kind = options["kind"]
-    fields = _mapping(path, t.column_names, options.get("map") or ())
+    side = options.get("coordinates")
+    fields = _mapping(path, t.column_names, options.get("map") or (), joined=side is not None)
     n = t.num_rows
 
     def col(field: str) -> pa.Array | None:
@@ -223,6 +323,9 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
         return t.column(name).combine_chunks() if name is not None else None
 
     lon, lat, present = coordinates(col("location"), col("lon"), col("lat"), n)
+    if side is not None:
+        lon, lat = _joined(path, Path(side), col("name"), col("address"), lon, lat, ctx,
+                           csv_limits(options))
     ids = col("id")
     name = col("name")
     local = blank_to_null(ids) if ids is not None else _local_ids(name, lon, lat)

@@ -9,8 +9,9 @@ from pathlib import Path
 from tests.helpers import hub, hub_json
 
 
-def _csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+def _csv(path: Path, header: list[str], rows: list[list[str]],
+         encoding: str = "utf-8") -> Path:
+    with open(path, "w", newline="", encoding=encoding) as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
@@ -76,7 +77,8 @@ def test_missing_coordinates_and_bad_kind_are_clear_errors(tmp_path: Path) -> No
     data = _csv(tmp_path / "p.csv", ["name", "addr"], [["A", "somewhere"]])
     result = hub(tmp_path / "lake", "ingest", "places", str(data), "--kind", "cctv")
     assert result.exit_code != 0 and "no coordinate columns" in result.output
-    assert "the file has 'addr' or 'name' but no position: geocode it first" in result.output
+    assert "the file has 'addr' or 'name' but no position: join it with a list that " \
+        "has them, --coordinates FILE" in result.output
     result = hub(tmp_path / "lake", "ingest", "places", str(data), "--kind", "castle")
     assert result.exit_code != 0 and "castle" in result.output
     bad = tmp_path / "x.geojson"
@@ -135,3 +137,36 @@ def test_geojson_in_a_projected_crs_is_refused(tmp_path: Path) -> None:
         result = hub(tmp_path / "lake", "ingest", "places", str(path), "--kind", "police-station")
         assert result.exit_code == 1, result.output
         assert f"coordinates are in {system}" in result.output and "ogr2ogr" in result.output
+
+
+def test_police_box_list_without_coordinates_joins_a_coordinates_file(tmp_path: Path) -> None:
+    """The national police-box list (경찰청 전국 지구대·파출소: 연번,시도청,경찰서,관서명,구분,주소,
+    CP949) has addresses but no position: --coordinates joins a geocoded list on the address
+    (spacing and punctuation aside), else on a name the list does not repeat."""
+    boxes = _csv(tmp_path / "boxes.csv", ["연번", "시도청", "경찰서", "관서명", "구분", "주소"], [
+        ["1", "서울청", "중부", "을지", "지구대", "서울특별시 중구 퇴계로49길 13"],
+        ["2", "서울청", "중부", "중앙", "지구대", "서울특별시 중구 다산로 10"],
+        ["3", "부산청", "중부", "중앙", "파출소", "부산광역시 중구 중앙대로 1"],
+        ["4", "서울청", "남대문", "태평로", "파출소", "서울특별시 중구 세종대로 100"],
+        ["5", "서울청", "중부", "명동", "지구대", "서울특별시 중구 명동길 1"]],
+        encoding="cp949")
+    geo = _csv(tmp_path / "geo.csv", ["name", "address", "lat", "lon"], [
+        ["을지", "서울특별시  중구 퇴계로49길 13", "37.5637", "126.9981"],
+        ["중앙", "서울특별시 중구, 다산로 10", "37.5610", "127.0110"],
+        ["중앙", "", "35.1000", "129.0300"],  # a name only: the list repeats it, not used
+        ["태평로", "", "37.5680", "126.9770"],
+        ["명동", "", "", ""]])
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "places", str(boxes), "--kind", "patrol-point",
+                   "--coordinates", str(geo))
+    assert (run["read"], run["written"], run["rejected"]) == (5, 3, 2) and run["reconciles"]
+    assert any("3 of 5 places without a position took it from geo.csv (by address 2, by name 1)"
+               "; 2 found none and are rejected" in w for w in run["warnings"])
+    rows = hub_json(lake, "sql", "SELECT name, lat, lon FROM PointOfInterest ORDER BY lat")
+    assert [(r["name"], r["lat"], r["lon"]) for r in rows] == [
+        ("중앙", 37.561, 127.011), ("을지", 37.5637, 126.9981), ("태평로", 37.568, 126.977)]
+    # a coordinates file without anything to join on is refused, naming it
+    bare = _csv(tmp_path / "bare.csv", ["lat", "lon"], [["37.5", "127.0"]])
+    result = hub(lake, "ingest", "places", str(boxes), "--kind", "patrol-point",
+                 "--coordinates", str(bare))
+    assert result.exit_code == 1 and "bare.csv" in result.output and "join on" in result.output
