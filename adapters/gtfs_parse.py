@@ -1,4 +1,4 @@
-"""Vectorised parsing of GTFS text columns, and the per-row problems of a file.
+"""Vectorised parsing of GTFS text columns.
 
 Each parser takes a text column (null = empty field) and returns the typed values plus a mask
 of the cells whose text was present but did not parse. Only the rows that fail are touched
@@ -7,17 +7,13 @@ in Python: to build their reasons and their raw record.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.rejects import Reason, Reject, reason
-
-__all__ = ["Problems", "clock_text", "parse_bool", "parse_clock",
+__all__ = ["clock_text", "parse_bool", "parse_clock",
            "parse_date", "parse_float", "parse_int", "text", "trimmed"]
 
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
@@ -152,67 +148,3 @@ def parse_clock(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
         elif value:
             bad[i] = True
     return pa.array(seconds, pa.int64(), mask=~ok), bad
-
-
-class Problems:
-    """Reasons per row of one block of a file, collected from vectorised masks."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.rows: dict[int, list[Reason]] = {}
-
-    def flag(self, mask: pa.Array | np.ndarray, make: Callable[[int], Reason]) -> None:
-        """Add ``make(i)`` to every row ``i`` where ``mask`` is true (null is false)."""
-        m = _mask(mask)
-        if not m.any():
-            return
-        for i in np.flatnonzero(m):
-            self.rows.setdefault(int(i), []).append(make(int(i)))
-
-    def parsed(self, table: pa.Table, name: str,
-               parse: Callable[[pa.Array], tuple[pa.Array, np.ndarray]],
-               expected: str) -> tuple[pa.Array, np.ndarray]:
-        """Column ``name`` through ``parse``; a cell it cannot read is a type error."""
-        raw = text(table, name)
-        values, bad = parse(raw)
-        self.flag(bad, type_error(name, raw, expected))
-        return values, bad
-
-    def flag_nul(self, table: pa.Table) -> None:
-        """Reject rows holding a NUL character (no GTFS text field may contain one)."""
-        for name in table.column_names:
-            col = text(table, name)
-            data = col.buffers()[2] if col.type == pa.string() else None
-            if data is not None and not (np.frombuffer(data, np.uint8) == 0).any():
-                continue  # no NUL byte anywhere in the column: nothing to look at
-            hits = pc.match_substring(col, "\x00")
-            self.flag(hits, lambda i, name=name: reason(  # type: ignore[misc]
-                "malformed-record", name, detail=f"{name} contains a NUL character"))
-
-    def bad(self) -> np.ndarray:
-        """Mask of the rows with at least one problem."""
-        out = np.zeros(self.n, bool)
-        if self.rows:
-            out[list(self.rows)] = True
-        return out
-
-    def rejects(self, entity_type: str, table: pa.Table, where: str,
-                key: Sequence[str]) -> list[Reject]:
-        """One Reject per problem row: the raw record as JSON, named by its key fields."""
-        out = []
-        for i in sorted(self.rows):
-            raw = {c: table.column(c)[i].as_py() for c in table.column_names}
-            record = ", ".join(f"{k}={raw.get(k)}" for k in key if k in raw) or f"row {i + 1}"
-            out.append(Reject(entity_type, json.dumps(raw, ensure_ascii=False),
-                              self.rows[i], file=where, record=record))
-        return out
-
-
-def missing(field: str) -> Callable[[int], Reason]:
-    """A reason maker for a required field left empty."""
-    return lambda i: reason("missing-required", field)
-
-
-def type_error(field: str, values: pa.Array, expected: str) -> Callable[[int], Reason]:
-    """A reason maker for a field whose text is not of the expected kind."""
-    return lambda i: reason("type-error", field, value=values[i].as_py(), expected=expected)

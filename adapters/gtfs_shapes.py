@@ -11,10 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapterkit import urns
+from hubctl.adapterkit import Problems, missing, urns
 from hubctl.adapters.gtfs_parse import (
-    Problems,
-    missing,
     parse_float,
     parse_int,
     trimmed,
@@ -30,15 +28,15 @@ __all__ = ["shapes"]
 
 def shapes(feed: Feed, table: pa.Table, where: str) -> Converted:
     """One GtfsShape per shape_id with the points that passed their checks."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsShape", where)
+    p.flag_nul()
     shape_id = trimmed(table, "shape_id")
     p.flag(pc.is_null(shape_id), missing("shape_id"))
     parsed = {}
     for col, parse, kind in (("shape_pt_lat", parse_float, "number"),
                              ("shape_pt_lon", parse_float, "number"),
                              ("shape_pt_sequence", parse_int, "integer")):
-        values, bad = p.parsed(table, col, parse, kind)
+        values, bad = p.parsed(col, parse, kind)
         p.flag(pc.and_(pc.is_null(values), pa.array(~bad)), missing(col))
         parsed[col] = values
     lat, lon, seq = parsed["shape_pt_lat"], parsed["shape_pt_lon"], parsed["shape_pt_sequence"]
@@ -61,7 +59,7 @@ def shapes(feed: Feed, table: pa.Table, where: str) -> Converted:
     feed.shapes = rows.column("_shape").combine_chunks() if rows.num_rows else pa.array(
         [], pa.string())
     return Converted("GtfsShape", rows.drop_columns(["_shape"]),
-                     p.rejects("GtfsShape", table, where, ["shape_id", "shape_pt_sequence"]),
+                     p.rejects(["shape_id", "shape_pt_sequence"]),
                      feed.shapes)
 
 

@@ -12,17 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapterkit import extra_json, local_ids, urns
+from hubctl.adapterkit import Problems, extra_json, local_ids, missing, type_error, urns
 from hubctl.adapters.gtfs_parse import (
-    Problems,
     clock_text,
-    missing,
     parse_clock,
     parse_float,
     parse_int,
     text,
     trimmed,
-    type_error,
 )
 from hubctl.adapters.gtfs_tables import KNOWN_COLUMNS, Converted, Feed
 from hubctl.rejects import Reason, reason
@@ -56,8 +53,8 @@ class StopTimes:
 
     def convert(self, table: pa.Table, where: str) -> Converted:
         """Good GtfsStopTime rows and rejects of one block."""
-        p = Problems(table.num_rows)
-        p.flag_nul(table)
+        p = Problems(table, "GtfsStopTime", where)
+        p.flag_nul()
         trip_id, stop_id = trimmed(table, "trip_id"), trimmed(table, "stop_id")
         tidx = self._resolve(p, trip_id, self.trips, "trip_id", "GtfsTrip", "trips.txt")
         sidx = self._resolve(p, stop_id, self.stops, "stop_id", "GtfsStop", "stops.txt")
@@ -81,7 +78,7 @@ class StopTimes:
         bad = p.bad()
         self._ends(tidx, values, bad, trip_id)
         rows = out.filter(pa.array(~bad)) if bad.any() else out
-        rejects = p.rejects("GtfsStopTime", table, where, ["trip_id", "stop_sequence"])
+        rejects = p.rejects(["trip_id", "stop_sequence"])
         return Converted("GtfsStopTime", rows, rejects, trip_id)
 
     def _ends(self, tidx: pa.Array, values: dict[str, pa.Array], bad: np.ndarray,

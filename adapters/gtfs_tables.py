@@ -19,11 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapterkit import extra_json, urns
+from hubctl.adapterkit import Problems, extra_json, missing, urns
 from hubctl.adapters.gtfs_parse import (
-    Problems,
     clock_text,
-    missing,
     parse_bool,
     parse_clock,
     parse_date,
@@ -131,10 +129,10 @@ def _finish(type_name: str, cols: dict[str, pa.Array], table: pa.Table, ids: pa.
     if len(clean):
         found = gate_for(get_type(type_name)).check(out.take(pa.array(clean)))
         for j, reasons in found.items():
-            problems.rows.setdefault(int(clean[j]), []).extend(reasons)
+            problems.add(int(clean[j]), reasons)
     keep = pa.array(~problems.bad())
     return Converted(type_name, out.filter(keep),
-                     problems.rejects(type_name, table, where, key), ids.filter(keep))
+                     problems.rejects(key), ids.filter(keep))
 
 
 def _repeated(problems: Problems, keys: pa.Array, field: str, file: str) -> None:
@@ -145,8 +143,8 @@ def _repeated(problems: Problems, keys: pa.Array, field: str, file: str) -> None
 
 def agency(feed: Feed, table: pa.Table, where: str) -> Converted:
     """agency.txt: one GtfsAgency per row; its id is agency_id, else agency_name."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsAgency", where)
+    p.flag_nul()
     name = trimmed(table, "agency_name")
     local = pc.coalesce(trimmed(table, "agency_id"), name)
     p.flag(pc.is_null(local), missing("agency_id"))
@@ -165,19 +163,19 @@ def agency(feed: Feed, table: pa.Table, where: str) -> Converted:
 
 def stops(feed: Feed, table: pa.Table, where: str) -> Converted:
     """stops.txt: one GtfsStop per row; location_type empty is 0."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsStop", where)
+    p.flag_nul()
     stop_id = trimmed(table, "stop_id")
     p.flag(pc.is_null(stop_id), missing("stop_id"))
-    lat, bad_lat = p.parsed(table, "stop_lat", parse_float, "number")
-    lon, bad_lon = p.parsed(table, "stop_lon", parse_float, "number")
-    kind, _ = p.parsed(table, "location_type", parse_int, "integer")
+    lat, bad_lat = p.parsed("stop_lat", parse_float, "number")
+    lon, bad_lon = p.parsed("stop_lon", parse_float, "number")
+    kind, _ = p.parsed("location_type", parse_int, "integer")
     kind = pc.fill_null(kind, 0)
     placed = pc.is_in(kind, value_set=pa.array([0, 1, 2], pa.int64()))
     no_point = pc.or_(pc.is_null(lat), pc.is_null(lon))
     p.flag(pc.and_(pc.and_(placed, no_point), pa.array(~(bad_lat | bad_lon))),
            missing("stop_lat/stop_lon (required for stops, stations and entrances)"))
-    wheel, _ = p.parsed(table, "wheelchair_boarding", parse_int, "integer")
+    wheel, _ = p.parsed("wheelchair_boarding", parse_int, "integer")
     _repeated(p, stop_id, "stop_id", "stops.txt")
     parent = trimmed(table, "parent_station")
     feed.dangling("stops.txt", "parent_station", parent, stop_id, "stop")
@@ -194,11 +192,11 @@ def stops(feed: Feed, table: pa.Table, where: str) -> Converted:
 
 def routes(feed: Feed, table: pa.Table, where: str) -> Converted:
     """routes.txt: one GtfsRoute per row; an empty agency_id means the feed's only agency."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsRoute", where)
+    p.flag_nul()
     route_id = trimmed(table, "route_id")
     p.flag(pc.is_null(route_id), missing("route_id"))
-    route_type, _ = p.parsed(table, "route_type", parse_int, "integer")
+    route_type, _ = p.parsed("route_type", parse_int, "integer")
     agency_id = trimmed(table, "agency_id")
     if len(feed.agencies) == 1:
         agency_id = pc.fill_null(agency_id, feed.agencies[0])
@@ -222,17 +220,17 @@ def routes(feed: Feed, table: pa.Table, where: str) -> Converted:
 
 def calendar(feed: Feed, table: pa.Table, where: str) -> Converted:
     """calendar.txt: one GtfsCalendarRule per row, keyed by service_id."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsCalendarRule", where)
+    p.flag_nul()
     service = trimmed(table, "service_id")
     feed.service_ids["calendar.txt"] = service
     p.flag(pc.is_null(service), missing("service_id"))
     cols = feed.base("GtfsCalendarRule", service, table, "calendar.txt")
     cols.update({"hasService": urns("GtfsService", service, feed.feed_id)})
     for day in DAYS:
-        cols[day], _ = p.parsed(table, day, parse_bool, "0 or 1")
+        cols[day], _ = p.parsed(day, parse_bool, "0 or 1")
     for col, attr in (("start_date", "startDate"), ("end_date", "endDate")):
-        cols[attr], _ = p.parsed(table, col, parse_date, "date YYYYMMDD")
+        cols[attr], _ = p.parsed(col, parse_date, "date YYYYMMDD")
     p.flag(pc.less(cols["endDate"], cols["startDate"]), lambda i: reason(
         "end-before-start", "end_date", value=text(table, "end_date")[i].as_py(),
         start=text(table, "start_date")[i].as_py()))
@@ -242,14 +240,14 @@ def calendar(feed: Feed, table: pa.Table, where: str) -> Converted:
 
 def calendar_dates(feed: Feed, table: pa.Table, where: str) -> Converted:
     """calendar_dates.txt: one GtfsCalendarDateRule per row, keyed by service_id and date."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsCalendarDateRule", where)
+    p.flag_nul()
     service = trimmed(table, "service_id")
     feed.service_ids["calendar_dates.txt"] = service
     p.flag(pc.is_null(service), missing("service_id"))
-    day, bad_day = p.parsed(table, "date", parse_date, "date YYYYMMDD")
+    day, bad_day = p.parsed("date", parse_date, "date YYYYMMDD")
     p.flag(pc.and_(pc.is_null(day), pa.array(~bad_day)), missing("date"))
-    kind, _ = p.parsed(table, "exception_type", parse_int, "integer")
+    kind, _ = p.parsed("exception_type", parse_int, "integer")
     key = pc.binary_join_element_wise(service, pc.strftime(day, format="%Y%m%d"), ":")
     _repeated(p, key, "date", "calendar_dates.txt")
     cols = feed.base("GtfsCalendarDateRule", key, table, "calendar_dates.txt")
@@ -283,8 +281,8 @@ def services(feed: Feed) -> pa.Table:
 
 def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
     """trips.txt: one GtfsTrip per row; its route must exist, its shape should."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsTrip", where)
+    p.flag_nul()
     trip_id, route_id, service = (trimmed(table, c) for c in ("trip_id", "route_id",
                                                                 "service_id"))
     feed.service_ids["trips.txt"] = service
@@ -293,8 +291,8 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
     p.flag(pc.and_(pc.is_valid(route_id), pc.invert(pc.is_in(route_id, value_set=feed.routes))),
            lambda i: reason("unknown-reference", "route_id", value=route_id[i].as_py(),
                             type="GtfsRoute", where="routes.txt"))
-    direction, _ = p.parsed(table, "direction_id", parse_int, "0 or 1")
-    wheel, _ = p.parsed(table, "wheelchair_accessible", parse_int, "integer")
+    direction, _ = p.parsed("direction_id", parse_int, "0 or 1")
+    wheel, _ = p.parsed("wheelchair_accessible", parse_int, "integer")
     shape = trimmed(table, "shape_id")
     if feed.shapes is not None:
         feed.dangling("trips.txt", "shape_id", shape, feed.shapes, "shape in shapes.txt")
@@ -317,8 +315,8 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
 
 def frequencies(feed: Feed, table: pa.Table, where: str) -> Converted:
     """frequencies.txt: one GtfsFrequency per row, keyed by trip_id and start time."""
-    p = Problems(table.num_rows)
-    p.flag_nul(table)
+    p = Problems(table, "GtfsFrequency", where)
+    p.flag_nul()
     trip_id = trimmed(table, "trip_id")
     p.flag(pc.is_null(trip_id), missing("trip_id"))
     p.flag(pc.and_(pc.is_valid(trip_id), pc.invert(pc.is_in(trip_id, value_set=feed.trips))),
@@ -326,12 +324,12 @@ def frequencies(feed: Feed, table: pa.Table, where: str) -> Converted:
                             type="GtfsTrip", where="trips.txt"))
     times = {}
     for col in ("start_time", "end_time"):
-        times[col], _ = p.parsed(table, col, parse_clock, "time H:MM:SS")
+        times[col], _ = p.parsed(col, parse_clock, "time H:MM:SS")
     p.flag(pc.less_equal(times["end_time"], times["start_time"]), lambda i: reason(
         "end-before-start", "end_time", value=text(table, "end_time")[i].as_py(),
         start=text(table, "start_time")[i].as_py()))
-    headway, _ = p.parsed(table, "headway_secs", parse_int, "integer")
-    exact, _ = p.parsed(table, "exact_times", parse_bool, "0 or 1")
+    headway, _ = p.parsed("headway_secs", parse_int, "integer")
+    exact, _ = p.parsed("exact_times", parse_bool, "0 or 1")
     key = pc.binary_join_element_wise(trip_id, pc.cast(times["start_time"], pa.string()), ":")
     _repeated(p, key, "start_time", "frequencies.txt")
     cols = feed.base("GtfsFrequency", key, table, "frequencies.txt")

@@ -6,6 +6,9 @@ helper per idea:
 - which column holds which field: :func:`parse_map` (the one ``--map COLUMN=FIELD`` parser,
   giving ``{field: column}``), :func:`check_mapped`, :func:`resolve_columns` (header names
   matched by :func:`fold`), :func:`text_column`;
+- rejects: :class:`Problems`, the one reject collector (one reason per field and record,
+  records named by file line), with :func:`missing`, :func:`type_error` and
+  :func:`line_numbers`;
 - text cells to lake values: :func:`blank_to_null`, :func:`unescape_html`,
   :func:`json_text`, :func:`extra_json` (the ``_extra`` column: unmapped source columns as
   one JSON object per row, empty cells left out); positions from columns or text:
@@ -28,7 +31,9 @@ from hubctl.adapterkit.columns import (
 )
 from hubctl.adapterkit.ids import local_ids, urns
 from hubctl.adapterkit.positions import coordinates
+from hubctl.adapterkit.problems import Problems, line_numbers, missing, type_error
 from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
 
-__all__ = ["blank_to_null", "check_mapped", "coordinates", "extra_json", "fold", "json_text",
-           "local_ids", "parse_map", "resolve_columns", "text_column", "unescape_html", "urns"]
+__all__ = ["Problems", "blank_to_null", "check_mapped", "coordinates", "extra_json", "fold",
+           "json_text", "line_numbers", "local_ids", "missing", "parse_map", "resolve_columns",
+           "text_column", "type_error", "unescape_html", "urns"]
