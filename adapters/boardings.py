@@ -18,7 +18,6 @@ Everything is vectorised over Arrow batches; Python only touches rejected rows.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import tzinfo
@@ -32,23 +31,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import check_mapped, parse_map, urns
+from hubctl.adapterkit import (
+    Problems,
+    field_batches,
+    parse_hours,
+    parse_map,
+    urns,
+)
 from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
-    DEFAULT_LIMITS,
-    CsvLimits,
-    CsvStream,
-    add_malformed,
     csv_limits,
-    open_csv,
 )
 from hubctl.errors import InputError
 from hubctl.localtime import local_to_utc, zone
-from hubctl.rejects import Reason, Reject, reason
+from hubctl.rejects import Reason, reason
 
-__all__ = ["ADAPTER", "Boardings", "Problems", "line_numbers", "parse_hours", "parse_months",
-           "read_csv_batches", "rename_columns", "series", "wide_hours", "zone_of"]
+__all__ = ["ADAPTER", "Boardings", "parse_months", "series", "wide_hours",
+           "zone_of"]
 
 TYPE = "StopBoardings"
 FIELDS = ("stop_id", "date", "month", "datetime", "hour", "boardings", "alightings", "line",
@@ -69,91 +69,9 @@ WIDE_HOUR = re.compile(r"^\s*(\d{1,2})\s*시(?:\s*-\s*\d{1,2}\s*시)?\s*(승차|
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-def rename_columns(header: Sequence[str], fields: dict[str, str],
-                   aliases: dict[str, str] | None = None) -> list[str]:
-    """Header names after the mapping ``{field: column}`` (else case-folded, then common
-    aliases resolved)."""
-    by_column = {column: field for field, column in fields.items()}
-    folded = [n.strip().lower() for n in header]
-    return [by_column[n] if n in by_column else (aliases or {}).get(f, f)
-            for n, f in zip(header, folded, strict=True)]
-
-
 def zone_of(name: str) -> tzinfo:
     """The time zone ``name`` or a UsageError (:func:`hubctl.localtime.zone`)."""
     return zone(name)
-
-
-class Problems:
-    """Reasons per row of one batch, filled from vectorised masks (Python only on bad rows)."""
-
-    def __init__(self, table: pa.Table, type_name: str, path: Path, lines: np.ndarray) -> None:
-        self.table, self.type_name, self.path = table, type_name, path
-        self.lines = lines  # the file line number of every row
-        self.by_row: dict[int, list[Reason]] = {}
-
-    def flag(self, mask: pa.Array | pa.ChunkedArray, make: Callable[[int], Reason]) -> None:
-        """Add ``make(i)`` for every row ``i`` where ``mask`` is true."""
-        filled = pc.fill_null(mask, False)
-        if isinstance(filled, pa.ChunkedArray):
-            filled = filled.combine_chunks()
-        if filled.true_count == 0:
-            return
-        for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
-            found = self.by_row.setdefault(int(i), [])
-            r = make(int(i))
-            if all(x.field != r.field for x in found):
-                found.append(r)
-
-    def cell(self, column: str, i: int) -> Any:
-        """The raw text of a cell."""
-        return self.table.column(column)[i].as_py()
-
-    def rejects(self) -> list[Reject]:
-        """One Reject per bad row, with its raw record and line number."""
-        out = []
-        for i, reasons in sorted(self.by_row.items()):
-            raw = json.dumps({c: self.table.column(c)[i].as_py() for c in self.table.column_names},
-                             ensure_ascii=False)
-            out.append(Reject(self.type_name, raw, reasons, file=str(self.path),
-                              record=f"line {int(self.lines[i])}"))
-        return out
-
-    def keep(self) -> pa.Array:
-        """True for rows without problems."""
-        keep = np.ones(self.table.num_rows, dtype=bool)
-        keep[list(self.by_row)] = False
-        return pa.array(keep)
-
-
-def read_csv_batches(path: Path, mapping: dict[str, str], type_name: str,
-                     need: Callable[[Path, list[str]], None], ctx: ReadContext,
-                     convert: Callable[[pa.Table, Problems], Batch],
-                     aliases: dict[str, str] | None = None,
-                     limits: CsvLimits = DEFAULT_LIMITS,
-                     rename: Callable[[Sequence[str]], dict[str, str]] | None = None,
-                     ) -> Iterator[Batch]:
-    """Stream a CSV through ``convert`` batch by batch, header renamed by ``mapping``
-    (``{field: column}``, and ``rename(header)`` for the fields and columns ``mapping``
-    leaves); lines with the wrong number of
-    fields, bad encoding or over-long are rejected alone."""
-    stream: CsvStream = open_csv(path, limits=limits)
-    header = stream.schema.names
-    check_mapped(path, header, mapping)
-    fields = dict(mapping)
-    if rename is not None:
-        for field, column in rename(header).items():
-            if field not in fields and column not in fields.values():
-                fields[field] = column
-    names = rename_columns(header, fields, aliases)
-    need(path, names)
-    for batch in stream:
-        ctx.advance(stream.take_read_bytes())
-        table = pa.Table.from_batches([batch]).rename_columns(names)
-        problems = Problems(table, type_name, path, stream.lines)
-        out = convert(table, problems)
-        add_malformed(out, type_name, path, stream.take_invalid())
-        yield out
 
 
 def parse_dates(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -180,20 +98,6 @@ def _one_date(text: str | None) -> Any:
         return date.fromisoformat(text) if text else None
     except ValueError:
         return None
-
-
-def parse_hours(t: pa.Table, p: Problems) -> pa.Array:
-    """The optional ``hour`` column as int64 0-23 (null where absent or rejected)."""
-    if "hour" not in t.column_names:
-        return pa.nulls(t.num_rows, pa.int64())
-    hours, bad = parse_numbers(t.column("hour").combine_chunks())
-    p.flag(bad, lambda i: reason("type-error", "hour", value=p.cell("hour", i),
-                                 expected="whole hour 0-23"))
-    whole = pc.and_(pc.equal(pc.floor(hours), hours),
-                    pc.and_(pc.greater_equal(hours, 0), pc.less_equal(hours, 23)))
-    p.flag(pc.and_(pc.is_valid(hours), pc.invert(whole)), lambda i: reason(
-        "constraint-error", "hour", detail=f"{p.cell('hour', i)!r} is not a whole hour 0-23"))
-    return pc.cast(pc.if_else(whole, hours, pa.scalar(None, pa.float64())), pa.int64())
 
 
 def parse_months(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -273,7 +177,7 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=zone, feed=feed, path=Path(path))
-            batches = read_csv_batches(Path(path), mapping, TYPE, _need, ctx, convert,
+            batches = field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
                                        limits=csv_limits(options), rename=_korean)
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)
@@ -453,7 +357,7 @@ def _convert(t: pa.Table, p: Problems, zone: str, feed: str | None, path: Path) 
         "refStop": urns("GtfsStop", local, feed) if feed else pa.nulls(n, pa.string()),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("dateObserved"), n),
-        "_record": line_numbers(p.lines),
+        "_record": p.record_column(),
     }).filter(p.keep())
     return Batch(TYPE, rows, str(path), n, rejects=p.rejects())
 
@@ -485,12 +389,6 @@ def _not_a_number(p: Problems, column: str) -> Callable[[int], Reason]:
 
 def _negative(p: Problems, column: str) -> Callable[[int], Reason]:
     return lambda i: reason("negative-value", column, value=p.cell(column, i))
-
-
-def line_numbers(lines: np.ndarray) -> pa.Array:
-    """``line N`` texts for rows at file lines ``lines``."""
-    numbers = pc.cast(pa.array(np.asarray(lines, dtype=np.int64)), pa.string())
-    return pc.binary_join_element_wise(pa.scalar("line "), numbers, "")
 
 
 ADAPTER = Boardings()

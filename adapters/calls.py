@@ -35,11 +35,11 @@ from hubctl.adapterkit import (
     coordinates,
     extra_json,
     json_text,
+    open_text_csv,
     parse_map,
     unescape_html,
     urns,
 )
-from hubctl.adapters.places import open_text_csv
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
 from hubctl.errors import InputError

@@ -32,23 +32,20 @@ from hubctl.adapterkit import (
     extra_json,
     json_text,
     parse_map,
+    read_text_csv,
     unescape_html,
     urns,
 )
 from hubctl.arrowkit import parse_numbers
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
-    DEFAULT_LIMITS,
     CsvLimits,
-    CsvStream,
     csv_limits,
-    open_csv,
-    read_whole,
 )
 from hubctl.errors import InputError
 from hubctl.rejects import Reject
 
-__all__ = ["ADAPTER", "KINDS", "Places", "open_text_csv"]
+__all__ = ["ADAPTER", "KINDS", "Places"]
 
 TYPE = "PointOfInterest"
 KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
@@ -132,28 +129,8 @@ class Places(Adapter):
             if path.suffix.lower() in (".geojson", ".json"):
                 table, first = _geojson_table(path), "feature 0"
             else:
-                table, first = _csv_table(path, csv_limits(options)), "row 2"
+                table, first = read_text_csv(path, csv_limits(options)), "row 2"
             yield _convert(path, table, options, ctx, first)
-
-
-def open_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS) -> CsvStream:
-    """:func:`hubctl.csvread.open_csv`, falling back to CP949 (common for Korean public data)
-    when the file's header is not UTF-8."""
-    try:
-        return open_csv(path, limits=limits)
-    except InputError as exc:
-        if "UTF-8" not in str(exc):
-            raise
-        return open_csv(path, encoding="cp949", limits=limits)
-
-
-def _csv_table(path: Path, limits: CsvLimits) -> pa.Table:
-    try:
-        return read_whole(path, limits=limits)[0]
-    except InputError as exc:  # a header that is not UTF-8: CP949, as Korean data often is
-        if "UTF-8" not in str(exc):
-            raise
-        return read_whole(path, limits=limits, encoding="cp949")[0]
 
 
 _DEGREES = ("crs84", "4326", "wgs84", "wgs 84")
@@ -172,7 +149,7 @@ def _positions(path: Path, limits: CsvLimits) -> tuple[dict[str, dict[str, tuple
                                                         dict[str, int]]:
     """The ``--coordinates`` file as {"address"|"name": {key: (lon, lat)}}, and how many
     keys of each were left out because the file gives them two different positions."""
-    t = _csv_table(path, limits)
+    t = read_text_csv(path, limits)
     fields = _mapping(path, t.column_names, ())
     if not {"name", "address"} & set(fields):
         raise InputError("has no name or address column to join on (name/명칭/관서명, "

@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import parse_map, urns
-from hubctl.adapters.boardings import (
+from hubctl.adapterkit import (
     Problems,
-    line_numbers,
+    field_batches,
     parse_hours,
-    read_csv_batches,
+    parse_map,
+    urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits, read_whole
@@ -205,7 +205,7 @@ class Population(Adapter):
                             ctx) if options.get("zones") else None)
         kind = str(options.get("kind") or "residents")
         for path in inputs:
-            yield from read_csv_batches(
+            yield from field_batches(
                 Path(path), mapping, TYPE, partial(_need, zones=zones), ctx,
                 partial(_convert, path=Path(path), dataset=dataset, default_kind=kind,
                         zones=zones), aliases=_COLUMN_ALIASES,
@@ -251,7 +251,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, dataset: str, default_kind: s
         "zoneId": zone_col, "dataset": pa.repeat(pa.scalar(dataset), n),
         "source": pa.repeat(pa.scalar(path.name), n),
         "_time_index": pa.repeat(pa.scalar("arrival"), n),
-        "_record": line_numbers(p.lines),
+        "_record": p.record_column(),
     }).filter(p.keep())
     return Batch(TYPE, _stamp(rows), str(path), n, rejects=p.rejects())
 

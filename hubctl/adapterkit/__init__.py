@@ -17,11 +17,20 @@ helper per idea:
   :func:`hubctl.ngsild.entity_id`);
 - time zones and local wall-clock times to UTC, with one documented rule for times that do not
   exist or happen twice: :mod:`hubctl.localtime` (:func:`zone`, :func:`local_to_utc`);
-- reading CSV with one bad line costing one line: :mod:`hubctl.csvread`.
+- reading CSV with one bad line costing one line: :mod:`hubctl.csvread`, and the one CSV
+  batch loop over it: :func:`csv_batches` (:func:`field_batches` renames the header to the
+  adapter's fields first; :func:`open_text_csv` and :func:`read_text_csv` fall back to
+  CP949); an ``hour`` column: :func:`parse_hours`.
 """
 
 from __future__ import annotations
 
+from hubctl.adapterkit.batches import (
+    csv_batches,
+    field_batches,
+    open_text_csv,
+    read_text_csv,
+)
 from hubctl.adapterkit.columns import (
     check_mapped,
     fold,
@@ -33,7 +42,9 @@ from hubctl.adapterkit.ids import local_ids, urns
 from hubctl.adapterkit.positions import coordinates
 from hubctl.adapterkit.problems import Problems, line_numbers, missing, type_error
 from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
+from hubctl.adapterkit.times import parse_hours
 
-__all__ = ["Problems", "blank_to_null", "check_mapped", "coordinates", "extra_json", "fold",
-           "json_text", "line_numbers", "local_ids", "missing", "parse_map", "resolve_columns",
+__all__ = ["Problems", "blank_to_null", "check_mapped", "coordinates", "csv_batches", "extra_json",
+           "field_batches", "fold", "json_text", "line_numbers", "local_ids", "missing",
+           "open_text_csv", "parse_hours", "parse_map", "read_text_csv", "resolve_columns",
            "text_column", "type_error", "unescape_html", "urns"]

@@ -126,6 +126,14 @@ class Problems:
         named = [(k, self.cell(k, i)) for k in key if k in self.table.column_names]
         return ", ".join(f"{k}={v}" for k, v in named) or f"row {i + 1}"
 
+    def record_column(self) -> pa.Array:
+        """Where each row is in the input (``line N``, else ``row N``): the ``_record``
+        column."""
+        if self.lines is not None:
+            return line_numbers(self.lines)
+        rows = pc.cast(pa.array(np.arange(1, self.table.num_rows + 1)), pa.string())
+        return pc.binary_join_element_wise(pa.scalar("row "), rows, "")
+
     def rejects(self, key: Sequence[str] = ()) -> list[Reject]:
         """One Reject per flagged row, in row order, with its raw record."""
         return [Reject(self.type_name, self.raw(i), self.rows[i], file=str(self.path),
