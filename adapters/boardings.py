@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,7 @@ from hubctl.errors import InputError
 from hubctl.localtime import local_to_utc, zone
 from hubctl.rejects import Reason, reason
 
-__all__ = ["ADAPTER", "Boardings", "parse_months", "series", "wide_hours",
-           "zone_of"]
+__all__ = ["ADAPTER", "Boardings", "parse_months", "series", "wide_hours"]
 
 TYPE = "StopBoardings"
 FIELDS = ("stop_id", "date", "month", "datetime", "hour", "boardings", "alightings", "line",
@@ -67,11 +65,6 @@ KOREAN_STOP = ("표준버스정류장ID", "버스정류장ARS번호", "역명", 
 WIDE_HOUR = re.compile(r"^\s*(\d{1,2})\s*시(?:\s*-\s*\d{1,2}\s*시)?\s*(승차|하차)"
                        r"(?:총승객수|총인원|인원|승객수)?\s*$")
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
-
-
-def zone_of(name: str) -> tzinfo:
-    """The time zone ``name`` or a UsageError (:func:`hubctl.localtime.zone`)."""
-    return zone(name)
 
 
 def parse_dates(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -172,13 +165,13 @@ class Boardings(Adapter):
              ctx: ReadContext) -> Iterator[Batch]:
         """The counts of every input file, batch by batch."""
         mapping = parse_map(options.get("mapping"), FIELDS)
-        zone = str(options.get("timezone") or "UTC")
-        zone_of(zone)
+        tz_name = str(options.get("timezone") or "UTC")
+        zone(tz_name)  # a bad zone fails before any file is read
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
-            convert = partial(_convert, zone=zone, feed=feed, path=Path(path))
+            convert = partial(_convert, zone=tz_name, feed=feed, path=Path(path))
             batches = field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
-                                       limits=csv_limits(options), rename=_korean)
+                                    limits=csv_limits(options), rename=_korean)
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)
             else:

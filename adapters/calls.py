@@ -16,10 +16,10 @@ kept with an empty location and counted in a warning.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +30,27 @@ import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapterkit import (
+    Problems,
     blank_to_null,
     check_mapped,
     coordinates,
+    csv_batches,
     extra_json,
     json_text,
     open_text_csv,
     parse_map,
+    type_error,
     unescape_html,
     urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits
+from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits
 from hubctl.errors import InputError
-from hubctl.gate import RowReasons
 from hubctl.localtime import zone, zone_offsets
-from hubctl.rejects import reason
+from hubctl.rejects import Reason, reason
 from hubctl.types import TIMESTAMP
 
-__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile", "parse_times",
-           "time_zone"]
+__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile", "parse_times"]
 
 TYPE = "Alert"
 
@@ -164,7 +165,7 @@ def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -
                          hint="map one: --map 'COLUMN=dateIssued' (or issuedDate and issuedTime)")
     zone_name = options.get("timezone") or (profile.timezone if profile else "UTC")
     source = options.get("agency") or (profile.source if profile else path.stem)
-    return Layout(fields, time_zone(zone_name), source,
+    return Layout(fields, zone(zone_name), source,
                   options.get("agency") or (profile.alert_source if profile else source),
                   (profile.name if profile else "custom") + (" + --map" if overrides and profile
                                                              else ""))
@@ -199,7 +200,7 @@ class Calls(Adapter):
              ctx: ReadContext) -> Iterator[Batch]:
         """One Batch of Alert rows per CSV block of every input file."""
         if options.get("timezone"):
-            time_zone(options["timezone"])  # a bad zone fails before any file is read
+            zone(options["timezone"])  # a bad zone fails before any file is read
         for path in inputs:
             yield from _read_file(path, options, ctx)
 
@@ -212,11 +213,8 @@ def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterato
     ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
              f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
     counts = {"none": 0, "unusable": 0}
-    for block in stream:
-        ctx.advance(stream.take_read_bytes())
-        out = _convert(path, pa.Table.from_batches([block]), stream.lines, layout, counts)
-        add_malformed(out, TYPE, path, stream.take_invalid())
-        yield out
+    yield from csv_batches(stream, path, TYPE, ctx,
+                           partial(_convert, path=path, layout=layout, counts=counts))
     if counts["none"] or counts["unusable"]:
         ctx.warn(f"{path.name}: {counts['none'] + counts['unusable']} calls without usable "
                  f"coordinates kept with an empty location ({counts['none']} without any, "
@@ -243,10 +241,9 @@ def _issued_text(t: pa.Table, layout: Layout) -> pa.Array:
     return pc.if_else(pc.is_null(full), joined, full) if full is not None else joined
 
 
-def _convert(path: Path, t: pa.Table, lines: np.ndarray, layout: Layout,
+def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
              counts: dict[str, int]) -> Batch:
     n = t.num_rows
-    bad: RowReasons = {}
     times: dict[str, pa.Array] = {}
     for field in _TIME_FIELDS:
         text = _issued_text(t, layout) if field == "dateIssued" else _column(t, layout, field)
@@ -254,14 +251,12 @@ def _convert(path: Path, t: pa.Table, lines: np.ndarray, layout: Layout,
             continue
         values, unreadable = parse_times(text, layout.zone)
         times[field] = values
-        for i in np.flatnonzero(unreadable):
-            bad.setdefault(int(i), []).append(reason("bad-timestamp", field,
-                                                     value=text[int(i)].as_py()))
+        p.flag(unreadable, _bad_timestamp(field, text))
     rows: dict[str, Any] = {"id": _ids(t, layout)}
     rows["observed_at"] = times["dateIssued"]
     rows.update(times)
-    _order_checks(times, bad)
-    rows["responseTime"] = _response(t, layout, times, bad)
+    _order_checks(times, p)
+    rows["responseTime"] = _response(t, layout, times, p)
     lon, lat, unusable = _location(t, layout, counts)
     rows["lon"], rows["lat"] = lon, lat
     for field in ("subCategory", "description", "areaServed", "priority", "severity",
@@ -280,10 +275,13 @@ def _convert(path: Path, t: pa.Table, lines: np.ndarray, layout: Layout,
     rows["source"] = pa.repeat(pa.scalar(path.name), n)
     rows["_time_index"] = pa.repeat(pa.scalar("dateIssued"), n)
     rows["_extra"] = _extra(t, layout, unusable)
-    rows["_record"] = pc.binary_join_element_wise(
-        "line ", pc.cast(pa.array(lines, pa.int64()), pa.string()), "")
-    rows["_raw"] = _raw(t, bad)
-    return Batch(TYPE, pa.table(rows), str(path), n, typed_bad=bad)
+    rows["_record"] = p.record_column()
+    rows["_raw"] = p.raw_column()
+    return Batch(TYPE, pa.table(rows), str(path), n, typed_bad=p.rows)
+
+
+def _bad_timestamp(field: str, text: pa.Array) -> Callable[[int], Reason]:
+    return lambda i: reason("bad-timestamp", field, value=text[i].as_py())
 
 
 def _ids(t: pa.Table, layout: Layout) -> pa.Array:
@@ -299,21 +297,21 @@ def _ids(t: pa.Table, layout: Layout) -> pa.Array:
     return urns(TYPE, case, layout.source)
 
 
-def _order_checks(times: dict[str, pa.Array], bad: RowReasons) -> None:
+def _order_checks(times: dict[str, pa.Array], p: Problems) -> None:
     """Dispatch and arrival before the call are end-before-start rejects."""
     start = times["dateIssued"]
     for field in ("dateDispatched", "dateArrived"):
-        if field not in times:
-            continue
-        early = pc.fill_null(pc.less(times[field], start), False)
-        for i in np.flatnonzero(early.to_numpy(zero_copy_only=False)):
-            bad.setdefault(int(i), []).append(reason(
-                "end-before-start", field, value=times[field][int(i)].as_py(),
-                start=start[int(i)].as_py()))
+        if field in times:
+            p.flag(pc.less(times[field], start), _early(field, times[field], start))
+
+
+def _early(field: str, end: pa.Array, start: pa.Array) -> Callable[[int], Reason]:
+    return lambda i: reason("end-before-start", field, value=end[i].as_py(),
+                            start=start[i].as_py())
 
 
 def _response(t: pa.Table, layout: Layout, times: dict[str, pa.Array],
-              bad: RowReasons) -> pa.Array:
+              p: Problems) -> pa.Array:
     """Seconds from the call to arrival; the source's own figure where it gives one."""
     n = t.num_rows
     if "dateArrived" in times:
@@ -327,9 +325,7 @@ def _response(t: pa.Table, layout: Layout, times: dict[str, pa.Array],
     if given is None:
         return computed
     values, unreadable = parse_numbers(given)
-    for i in np.flatnonzero(unreadable.to_numpy(zero_copy_only=False)):
-        bad.setdefault(int(i), []).append(reason(
-            "type-error", "responseTime", value=given[int(i)].as_py(), expected="number"))
+    p.flag(unreadable, type_error("responseTime", given, "number"))
     return pc.if_else(pc.is_null(values), computed, values)
 
 
@@ -367,15 +363,6 @@ def _extra(t: pa.Table, layout: Layout, unusable: pa.Array) -> pa.Array:
     return extra_json(parts, t.num_rows)
 
 
-def _raw(t: pa.Table, bad: RowReasons) -> pa.Array:
-    """The raw record (JSON of its columns) for rows already known bad; null for the rest."""
-    out: list[str | None] = [None] * t.num_rows
-    for i in bad:
-        out[i] = json.dumps({c: t.column(c)[i].as_py() for c in t.column_names},
-                            ensure_ascii=False)
-    return pa.array(out, pa.string())
-
-
 # ---------------------------------------------------------------- local times
 
 _DATETIME = (
@@ -386,11 +373,6 @@ _DATETIME = (
     r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?|오전|오후)?\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?\s*$")
 _ISO_LOCAL = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
 _US_PER_HOUR = 3_600_000_000
-
-
-def time_zone(name: str) -> tzinfo:
-    """The zone called ``name`` (:func:`hubctl.localtime.zone`); UsageError when unknown."""
-    return zone(name)
 
 
 def _part(m: pa.Array, name: str, alt: str | None = None) -> np.ndarray:

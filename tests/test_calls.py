@@ -249,13 +249,13 @@ def test_one_rule_for_local_times_in_the_dst_gap_and_the_repeated_hour() -> None
     import pyarrow as pa
 
     from hubctl.adapters.calls import parse_times as call_times
-    from hubctl.adapters.calls import time_zone
     from hubctl.adapters.energy_fields import parse_times as energy_times
+    from hubctl.localtime import zone
 
     texts = pa.array(["2024-03-10 02:30:00", "2024-11-03 01:30:00", "2024-07-01 12:00:00"])
     want = ["2024-03-10T10:30:00+00:00", "2024-11-03T08:30:00+00:00",
             "2024-07-01T19:00:00+00:00"]
-    calls, _ = call_times(texts, time_zone("America/Los_Angeles"))
+    calls, _ = call_times(texts, zone("America/Los_Angeles"))
     energy, _ = energy_times(texts, "America/Los_Angeles")
     energy_fmt, _ = energy_times(texts, "America/Los_Angeles", "%Y-%m-%d %H:%M:%S")
     for got in (calls, energy, energy_fmt):
