@@ -170,8 +170,9 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=tz_name, feed=feed, path=Path(path))
-            batches = field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
-                                    limits=csv_limits(options), rename=_korean)
+            batches = _bounded(field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
+                                             limits=csv_limits(options), rename=_korean),
+                               max(1, ctx.batch_rows))
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)
             else:
@@ -206,6 +207,21 @@ def wide_hours(names: Sequence[str]) -> dict[int, dict[str, str]]:
             field = "boardings" if m.group(2) == "승차" else "alightings"
             out.setdefault(int(m.group(1)), {})[field] = name
     return dict(sorted(out.items()))
+
+
+def _bounded(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
+    """Batches of at most ``size`` rows: a wide hourly block melts into 24 rows per input
+    row, so its batch is cut (each row is one record; rejects stay with the first part)."""
+    for b in batches:
+        if b.rows is None or b.rows.num_rows <= size:
+            yield b
+            continue
+        for start in range(0, b.rows.num_rows, size):
+            part = b.rows.slice(start, size)
+            first = start == 0
+            yield Batch(TYPE, part, b.file, part.num_rows + (b.records - b.rows.num_rows
+                                                             if first else 0),
+                        rejects=b.rejects if first else [])
 
 
 def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator[Batch]:

@@ -312,3 +312,21 @@ def test_daily_wide_hours_and_a_bad_cell_rejects_only_its_hour(tmp_path: Path) -
                     "WHERE hour = 0")
     assert rows == [{"id": "urn:ngsi-ld:StopBoardings:%EA%B0%95%EB%82%A8", "period": "day",
                      "hour": 0, "serviceDate": "2024-05-01", "t": "2024-04-30 15:00"}]
+
+
+def test_wide_rows_melt_into_batches_of_at_most_batch_rows(tmp_path: Path) -> None:
+    from hubctl.adapter import ReadContext
+    from hubctl.adapters.boardings import ADAPTER
+
+    header = ["사용일자", "역명"] + [f"{h:02d}시{k}인원" for h in range(24)
+                                  for k in ("승차", "하차")]
+    rows = [["20240501", f"역{i}"] + ["3"] * 48 for i in range(5)]
+    rows[2][5] = "-1"  # 01시하차인원 of the third row
+    data = _write(tmp_path / "wide.csv", "\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    warnings: list[str] = []
+    batches = list(ADAPTER.read([data], {"timezone": "Asia/Seoul"},
+                                ReadContext(batch_rows=7, warn=warnings.append)))
+    assert max(b.rows.num_rows for b in batches if b.rows is not None) <= 7
+    assert sum(b.records for b in batches) == 5 * 24
+    assert sum(b.rows.num_rows for b in batches if b.rows is not None) == 5 * 24 - 1
+    assert [r.record for b in batches for r in b.rejects] == ["line 4"]
