@@ -25,19 +25,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import fold, parse_map, resolve_columns, text_column, urns
-from hubctl.adapters.energy_fields import (
+from hubctl.adapterkit import (
     Places,
-    flag_rows,
+    Problems,
+    fold,
+    parse_map,
     parse_times,
-    raw_row,
     read_places,
+    resolve_columns,
+    text_column,
+    type_error,
+    urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
-from hubctl.rejects import Reason, Reject, reason
+from hubctl.rejects import reason
 from hubctl.types import TIMESTAMP
 
 __all__ = ["ADAPTER", "FIELDS", "PROFILES", "EVSessions", "Profile"]
@@ -345,37 +349,32 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray) -> Batch:
     energy, bad_energy = _numbers(batch, cols.get("energy"), n)
     cost, bad_cost = _numbers(batch, cols.get("cost"), n)
     cp = _trimmed(batch, cols["charge_point"])
-    problems: dict[int, list[Reason]] = {}
-    flag_rows(problems, blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
-    flag_rows(problems, bad_start, lambda i: reason("bad-timestamp", start_field,
-                                                    value=start_text[i].as_py()))
-    flag_rows(problems, pc.and_(pc.is_null(start), pc.invert(bad_start)),
-              lambda i: reason("missing-required", start_field))
+    problems = Problems(batch, SESSION, plan.path, lines)
+    problems.flag(blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
+    problems.flag(bad_start, lambda i: reason("bad-timestamp", start_field,
+                                              value=start_text[i].as_py()))
+    problems.flag(pc.and_(pc.is_null(start), pc.invert(bad_start)),
+                  lambda i: reason("missing-required", start_field))
     if end_text is not None:
-        flag_rows(problems, bad_end, lambda i: reason("bad-timestamp", end_field,
-                                                      value=end_text[i].as_py()))
+        problems.flag(bad_end, lambda i: reason("bad-timestamp", end_field,
+                                                value=end_text[i].as_py()))
     for bad, name in ((bad_total, "duration"), (bad_charging, "charging_duration")):
         if bad is not None:
-            flag_rows(problems, bad, lambda i, c=cols[name]: reason(
-                "type-error", c, value=batch.column(c)[i].as_py(), expected="hh:mm:ss"))
-    flag_rows(problems, bad_energy, lambda i: reason(
+            problems.flag(bad, type_error(cols[name], batch.column(cols[name]), "hh:mm:ss"))
+    problems.flag(bad_energy, lambda i: reason(
         "type-error", cols["energy"], value=batch.column(cols["energy"])[i].as_py(),
         expected="number"))
-    flag_rows(problems, bad_cost, lambda i: reason(
+    problems.flag(bad_cost, lambda i: reason(
         "type-error", cols["cost"], value=batch.column(cols["cost"])[i].as_py(),
         expected="number"))
-    flag_rows(problems, pc.less(end, start), lambda i: reason(
+    problems.flag(pc.less(end, start), lambda i: reason(
         "end-before-start", end_field, value=end[i].as_py().isoformat(),
         start=start[i].as_py().isoformat()))
-    flag_rows(problems, pc.less(energy, 0), lambda i: reason(
+    problems.flag(pc.less(energy, 0), lambda i: reason(
         "negative-value", cols.get("energy", "energy"), value=energy[i].as_py()))
-    rejects = [Reject(SESSION, raw_row(batch, i), rs, file=str(plan.path),
-                      record=f"line {int(lines[i])}") for i, rs in sorted(problems.items())]
-    keep = np.ones(n, dtype=bool)
-    keep[list(problems)] = False
-    rows = _rows(plan, batch, pa.array(keep), cp, start, end, charging_end, energy, cost)
+    rows = _rows(plan, batch, problems.keep(), cp, start, end, charging_end, energy, cost)
     plan.open_sessions += int(pc.sum(pc.equal(rows.column("status"), "open")).as_py() or 0)
-    return Batch(SESSION, rows, str(plan.path), n, rejects=rejects)
+    return Batch(SESSION, rows, str(plan.path), n, rejects=problems.rejects())
 
 
 def _rows(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Array, start: pa.Array,

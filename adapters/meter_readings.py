@@ -21,14 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import parse_map, resolve_columns, text_column
-from hubctl.adapters.energy_fields import (
+from hubctl.adapterkit import (
     Places,
-    energy_factors,
-    flag_rows,
+    Problems,
+    parse_map,
     parse_times,
-    raw_row,
     read_places,
+    resolve_columns,
+    text_column,
 )
 from hubctl.arrowkit import parse_numbers
 from hubctl.csvread import (
@@ -41,7 +41,8 @@ from hubctl.csvread import (
 )
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
-from hubctl.rejects import Reason, Reject, reason
+from hubctl.rejects import reason
+from hubctl.units import conversion_factor, unit_code
 
 __all__ = ["ADAPTER", "ALIASES", "MeterReadings"]
 
@@ -203,36 +204,29 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray, ctx: ReadCon
     duration, bad_duration = _durations(plan, batch, meter, ts, ctx)
     if plan.at_end:
         ts = pc.subtract(ts, pc.cast(pc.multiply(duration, 1_000_000), pa.duration("us")))
-    problems: dict[int, list[Reason]] = {}
+    problems = Problems(batch, TYPE, plan.path, lines)
     col = plan.cols
-    flag_rows(problems, pc.equal(pc.utf8_length(meter), 0),
-              lambda i: reason("missing-required", col["meter"]))
-    flag_rows(problems, bad_ts, lambda i: reason("bad-timestamp", ts_field, value=_raw_ts(
+    problems.flag(pc.equal(pc.utf8_length(meter), 0),
+                  lambda i: reason("missing-required", col["meter"]))
+    problems.flag(bad_ts, lambda i: reason("bad-timestamp", ts_field, value=_raw_ts(
         plan, batch, i)))
-    flag_rows(problems, pc.and_(pc.is_null(ts), pc.invert(bad_ts)),
-              lambda i: reason("missing-required", ts_field))
-    flag_rows(problems, bad_value, lambda i: reason("type-error", col["value"], value=_cell(
+    problems.flag(pc.and_(pc.is_null(ts), pc.invert(bad_ts)),
+                  lambda i: reason("missing-required", ts_field))
+    problems.flag(bad_value, lambda i: reason("type-error", col["value"], value=_cell(
         batch, col["value"], i), expected="number"))
-    flag_rows(problems, pc.and_(pc.is_null(value), pc.invert(bad_value)),
-              lambda i: reason("missing-required", col["value"]))
-    flag_rows(problems, pc.is_null(factor), lambda i: reason(
+    problems.flag(pc.and_(pc.is_null(value), pc.invert(bad_value)),
+                  lambda i: reason("missing-required", col["value"]))
+    problems.flag(pc.is_null(factor), lambda i: reason(
         "unknown-unit", col.get("unit", "unit"), unit=_cell(batch, col["unit"], i),
         canonical="kWh"))
-    flag_rows(problems, pc.less(kwh, 0), lambda i: reason(
+    problems.flag(pc.less(kwh, 0), lambda i: reason(
         "negative-value", col["value"], value=kwh[i].as_py()))
     if bad_duration is not None:
-        flag_rows(problems, bad_duration, lambda i: reason(
+        problems.flag(bad_duration, lambda i: reason(
             "type-error", col["duration"], value=_cell(batch, col["duration"], i),
             expected="whole number of seconds > 0"))
-    rejects = [Reject(TYPE, raw_row(batch, i), rs, file=str(plan.path),
-                      record=f"line {int(lines[i])}") for i, rs in sorted(problems.items())]
-    keep = None
-    if problems:
-        mask = np.ones(n, dtype=bool)
-        mask[list(problems)] = False
-        keep = pa.array(mask)
-    rows = _rows(plan, meter, ts, duration, kwh, keep)
-    return Batch(TYPE, rows, str(plan.path), n, rejects=rejects)
+    rows = _rows(plan, meter, ts, duration, kwh, problems.keep() if problems.rows else None)
+    return Batch(TYPE, rows, str(plan.path), n, rejects=problems.rejects())
 
 
 def _rows(plan: _Plan, meter: pa.Array, ts: pa.Array, duration: pa.Array, kwh: pa.Array,
@@ -316,6 +310,18 @@ def _raw_ts(plan: _Plan, batch: pa.RecordBatch, i: int) -> str:
     if "timestamp" in plan.cols:
         return str(_cell(batch, plan.cols["timestamp"], i))
     return f"{_cell(batch, plan.cols['date'], i)} {_cell(batch, plan.cols['time'], i)}"
+
+
+
+def energy_factors(units: pa.Array) -> pa.Array:
+    """Factor to kWh of each unit text (:mod:`hubctl.units`); null where the unit is not an
+    energy unit. Each distinct text is looked up once."""
+    encoded = pc.dictionary_encode(pc.fill_null(units, ""))
+    factors = []
+    for text in encoded.dictionary.to_pylist():
+        code = unit_code(text)
+        factors.append(conversion_factor("energy", code, "KWH") if code else None)
+    return pc.take(pa.array(factors, pa.float64()), encoded.indices)
 
 
 ADAPTER = MeterReadings()

@@ -27,7 +27,10 @@ UNIT_CODES: dict[str, str] = {
     "%": "P1", "P1": "P1",
     "km/h": "KMH", "kmh": "KMH", "kph": "KMH", "KMH": "KMH",
     "m": "MTR", "MTR": "MTR", "km": "KMT", "KMT": "KMT",
-    "wh": "WHR", "WHR": "WHR", "kwh": "KWH", "KWH": "KWH", "mwh": "MWH", "MWH": "MWH",
+    "wh": "WHR", "WHR": "WHR", "w·h": "WHR", "whr": "WHR",
+    "kwh": "KWH", "KWH": "KWH", "kw·h": "KWH", "kw.h": "KWH", "kwhr": "KWH", "kwhrs": "KWH",
+    "mwh": "MWH", "MWH": "MWH", "gwh": "GWH", "GWH": "GWH",
+    "kj": "KJO", "KJO": "KJO", "mj": "3B", "3B": "3B", "gj": "GV", "GV": "GV",
     "s": "SEC", "sec": "SEC", "SEC": "SEC", "min": "MIN", "MIN": "MIN", "h": "HUR", "HUR": "HUR",
 }
 
@@ -35,7 +38,8 @@ UNIT_CODES: dict[str, str] = {
 _LINEAR: tuple[dict[str, float], ...] = (
     {"KMH": 1.0, "MTS": 3.6},                       # speed, km/h
     {"MTR": 1.0, "KMT": 1000.0},                    # length, m
-    {"WHR": 1.0, "KWH": 1000.0, "MWH": 1e6},        # energy, Wh
+    {"WHR": 1.0, "KWH": 1000.0, "MWH": 1e6, "GWH": 1e9,  # energy, Wh
+     "KJO": 1 / 3.6, "3B": 1000 / 3.6, "GV": 1e6 / 3.6},
     {"SEC": 1.0, "MIN": 60.0, "HUR": 3600.0},       # duration, s
 )
 

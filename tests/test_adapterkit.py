@@ -49,3 +49,15 @@ def test_one_map_parser_field_to_column() -> None:
 def test_a_mapped_column_the_header_lacks_is_named() -> None:
     with pytest.raises(InputError, match="no column 'Lat' in the header; the header has a, b"):
         check_mapped("f.csv", ["a", "b"], {"lat": "Lat", "x": "a"})
+
+
+def test_energy_units_come_from_the_one_unit_table() -> None:
+    """Meter readings' energy units are hubctl.units' (its own table of factors is gone)."""
+    from hubctl.adapters.meter_readings import energy_factors
+
+    units = ["kWh", "Wh", "MWh", "GWh", "MJ", "kJ", "GJ", "kW·h", "3B", "KWH", "m³", None]
+    got = energy_factors(pa.array(units, pa.string())).to_pylist()
+    want = [1.0, 0.001, 1000.0, 1e6, 1 / 3.6, 1 / 3600, 1000 / 3.6, 1.0, 1 / 3.6, 1.0, None,
+            None]
+    assert [None if g is None else round(g, 9) for g in got] == [
+        None if w is None else round(w, 9) for w in want]

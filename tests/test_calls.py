@@ -248,8 +248,8 @@ def test_one_rule_for_local_times_in_the_dst_gap_and_the_repeated_hour() -> None
     adapters gave 09:59:59.999999Z for the first."""
     import pyarrow as pa
 
+    from hubctl.adapterkit import parse_times as energy_times
     from hubctl.adapters.calls import parse_times as call_times
-    from hubctl.adapters.energy_fields import parse_times as energy_times
     from hubctl.localtime import zone
 
     texts = pa.array(["2024-03-10 02:30:00", "2024-11-03 01:30:00", "2024-07-01 12:00:00"])

@@ -20,7 +20,9 @@ helper per idea:
 - reading CSV with one bad line costing one line: :mod:`hubctl.csvread`, and the one CSV
   batch loop over it: :func:`csv_batches` (:func:`field_batches` renames the header to the
   adapter's fields first; :func:`open_text_csv` and :func:`read_text_csv` fall back to
-  CP949); an ``hour`` column: :func:`parse_hours`.
+  CP949); side files of coordinates: :func:`read_places`;
+- time texts: :func:`parse_times` (ISO 8601 or a strptime format, zone-less texts local to a
+  zone), an ``hour`` column: :func:`parse_hours`.
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ from hubctl.adapterkit.columns import (
 from hubctl.adapterkit.ids import local_ids, urns
 from hubctl.adapterkit.positions import coordinates
 from hubctl.adapterkit.problems import Problems, line_numbers, missing, type_error
+from hubctl.adapterkit.sites import Places, read_places
 from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
-from hubctl.adapterkit.times import parse_hours
+from hubctl.adapterkit.times import parse_hours, parse_times
 
-__all__ = ["Problems", "blank_to_null", "check_mapped", "coordinates", "csv_batches", "extra_json",
-           "field_batches", "fold", "json_text", "line_numbers", "local_ids", "missing",
-           "open_text_csv", "parse_hours", "parse_map", "read_text_csv", "resolve_columns",
-           "text_column", "type_error", "unescape_html", "urns"]
+__all__ = ["Places", "Problems", "blank_to_null", "check_mapped", "coordinates", "csv_batches",
+           "extra_json", "field_batches", "fold", "json_text", "line_numbers", "local_ids",
+           "missing", "open_text_csv", "parse_hours", "parse_map", "parse_times", "read_places",
+           "read_text_csv", "resolve_columns", "text_column", "type_error", "unescape_html",
+           "urns"]
