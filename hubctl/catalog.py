@@ -44,7 +44,6 @@ from hubctl.duck import (
 from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
 
     from hubctl.lake import Lake
 
@@ -103,10 +102,7 @@ def _all_tables(lake: Lake) -> list[_Table]:
 def _named_tables(root: Path, names: Iterable[str]) -> list[_Table]:
     """The lake tables that ``names`` (from a query) refer to; ``X_latest`` refers to ``X``.
     Only these folders are looked at, so a query costs the same on a lake of 40 tables."""
-    from deltalake import DeltaTable
-
-    def is_table(folder: Path) -> bool:
-        return folder.is_dir() and DeltaTable.is_deltatable(str(folder))
+    from hubctl.snapshot import committed as is_table
 
     top = {p.name.lower(): p.name for p in root.iterdir()} if root.is_dir() else {}
     found: dict[str, _Table] = {}
@@ -174,21 +170,20 @@ class Catalog:
         return cat, statements
 
     def _add(self, table: _Table) -> None:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import DeltaError
+        from hubctl.snapshot import UnreadableTable, read_snapshot
 
         try:
-            dt = DeltaTable(str(table.folder))
-        except DeltaError as exc:  # a damaged log: name the table and the way out
-            raise damaged_table(table.view, table.folder, exc) from None
-        files = dt.file_uris()
+            snap = read_snapshot(self.root, table.view, table.folder)
+        except UnreadableTable as exc:  # a damaged log: name the table and the way out
+            raise damaged_table(table.view, table.folder, exc.__cause__ or exc) from None
+        files = snap.files
         if self.base is not None:
             files = [os.path.relpath(f, self.base) for f in files]
         if files:
-            hive = bool(dt.metadata().partition_columns)
-            source = f"SELECT * FROM {scan_sql(files, hive=hive)}"
-        else:
-            source = self._empty_select(dt)
+            source = f"SELECT * FROM {scan_sql(files, hive=snap.partitioned)}"
+        else:  # a typed empty SELECT (works in a database file, unlike a registration)
+            parts = [f"CAST(NULL AS {typ}) AS {quote_ident(col)}" for col, typ in snap.columns]
+            source = f"SELECT {', '.join(parts)} WHERE false"
         if table.view.startswith(f"{DERIVED}."):
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {DERIVED}").fetchall()
             name = table.view.split(".", 1)[1]
@@ -199,7 +194,7 @@ class Catalog:
         q = quote_ident(table.view)
         self.con.execute(f"CREATE OR REPLACE VIEW {q} AS {source}").fetchall()
         self.views.append(table.view)
-        columns = {f.name for f in dt.schema().fields}
+        columns = snap.column_names
         if table.entity and {"id", "observed_at"} <= columns:
             latest = quote_ident(f"{table.view}_latest")
             order = "observed_at DESC, _ingested_at DESC" if "_ingested_at" in columns \
@@ -208,17 +203,6 @@ class Catalog:
                 f"CREATE OR REPLACE VIEW {latest} AS SELECT * FROM {q} "
                 f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY {order}) = 1").fetchall()
             self.views.append(f"{table.view}_latest")
-
-    def _empty_select(self, dt: DeltaTable) -> str:
-        """A typed empty SELECT (works in a persistent database file, unlike a registration)."""
-        import pyarrow as pa
-
-        schema = pa.schema(dt.schema())
-        self.con.register("__schema_probe", pa.Table.from_batches([], schema=schema))
-        cols = self.con.execute("DESCRIBE SELECT * FROM __schema_probe").fetchall()
-        self.con.unregister("__schema_probe")
-        parts = [f"CAST(NULL AS {typ}) AS {quote_ident(col)}" for col, typ, *_ in cols]
-        return f"SELECT {', '.join(parts)} WHERE false"
 
     def query(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run SQL; returns an Arrow table or raises SqlError with a helpful message."""

@@ -12,12 +12,10 @@ the adapters and pipelines (:func:`hubctl.config_check.check_deep`).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubctl.config_check import check_config
 from hubctl.errors import ConfigError
 
 __all__ = ["STARTER_TOML", "Config", "PipelineSpec", "Source", "build_config", "load_config",
@@ -77,6 +75,8 @@ class Config:
 
 def read_config(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed hub.toml and its text (ConfigError if missing or not TOML)."""
+    import tomllib  # only where there is a hub.toml: `hubctl sql` starts faster without
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -142,6 +142,8 @@ def load_config(config: Path | None = None, lake: Path | None = None) -> Config:
     path = config or (Path("hub.toml") if Path("hub.toml").is_file() else None)
     data: dict[str, Any] = {}
     if path is not None:
+        from hubctl.config_check import check_config
+
         data, text = read_config(path)
         problems = check_config(data, text)
         if problems:

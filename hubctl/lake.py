@@ -28,6 +28,7 @@ from hubctl.duck import quote_ident, scan_sql, scratch
 from hubctl.errors import DuplicateKeys, HubError, UnknownTable, UsageError, damaged_table
 from hubctl.locks import table_commit
 from hubctl.registry import PROVENANCE, EntityType
+from hubctl.snapshot import committed as _committed
 
 __all__ = ["Lake", "Snapshot", "UpsertResult"]
 
@@ -537,14 +538,6 @@ def _ledger_hook(root: Path, name: str) -> None:
         from hubctl.catalog import refresh_catalogs
 
         refresh_catalogs(root)
-
-
-def _committed(folder: Path) -> bool:
-    """True once a Delta table has its first commit: a process killed between creating the
-    folder and committing leaves an empty ``_delta_log`` that is not yet a table."""
-    log = folder / "_delta_log"
-    return log.is_dir() and any(p.suffix in (".json", ".parquet") or p.name == "_last_checkpoint"
-                                for p in log.iterdir())
 
 
 def _count(classes: pa.Table, weights: pa.ChunkedArray, by_cell: bool) -> dict[str, int]:

@@ -35,9 +35,11 @@ def lake(tmp_path: Path) -> Path:
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` with the SHA-256 of its content."""
+    """Every file under ``folder`` with the SHA-256 of its content (but hubctl's snapshot
+    cache, ``_cache/``, which holds no table data: see hubctl/snapshot.py)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).parts[0] != "_cache"}
 
 
 def _counts(lake: Path) -> dict[str, int]:

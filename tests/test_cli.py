@@ -148,3 +148,42 @@ def test_a_one_line_csv_says_it_has_no_records(tmp_path: Path) -> None:
     result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--stations", str(stations))
     assert result.exit_code == 1
     assert "long.csv, line 1: has no records" in result.stderr
+
+
+def test_lazy_command_table_matches_the_modules() -> None:
+    """COMMAND_MODULES (which module to import for a command) names every command of every
+    CLI module and no other, so lazy loading never hides or misplaces one."""
+    import importlib
+    import pkgutil
+
+    import hubctl.cli as package
+    from hubctl.cli import COMMAND_MODULES
+
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"hubctl.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
+            found[command.name] = info.name
+    assert found == COMMAND_MODULES
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert all(f"  {name} " in result.output for name in COMMAND_MODULES)
+
+
+def test_sql_loads_neither_ingest_nor_export_code(lake: Path) -> None:
+    """`hubctl sql` imports only its own command module (and never deltalake when the
+    snapshot cache is warm): the start-up that issue 13 section 5 measures."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hubctl.cli import main; sys.argv = ['hubctl', '--lake', sys.argv[1],"
+            " 'sql', 'SELECT count(*) AS n FROM AirQualityObserved']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('hubctl.cli.', 'deltalake'))))")
+    for _ in range(2):  # the first call fills the snapshot cache
+        done = subprocess.run([sys.executable, "-c", code, str(lake)], capture_output=True,
+                              text=True, check=True)
+    loaded = eval(done.stdout.strip().splitlines()[-1])
+    assert "hubctl.cli.query" in loaded
+    assert not {"hubctl.cli.ingest", "hubctl.cli.export", "hubctl.cli.report"} & set(loaded)
+    assert not [m for m in loaded if m.startswith("deltalake")], loaded

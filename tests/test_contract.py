@@ -19,7 +19,7 @@ from pipelines import PIPELINES
 
 
 def _ingest_command(name: str) -> click.Command:
-    group = cli.commands["ingest"]
+    group = cli.get_command(click.Context(cli), "ingest")
     assert isinstance(group, click.Group)
     ctx = click.Context(group)
     command = group.get_command(ctx, name)

@@ -31,8 +31,40 @@ class HubCommandError(click.ClickException):
             click.echo(f"  hint: {self.hint}", err=True)
 
 
+# Which module holds each top-level command. A command's module is imported only when that
+# command runs (``hubctl sql`` does not load the ingest, export or report code); ``--help``
+# imports them all. tests/test_cli.py checks this table against the modules' COMMANDS.
+COMMAND_MODULES = {
+    "init": "admin", "lake": "admin", "demo": "admin",
+    "config": "config",
+    "export": "export",
+    "ingest": "ingest",
+    "listen": "listen",
+    "entities": "ngsi", "validate": "ngsi",
+    "sql": "query", "tables": "query", "rejects": "query", "catalog": "query",
+    "report": "report",
+    "pipelines": "run", "run": "run",
+    "schedule": "schedule",
+}
+
+
 class HubGroup(click.Group):
-    """The root group: turns HubErrors (and bugs, unless --debug) into messages, once."""
+    """The root group: turns HubErrors (and bugs, unless --debug) into messages, once;
+    loads each command's module when the command is asked for (see COMMAND_MODULES)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted (without importing the commands)."""
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module on first use."""
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            import importlib
+
+            module = importlib.import_module(f"hubctl.cli.{COMMAND_MODULES[cmd_name]}")
+            for command in module.COMMANDS:
+                self.commands.setdefault(command.name or "", command)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
         """Run the command; translate errors for people (``--debug`` shows tracebacks)."""
@@ -113,28 +145,6 @@ def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool)
     """
     ctx.obj = HubContext(lake_option=lake, config_option=config, debug=debug)
     ctx.call_on_close(ctx.obj.refresh_catalogs)
-
-
-def _register() -> None:
-    from hubctl.cli import (
-        admin,
-        config,
-        export,
-        ingest,
-        listen,
-        ngsi,
-        query,
-        report,
-        run,
-        schedule,
-    )
-
-    for module in (ingest, query, ngsi, admin, run, schedule, listen, config, export, report):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:
