@@ -21,7 +21,6 @@ Python only touches rejected records.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import pyarrow.compute as pc
 
 from hubctl import csvread
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapterkit import parse_map, resolve_columns
+from hubctl.adapterkit import Problems, parse_map, resolve_columns
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
@@ -297,7 +296,6 @@ def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
     """The block's rejects (a batch of no rows that accounts for every record of the block)
     and its good rows (station index, hour, pollutant, value, city), for :class:`_Held`."""
     n = t.num_rows
-    row_no = pa.array(lines, pa.int64())
 
     def col(field: str) -> pa.Array:
         return t.column(cols[field]).combine_chunks()
@@ -311,31 +309,28 @@ def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
     value = pc.multiply(measured, factor)
     location = pc.utf8_trim_whitespace(col("station"))
     station_idx = pc.index_in(location, value_set=stations["location"])
-    problems: dict[int, list[Any]] = {}
-    _flag(problems, bad_ts, lambda i: reason("bad-timestamp", cols["time"],
+    problems = Problems(t, "AirQualityObserved", path, lines)
+    problems.flag(bad_ts, lambda i: reason("bad-timestamp", cols["time"],
                                              value=col("time")[i].as_py()))
-    _flag(problems, pc.is_null(ts), lambda i: reason("missing-required", cols["time"]))
-    _flag(problems, bad_value, lambda i: reason("type-error", cols["value"],
+    problems.flag(pc.is_null(ts), lambda i: reason("missing-required", cols["time"]))
+    problems.flag(bad_value, lambda i: reason("type-error", cols["value"],
                                                 value=col("value")[i].as_py(),
                                                 expected="number"))
-    _flag(problems, pc.is_null(measured), lambda i: reason("missing-required", cols["value"]))
-    _flag(problems, pc.is_null(attr), lambda i: reason(
+    problems.flag(pc.is_null(measured), lambda i: reason("missing-required", cols["value"]))
+    problems.flag(pc.is_null(attr), lambda i: reason(
         "unknown-parameter", cols["parameter"], value=col("parameter")[i].as_py(),
         type="AirQualityObserved"))
-    _flag(problems, pc.and_(pc.is_valid(attr), pc.is_null(factor)), lambda i: reason(
+    problems.flag(pc.and_(pc.is_valid(attr), pc.is_null(factor)), lambda i: reason(
         "unknown-unit", cols["unit"], unit=col("unit")[i].as_py(),
         canonical=_canonical(attr[i].as_py())))
-    _flag(problems, pc.is_null(station_idx), lambda i: reason(
+    problems.flag(pc.is_null(station_idx), lambda i: reason(
         "unknown-station", cols["station"], value=col("station")[i].as_py()))
     _range_checks(problems, attr, value)
-    rejects = [_reject(path, t, i, rs, int(row_no[i].as_py()))
-               for i, rs in sorted(problems.items())]
-    keep = np.ones(n, dtype=bool)
-    keep[list(problems)] = False
+    rejects = problems.rejects()
     good = pa.table({"city": col("city")
                      if "city" in cols else pa.nulls(n, pa.string()),
                      "ts": ts, "attr": attr, "value": value,
-                     "station": station_idx}).filter(pa.array(keep))
+                     "station": station_idx}).filter(problems.keep())
     return Batch("AirQualityObserved", None, str(path), n, rejects=rejects), good
 
 
@@ -362,17 +357,7 @@ def _factors(attr: pa.Array, unit: pa.Array) -> pa.Array:
     return pc.take(pa.array(factors, pa.float64()), pc.index_in(pairs, value_set=uniq))
 
 
-def _flag(problems: dict[int, list[Any]], mask: pa.Array, make: Any) -> None:
-    filled = pc.fill_null(mask, False)
-    if filled.true_count == 0:
-        return
-    for i in np.flatnonzero(filled.to_numpy(zero_copy_only=False)):
-        found = problems.setdefault(int(i), [])
-        if not found or found[-1].field != make(int(i)).field:
-            found.append(make(int(i)))
-
-
-def _range_checks(problems: dict[int, list[Any]], attr: pa.Array, value: pa.Array) -> None:
+def _range_checks(problems: Problems, attr: pa.Array, value: pa.Array) -> None:
     """The schema's minimum/maximum of each pollutant, through the compiled gate."""
     gate = gate_for(get_type("AirQualityObserved"))
     for name in pc.unique(attr).to_pylist():
@@ -380,13 +365,8 @@ def _range_checks(problems: dict[int, list[Any]], attr: pa.Array, value: pa.Arra
             continue
         values = pc.if_else(pc.equal(attr, name), value, pa.scalar(None, pa.float64()))
         for i, r in gate.check_column(name, values):
-            if i not in problems:
-                problems[i] = [r]
-
-
-def _reject(path: Path, t: pa.Table, i: int, reasons: list[Any], line: int) -> Reject:
-    raw = json.dumps({c: t.column(c)[i].as_py() for c in t.column_names}, ensure_ascii=False)
-    return Reject("AirQualityObserved", raw, reasons, file=str(path), record=f"row {line}")
+            if i not in problems.rows:
+                problems.add(i, [r])
 
 
 def _pivot(good: pa.Table, stations: pa.Table) -> tuple[pa.Table, int, int]:

@@ -78,10 +78,10 @@ def test_bad_records_are_rejected_with_reasons_and_the_rest_written(tmp_path: Pa
     run = _ingest(lake, data, st)
     assert run["written"] == 1 + 3 and run["rejected"] == 7 and run["reconciles"]
     codes = {r["record"]: r["codes"] for r in hub_json(lake, "rejects")}
-    assert codes == {"row 3": "below-minimum", "row 4": "type-error",
-                     "row 5": "unknown-parameter", "row 6": "unknown-station",
-                     "row 7": "above-maximum", "row 8": "bad-timestamp",
-                     "row 9": "missing-required"}
+    assert codes == {"line 3": "below-minimum", "line 4": "type-error",
+                     "line 5": "unknown-parameter", "line 6": "unknown-station",
+                     "line 7": "above-maximum", "line 8": "bad-timestamp",
+                     "line 9": "missing-required"}
 
 
 def test_max_reject_rate_exits_4_after_writing_the_good_records(tmp_path: Path) -> None:
