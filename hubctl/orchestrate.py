@@ -343,15 +343,17 @@ def run_pipelines(lake: Lake, registry: dict[str, Pipeline],
                   debug: bool = False, warn: Callable[[str], None] = lambda m: None,
                   step: Callable[[str, str], None] = lambda name, m: None,
                   done: Callable[[PipelineRun], None] = lambda r: None) -> list[PipelineRun]:
-    """Run every pipeline of ``registry`` whose inputs the lake has, in name order; the others
-    are skipped. One failing does not stop the others; with ``debug`` a bug is raised at once.
-    ``params`` and ``asserts`` are by pipeline (see :func:`route_all`)."""
+    """Run every pipeline of ``registry`` whose inputs the lake has, each after the pipelines
+    whose derived tables it reads, otherwise in name order (:func:`hubctl.pipeline.run_order`);
+    the others are skipped. One failing does not stop the others; with ``debug`` a bug is
+    raised at once. ``params`` and ``asserts`` are by pipeline (see :func:`route_all`)."""
+    from hubctl.pipeline import run_order
     from hubctl.runner import AssertionFailed, missing_inputs, parse_params, run_pipeline
 
     lake.require_root()
     tables = lake.table_names()
     out = []
-    for name in sorted(registry):
+    for name in run_order(registry):
         pipeline = registry[name]
         result = PipelineRun(name, missing=missing_inputs(pipeline, tables))
         if not result.missing:

@@ -7,6 +7,9 @@ A pipeline module in ``pipelines/`` defines ``PIPELINE``, an object with:
 - ``inputs``: the lake tables it needs, each ``"Type"`` or ``"TypeA|TypeB"`` (any one of them);
   ``hubctl run --all`` runs the pipelines whose inputs are all present;
 - ``optional_inputs``: tables it uses when they are present;
+- ``derived_inputs`` (optional): the derived tables of other pipelines it reads, by their SQL
+  names (``"derived.energy_kpis"``); ``hubctl run --all`` runs those pipelines first
+  (:func:`run_order`);
 - ``params``: its :class:`Param` list (``--param name=value``);
 - ``example``: a command line for ``--help``;
 - ``run(ctx)``: the analysis, returning a :class:`PipelineResult`.
@@ -22,7 +25,7 @@ A pipeline must be deterministic: the same lake and parameters give the same tab
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -32,7 +35,8 @@ import pyarrow as pa
 
 from hubctl.errors import UsageError
 
-__all__ = ["Param", "Pipeline", "PipelineContext", "PipelineResult", "metrics"]
+__all__ = ["Param", "Pipeline", "PipelineContext", "PipelineResult", "metrics", "run_order",
+           "upstream"]
 
 _KINDS = ("int", "float", "str", "bool", "date", "list")
 
@@ -203,3 +207,34 @@ def metrics(summary: Any, prefix: str = "") -> dict[str, float]:
     elif isinstance(summary, int | float) and math.isfinite(summary):  # bool is an int too
         out[prefix[:-1]] = float(summary)
     return out
+
+
+def upstream(pipeline: Pipeline, names: Iterable[str]) -> list[str]:
+    """The pipelines among ``names`` whose derived tables ``pipeline`` reads (its
+    ``derived_inputs``, ``derived.<pipeline>_<table>``; the longest matching name wins, so
+    ``derived.air_quality_means`` is air_quality's even beside a pipeline called ``air``)."""
+    known = sorted(names, key=len, reverse=True)
+    out: list[str] = []
+    for table in getattr(pipeline, "derived_inputs", ()):
+        short = table.removeprefix("derived.")
+        owner = next((n for n in known if short.startswith(f"{n}_")), None)
+        if owner is not None and owner != pipeline.name and owner not in out:
+            out.append(owner)
+    return out
+
+
+def run_order(registry: Mapping[str, Pipeline]) -> list[str]:
+    """The pipelines' names in the order ``hubctl run --all`` runs them: each after the
+    pipelines whose derived tables it reads (``derived_inputs``), otherwise by name.
+    RuntimeError when two pipelines read each other's tables (a cycle)."""
+    before = {name: upstream(p, registry) for name, p in registry.items()}
+    done: list[str] = []
+    pending = sorted(registry)
+    while pending:
+        ready = [n for n in pending if all(u in done for u in before[n])]
+        if not ready:
+            raise RuntimeError("pipelines read each other's derived tables: "
+                               + ", ".join(f"{n} after {', '.join(before[n])}" for n in pending))
+        done.append(ready[0])
+        pending.remove(ready[0])
+    return done

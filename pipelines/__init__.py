@@ -6,7 +6,7 @@ import time. :mod:`hubctl.pipeline` says what a pipeline module provides.
 
 from __future__ import annotations
 
-from hubctl.pipeline import Pipeline
+from hubctl.pipeline import Pipeline, run_order
 from hubctl.pipelines import (
     air_quality,
     bus_routes,
@@ -26,6 +26,7 @@ def _build(*modules: object) -> dict[str, Pipeline]:
         if pipeline.name in out:
             raise RuntimeError(f"two pipelines are called {pipeline.name!r}")
         out[pipeline.name] = pipeline
+    run_order(out)  # two pipelines reading each other's derived tables fail here, at import
     return out
 
 

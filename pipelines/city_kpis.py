@@ -292,6 +292,8 @@ class CityKpis:
     optional_inputs = ("AirQualityObserved", "GtfsStop", "GtfsTrip", "GtfsStopTime",
                        "EVChargingStation", "MeterReadingObserved", "EVChargingSession",
                        "Alert", "PopulationCell")
+    derived_inputs = ("derived.air_quality_means", "derived.air_quality_exceedances",
+                      "derived.energy_kpis")
     params = (
         Param("population", 0.0, "City population for per-inhabitant KPIs; 0 = residents from "
               "PopulationCell.", minimum=0.0),

@@ -25,6 +25,7 @@ from hubctl.lake import Lake
 from hubctl.ledger import source_runs
 from hubctl.locks import hold
 from hubctl.orchestrate import most_severe, run_request, source_request
+from hubctl.pipeline import PipelineContext, PipelineResult, run_order, upstream
 from hubctl.pipelines import PIPELINES
 from tests.helpers import hub, hub_json, row, write_openaq
 from tests.test_runner import Broken, DailyMeans
@@ -278,6 +279,45 @@ def test_run_all_lists_exit_codes_and_reraises_a_bug_with_debug(pipelines_lake: 
     assert result.exit_code == 1
     debug = hub(pipelines_lake, "--debug", "run", "--all")
     assert isinstance(debug.exception, ZeroDivisionError)  # the traceback is there
+
+
+class ReadsDailyMeans(DailyMeans):
+    """Reads aq_daily's derived table (its name sorts before aq_daily's)."""
+
+    name = "a_reader"
+    derived_inputs = ("derived.aq_daily_means",)
+
+    def run(self, ctx: PipelineContext) -> PipelineResult:
+        """The run id of the means it read."""
+        read = ctx.scalar("SELECT min(_run_id) FROM derived.aq_daily_means")
+        return PipelineResult(tables={}, summary={"read_run": read})
+
+
+def test_run_all_runs_a_pipeline_after_the_pipelines_whose_tables_it_reads(
+        pipelines_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(PIPELINES, "broken")
+    monkeypatch.setitem(PIPELINES, "a_reader", ReadsDailyMeans())
+    assert run_order(PIPELINES) == ["aq_daily", "a_reader"]  # not name order
+    for _ in range(2):  # the first time the table does not exist yet; then it is this run's
+        result = hub(pipelines_lake, "run", "--all", "--json")
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        assert [r["pipeline"] for r in out] == ["aq_daily", "a_reader"]
+        assert out[1]["summary"]["read_run"] == out[0]["run_id"]
+    listed = hub(pipelines_lake, "pipelines", "a_reader")
+    assert "reads: derived.aq_daily_means (run --all runs their pipelines first)" in listed.stdout
+
+
+def test_city_kpis_runs_after_air_quality_and_energy_and_a_cycle_fails() -> None:
+    order = run_order(PIPELINES)
+    assert order.index("city_kpis") > max(order.index("air_quality"), order.index("energy"))
+    assert upstream(PIPELINES["city_kpis"], PIPELINES) == ["air_quality", "energy"]
+    first, second = ReadsDailyMeans(), ReadsDailyMeans()
+    first.name, second.name = "aq_daily", "a_reader"
+    first.derived_inputs = ("derived.a_reader_x",)
+    with pytest.raises(RuntimeError, match="read each other's derived tables: a_reader after "
+                                           "aq_daily, aq_daily after a_reader"):
+        run_order({"aq_daily": first, "a_reader": second})
 
 
 def test_a_failing_single_run_prints_json(pipelines_lake: Path) -> None:

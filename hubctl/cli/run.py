@@ -36,6 +36,7 @@ def _describe(pipeline: Any, tables: list[str] | None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": pipeline.name, "summary": pipeline.summary,
         "inputs": list(pipeline.inputs), "optional_inputs": list(pipeline.optional_inputs),
+        "derived_inputs": list(getattr(pipeline, "derived_inputs", ())),
         "params": [{"name": p.name, "type": p.type_name, "default": p.default, "help": p.help,
                     **({"choices": list(p.choices)} if p.choices else {})}
                    for p in pipeline.params],
@@ -54,7 +55,8 @@ def pipelines(name: str | None, as_json: bool) -> None:
     """List the pipelines with their inputs and parameters (or one pipeline in detail).
 
     An input written "A|B" is satisfied by either table. With a lake present, each pipeline
-    says whether its inputs are there (what `hubctl run --all` would run).
+    says whether its inputs are there (what `hubctl run --all` would run). A pipeline that
+    reads other pipelines' derived tables lists them; `hubctl run --all` runs those first.
 
     \b
     Examples:
@@ -84,6 +86,9 @@ def pipelines(name: str | None, as_json: bool) -> None:
         click.echo(f"  inputs: {', '.join(info['inputs']) or '-'}"
                    + (f"   optional: {', '.join(info['optional_inputs'])}"
                       if info["optional_inputs"] else ""))
+        if info["derived_inputs"]:
+            click.echo(f"  reads: {', '.join(info['derived_inputs'])} (run --all runs their "
+                       "pipelines first)")
         if name is not None or len(infos) == 1:
             print_rows(["param", "type", "default", "help"],
                        [[p["name"], p["type"], p["default"], p["help"]]
@@ -101,7 +106,8 @@ def pipelines(name: str | None, as_json: bool) -> None:
               help="Fail (exit 1) unless the summary metric holds, e.g. "
                    '"coverage.after >= 0.6" (repeatable); with --all, PIPELINE.METRIC.')
 @click.option("--all", "run_all", is_flag=True,
-              help="Run every pipeline whose inputs are present in the lake.")
+              help="Run every pipeline whose inputs are present in the lake, each after the "
+                   "pipelines whose derived tables it reads.")
 @json_option
 def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run_all: bool,
         as_json: bool) -> None:
