@@ -43,12 +43,14 @@ from hubctl.csvread import (
     csv_limits,
 )
 from hubctl.errors import InputError
+from hubctl.registry import vocabulary
 from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places"]
 
 TYPE = "PointOfInterest"
-KINDS = ("patrol-point", "police-station", "fire-station", "ambulance-station", "cctv")
+#: The facility kinds: the PointOfInterest schema's vocabulary of its category.
+KINDS = vocabulary(TYPE, "category")
 #: Place fields and the header names (lower case) recognised for each.
 FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "code", "station_id", "site_id", "코드", "관리번호", "시설코드", "관서코드",

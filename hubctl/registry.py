@@ -6,8 +6,10 @@ type, annotated with the hub's own keywords:
 - top level: ``x-hub-context`` (the JSON-LD @context), ``x-hub-time-series`` (partitioned by
   event date, keyed by id and observed_at) and ``x-hub-time-index`` (the attribute that dates it);
 - per attribute: ``x-hub-kind`` (Property, GeoProperty, Relationship), ``x-hub-column`` (a name
-  from :data:`hubctl.types.COLUMN_TYPES`), ``x-hub-unit`` (UN/CEFACT code of the canonical unit)
-  and, for relationships, ``x-hub-object-type``.
+  from :data:`hubctl.types.COLUMN_TYPES`), ``x-hub-unit`` (UN/CEFACT code of the canonical unit),
+  ``x-hub-vocabulary`` (the hub's own terms for a text attribute, e.g. PointOfInterest's facility
+  kinds, which adapters and pipelines offer as choices) and, for relationships,
+  ``x-hub-object-type``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "EntityType",
     "get_type",
     "registry",
+    "vocabulary",
 ]
 
 KINDS = ("Property", "GeoProperty", "Relationship")
@@ -47,6 +50,7 @@ class Attribute:
     unit: str | None = None
     object_type: str | None = None
     description: str = ""
+    vocabulary: tuple[str, ...] = ()
 
     @property
     def is_point(self) -> bool:
@@ -124,6 +128,7 @@ def _attribute(type_name: str, name: str, spec: dict[str, Any]) -> Attribute:
         name=name, kind=kind, column=col, value_schema=value_schema,
         unit=spec.get("x-hub-unit"), object_type=spec.get("x-hub-object-type"),
         description=spec.get("description", ""),
+        vocabulary=tuple(spec.get("x-hub-vocabulary", ())),
     )
 
 
@@ -163,6 +168,12 @@ def registry() -> dict[str, EntityType]:
             raise HubError(f"schemas/{entry.name}: entity type {et.name!r} is defined twice")
         types[et.name] = et
     return types
+
+
+def vocabulary(type_name: str, attribute: str) -> tuple[str, ...]:
+    """The terms schemas/<type_name>.json declares for ``attribute`` (``x-hub-vocabulary``):
+    ``vocabulary("PointOfInterest", "category")`` gives the facility kinds."""
+    return get_type(type_name).attributes[attribute].vocabulary
 
 
 def get_type(name: str) -> EntityType:

@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.covering import coverage_of, max_cover
@@ -45,6 +44,7 @@ from hubctl.pipelines.roads import (
     parse_bands,
     parse_class_speeds,
 )
+from hubctl.registry import vocabulary
 
 __all__ = ["PIPELINE", "DispatchCoverage"]
 
@@ -91,7 +91,8 @@ class DispatchCoverage:
     example = ("hubctl run dispatch_coverage --param kind=fire-station "
                "--param target_minutes=5 --param k=2 --assert \"coverage.calls >= 0.6\"")
     params = (
-        Param("kind", "fire-station", "station kind (a PointOfInterest category)", choices=KINDS),
+        Param("kind", "fire-station", "station kind (a PointOfInterest category)",
+              choices=vocabulary("PointOfInterest", "category")),
         Param("target_minutes", 5.0, "response-time target, minutes", minimum=0.1,
               maximum=120),
         Param("bands", list(DEFAULT_BANDS), "time bands HH-HH:speed factor, tiling 0-24",

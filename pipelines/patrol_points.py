@@ -34,7 +34,6 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from hubctl.adapters.places import KINDS
 from hubctl.errors import UsageError
 from hubctl.geo import haversine_m
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
@@ -59,6 +58,7 @@ from hubctl.pipelines.hotspots import (
     neighbour_weights,
     parse_bands,
 )
+from hubctl.registry import vocabulary
 
 __all__ = ["FAR_M", "PIPELINE", "PatrolPoints", "in_bbox", "parse_bbox"]
 
@@ -100,7 +100,8 @@ class PatrolPoints:
         Param("bands", ["00-06", "06-12", "12-18", "18-24"],
               "time bands of local hours (HH-HH, 22-06 wraps)", kind="list"),
         Param("timezone", "UTC", "zone of the bands (IANA name; the lake keeps UTC)"),
-        Param("kind", "patrol-point", "category of the existing points", choices=KINDS),
+        Param("kind", "patrol-point", "category of the existing points",
+              choices=vocabulary("PointOfInterest", "category")),
         Param("category", "security", "Alert category to analyse ('any' for all)"),
         Param("alpha", 0.05, "hotspot: Gi* z > 0 and two-sided p below this",
               minimum=1e-9, maximum=0.5),

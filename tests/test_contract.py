@@ -72,3 +72,16 @@ def test_every_pipeline_keeps_the_contract(name: str) -> None:
         assert param.help, f"{name}: --param {param.name} has no help text"
     result = CliRunner().invoke(cli, ["pipelines", "--json"])
     assert result.exit_code == 0 and name in result.output
+
+
+def test_facility_kinds_are_the_point_of_interest_vocabulary() -> None:
+    """The places adapter's --kind and the pipelines' kind parameter offer the terms the
+    PointOfInterest schema declares for its category, not a list of their own."""
+    from hubctl.registry import vocabulary
+
+    kinds = vocabulary("PointOfInterest", "category")
+    assert "patrol-point" in kinds and "fire-station" in kinds
+    kind = next(p for p in _ingest_command("places").params if p.name == "kind")
+    assert tuple(kind.type.choices) == kinds  # type: ignore[attr-defined]
+    for name in ("patrol_points", "dispatch_coverage"):
+        assert next(p for p in PIPELINES[name].params if p.name == "kind").choices == kinds
