@@ -42,9 +42,9 @@ from hubctl.duck import (
     table_refs,
 )
 from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
+from hubctl.s3 import LakeRoot, S3Root, use_with_duckdb
 
 if TYPE_CHECKING:
-
     from hubctl.lake import Lake
 
 __all__ = ["REGISTRY", "STORAGE_COMPATIBILITY", "Catalog", "refresh_catalogs", "translate_error",
@@ -83,7 +83,7 @@ class _Table:
     """A lake table as the catalog names it (``X``, ``_runs``, ``derived.p_t``)."""
 
     view: str
-    folder: Path
+    folder: LakeRoot
 
     @property
     def entity(self) -> bool:
@@ -99,7 +99,7 @@ def _all_tables(lake: Lake) -> list[_Table]:
     return out
 
 
-def _named_tables(root: Path, names: Iterable[str]) -> list[_Table]:
+def _named_tables(root: LakeRoot, names: Iterable[str]) -> list[_Table]:
     """The lake tables that ``names`` (from a query) refer to; ``X_latest`` refers to ``X``.
     Only these folders are looked at, so a query costs the same on a lake of 40 tables."""
     from hubctl.snapshot import committed as is_table
@@ -129,7 +129,7 @@ class Catalog:
     def __init__(self, lake: Lake, path: str = ":memory:", *,
                  _con: duckdb.DuckDBPyConnection | None = None,
                  _tables: Sequence[_Table] | None = None, _base: Path | None = None) -> None:
-        self.root = Path(lake.root)
+        self.root = lake.root
         self.con = _con if _con is not None else connect(path)
         self.base = _base  # file paths relative to this folder (catalog files)
         self.views: list[str] = []
@@ -143,12 +143,15 @@ class Catalog:
         return write_catalog(lake, path, absolute)
 
     @classmethod
-    def for_user(cls, root: Path, sql: str) -> tuple[Catalog, list[str]]:
+    def for_user(cls, root: LakeRoot, sql: str) -> tuple[Catalog, list[str]]:
         """The locked-down catalog for a user's ``sql`` and its statements (SqlError if one
-        of them is not a query). Only the tables the query names are opened."""
+        of them is not a query). Only the tables the query names are opened; on S3, DuckDB
+        reads them through a read-only filesystem."""
         if not root.is_dir():
             raise HubError(f"no lake at {root}",
                            hint="run `hubctl init` or pass --lake PATH (env HUBCTL_LAKE)")
+        if isinstance(root, S3Root):
+            use_with_duckdb()
         con = connect()
         try:
             statements = read_only_statements(con, sql)
@@ -241,14 +244,20 @@ class Catalog:
 class _Root:
     """A lake seen only as its folder (the user catalog does not load hubctl.lake)."""
 
-    root: Path
+    root: LakeRoot
 
 
 # ---------------------------------------------------------------------- catalog files
 def write_catalog(lake: Lake, path: Path, absolute: bool = False) -> list[str]:
     """Write DuckDB database ``path`` with views over the lake's current snapshots and
     register it with the lake, so that later commits rewrite it. Paths in the views are
-    relative to the file's folder unless ``absolute``. Returns the view names."""
+    relative to the file's folder unless ``absolute``. Returns the view names.
+
+    A lake on S3 is not told about the file (nor does it rewrite it): its views name the
+    ``s3://`` files of the snapshot it was written at, which a DuckDB client reads with its
+    ``httpfs`` extension; write it again after a commit."""
+    if isinstance(lake.root, S3Root):
+        return _write(lake, path.resolve(), True)
     state = _state(lake.root)
     views = _write(lake, path.resolve(), absolute)
     entries = [e for e in _registered(lake.root) if _entry_path(lake.root, e) != path.resolve()]
@@ -258,10 +267,13 @@ def write_catalog(lake: Lake, path: Path, absolute: bool = False) -> list[str]:
     return views
 
 
-def refresh_catalogs(root: Path) -> list[Path]:
+def refresh_catalogs(root: LakeRoot) -> list[Path]:
     """Rewrite every catalog file registered with the lake at ``root`` whose tables changed
     since it was written (a cheap check of the tables' log folders when none did); a file
-    that no longer exists is forgotten. Returns the files rewritten."""
+    that no longer exists is forgotten. Returns the files rewritten (none on S3, where
+    catalog files are not registered)."""
+    if isinstance(root, S3Root):
+        return []
     entries = _registered(root)
     if not entries:
         return []

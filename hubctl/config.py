@@ -1,7 +1,9 @@
 """hub.toml: where the lake is, which sources and pipelines exist, checked before use.
 
 Lake precedence: ``--lake PATH``, then env ``HUBCTL_LAKE``, then ``[lake] path`` in hub.toml,
-then ``./lake``. Relative paths in hub.toml are relative to the hub.toml file.
+then ``./lake``. Relative paths in hub.toml are relative to the hub.toml file. Any of them may be
+``s3://BUCKET/PREFIX``: a lake on object storage (:mod:`hubctl.s3`), whose endpoint and
+credentials come from the AWS environment variables, never from hub.toml.
 
 hub.toml is validated against :data:`hubctl.config_schema.SCHEMA` when it is loaded: an
 unknown key or a wrong type is a :class:`ConfigError` (exit 2) that lists every problem with
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hubctl.errors import ConfigError
+from hubctl.s3 import S3Root, is_uri, parse_root
 
 __all__ = ["STARTER_TOML", "Config", "PipelineSpec", "Source", "build_config", "load_config",
            "param_text", "read_config"]
@@ -64,7 +67,7 @@ def param_text(value: Any) -> str:
 class Config:
     """The loaded configuration; ``data`` is the parsed hub.toml as it was read."""
 
-    lake: Path
+    lake: Path | S3Root  # a folder, or an s3:// location (hubctl.s3)
     path: Path | None
     sources: dict[str, Source]
     pipelines: dict[str, PipelineSpec] = field(default_factory=dict)
@@ -113,10 +116,15 @@ def _pipeline(name: str, spec: dict[str, Any]) -> PipelineSpec:
                         after=tuple(spec.get("after", ())), params=dict(spec.get("params", {})))
 
 
-def _lake_root(lake: Path | None, configured: str | None, base: Path,
-               path: Path | None) -> Path:
-    """The lake folder and a ConfigError if the setting that chose it names a file."""
+def _lake_root(lake: str | Path | None, configured: str | None, base: Path,
+               path: Path | None) -> Path | S3Root:
+    """The lake folder (or ``s3://`` location) and a ConfigError if the setting that chose it
+    names a file."""
     env = os.environ.get("HUBCTL_LAKE")
+    chosen = ((str(lake), "--lake") if lake is not None else (env, "HUBCTL_LAKE") if env
+              else (configured, f"{path}: [lake] path") if configured else (None, ""))
+    if is_uri(chosen[0]):
+        return parse_root(str(chosen[0]), chosen[1])
     if lake is not None:
         root, origin = Path(lake), "--lake"
     elif env:
@@ -136,7 +144,7 @@ def _lake_root(lake: Path | None, configured: str | None, base: Path,
     return root
 
 
-def load_config(config: Path | None = None, lake: Path | None = None) -> Config:
+def load_config(config: Path | None = None, lake: str | Path | None = None) -> Config:
     """Read hub.toml (``config`` or ./hub.toml if present), check it against the schema, and
     resolve the lake path (ConfigError listing every problem if it is wrong)."""
     path = config or (Path("hub.toml") if Path("hub.toml").is_file() else None)
@@ -154,7 +162,8 @@ def load_config(config: Path | None = None, lake: Path | None = None) -> Config:
     return build_config(data, path, lake)
 
 
-def build_config(data: dict[str, Any], path: Path | None, lake: Path | None = None) -> Config:
+def build_config(data: dict[str, Any], path: Path | None, lake: str | Path | None = None
+                 ) -> Config:
     """The Config of a parsed hub.toml that passed :func:`check_config` (``path``: where it
     was read, for relative paths; ``lake``: the ``--lake`` option)."""
     base = Path(path).resolve().parent if path else Path.cwd()

@@ -327,7 +327,7 @@ def pipeline_problems(spec: PipelineSpec, config: Config) -> list[Problem]:
     return problems
 
 
-def check_file(path: Path, lake: Path | None = None) -> tuple[list[Problem], dict[str, Any]]:
+def check_file(path: Path, lake: str | Path | None = None) -> tuple[list[Problem], dict[str, Any]]:
     """Every problem of the hub.toml at ``path``, by line: the schema's, the lake setting's
     (``lake``: the ``--lake`` option), then the deep checks of the tables the schema passed;
     and what it declares (lake, numbers of sources, pipelines and exports)."""

@@ -17,7 +17,7 @@ import duckdb
 from hubctl.errors import SqlError
 
 __all__ = ["OFFLINE", "connect", "lock", "quote_ident", "read_only_statements",
-           "restrict", "scan_sql", "scratch", "table_refs"]
+           "restrict", "scan_sql", "scratch", "table_refs", "use_filesystem"]
 
 # Extensions are never installed or loaded behind the user's back (offline first).
 OFFLINE = {
@@ -31,12 +31,26 @@ def connect(path: str = ":memory:", read_only: bool = False,
     """A DuckDB connection with extension auto-install and auto-load switched off (the trusted
     connection of the engine, pipelines and catalog files; ``config`` adds settings)."""
     con = duckdb.connect(path, read_only=read_only, config=dict(OFFLINE) | (config or {}))
+    for fs in _FILESYSTEMS:
+        con.register_filesystem(fs)
     with contextlib.suppress(duckdb.Error):  # needs the built-in ICU; harmless without it
         con.execute("SET TimeZone = 'UTC'").fetchall()
     return con
 
 
 _SCRATCH: duckdb.DuckDBPyConnection | None = None
+_FILESYSTEMS: list[Any] = []  # fsspec filesystems every connection reads through
+
+
+def use_filesystem(fs: Any) -> None:
+    """Register fsspec filesystem ``fs`` (e.g. the lake's S3, read-only) with every DuckDB
+    connection of this process, those open and those to come: DuckDB then reads
+    ``<protocol>://`` paths through it, without an extension to download."""
+    if any(f is fs for f in _FILESYSTEMS):
+        return
+    _FILESYSTEMS.append(fs)
+    if _SCRATCH is not None:
+        _SCRATCH.register_filesystem(fs)
 
 
 def scratch() -> duckdb.DuckDBPyConnection:

@@ -6,6 +6,10 @@ import errno
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hubctl.s3 import S3Root
 
 __all__ = [
     "EXIT_FAILED",
@@ -191,11 +195,11 @@ def _os_text(exc: BaseException) -> str:
     return _first_line(exc)
 
 
-def damaged_table(table: str, folder: Path, exc: BaseException) -> DamagedTable:
+def damaged_table(table: str, folder: Path | S3Root, exc: BaseException) -> DamagedTable:
     """The DamagedTable for a Delta table whose log cannot be read, naming the damaged log
     file when one of them is not JSON, and the way out."""
     log = folder / "_delta_log"
-    commits = sorted(log.glob("*.json"))
+    commits = sorted(log.glob("*.json")) if isinstance(log, Path) else []
     cause = _first_line(exc)  # with RUST_BACKTRACE set, a backtrace follows
     bad = next((p for p in commits if not _json_lines(p)), None)
     if bad is not None and bad == commits[-1] and len(commits) > 1:

@@ -28,6 +28,7 @@ from hubctl.duck import quote_ident, scan_sql, scratch
 from hubctl.errors import DuplicateKeys, HubError, UnknownTable, UsageError, damaged_table
 from hubctl.locks import table_commit
 from hubctl.registry import PROVENANCE, EntityType
+from hubctl.s3 import LakeRoot, S3Root, delta_options, use_with_duckdb
 from hubctl.snapshot import committed as _committed
 
 __all__ = ["Lake", "Snapshot", "UpsertResult"]
@@ -63,8 +64,11 @@ class UpsertResult:
 class Lake:
     """The lake folder and its Delta tables."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: LakeRoot) -> None:
+        self.root: LakeRoot = root if isinstance(root, S3Root) else Path(root)
+        self.storage = delta_options(self.root)  # deltalake's options (S3: conditional puts)
+        if isinstance(root, S3Root):
+            use_with_duckdb()
         self._live: dict[str, DeltaTable] = {}  # tables this process upserts into
 
     def _current(self, name: str) -> DeltaTable:
@@ -78,7 +82,7 @@ class Lake:
         return dt
 
     # ------------------------------------------------------------------ tables
-    def path(self, name: str) -> Path:
+    def path(self, name: str) -> LakeRoot:
         """Folder of table ``name`` (an entity type, ``_runs``, ``_rejects``, ``derived/x``)."""
         return self.root / name
 
@@ -96,7 +100,7 @@ class Lake:
     def open(self, name: str) -> DeltaTable:
         """The Delta table ``name``, or UnknownTable."""
         try:
-            return DeltaTable(str(self.path(name)))
+            return DeltaTable(str(self.path(name)), storage_options=self.storage)
         except TableNotFoundError:
             raise UnknownTable(f"the lake {self.root} has no table {name!r}",
                                hint="run `hubctl tables` to list them") from None
@@ -142,7 +146,8 @@ class Lake:
         self.path(name).mkdir(parents=True, exist_ok=True)
         try:
             write_deltalake(str(self.path(name)), pa.Table.from_batches([], schema=schema),
-                            partition_by=partition_by or None, mode="ignore")
+                            partition_by=partition_by or None, mode="ignore",
+                            storage_options=self.storage)
         except Exception:  # another process created it first: that is fine
             time.sleep(0.1)
             if not self.exists(name):
@@ -412,7 +417,8 @@ class Lake:
         # skips hashing 4.4 M copies of it for air_quality's indices (-0.3 s CPU per million rows)
         write_deltalake(str(self.path(name)), _constants_as_dictionaries(table),
                         mode="overwrite", schema_mode="overwrite",
-                        writer_properties=_writer_properties(table.schema))
+                        writer_properties=_writer_properties(table.schema),
+                        storage_options=self.storage)
         return self.open(name).version()
 
     def derived_names(self) -> list[tuple[str, str]]:
@@ -530,7 +536,7 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return picked if picked.schema.equals(schema) else picked.cast(schema)
 
 
-def _ledger_hook(root: Path, name: str) -> None:
+def _ledger_hook(root: LakeRoot, name: str) -> None:
     """After a commit to a ledger table (a run started or ended): rewrite the catalog files
     registered with the lake (``hubctl catalog``), so they follow runs inside long-lived
     processes too. A stat when none is registered."""

@@ -6,6 +6,10 @@ one commit lock per table.
 once with exit code 75 ("skipped, locked"). :func:`table_commit` waits its turn instead: it
 serialises the few milliseconds to seconds in which a writer classifies rows against a table
 and commits the result.
+
+A lake on object storage (``s3://``), shared by several machines, holds the same locks as
+leases (:mod:`hubctl.lease`): objects under ``_locks/`` written with conditional puts, renewed
+while held, and taken over once a dead holder's lease has expired.
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubctl.errors import LockHeld
+from hubctl.s3 import S3Root
+
+if TYPE_CHECKING:
+    from hubctl.lease import Lease
 
 __all__ = ["COMMIT_TIMEOUT", "MAINTENANCE", "file_key", "hold", "table_commit"]
 
@@ -28,10 +37,27 @@ MAINTENANCE = "lake-maintenance"
 COMMIT_TIMEOUT = 600.0
 
 
-def _lock_path(root: Path, name: str) -> Path:
+def _lock_name(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
     digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
-    return root / "_locks" / f"{slug}-{digest}.lock"
+    return f"{slug}-{digest}"
+
+
+def _lock_path(root: Path, name: str) -> Path:
+    return root / "_locks" / f"{_lock_name(name)}.lock"
+
+
+def _lease(root: S3Root, name: str) -> Lease:
+    from hubctl.lease import Lease
+
+    return Lease(root / "_locks" / f"{_lock_name(name)}.lease")
+
+
+def _expiry_hint() -> str:
+    from hubctl.lease import lease_seconds
+
+    return (f"; the lease of a machine that died expires {lease_seconds():g} s after its last "
+            "renewal (HUBCTL_LEASE_SECONDS)")
 
 
 def _open(root: Path, name: str) -> int:
@@ -50,8 +76,19 @@ def _mark(fd: int) -> None:
 
 
 @contextmanager
-def hold(root: Path, name: str) -> Iterator[Path]:
+def hold(root: Path | S3Root, name: str) -> Iterator[Path | S3Root]:
     """Hold the lock called ``name`` in lake ``root`` for the ``with`` block, or raise LockHeld."""
+    if isinstance(root, S3Root):
+        lease = _lease(root, name)
+        if not lease.acquire():
+            raise LockHeld(f"{name!r} is locked by {lease.holder}",
+                           hint="another run of this source is in progress; try again later "
+                                "(exit code 75 means 'skipped, locked')" + _expiry_hint())
+        try:
+            yield lease.path
+        finally:
+            lease.release()
+        return
     fd = _open(root, name)
     try:
         try:
@@ -68,13 +105,16 @@ def hold(root: Path, name: str) -> Iterator[Path]:
 
 def file_key(path: Path) -> str:
     """The lock name of an input file or folder: its identity (device and inode), so that the
-    same file reached through another path, a symbolic or a hard link is the same lock."""
+    same file reached through another path, a symbolic or a hard link is the same lock. The
+    host is part of it: on a lake shared by several machines (S3), the same device and inode
+    on two machines are two files."""
     st = os.stat(path)
-    return f"input:{st.st_dev}:{st.st_ino}"
+    return f"input:{os.uname().nodename}:{st.st_dev}:{st.st_ino}"
 
 
 @contextmanager
-def table_commit(root: Path, table: str, timeout: float = COMMIT_TIMEOUT) -> Iterator[None]:
+def table_commit(root: Path | S3Root, table: str, timeout: float = COMMIT_TIMEOUT
+                 ) -> Iterator[None]:
     """Hold table ``table``'s commit lock for the ``with`` block, waiting up to ``timeout``
     seconds for it (then LockHeld, exit 75).
 
@@ -83,10 +123,14 @@ def table_commit(root: Path, table: str, timeout: float = COMMIT_TIMEOUT) -> Ite
     newest version and commits inside this block, so no interleaving of writers, in any number
     of processes, can append one key twice, and every run's counts are true. On a local lake it
     is a blocking ``flock`` on ``<lake>/_locks/commit-<table>…``, released by the kernel when the
-    holder dies. A lake on object storage, shared by several machines, will back this same call
-    with a lease object in the lake (a conditional put of ``_locks/<table>`` carrying an owner
-    and an expiry, renewed while held); callers do not change.
+    holder dies. A lake on object storage, shared by several machines, backs this same call
+    with a lease object in the lake (:class:`hubctl.lease.Lease`: a conditional put of
+    ``_locks/commit_<table>….lease`` carrying an owner and an expiry, renewed while held).
     """
+    if isinstance(root, S3Root):
+        with _waiting_lease(root, table, timeout):
+            yield
+        return
     fd = _open(root, f"commit:{table}")
     try:
         deadline = time.monotonic() + timeout
@@ -107,3 +151,22 @@ def table_commit(root: Path, table: str, timeout: float = COMMIT_TIMEOUT) -> Ite
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _waiting_lease(root: S3Root, table: str, timeout: float) -> Iterator[None]:
+    """:func:`table_commit` on object storage: take the table's commit lease, polling."""
+    lease = _lease(root, f"commit:{table}")
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while not lease.acquire():
+        if time.monotonic() >= deadline:
+            raise LockHeld(f"table {table} has been locked for commits by {lease.holder} for "
+                           f"more than {timeout:g} s", hint="another writer is committing a "
+                           "large batch or is stuck; check it, then try again" + _expiry_hint())
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    try:
+        yield
+    finally:
+        lease.release()

@@ -11,6 +11,11 @@ the run as ``interrupted`` (:func:`hubctl.ledger.mark_interrupted`).
 :data:`STOP` is set when the process is asked to stop (SIGTERM): the ingest engine checks it
 between batches and ends the run after the commit in progress; pulls stop at their next request.
 
+On a lake on object storage (``s3://``) the markers are objects. A run renews its marker every
+third of ``HUBCTL_LEASE_SECONDS`` (a heartbeat), so that a run on another machine counts as
+gone once its marker is older than that by the store's clock; a dead run is claimed with a
+conditional put of ``<run id>.claim``, so that it is recorded once.
+
 Standard library only: every command reads the marker folder, ``hubctl sql`` included.
 """
 
@@ -25,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hubctl.s3 import S3Root
 
 __all__ = ["RUNNING", "STOP", "Marker", "any_markers", "clear_stop", "dead_markers", "me", "remove",
            "request_stop", "stop_reason", "write"]
@@ -101,15 +108,21 @@ def _gone(owner: dict[str, Any]) -> bool:
         and start != owner["pid_start"]
 
 
-def _folder(root: Path) -> Path:
+def _folder(root: Path | S3Root) -> Path | S3Root:
     return root / RUNNING
 
 
-def write(root: Path, run_id: str, content: dict[str, Any]) -> None:
+def write(root: Path | S3Root, run_id: str, content: dict[str, Any]) -> None:
     """Create or replace run ``run_id``'s marker atomically (a reader never sees half)."""
     folder = _folder(root)
-    tmp = folder / f".{run_id}.{os.getpid()}.tmp"
     text = json.dumps({"owner": me(), **content}, default=str)
+    if isinstance(folder, S3Root):
+        with _BEATING_GUARD:
+            (folder / f"{run_id}.json").write_text(text)
+            _BEATING[folder / f"{run_id}.json"] = text
+        _heartbeat()
+        return
+    tmp = folder / f".{run_id}.{os.getpid()}.tmp"
     try:
         tmp.write_text(text, encoding="utf-8")
     except FileNotFoundError:  # the first marker of this lake
@@ -118,10 +131,41 @@ def write(root: Path, run_id: str, content: dict[str, Any]) -> None:
     os.replace(tmp, folder / f"{run_id}.json")
 
 
-def remove(root: Path, run_id: str) -> None:
+def remove(root: Path | S3Root, run_id: str) -> None:
     """Remove run ``run_id``'s marker (its end is in the ledger)."""
+    path = _folder(root) / f"{run_id}.json"
+    if isinstance(path, S3Root):
+        with _BEATING_GUARD:
+            _BEATING.pop(path, None)
+            path.unlink()
+        return
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(_folder(root) / f"{run_id}.json")
+        os.unlink(path)
+
+
+_BEATING: dict[S3Root, str] = {}  # remote markers of this process's runs, renewed
+_BEATING_GUARD = threading.Lock()
+
+
+@functools.cache
+def _heartbeat() -> threading.Thread:
+    """Start (once) the thread that rewrites this process's remote markers every third of the
+    lease time, so other machines know their runs are alive."""
+    from hubctl.lease import lease_seconds
+
+    def beat() -> None:
+        while not STOP_BEATING.wait(lease_seconds() / 3):
+            with _BEATING_GUARD:
+                for path, text in list(_BEATING.items()):
+                    with contextlib.suppress(Exception):
+                        path.write_text(text)
+
+    thread = threading.Thread(target=beat, name="run markers", daemon=True)
+    thread.start()
+    return thread
+
+
+STOP_BEATING = threading.Event()
 
 
 @dataclass
@@ -129,30 +173,39 @@ class Marker:
     """The marker of a run whose process is gone, claimed by this process; ``content`` is
     None when a crash left it unreadable."""
 
-    path: Path
+    path: Path | S3Root
     run_id: str
     content: dict[str, Any] | None
+    claim: S3Root | None = None  # on object storage: the claim object beside the marker
 
     def done(self) -> None:
         """The run's end is recorded: drop the claimed marker."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            self.path.unlink()
+        if self.claim is not None:
+            self.claim.unlink()
 
 
-def any_markers(root: Path) -> bool:
+def any_markers(root: Path | S3Root) -> bool:
     """True when the lake has markers (runs in progress or that died): one directory listing,
     so that a command only imports the ledger when there is something to check."""
+    folder = _folder(root)
+    if isinstance(folder, S3Root):
+        return folder.is_dir()
     try:
         return any(not n.startswith(".") for n in os.listdir(_folder(root)))
     except OSError:
         return False
 
 
-def dead_markers(root: Path) -> Iterator[Marker]:
+def dead_markers(root: Path | S3Root) -> Iterator[Marker]:
     """Markers of runs whose process is gone, each claimed by renaming it (so that two
     commands opening the lake at once record the run once). Costs one directory listing when
     there are none; a folder that cannot be written (a read-only lake) yields nothing."""
     folder = _folder(root)
+    if isinstance(folder, S3Root):
+        yield from _dead_remote(folder)
+        return
     try:
         names = os.listdir(folder)
     except OSError:
@@ -176,6 +229,36 @@ def dead_markers(root: Path) -> Iterator[Marker]:
         except OSError:  # another command claimed it first, or a read-only lake
             continue
         yield Marker(claimed, name.split(".", 1)[0], _read(claimed))
+
+
+def _dead_remote(folder: S3Root) -> Iterator[Marker]:
+    """:func:`dead_markers` on object storage: a marker of this host whose process is gone,
+    or of any host whose heartbeat stopped a lease time ago, claimed by a conditional put."""
+    from hubctl.lease import lease_seconds
+
+    stale = lease_seconds()
+    for path in list(folder.iterdir()):
+        if path.suffix != ".json":
+            continue
+        seen = path.read_versioned()
+        if seen is None:
+            continue
+        try:
+            content = json.loads(seen[0])
+        except ValueError:
+            content = None
+        owner = content.get("owner", {}) if isinstance(content, dict) else {}
+        mine = owner.get("host") == os.uname().nodename
+        if not (_gone(owner) if mine else seen[2] > stale):
+            continue
+        run_id = path.name[: -len(".json")]
+        claim = folder / f"{run_id}.claim"
+        body = json.dumps({"owner": me()}).encode()
+        if claim.create(body) is None:
+            held = claim.read_versioned()  # a claimer that died: take its claim over
+            if held is None or held[2] <= stale or claim.replace_if(body, held[1]) is None:
+                continue
+        yield Marker(path, run_id, content if isinstance(content, dict) else None, claim)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

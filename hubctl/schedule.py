@@ -30,6 +30,7 @@ from hubctl.cron import CronError, CronExpr, local_zone, parse_cron
 from hubctl.errors import ConfigError
 from hubctl.lake import Lake
 from hubctl.ledger import last_run_start
+from hubctl.s3 import S3Root
 
 if TYPE_CHECKING:
     from hubctl.orchestrate import SourceRun
@@ -137,7 +138,7 @@ def due(lake: Lake, source: str, expr: CronExpr, now: datetime,
 
 # ---------------------------------------------------------------- what to install
 
-def _hubctl_argv(config: Config, lake: Path | None = None) -> list[str]:
+def _hubctl_argv(config: Config, lake: Path | S3Root | None = None) -> list[str]:
     exe = Path(sys.executable).parent / "hubctl"
     argv = [str(exe) if exe.exists() else "hubctl"]
     if config.path is not None:
@@ -159,7 +160,7 @@ def _workdir(config: Config) -> Path:
     return config.path.parent if config.path else Path.cwd()
 
 
-def cron_table(config: Config, lake: Path | None = None, log: Path | None = None) -> str:
+def cron_table(config: Config, lake: Path | S3Root | None = None, log: Path | None = None) -> str:
     """crontab lines: one per scheduled source (and the pipelines that run after it), one per
     scheduled pipeline, plus the single ``--all --due`` alternative. Every line appends its
     output to ``log`` (default ``hubctl-schedule.log`` beside hub.toml), so cron mails nothing.
@@ -216,7 +217,7 @@ def _exec_quote(arg: str) -> str:
         '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
-def _unit_path(path: Path) -> str:
+def _unit_path(path: Path | S3Root) -> str:
     """A path as a unit file setting value (``%`` doubled; quoted if it has spaces)."""
     text = str(path).replace("%", "%%")
     return f'"{text}"' if any(c.isspace() for c in text) else text
@@ -228,7 +229,7 @@ class _Units:
 
     base: list[str]
     workdir: Path
-    lake: Path
+    lake: Path | S3Root  # a lake on S3 has no local folder to write
     user: bool
 
     def service(self, description: str, args: list[str], *, listener: bool = False,
@@ -259,12 +260,18 @@ class _Units:
         if self.user:
             return out + ("# In a user manager, ProtectSystem=strict needs unprivileged user "
                           "namespaces;\n# where you have them, add ProtectSystem=strict and "
-                          f"ReadWritePaths={_unit_path(self.lake)}\n")
+                          f"{self.writes()}\n")
         if listener:
             out += ("ProtectSystem=strict\n"
                     "# the lake must exist before the first start (hubctl init, or mkdir)\n"
-                    f"ReadWritePaths={_unit_path(self.lake)}\nPrivateTmp=true\n")
+                    f"{self.writes()}\nPrivateTmp=true\n")
         return out
+
+    def writes(self) -> str:
+        """The unit setting that lets the service write the lake (nothing for a lake on S3)."""
+        if isinstance(self.lake, S3Root):
+            return "# the lake is on object storage: no local folder to write"
+        return f"ReadWritePaths={_unit_path(self.lake)}"
 
 
 def _timer(description: str, unit: str, expr: CronExpr) -> str:
@@ -280,7 +287,7 @@ def scheduled_exports(config: Config) -> dict[str, CronExpr]:
             for name, spec in config.exports.items() if spec.get("schedule")}
 
 
-def systemd_units(config: Config, lake: Path | None = None,
+def systemd_units(config: Config, lake: Path | S3Root | None = None,
                   user: bool = False) -> dict[str, str]:
     """Unit file name -> text: per scheduled source a oneshot service and a
     ``Persistent=true`` timer; per MQTT source a ``hubctl listen`` service (``Type=simple``,

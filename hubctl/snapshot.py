@@ -10,7 +10,8 @@ a table dropped and re-created, an unreadable entry) reads the snapshot through 
 again and replaces the entry. The entries are hubctl's own bookkeeping under
 ``<lake>/_cache/snapshots/``, never table data; a lake that cannot be written (a read-only
 mount) works the same, only without the saving. Entries store file paths relative to the
-table folder, so a moved lake keeps its cache.
+table folder, so a moved lake keeps its cache. A lake on S3 has no cache: its snapshots are read
+through deltalake each time (a ``stat`` there would be a request too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubctl.s3 import LakeRoot, S3Root, delta_options
+
 __all__ = ["CACHE", "Snapshot", "UnreadableTable", "committed", "read_snapshot"]
 
 CACHE = "_cache/snapshots"
@@ -32,7 +35,7 @@ class UnreadableTable(Exception):
     """deltalake could not read a table's log; the DeltaError is the ``__cause__``."""
 
 
-def committed(folder: Path) -> bool:
+def committed(folder: LakeRoot) -> bool:
     """True once a Delta table has its first commit: a process killed between creating the
     folder and committing leaves an empty ``_delta_log`` that is not yet a table."""
     log = folder / "_delta_log"
@@ -67,10 +70,12 @@ def _stamp(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def read_snapshot(root: Path, view: str, folder: Path) -> Snapshot:
+def read_snapshot(root: LakeRoot, view: str, folder: LakeRoot) -> Snapshot:
     """The snapshot of the Delta table in ``folder`` (named ``view`` in the lake at ``root``):
     from the cache when its version is still the newest, else through deltalake (which raises
     its own errors for a missing or damaged table)."""
+    if isinstance(root, S3Root) or isinstance(folder, S3Root):
+        return _from_delta(folder)
     entry = root / CACHE / f"{view}.json"
     cached = _cached(entry, folder)
     if cached is not None:
@@ -95,7 +100,7 @@ def _cached(entry: Path, folder: Path) -> Snapshot | None:
         return None
 
 
-def _from_delta(folder: Path) -> Snapshot:
+def _from_delta(folder: LakeRoot) -> Snapshot:
     import pyarrow as pa
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
@@ -103,7 +108,7 @@ def _from_delta(folder: Path) -> Snapshot:
     from hubctl.duck import scratch
 
     try:
-        dt = DeltaTable(str(folder))
+        dt = DeltaTable(str(folder), storage_options=delta_options(folder))
     except DeltaError as exc:
         raise UnreadableTable(str(exc)) from exc
     con = scratch()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hubctl.catalog import Catalog
 from hubctl.duck import quote_ident
 from hubctl.lake import DERIVED, Lake
 from hubctl.registry import registry
+from hubctl.s3 import LakeRoot, S3Root, total_bytes
 
 __all__ = ["folder_bytes", "human_bytes", "table_stats"]
 
@@ -69,13 +72,15 @@ def _last_runs(cat: Catalog) -> dict[str, str]:
 def _sizes(lake: Lake, name: str) -> dict[str, int]:
     """Bytes of the current snapshot's Parquet files, and of the table's folder on disk
     (older versions kept for time travel until ``hubctl lake vacuum``, and the log)."""
-    files = lake.files(name)
-    return {"files": len(files), "bytes": sum(os.path.getsize(f) for f in files),
+    sizes = pa.table(lake.open(name).get_add_actions(flatten=True)).column("size_bytes")
+    return {"files": len(sizes), "bytes": int(pc.sum(sizes).as_py() or 0),
             "disk_bytes": folder_bytes(lake.path(name))}
 
 
-def folder_bytes(folder: Path) -> int:
-    """Total size of the files under ``folder``."""
+def folder_bytes(folder: LakeRoot) -> int:
+    """Total size of the files under ``folder`` (or of the objects under an S3 prefix)."""
+    if isinstance(folder, S3Root):
+        return total_bytes(folder)
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(folder)
                for f in names)
 

@@ -123,14 +123,15 @@ def _debug(ctx: click.Context) -> bool:
 
 @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"],
                                              "max_content_width": 100})
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Lake folder (default: $HUBCTL_LAKE, else hub.toml [lake] path, else ./lake).")
+@click.option("--lake", default=None, metavar="PATH|s3://BUCKET/PREFIX",
+              help="Lake folder, or a lake on S3 (endpoint and credentials from the AWS_* "
+                   "variables) (default: $HUBCTL_LAKE, else hub.toml [lake] path, else ./lake).")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="hub.toml to read (default: ./hub.toml if present).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of short messages.")
 @click.version_option(__version__, prog_name="hubctl")
 @click.pass_context
-def cli(ctx: click.Context, lake: Path | None, config: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, lake: str | None, config: Path | None, debug: bool) -> None:
     """hubctl: a smart-city data hub on one machine.
 
     Sources (CSV, JSON, NGSI-LD) are normalised into NGSI-LD entities, checked against the

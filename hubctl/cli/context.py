@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from hubctl.config import Config, load_config
+from hubctl.s3 import LakeRoot
 
 if TYPE_CHECKING:
     from hubctl.lake import Lake
@@ -20,7 +21,7 @@ __all__ = ["HubContext", "hub"]
 class HubContext:
     """Global options and the lazily loaded configuration."""
 
-    lake_option: Path | None = None
+    lake_option: str | None = None  # --lake: a folder or s3://BUCKET/PREFIX
     config_option: Path | None = None
     debug: bool = False
     _config: Config | None = field(default=None, repr=False)
@@ -47,7 +48,7 @@ class HubContext:
         return lake
 
     @property
-    def lake_root(self) -> Path:
+    def lake_root(self) -> LakeRoot:
         """The lake's folder, for commands that read it without the lake module (``sql``):
         runs whose process died are still recorded as ``interrupted`` first, as by
         :attr:`lake`, at the cost of one directory listing when there are none."""
@@ -66,7 +67,7 @@ class HubContext:
         from hubctl.catalog import REGISTRY
 
         root = self._config.lake
-        if (root / REGISTRY).is_file():
+        if isinstance(root, Path) and (root / REGISTRY).is_file():
             from hubctl.catalog import refresh_catalogs
 
             refresh_catalogs(root)

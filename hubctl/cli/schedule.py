@@ -86,7 +86,7 @@ def emit(kind: str | None, output_dir: Path | None, user: bool, log: Path | None
         raise ConfigError(f"nothing to schedule in {config.path or 'hub.toml (none found)'}",
                           hint='add schedule = "*/10 * * * *" to a [sources.NAME] table, an '
                                "MQTT source, or a [pipelines.NAME] table")
-    lake = ctx.lake_option.resolve() if ctx.lake_option else None
+    lake = ctx.config.lake if ctx.lake_option else None
     if kind == "cron":
         if output_dir is not None or user:
             raise UsageError("--output-dir and --user go with --systemd; redirect --cron output")

@@ -95,7 +95,7 @@ def build_report(lake: Lake, out: Path, pipelines: Sequence[str] = (),
                          f"{', '.join(keys)}",
                          hint="ingest data (`hubctl ingest`) and run pipelines (`hubctl run "
                               "--all`) first")
-    page = render(title or "City data report", str(Path(lake.root).resolve()),
+    page = render(title or "City data report", str(lake.root.resolve()),
                   datetime.now(UTC), sections, plotly.offline.get_plotlyjs())
     out.mkdir(parents=True, exist_ok=True)
     path = out / FILENAME

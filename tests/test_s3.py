@@ -1,0 +1,240 @@
+"""The lake on object storage (issue 20 §1): moto's S3 server on loopback, started here.
+
+Every command on an ``s3://`` lake gives what it gives on a local folder; two "machines"
+(processes with their own temporary folders and lock state) ingesting at once write what one
+would; a lease whose holder was killed is taken over once it expires, and not before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubctl.errors import LockHeld
+from hubctl.locks import table_commit
+from hubctl.s3 import parse_root
+from tests.helpers import hub, hub_json, row, write_openaq
+from tests.test_integrity import SMALL_BATCHES, openaq_files
+
+MOTO = Path(sys.executable).parent / "moto_server"
+pytestmark = pytest.mark.skipif(not MOTO.exists(), reason="moto_server is not installed "
+                                "(pip install -e '.[dev]' brings moto[server])")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto in server mode on a free loopback port, for the whole session."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _aws(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ALLOW_HTTP": "true", "HUBCTL_LEASE_SECONDS": "3"}
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<new bucket>/hub`` with the AWS variables set for this process."""
+    import boto3
+
+    for k, v in _aws(s3_endpoint).items():
+        monkeypatch.setenv(k, v)
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing"
+                 ).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/hub"
+
+
+def _rows(lake: str | Path, sql: str) -> list[dict[str, Any]]:
+    return list(hub_json(lake, "sql", sql))  # type: ignore[arg-type]
+
+
+AQ = ("SELECT id, observed_at, no2, pm25 FROM AirQualityObserved ORDER BY id, observed_at")
+
+
+@pytest.mark.slow
+def test_every_command_reads_and_writes_an_s3_lake_as_a_local_one(
+        s3_lake: str, tmp_path: Path) -> None:
+    rows = [row(s, h, p, 10 + h + i) for h in range(24) for i, s in enumerate(("S1", "S2"))
+            for p in ("no2", "pm25")]
+    data, st = write_openaq(tmp_path, [*rows[:48], row("S1", 3, "no2", "n/a")])
+    later, _ = write_openaq(tmp_path, rows[48:], name="later.csv")  # a second file: compaction
+    local = tmp_path / "local"
+    for lake in (s3_lake, local):
+        run = hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st))  # type: ignore[arg-type]
+        assert (run["status"], run["written"], run["rejected"]) == ("ok", 48 + 3, 1)
+        hub_json(lake, "ingest", "openaq", str(later), "--stations", str(st))  # type: ignore[arg-type]
+        result = hub(lake, "run", "air_quality", "--json")  # type: ignore[arg-type]
+        assert result.exit_code == 0, result.output
+    # the same rows, rejects and pipeline output as the local lake
+    assert _rows(s3_lake, AQ) == _rows(local, AQ)
+    means = "SELECT * EXCLUDE (_run_id) FROM derived.air_quality_means ORDER BY ALL"
+    assert _rows(s3_lake, means) == _rows(local, means) != []
+    (reject,) = hub_json(s3_lake, "rejects")  # type: ignore[arg-type]
+    assert reject["record"] == "line 50" and "n/a" in reject["raw"]
+    assert [r | {"run_id": ""} for r in hub_json(local, "rejects")] == [reject | {"run_id": ""}]
+    tables = {t["table"]: t for t in hub_json(s3_lake, "tables")}  # type: ignore[arg-type]
+    assert tables["AirQualityObserved"]["rows"] == 48 and tables["_runs"]["rows"] == 2
+    # the ledger: a run row per ingest, ended and reconciled; no marker left behind
+    ledger = _rows(s3_lake, "SELECT status, read, written, rejected FROM _runs ORDER BY read")
+    assert ledger == [{"status": "ok", "read": 48 + 3, "written": 48, "rejected": 0},
+                      {"status": "ok", "read": 48 + 4, "written": 48 + 3, "rejected": 1}]
+    assert not any(parse_root(s3_lake).glob("_running"))
+    # re-ingest: all duplicates
+    again = hub_json(s3_lake, "ingest", "openaq", str(data), "--stations", str(st), "--force")  # type: ignore[arg-type]
+    assert again["duplicate"] == 48 + 3 and again["written"] == 0
+    # maintenance: check, compact, vacuum; the rows stay
+    assert hub_json(s3_lake, "lake", "check")["status"] == "clean"  # type: ignore[arg-type]
+    hub_json(s3_lake, "lake", "compact", "AirQualityObserved")  # type: ignore[arg-type]
+    (vacuumed,) = hub_json(s3_lake, "lake", "vacuum", "AirQualityObserved",  # type: ignore[arg-type]
+                           "--retention-hours", "0")
+    assert vacuumed["files"] >= 1
+    assert _rows(s3_lake, AQ) == _rows(local, AQ)
+
+
+def test_sql_on_an_s3_lake_only_reads_the_named_tables(s3_lake: str, tmp_path: Path) -> None:
+    data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 5)])
+    hub_json(s3_lake, "ingest", "openaq", str(data), "--stations", str(st))  # type: ignore[arg-type]
+    bucket = parse_root(s3_lake).bucket
+    for query in (f"COPY (SELECT 1) TO 's3://{bucket}/hub/AirQualityObserved/x.parquet'",
+                  f"SELECT * FROM read_parquet('s3://{bucket}/elsewhere/x.parquet')",
+                  "SELECT * FROM read_csv('/etc/passwd')"):
+        result = hub(s3_lake, "sql", query)  # type: ignore[arg-type]
+        assert result.exit_code != 0 and "refused" in result.output, (query, result.output)
+    assert not (parse_root(s3_lake) / "AirQualityObserved" / "x.parquet").is_file()
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_two_machines_ingesting_the_same_sources_at_once_write_what_one_would(
+        s3_endpoint: str, s3_lake: str, tmp_path: Path) -> None:
+    stations, hours = 20, 40
+    no2, pm25, st = openaq_files(tmp_path / "in", stations, hours)
+    procs = []
+    # machines 0 and 1 write the same keys (no2, pm25); machine 2 runs machine 0's source at
+    # the same time: one of those two is skipped by the source's lease (75), unless the other
+    # had finished (then it finds every record a duplicate)
+    for machine, data in enumerate((no2, pm25, no2)):
+        home = tmp_path / f"machine{machine}"
+        home.mkdir()
+        env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
+               "TMPDIR": str(home), "HOME": str(home)}
+        procs.append(subprocess.Popen(
+            [*SMALL_BATCHES, "150", "ingest", "openaq", str(data), "--stations", str(st),
+             "--force", "--json"], env=env, cwd=home, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    runs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode in (0, 75), err
+        runs.append(json.loads(out))
+    codes = [p.returncode for p in procs]
+    assert codes[1] == 0 and 0 in (codes[0], codes[2]), codes
+    done = [r for r, code in zip(runs, codes, strict=True) if code == 0]
+    twice = len(done) == 3
+    local = tmp_path / "one-machine"
+    for data in (no2, pm25):
+        hub_json(local, "ingest", "openaq", str(data), "--stations", str(st))
+    assert _rows(s3_lake, AQ) == _rows(local, AQ)
+    keys = stations * hours
+    # true counts across machines: every cell written once, the rest found duplicate
+    assert sum(r["written"] for r in done) == 2 * keys + stations
+    assert sum(r["duplicate"] for r in done) == (keys + 2 * stations if twice else stations)
+    assert all(r["reconciles"] and r["status"] == "ok" for r in done)
+    (ledger,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT run_id) AS runs "
+                               "FROM _runs WHERE status = 'ok'")
+    assert ledger == {"n": len(done), "runs": len(done)}
+
+
+HOLDER = """
+import sys, time
+from hubctl.locks import table_commit
+from hubctl.s3 import parse_root
+with table_commit(parse_root(sys.argv[1]), "AirQualityObserved"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_killed_lease_holder_is_taken_over_after_its_lease_expires(
+        s3_endpoint: str, s3_lake: str) -> None:
+    root = parse_root(s3_lake)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, s3_lake], text=True,
+                              env={**os.environ, **_aws(s3_endpoint)}, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        time.sleep(4)  # longer than the 3 s lease: the live holder renews it
+        with pytest.raises(LockHeld, match="locked for commits by pid"), \
+                table_commit(root, "AirQualityObserved", timeout=1):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        killed = time.monotonic()
+        with table_commit(root, "AirQualityObserved", timeout=30):
+            waited = time.monotonic() - killed
+        assert waited <= 3 + 2, waited  # at most one lease time (plus a poll) after the kill
+        with table_commit(root, "AirQualityObserved", timeout=1):  # released: free at once
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+DIES_RUNNING = """
+import os, sys
+from hubctl import running
+from hubctl.s3 import parse_root
+running.write(parse_root(sys.argv[1]), "run-1", {"counts": {"written": 7}})
+os._exit(9)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_dead_runs_marker_on_s3_is_claimed_once(s3_endpoint: str, s3_lake: str) -> None:
+    from hubctl import running
+
+    root = parse_root(s3_lake)
+    subprocess.run([sys.executable, "-c", DIES_RUNNING, s3_lake], check=False,
+                   env={**os.environ, **_aws(s3_endpoint)}, timeout=60)
+    assert running.any_markers(root)
+    (marker,) = running.dead_markers(root)
+    assert marker.run_id == "run-1" and marker.content is not None
+    assert marker.content["counts"] == {"written": 7}
+    assert list(running.dead_markers(root)) == []  # claimed: nobody records it twice
+    marker.done()
+    assert not running.any_markers(root)
