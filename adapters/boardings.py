@@ -171,7 +171,8 @@ class Boardings(Adapter):
         for path in inputs:
             convert = partial(_convert, zone=tz_name, feed=feed, path=Path(path))
             batches = _bounded(field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
-                                             limits=csv_limits(options), rename=_korean),
+                                             limits=csv_limits(options), rename=_korean,
+                                             cp949=True),
                                max(1, ctx.batch_rows))
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)

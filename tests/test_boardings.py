@@ -259,7 +259,7 @@ def _independent_hourly(path: Path, stop: str, line: str,
 def test_seoul_subway_hourly_wide_layout_reads_per_hour_of_the_month(tmp_path: Path) -> None:
     data = _wide_rows(tmp_path / "subway-hourly-202405.csv", _subway_hourly_header(),
                       [["202405", "1호선", "서울역"], ["202405", "4호선", "서울역"],
-                       ["202405", "2호선", "시청"]], ["20240603"], encoding="utf-8-sig")
+                       ["202405", "2호선", "시청"]], ["20240603"], encoding="cp949")
     lake = tmp_path / "lake"
     run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
     # each row holds 24 hourly records (a boarding and an alighting count each)
@@ -269,7 +269,7 @@ def test_seoul_subway_hourly_wide_layout_reads_per_hour_of_the_month(tmp_path: P
                     "serviceDate, strftime(observed_at, '%Y-%m-%d %H:%M') AS t "
                     "FROM StopBoardings ORDER BY stopId, line, hour")
     got = {(r["stopId"], r["line"], r["hour"]): [r["boardings"], r["alightings"]] for r in rows}
-    assert got == _independent_hourly(data, "지하철역", "호선명", encoding="utf-8-sig")
+    assert got == _independent_hourly(data, "지하철역", "호선명", encoding="cp949")
     assert {(r["period"], r["serviceDate"]) for r in rows} == {("month", "2024-05-01")}
     # hour 7 of May in Seoul starts at 22:00 UTC on April 30
     seven = next(r for r in rows if r["hour"] == 7)

@@ -53,12 +53,13 @@ def field_batches(path: Path, mapping: dict[str, str], type_name: str,
                   aliases: dict[str, str] | None = None,
                   limits: CsvLimits = DEFAULT_LIMITS,
                   rename: Callable[[Sequence[str]], dict[str, str]] | None = None,
-                  ) -> Iterator[Batch]:
+                  cp949: bool = False) -> Iterator[Batch]:
     """:func:`csv_batches` of a CSV whose columns are renamed to the adapter's field names:
     by ``mapping`` (``{field: column}``, from ``--map``), then ``rename(header)`` for the
     fields and columns ``mapping`` leaves, then case-folded ``aliases``; ``need`` checks the
-    renamed header before any row is read."""
-    stream = open_csv(path, limits=limits)
+    renamed header before any row is read. ``cp949``: a header that is not UTF-8 is read as
+    CP949 (:func:`open_text_csv`; Korean public data)."""
+    stream = open_text_csv(path, limits=limits) if cp949 else open_csv(path, limits=limits)
     header = stream.schema.names
     check_mapped(path, header, mapping)
     fields = dict(mapping)
