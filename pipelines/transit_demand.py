@@ -118,6 +118,7 @@ def load_boardings(ctx: PipelineContext, feed: str, dates: list[date],
         out = _per_stop(ctx, dates, served)
         if "line" in columns:
             out.per_stop_line = _per_stop_line(ctx, dates, served, out)
+        if "lineName" in columns:
             out.line_names = dict(ctx.con.execute(
                 "SELECT line, min(lineName) FROM StopBoardings WHERE line IS NOT NULL AND "
                 "lineName IS NOT NULL GROUP BY line").fetchall())
