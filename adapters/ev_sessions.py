@@ -28,6 +28,7 @@ from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapterkit import (
     Places,
     Problems,
+    csv_batches,
     fold,
     parse_map,
     parse_times,
@@ -38,7 +39,7 @@ from hubctl.adapterkit import (
     urns,
 )
 from hubctl.arrowkit import blank, parse_numbers
-from hubctl.csvread import CSV_LIMIT_PARAMS, add_malformed, csv_limits, open_csv
+from hubctl.csvread import CSV_LIMIT_PARAMS, CsvStream, csv_limits, open_csv
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
 from hubctl.rejects import reason
@@ -229,18 +230,18 @@ def _profile(name: str | None, header: Sequence[str]) -> Profile:
     return PROFILES["generic"]
 
 
-def _read_file(plan: _Plan, stream: Any, ctx: ReadContext) -> Iterator[Batch]:
-    checked = False
-    for batch in stream:
-        ctx.advance(stream.take_read_bytes())
-        if not checked and batch.num_rows:
-            checked = _check_dates(plan, batch)
-        out = _convert(plan, batch, stream.lines)
-        add_malformed(out, SESSION, plan.path, stream.take_invalid())
-        yield out
+def _read_file(plan: _Plan, stream: CsvStream, ctx: ReadContext) -> Iterator[Batch]:
+    checked = [False]
+
+    def convert(table: pa.Table, problems: Problems) -> Batch:
+        if not checked[0] and table.num_rows:
+            checked[0] = _check_dates(plan, table)
+        return _convert(plan, table, problems)
+
+    yield from csv_batches(stream, plan.path, SESSION, ctx, convert)
 
 
-def _check_dates(plan: _Plan, batch: pa.RecordBatch) -> bool:
+def _check_dates(plan: _Plan, batch: pa.Table) -> bool:
     """Stop when a recognised layout's start column parses in none of the first rows: every
     record would be rejected, and the column or its format is what is wrong, not the data.
     Returns whether the check ran (the first batch with a start value)."""
@@ -330,7 +331,7 @@ def _durations(text: pa.Array | None) -> tuple[pa.Array | None, pa.Array | None]
     return pc.cast(micros, pa.duration("us")), pc.fill_null(bad, False)
 
 
-def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray) -> Batch:
+def _convert(plan: _Plan, batch: pa.Table, problems: Problems) -> Batch:
     n = batch.num_rows
     cols = plan.cols
     start_text, start_field = _joined(plan, batch, "start")
@@ -349,7 +350,6 @@ def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray) -> Batch:
     energy, bad_energy = _numbers(batch, cols.get("energy"), n)
     cost, bad_cost = _numbers(batch, cols.get("cost"), n)
     cp = _trimmed(batch, cols["charge_point"])
-    problems = Problems(batch, SESSION, plan.path, lines)
     problems.flag(blank(cp), lambda i: reason("missing-required", cols["charge_point"]))
     problems.flag(bad_start, lambda i: reason("bad-timestamp", start_field,
                                               value=start_text[i].as_py()))

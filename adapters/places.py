@@ -44,7 +44,6 @@ from hubctl.csvread import (
 )
 from hubctl.errors import InputError
 from hubctl.registry import vocabulary
-from hubctl.rejects import Reject
 
 __all__ = ["ADAPTER", "KINDS", "Places"]
 
@@ -126,13 +125,18 @@ class Places(Adapter):
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
-        """One Batch per input file (facility lists are small)."""
+        """Each input file read whole (facility lists are small), yielded in batches of at most
+        ``ctx.batch_rows`` rows."""
         for path in inputs:
             if path.suffix.lower() in (".geojson", ".json"):
                 table, first = _geojson_table(path), "feature 0"
             else:
                 table, first = read_text_csv(path, csv_limits(options)), "row 2"
-            yield _convert(path, table, options, ctx, first)
+            rows = _convert(path, table, options, ctx, first)
+            size = max(1, ctx.batch_rows)
+            for start in range(0, max(rows.num_rows, 1), size):  # bounded batches
+                part = rows.slice(start, size)
+                yield Batch(TYPE, part, str(path), part.num_rows)
 
 
 _DEGREES = ("crs84", "4326", "wgs84", "wgs 84")
@@ -291,7 +295,8 @@ def _local_ids(name: pa.Array | None, lon: pa.Array, lat: pa.Array) -> pa.Array:
 
 
 def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
-             first: str) -> Batch:
+             first: str) -> pa.Table:
+    """The lake rows of a whole place list (ids need the whole list: a repeated name)."""
     kind = options["kind"]
     side = options.get("coordinates")
     fields = _mapping(path, t.column_names, options.get("map") or (), joined=side is not None)
@@ -328,7 +333,6 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
     mapped = set(fields.values())
     rows["_extra"] = extra_json([(c, t.column(c).combine_chunks()) for c in t.column_names
                                  if c not in mapped], n)
-    rejects: list[Reject] = []
     if col("capacity") is not None:
         cap, bad = parse_numbers(col("capacity"))  # type: ignore[arg-type]
         rows["capacity"] = cap
@@ -339,7 +343,7 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
     if unusable:
         ctx.warn(f"{path.name}: {unusable} places have coordinates outside WGS84 or (0, 0); "
                  "they are rejected (a place needs a position)")
-    return Batch(TYPE, pa.table(rows), str(path), n, rejects=rejects)
+    return pa.table(rows)
 
 
 ADAPTER = Places()

@@ -25,16 +25,23 @@ __all__ = ["csv_batches", "field_batches", "open_text_csv", "read_text_csv"]
 def csv_batches(stream: CsvStream, path: Path | str, type_name: str, ctx: ReadContext,
                 convert: Callable[[pa.Table, Problems], Batch],
                 names: Sequence[str] | None = None) -> Iterator[Batch]:
-    """Each block of ``stream`` (its columns renamed to ``names`` when given) through
-    ``convert``, which fills the block's Problems and returns its Batch."""
+    """Each block of ``stream`` (its columns renamed to ``names`` when given), in pieces of at
+    most ``ctx.batch_rows`` rows, through ``convert``, which fills the piece's Problems and
+    returns its Batch."""
+    size = max(1, ctx.batch_rows)
     for block in stream:
         ctx.advance(stream.take_read_bytes())
         table = pa.Table.from_batches([block])
         if names is not None:
             table = table.rename_columns(list(names))
-        out = convert(table, Problems(table, type_name, path, stream.lines))
-        add_malformed(out, type_name, path, stream.take_invalid())
-        yield out
+        lines = stream.lines
+        for start in range(0, max(table.num_rows, 1), size):
+            piece = table.slice(start, size) if table.num_rows > size else table
+            out = convert(piece, Problems(piece, type_name, path,
+                                          lines[start:start + piece.num_rows]))
+            if start == 0:
+                add_malformed(out, type_name, path, stream.take_invalid())
+            yield out
 
 
 def field_names(header: Sequence[str], fields: dict[str, str],
