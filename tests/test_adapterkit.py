@@ -3,12 +3,15 @@ definitions it vectorises."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from hubctl.adapterkit import check_mapped, local_ids, parse_map, urns
 from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
+from tests.helpers import hub_json
 
 _LOCALS = ["S1", "중구 파출소", " padded ", "a/b%c", "", None, "urn:ngsi-ld:GtfsStop:x:1",
            "S1", "x y"]
@@ -61,3 +64,38 @@ def test_energy_units_come_from_the_one_unit_table() -> None:
             None]
     assert [None if g is None else round(g, 9) for g in got] == [
         None if w is None else round(w, 9) for w in want]
+
+
+def test_one_local_instant_in_the_dst_gap_across_adapters(tmp_path: Path) -> None:
+    """02:30 on 2024-03-10 in Los Angeles does not exist (spring forward): a call, a meter
+    reading, a charging session and a boarding count at that local time all land on 10:30Z,
+    the one rule of hubctl.localtime (the offset before the change), through the real
+    adapters and the lake."""
+    zone = ["--timezone", "America/Los_Angeles"]
+    lake = tmp_path / "lake"
+    inputs = {
+        "calls": ("case,received,type\nC1,2024-03-10 02:30:00,noise\n",
+                  ["--map", "case=id", "--map", "received=dateIssued",
+                   "--map", "type=subCategory", *zone]),
+        "meter-readings": ("meter_id,timestamp,kwh\nM1,2024-03-10 02:30:00,1.5\n",
+                           ["--interval", "900", *zone]),
+        "ev-sessions": ("CP ID,Start Date,Start Time,End Date,End Time,Total kWh\n"
+                        "500,03/10/2024,02:30,03/10/2024,04:00,5\n",
+                        ["--profile", "generic", "--date-format", "%m/%d/%Y %H:%M", *zone]),
+        "boardings": ("stop_id,datetime,boardings\nS1,2024-03-10 02:30:00,4\n", zone),
+    }
+    for name, (text, args) in inputs.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text, encoding="utf-8")
+        run = hub_json(lake, "ingest", name, str(path), *args)
+        assert run["written"] >= 1 and run["rejected"] == 0, (name, run)
+    instants = {
+        table: hub_json(lake, "sql", f"SELECT strftime({column}, '%Y-%m-%dT%H:%M:%SZ') AS t "
+                                     f"FROM {table}")[0]["t"]
+        for table, column in (("Alert", "dateIssued"), ("MeterReadingObserved", "observed_at"),
+                              ("EVChargingSession", "startDateTime"),
+                              ("StopBoardings", "dateObserved"))}
+    # a boarding count is per hour: its 02:00 hour starts at 10:00Z by the same rule
+    assert instants == {"Alert": "2024-03-10T10:30:00Z", "MeterReadingObserved":
+                        "2024-03-10T10:30:00Z", "EVChargingSession": "2024-03-10T10:30:00Z",
+                        "StopBoardings": "2024-03-10T10:00:00Z"}
