@@ -27,10 +27,12 @@ doubling to 30 s, reset after a minute of running), and on SIGTERM/SIGINT stops 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +48,7 @@ from hubctl.lake import Lake
 from hubctl.locks import hold
 from hubctl.mqtt.client import Totals, listen, recover_cut_off, stderr_log
 from hubctl.mqtt.settings import MqttSettings
+from hubctl.s3 import S3Root
 
 __all__ = ["CommitLock", "retired_sessions", "share_group", "supervise", "warn_retired",
            "worker_settings"]
@@ -115,10 +118,13 @@ def worker_settings(s: MqttSettings, index: int) -> MqttSettings:
 
 class CommitLock:
     """A blocking ``flock`` that a source's workers take around each commit (re-entrant use
-    is not needed: one commit at a time per process)."""
+    is not needed: one commit at a time per process). The workers are processes of one
+    machine, so for a lake on S3 the lock file is in that machine's temporary folder."""
 
-    def __init__(self, root: Path, source: str) -> None:
-        folder = root / "_locks"
+    def __init__(self, root: Path | S3Root, source: str) -> None:
+        folder = root / "_locks" if isinstance(root, Path) else Path(
+            tempfile.gettempdir()) / "hubctl-locks" / hashlib.sha1(
+                str(root).encode()).hexdigest()[:16]
         folder.mkdir(parents=True, exist_ok=True)
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in source)[:60]
         self.path = folder / f"mqtt-commit-{slug}.lock"
@@ -132,7 +138,7 @@ class CommitLock:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
-def _worker(root: Path, settings: MqttSettings, index: int, recover: bool, parent: int,
+def _worker(root: Path | S3Root, settings: MqttSettings, index: int, recover: bool, parent: int,
             results: Any) -> None:
     """A worker process: the single-process listener on one worker's settings, until
     SIGTERM/SIGINT or until its parent is gone; its totals go to ``results``."""
