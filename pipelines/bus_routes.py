@@ -32,7 +32,7 @@ from hubctl.errors import InputError, UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines.headways import Reallocation, reallocate
 from hubctl.pipelines.hotspots import parse_bands
-from hubctl.pipelines.transit_bands import demand_profile, reallocate_by_band
+from hubctl.pipelines.transit_bands import demand_profile, reallocate_by_band, route_profiles
 from hubctl.pipelines.transit_coverage import Coverage, coverage
 from hubctl.pipelines.transit_demand import (
     Boardings,
@@ -202,7 +202,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                               "population_kind, population_dataset and population_hour")
     weight = stop_board if use_boardings else cov.stop_population
     has_demand = use_boardings or population.total > 0
-    direct, by_route = _route_boardings(net, boardings)
+    direct, by_route, route_of = _route_boardings(net, boardings)
     routes = net.routedir_table(cov, stop_board, weight, direct)
     totals = route_totals(net, routes, cov, stop_board, weight, use_boardings,
                           float(p["trip_rate"]), direct)
@@ -210,7 +210,9 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
     plan = _reallocation(totals, float(p["min_headway_min"]), float(p["max_headway_min"]))
     bands = parse_bands(list(p["bands"]))
     profile, basis = demand_profile(ctx, service.feed, bands, service.trips)
-    by_band = reallocate_by_band(service.trips, len(service.dates), totals, bands, profile,
+    profiles, own = route_profiles(ctx, service.feed, bands, route_of,
+                                   totals["route"].to_pylist(), profile)
+    by_band = reallocate_by_band(service.trips, len(service.dates), totals, bands, profiles,
                                  float(p["min_headway_min"]), float(p["max_headway_min"]))
     grid = Grid(float(p["cell_m"]))
     unc = uncovered_cells(points_xy, population.people, cov.covered, grid)
@@ -234,7 +236,8 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                        routes, plan, unc, tables)
     summary["demand"]["by_route"] = by_route
     summary["catchments"] = _catchment_summary(walk, population, straight, cov, radius)
-    summary["reallocation_bands"] = {"demand_basis": basis, "bands": by_band.bands}
+    summary["reallocation_bands"] = {"demand_basis": basis, "routes_with_own_hours": own,
+                                     "bands": by_band.bands}
     notes = _notes(service, population, boardings, net, totals)
     if by_route["lines"]:
         notes.append(_route_note(by_route))
@@ -312,12 +315,13 @@ def _catchment_note(mode: str, walk: _Walking | None, figures: dict[str, Any],
     return note
 
 
-def _route_boardings(net: Network, boardings: Boardings) -> tuple[np.ndarray | None,
-                                                                   dict[str, Any]]:
+def _route_boardings(net: Network, boardings: Boardings) -> tuple[
+        np.ndarray | None, dict[str, Any], dict[str, str]]:
     """Boardings per stop-route-direction pair where card data names the route (its line
-    matched to one GTFS route that serves the stop), and how the lines matched."""
+    matched to one GTFS route that serves the stop), how the lines matched, and the route of
+    each matched line."""
     if not boardings.per_stop_line:
-        return None, {"lines": 0}
+        return None, {"lines": 0}, {}
     sr = net.stop_routes
     routes_at: dict[str, set[str]] = {}
     served: set[tuple[int, int]] = set()
@@ -352,7 +356,8 @@ def _route_boardings(net: Network, boardings: Boardings) -> tuple[np.ndarray | N
         "boardings_with_line_per_day": round(named, 6),
         "boardings_direct_per_day": round(float(direct.sum()), 6),
         "boardings_at_stops_the_route_does_not_serve": round(elsewhere, 6),
-        "direct_share": round(float(direct.sum()) / total, 6) if total else None}
+        "direct_share": round(float(direct.sum()) / total, 6) if total else None}, \
+        match.route_of
 
 
 def _route_note(f: dict[str, Any]) -> str:

@@ -6,7 +6,8 @@ its vehicle-hours in a band are those trips' running times, its headway there th
 minutes over its trips per direction. A route's demand in a band is its daily demand times
 the band's share of the day's demand: of the feed's hourly boardings where the lake has them
 (card data with an hour), else of the feed's departures (demand assumed to follow today's
-service through the day; the summary names the basis). Each band is then the exact convex
+service through the day; the summary names the basis). A route whose hourly card data names
+it (its line matched, :func:`pipelines.transit_demand.match_lines`) uses its own hours. Each band is then the exact convex
 problem of the whole-day reallocation: it never uses more vehicle-hours in the band than
 today and never waits longer in total there.
 """
@@ -22,7 +23,7 @@ from hubctl.pipeline import PipelineContext
 from hubctl.pipelines.headways import reallocate
 from hubctl.pipelines.hotspots import Bands
 
-__all__ = ["BandPlan", "demand_profile", "reallocate_by_band"]
+__all__ = ["BandPlan", "demand_profile", "reallocate_by_band", "route_profiles"]
 
 _MIN_TRIPS = 2.0  # a route needs two trips a day in a band for a headway there
 
@@ -57,10 +58,39 @@ def demand_profile(ctx: PipelineContext, feed: str, bands: Bands,
     return (share / share.sum() if share.sum() else share), "departures (no hourly boardings)"
 
 
+def route_profiles(ctx: PipelineContext, feed: str, bands: Bands, route_of: dict[str, str],
+                   routes: list[str], base: np.ndarray) -> tuple[np.ndarray, int]:
+    """Band shares per route, (bands x routes): a route whose hourly card data names it (its
+    line matched, ``route_of``: line -> route URN) uses its own hours; the others ``base``.
+    Also how many routes have their own."""
+    out = np.repeat(np.asarray(base, dtype=float)[:, None], len(routes), axis=1)
+    if not route_of or not ctx.has("StopBoardings"):
+        return out, 0
+    columns = {r[0] for r in ctx.con.execute("DESCRIBE StopBoardings").fetchall()}
+    if "line" not in columns:
+        return out, 0
+    rows = ctx.con.execute(
+        "SELECT line, hour, sum(boardings) FROM StopBoardings WHERE line IS NOT NULL AND "
+        "hour IS NOT NULL AND boardings IS NOT NULL AND (feedId = ? OR feedId IS NULL) "
+        "GROUP BY 1, 2", [feed]).fetchall()
+    index = {r: k for k, r in enumerate(routes)}
+    per_hour = np.zeros((len(routes), 24))
+    for line, hour, n in rows:
+        k = index.get(route_of.get(line, ""), -1)
+        if k >= 0 and 0 <= int(hour) < 24:
+            per_hour[k, int(hour)] += float(n or 0)
+    own = np.flatnonzero(per_hour.sum(axis=1) > 0)
+    for j in own.tolist():
+        share = np.bincount(bands.of_hour, weights=per_hour[j], minlength=len(bands.names))
+        out[:, j] = share / share.sum()
+    return out, int(len(own))
+
+
 def reallocate_by_band(trips: pa.Table, days: int, totals: pa.Table, bands: Bands,
                        profile: np.ndarray, lo: float, hi: float) -> BandPlan:
     """Per band and route: today's trips, headway and vehicle-hours, and the band's optimal
-    headways (``lo``..``hi`` minutes) for demand ``totals.demand_per_day`` x ``profile``."""
+    headways (``lo``..``hi`` minutes) for demand ``totals.demand_per_day`` x ``profile`` (the
+    band shares of the day's demand: one per band, or bands x routes)."""
     route = np.asarray(trips["route"].to_pylist(), dtype=object)
     start = trips["start"].to_numpy(zero_copy_only=False).astype(float)
     end = trips["end_"].to_numpy(zero_copy_only=False).astype(float)
@@ -88,7 +118,7 @@ def reallocate_by_band(trips: pa.Table, days: int, totals: pa.Table, bands: Band
         per_dir = n_trips[k] / np.maximum(n_dirs[k], 1)
         usable = (per_dir >= _MIN_TRIPS) & (vh[k] > 0)
         h0 = np.where(usable, minutes[k] / np.maximum(per_dir, 1e-9), np.nan)
-        d = demand_day * profile[k]
+        d = demand_day * profile[k]  # a band's share, or each route's own share of it
         idx = np.flatnonzero(usable)
         plan = reallocate(d[idx], vh[k][idx], h0[idx], lo, hi)
         ratio = plan.headway_before / plan.headway_after if len(idx) else np.zeros(0)
@@ -105,13 +135,22 @@ def reallocate_by_band(trips: pa.Table, days: int, totals: pa.Table, bands: Band
                 "change": "unchanged" if np.isclose(h_before, h_after, rtol=1e-9) else (
                     "more frequent" if h_after < h_before else "less frequent")})
         summary.append({
-            "band": band, "demand_share": round(float(profile[k]), 6), "routes": len(idx),
+            "band": band, "demand_share": round(_share(profile, k, demand_day), 6),
+            "routes": len(idx),
             "status": plan.status,
             "vehicle_hours_before": round(plan.vehicle_hours_before, 6),
             "vehicle_hours_after": round(plan.vehicle_hours_after, 6),
             "waiting_hours_before": round(plan.waiting_before / 60, 6),
             "waiting_hours_after": round(plan.waiting_after / 60, 6)})
     return BandPlan(pa.Table.from_pylist(rows, schema=BAND_SCHEMA), summary)
+
+
+def _share(profile: np.ndarray, k: int, demand_day: np.ndarray) -> float:
+    """Band ``k``'s share of the day's demand (demand-weighted over the routes' own shares)."""
+    if profile.ndim == 1:
+        return float(profile[k])
+    total = float(demand_day.sum())
+    return float((demand_day * profile[k]).sum()) / total if total else float(profile[k].mean())
 
 
 BAND_SCHEMA = pa.schema([

@@ -604,3 +604,37 @@ def test_line_names_match_gtfs_routes_by_normalised_names() -> None:
     assert m.route_of == {"100": "r100", "1호선": "r1", "7": "r7b"}
     assert m.how == {"100": "short_name", "1호선": "long_name", "7": "short_name, at its stops"}
     assert m.unmatched == ["N62"] and m.ambiguous == {"9": ["9a", "9b"]}
+
+
+def test_routes_with_their_own_hourly_card_data_use_their_own_hours(
+        lake: Path, tmp_path: Path) -> None:
+    """Hourly card data per route (the OA-12913 layout of a month): route A's passengers all
+    board at 08 (band 07-09), B's at 10 (band 09-24); C has none and keeps the feed's profile
+    (here: of the card data's hours, every boarding being at 08 or 10)."""
+    hours = [f"{'00' if h == 0 else h}시{k}총승객수" for h in range(24) for k in ("승차", "하차")]
+    header = ["사용년월", "노선번호", "노선명", "표준버스정류장ID", "버스정류장ARS번호", "역명",
+              *hours]
+
+    def row(line: str, stop: str, hour: int, n: int) -> str:
+        counts = [n if (h, k) == (hour, 0) else 0 for h in range(24) for k in (0, 1)]
+        return ",".join(["202405", line, f"{line}번", stop, stop[1:], stop, *map(str, counts)])
+
+    cards = tmp_path / "bus-hourly-202405.csv"
+    cards.write_text("\n".join([",".join(header), row("A", "S2", 8, 3100),
+                                row("B", "S3", 10, 620)]) + "\n", encoding="utf-8")
+    hub_json(lake, "ingest", "boardings", str(cards), "--feed-id", "t",
+             "--timezone", "Asia/Seoul")
+    out = _run(lake, "--param", "bands=00-07,07-09,09-24")["summary"]
+    assert out["reallocation_bands"]["routes_with_own_hours"] == 2
+    rows = {(r["band"], r["route_id"]): r["demand"]
+            for r in _rows(lake, "reallocation_bands", "band, route")}
+    totals = {r["route_id"]: r["demand_per_day"] for r in _rows(lake, "reallocation", "route")}
+    assert rows[("07-09", "A")] == pytest.approx(totals["A"])
+    assert rows[("09-24", "A")] == 0
+    assert rows[("07-09", "B")] == 0
+    assert rows[("09-24", "B")] == pytest.approx(totals["B"])
+    # the band's share in the summary is the demand-weighted share over the routes
+    bands = {b["band"]: b for b in out["reallocation_bands"]["bands"]}
+    day = sum(totals.values())
+    assert bands["07-09"]["demand_share"] == pytest.approx(
+        (totals["A"] + totals.get("C", 0) * 3100 / 3720) / day)
