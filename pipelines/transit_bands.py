@@ -8,8 +8,8 @@ the band's share of the day's demand: of the feed's hourly boardings where the l
 (card data with an hour), else of the feed's departures (demand assumed to follow today's
 service through the day; the summary names the basis). A route whose hourly card data names
 it (its line matched, :func:`pipelines.transit_demand.match_lines`) uses its own hours.
-Each band is then the exact convex problem of the whole-day reallocation: it never uses more vehicle-hours in the band than
-today and never waits longer in total there.
+Each band is then the exact convex problem of the whole-day reallocation: it never uses more
+vehicle-hours in the band than today and never waits longer in total there.
 """
 
 from __future__ import annotations
