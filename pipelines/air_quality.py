@@ -20,7 +20,9 @@ import contextlib
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
@@ -69,25 +71,24 @@ class AirQuality:
         hours = load_hours(ctx)
         ctx.step("indices")
         indices, stations = hourly_indices(ctx, mc, str(p["cai_pm"]), which)
-        ctx.con.register(aq_stats.IDX, indices)
+        hourly = aq_stats.Hourly(indices)
+        ctx.step("lights, means and exceedances")
+        lights = aq_stats.lights(hourly)
+        means, daily = aq_stats.means(ctx, hourly, tz, mc)
+        exceed = aq_stats.exceedances(hourly, daily)
+        del daily
         ctx.con.register("__aq_stations", stations)
+        ctx.con.register("__aq_means", means)
         try:
-            ctx.step("lights, means and exceedances")
-            lights = aq_stats.lights(ctx)
-            means = aq_stats.means(ctx, tz, mc)
-            ctx.con.register("__aq_means", means)
-            exceed = aq_stats.exceedances(ctx)
             ctx.step("exposure")
             targets = [t for t in (aq_exposure.population_cells(ctx, str(p["population"]),
                                                                 notes),
                                    aq_exposure.stops(ctx)) if t is not None]
             exposure = aq_exposure.exposure(ctx, targets, float(p["radius_m"]))
-            summary = _summary(ctx, hours, which, tz, str(p["cai_pm"]), exceed)
+            summary = _summary(ctx, hourly, hours, which, tz, str(p["cai_pm"]), lights, exceed)
         finally:
-            for name in (aq_stats.IDX, "__aq_means", "__aq_stations"):
+            for name in ("__aq_means", "__aq_stations"):
                 ctx.con.unregister(name)
-            for name in ("__aq_daily", "__aq_who"):
-                ctx.con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
             for kind in ("TABLE", "VIEW"):
                 with contextlib.suppress(duckdb.CatalogException):  # it is the other kind
                     ctx.con.execute(f"DROP {kind} IF EXISTS {OBS}").fetchall()
@@ -118,25 +119,16 @@ def _indices(names: list[str]) -> tuple[str, ...]:
     return tuple(n for n in INDICES if n in names)
 
 
-def _summary(ctx: PipelineContext, hours: int, which: tuple[str, ...], tz: str,
-             cai_pm: str, exceed: pa.Table) -> dict[str, Any]:
-    idx = aq_stats.IDX
-    row = ctx.con.execute(f"""
-        SELECT count(DISTINCT id), count(*), min(observed_at), max(observed_at),
-               count(cai), count(us_aqi), count(eaqi),
-               count(*) FILTER (WHERE cai_grade = 1), count(*) FILTER (WHERE cai_grade = 2),
-               count(*) FILTER (WHERE cai_grade = 3), count(*) FILTER (WHERE cai_grade = 4),
-               count(reported_cai) FILTER (WHERE cai IS NOT NULL),
-               count(*) FILTER (WHERE cai IS NOT NULL AND reported_cai IS NOT NULL
-                                AND abs(cai - reported_cai) <= 1),
-               count(*) FILTER (WHERE cai IS NOT NULL AND reported_cai_grade IS NOT NULL
-                                AND cai_grade = reported_cai_grade)
-        FROM {idx}""").fetchall()[0]
-    assert row is not None
-    lights = ctx.con.execute(f"""
-        SELECT grade, count(*) FROM (
-            SELECT id, max_by(cai_grade, observed_at) FILTER (WHERE cai IS NOT NULL) AS grade
-            FROM {idx} GROUP BY id) GROUP BY grade ORDER BY grade""").fetchall()
+def _summary(ctx: PipelineContext, hr: aq_stats.Hourly, hours: int, which: tuple[str, ...],
+             tz: str, cai_pm: str, lights: pa.Table, exceed: pa.Table) -> dict[str, Any]:
+    t = hr.table
+    cai, grade = hr.column("cai"), hr.column("cai_grade")
+    reported, reported_grade = hr.column("reported_cai"), hr.column("reported_cai_grade")
+    has = ~np.isnan(cai)
+    grades = np.bincount(grade[has].astype(np.int64), minlength=5)
+    span = pc.min_max(t.column("observed_at"))
+    overall = lights.filter(pc.equal(lights.column("pollutant").cast(pa.string()), "overall"))
+    light_grades = np.bincount(overall.column("grade").to_numpy(), minlength=5)
     m = ctx.con.execute("""
         SELECT count(*) FILTER (WHERE period = 'day' AND complete),
                count(*) FILTER (WHERE period = 'day'),
@@ -153,14 +145,16 @@ def _summary(ctx: PipelineContext, hours: int, which: tuple[str, ...], tz: str,
     ctx.con.unregister("__aq_exc")
     return {
         "timezone": tz, "computed": list(which), "cai_pm": cai_pm,
-        "indices": {"stations": row[0], "hours": row[1], "grid_hours": hours,
-                    "first": row[2], "last": row[3], "cai_hours": row[4],
-                    "us_aqi_hours": row[5], "eaqi_hours": row[6],
-                    "cai_grades": {"good": row[7], "moderate": row[8], "unhealthy": row[9],
-                                   "very_unhealthy": row[10]}},
-        "reported": {"hours_with_both": row[11], "cai_within_1": row[12],
-                     "same_grade": row[13]},
-        "lights": {str(g): n for g, n in lights if g is not None},
+        "indices": {"stations": len(hr.starts), "hours": t.num_rows, "grid_hours": hours,
+                    "first": span["min"], "last": span["max"], "cai_hours": int(has.sum()),
+                    "us_aqi_hours": t.num_rows - t.column("us_aqi").null_count,
+                    "eaqi_hours": t.num_rows - t.column("eaqi").null_count,
+                    "cai_grades": {"good": grades[1], "moderate": grades[2],
+                                   "unhealthy": grades[3], "very_unhealthy": grades[4]}},
+        "reported": {"hours_with_both": int((has & ~np.isnan(reported)).sum()),
+                     "cai_within_1": int((has & (np.abs(cai - reported) <= 1)).sum()),
+                     "same_grade": int((has & (grade == reported_grade)).sum())},
+        "lights": {str(g): int(n) for g, n in enumerate(light_grades) if n},
         "means": {"complete_days": m[0], "days": m[1], "complete_years": m[2], "years": m[3],
                   "pm25_annual_mean_of_stations": None if m[4] is None else round(m[4], 3)},
         "who_aqg": {f"{p}_{a}": {"station_years_exceeding": n, "station_years": of,
