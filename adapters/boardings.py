@@ -170,10 +170,16 @@ class Boardings(Adapter):
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
             convert = partial(_convert, zone=tz_name, feed=feed, path=Path(path))
-            batches = _bounded(field_batches(Path(path), mapping, TYPE, _need, ctx, convert,
+            hours: list[int] = []
+
+            def need(where: Path, names: list[str], hours: list[int] = hours) -> None:
+                _need(where, names)
+                hours.append(len(wide_hours(names)))
+
+            batches = _bounded(field_batches(Path(path), mapping, TYPE, need, ctx, convert,
                                              limits=csv_limits(options), rename=_korean,
                                              cp949=True),
-                               max(1, ctx.batch_rows))
+                               max(1, ctx.batch_rows), ctx, hours, Path(path))
             if options.get("sum_repeats"):
                 yield from _summed(batches, Path(path), max(1, ctx.batch_rows), ctx)
             else:
@@ -210,10 +216,15 @@ def wide_hours(names: Sequence[str]) -> dict[int, dict[str, str]]:
     return dict(sorted(out.items()))
 
 
-def _bounded(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
+def _bounded(batches: Iterator[Batch], size: int, ctx: ReadContext, hours: list[int],
+             path: Path) -> Iterator[Batch]:
     """Batches of at most ``size`` rows: a wide hourly block melts into 24 rows per input
-    row, so its batch is cut (each row is one record; rejects stay with the first part)."""
+    row, so its batch is cut (each row is one record; rejects stay with the first part).
+    For a wide layout (``hours``: its hour columns, known once the header is read) a note at
+    the end says that records are rows times hours."""
+    records = 0
     for b in batches:
+        records += b.records
         if b.rows is None or b.rows.num_rows <= size:
             yield b
             continue
@@ -223,6 +234,10 @@ def _bounded(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
             yield Batch(TYPE, part, b.file, part.num_rows + (b.records - b.rows.num_rows
                                                              if first else 0),
                         rejects=b.rejects if first else [])
+    if hours and hours[0] and records:
+        ctx.warn(f"{path.name}: a wide hourly layout ({hours[0]} hour columns): its "
+                 f"{records:,} records are one per row and hour, so read counts rows times "
+                 "hours")
 
 
 def _watched(batches: Iterator[Batch], path: Path, ctx: ReadContext) -> Iterator[Batch]:

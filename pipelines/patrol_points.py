@@ -152,7 +152,7 @@ class PatrolPoints:
         existing_outside = int((~in_bbox(box, existing["lon"], existing["lat"])).sum())
         existing = {c: v[in_bbox(box, existing["lon"], existing["lat"])]
                     for c, v in existing.items()}
-        far = _far_points(existing, lon, lat)
+        n_far, far = _far_points(existing, lon, lat)
         if far:
             ctx.warn(far)
         proj = projection_for(np.concatenate([lon, existing["lon"]]),
@@ -193,6 +193,7 @@ class PatrolPoints:
         summary["calls"]["outside_study_area"] = int((~inside).sum())
         summary["calls"]["outside_bbox"] = int((~in_box).sum())
         summary["candidates"]["existing_outside_bbox"] = existing_outside
+        summary["candidates"]["existing_far_from_calls"] = n_far
         summary["grid"]["cells_in_study_area"] = int(area.sum())
         summary["solver"]["demand_points"] = len(demand["w"])
         summary["solver"]["model"] = (
@@ -266,11 +267,12 @@ def _extent(lon: np.ndarray, lat: np.ndarray) -> str:
             f"{np.ceil(lon.max() * 100) / 100:.2f},{np.ceil(lat.max() * 100) / 100:.2f}")
 
 
-def _far_points(existing: dict[str, np.ndarray], lon: np.ndarray, lat: np.ndarray) -> str:
-    """A warning when existing points lie more than :data:`FAR_M` outside the calls'
-    bounding box (another city's facilities in the same lake), else ''."""
+def _far_points(existing: dict[str, np.ndarray], lon: np.ndarray,
+                lat: np.ndarray) -> tuple[int, str]:
+    """How many existing points lie more than :data:`FAR_M` outside the calls' bounding box
+    (another city's facilities in the same lake), and a warning about them ('' for none)."""
     if not len(existing["id"]):
-        return ""
+        return 0, ""
     plon = np.asarray(existing["lon"], dtype=np.float64)
     plat = np.asarray(existing["lat"], dtype=np.float64)
     near_lon = np.clip(plon, lon.min(), lon.max())
@@ -278,14 +280,15 @@ def _far_points(existing: dict[str, np.ndarray], lon: np.ndarray, lat: np.ndarra
     dist = haversine_m(plon, plat, near_lon, near_lat)
     far = dist > FAR_M
     if not far.any():
-        return ""
+        return 0, ""
     worst = int(np.argmax(dist))
     name = existing["name"][worst] or existing["id"][worst]
-    return (f"{int(far.sum())} of {len(dist)} existing points lie more than {FAR_M / 1000:g} km "
-            f"outside the calls' extent (farthest: {name}, {dist[worst] / 1000:,.0f} km): they "
-            "cannot cover a call and the plan would remove them; if the lake holds another "
-            f"city's points, restrict the analysis with --param bbox={_extent(lon, lat)} "
-            "(the calls' extent)")
+    n = int(far.sum())
+    return n, (f"{n} of {len(dist)} existing points lie more than {FAR_M / 1000:g} km "
+               f"outside the calls' extent (farthest: {name}, {dist[worst] / 1000:,.0f} km): "
+               "they cannot cover a call and the plan would remove them; if the lake holds "
+               f"another city's points, restrict the analysis with --param "
+               f"bbox={_extent(lon, lat)} (the calls' extent)")
 
 
 def _zone(name: str) -> ZoneInfo:

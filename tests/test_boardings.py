@@ -265,6 +265,8 @@ def test_seoul_subway_hourly_wide_layout_reads_per_hour_of_the_month(tmp_path: P
     # each row holds 24 hourly records (a boarding and an alighting count each)
     assert (run["status"], run["read"], run["written"], run["rejected"]) == (
         "ok", 72, 72, 0) and run["reconciles"]
+    assert any("a wide hourly layout (24 hour columns): its 72 records are one per row and "
+               "hour" in w for w in run["warnings"])
     rows = hub_json(lake, "sql", "SELECT stopId, line, hour, boardings, alightings, period, "
                     "serviceDate, strftime(observed_at, '%Y-%m-%d %H:%M') AS t "
                     "FROM StopBoardings ORDER BY stopId, line, hour")

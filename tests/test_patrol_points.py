@@ -364,6 +364,7 @@ def test_bbox_keeps_one_city_and_far_points_are_warned_about(tmp_path: Path) -> 
     assert "2 of 6 existing points lie more than 5 km outside the calls' extent (farthest: " \
         "Berkeley" in everything.output
     assert f"--param bbox={box}" in everything.output
+    assert _run(lake, "k=4")["summary"]["candidates"]["existing_far_from_calls"] == 2
     # calls of both cities do not fit one grid: the message says how to restrict them
     hub_json(lake, "ingest", "calls", str(far_calls))
     both = hub(lake, "run", "patrol_points", "--param", "k=4")
@@ -373,6 +374,7 @@ def test_bbox_keeps_one_city_and_far_points_are_warned_about(tmp_path: Path) -> 
     assert summary["calls"]["outside_bbox"] == 2 and summary["calls"]["located"] == 602
     assert summary["candidates"]["existing"] == 4
     assert summary["candidates"]["existing_outside_bbox"] == 2
+    assert summary["candidates"]["existing_far_from_calls"] == 0
     assert not any("outside the calls' extent" in note for note in out["notes"])
     # the same answer as a lake that never held Berkeley
     alone = tmp_path / "alone"
