@@ -41,7 +41,8 @@ def zone(name: str, option: str = "--timezone") -> tzinfo:
             return UTC
         sign = -1 if text[0] == "-" else 1
         hh, mm = int(text[1:3]), int(text[-2:])
-        return timezone(sign * timedelta(hours=hh, minutes=mm))
+        # named +HH:MM, so that str() of the zone is a time zone Arrow and DuckDB take
+        return timezone(sign * timedelta(hours=hh, minutes=mm), f"{text[0]}{hh:02d}:{mm:02d}")
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):

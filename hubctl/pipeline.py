@@ -35,10 +35,21 @@ import pyarrow as pa
 
 from hubctl.errors import UsageError
 
-__all__ = ["Param", "Pipeline", "PipelineContext", "PipelineResult", "metrics", "run_order",
+__all__ = ["EVERY", "Param", "Pipeline", "PipelineContext", "PipelineResult", "every_category",
+           "metrics", "run_order",
            "upstream"]
 
 _KINDS = ("int", "float", "str", "bool", "date", "list")
+
+
+#: The value of a category parameter that means every category.
+EVERY = "any"
+
+
+def every_category(value: str) -> bool:
+    """True when a category parameter means every category: ``any``, or ``''`` (its older
+    spelling, kept as an alias)."""
+    return str(value).strip() in ("", EVERY)
 
 
 @dataclass(frozen=True)

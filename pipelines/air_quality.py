@@ -51,7 +51,8 @@ class AirQuality:
               "average, as its real-time CAI), mean24h (24-hour mean), reported (the source's "
               "published 24-hour value, AirKorea pm10Value24/pm25Value24).",
               choices=CAI_PM_MODES),
-        Param("population", "", "PopulationCell dataset for exposure (default: the largest)."),
+        Param("population_dataset", "", "PopulationCell dataset for exposure (default: the "
+              "largest).", aliases=("population",)),
         Param("radius_m", 5000.0, "Radius of the inverse-distance interpolation, metres.",
               minimum=1.0),
         Param("min_completeness", 0.75, "Share of hours a mean needs (of a day, of a running "
@@ -81,7 +82,7 @@ class AirQuality:
         ctx.con.register("__aq_means", means)
         try:
             ctx.step("exposure")
-            targets = [t for t in (aq_exposure.population_cells(ctx, str(p["population"]),
+            targets = [t for t in (aq_exposure.population_cells(ctx, str(p["population_dataset"]),
                                                                 notes),
                                    aq_exposure.stops(ctx)) if t is not None]
             exposure = aq_exposure.exposure(ctx, targets, float(p["radius_m"]))

@@ -68,7 +68,7 @@ def population_cells(ctx: PipelineContext, dataset: str, notes: list[str]) -> Ta
         return None
     if len(sets) > 1 and not dataset:
         notes.append(f"PopulationCell has {len(sets)} datasets; exposure uses {sets[0][0]} "
-                     "(the largest); choose one with --param population=NAME")
+                     "(the largest); choose one with --param population_dataset=NAME")
     t = ctx.sql("""
         SELECT min(id) AS id, lon, lat, sum(population) AS people FROM PopulationCell_latest
         WHERE kind = 'residents' AND hour IS NULL AND dataset IS NOT DISTINCT FROM ?

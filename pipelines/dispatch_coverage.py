@@ -16,14 +16,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl.errors import UsageError
-from hubctl.pipeline import Param, PipelineContext, PipelineResult
+from hubctl.localtime import zone
+from hubctl.pipeline import Param, PipelineContext, PipelineResult, every_category
 from hubctl.pipelines.covering import coverage_of, max_cover
 from hubctl.pipelines.geo import (
     STUDY_AREAS,
@@ -200,12 +199,8 @@ def _stations(ctx: PipelineContext, graph: RoadGraph, kind: str, max_snap: float
 
 def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
            p: dict[str, Any]) -> Calls:
-    try:
-        zone = ZoneInfo(p["timezone"])
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--param timezone={p['timezone']}: unknown time zone",
-                         hint="use an IANA name such as Asia/Seoul") from None
-    every = p["category"] in ("", "any")  # '' is the older spelling of 'any'
+    tz = zone(p["timezone"], "--param timezone")
+    every = every_category(p["category"])
     where = "" if every else "WHERE category = ?"
     args = None if every else [p["category"]]
     t = ctx.sql(f"SELECT lon, lat, coalesce(dateIssued, observed_at) AS t FROM Alert_latest "
@@ -218,7 +213,7 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
         inside = in_polygons(lon, lat, read_polygons(p["study_area"]))
         outside = int((located & ~inside).sum())
         located &= inside
-    local = t["t"].combine_chunks().cast(pa.timestamp("us", tz=str(zone)))
+    local = t["t"].combine_chunks().cast(pa.timestamp("us", tz=str(tz)))
     hour = pc.fill_null(pc.hour(local), 0).to_numpy(zero_copy_only=False)
     node, dist = graph.snap(lon[located], lat[located])
     on = dist <= float(p["max_snap_m"])

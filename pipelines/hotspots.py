@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from datetime import tzinfo
 
 import numpy as np
 import pyarrow as pa
@@ -69,7 +69,7 @@ def parse_bands(items: Sequence[str]) -> Bands:
     return Bands(tuple(names), of_hour)
 
 
-def local_hours(utc_us: np.ndarray, zone: ZoneInfo) -> np.ndarray:
+def local_hours(utc_us: np.ndarray, zone: tzinfo) -> np.ndarray:
     """Local hour of day (0..23) of UTC instants in microseconds."""
     instants = pa.array(np.asarray(utc_us, dtype=np.int64), pa.timestamp("us", tz=str(zone)))
     return np.asarray(pc.hour(instants).to_numpy(zero_copy_only=False), dtype=np.int64)

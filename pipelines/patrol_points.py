@@ -26,7 +26,6 @@ call's own position.
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +35,8 @@ from scipy.spatial import cKDTree
 
 from hubctl.errors import UsageError
 from hubctl.geo import haversine_m
-from hubctl.pipeline import Param, PipelineContext, PipelineResult
+from hubctl.localtime import zone
+from hubctl.pipeline import Param, PipelineContext, PipelineResult, every_category
 from hubctl.pipelines.covering import CoverSolution, max_cover
 from hubctl.pipelines.geo import (
     STUDY_AREAS,
@@ -64,7 +64,7 @@ __all__ = ["FAR_M", "PIPELINE", "PatrolPoints", "in_bbox", "parse_bbox"]
 
 _CALLS_SQL = """
 SELECT epoch_us(dateIssued) AS t, lon, lat FROM Alert_latest
-WHERE dateIssued IS NOT NULL AND (? = 'any' OR category = ?)
+WHERE dateIssued IS NOT NULL AND (? OR category = ?)
 ORDER BY id
 """
 _POINTS_SQL = """
@@ -122,9 +122,9 @@ class PatrolPoints:
         """Hotspots, the covering model and the comparison with the existing points."""
         p = ctx.params
         bands = parse_bands(p["bands"])
-        zone = _zone(p["timezone"])
+        local = zone(p["timezone"], "--param timezone")
         ctx.step("reading calls")
-        calls = ctx.sql(_CALLS_SQL, [p["category"], p["category"]])
+        calls = ctx.sql(_CALLS_SQL, [every_category(p["category"]), p["category"]])
         total = calls.num_rows
         lon = calls.column("lon").to_numpy(zero_copy_only=False).astype(np.float64)
         lat = calls.column("lat").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -158,7 +158,7 @@ class PatrolPoints:
         proj = projection_for(np.concatenate([lon, existing["lon"]]),
                               np.concatenate([lat, existing["lat"]]))
         x, y = proj.to_xy(lon, lat)
-        band = bands.of_hour[local_hours(when, zone)]
+        band = bands.of_hour[local_hours(when, local)]
         ctx.step("hotspots")
         grid = grid_counts(x, y, band, len(bands.names), p["cell_m"])
         counts = np.column_stack([grid.counts, grid.counts.sum(axis=1)])
@@ -289,14 +289,6 @@ def _far_points(existing: dict[str, np.ndarray], lon: np.ndarray,
                "they cannot cover a call and the plan would remove them; if the lake holds "
                f"another city's points, restrict the analysis with --param "
                f"bbox={_extent(lon, lat)} (the calls' extent)")
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--param timezone={name}: not a known time zone",
-                         hint="an IANA name such as America/Los_Angeles or Asia/Seoul") from None
 
 
 def _existing(ctx: PipelineContext, kind: str) -> dict[str, np.ndarray]:

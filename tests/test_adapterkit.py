@@ -99,3 +99,13 @@ def test_one_local_instant_in_the_dst_gap_across_adapters(tmp_path: Path) -> Non
     assert instants == {"Alert": "2024-03-10T10:30:00Z", "MeterReadingObserved":
                         "2024-03-10T10:30:00Z", "EVChargingSession": "2024-03-10T10:30:00Z",
                         "StopBoardings": "2024-03-10T10:00:00Z"}
+
+
+def test_a_fixed_offset_zone_is_named_as_arrow_and_duckdb_take_it() -> None:
+    from hubctl.localtime import zone
+
+    assert str(zone("+09:00")) == "+09:00" and str(zone("-0330")) == "-03:30"
+    stamp = pa.array([0], pa.timestamp("us", tz=str(zone("+09:00"))))
+    assert stamp.type.tz == "+09:00"
+    with pytest.raises(UsageError, match="--param timezone 'Mars/Base' is not a known"):
+        zone("Mars/Base", "--param timezone")
