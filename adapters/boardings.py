@@ -93,12 +93,15 @@ def _one_date(text: str | None) -> Any:
         return None
 
 
-def parse_months(text: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(date32 of each month's first day, mask of present-but-bad cells) from YYYYMM, YYYY-MM,
-    YYYY/MM or YYYY.MM."""
+def parse_months(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(date32 of each month's first day, mask of present-but-bad cells, mask of months) from
+    YYYYMM, YYYY-MM, YYYY/MM or YYYY.MM; a whole date in a month column (20240507) is that
+    day (its mask false)."""
     t = pc.utf8_trim_whitespace(text)
+    month = pc.fill_null(pc.match_substring_regex(t, r"^\d{4}[-/.]?\d{1,2}$"), False)
     t = pc.replace_substring_regex(t, r"^(\d{4})[-/.]?(\d{1,2})$", r"\1-\2-01")
-    return parse_dates(t)
+    day, bad = parse_dates(t)
+    return day, bad, month
 
 
 def local_wall_times(t: pa.Table, p: Problems,
@@ -106,8 +109,8 @@ def local_wall_times(t: pa.Table, p: Problems,
     """(UTC instant of each period start, local date, local hour or null, period) from
     ``datetime``, ``date`` [+ ``hour``] or ``month`` [+ ``hour``]; bad or missing cells are
     flagged on ``p``. ``period`` is ``month`` for a month's count (``serviceDate`` its first
-    day), else ``day``."""
-    period = "day"
+    day), else ``day`` (also for a whole date in a month column)."""
+    period: pa.Array = pa.repeat(pa.scalar("day"), t.num_rows)
     if "datetime" in t.column_names:
         text = t.column("datetime").combine_chunks()
         trimmed = pc.utf8_trim_whitespace(text)
@@ -122,20 +125,21 @@ def local_wall_times(t: pa.Table, p: Problems,
         hour = pc.cast(pc.hour(wall), pa.int64())
     else:
         column = "date" if "date" in t.column_names else "month"
-        parse = parse_dates if column == "date" else parse_months
-        day, bad_day = parse(t.column(column).combine_chunks())
+        if column == "date":
+            day, bad_day = parse_dates(t.column(column).combine_chunks())
+        else:
+            day, bad_day, months = parse_months(t.column(column).combine_chunks())
+            period = pc.if_else(months, "month", "day")
         p.flag(bad_day, lambda i: reason(
             "type-error", column, value=p.cell(column, i),
             expected="date (YYYY-MM-DD)" if column == "date" else "month (YYYYMM)"))
         p.flag(pc.is_null(day), lambda i: reason("missing-required", column))
-        period = "day" if column == "date" else "month"
         hour = parse_hours(t, p)
         seconds = pc.multiply(pc.fill_null(hour, 0), 3600_000_000)
         wall = pc.cast(pc.add(pc.cast(pc.cast(day, pa.timestamp("us")), pa.int64()), seconds),
                        pa.timestamp("us"))
     local_date = pc.cast(wall, pa.date32())
-    periods = pa.repeat(pa.scalar(period), t.num_rows)
-    return local_to_utc(wall, zone), local_date, hour, periods
+    return local_to_utc(wall, zone), local_date, hour, period
 
 
 class Boardings(Adapter):
@@ -143,7 +147,8 @@ class Boardings(Adapter):
 
     name = "boardings"
     entity_types = (TYPE,)
-    summary = "Transport-card boardings and alightings per stop and hour (CSV)."
+    summary = ("Transport-card boardings and alightings per stop (and line) and hour, day or "
+               "month (CSV; the Korean card exports as published).")
     example = ("hubctl ingest boardings card-2024-05.csv --feed-id daegu --timezone Asia/Seoul "
                "--map 정류소ID=stop_id --map 승차=boardings --map 하차=alightings")
     params: Sequence[click.Parameter] = (

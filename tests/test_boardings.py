@@ -332,3 +332,17 @@ def test_wide_rows_melt_into_batches_of_at_most_batch_rows(tmp_path: Path) -> No
     assert sum(b.records for b in batches) == 5 * 24
     assert sum(b.rows.num_rows for b in batches if b.rows is not None) == 5 * 24 - 1
     assert [r.record for b in batches for r in b.rejects] == ["line 4"]
+
+
+def test_a_month_column_holding_a_whole_date_counts_that_day(tmp_path: Path) -> None:
+    data = _write(tmp_path / "mixed.csv", "사용년월,역명,07시승차총승객수,07시하차총승객수\n"
+                  "202405,강남,310,300\n20240507,강남,12,10\n2024-13,강남,1,1\n")
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul")
+    assert (run["read"], run["written"], run["rejected"]) == (3, 2, 1) and run["reconciles"]
+    rows = hub_json(lake, "sql", "SELECT period, serviceDate, hour, boardings FROM StopBoardings "
+                    "ORDER BY serviceDate")
+    assert rows == [{"period": "month", "serviceDate": "2024-05-01", "hour": 7,
+                     "boardings": 310.0},
+                    {"period": "day", "serviceDate": "2024-05-07", "hour": 7, "boardings": 12.0}]
+    assert hub_json(lake, "rejects")[0]["codes"] == "type-error"
