@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapterkit import check_feed_id, feed_slug
 from hubctl.adapters import gtfs_tables as tables
 from hubctl.adapters.gtfs_parse import trimmed
 from hubctl.adapters.gtfs_shapes import shapes
@@ -26,8 +27,6 @@ from hubctl.adapters.gtfs_source import (
     DEFAULT_ZIP_LIMITS,
     FeedSource,
     ZipLimits,
-    check_feed_id,
-    feed_slug,
     find_feeds,
 )
 from hubctl.adapters.gtfs_stop_times import StopTimes

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapters.gtfs_source import check_feed_id, feed_slug
+from hubctl.adapterkit import check_feed_id, feed_slug
 from hubctl.errors import InputError
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type

@@ -8,7 +8,6 @@ consumer does), and rows with extra non-empty fields are kept aside as malformed
 
 from __future__ import annotations
 
-import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,40 +17,11 @@ from typing import IO, Any
 import pyarrow as pa
 
 from hubctl.csvread import DEFAULT_LIMITS, BadLine, CsvLimits, CsvStream, open_csv
-from hubctl.errors import InputError, UsageError
+from hubctl.errors import InputError
 
-__all__ = ["DEFAULT_ZIP_LIMITS", "FeedSource", "GtfsFile", "ZipLimits", "feed_slug",
-           "find_feeds"]
+__all__ = ["DEFAULT_ZIP_LIMITS", "FeedSource", "GtfsFile", "ZipLimits", "find_feeds"]
 
 _BYTES_PER_ROW = 64  # block size = batch_rows rows of a typical stop_times.txt
-_GENERIC_NAMES = {"gtfs", "google-transit", "googletransit", "feed", "gtfs-static", "static",
-                  "data", "latest", "current"}
-_FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def feed_slug(path: Path) -> str:
-    """The default feed id of a zip or folder: its name without ``.zip``, lower case, runs of
-    other characters than ``a-z 0-9 . _ -`` as one ``-``. A generic name (``gtfs.zip``,
-    ``google_transit.zip``) is prefixed with the parent folder's name."""
-    path = path.resolve()  # "." is the folder's own name
-    name = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
-    slug = _slug(name)
-    if slug.replace("_", "-") in _GENERIC_NAMES and path.parent.name:
-        slug = f"{_slug(path.parent.name)}-{slug}"
-    return slug or "feed"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-._")
-
-
-def check_feed_id(feed_id: str) -> str:
-    """A usable ``--feed-id`` (it is part of every id), or a UsageError."""
-    if not _FEED_ID.match(feed_id):
-        raise UsageError(f"--feed-id {feed_id!r} is not usable as part of an entity id",
-                         hint="use letters, digits, '.', '_' and '-' (no ':' or spaces), "
-                              "e.g. --feed-id daegu-bus")
-    return feed_id
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from hubctl.adapter import Adapter, Batch, ReadContext
-from hubctl.adapters.ngsi_ld import _assumed_type, _FileReader
+from hubctl.adapterkit.entities import EntityReader, assumed_type
 from hubctl.errors import UsageError
 from hubctl.ledger import Cursor
 from hubctl.ngsild import parse_time
@@ -160,7 +160,7 @@ class NgsiLdBroker(Adapter):
         cursor: Cursor = options.get(CURSOR_KEY) or Cursor()
         client = HttpClient(settings_from(options))
         endpoint, query = self._request(str(url).rstrip("/"), str(type_), options, cursor, ctx)
-        assumed = _assumed_type(type_) if type_ in registry() else None
+        assumed = assumed_type(type_) if type_ in registry() else None
         label = client.shown(endpoint, query)
         lines: list[str] = []
         reached = None
@@ -201,7 +201,7 @@ class NgsiLdBroker(Adapter):
 def _read(label: str, lines: list[str], assumed: str | None, ctx: ReadContext) -> \
         Iterator[Batch]:
     """Batches of entities (JSON texts) read as one JSON array, as a file of them would be."""
-    return _FileReader(label, ["[" + ",\n".join(lines) + "]"], assumed, ctx).batches()
+    return EntityReader(label, ["[" + ",\n".join(lines) + "]"], assumed, ctx).batches()
 
 
 def _since(value: Any) -> datetime | None:

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 
 from hubctl.adapter import ReadContext
+from hubctl.adapterkit import feed_slug
 from hubctl.adapters.gtfs import ADAPTER
 from hubctl.adapters.gtfs_parse import parse_clock, parse_date, parse_float, parse_int
-from hubctl.adapters.gtfs_source import feed_slug
 from tests.conftest import SAMPLE_DATA, needs_sample_data
 from tests.helpers import hub, hub_json
 

@@ -14,7 +14,9 @@ helper per idea:
   one JSON object per row, empty cells left out); positions from columns or text:
   :func:`coordinates`;
 - entity ids for whole columns: :func:`urns` (one URN builder, the vectorised
-  :func:`hubctl.ngsild.entity_id`);
+  :func:`hubctl.ngsild.entity_id`), their namespaces: :func:`check_feed_id`, :func:`feed_slug`;
+- NGSI-LD entities to batches: :mod:`hubctl.adapterkit.entities` (imported on its own: it
+  brings the NGSI-LD model);
 - time zones and local wall-clock times to UTC, with one documented rule for times that do not
   exist or happen twice: :mod:`hubctl.localtime` (:func:`zone`, :func:`local_to_utc`);
 - reading CSV with one bad line costing one line: :mod:`hubctl.csvread`, and the one CSV
@@ -40,15 +42,15 @@ from hubctl.adapterkit.columns import (
     resolve_columns,
     text_column,
 )
-from hubctl.adapterkit.ids import local_ids, urns
+from hubctl.adapterkit.ids import check_feed_id, feed_slug, local_ids, urns
 from hubctl.adapterkit.positions import coordinates
 from hubctl.adapterkit.problems import Problems, line_numbers, missing, type_error
 from hubctl.adapterkit.sites import Places, read_places
 from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
 from hubctl.adapterkit.times import parse_hours, parse_times
 
-__all__ = ["Places", "Problems", "blank_to_null", "check_mapped", "coordinates", "csv_batches",
-           "extra_json", "field_batches", "fold", "json_text", "line_numbers", "local_ids",
-           "missing", "open_text_csv", "parse_hours", "parse_map", "parse_times", "read_places",
-           "read_text_csv", "resolve_columns", "text_column", "type_error", "unescape_html",
-           "urns"]
+__all__ = ["Places", "Problems", "blank_to_null", "check_feed_id", "check_mapped", "coordinates",
+           "csv_batches", "extra_json", "feed_slug", "field_batches", "fold", "json_text",
+           "line_numbers", "local_ids", "missing", "open_text_csv", "parse_hours", "parse_map",
+           "parse_times", "read_places", "read_text_csv", "resolve_columns", "text_column",
+           "type_error", "unescape_html", "urns"]

@@ -9,19 +9,25 @@ others (blanks, non-ASCII names, ``/``, ``%``, values that are already URNs) go 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubctl.errors import UsageError
 from hubctl.ngsild import URN_PREFIX, entity_id
 
-__all__ = ["local_ids", "urns"]
+__all__ = ["check_feed_id", "feed_slug", "local_ids", "urns"]
 
 _SAFE = "-._~!$&'()*+,;=:@"  # what hubctl.ngsild.entity_id leaves unencoded
 _PLAIN = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"  # needs no percent-encoding and no strip
+_GENERIC_NAMES = {"gtfs", "google-transit", "googletransit", "feed", "gtfs-static", "static",
+                  "data", "latest", "current"}
+_FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def _encoded(prefix: str, namespace: str, local: pa.Array | pa.ChunkedArray,
@@ -57,7 +63,8 @@ def urns(type_name: str, local: pa.Array | pa.ChunkedArray, namespace: str = "")
     """``entity_id(type_name, f"{namespace}:{x}")`` (``entity_id(type_name, x)`` without a
     namespace) for every value ``x`` of ``local``; null stays null.
 
-    The namespace is what keeps ids of two sources apart: a GTFS feed id, a facility kind, an
+    The namespace is what keeps ids of two sources apart: a GTFS feed id (:func:`check_feed_id`,
+    :func:`feed_slug`), a facility kind, an
     agency. ``urns("GtfsStop", ids, "daegu")`` gives ``urn:ngsi-ld:GtfsStop:daegu:<id>``.
     """
     return _encoded(f"{URN_PREFIX}{type_name}:", namespace, local,
@@ -68,3 +75,28 @@ def local_ids(namespace: str, local: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The local part of :func:`urns` (``quote(f"{namespace}:{x}")``, as ``entity_id`` encodes
     it), for ids built further by string kernels (a stop time's ``<feed>:<trip>:<seq>``)."""
     return _encoded("", namespace, local, lambda text: quote(text.strip(), safe=_SAFE))
+
+
+def feed_slug(path: Path) -> str:
+    """The default feed id of a zip or folder: its name without ``.zip``, lower case, runs of
+    other characters than ``a-z 0-9 . _ -`` as one ``-``. A generic name (``gtfs.zip``,
+    ``google_transit.zip``) is prefixed with the parent folder's name."""
+    path = path.resolve()  # "." is the folder's own name
+    name = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
+    slug = _slug(name)
+    if slug.replace("_", "-") in _GENERIC_NAMES and path.parent.name:
+        slug = f"{_slug(path.parent.name)}-{slug}"
+    return slug or "feed"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-._")
+
+
+def check_feed_id(feed_id: str) -> str:
+    """A usable ``--feed-id`` (it is part of every id), or a UsageError."""
+    if not _FEED_ID.match(feed_id):
+        raise UsageError(f"--feed-id {feed_id!r} is not usable as part of an entity id",
+                         hint="use letters, digits, '.', '_' and '-' (no ':' or spaces), "
+                              "e.g. --feed-id daegu-bus")
+    return feed_id
