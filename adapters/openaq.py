@@ -21,7 +21,8 @@ Python only touches rejected records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hubctl import csvread
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapterkit import Problems, parse_map, resolve_columns
+from hubctl.adapters.openaq_pivot import Held, Readings
 from hubctl.arrowkit import parse_numbers, parse_timestamps
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
     CsvLimits,
+    CsvStream,
     add_malformed,
     csv_limits,
     open_csv,
@@ -47,6 +49,7 @@ from hubctl.gate import gate_for
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
 from hubctl.rejects import Reject, reason
+from hubctl.types import TIMESTAMP
 from hubctl.units import conversion_factor, unit_code
 
 __all__ = ["ADAPTER", "OpenAQ"]
@@ -66,6 +69,7 @@ PARAMETERS = {"pm25": "pm25", "pm2.5": "pm25", "pm10": "pm10", "no2": "no2", "o3
               "so2": "so2", "co": "co", "no": "no", "nox": "nox"}
 STATION_COLUMNS = ("location", "coordinates.latitude", "coordinates.longitude")
 CELL_COLUMNS = tuple(sorted(set(PARAMETERS.values())))
+_DICT = pa.dictionary(pa.int32(), pa.string())
 
 
 class OpenAQ(Adapter):
@@ -97,7 +101,8 @@ class OpenAQ(Adapter):
             stations, station_batch = _stations(Path(options["stations"]), ctx, limits)
             book.listed = stations
             yield station_batch
-        held = _Held()
+        held = Held(CELL_COLUMNS, "AirQualityObserved",
+                    {"source": "OpenAQ", "_time_index": "dateObserved"})
         for path in inputs:
             yield from _measurements(path, book, mapping, ctx, limits, held)
         yield from held.flush(book.table(), None)
@@ -123,15 +128,14 @@ class _Book:
             self._table = _station_table(self.keys, self.lat, self.lon)
         return self._table
 
-    def learn(self, path: Path, t: pa.Table, cols: dict[str, str], ctx: ReadContext
+    def learn(self, path: Path, t: pa.RecordBatch, cols: dict[str, str], ctx: ReadContext
               ) -> Batch | None:
         """Stations of this batch not seen before, as a PointOfInterest batch of derived rows
         (no input records of their own)."""
-        lat, _bad_lat = parse_numbers(t.column(cols["lat"]).combine_chunks())
-        lon, _bad_lon = parse_numbers(t.column(cols["lon"]).combine_chunks())
-        key = pc.utf8_trim_whitespace(t.column(cols["station"]).combine_chunks())
-        name = (pc.utf8_trim_whitespace(t.column(cols["name"]).combine_chunks())
-                if "name" in cols else key)
+        lat, _bad_lat = parse_numbers(_text(t, cols["lat"]))
+        lon, _bad_lon = parse_numbers(_text(t, cols["lon"]))
+        key = pc.utf8_trim_whitespace(_text(t, cols["station"]))
+        name = pc.utf8_trim_whitespace(_text(t, cols["name"])) if "name" in cols else key
         found = pa.table({"key": key, "name": name, "lat": lat, "lon": lon}).filter(
             pc.and_(pc.is_valid(lat), pc.is_valid(lon)))
         found = found.filter(pc.invert(pc.is_in(found["key"], value_set=pa.array(
@@ -159,6 +163,12 @@ class _Book:
             "_records": pa.array(np.zeros(n, dtype=np.int64)),
         })
         return Batch("PointOfInterest", poi, str(path), 0)
+
+
+def _text(t: pa.RecordBatch, name: str) -> pa.Array:
+    """A column as plain text (a column the reader gave as a dictionary, decoded)."""
+    arr = t.column(name)
+    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
 
 
 def _station_table(keys: list[str], lat: Any, lon: Any) -> pa.Table:
@@ -213,62 +223,18 @@ def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table
     return stations, out
 
 
-FLUSH_ROWS: int | None = None
-"""Good input rows held for one pivot before the rows of the oldest hours are committed; None:
-4 CSV blocks (``4 * hubctl.csvread.BATCH_ROWS``, 1 M rows): memory stays near 1 GB."""
+FLUSH_ROWS = 40_000_000
+"""Good readings held for one pivot (about 25 bytes each: 1 GB) before the rows of the oldest
+hours are committed early; below it, no input order ever needs a MERGE."""
 
-
-class _Held:
-    """Good measurement rows (one pollutant each) read but not yet pivoted: the pivot's open
-    (station, hour) keys carried across CSV blocks and input files, whatever their order.
-
-    Each block is accounted as read when it is read (its records stay ``unreached`` until
-    the pivoted rows are committed); the rows are pivoted and committed together at the end
-    of the input, so a (station, hour) split across blocks becomes one appended row and a
-    fresh ingest never needs a MERGE. Past :data:`FLUSH_ROWS` held rows, the rows older than
-    the newest block's first hour are committed early (bounded memory: a time-ordered input
-    still never MERGEs); past twice that, all of them. Keys committed early can still come
-    back later in an unsorted input; the lake's upsert then merges them (the same result).
-    """
-
-    def __init__(self) -> None:
-        self.parts: list[pa.Table] = []
-        self.rows = 0
-        self.file = ""
-
-    def add(self, good: pa.Table, file: str) -> None:
-        """Hold the good rows of one block."""
-        if good.num_rows:
-            self.parts.append(good)
-            self.rows += good.num_rows
-            self.file = file
-
-    def flush(self, stations: pa.Table, limit: int | None) -> Iterator[Batch]:
-        """The pivoted rows held (all of them when ``limit`` is None; else, once more than
-        ``limit`` are held, those older than the newest block's first hour)."""
-        if not self.parts or (limit is not None and self.rows < limit):
-            return
-        held = pa.concat_tables(self.parts)
-        keep = held.slice(0, 0)
-        if limit is not None:  # keep the hours the newest block may still be filling
-            newest = pc.min(self.parts[-1]["ts"])
-            later = pc.fill_null(pc.greater_equal(held["ts"], newest), False)
-            keep = held.filter(later)
-            if keep.num_rows * 2 < held.num_rows:
-                held = held.filter(pc.invert(later))
-            elif self.rows < 2 * limit:  # mostly open hours (an unsorted input): wait
-                return
-            else:
-                keep = held.slice(0, 0)
-        self.parts = [keep] if keep.num_rows else []
-        self.rows = keep.num_rows
-        rows, dup, upd = _pivot(held, stations)
-        yield Batch("AirQualityObserved", rows, self.file, 0, duplicate=dup, updated=upd,
-                    cell_columns=CELL_COLUMNS, distinct_keys=True)
+TEXT_TYPES = {"station": _DICT, "name": _DICT, "parameter": _DICT, "unit": _DICT,
+              "city": _DICT, "value": pa.float64(), "time": TIMESTAMP}
+"""Fields the CSV reader parses itself when a whole block allows it (repeated texts as
+dictionaries: each distinct station, pollutant, unit and city is handled once per block)."""
 
 
 def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadContext,
-                  limits: CsvLimits, held: _Held) -> Iterator[Batch]:
+                  limits: CsvLimits, held: Held) -> Iterator[Batch]:
     stream = open_csv(path, limits=limits)
     cols = resolve_columns(path, stream.schema.names, ALIASES, mapping, REQUIRED)
     from_file = book.listed is None
@@ -277,67 +243,115 @@ def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadCon
                          "stations' coordinates with --stations FILE (location,"
                          "coordinates.latitude,coordinates.longitude)",
                          hint="or name the columns with --map COLUMN=lat --map COLUMN=lon")
+    stream.types = {cols[f]: t for f, t in TEXT_TYPES.items() if f in cols}
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
-        t = pa.Table.from_batches([batch])
         if from_file:
-            learned = book.learn(path, t, cols, ctx)
+            learned = book.learn(path, batch, cols, ctx)
             if learned is not None:
                 yield learned
-        out, good = _convert(path, t, cols, stream.lines, book.table())
+        out, good = _convert(path, batch, cols, stream, book.table(), held)
         add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
         held.add(good, str(path))
         yield out
-        yield from held.flush(book.table(), FLUSH_ROWS or 4 * csvread.BATCH_ROWS)
+        yield from held.flush(book.table(), FLUSH_ROWS)
 
 
-def _convert(path: Path, t: pa.Table, cols: dict[str, str], lines: np.ndarray,
-             stations: pa.Table) -> tuple[Batch, pa.Table]:
+def _convert(path: Path, t: pa.RecordBatch, cols: dict[str, str], stream: CsvStream,
+             stations: pa.Table, held: Held) -> tuple[Batch, Readings]:
     """The block's rejects (a batch of no rows that accounts for every record of the block)
-    and its good rows (station index, hour, pollutant, value, city), for :class:`_Held`."""
+    and its good readings, for :class:`Held`. Texts repeated down the block (station,
+    pollutant, unit, city) are looked at once per distinct value."""
     n = t.num_rows
-
-    def col(field: str) -> pa.Array:
-        return t.column(cols[field]).combine_chunks()
-
-    ts, bad_ts = parse_timestamps(col("time"))
-    measured, bad_value = parse_numbers(col("value"))
-    param = pc.utf8_lower(pc.utf8_trim_whitespace(col("parameter")))
-    attr = pc.if_else(pc.is_in(param, value_set=pa.array(list(PARAMETERS))),
-                      _map(param, PARAMETERS), pa.scalar(None, pa.string()))
-    factor = _factors(attr, col("unit"))
-    value = pc.multiply(measured, factor)
-    location = pc.utf8_trim_whitespace(col("station"))
-    station_idx = pc.index_in(location, value_set=stations["location"])
-    problems = Problems(t, "AirQualityObserved", path, lines)
-    problems.flag(bad_ts, lambda i: reason("bad-timestamp", cols["time"],
-                                             value=col("time")[i].as_py()))
-    problems.flag(pc.is_null(ts), lambda i: reason("missing-required", cols["time"]))
-    problems.flag(bad_value, lambda i: reason("type-error", cols["value"],
-                                                value=col("value")[i].as_py(),
-                                                expected="number"))
-    problems.flag(pc.is_null(measured), lambda i: reason("missing-required", cols["value"]))
-    problems.flag(pc.is_null(attr), lambda i: reason(
-        "unknown-parameter", cols["parameter"], value=col("parameter")[i].as_py(),
-        type="AirQualityObserved"))
-    problems.flag(pc.and_(pc.is_valid(attr), pc.is_null(factor)), lambda i: reason(
-        "unknown-unit", cols["unit"], unit=col("unit")[i].as_py(),
-        canonical=_canonical(attr[i].as_py())))
-    problems.flag(pc.is_null(station_idx), lambda i: reason(
-        "unknown-station", cols["station"], value=col("station")[i].as_py()))
-    _range_checks(problems, attr, value)
-    rejects = problems.rejects()
-    good = pa.table({"city": col("city")
-                     if "city" in cols else pa.nulls(n, pa.string()),
-                     "ts": ts, "attr": attr, "value": value,
-                     "station": station_idx}).filter(problems.keep())
+    ts_arr, bad_ts = parse_timestamps(_text(t, cols["time"]))
+    measured, bad_value = parse_numbers(_text(t, cols["value"]))
+    attr, _ = _codes(t, cols["parameter"], _attr_code)
+    unit, units = _codes(t, cols["unit"])
+    station, _ = _codes(t, cols["station"], _station_lookup(stations))
+    factor = _factors(attr, unit, units)
+    ts = _numbers(ts_arr, np.int64)
+    measured_np = _numbers(measured, np.float64)
+    value = measured_np * factor
+    missing_ts, missing_value = _nulls(ts_arr), _nulls(measured)
+    bad_ts, bad_value = _mask(bad_ts), _mask(bad_value)
+    no_attr, no_station = attr < 0, station < 0
+    no_factor = ~no_attr & np.isnan(factor)
+    out_of_range = _range_checks(attr, value)
+    flagged = (bad_ts | missing_ts | bad_value | missing_value | no_attr | no_factor
+               | no_station | (out_of_range >= 0))
+    rejects: list[Reject] = []
+    if flagged.any():
+        rejects = _rejects(path, stream.text_batch(t), cols, stream.lines, {
+            "bad_ts": bad_ts, "missing_ts": missing_ts, "bad_value": bad_value,
+            "missing_value": missing_value, "no_attr": no_attr, "no_factor": no_factor,
+            "no_station": no_station}, attr, value, out_of_range)
+    if "city" in cols:
+        city_idx, city_values = _dictionary(t.column(cols["city"]))
+        codes = held.city_codes(city_values.to_pylist())
+        city = np.where(city_idx >= 0, codes[np.maximum(city_idx, 0)] if len(codes) else -1,
+                        -1).astype(np.int32)
+    else:
+        city = np.full(n, -1, np.int32)
+    good = Readings(station.astype(np.int32), ts, attr.astype(np.int8), value, city)
+    if flagged.any():
+        good = good.take(~flagged)
     return Batch("AirQualityObserved", None, str(path), n, rejects=rejects), good
 
 
-def _map(values: pa.Array, mapping: dict[str, str]) -> pa.Array:
-    keys = list(mapping)
-    idx = pc.index_in(values, value_set=pa.array(keys))
-    return pc.take(pa.array([mapping[k] for k in keys]), idx)
+def _dictionary(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(index of each cell in the distinct values, -1 for a null; the distinct values) of a
+    text column, read as a dictionary or not."""
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    idx = arr.indices
+    codes = np.asarray(pc.fill_null(idx, -1).to_numpy(zero_copy_only=False), np.int64) \
+        if idx.null_count else idx.to_numpy().astype(np.int64)
+    return codes, arr.dictionary
+
+
+def _codes(t: pa.RecordBatch, name: str, code_of: Callable[[str], int] | None = None
+           ) -> tuple[np.ndarray, list[str | None]]:
+    """A code per cell of text column ``name``: ``code_of`` of its trimmed text (-1: none),
+    else the number of its distinct text; and the distinct texts."""
+    idx, values = _dictionary(t.column(name))
+    texts = [None if v is None else v.strip() for v in values.to_pylist()]
+    if code_of is None:
+        codes = np.arange(len(texts) + 1)
+    else:
+        codes = np.array([code_of(v) if v is not None else -1 for v in texts] + [-1])
+    codes[-1] = -1  # a null cell (index -1)
+    return codes[idx], texts
+
+
+def _attr_code(text: str) -> int:
+    attr = PARAMETERS.get(text.lower())
+    return CELL_COLUMNS.index(attr) if attr else -1
+
+
+def _station_lookup(stations: pa.Table) -> Callable[[str], int]:
+    index = {k: i for i, k in enumerate(stations["location"].to_pylist())}
+    return lambda key: index.get(key, -1)
+
+
+def _numbers(arr: pa.Array, dtype: Any) -> np.ndarray:
+    """The cells of a typed column as numpy (0 where null)."""
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.view(pa.int64())
+    if arr.null_count:
+        arr = pc.fill_null(arr, 0)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype)
+
+
+def _nulls(arr: pa.Array) -> np.ndarray:
+    if not arr.null_count:
+        return np.zeros(len(arr), bool)
+    return np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), bool)
+
+
+def _mask(arr: pa.Array) -> np.ndarray:
+    if isinstance(arr, np.ndarray):
+        return arr.astype(bool)
+    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), bool)
 
 
 def _canonical(attr: str | None) -> str:
@@ -345,93 +359,75 @@ def _canonical(attr: str | None) -> str:
     return (et.attributes[attr].unit or "") if attr in et.attributes else ""
 
 
-def _factors(attr: pa.Array, unit: pa.Array) -> pa.Array:
-    """Conversion factor to the canonical unit per row (null where not convertible)."""
-    pairs = pc.binary_join_element_wise(pc.fill_null(attr, ""), pc.fill_null(unit, ""), "\x1f")
-    uniq = pc.unique(pairs)
-    factors: list[float | None] = []
-    for pair in uniq.to_pylist():
-        a, u = pair.split("\x1f", 1)
-        code = unit_code(u)
-        factors.append(conversion_factor(a, code, _canonical(a)) if a and code else None)
-    return pc.take(pa.array(factors, pa.float64()), pc.index_in(pairs, value_set=uniq))
-
-
-def _range_checks(problems: Problems, attr: pa.Array, value: pa.Array) -> None:
-    """The schema's minimum/maximum of each pollutant, through the compiled gate."""
-    gate = gate_for(get_type("AirQualityObserved"))
-    for name in pc.unique(attr).to_pylist():
-        if name is None:
+def _factors(attr: np.ndarray, unit: np.ndarray, units: list[str | None]) -> np.ndarray:
+    """Conversion factor to the canonical unit per row (NaN where not convertible), worked
+    out once per (pollutant, unit) pair."""
+    width = len(units) + 1
+    pair = attr * width + (unit + 1)
+    found, where = np.unique(pair, return_inverse=True)
+    factors = np.full(len(found), np.nan)
+    for k, p in enumerate(found.tolist()):
+        a, u = divmod(p, width)
+        if a < 0:
             continue
-        values = pc.if_else(pc.equal(attr, name), value, pa.scalar(None, pa.float64()))
-        for i, r in gate.check_column(name, values):
-            if i not in problems.rows:
-                problems.add(i, [r])
+        name = CELL_COLUMNS[a]
+        code = unit_code(units[u - 1] or "") if u else None
+        f = conversion_factor(name, code, _canonical(name)) if code else None
+        if f is not None:
+            factors[k] = f
+    return factors[where.reshape(-1)]
 
 
-def _pivot(good: pa.Table, stations: pa.Table) -> tuple[pa.Table, int, int]:
-    """One row per (station, time) in numpy; repeats of a cell within the batch are counted
-    (same value: duplicate, other value: updated) and the last one wins."""
-    if good.num_rows == 0:
-        return good.slice(0, 0), 0, 0
-    station = good["station"].to_numpy().astype(np.int64)
-    ts = pc.cast(good["ts"], pa.int64()).to_numpy()
-    first, group = _groups(station, ts)
-    size = len(first)
-    names = [a for a in pc.unique(good["attr"]).to_pylist() if a]
-    codes = pc.index_in(good["attr"], value_set=pa.array(names)).to_numpy(zero_copy_only=False)
-    value = good["value"].to_numpy()
-    records = np.zeros(size, dtype=np.int64)
-    columns: dict[str, pa.Array] = {}
-    dup = upd = 0
-    for j, name in enumerate(names):
-        mask = codes == j
-        g, v = group[mask], value[mask]
-        cell = np.full(size, np.nan)
-        present = np.zeros(size, dtype=bool)
-        counts = np.bincount(g, minlength=size)
-        repeats = bool((counts > 1).any())
-        if repeats:
-            last = len(g) - 1 - np.unique(g[::-1], return_index=True)[1]  # last row per cell
-            g_last, v_last = g[last], v[last]
-        else:  # every cell once (the usual case): no sort
-            g_last, v_last = g, v
-        cell[g_last] = v_last
-        present[g_last] = True
-        records += present
-        if repeats:
-            lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
-            np.minimum.at(lo, g, v)
-            np.maximum.at(hi, g, v)
-            repeated = counts > 1
-            dup += int((counts - 1)[repeated & (lo == hi)].sum())
-            upd += int((counts - 1)[repeated & (lo != hi)].sum())
-        columns[name] = pa.array(cell, mask=~present)
-    first_rows = pa.array(first)
-    at = pc.take(good["ts"], first_rows)
-    st = pa.array(station[first])
-    out = pa.table({
-        "id": pc.take(stations["aq_id"], st), "observed_at": at, "dateObserved": at,
-        "areaServed": pc.take(good["city"], first_rows),
-        "lon": pc.take(stations["lon"], st), "lat": pc.take(stations["lat"], st),
-        "refPointOfInterest": pc.take(stations["poi_id"], st),
-        "source": pa.repeat(pa.scalar("OpenAQ"), size),
-        "_time_index": pa.repeat(pa.scalar("dateObserved"), size),
-        "_records": pa.array(records), **columns,
-    })
-    return out, dup, upd
+def _range_checks(attr: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Per row, the index into the gate's checks of the first (minimum, maximum) its value
+    fails, else -1."""
+    out = np.full(len(attr), -1, np.int64)
+    for k, (a, check) in enumerate(_bounds()):
+        mine = attr == a
+        bad = mine & ((value < check[1]) if check[0] == "below-minimum" else (value > check[1]))
+        out[bad & (out < 0)] = k
+    return out
 
 
-def _groups(station: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each (station, time) group, group number of every row)."""
-    lo = int(ts.min())
-    span = int(ts.max()) - lo + 1
-    if (int(station.max()) + 1) * span < 2**62:
-        combined = station * span + (ts - lo)
-    else:  # an enormous time range: fall back to a structured key
-        combined = np.rec.fromarrays([station, ts]).view(np.dtype("V16"))
-    _, first, group = np.unique(combined, return_index=True, return_inverse=True)
-    return first, group.reshape(-1)
+@cache
+def _bounds() -> list[tuple[int, tuple[str, float]]]:
+    """(pollutant code, (check code, limit)) of the gate's value checks of the pollutants."""
+    gate = gate_for(get_type("AirQualityObserved"))
+    return [(CELL_COLUMNS.index(c.column), (c.code, c.limit)) for c in gate.checks
+            if c.column in CELL_COLUMNS and c.code in ("below-minimum", "above-maximum")]
+
+
+def _rejects(path: Path, text: pa.RecordBatch, cols: dict[str, str], lines: np.ndarray,
+             masks: dict[str, np.ndarray], attr: np.ndarray, value: np.ndarray,
+             out_of_range: np.ndarray) -> list[Reject]:
+    """The rejects of a block, one per flagged row, through the one collector."""
+    problems = Problems(text, "AirQualityObserved", path, lines)
+
+    def cell(field: str, i: int) -> Any:
+        return text.column(cols[field])[i].as_py()
+
+    problems.flag(masks["bad_ts"], lambda i: reason("bad-timestamp", cols["time"],
+                                                    value=cell("time", i)))
+    problems.flag(masks["missing_ts"], lambda i: reason("missing-required", cols["time"]))
+    problems.flag(masks["bad_value"], lambda i: reason("type-error", cols["value"],
+                                                       value=cell("value", i),
+                                                       expected="number"))
+    problems.flag(masks["missing_value"], lambda i: reason("missing-required", cols["value"]))
+    problems.flag(masks["no_attr"], lambda i: reason(
+        "unknown-parameter", cols["parameter"], value=cell("parameter", i),
+        type="AirQualityObserved"))
+    problems.flag(masks["no_factor"], lambda i: reason(
+        "unknown-unit", cols["unit"], unit=cell("unit", i),
+        canonical=_canonical(CELL_COLUMNS[attr[i]])))
+    problems.flag(masks["no_station"], lambda i: reason(
+        "unknown-station", cols["station"], value=cell("station", i)))
+    checks = _bounds()
+    for i in np.flatnonzero(out_of_range >= 0).tolist():
+        if i not in problems.rows:
+            code, limit = checks[out_of_range[i]][1]
+            name = CELL_COLUMNS[attr[i]]
+            problems.add(i, [reason(code, name, value=float(value[i]), limit=limit)])
+    return problems.rejects()
 
 
 ADAPTER = OpenAQ()

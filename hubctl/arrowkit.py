@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,7 +34,7 @@ def blank(text: pa.Array) -> pa.Array:
 def parse_numbers(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(float64 values, mask of present-but-not-numeric cells)."""
     if pa.types.is_floating(text.type) or pa.types.is_integer(text.type):
-        return pc.cast(text, pa.float64()), pa.array([False] * len(text))
+        return pc.cast(text, pa.float64()), _none(len(text))
     missing = blank(text)
     ok = pc.fill_null(pc.match_substring_regex(text, _NUMBER), False)
     bad = pc.and_(pc.invert(ok), pc.invert(missing))
@@ -48,7 +49,7 @@ def parse_timestamps(text: pa.Array, assume_offset: str = "+00:00") -> tuple[pa.
     time zone, e.g. ``+09:00`` for Korea).
     """
     if pa.types.is_timestamp(text.type):
-        return pc.cast(text, TIMESTAMP), pa.array([False] * len(text))
+        return pc.cast(text, TIMESTAMP), _none(len(text))
     if len(text) > 4096:  # sensor data repeats its timestamps: parse each distinct text once
         encoded = pc.dictionary_encode(text).combine_chunks() if isinstance(
             text, pa.ChunkedArray) else pc.dictionary_encode(text)
@@ -74,6 +75,11 @@ def parse_timestamps(text: pa.Array, assume_offset: str = "+00:00") -> tuple[pa.
         values = pa.array([_one(t) for t in clean.to_pylist()], TIMESTAMP)
     bad = pc.and_(pc.invert(missing), pc.is_null(values))
     return values, bad
+
+
+def _none(n: int) -> pa.Array:
+    """A mask of ``n`` false cells (nothing bad in an already typed column)."""
+    return pa.array(np.zeros(n, dtype=bool))
 
 
 def _one(text: str | None) -> datetime | None:

@@ -88,7 +88,7 @@ class _Chunk:
 
     data: bytes
     first_line: int
-    breaks: int = 0  # line breaks in data
+    breaks: np.ndarray | None = None  # positions of the line breaks in data (fast path)
     table: pa.Table | None = None  # parsed by the fast path (``lines`` of the stream set)
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
@@ -122,6 +122,8 @@ class CsvStream:
     header_only_ok: bool = False  # GTFS: a lone header line without a line break is no records
     trailing_field: bool = False  # every record ends with one empty unnamed field (dropped)
     bytes_per_row: float = float(_BYTES_PER_ROW)  # mean line length, from the first block
+    # columns read typed when a whole block parses (see :func:`open_csv`); else text
+    types: Mapping[str, pa.DataType] = field(default_factory=dict)
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _pending: bytes = b""
     _handed: int = 0  # bytes of the file handed out as records (and the header), for progress
@@ -131,6 +133,7 @@ class CsvStream:
     _bad: list[BadLine] = field(default_factory=list)
     _eof: bool = False
     _guess: str | None = None  # the likely encoding of a file with bad UTF-8 lines (a hint)
+    _typed_block: bytes | None = None  # the last batch's bytes, when it was read typed
 
     @property
     def schema(self) -> pa.Schema:
@@ -146,6 +149,7 @@ class CsvStream:
                     yield batch
             if self._bad:  # bad lines after the last good row still reach take_invalid
                 self.lines = np.zeros(0, np.int64)
+                self._typed_block = None
                 yield pa.RecordBatch.from_pylist([], schema=self.schema)
         finally:
             self.close()
@@ -158,6 +162,14 @@ class CsvStream:
             lines.append(self.lines)
         self.lines = np.concatenate(lines) if lines else np.zeros(0, np.int64)
         return pa.Table.from_batches(batches, schema=self.schema)
+
+    def text_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The last batch ``batch`` with every column as text (a typed batch is read again
+        from its bytes): what a reject keeps as its raw record."""
+        if self._typed_block is None:
+            return batch
+        table = self._arrow(self._typed_block, [])
+        return table.combine_chunks().to_batches()[0] if table.num_rows else batch
 
     def take_read_bytes(self) -> int:
         """Bytes of the file read into batches since the last call (the header included in the
@@ -204,8 +216,9 @@ class CsvStream:
                 return
             cut = len(data) if self._eof else data.rfind(b"\n") + 1
             if cut and len(data) - cut <= limit:  # cut at the last line break
-                count = int(np.count_nonzero(np.frombuffer(data, np.uint8, cut) == _NL))
-                chunk = _Chunk(data[:cut], self._next_line, count)
+                breaks = np.flatnonzero(np.frombuffer(data, np.uint8, cut) == _NL)
+                count = len(breaks)
+                chunk = _Chunk(data[:cut], self._next_line, breaks)
                 chunk.table = self._fast(chunk)  # every line one clean row: done
                 quoted = chunk.table is None and chunk.data.find(b'"') >= 0
                 if not quoted:  # else a record may go on past the cut: split exactly below
@@ -292,6 +305,7 @@ class CsvStream:
         """Arrow's parse of a chunk's clean records; their file line numbers in ``lines``."""
         if chunk.table is not None:
             return self._finish(chunk.table, self.lines)
+        self._typed_block = None
         if chunk.starts is None:
             chunk.split(self.delimiter[0])
         assert chunk.starts is not None and chunk.ends is not None and chunk.lines is not None
@@ -323,36 +337,29 @@ class CsvStream:
 
     def _fast(self, chunk: _Chunk) -> pa.Table | None:
         """A UTF-8 block parsed in one go: it is taken when every line is a row (no bad byte,
-        no empty, malformed or multi-line record); else None and the exact path runs."""
+        no empty, malformed, multi-line or over-long record); else None and the exact path
+        runs. The columns of ``types`` are parsed to their types when every cell of the block
+        parses (a float column: every cell a finite number); else the block is read as text."""
         if self.codec != "utf-8":
             return None
-        invalid: list[str] = []
-        try:
-            table = self._arrow(chunk.data, invalid, strict=True)
-        except pa.ArrowInvalid:
-            return None
-        data = chunk.data
-        lines = chunk.breaks + (0 if data.endswith(b"\n") else 1)
-        if invalid or table.num_rows != lines:
-            return None
-        self.lines = chunk.first_line + np.arange(lines, dtype=np.int64)
-        if len(data) <= self.limits.max_line_bytes:
+        data, breaks = chunk.data, chunk.breaks
+        assert breaks is not None
+        lines = len(breaks) + (0 if data.endswith(b"\n") else 1)
+        if len(data) > self.limits.max_line_bytes and _longest_line(breaks, len(data)) > \
+                self.limits.max_line_bytes:
+            return None  # the exact path rejects the over-long records one by one
+        for typed in ((True, False) if self.types else (False,)):
+            invalid: list[str] = []
+            try:
+                table = self._arrow(data, invalid, strict=True, typed=typed)
+            except pa.ArrowInvalid:
+                continue
+            if invalid or table.num_rows != lines or (typed and not _finite(table)):
+                continue
+            self.lines = chunk.first_line + np.arange(lines, dtype=np.int64)
+            self._typed_block = data if typed else None
             return table
-        # a row's line is its fields, delimiters and line break (and quotes, if any: the limit
-        # is then checked a few bytes short)
-        width: Any = pa.scalar(table.num_columns, pa.int32())
-        for column in table.columns:
-            width = pc.add(width, pc.fill_null(pc.binary_length(column), 0))
-        over = pc.greater(width, self.limits.max_line_bytes)
-        if not pc.any(over).as_py():
-            return table
-        for i in np.flatnonzero(over.to_numpy(zero_copy_only=False)).tolist():
-            row = self.delimiter.decode().join(c[i].as_py() or "" for c in table.columns)
-            raw = row.encode()
-            self._bad.append(self._long_line(int(self.lines[i]), raw, len(raw) + 1))
-        keep = pc.invert(over)
-        self.lines = self.lines[keep.to_numpy(zero_copy_only=False)]
-        return table.filter(keep)
+        return None
 
     def _too_long(self, chunk: _Chunk, empty: np.ndarray) -> np.ndarray:
         """Mask of the records of a split chunk longer than the limit, each a bad line."""
@@ -422,8 +429,11 @@ class CsvStream:
             self._guess = "; " + convert_hint(sample, Path(self.path).name)
         return self._guess
 
-    def _arrow(self, clean: bytes, invalid: list[str], strict: bool = False) -> pa.Table:
-        """Arrow's parse of clean bytes; ``strict`` lets its errors through (fast path)."""
+    def _arrow(self, clean: bytes, invalid: list[str], strict: bool = False,
+               typed: bool = False) -> pa.Table:
+        """Arrow's parse of clean bytes; ``strict`` lets its errors through (fast path);
+        ``typed`` parses the columns of ``types`` to their types (an empty cell is then no
+        number or time: the block fails and is read as text)."""
         def keep(row: Any) -> str:
             invalid.append(row.text)
             return "skip"
@@ -439,7 +449,8 @@ class CsvStream:
                                                  newlines_in_values=True,
                                                  invalid_row_handler=keep),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in self.names},
+                    column_types={n: (self.types.get(n, pa.string()) if typed else pa.string())
+                                  for n in self.names},
                     include_columns=self.names,
                     strings_can_be_null=nulls, quoted_strings_can_be_null=nulls,
                     null_values=[""] if nulls else []))
@@ -507,6 +518,27 @@ class CsvStream:
                 np.concatenate((lines, np.asarray(padded_lines, np.int64))))
 
 
+def _longest_line(breaks: np.ndarray, size: int) -> int:
+    """Bytes of the longest line of a block of ``size`` bytes with line breaks at
+    ``breaks`` (each line with its line break)."""
+    if not len(breaks):
+        return size
+    return int(max(int(np.diff(breaks).max(initial=0)), int(breaks[0]) + 1,
+                   size - int(breaks[-1]) - 1))
+
+
+def _finite(table: pa.Table) -> bool:
+    """True when every float cell of ``table`` is a finite number (Arrow reads ``nan`` and
+    ``inf`` as floats; the text rules of :func:`hubctl.arrowkit.parse_numbers` do not)."""
+    for column in table.columns:
+        if pa.types.is_floating(column.type) and column.null_count == 0:
+            if not pc.all(pc.is_finite(column)).as_py():
+                return False
+        elif pa.types.is_floating(column.type):
+            return False
+    return True
+
+
 def _show(raw: bytes, codec: str) -> str:
     """Raw bytes as text: what decodes as itself, the rest as ``\\xNN``."""
     return raw.decode(codec, "backslashreplace")
@@ -560,7 +592,8 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
              limits: CsvLimits = DEFAULT_LIMITS, block_size: int | None = None,
              handle: IO[bytes] | None = None, empty_as_null: bool = False,
              pad_short: bool = False, batch_rows: int | None = None,
-             header_only_ok: bool = False) -> CsvStream:
+             header_only_ok: bool = False,
+             types: Mapping[str, pa.DataType] | None = None) -> CsvStream:
     """Open a CSV for streaming; its header is read and checked here.
 
     ``handle`` reads from an open binary file instead (a zip member), which the stream then
@@ -580,7 +613,7 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
     block = max(block, 1 << 16)
     stream = CsvStream(where, f, [], codec, delimiter.encode(), limits, block,
                        empty_as_null=empty_as_null, pad_short=pad_short,
-                       header_only_ok=header_only_ok)
+                       header_only_ok=header_only_ok, types=dict(types or {}))
     try:
         stream.names = _header(stream)
         stream._handed = stream._read_total - len(stream._pending)  # the header's bytes

@@ -225,7 +225,11 @@ def _compile(attr: Attribute) -> list[_Check]:
     return checks
 
 
-def _bad_mask(arr: pa.Array, check: _Check) -> pa.Array:
+def _bad_mask(arr: pa.Array | pa.ChunkedArray, check: _Check) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray) and pa.types.is_dictionary(arr.type):
+        arr = arr.combine_chunks()  # one dictionary for all chunks
+    if pa.types.is_dictionary(arr.type):  # each distinct text checked once
+        return pc.take(_bad_mask(arr.dictionary, check), arr.indices)
     if check.code == "below-minimum":
         return pc.less(arr, check.limit)
     if check.code == "above-maximum":

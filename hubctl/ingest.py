@@ -26,7 +26,7 @@ from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.duck import quote_ident, scratch
 from hubctl.errors import HubError, InputError, LockHeld, RejectRateExceeded, Stopped
 from hubctl.gate import gate_for
-from hubctl.lake import Lake
+from hubctl.lake import Lake, conform
 from hubctl.ledger import (
     Cursor,
     Run,
@@ -444,24 +444,29 @@ def _schema_like(rows: pa.Table, out: pa.Table) -> pa.Schema:
 
 
 def _with_provenance(et: EntityType, rows: pa.Table, run: Run) -> pa.Table:
+    """The lake row form of ``et``: its columns in order, the provenance columns (the source
+    and run as one-entry dictionaries: one value down the whole batch), and ``date``."""
     n = rows.num_rows
     now = pa.scalar(datetime.now(UTC), TIMESTAMP)
     cols = {
-        "_source": pa.repeat(pa.scalar(run.source, pa.string()), n),
-        "_run_id": pa.repeat(pa.scalar(run.run_id, pa.string()), n),
+        "_source": _constant(run.source, n),
+        "_run_id": _constant(run.run_id, n),
         "_ingested_at": pa.repeat(now, n),
     }
+    if et.time_series:
+        cols["date"] = pc.cast(rows.column("observed_at"), pa.date32())
     for name, arr in cols.items():
         if name in rows.column_names:
             rows = rows.drop_columns([name])
         rows = rows.append_column(name, arr)
-    if et.time_series:
-        if "date" in rows.column_names:
-            rows = rows.drop_columns(["date"])
-        rows = rows.append_column("date", pc.cast(rows.column("observed_at"), pa.date32()))
     schema = et.arrow_schema()
     for f in schema:
         if f.name not in rows.column_names:
             rows = rows.append_column(f.name, pa.nulls(n, f.type))
-    return rows.select(schema.names + ["_records"]).cast(
-        pa.schema(list(schema) + [pa.field("_records", pa.int64())]))
+    return conform(rows, pa.schema(list(schema) + [pa.field("_records", pa.int64())]))
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    """``value`` in each of ``n`` rows, as a one-entry dictionary."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                          pa.array([value], pa.string()))

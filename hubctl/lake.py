@@ -31,7 +31,7 @@ from hubctl.registry import PROVENANCE, EntityType
 from hubctl.s3 import LakeRoot, S3Root, delta_options, use_with_duckdb
 from hubctl.snapshot import committed as _committed
 
-__all__ = ["Lake", "Snapshot", "UpsertResult"]
+__all__ = ["Lake", "Snapshot", "UpsertResult", "conform"]
 
 CLASSES = ("new", "updated", "filled", "duplicate")  # coded 0..3 in the class column
 NEW, DUPLICATE = 0, 3
@@ -209,7 +209,7 @@ class Lake:
         schema = et.arrow_schema()
         codes = cls.to_numpy()
         if (codes == NEW).all():  # the common case of fresh data: no filtering copies
-            fresh, known = _conform(rows, schema), rows.slice(0, 0)
+            fresh, known = conform(rows, schema), rows.slice(0, 0)
         else:
             changed = rows.filter(pc.not_equal(cls, DUPLICATE)).drop_columns(["_records"])
             if changed.num_rows == 0:
@@ -219,8 +219,8 @@ class Lake:
             # rest go through MERGE. The commit lock keeps every other hubctl writer out
             # until both are committed.
             is_new = pc.equal(cls.filter(pc.not_equal(cls, DUPLICATE)), NEW)
-            fresh = _conform(changed.filter(is_new), schema)
-            known = _conform(changed.filter(pc.invert(is_new)), schema)
+            fresh = conform(changed.filter(is_new), schema)
+            known = conform(changed.filter(pc.invert(is_new)), schema, dictionaries=False)
         result.rows = fresh.num_rows
         if fresh.num_rows:
             self._append_fresh(et, dt, fresh, own_files)
@@ -521,7 +521,7 @@ def _constants_as_dictionaries(rows: pa.Table) -> pa.Table:
     for i, col in enumerate(rows.schema):
         if col.type != pa.string() or rows.num_rows < 1024:
             continue
-        column = rows.column(i).combine_chunks()
+        column = rows.column(i)
         if column.null_count or not pc.all(pc.equal(column, column[0])).as_py():
             continue
         codes = pa.array(np.zeros(len(column), dtype=np.int32))
@@ -530,10 +530,22 @@ def _constants_as_dictionaries(rows: pa.Table) -> pa.Table:
     return rows
 
 
-def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``rows`` with exactly the columns and types of ``schema`` (no copy when they have them)."""
+def conform(rows: pa.Table, schema: pa.Schema, dictionaries: bool = True) -> pa.Table:
+    """``rows`` with exactly the columns and types of ``schema`` (no copy when they have them).
+    With ``dictionaries``, a column given as a dictionary of the right type stays one (an id
+    or a run id repeated down a batch: nothing is copied per row, and the Parquet writer
+    encodes each distinct value once); else it is decoded (what a MERGE source needs)."""
     picked = rows.select(schema.names)
-    return picked if picked.schema.equals(schema) else picked.cast(schema)
+    if picked.schema.equals(schema):
+        return picked
+    columns, fields = [], []
+    for want, column in zip(schema, picked.columns, strict=True):
+        kept = column.type == want.type or (
+            dictionaries and pa.types.is_dictionary(column.type)
+            and column.type.value_type == want.type)
+        columns.append(column if kept else column.cast(want.type))
+        fields.append(want.with_type(columns[-1].type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def _ledger_hook(root: LakeRoot, name: str) -> None:

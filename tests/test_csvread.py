@@ -227,3 +227,34 @@ def test_bad_utf8_lines_under_an_ascii_header_name_the_likely_encoding(tmp_path:
     assert [b.code for b in bad] == ["bad-encoding"] * 3
     assert all("it looks like CP949: convert it first, e.g. iconv -f CP949" in b.detail
                for b in bad)
+
+
+def test_typed_columns_come_typed_only_from_blocks_where_every_cell_parses(
+        tmp_path: Path) -> None:
+    """``types``: a clean block comes with those columns parsed by Arrow; a block with one
+    cell Arrow would read differently from the text rules (empty, ``nan``, no number) comes
+    as text, and ``text_batch`` gives any batch back as text."""
+    import pyarrow as pa
+
+    from hubctl.types import TIMESTAMP
+
+    path = tmp_path / "t.csv"
+    lines = [_line(f"S{i % 7}", i, i / 4) for i in range(4000)]  # ~4 blocks of 64 KB
+    lines[2500] = _line("S1", 1, 0.5).replace(b",0.5,", b",nan,")
+    assert b",nan," in lines[2500]
+    path.write_bytes(HEADER + b"".join(lines))
+    types = {"value": pa.float64(), "date.utc": TIMESTAMP,
+             "location": pa.dictionary(pa.int32(), pa.string())}
+    stream = open_csv(path, block_size=1 << 16, types=types)
+    kinds, values, first_lines = [], [], []
+    for batch in stream:
+        kinds.append(batch.schema.field("value").type)
+        text = stream.text_batch(batch)
+        assert text.schema.field("value").type == pa.string()
+        assert text.column("location").to_pylist() == [
+            str(v) for v in pa.array(batch.column("location")).cast(pa.string()).to_pylist()]
+        values += text.column("value").to_pylist()
+        first_lines.append(int(stream.lines[0]))
+    assert len(kinds) >= 3 and kinds.count(pa.string()) == 1 and pa.float64() in kinds
+    assert values == [line.split(b",")[5].decode() for line in lines]
+    assert first_lines[0] == 2

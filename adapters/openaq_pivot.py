@@ -1,0 +1,240 @@
+"""OpenAQ's long-to-wide pivot: the good readings (one pollutant each) of a whole input are
+held in compact numpy columns and pivoted once, at the end, into one AirQualityObserved row
+per (station, time): the pivot's open keys are carried across CSV blocks and input files
+whatever their order, so a fresh ingest only appends and never MERGEs.
+
+Memory: about 25 bytes per held reading (station, time, pollutant, value, city), 40 while
+pivoting; :data:`FLUSH_ROWS` bounds it. The rows come out sorted by (time, station) in
+batches cut at day boundaries, so each commit writes whole date partitions and never
+compares with the one before.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from hubctl.adapter import Batch
+from hubctl.types import TIMESTAMP
+
+__all__ = ["FLUSH_ROWS", "PIVOT_ROWS", "Held", "Readings"]
+
+FLUSH_ROWS = 40_000_000
+"""Readings held before the oldest hours are committed early (about 1 GB): past it an
+unsorted input's keys that come back later are merged by the lake's upsert (the same result,
+slower). A time-ordered input never needs that."""
+
+PIVOT_ROWS = 2_000_000
+"""Readings pivoted into one batch (about a million wide rows), cut at a day boundary."""
+
+_DAY = 86_400_000_000  # µs
+
+
+@dataclass
+class Readings:
+    """Good readings of one block as numpy columns: station (index into the station table),
+    ts (µs UTC), attr (index into the pollutant columns), value (canonical unit), city (index
+    into :attr:`Held.cities`, -1 for none)."""
+
+    station: np.ndarray
+    ts: np.ndarray
+    attr: np.ndarray
+    value: np.ndarray
+    city: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, keep: np.ndarray) -> Readings:
+        """The readings where ``keep`` is true."""
+        return Readings(self.station[keep], self.ts[keep], self.attr[keep], self.value[keep],
+                        self.city[keep])
+
+
+class Held:
+    """Readings read but not yet pivoted, across blocks and input files.
+
+    Each block is accounted as read when it is read (its records stay ``unreached`` until
+    the pivoted rows are committed); :meth:`flush` pivots them at the end of the input.
+    Past ``limit`` held readings, those older than the newest block's first hour are
+    pivoted early (bounded memory: a time-ordered input still never MERGEs), and past twice
+    that, all of them.
+    """
+
+    def __init__(self, attrs: tuple[str, ...], type_name: str, extra: dict[str, str]) -> None:
+        self.attrs, self.type_name, self.extra = attrs, type_name, extra
+        self.parts: list[Readings] = []
+        self.rows = 0
+        self.file = ""
+        self.cities: list[str] = []
+        self._city_code: dict[str, int] = {}
+
+    def city_codes(self, dictionary: list[str | None]) -> np.ndarray:
+        """Codes in :attr:`cities` of a block's city dictionary (-1 for a null)."""
+        out = np.empty(len(dictionary), np.int32)
+        for i, name in enumerate(dictionary):
+            if name is None:
+                out[i] = -1
+                continue
+            code = self._city_code.get(name)
+            if code is None:
+                code = self._city_code[name] = len(self.cities)
+                self.cities.append(name)
+            out[i] = code
+        return out
+
+    def add(self, readings: Readings, file: str) -> None:
+        """Hold the good readings of one block."""
+        if len(readings):
+            self.parts.append(readings)
+            self.rows += len(readings)
+            self.file = file
+
+    def flush(self, stations: pa.Table, limit: int | None) -> Iterator[Batch]:
+        """Batches of pivoted rows: of every reading held when ``limit`` is None (the end of
+        the input); else, once more than ``limit`` are held, of those older than the newest
+        block's first hour."""
+        if not self.parts or (limit is not None and self.rows < limit):
+            return
+        if limit is not None:
+            newest = int(self.parts[-1].ts.min())
+            later = [p.ts >= newest for p in self.parts]
+            kept = sum(int(m.sum()) for m in later)
+            if kept * 2 >= self.rows and self.rows < 2 * limit:
+                return  # mostly open hours (an unsorted input): wait
+            if kept * 2 < self.rows:
+                keep = [p.take(m) for p, m in zip(self.parts, later, strict=True)]
+                self.parts = [p.take(~m) for p, m in zip(self.parts, later, strict=True)]
+            else:
+                keep = []
+        else:
+            keep = []
+        parts, self.parts = [p for p in self.parts if len(p)], [p for p in keep if len(p)]
+        self.rows = sum(len(p) for p in self.parts)
+        if parts:
+            yield from _Pivot(parts, stations, self).batches()
+
+
+class _Pivot:
+    """One pivot of held readings: sorted once by (time, station, pollutant), then cut into
+    batches."""
+
+    def __init__(self, parts: list[Readings], stations: pa.Table, held: Held) -> None:
+        self.held, self.stations = held, stations
+        self.n_st = max(stations.num_rows, 1)
+        self.n_at = len(held.attrs)
+        n = sum(len(p) for p in parts)
+        self.lo = min(int(p.ts.min()) for p in parts)
+        step = 0
+        for p in parts:  # the time grid: e.g. hours, so that the sort key stays small
+            step = int(np.gcd(step, np.gcd.reduce(p.ts - self.lo)))
+        self.step = max(step, 1)
+        self.ts = np.empty(n, np.int64)
+        self.station = np.empty(n, np.int32)
+        self.value = np.empty(n, np.float64)
+        self.city = np.empty(n, np.int32)
+        attr = np.empty(n, np.int8)
+        at = 0
+        for p in parts:  # one column at a time, freeing the parts as they are copied
+            k = len(p)
+            self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station
+            attr[at:at + k], self.value[at:at + k], self.city[at:at + k] = \
+                p.attr, p.value, p.city
+            at += k
+        parts.clear()
+        slots = (int(self.ts.max()) - self.lo) // self.step + 1
+        if slots * self.n_st * self.n_at < 2**62:
+            key = ((self.ts - self.lo) // self.step * self.n_st + self.station) * self.n_at
+            key += attr
+            self.order = np.argsort(key, kind="stable")  # near-linear on time-ordered input
+            self.key = key[self.order]
+        else:  # an enormous time range: sort on the columns, rank the (time, station) rows
+            self.order = np.lexsort((attr, self.station, self.ts))
+            s_ts, s_st = self.ts[self.order], self.station[self.order]
+            new_row = np.concatenate(([0], (s_ts[1:] != s_ts[:-1]) | (s_st[1:] != s_st[:-1])))
+            self.key = np.cumsum(new_row, dtype=np.int64) * self.n_at + attr[self.order]
+
+    def batches(self) -> Iterator[Batch]:
+        """The pivoted rows, about :data:`PIVOT_ROWS` readings per batch."""
+        n, start = len(self.order), 0
+        while start < n:
+            end = self._cut(start + PIVOT_ROWS)
+            yield self._batch(start, end)
+            start = end
+
+    def _time(self, i: int) -> int:
+        return int(self.ts[self.order[i]])
+
+    def _cut(self, target: int) -> int:
+        """A batch end at or after sorted position ``target``: the next day boundary, or the
+        next time boundary if the day runs much longer."""
+        n = len(self.order)
+        if target >= n:
+            return n
+        t = self._time(target)
+        day_end = bisect.bisect_left(range(n), (t // _DAY + 1) * _DAY, lo=target, key=self._time)
+        if day_end - target <= PIVOT_ROWS:
+            return day_end
+        return bisect.bisect_left(range(n), t + 1, lo=target, key=self._time)
+
+    def _batch(self, start: int, end: int) -> Batch:
+        key, order = self.key[start:end], self.order[start:end]
+        n = len(key)
+        cell_starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+        rows = key // self.n_at
+        row_starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+        cell_ends = np.append(cell_starts[1:], n) - 1
+        cell_row = np.searchsorted(row_starts, cell_starts, side="right") - 1
+        cell_attr = key[cell_starts] % self.n_at
+        last = self.value[order[cell_ends]]  # the last reading of a cell wins
+        counts = np.diff(np.append(cell_starts, n))
+        dup = upd = 0
+        repeated = counts > 1
+        if repeated.any():  # same value again: duplicate; another value: updated
+            values = self.value[order]
+            same = np.minimum.reduceat(values, cell_starts) == np.maximum.reduceat(
+                values, cell_starts)
+            dup = int((counts - 1)[repeated & same].sum())
+            upd = int((counts - 1)[repeated & ~same].sum())
+        first = np.minimum.reduceat(order, row_starts)  # the first reading of each row
+        size = len(row_starts)
+        station = self.station[first]
+        at = pa.array(self.ts[first]).view(TIMESTAMP)
+        city = self.city[first]
+        cities = pa.array(self.held.cities, pa.string())
+        columns: dict[str, pa.Array] = {}
+        for j in np.flatnonzero(np.bincount(cell_attr, minlength=self.n_at)):
+            mine = cell_attr == j
+            cell = np.full(size, np.nan)
+            absent = np.ones(size, bool)
+            cell[cell_row[mine]] = last[mine]
+            absent[cell_row[mine]] = False
+            columns[self.held.attrs[j]] = pa.array(cell, mask=absent)
+        st = self.stations
+        lon = st["lon"].to_numpy(zero_copy_only=False)
+        lat = st["lat"].to_numpy(zero_copy_only=False)
+        rows_table = pa.table({
+            "id": _coded(station, st["aq_id"]), "observed_at": at, "dateObserved": at,
+            "areaServed": _coded(city, cities),
+            "lon": pa.array(lon[station]), "lat": pa.array(lat[station]),
+            "refPointOfInterest": _coded(station, st["poi_id"]),
+            **{name: _coded(np.zeros(size, np.int32), pa.array([value]))
+               for name, value in self.held.extra.items()},
+            "_records": pa.array(np.bincount(cell_row, minlength=size).astype(np.int64)),
+            **columns,
+        })
+        return Batch(self.held.type_name, rows_table, self.held.file, 0, duplicate=dup,
+                     updated=upd, cell_columns=self.held.attrs, distinct_keys=True)
+
+
+def _coded(codes: np.ndarray, values: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``values[codes]`` as a dictionary array (a negative code is null): the text is never
+    copied per row, and the Parquet writer encodes each distinct value once."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    indices = pa.array(codes.astype(np.int32, copy=False), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, values)
