@@ -105,7 +105,7 @@ class OpenAQ(Adapter):
                     {"source": "OpenAQ", "_time_index": "dateObserved"})
         for path in inputs:
             yield from _measurements(path, book, mapping, ctx, limits, held)
-        yield from held.flush(book.table(), None)
+        yield from held.flush(book.table())
 
 
 class _Book:
@@ -224,8 +224,8 @@ def _stations(path: Path, ctx: ReadContext, limits: CsvLimits) -> tuple[pa.Table
 
 
 FLUSH_ROWS = 40_000_000
-"""Good readings held for one pivot (about 25 bytes each: 1 GB) before the rows of the oldest
-hours are committed early; below it, no input order ever needs a MERGE."""
+"""Good readings held for one pivot (about 25 bytes each: 1 GB) before the oldest hours are
+committed early; below it, no input order needs a MERGE (see :class:`Held`)."""
 
 TEXT_TYPES = {"station": _DICT, "name": _DICT, "parameter": _DICT, "unit": _DICT,
               "city": _DICT, "value": pa.float64(), "time": TIMESTAMP}

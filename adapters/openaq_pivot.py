@@ -4,9 +4,9 @@ per (station, time): the pivot's open keys are carried across CSV blocks and inp
 whatever their order, so a fresh ingest only appends and never MERGEs.
 
 Memory: about 25 bytes per held reading (station, time, pollutant, value, city), 40 while
-pivoting; :data:`FLUSH_ROWS` bounds it. The rows come out sorted by (time, station) in
-batches cut at day boundaries, so each commit writes whole date partitions and never
-compares with the one before.
+pivoting; the adapter bounds it (``openaq.FLUSH_ROWS``). The rows come out sorted by
+(time, station) in batches cut at day boundaries, so each commit writes whole date
+partitions and never compares with the one before.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ import pyarrow as pa
 from hubctl.adapter import Batch
 from hubctl.types import TIMESTAMP
 
-__all__ = ["FLUSH_ROWS", "PIVOT_ROWS", "Held", "Readings"]
-
-FLUSH_ROWS = 40_000_000
-"""Readings held before the oldest hours are committed early (about 1 GB): past it an
-unsorted input's keys that come back later are merged by the lake's upsert (the same result,
-slower). A time-ordered input never needs that."""
+__all__ = ["PIVOT_ROWS", "Held", "Readings"]
 
 PIVOT_ROWS = 2_000_000
 """Readings pivoted into one batch (about a million wide rows), cut at a day boundary."""
@@ -56,13 +51,16 @@ class Readings:
 
 
 class Held:
-    """Readings read but not yet pivoted, across blocks and input files.
+    """Readings read but not yet pivoted, across blocks and input files, whatever their
+    order.
 
     Each block is accounted as read when it is read (its records stay ``unreached`` until
-    the pivoted rows are committed); :meth:`flush` pivots them at the end of the input.
-    Past ``limit`` held readings, those older than the newest block's first hour are
-    pivoted early (bounded memory: a time-ordered input still never MERGEs), and past twice
-    that, all of them.
+    the pivoted rows are committed); :meth:`flush` pivots them at the end of the input, so a
+    (station, hour) split across blocks or files becomes one appended row and a fresh ingest
+    never MERGEs. Past ``limit`` held readings (bounded memory), those older than the newest
+    block's first hour are committed early (a time-ordered input still never MERGEs), and
+    past twice that, all of them: keys committed early can still come back later in an
+    unsorted input, and the lake's upsert then merges them (the same result, slower).
     """
 
     def __init__(self, attrs: tuple[str, ...], type_name: str, extra: dict[str, str]) -> None:
@@ -94,25 +92,22 @@ class Held:
             self.rows += len(readings)
             self.file = file
 
-    def flush(self, stations: pa.Table, limit: int | None) -> Iterator[Batch]:
+    def flush(self, stations: pa.Table, limit: int | None = None) -> Iterator[Batch]:
         """Batches of pivoted rows: of every reading held when ``limit`` is None (the end of
         the input); else, once more than ``limit`` are held, of those older than the newest
-        block's first hour."""
+        block's first hour (all of them past twice ``limit``)."""
         if not self.parts or (limit is not None and self.rows < limit):
             return
+        keep: list[Readings] = []
         if limit is not None:
             newest = int(self.parts[-1].ts.min())
             later = [p.ts >= newest for p in self.parts]
             kept = sum(int(m.sum()) for m in later)
-            if kept * 2 >= self.rows and self.rows < 2 * limit:
-                return  # mostly open hours (an unsorted input): wait
             if kept * 2 < self.rows:
                 keep = [p.take(m) for p, m in zip(self.parts, later, strict=True)]
                 self.parts = [p.take(~m) for p, m in zip(self.parts, later, strict=True)]
-            else:
-                keep = []
-        else:
-            keep = []
+            elif self.rows < 2 * limit:
+                return  # mostly open hours (an unsorted input): wait
         parts, self.parts = [p for p in self.parts if len(p)], [p for p in keep if len(p)]
         self.rows = sum(len(p) for p in self.parts)
         if parts:

@@ -111,7 +111,8 @@ def test_a_table_with_duplicate_keys_names_itself_and_the_repair(tmp_path: Path)
 
 # ----------------------------------------------------------------------------- real processes
 HUBCTL = str(Path(sys.executable).parent / "hubctl")
-# The real CLI with small batches, so a few thousand lines make many commits.
+# The real CLI with small batches, so a few thousand lines make many commits (OpenAQ holds
+# its readings for one pivot up to FLUSH_ROWS: a few blocks' worth here).
 SMALL_BATCHES = [sys.executable, "-c", """
 import importlib, sys
 rows = int(sys.argv.pop(1))
@@ -119,6 +120,7 @@ for name in ("hubctl.adapter", "hubctl.csvread", "hubctl.ingest"):
     module = importlib.import_module(name)
     if hasattr(module, "BATCH_ROWS"):
         module.BATCH_ROWS = rows
+importlib.import_module("hubctl.adapters.openaq").FLUSH_ROWS = 4 * rows
 from hubctl.cli import main
 main()
 """]
