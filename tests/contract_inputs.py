@@ -29,8 +29,9 @@ class Input:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
+def _csv(path: Path, header: str, good: list[str], bad: str) -> Path:
+    """A CSV of ``good`` lines and one ``bad`` line the adapter must reject."""
+    path.write_text("\n".join([header, *good, bad]) + "\n", encoding="utf-8")
     return path
 
 
@@ -97,32 +98,30 @@ def gtfs_rt(tmp: Path) -> Input:
 
 
 def boardings(tmp: Path) -> Input:
-    lines = [f"S{i % 3},2024-05-01,{8 + i},{10 * i},{i}" for i in range(6)]
-    data = _write(tmp / "card.csv", "stop_id,date,hour,boardings,alightings\n"
-                  + "\n".join(lines) + "\nS9,2024-05-01,8,many,1\n")
+    data = _csv(tmp / "card.csv", "stop_id,date,hour,boardings,alightings",
+                [f"S{i % 3},2024-05-01,{8 + i},{10 * i},{i}" for i in range(6)],
+                "S9,2024-05-01,8,many,1")
     return Input([data], ["--timezone", "Asia/Seoul"], 7)
 
 
 def population(tmp: Path) -> Input:
-    lines = [f"37.5{i},127.0{i},{100 + i}" for i in range(6)]
-    data = _write(tmp / "grid.csv", "lat,lon,population\n" + "\n".join(lines)
-                  + "\n37.6,127.1,-5\n")
+    data = _csv(tmp / "grid.csv", "lat,lon,population",
+                [f"37.5{i},127.0{i},{100 + i}" for i in range(6)], "37.6,127.1,-5")
     return Input([data], ["--dataset", "seoul"], 7)
 
 
 def calls(tmp: Path) -> Input:
-    lines = [f"C{i},2024-03-10 0{i}:30:00,noise,37.5{i},127.0{i}" for i in range(6)]
-    data = _write(tmp / "cad.csv", "case,received,type,y,x\n" + "\n".join(lines)
-                  + "\nC9,not a time,noise,37.5,127.0\n")
+    data = _csv(tmp / "cad.csv", "case,received,type,y,x",
+                [f"C{i},2024-03-10 0{i}:30:00,noise,37.5{i},127.0{i}" for i in range(6)],
+                "C9,not a time,noise,37.5,127.0")
     return Input([data], ["--map", "case=id", "--map", "received=dateIssued",
                           "--map", "type=subCategory", "--map", "y=lat", "--map", "x=lon",
                           "--timezone", "America/Los_Angeles"], 7)
 
 
 def places(tmp: Path) -> Input:
-    lines = [f"P{i},Box {i},37.5{i},127.0{i}" for i in range(6)]
-    data = _write(tmp / "boxes.csv", "id,name,lat,lon\n" + "\n".join(lines)
-                  + "\nP9,Nowhere,,\n")
+    data = _csv(tmp / "boxes.csv", "id,name,lat,lon",
+                [f"P{i},Box {i},37.5{i},127.0{i}" for i in range(6)], "P9,Nowhere,,")
     return Input([data], ["--kind", "patrol-point"], 7)
 
 
@@ -153,19 +152,18 @@ def greenbutton(tmp: Path) -> Input:
 
 
 def meter_readings(tmp: Path) -> Input:
-    lines = [f"M{i % 2},2025-03-01T{i // 2:02d}:00:00Z,{0.5 + i}" for i in range(6)]
-    data = _write(tmp / "ami.csv", "meter_id,timestamp,kwh\n" + "\n".join(lines)
-                  + "\nM1,2025-03-01T09:00:00Z,lots\n")
+    data = _csv(tmp / "ami.csv", "meter_id,timestamp,kwh",
+                [f"M{i % 2},2025-03-01T{i // 2:02d}:00:00Z,{0.5 + i}" for i in range(6)],
+                "M1,2025-03-01T09:00:00Z,lots")
     return Input([data], ["--interval", "3600"], 7)
 
 
 def ev_sessions(tmp: Path) -> Input:
     header = ("Charging event,CP ID,Connector,Start Date,Start Time,End Date,End Time,"
               "Total kWh,Cost,Site,Group,Model")
-    lines = [f"{i},50{i % 2},1,05/06/2018,1{i}:00,05/06/2018,1{i}:30,{2 + i},0,Site,G,M"
-             for i in range(6)]
-    data = _write(tmp / "council.csv", header + "\n" + "\n".join(lines)
-                  + "\n9,501,1,05/06/2018,10:00,05/06/2018,09:00,3,0,Site,G,M\n")
+    data = _csv(tmp / "council.csv", header,
+                [f"{i},50{i % 2},1,05/06/2018,1{i}:00,05/06/2018,1{i}:30,{2 + i},0,Site,G,M"
+                 for i in range(6)], "9,501,1,05/06/2018,10:00,05/06/2018,09:00,3,0,Site,G,M")
     return Input([data], [], 7)
 
 
