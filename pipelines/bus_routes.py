@@ -39,7 +39,6 @@ from hubctl.pipelines.transit_demand import (
     Population,
     load_boardings,
     load_population,
-    match_lines,
 )
 from hubctl.pipelines.transit_feed import (
     Service,
@@ -57,7 +56,13 @@ from hubctl.pipelines.transit_plans import (
     shortenings,
     uncovered_cells,
 )
-from hubctl.pipelines.transit_routes import Network, build_network, route_totals
+from hubctl.pipelines.transit_routes import (
+    Network,
+    build_network,
+    route_boardings,
+    route_note,
+    route_totals,
+)
 
 __all__ = ["PIPELINE", "BusRoutes"]
 
@@ -202,7 +207,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                               "population_kind, population_dataset and population_hour")
     weight = stop_board if use_boardings else cov.stop_population
     has_demand = use_boardings or population.total > 0
-    direct, by_route, route_of = _route_boardings(net, boardings)
+    direct, by_route, route_of = route_boardings(net, boardings)
     routes = net.routedir_table(cov, stop_board, weight, direct)
     totals = route_totals(net, routes, cov, stop_board, weight, use_boardings,
                           float(p["trip_rate"]), direct)
@@ -221,7 +226,8 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
         "route_days": _route_days(service, net),
         "stops": _stops_table(net, frequent, cov, stop_board, stop_alight).append_column(
             "catchment_population_straight", pa.array(straight.stop_population)),
-        "uncovered": _uncovered_table(unc, proj, stops_xy[frequent]),
+        "uncovered": _uncovered_table(unc, proj, stops_xy[frequent], walk,
+                                      net.lon[frequent], net.lat[frequent]),
         "reallocation": _reallocation_table(totals, plan),
         "reallocation_bands": by_band.table,
         "removals": _removals(net, totals, routes, cov, population, stops_xy, stop_board,
@@ -240,7 +246,7 @@ def _analyse(ctx: PipelineContext, service: Service, net: Network, population: P
                                      "bands": by_band.bands}
     notes = _notes(service, population, boardings, net, totals)
     if by_route["lines"]:
-        notes.append(_route_note(by_route))
+        notes.append(route_note(by_route))
     notes.append(_catchment_note(str(p["catchment"]), walk, summary["catchments"], radius))
     if not has_demand:
         notes.append("no demand in the lake (population or boardings): today's frequencies are "
@@ -254,6 +260,7 @@ class _Walking:
 
     pairs: tuple[np.ndarray, np.ndarray]
     network: dict[str, Any]
+    graph: Any = None  # pipelines.roads.RoadGraph, edge weights in metres
 
 
 def _walking(ctx: PipelineContext, mode: str, net: Network, population: Population,
@@ -277,7 +284,7 @@ def _walking(ctx: PipelineContext, mode: str, net: Network, population: Populati
     return _Walking((pi, pj), {
         "nodes": info["nodes"], "edges": info["edges"], "length_km": info["length_km"],
         "footpath_segments": int(paths or 0),
-        "stops_beyond_reach": int((stop_snap > radius).sum())})
+        "stops_beyond_reach": int((stop_snap > radius).sum())}, graph)
 
 
 def _catchment_summary(walk: _Walking | None, population: Population, straight: Coverage,
@@ -312,68 +319,6 @@ def _catchment_note(mode: str, walk: _Walking | None, figures: dict[str, Any],
     if not walk.network["footpath_segments"]:
         note += ("; the lake's streets hold no footway or path (an extract ingested with the "
                  "default --network drive): ingest it with --network all for the footpaths")
-    return note
-
-
-def _route_boardings(net: Network, boardings: Boardings) -> tuple[
-        np.ndarray | None, dict[str, Any], dict[str, str]]:
-    """Boardings per stop-route-direction pair where card data names the route (its line
-    matched to one GTFS route that serves the stop), how the lines matched, and the route of
-    each matched line."""
-    if not boardings.per_stop_line:
-        return None, {"lines": 0}, {}
-    sr = net.stop_routes
-    routes_at: dict[str, set[str]] = {}
-    served: set[tuple[int, int]] = set()
-    for s, r in zip(sr.stop.tolist(), sr.route.tolist(), strict=True):
-        routes_at.setdefault(net.stop_ids[s], set()).add(net.route_list[r])
-        served.add((s, r))
-    lines: dict[str, set[str]] = {}
-    for stop, line in boardings.per_stop_line:
-        lines.setdefault(line, set()).add(stop)
-    match = match_lines(lines, boardings.line_names, net.route_info, routes_at)
-    route_index = {r: k for k, r in enumerate(net.route_list)}
-    per_route: dict[tuple[int, int], float] = {}
-    elsewhere = 0.0
-    for (stop, line), (b, _) in boardings.per_stop_line.items():
-        route = match.route_of.get(line)
-        if route is None:
-            continue
-        key = (net.stop_index[stop], route_index[route])
-        if key in served:
-            per_route[key] = per_route.get(key, 0.0) + b
-        else:
-            elsewhere += b
-    direct = net.direct_boardings(per_route)
-    named = sum(b for b, _ in boardings.per_stop_line.values())
-    total = sum(b for b, _ in boardings.per_stop.values())
-    return direct, {
-        "lines": len(lines), "matched": len(match.route_of),
-        "matched_by": {h: list(match.how.values()).count(h) for h in sorted(set(
-            match.how.values()))},
-        "unmatched": match.unmatched[:20], "unmatched_lines": len(match.unmatched),
-        "ambiguous": dict(list(match.ambiguous.items())[:20]),
-        "boardings_with_line_per_day": round(named, 6),
-        "boardings_direct_per_day": round(float(direct.sum()), 6),
-        "boardings_at_stops_the_route_does_not_serve": round(elsewhere, 6),
-        "direct_share": round(float(direct.sum()) / total, 6) if total else None}, \
-        match.route_of
-
-
-def _route_note(f: dict[str, Any]) -> str:
-    note = (f"boardings by route: {f['matched']} of {f['lines']} card-data lines matched a GTFS "
-            "route by name; "
-            + (f"{f['direct_share']:.0%} of boardings are counted on their own route, "
-               if f["direct_share"] is not None else "")
-            + "the rest (no line, or no matching route) are split among a stop's routes by "
-              "their departures")
-    if f["unmatched_lines"]:
-        note += f"; unmatched: {', '.join(f['unmatched'][:5])}"
-    if f["ambiguous"]:
-        note += f"; ambiguous: {', '.join(f['ambiguous'])}"
-    if f["boardings_at_stops_the_route_does_not_serve"]:
-        note += (f"; {f['boardings_at_stops_the_route_does_not_serve']:,.0f} boardings a day "
-                 "of matched lines are at stops their route does not serve on these dates")
     return note
 
 
@@ -438,16 +383,29 @@ def _stops_table(net: Network, frequent: np.ndarray, cov: Coverage, board: np.nd
         "boardings_per_day": board, "alightings_per_day": alight})
 
 
-def _uncovered_table(unc: Any, proj: LocalProjection, frequent_xy: np.ndarray) -> pa.Table:
+def _uncovered_table(unc: Any, proj: LocalProjection, frequent_xy: np.ndarray,
+                     walk: _Walking | None, frequent_lon: np.ndarray,
+                     frequent_lat: np.ndarray) -> pa.Table:
+    """Uncovered cells with the distance to the nearest frequent stop: of walking when the
+    catchments walk the streets (``nearest_frequent_stop_m``), and in a straight line."""
     xy = unc.centre_xy
     lon, lat = proj.to_lonlat(xy[:, 0], xy[:, 1]) if len(unc.col) else (np.zeros(0), np.zeros(0))
-    dist, _ = nearest(unc.centre_xy, frequent_xy)
+    straight, _ = nearest(unc.centre_xy, frequent_xy)
+    from hubctl.pipelines.roads import walk_to_nearest
+
+    dist = straight if walk is None else walk_to_nearest(walk.graph, lon, lat, frequent_lon,
+                                                         frequent_lat)
     return pa.table({
         "cell": pa.array([f"{c}:{r}" for c, r in zip(unc.col.tolist(), unc.row.tolist(),
                                                      strict=True)], pa.string()),
         "lon": lon, "lat": lat, "population": unc.people, "points": unc.points,
-        "nearest_frequent_stop_m": pa.array(np.where(np.isfinite(dist), dist, np.nan),
-                                            pa.float64(), from_pandas=True)})
+        "nearest_frequent_stop_m": _finite(dist),
+        "nearest_frequent_stop_m_straight": _finite(straight)})
+
+
+def _finite(values: np.ndarray) -> pa.Array:
+    return pa.array(np.where(np.isfinite(values), values, np.nan), pa.float64(),
+                    from_pandas=True)
 
 
 def _removals(net: Network, totals: pa.Table, routes: pa.Table, cov: Coverage,

@@ -45,6 +45,7 @@ __all__ = [
     "WALKING_SQL",
     "walking_graph",
     "walking_pairs",
+    "walk_to_nearest",
     "parse_class_speeds",
 ]
 
@@ -384,3 +385,21 @@ def walking_pairs(graph: RoadGraph, points_lon: np.ndarray, points_lat: np.ndarr
     i, j, v = np.concatenate(pi), np.concatenate(pj), np.concatenate(dv)
     order = np.lexsort((j, i))
     return i[order].astype(np.int64), j[order].astype(np.int64), v[order]
+
+
+def walk_to_nearest(graph: RoadGraph, lon: np.ndarray, lat: np.ndarray, stop_lon: np.ndarray,
+                     stop_lat: np.ndarray) -> np.ndarray:
+    """Metres of walking from each point to the nearest of the stops: straight to its nearest
+    node, along the network, straight from the stop's node to the stop (as the catchments);
+    inf where no stop is reachable."""
+    if not len(lon) or not len(stop_lon):
+        return np.full(len(lon), np.inf)
+    snode, sleg = graph.snap(stop_lon, stop_lat)
+    leg_at = np.full(graph.n_nodes, np.inf)
+    np.minimum.at(leg_at, snode, sleg)
+    metres, origin = graph.times_from(snode)
+    pnode, pleg = graph.snap(lon, lat)
+    reached = origin[pnode] >= 0
+    out = np.full(len(lon), np.inf)
+    out[reached] = pleg[reached] + metres[pnode][reached] + leg_at[origin[pnode][reached]]
+    return out

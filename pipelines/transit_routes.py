@@ -19,10 +19,11 @@ from hubctl.duck import scratch
 from hubctl.ngsild import local_id
 from hubctl.pipeline import PipelineContext
 from hubctl.pipelines.transit_coverage import Coverage, StopRoutes
+from hubctl.pipelines.transit_demand import Boardings, match_lines
 from hubctl.pipelines.transit_feed import Service
 from hubctl.pipelines.transit_plans import Pattern, Segments, redundancy_of
 
-__all__ = ["Network", "build_network", "route_totals"]
+__all__ = ["Network", "build_network", "route_boardings", "route_note", "route_totals"]
 
 
 def _local(urn: str, feed: str) -> str:
@@ -326,3 +327,66 @@ def route_totals(net: Network, routes: pa.Table, cov: Coverage, stop_board: np.n
         "reallocatable": np.isfinite(headway) & (headway > 0) & (vh > 0),
         "_code": np.arange(n, dtype=np.int64),
     })
+
+
+def route_boardings(net: Network, boardings: Boardings) -> tuple[
+        np.ndarray | None, dict[str, Any], dict[str, str]]:
+    """Boardings per stop-route-direction pair where card data names the route (its line
+    matched to one GTFS route that serves the stop), how the lines matched, and the route of
+    each matched line."""
+    if not boardings.per_stop_line:
+        return None, {"lines": 0}, {}
+    sr = net.stop_routes
+    routes_at: dict[str, set[str]] = {}
+    served: set[tuple[int, int]] = set()
+    for s, r in zip(sr.stop.tolist(), sr.route.tolist(), strict=True):
+        routes_at.setdefault(net.stop_ids[s], set()).add(net.route_list[r])
+        served.add((s, r))
+    lines: dict[str, set[str]] = {}
+    for stop, line in boardings.per_stop_line:
+        lines.setdefault(line, set()).add(stop)
+    match = match_lines(lines, boardings.line_names, net.route_info, routes_at)
+    route_index = {r: k for k, r in enumerate(net.route_list)}
+    per_route: dict[tuple[int, int], float] = {}
+    elsewhere = 0.0
+    for (stop, line), (b, _) in boardings.per_stop_line.items():
+        route = match.route_of.get(line)
+        if route is None:
+            continue
+        key = (net.stop_index[stop], route_index[route])
+        if key in served:
+            per_route[key] = per_route.get(key, 0.0) + b
+        else:
+            elsewhere += b
+    direct = net.direct_boardings(per_route)
+    named = sum(b for b, _ in boardings.per_stop_line.values())
+    total = sum(b for b, _ in boardings.per_stop.values())
+    return direct, {
+        "lines": len(lines), "matched": len(match.route_of),
+        "matched_by": {h: list(match.how.values()).count(h) for h in sorted(set(
+            match.how.values()))},
+        "unmatched": match.unmatched[:20], "unmatched_lines": len(match.unmatched),
+        "ambiguous": dict(list(match.ambiguous.items())[:20]),
+        "boardings_with_line_per_day": round(named, 6),
+        "boardings_direct_per_day": round(float(direct.sum()), 6),
+        "boardings_at_stops_the_route_does_not_serve": round(elsewhere, 6),
+        "direct_share": round(float(direct.sum()) / total, 6) if total else None}, \
+        match.route_of
+
+
+def route_note(f: dict[str, Any]) -> str:
+    """The run's note on boardings by route (the figures of :func:`route_boardings`)."""
+    note = (f"boardings by route: {f['matched']} of {f['lines']} card-data lines matched a GTFS "
+            "route by name; "
+            + (f"{f['direct_share']:.0%} of boardings are counted on their own route, "
+               if f["direct_share"] is not None else "")
+            + "the rest (no line, or no matching route) are split among a stop's routes by "
+              "their departures")
+    if f["unmatched_lines"]:
+        note += f"; unmatched: {', '.join(f['unmatched'][:5])}"
+    if f["ambiguous"]:
+        note += f"; ambiguous: {', '.join(f['ambiguous'])}"
+    if f["boardings_at_stops_the_route_does_not_serve"]:
+        note += (f"; {f['boardings_at_stops_the_route_does_not_serve']:,.0f} boardings a day "
+                 "of matched lines are at stops their route does not serve on these dates")
+    return note

@@ -444,8 +444,29 @@ def test_walking_catchments_follow_the_streets(lake: Path, tmp_path: Path) -> No
     assert stops["S3"]["catchment_population"] == pytest.approx(1000)
     assert stops["S2"]["catchment_population"] == 0
     assert stops["S2"]["catchment_population_straight"] == pytest.approx(1000)
+    # uncovered cells: the walk to the nearest frequent stop (S1..S6), by hand: to the nearest
+    # vertex of either street, along the south street to the nearest stop vertex, or along
+    # the north street to the footway at S3 and 55 m down it
+    from hubctl.geo import haversine_m
+
+    cells = _rows(lake, "uncovered", "cell")
+    vertices = [(m, LON0 + step * m, lat) for m in range(-4, 15) for lat in (LAT0, LAT0 + 0.0005)]
+    metre = haversine_m(LON0, LAT0, LON0 + step, LAT0)  # one vertex spacing
+    for c in cells:
+        m, lon, lat = min(vertices, key=lambda v: haversine_m(c["lon"], c["lat"], v[1], v[2]))
+        leg = haversine_m(c["lon"], c["lat"], lon, lat)
+        if lat == LAT0:  # stops at even m from 0 to 10
+            along = metre * (abs(m) if m < 0 else m - 10 if m > 10 else m % 2)
+        else:
+            along = metre * abs(m - 4) + haversine_m(LON0, LAT0, LON0, LAT0 + 0.0005)
+        assert c["nearest_frequent_stop_m"] == pytest.approx(leg + along, rel=2e-3)
+        assert c["nearest_frequent_stop_m"] >= c["nearest_frequent_stop_m_straight"] - 1e-6
+    assert len(cells) >= 2
     straight = _run(lake, "--param", "catchment=straight")["summary"]["catchments"]
     assert straight["mode"] == "straight" and straight["population_served"] == pytest.approx(6450)
+    plain = _rows(lake, "uncovered", "cell")
+    assert all(c["nearest_frequent_stop_m"] == c["nearest_frequent_stop_m_straight"]
+               for c in plain)
 
 
 def test_straight_catchments_without_roads_say_so(base: tuple[Path, dict[str, Any]]) -> None:
