@@ -142,9 +142,35 @@ class MeterReadings(Adapter):
 def _read_file(plan: _Plan, stream: CsvStream, ctx: ReadContext) -> Iterator[Batch]:
     for batch, lines, bad in _whole_instants(plan, stream):
         ctx.advance(stream.take_read_bytes())
-        out = _convert(plan, batch, lines, ctx)
-        add_malformed(out, TYPE, plan.path, bad)
-        yield out
+        for k, (start, end) in enumerate(_bounded(plan, batch, max(1, ctx.batch_rows))):
+            out = _convert(plan, batch.slice(start, end - start), lines[start:end], ctx)
+            if k == 0:
+                add_malformed(out, TYPE, plan.path, bad)
+            yield out
+
+
+def _bounded(plan: _Plan, batch: pa.RecordBatch, size: int) -> list[tuple[int, int]]:
+    """(start, end) of pieces of at most ``size`` rows, each cut where one instant's readings
+    end (an instant with more readings than ``size`` stays whole)."""
+    n = batch.num_rows
+    if n <= size:
+        return [(0, n)]
+    column = plan.cols.get("timestamp") or plan.cols["date"]
+    def codes(name: str) -> np.ndarray:
+        indices = pc.fill_null(pc.dictionary_encode(batch.column(name)).indices, -1)
+        return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    key = codes(column)
+    if "timestamp" not in plan.cols and plan.cols.get("time"):
+        key = key * (n + 1) + codes(plan.cols["time"])
+    ends = np.append(np.flatnonzero(key[1:] != key[:-1]) + 1, n)  # where instants end
+    pieces, start = [], 0
+    while start < n:
+        fits = ends[(ends > start) & (ends <= start + size)]
+        end = int(fits[-1]) if len(fits) else int(ends[ends > start][0])
+        pieces.append((start, end))
+        start = end
+    return pieces
 
 
 def _whole_instants(plan: _Plan, stream: CsvStream

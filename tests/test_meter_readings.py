@@ -118,3 +118,22 @@ def test_header_aliases(tmp_path: Path, header: str) -> None:
     assert run["written"] == 2
     assert hub_json(tmp_path / "lake", "sql", "SELECT max(intervalLength) AS n FROM "
                     "MeterReadingObserved") == [{"n": 1800}]
+
+
+def test_batches_keep_to_batch_rows_and_never_split_an_instant(tmp_path: Path) -> None:
+    """Batches are cut where one instant's readings end: at most batch_rows rows, except an
+    instant with more readings than that, which stays whole."""
+    from hubctl.adapter import ReadContext
+    from hubctl.adapters import get_adapter
+
+    lines = [f"M{m},2025-03-01,{h:02d}:00,{m + h}" for h in range(3) for m in range(3)]
+    lines += [f"M{m},2025-03-01,03:00,1" for m in range(2)]
+    data = _csv(tmp_path / "ami.csv", "meter,date,time,kwh", *lines)
+    adapter = get_adapter("meter-readings")
+    options = {"mapping": (), "interval": 3600, "timestamp_at": "start", "timezone": "UTC"}
+    batches = list(adapter.read([data], options, ReadContext(batch_rows=2)))
+    instants = [sorted(set(b.rows.column("observed_at").to_pylist())) for b in batches
+                if b.rows is not None]
+    assert [b.rows.num_rows for b in batches if b.rows is not None] == [3, 3, 3, 2]
+    assert all(len(i) == 1 for i in instants)  # one instant each, none split
+    assert sum(b.records for b in batches) == len(lines)
