@@ -168,12 +168,12 @@ def _read_file(path: Path, ctx: ReadContext) -> Iterator[Batch]:
                 root.clear()
             if len(feed.rows["id"]) >= ctx.batch_rows:
                 ctx.advance(0)
-                yield _flush(feed)
+                yield from _flush(feed, max(1, ctx.batch_rows))
     except ET.ParseError as exc:
         raise InputError(f"is not well-formed XML: {exc}", path=str(path),
                          hint="check that the download completed") from None
     _finish(feed)
-    yield _flush(feed)
+    yield from _flush(feed, max(1, ctx.batch_rows))
 
 
 def _links(entry: ET.Element) -> dict[str, list[str]]:
@@ -384,7 +384,7 @@ def _reset(feed: _Feed) -> None:
     feed.records = 0
 
 
-def _flush(feed: _Feed) -> Batch:
+def _flush(feed: _Feed, size: int) -> Iterator[Batch]:
     rows = feed.rows
     n = len(rows["id"])
     micros = np.asarray(rows["start"], dtype=np.int64) * 1_000_000
@@ -400,10 +400,13 @@ def _flush(feed: _Feed) -> Batch:
         "source": pa.repeat(pa.scalar(f"greenbutton:{feed.path.name}"), n),
         "_time_index": pa.repeat(pa.scalar("dateObservedFrom"), n),
     })
-    batch = Batch(TYPE, table, str(feed.path), feed.records, rejects=feed.rejects,
-                  cell_columns=_ATTRIBUTES)
+    rejects = feed.rejects
     _reset(feed)
-    return batch
+    for start in range(0, max(n, 1), size):  # at most ``size`` rows a batch
+        part = table.slice(start, size)
+        yield Batch(TYPE, part, str(feed.path), part.num_rows + len(rejects),
+                    rejects=rejects, cell_columns=_ATTRIBUTES)
+        rejects = []
 
 
 ADAPTER = GreenButton()

@@ -104,8 +104,6 @@ BATCH_ROWS = 3
 UNBOUNDED = {
     "openaq": "its pivot holds (station, hour) cells across blocks and yields them together "
               "(up to 4 x BATCH_ROWS, issue 13 section 4), whatever ReadContext.batch_rows is",
-    "greenbutton": "a batch is flushed after a whole IntervalBlock, so it can pass "
-                   "ReadContext.batch_rows by up to one block's readings",
 }
 
 
