@@ -33,6 +33,7 @@ test: $(STAMP)  ## lint, type-check and the whole test suite
 	bash scripts/ensure-acme
 	bash scripts/ensure-chromium
 	bash scripts/ensure-duckdb-previous
+	bash scripts/ensure-java
 	$(BIN)/pytest -q -p no:cacheprovider
 
 $(LOWEST)/.installed-stamp: pyproject.toml scripts/lowest-constraints
@@ -47,6 +48,7 @@ test-lowest: $(LOWEST)/.installed-stamp  ## the suite at the lowest declared ver
 	bash scripts/ensure-acme
 	bash scripts/ensure-chromium
 	bash scripts/ensure-duckdb-previous
+	bash scripts/ensure-java
 	$(LOWEST)/bin/pip freeze --exclude-editable  # the versions under test, for the log
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider
 
@@ -57,6 +59,7 @@ lint: $(STAMP)
 bench: $(STAMP)  ## benchmarks (not part of the tests); figures go to docs/benchmarks.md
 	bash scripts/ensure-mosquitto
 	bash scripts/ensure-acme
+	bash scripts/ensure-java
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 constraints:  ## regenerate constraints.txt: the newest versions pyproject.toml allows, pinned

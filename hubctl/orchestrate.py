@@ -342,11 +342,13 @@ def run_pipelines(lake: Lake, registry: dict[str, Pipeline],
                   params: dict[str, list[str]], asserts: dict[str, list[Assertion]], *,
                   debug: bool = False, warn: Callable[[str], None] = lambda m: None,
                   step: Callable[[str, str], None] = lambda name, m: None,
-                  done: Callable[[PipelineRun], None] = lambda r: None) -> list[PipelineRun]:
+                  done: Callable[[PipelineRun], None] = lambda r: None,
+                  engine: str | None = None) -> list[PipelineRun]:
     """Run every pipeline of ``registry`` whose inputs the lake has, each after the pipelines
     whose derived tables it reads, otherwise in name order (:func:`hubctl.pipeline.run_order`);
     the others are skipped. One failing does not stop the others; with ``debug`` a bug is
-    raised at once. ``params`` and ``asserts`` are by pipeline (see :func:`route_all`)."""
+    raised at once. ``params`` and ``asserts`` are by pipeline (see :func:`route_all`);
+    ``engine`` is :func:`~hubctl.runner.run_pipeline`'s."""
     from hubctl.pipeline import run_order
     from hubctl.runner import AssertionFailed, missing_inputs, parse_params, run_pipeline
 
@@ -361,7 +363,7 @@ def run_pipelines(lake: Lake, registry: dict[str, Pipeline],
                 values = parse_params(pipeline, params.get(name, []))
                 result.outcome = run_pipeline(
                     lake, pipeline, values, asserts.get(name, []), warn=warn,
-                    step=partial(step, name))
+                    step=partial(step, name), engine=engine)
             except AssertionFailed as exc:  # it ran: its outcome is kept
                 result.outcome, result.error = exc.outcome, exc
             except Exception as exc:

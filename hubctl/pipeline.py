@@ -138,6 +138,11 @@ class PipelineContext:
     (``"GtfsStopTime"``), ``<Type>_latest`` (newest row per id), ``_runs``, ``_rejects``, and
     earlier derived tables as ``derived.<pipeline>_<table>``. ``params`` holds every parameter
     of the pipeline, parsed, defaults filled in.
+
+    ``engine`` is None (DuckDB runs everything) or, with ``hubctl run --engine``, the
+    :class:`hubctl.spark.SparkEngine` that runs the queries a pipeline sends through
+    :meth:`aggregate` and :meth:`stage`: its heavy scans over the big lake tables. Everything
+    else (:meth:`sql`, :meth:`scalar`, ``con``) runs in DuckDB on the driver.
     """
 
     con: duckdb.DuckDBPyConnection
@@ -146,6 +151,7 @@ class PipelineContext:
     tables: frozenset[str] = frozenset()
     warn: Callable[[str], None] = lambda msg: None
     step: Callable[[str], None] = lambda msg: None
+    engine: Any = None
 
     def has(self, table: str) -> bool:
         """True if the lake has table ``table`` (it may still be empty)."""
@@ -154,6 +160,24 @@ class PipelineContext:
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run SQL on the catalog and return the result as an Arrow table."""
         return self.con.sql(query, params=list(params) if params else None).to_arrow_table()
+
+    def aggregate(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run a heavy query over lake tables (and :meth:`stage` tables) whose result is
+        small, on the run's engine: DuckDB, or Spark with ``--engine``. The SQL is DuckDB's;
+        the result has the schema DuckDB gives it, on either engine."""
+        if self.engine is None:
+            return self.sql(query, params)
+        return self.engine.query(self.con, query, params)  # type: ignore[no-any-return]
+
+    def stage(self, name: str, query: str, params: Sequence[Any] | None = None) -> None:
+        """Keep ``query``'s result as table ``name`` on the run's engine, for later
+        :meth:`aggregate` queries (a DuckDB temp table; with ``--engine`` a cached Spark view,
+        which only :meth:`aggregate` queries see: DuckDB keeps an empty table of its schema)."""
+        if self.engine is None:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}",
+                             list(params) if params else []).fetchall()
+        else:
+            self.engine.stage(self.con, name, query, params)
 
     def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
         """The first column of the first row of a query (None when there is no row)."""

@@ -158,8 +158,12 @@ class Outcome:
 def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                  asserts: Sequence[Assertion] = (), *,
                  warn: Callable[[str], None] = lambda m: None,
-                 step: Callable[[str], None] = lambda m: None) -> Outcome:
+                 step: Callable[[str], None] = lambda m: None,
+                 engine: str | None = None) -> Outcome:
     """Run ``pipeline`` on the lake's current snapshots and record it.
+
+    ``engine`` is a Spark master (``local[N]``, ``spark://HOST:PORT``) for the pipeline's
+    heavy queries (:class:`hubctl.spark.SparkEngine`); None or ``duckdb`` runs them in DuckDB.
 
     Raises InputError when an input table is missing, LockHeld when the same pipeline runs
     elsewhere, UsageError when an assert names no metric of the summary, and AssertionFailed
@@ -182,9 +186,15 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
         started = datetime.now(UTC)
         clock = time.perf_counter()
         catalog = Catalog(lake)
+        spark = None
         try:
+            if engine not in (None, "duckdb"):
+                from hubctl.spark import SparkEngine
+
+                spark = SparkEngine(str(engine), lake)
             ctx = PipelineContext(con=catalog.con, params=dict(params), run_id=out.run_id,
-                                  tables=frozenset(tables), warn=warn, step=step)
+                                  tables=frozenset(tables), warn=warn, step=step,
+                                  engine=spark)
             result = pipeline.run(ctx)
             out.summary = plain(result.summary)
             out.notes = list(result.notes)
@@ -205,6 +215,8 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
             raise
         finally:
             catalog.close()
+            if spark is not None:
+                spark.close()
         out.seconds = time.perf_counter() - clock
         _record(lake, out, started)
     if out.status == "empty":

@@ -135,11 +135,16 @@ def _energy(ctx: PipelineContext) -> list[Kpi]:
     return out
 
 
+def _row(table: pa.Table) -> tuple[Any, ...]:
+    """The first row of a query's result as a tuple (as ``fetchall()[0]`` gives it)."""
+    return tuple(table.slice(0, 1).to_pylist()[0].values())
+
+
 def _network_km(ctx: PipelineContext) -> tuple[float, int] | None:
     """Length of the network: distinct consecutive stop pairs of the trips, straight line."""
     if not (ctx.has("GtfsStopTime") and ctx.has("GtfsStop")):
         return None
-    t = ctx.sql("""
+    t = ctx.aggregate("""
         WITH st AS (SELECT hasTrip, hasStop, stopSequence FROM GtfsStopTime_latest),
         pairs AS (SELECT DISTINCT least(a, b) AS a, greatest(a, b) AS b FROM (
             SELECT hasStop AS a, lead(hasStop) OVER (PARTITION BY hasTrip
@@ -158,7 +163,7 @@ def _network_km(ctx: PipelineContext) -> tuple[float, int] | None:
 def _regular_stops(ctx: PipelineContext, departures: int) -> tuple[np.ndarray, np.ndarray]:
     """Stops with at least ``departures`` scheduled departures on one service day (the busiest
     service of the stop)."""
-    t = ctx.sql("""
+    t = ctx.aggregate("""
         WITH dep AS (SELECT st.hasStop AS stop, t.hasService AS service, count(*) AS n
                      FROM GtfsStopTime_latest st JOIN GtfsTrip_latest t ON t.id = st.hasTrip
                      GROUP BY ALL),
@@ -233,13 +238,14 @@ def _safety(ctx: PipelineContext, population: float | None) -> list[Kpi]:
                 for q in ("median", "90th percentile")] + [
             _kpi(SOC, *sub, "Emergency calls", "per 100,000 inhabitants per year",
                  "calls for service by category", note=note)]
-    row = ctx.con.execute("""
+    row = _row(ctx.aggregate("""
         SELECT quantile_cont(m, 0.5), quantile_cont(m, 0.9), count(m), count(*),
                min(t), max(t)
-        FROM (SELECT coalesce(responseTime / 60.0, epoch(dateArrived - dateIssued) / 60.0) AS m,
+        FROM (SELECT coalesce(responseTime / 60.0,
+                              (epoch_us(dateArrived) - epoch_us(dateIssued)) / 60e6) AS m,
                      coalesce(dateIssued, observed_at) AS t
               FROM Alert_latest)
-        """).fetchall()[0]
+        """))
     period = f"{str(row[4])[:10]}/{str(row[5])[:10]}" if row[4] else None
     out = [_kpi(SOC, *sub, f"Emergency service response time ({q})", "minutes",
                 "time from the call to the first unit's arrival (responseTime, else "
@@ -248,9 +254,9 @@ def _safety(ctx: PipelineContext, population: float | None) -> list[Kpi]:
                 "Alert", f"{row[2]} of {row[3]} calls with an arrival time")
            for q, v in (("median", row[0]), ("90th percentile", row[1]))]
     years = (row[5] - row[4]).total_seconds() / (365.25 * 86400) if row[4] else 0
-    cats = ctx.con.execute("SELECT coalesce(subCategory, category, 'unknown'), count(*) "
-                           "FROM Alert_latest "
-                           "GROUP BY ALL ORDER BY 2 DESC, 1").fetchall()
+    cats = [tuple(r.values()) for r in ctx.aggregate(
+        "SELECT coalesce(subCategory, category, 'unknown'), count(*) FROM Alert_latest "
+        "GROUP BY ALL ORDER BY 2 DESC, 1").to_pylist()]
     for cat, n in cats:
         rate = n / years / population * 100_000 if population and years > 0 else None
         out.append(_kpi(SOC, *sub, f"Emergency calls: {cat}",

@@ -58,12 +58,11 @@ def prepare_local_time(ctx: PipelineContext, tz: str, peak: str) -> None:
     peak flag. Converting once per distinct timestamp, into a table whose small size DuckDB
     knows (so it builds the join's hash table on it), costs a second on 35 million readings;
     converting per reading costs over a minute."""
-    ctx.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE __energy_local AS
+    ctx.stage("__energy_local", f"""
         SELECT observed_at, t, CAST(t AS DATE) AS day,
                CAST(date_trunc('month', t) AS DATE) AS month, {peak} AS peak
         FROM (SELECT observed_at, timezone('{tz}', observed_at) AS t
-              FROM (SELECT DISTINCT observed_at FROM MeterReadingObserved))""").fetchall()
+              FROM (SELECT DISTINCT observed_at FROM MeterReadingObserved))""")
 
 
 def _readings() -> str:
@@ -94,14 +93,14 @@ def _meter(column: str = "id") -> str:
 
 def meter_tables(ctx: PipelineContext, tz: str, peak: str,
                  quantile: float) -> tuple[pa.Table, pa.Table]:
-    """(meter_daily, meter_monthly) from the readings: two scans, all in DuckDB."""
+    """(meter_daily, meter_monthly) from the readings: two scans on the run's engine."""
     prepare_local_time(ctx, tz, peak)
-    daily = ctx.sql(f"""
+    daily = ctx.aggregate(f"""
         WITH r AS ({_readings()}),
         g AS (SELECT id, min(site) AS site, day, {_CONSUMPTION}
               FROM r GROUP BY id, day)
         SELECT {_meter()} AS meter, * EXCLUDE (id) FROM g ORDER BY meter, day""")
-    monthly = ctx.sql(f"""
+    monthly = ctx.aggregate(f"""
         WITH r AS ({_readings()}),
         g AS (SELECT id, min(site) AS site, month, {_CONSUMPTION},
                      sum(kwh) / (sum(secs) / 3600.0) AS mean_kw,
@@ -142,7 +141,7 @@ def site_tables(ctx: PipelineContext, quantile: float) -> tuple[pa.Table, pa.Tab
         SELECT site, day, count(*)::BIGINT AS meters, sum(kwh) AS kwh,
                sum(peak_kwh) AS peak_kwh, sum(offpeak_kwh) AS offpeak_kwh
         FROM __energy_meter_daily GROUP BY site, day ORDER BY site, day""")
-    monthly = ctx.sql(f"""
+    monthly = ctx.aggregate(f"""
         WITH r AS ({_readings()}),
         load AS (SELECT site, t, month, peak, sum(kwh) AS kwh, max(secs) AS secs,
                         sum(kw) AS kw
@@ -186,7 +185,7 @@ def totals(ctx: PipelineContext) -> dict[str, Any]:
     """Whole-lake figures: meters, readings, kWh, exported kWh, the first and last reading,
     and the annual consumption (each meter's kWh over the hours its readings cover, scaled to
     a year, summed over meters: meters that report different periods still add up)."""
-    row = ctx.con.execute(f"""
+    whole = ctx.aggregate(f"""
         WITH m AS (
             SELECT id, count(*) AS n,
                    sum(coalesce(activeEnergyImport, activeEnergyNet)) AS kwh,
@@ -198,8 +197,12 @@ def totals(ctx: PipelineContext) -> dict[str, Any]:
             GROUP BY id)
         SELECT count(*), sum(n), sum(kwh), sum(export),
                sum(kwh * {365.25 * 86400} / secs) FILTER (WHERE kwh IS NOT NULL),
-               CAST(min(first) AS VARCHAR), CAST(max(last) AS VARCHAR)
-        FROM m""").fetchall()[0]
+               min(first) AS first, max(last) AS last
+        FROM m""")
+    ctx.con.register("__energy_totals", whole)  # the text of the times as DuckDB writes it
+    row = ctx.con.execute("SELECT * EXCLUDE (first, last), CAST(first AS VARCHAR), "
+                          "CAST(last AS VARCHAR) FROM __energy_totals").fetchall()[0]
+    ctx.con.unregister("__energy_totals")
     meters, readings, kwh, export, annual, first, last = row
     return {"meters": int(meters or 0), "readings": int(readings or 0),
             "kwh": float(kwh or 0.0), "export_kwh": float(export or 0.0),

@@ -124,7 +124,7 @@ class PatrolPoints:
         bands = parse_bands(p["bands"])
         local = zone(p["timezone"], "--param timezone")
         ctx.step("reading calls")
-        calls = ctx.sql(_CALLS_SQL, [every_category(p["category"]), p["category"]])
+        calls = ctx.aggregate(_CALLS_SQL, [every_category(p["category"]), p["category"]])
         total = calls.num_rows
         lon = calls.column("lon").to_numpy(zero_copy_only=False).astype(np.float64)
         lat = calls.column("lat").to_numpy(zero_copy_only=False).astype(np.float64)

@@ -108,9 +108,13 @@ def pipelines(name: str | None, as_json: bool) -> None:
 @click.option("--all", "run_all", is_flag=True,
               help="Run every pipeline whose inputs are present in the lake, each after the "
                    "pipelines whose derived tables it reads.")
+@click.option("--engine", default="duckdb", show_default=True, metavar="ENGINE",
+              help="Where the heavy queries run: duckdb, local[N] (Spark in this process, N "
+                   "threads) or spark://HOST:PORT (a Spark standalone cluster; its executors "
+                   "must see the lake at the same path). Solvers run here either way.")
 @json_option
 def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run_all: bool,
-        as_json: bool) -> None:
+        engine: str, as_json: bool) -> None:
     """Run a pipeline on the lake and write its derived tables.
 
     Derived tables go to <lake>/derived/NAME/TABLE/ (each row tagged with the run id) and are
@@ -123,6 +127,7 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
       hubctl run bus_routes --param feed=caltrain --param catchment_m=500
       hubctl run energy --json --assert "kpis.ev_utilisation >= 0.2"
       hubctl run --all --assert "patrol_points.coverage.after >= 0.5"
+      hubctl run energy --engine spark://10.0.0.5:7077
 
     \b
     Exit codes: 0 ok, 1 an --assert failed, an input is missing or the pipeline failed,
@@ -132,7 +137,9 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
     traceback.
     """
     from hubctl.runner import AssertionFailed, parse_assert, parse_params, run_pipeline
+    from hubctl.spark import check_engine
 
+    engine = check_engine(engine)
     registry = _registry()
     if run_all == (name is not None):
         raise UsageError("give one pipeline NAME or --all",
@@ -140,7 +147,7 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
     lake = hub().lake
     checks = [parse_assert(a) for a in asserts]
     if name is None:
-        _run_all(lake, registry, params, checks, as_json)
+        _run_all(lake, registry, params, checks, as_json, engine)
         return
     if name not in registry:
         raise UsageError(f"unknown pipeline {name!r}",
@@ -150,7 +157,7 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
 
     try:
         out = run_pipeline(lake, registry[name], parse_params(registry[name], params), checks,
-                           warn=_warn, step=_stepper(name))
+                           warn=_warn, step=_stepper(name), engine=engine)
     except AssertionFailed as exc:
         show_pipeline(PipelineRun(name, exc.outcome, exc), as_json)  # it ran: show it, then fail
         raise
@@ -162,13 +169,14 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
 
 
 def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
-             checks: list[Any], as_json: bool) -> None:
+             checks: list[Any], as_json: bool, engine: str) -> None:
     from hubctl.orchestrate import overall_exit, route_all, run_pipelines
 
     per_params, per_checks = route_all(registry, params, checks)
     results = run_pipelines(lake, registry, per_params, per_checks, debug=hub().debug,
                             warn=_warn, step=pipeline_steps(),
-                            done=lambda r: None if as_json else show_pipeline(r, False))
+                            done=lambda r: None if as_json else show_pipeline(r, False),
+                            engine=engine)
     if as_json:
         emit_json([r.as_json() for r in results])
     code = overall_exit(results)

@@ -1,0 +1,337 @@
+"""Pipelines' heavy SQL on Spark: ``hubctl run NAME --engine spark://HOST:PORT`` or ``local[N]``.
+
+A pipeline writes its SQL once, in DuckDB's dialect. The scans and aggregations over the big
+lake tables (calls, stop times, boardings, meter readings) go through
+:meth:`hubctl.pipeline.PipelineContext.aggregate` (and :meth:`~PipelineContext.stage` for an
+intermediate table those queries share). Without ``--engine`` DuckDB runs them; with it,
+:class:`SparkEngine` transpiles each query to Spark SQL (sqlglot), runs it on the cluster over
+the same Delta snapshots and brings the small result back to the driver as Arrow, cast to the
+exact schema DuckDB gives the same query. Everything after that (the solvers, the small SQL
+over results) runs in the driver as without ``--engine``.
+
+Spark reads each lake table as the Parquet files of its current Delta snapshot
+(``DeltaTable.file_uris()``), with the Delta schema, so no Delta jar is needed on the cluster
+and nothing is downloaded at run time. The executors must see the lake at the same path (a
+shared filesystem, or object storage).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from hubctl.errors import HubError, UsageError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from hubctl.lake import Lake
+
+__all__ = ["JVM_OPTIONS", "LOCAL", "SparkEngine", "check_engine", "java_missing", "stop",
+           "to_spark_sql"]
+
+LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
+_MASTER = re.compile(r"^spark://[^\s/:]+:\d+$")
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` when it names a Spark master (``spark://HOST:PORT``, ``local[N]``) or DuckDB
+    (``duckdb``); a UsageError saying what fits otherwise."""
+    text = engine.strip()
+    if text == "duckdb" or LOCAL.match(text) or _MASTER.match(text):
+        return text
+    raise UsageError(f"--engine {engine}: not an engine",
+                     hint="use duckdb (the default), local[N] (Spark in this process with N "
+                          "threads) or spark://HOST:PORT (a Spark standalone master)")
+
+
+def java_missing() -> str | None:
+    """Why Spark cannot start here (no Java runtime, no pyspark), or None."""
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return ("no Java runtime: Spark needs Java 17 or later (Debian: apt-get install "
+                "openjdk-17-jre-headless)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed: pip install 'hubctl[spark]'"
+    return None
+
+
+def to_spark_sql(query: str, params: Sequence[Any] | None = None) -> str:
+    """DuckDB SQL as Spark SQL: ``?`` parameters inlined as literals, decimal literals read as
+    doubles (DuckDB divides decimals in floating point, Spark in decimal), then sqlglot's
+    transpilation with the rewrites of :func:`_spark_function`."""
+    from sqlglot import exp
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, exp.Literal) and node.is_number and _DECIMAL.match(node.this):
+            return exp.cast(node, exp.DataType.build("DOUBLE"))
+        return _spark_function(node)
+
+    return str(_parse(query, params).transform(rewrite).sql(dialect="spark"))
+
+
+def _parse(query: str, params: Sequence[Any] | None) -> Any:
+    """DuckDB ``query`` as a sqlglot tree, its ``?`` parameters inlined as literals."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(query, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise HubError(f"the query cannot be read for Spark: {exc}") from None
+    values = list(params or [])
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, exp.Placeholder):
+            if not values:
+                raise HubError("the query has more ? parameters than values")
+            return exp.convert(values.pop(0))
+        return node
+
+    tree = tree.transform(inline)
+    if values:
+        raise HubError("the query has fewer ? parameters than values")
+    return tree
+
+
+def _spark_function(node: Any) -> Any:
+    """DuckDB functions sqlglot leaves as they are (or maps wrongly) as their Spark twins."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous):
+        name, args = node.name.lower(), node.expressions
+        if name == "timezone" and len(args) == 2:  # local wall-clock time of an instant
+            return exp.Anonymous(this="from_utc_timestamp", expressions=[args[1], args[0]])
+        if name == "epoch_us" and len(args) == 1:
+            return exp.Anonymous(this="unix_micros", expressions=args)
+    if isinstance(node, exp.DayOfWeekIso):  # sqlglot writes it for a 0-based DAYOFWEEK
+        return exp.Extract(this=exp.var("DAYOFWEEK_ISO"), expression=node.this)
+    if isinstance(node, exp.PercentileCont) and node.expression is not None:
+        return exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
+    if isinstance(node, exp.TimeToUnix):  # DuckDB's epoch(): seconds with their fraction
+        return exp.Div(this=exp.Anonymous(this="unix_micros", expressions=[node.this]),
+                       expression=exp.Literal.number("1000000D"))
+    return node
+
+
+_DECIMAL = re.compile(r"^\d*\.\d*(e[+-]?\d+)?$|^\d+e[+-]?\d+$", re.IGNORECASE)
+
+
+class SparkEngine:
+    """A Spark session over the lake's current snapshots, for one pipeline run."""
+
+    def __init__(self, master: str, lake: Lake) -> None:
+        why = java_missing()
+        if why is not None:
+            raise UsageError(f"--engine {master}: Spark cannot start: {why}")
+        self.master = master
+        self.lake = lake
+        self._spark: Any = None
+        self._views: set[str] = set()
+        self._staged: set[str] = set()
+
+    @property
+    def spark(self) -> Any:
+        """The session (started on first use)."""
+        if self._spark is None:
+            self._spark = _session(self.master)
+        return self._spark
+
+    def query(self, con: duckdb.DuckDBPyConnection, query: str,
+              params: Sequence[Any] | None = None) -> pa.Table:
+        """Run DuckDB ``query`` on Spark; its result as Arrow with DuckDB's schema for it
+        (bound, not run, on ``con``)."""
+        expected = _schema(con, query, params)
+        frame = self._frame(query, params)
+        return _conform(frame.toArrow(), expected)
+
+    def stage(self, con: duckdb.DuckDBPyConnection, name: str, query: str,
+              params: Sequence[Any] | None = None) -> None:
+        """``name`` as a Spark temporary view of ``query``'s result (cached on the cluster),
+        for later queries; DuckDB gets an empty table of the same schema so that those
+        queries still bind there."""
+        from hubctl.duck import quote_ident
+
+        frame = self._frame(query, params).cache()
+        frame.createOrReplaceTempView(name)
+        self._staged.add(name.lower())
+        select = _inline(query, params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
+                    f"SELECT * FROM ({select}) LIMIT 0").fetchall()
+
+    def close(self) -> None:
+        """Drop this run's views and cached tables. The session stays up for the next run in
+        this process (``run --all``, tests); :func:`stop` ends it."""
+        if self._spark is None:
+            return
+        for name in self._staged:
+            self._spark.catalog.uncacheTable(name)
+        for name in self._views | self._staged:
+            self._spark.catalog.dropTempView(name)
+        self._views.clear()
+        self._staged.clear()
+        self._spark = None
+
+    def _frame(self, query: str, params: Sequence[Any] | None) -> Any:
+        text = to_spark_sql(query, params)
+        self._register(_table_names(query))
+        try:
+            return self.spark.sql(text)
+        except Exception as exc:  # AnalysisException and friends: name the query
+            raise HubError(f"Spark could not run a pipeline query: {_first_line(exc)}",
+                           hint=f"the query as Spark SQL:\n{text}") from None
+
+    def _register(self, names: Iterable[str]) -> None:
+        tables = {n.lower(): n for n in self.lake.table_names()}
+        for name in names:
+            low = name.lower()
+            if low in self._views or low in self._staged:
+                continue
+            base = low.removesuffix("_latest")
+            real = tables.get(low) or tables.get(base)
+            if real is None:
+                continue  # a CTE or a name Spark reports itself
+            self._view(real)
+            if low != real.lower():
+                self._latest(real)
+
+    def _view(self, table: str) -> None:
+        if table.lower() in self._views:
+            return
+        from deltalake import DeltaTable
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        folder = self.lake.path(table)
+        dt = DeltaTable(str(folder))
+        schema = from_arrow_schema(pa.schema(dt.schema()))
+        files = dt.file_uris()
+        reader = self.spark.read.schema(schema)
+        if files:
+            frame = reader.option("basePath", _uri(folder)).parquet(*files)
+        else:
+            frame = self.spark.createDataFrame([], schema)
+        frame.createOrReplaceTempView(table)
+        self._views.add(table.lower())
+
+    def _latest(self, table: str) -> None:
+        """``<table>_latest``: the newest row per id, as the catalog's view defines it."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        name = f"{table}_latest"
+        if name.lower() in self._views:
+            return
+        frame = self.spark.table(table)
+        order = [F.col("observed_at").desc()]
+        if "_ingested_at" in frame.columns:
+            order.append(F.col("_ingested_at").desc())
+        window = Window.partitionBy("id").orderBy(*order)
+        latest = (frame.withColumn("__rn", F.row_number().over(window))
+                  .where(F.col("__rn") == 1).drop("__rn"))
+        latest.createOrReplaceTempView(name)
+        self._views.add(name.lower())
+
+
+# Short-lived JVMs: the client compiler only and the serial collector start faster and use
+# less CPU on a small machine; a long-running cluster sets its own options.
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+_ACTIVE: dict[str, Any] = {}  # the process's one Spark session and its master
+
+
+def stop() -> None:
+    """Stop the process's Spark session, if one runs."""
+    session = _ACTIVE.pop("session", None)
+    _ACTIVE.pop("master", None)
+    if session is not None:
+        session.stop()
+
+
+def _session(master: str) -> Any:
+    """The process's Spark session on ``master`` (Spark allows one per process: a session on
+    another master is stopped first)."""
+    if _ACTIVE.get("master") == master:
+        return _ACTIVE["session"]
+    stop()
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(master).appName("hubctl")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", str(_partitions(master)))
+               .config("spark.driver.host", os.environ.get("HUBCTL_SPARK_DRIVER_HOST",
+                                                           "127.0.0.1"))
+               .config("spark.driver.bindAddress", "0.0.0.0")
+               .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
+               .config("spark.executor.extraJavaOptions", JVM_OPTIONS))
+    try:
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("ERROR")
+    except Exception as exc:
+        raise HubError(f"--engine {master}: Spark did not start: {_first_line(exc)}",
+                       hint="check that the master runs (spark://HOST:PORT) and that Java 17 "
+                            "is installed") from None
+    _ACTIVE.update(session=session, master=master)
+    return session
+
+
+def _partitions(master: str) -> int:
+    """Shuffle partitions: a few per core (Spark's default of 200 is for big clusters)."""
+    m = LOCAL.match(master)
+    if m and m.group(2) and m.group(2).isdigit():
+        return max(2, 2 * int(m.group(2)))
+    return 8
+
+
+def _uri(folder: Path) -> str:
+    text = str(folder)
+    return text if "://" in text else Path(text).resolve().as_uri()
+
+
+def _table_names(query: str) -> set[str]:
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(query, read="duckdb")
+    return {t.name for t in tree.find_all(exp.Table) if t.name}
+
+
+def _inline(query: str, params: Sequence[Any] | None) -> str:
+    """``query`` with its ``?`` parameters inlined as DuckDB literals."""
+    return query if not params else str(_parse(query, params).sql(dialect="duckdb"))
+
+
+def _schema(con: duckdb.DuckDBPyConnection, query: str,
+            params: Sequence[Any] | None) -> pa.Schema:
+    """The Arrow schema DuckDB gives ``query`` (bound on the catalog, nothing scanned)."""
+    rel = con.sql(f"SELECT * FROM ({query}) LIMIT 0", params=list(params) if params else None)
+    return rel.to_arrow_table().schema
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Spark's result under DuckDB's column names and types (timestamps Spark returns in UTC
+    become the naive local times DuckDB returns, as wall clock)."""
+    if table.num_columns != len(schema):
+        raise HubError(f"Spark returned {table.num_columns} columns where DuckDB has "
+                       f"{len(schema)}: {', '.join(schema.names)}")
+    table = table.rename_columns(schema.names)
+    columns = []
+    for column, field in zip(table.columns, schema, strict=True):
+        if pa.types.is_timestamp(column.type) and pa.types.is_timestamp(field.type) \
+                and column.type.tz and not field.type.tz:
+            column = column.cast(pa.timestamp(column.type.unit))
+        columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
