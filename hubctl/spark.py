@@ -131,6 +131,11 @@ class SparkEngine:
         why = java_missing()
         if why is not None:
             raise UsageError(f"--engine {master}: Spark cannot start: {why}")
+        if "://" in str(lake.root):
+            raise UsageError(f"--engine {master}: the lake {lake.root} is on object storage, "
+                             "which this Spark engine does not read yet (it would need the "
+                             "cluster's S3 connector)",
+                             hint="run the pipeline without --engine (DuckDB reads it)")
         self.master = master
         self.lake = lake
         self._spark: Any = None
@@ -205,16 +210,14 @@ class SparkEngine:
     def _view(self, table: str) -> None:
         if table.lower() in self._views:
             return
-        from deltalake import DeltaTable
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        folder = self.lake.path(table)
-        dt = DeltaTable(str(folder))
+        dt = self.lake.open(table)
         schema = from_arrow_schema(pa.schema(dt.schema()))
         files = dt.file_uris()
         reader = self.spark.read.schema(schema)
         if files:
-            frame = reader.option("basePath", _uri(folder)).parquet(*files)
+            frame = reader.option("basePath", _uri(self.lake.path(table))).parquet(*files)
         else:
             frame = self.spark.createDataFrame([], schema)
         frame.createOrReplaceTempView(table)
@@ -291,9 +294,9 @@ def _partitions(master: str) -> int:
     return 8
 
 
-def _uri(folder: Path) -> str:
-    text = str(folder)
-    return text if "://" in text else Path(text).resolve().as_uri()
+def _uri(folder: Any) -> str:
+    """A table folder as a URI Spark reads (``file:///...``)."""
+    return Path(str(folder)).resolve().as_uri()
 
 
 def _table_names(query: str) -> set[str]:
