@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,10 +48,11 @@ def _wait(log: Path, pattern: str, proc: subprocess.Popen[bytes], what: str,
 
 
 @contextmanager
-def cluster(workers: int = 2, cores: int = 1, memory: str = "1g",
-            timeout: float = 240.0) -> Iterator[str]:
+def cluster(workers: int = 2, cores: int = 1, memory: str = "1g", timeout: float = 240.0,
+            with_pids: bool = False) -> Iterator[Any]:
     """Start a master and ``workers`` workers on 127.0.0.1; yields the master's
-    ``spark://127.0.0.1:PORT``; stops them (by their process ids) at the end."""
+    ``spark://127.0.0.1:PORT`` (with ``with_pids``, a pair of it and the JVMs' process ids);
+    stops them (by their process ids) at the end."""
     home = _spark_home()
     script = str(home / "bin" / "spark-class")
     env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1",
@@ -83,7 +85,7 @@ def cluster(workers: int = 2, cores: int = 1, memory: str = "1g",
             for i, (wlog, worker) in enumerate(logs):
                 _wait(wlog, r"Successfully registered with master", worker, f"worker {i}",
                       timeout)
-            yield url
+            yield (url, [p.pid for p in procs]) if with_pids else url
         finally:
             from hubctl import spark
 
