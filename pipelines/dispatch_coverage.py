@@ -203,8 +203,8 @@ def _calls(ctx: PipelineContext, graph: RoadGraph, bands: list[Band],
     every = every_category(p["category"])
     where = "" if every else "WHERE category = ?"
     args = None if every else [p["category"]]
-    t = ctx.aggregate(f"SELECT lon, lat, coalesce(dateIssued, observed_at) AS t FROM Alert_latest "
-                f"{where} ORDER BY id", args)
+    t = ctx.aggregate(f"SELECT lon, lat, coalesce(dateIssued, observed_at) AS t "
+                      f"FROM Alert_latest {where} ORDER BY id", args)
     lon = t["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
     lat = t["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
     located = np.isfinite(lon) & np.isfinite(lat)
