@@ -238,3 +238,24 @@ def test_a_dead_runs_marker_on_s3_is_claimed_once(s3_endpoint: str, s3_lake: str
     assert list(running.dead_markers(root)) == []  # claimed: nobody records it twice
     marker.done()
     assert not running.any_markers(root)
+
+
+def test_an_s3_lake_is_chosen_like_a_folder_and_its_endpoint_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from hubctl.config import build_config
+    from hubctl.errors import ConfigError
+    from hubctl.s3 import S3Root
+
+    monkeypatch.delenv("HUBCTL_LAKE", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://objects.example")
+    toml = tmp_path / "hub.toml"
+    assert build_config({"lake": {"path": "s3://city/hub/"}}, toml).lake == S3Root("city", "hub")
+    monkeypatch.setenv("HUBCTL_LAKE", "s3://other")
+    assert build_config({"lake": {"path": "lake"}}, toml).lake == S3Root("other", "")
+    assert str(build_config({}, toml, "s3://city/a/b").lake) == "s3://city/a/b"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.delenv("AWS_ALLOW_HTTP", raising=False)
+    with pytest.raises(ConfigError, match="AWS_ALLOW_HTTP=true"):
+        build_config({}, toml, "s3://city/hub")
+    with pytest.raises(ConfigError, match="not an S3 location"):
+        build_config({}, toml, "s3:///no-bucket")
