@@ -259,3 +259,14 @@ def test_an_s3_lake_is_chosen_like_a_folder_and_its_endpoint_from_the_environmen
         build_config({}, toml, "s3://city/hub")
     with pytest.raises(ConfigError, match="not an S3 location"):
         build_config({}, toml, "s3:///no-bucket")
+
+
+def test_the_store_refuses_stale_conditional_writes(s3_lake: str) -> None:
+    """What leases rest on: create once, replace and delete only the version one holds."""
+    obj = parse_root(s3_lake) / "_locks" / "probe.lease"
+    first = obj.create(b"a")
+    assert first is not None and obj.create(b"b") is None
+    second = obj.replace_if(b"c", first)
+    assert second is not None and obj.replace_if(b"d", first) is None
+    assert not obj.delete_if(first) and obj.read_bytes() == b"c"
+    assert obj.delete_if(second) and not obj.is_file()
