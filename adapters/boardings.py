@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ FIELDS = ("stop_id", "date", "month", "datetime", "hour", "boardings", "alightin
 KOREAN = {"사용일자": "date", "사용월": "month", "사용년월": "month",
           "승차총승객수": "boardings", "하차총승객수": "alightings", "호선명": "line"}
 KOREAN_STOP = ("표준버스정류장ID", "버스정류장ARS번호", "역명", "지하철역")
+KOREA = "Asia/Seoul"  # the zone of Korean card data when --timezone is not given
 #: One column of a wide hourly layout: the hour (a "HH시-HH시" range starts at its first hour),
 #: boarding (승차) or alighting (하차).
 WIDE_HOUR = re.compile(r"^\s*(\d{1,2})\s*시(?:\s*-\s*\d{1,2}\s*시)?\s*(승차|하차)"
@@ -154,8 +154,9 @@ class Boardings(Adapter):
     params: Sequence[click.Parameter] = (
         click.Option(["--feed-id"], default=None, metavar="ID",
                      help="GTFS feed id of the stop ids: links each count to its GtfsStop."),
-        click.Option(["--timezone"], default="UTC", show_default=True, metavar="ZONE",
-                     help="IANA time zone of local dates and hours, e.g. Asia/Seoul."),
+        click.Option(["--timezone"], default=None, metavar="ZONE",
+                     help="IANA time zone of local dates and hours, e.g. Asia/Seoul "
+                          "(default: Asia/Seoul for the Korean card exports, else UTC)."),
         click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read header COLUMN as FIELD (stop_id, date, month, datetime, hour, "
                           "boardings, alightings, line, line_name); repeatable."),
@@ -170,19 +171,33 @@ class Boardings(Adapter):
              ctx: ReadContext) -> Iterator[Batch]:
         """The counts of every input file, batch by batch."""
         mapping = parse_map(options.get("mapping"), FIELDS)
-        tz_name = str(options.get("timezone") or "UTC")
-        zone(tz_name)  # a bad zone fails before any file is read
+        given = str(options.get("timezone") or "").strip() or None
+        if given:
+            zone(given)  # a bad zone fails before any file is read
         feed = (options.get("feed_id") or "").strip() or None
         for path in inputs:
-            convert = partial(_convert, zone=tz_name, feed=feed, path=Path(path))
+            zones = [given or "UTC"]
             hours: list[int] = []
+
+            def rename(header: Sequence[str], zones: list[str] = zones,
+                       where: Path = Path(path)) -> dict[str, str]:
+                found = _korean(header)
+                if given is None and (found or wide_hours(header)):
+                    zones[0] = KOREA
+                    ctx.warn(f"{where.name}: Korean card data: local dates and hours read in "
+                             f"{KOREA} (give --timezone to change)")
+                return found
 
             def need(where: Path, names: list[str], hours: list[int] = hours) -> None:
                 _need(where, names)
                 hours.append(len(wide_hours(names)))
 
+            def convert(t: pa.Table, p: Problems, zones: list[str] = zones,
+                        where: Path = Path(path)) -> Batch:
+                return _convert(t, p, zone=zones[0], feed=feed, path=where)
+
             batches = _bounded(field_batches(Path(path), mapping, TYPE, need, ctx, convert,
-                                             limits=csv_limits(options), rename=_korean,
+                                             limits=csv_limits(options), rename=rename,
                                              cp949=True),
                                max(1, ctx.batch_rows), ctx, hours, Path(path))
             if options.get("sum_repeats"):

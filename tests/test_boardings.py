@@ -287,9 +287,19 @@ def test_seoul_bus_hourly_wide_layout_takes_the_route_number_as_line(tmp_path: P
                        ["202405", "101", "101번(우이동~서소문)", "100000001", "01001",
                         "종로2가사거리(7)"]], ["11", "간선", "20240603"])
     lake = tmp_path / "lake"
-    run = hub_json(lake, "ingest", "boardings", str(data), "--timezone", "Asia/Seoul",
-                   "--feed-id", "seoul")
+    run = hub_json(lake, "ingest", "boardings", str(data), "--feed-id", "seoul")
     assert (run["read"], run["written"], run["rejected"]) == (48, 48, 0) and run["reconciles"]
+    # Korean card data without --timezone: Seoul's local hours, and a note says so
+    assert any("Korean card data: local dates and hours read in Asia/Seoul" in w
+               for w in run["warnings"])
+    seven = hub_json(lake, "sql", "SELECT DISTINCT strftime(observed_at, '%Y-%m-%d %H:%M') AS t "
+                     "FROM StopBoardings WHERE hour = 7")
+    assert seven == [{"t": "2024-04-30 22:00"}]
+    plain = _write(tmp_path / "plain.csv", "stop_id,date,hour,boardings\nS1,2024-05-01,7,3\n")
+    other = tmp_path / "other"
+    hub_json(other, "ingest", "boardings", str(plain))
+    assert hub_json(other, "sql", "SELECT strftime(observed_at, '%H:%M') AS t "
+                    "FROM StopBoardings") == [{"t": "07:00"}]  # anything else: UTC
     rows = hub_json(lake, "sql", "SELECT stopId, line, hour, boardings, alightings, refStop "
                     "FROM StopBoardings ORDER BY line, hour")
     got = {(r["stopId"], r["line"], r["hour"]): [r["boardings"], r["alightings"]] for r in rows}
