@@ -150,7 +150,8 @@ class Boardings(Adapter):
     summary = ("Transport-card boardings and alightings per stop (and line) and hour, day or "
                "month (CSV; the Korean card exports as published).")
     example = ("hubctl ingest boardings card-2024-05.csv --feed-id daegu --timezone Asia/Seoul "
-               "--map 정류소ID=stop_id --map 승차=boardings --map 하차=alightings")
+               "--map 정류소ID=stop_id --map 승차=boardings --map 하차=alightings\n"
+               "  hubctl ingest boardings CARD_BUS_TIME_202405.csv --feed-id seoul")
     params: Sequence[click.Parameter] = (
         click.Option(["--feed-id"], default=None, metavar="ID",
                      help="GTFS feed id of the stop ids: links each count to its GtfsStop."),
