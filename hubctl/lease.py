@@ -7,7 +7,9 @@ its duration (``If-Match`` on the ETag the holder last wrote), and deleted on re
 ``If-Match``, so a holder never deletes a lease another machine took over). A holder that dies
 (``kill -9``, a lost machine) stops renewing: once the lease is older than its duration by the
 object store's own clock, the next taker replaces it (``If-Match`` on the expired version, so
-only one taker wins). ``flock`` stays the lock of local lakes (:mod:`hubctl.locks`).
+only one taker wins). A holder on the taker's own machine whose process is gone (by pid and
+pid start time, as run markers tell) is taken over at once, as ``flock`` would be. ``flock``
+stays the lock of local lakes (:mod:`hubctl.locks`).
 
 The duration is ``HUBCTL_LEASE_SECONDS`` (default 60): the longest a crashed holder blocks
 others.
@@ -66,14 +68,15 @@ class Lease:
                 etag = self.path.create(self._body())
             else:
                 data, current, age = seen
-                owner, seconds = _describe(data)
-                if age <= seconds:
+                owner, seconds, dead = _describe(data)
+                if age <= seconds and not dead:
                     self.holder = owner
                     return False
                 etag = self.path.replace_if(self._body(), current)  # expired: take it over
                 if etag is not None:
-                    print(f"note: took over the lease {self.path.name} of {owner}, not renewed "
-                          f"for {age:.0f} s", file=sys.stderr)
+                    why = "whose process is gone" if dead else f"not renewed for {age:.0f} s"
+                    print(f"note: took over the lease {self.path.name} of {owner}, {why}",
+                          file=sys.stderr)
         if etag is None:
             return False
         self._etag = etag
@@ -112,12 +115,13 @@ class Lease:
             self.path.delete_if(etag)
 
 
-def _describe(data: bytes) -> tuple[str, float]:
-    """Who holds a lease (``pid 123 on host``) and for how long it lasts."""
+def _describe(data: bytes) -> tuple[str, float, bool]:
+    """Who holds a lease (``pid 123 on host``), for how long it lasts, and whether its holder
+    is certainly gone (a process of this machine that ended)."""
     try:
         content = json.loads(data)
         owner = content.get("owner", {})
         return (f"pid {owner.get('pid')} on {owner.get('host')}",
-                float(content.get("seconds", lease_seconds())))
+                float(content.get("seconds", lease_seconds())), running.gone(owner))
     except (ValueError, AttributeError, TypeError):
-        return "another process", lease_seconds()
+        return "another process", lease_seconds(), False

@@ -33,8 +33,8 @@ from typing import Any
 
 from hubctl.s3 import S3Root
 
-__all__ = ["RUNNING", "STOP", "Marker", "any_markers", "clear_stop", "dead_markers", "me", "remove",
-           "request_stop", "stop_reason", "write"]
+__all__ = ["RUNNING", "STOP", "Marker", "any_markers", "clear_stop", "dead_markers", "gone", "me",
+           "remove", "request_stop", "stop_reason", "write"]
 
 RUNNING = "_running"
 STOP = threading.Event()
@@ -87,9 +87,9 @@ def _me(pid: int) -> tuple[tuple[str, Any], ...]:
             ("pid_start", _started(pid)))
 
 
-def _gone(owner: dict[str, Any]) -> bool:
-    """True when the process a marker names has certainly ended (False when it may live, or
-    runs on another host: only that host can tell)."""
+def gone(owner: dict[str, Any]) -> bool:
+    """True when the process a marker (or a lease) names has certainly ended (False when it
+    may live, or runs on another host: only that host can tell)."""
     if owner.get("host") != os.uname().nodename:
         return False
     if owner.get("boot") and _boot_id() and owner["boot"] != _boot_id():
@@ -249,7 +249,7 @@ def _dead_remote(folder: S3Root) -> Iterator[Marker]:
             content = None
         owner = content.get("owner", {}) if isinstance(content, dict) else {}
         mine = owner.get("host") == os.uname().nodename
-        if not (_gone(owner) if mine else seen[2] > stale):
+        if not (gone(owner) if mine else seen[2] > stale):
             continue
         run_id = path.name[: -len(".json")]
         claim = folder / f"{run_id}.claim"
@@ -274,8 +274,8 @@ def _owner_gone(path: Path) -> bool:
     """True when a marker's process has ended. A marker is replaced atomically, so one that
     cannot be read was cut short by a crash of its machine: its process is gone too."""
     content = _read(path)
-    return content is None or _gone(content.get("owner", {}))
+    return content is None or gone(content.get("owner", {}))
 
 
 def _pid_gone(pid: str) -> bool:
-    return pid.isdigit() and _gone({**me(), "pid": int(pid), "pid_start": None})
+    return pid.isdigit() and gone({**me(), "pid": int(pid), "pid_start": None})
