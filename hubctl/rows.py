@@ -21,7 +21,7 @@ from hubctl.ngsild import format_time, parse_time, with_context
 from hubctl.registry import Attribute, EntityType
 from hubctl.rejects import reason
 
-__all__ = ["build_table", "entity_to_row", "render", "render_temporal"]
+__all__ = ["build_table", "entity_to_row", "extra_attributes", "render", "render_temporal"]
 
 
 # Column types stored as JSON text in the lake (a GeoJSON geometry, any JSON value).
@@ -188,12 +188,41 @@ def _attr_object(attr: Attribute, row: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if attr.column.name in JSON_TEXT and isinstance(value, str):
         value = json.loads(value)
+    elif attr.column.name == "string" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a lake written before the column became SDM's text code
     elif isinstance(value, datetime):
         value = format_time(value)
     out: dict[str, Any] = {"type": attr.kind, "value": value}
     if attr.unit:
         out["unitCode"] = attr.unit
     return out
+
+
+_ATTRIBUTE_KINDS = ("Property", "GeoProperty", "Relationship", "LanguageProperty",
+                    "JsonProperty")
+
+
+def extra_attributes(extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``_extra`` attributes of a row in normalized form.
+
+    NGSI-LD input keeps its attributes as they came (already ``{"type": "Property", ...}``);
+    the columns of a CSV or GTFS file that the schema does not map are kept as bare values
+    (``{"route_sort_order": "1"}``), which become Properties here (a GeoJSON geometry a
+    GeoProperty), so that normalized output never carries a bare value.
+    """
+    out: dict[str, Any] = {}
+    for name, value in extra.items():
+        if isinstance(value, dict) and value.get("type") in _ATTRIBUTE_KINDS:
+            out[name] = value
+        elif isinstance(value, dict) and value.get("type") in _GEOMETRIES:
+            out[name] = {"type": "GeoProperty", "value": value}
+        else:
+            out[name] = {"type": "Property", "value": value}
+    return out
+
+
+_GEOMETRIES = ("Point", "LineString", "Polygon", "MultiPoint", "MultiLineString",
+               "MultiPolygon")
 
 
 def _concise(obj: dict[str, Any], key_values: bool) -> Any:
@@ -218,7 +247,7 @@ def render(row: dict[str, Any], et: EntityType, form: str = "normalized",
             obj["observedAt"] = observed
         entity[name] = obj
     if row.get("_extra"):
-        entity.update(json.loads(row["_extra"]))
+        entity.update(extra_attributes(json.loads(row["_extra"])))
     if form != "normalized":
         entity = {k: v if k in ("id", "type") else _concise(v, form == "keyValues")
                   for k, v in entity.items()}
