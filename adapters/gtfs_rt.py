@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapterkit import check_feed_id, feed_slug
-from hubctl.errors import InputError
+from hubctl.errors import InputError, UsageError
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
 from hubctl.rejects import Reject, reason
@@ -80,6 +80,9 @@ class GtfsRealtime(Adapter):
         click.Option(["--feed-id"], metavar="ID", default=None,
                      help="Feed id of the static GTFS feed the trips, routes and stops belong "
                           "to (default: the file name as a slug)."),
+        click.Option(["--vehicle-type"], metavar="TYPE", default=None,
+                     help="Smart Data Models vehicleType of the feed's vehicles (bus, tram, "
+                          "...), which GTFS-realtime does not carry (default: none)."),
     )
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
@@ -87,6 +90,7 @@ class GtfsRealtime(Adapter):
         """Vehicle and GtfsDelayObserved batches of each file."""
         given = options.get("feed_id")
         feed = check_feed_id(given) if given else None
+        kind = _vehicle_type(options.get("vehicle_type"))
         for path in inputs:
             message = decode(path)
             feed_id = feed or feed_slug(path.with_suffix("") if path.suffix else path)
@@ -94,15 +98,28 @@ class GtfsRealtime(Adapter):
                 ctx.warn(f"{path.name}: feed id {feed_id!r} taken from the file name; pass "
                          "--feed-id with the static feed's id so trips, routes and stops "
                          "resolve")
-            yield from _FileReader(path, message, feed_id, ctx).batches()
+            yield from _FileReader(path, message, feed_id, ctx, kind).batches()
             ctx.advance(path.stat().st_size)
+
+
+def _vehicle_type(value: str | None) -> str | None:
+    """``--vehicle-type``: one of SDM's vehicle types (the Vehicle schema's enum)."""
+    if not value:
+        return None
+    known = get_type("Vehicle").attributes["vehicleType"].value_schema["enum"]
+    if value not in known:
+        raise UsageError(f"--vehicle-type {value!r} is not a Smart Data Models vehicle type",
+                         hint=f"use one of: {', '.join(known)}")
+    return value
 
 
 class _FileReader:
     """One FeedMessage: its entities as lake rows, rejects and notes."""
 
-    def __init__(self, path: Path, message: Any, feed: str, ctx: ReadContext) -> None:
+    def __init__(self, path: Path, message: Any, feed: str, ctx: ReadContext,
+                 vehicle_type: str | None = None) -> None:
         self.path, self.message, self.feed, self.ctx = path, message, feed, ctx
+        self.vehicle_type = vehicle_type
         self.header_time = _epoch(message.header.timestamp) if message.header.HasField(
             "timestamp") else None
         self.notes: Counter[str] = Counter()
@@ -196,6 +213,7 @@ class _FileReader:
         row: dict[str, Any] = {
             "id": self.urn("Vehicle", vid), "observed_at": at, "_time_index": source,
             "_record": f"entity {entity.id}", "feedId": self.feed, "dateObserved": at,
+            "vehicleType": self.vehicle_type, "category": ["public"],
             "lon": _f32(pos.longitude) if pos else None,
             "lat": _f32(pos.latitude) if pos else None,
             "bearing": _f32(pos.bearing) if pos and pos.HasField("bearing") else None,

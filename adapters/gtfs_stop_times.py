@@ -201,8 +201,9 @@ def _values(p: Problems, table: pa.Table) -> dict[str, pa.Array]:
     p.flag(pc.less(out["departureSeconds"], out["arrivalSeconds"]), lambda i: reason(
         "end-before-start", "departure_time", value=depart[i].as_py(), start=arrive[i].as_py()))
     for name, attr in (("pickup_type", "pickupType"), ("drop_off_type", "dropOffType")):
-        out[attr], bad = parse_int(col.get(name, blank))
+        code, bad = parse_int(col.get(name, blank))
         p.flag(bad, type_error(name, col.get(name, blank), "integer"))
+        out[attr] = pc.cast(code, pa.string())  # SDM's text enum: "0" .. "3"
     out["distanceTravelled"], bad = parse_float(col.get("shape_dist_traveled", blank))
     p.flag(bad, type_error("shape_dist_traveled", col.get("shape_dist_traveled", blank),
                            "number"))

@@ -68,6 +68,8 @@ class Feed:
     stops: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     routes: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     shapes: pa.Array | None = None  # None: the feed has no shapes.txt
+    route_agency: dict[str, str] = field(default_factory=dict)  # route_id -> agency_id
+    service_agency: dict[str, set[str]] = field(default_factory=dict)  # from trips.txt
     trips: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     service_ids: dict[str, pa.Array] = field(default_factory=dict)  # by file
 
@@ -184,7 +186,7 @@ def stops(feed: Feed, table: pa.Table, where: str) -> Converted:
                  "description": text(table, "stop_desc"), "lon": lon, "lat": lat,
                  "zoneCode": text(table, "zone_id"), "locationType": kind,
                  "hasParentStation": urns("GtfsStop", parent, feed.feed_id),
-                 "wheelChairAccessible": wheel})
+                 "wheelChairAccessible": pc.cast(wheel, pa.string())})  # SDM: "0".."2"
     done = _finish("GtfsStop", cols, table, stop_id, p, where, ["stop_id"])
     feed.stops = done.ids
     return done
@@ -209,12 +211,15 @@ def routes(feed: Feed, table: pa.Table, where: str) -> Converted:
     cols = feed.base("GtfsRoute", route_id, table, "routes.txt")
     cols.update({"shortName": text(table, "route_short_name"),
                  "name": text(table, "route_long_name"), "description": text(table, "route_desc"),
-                 "routeType": route_type, "routeColor": text(table, "route_color"),
+                 "routeType": pc.cast(route_type, pa.string()),  # SDM's text: "3"
+                 "routeColor": text(table, "route_color"),
                  "routeTextColor": text(table, "route_text_color"),
                  "operatedBy": urns("GtfsAgency", agency_id, feed.feed_id),
                  "page": text(table, "route_url")})
     done = _finish("GtfsRoute", cols, table, route_id, p, where, ["route_id"])
     feed.routes = done.ids
+    feed.route_agency.update((r, a) for r, a in zip(route_id.to_pylist(), agency_id.to_pylist(),
+                                                    strict=True) if r is not None and a)
     return done
 
 
@@ -252,7 +257,7 @@ def calendar_dates(feed: Feed, table: pa.Table, where: str) -> Converted:
     _repeated(p, key, "date", "calendar_dates.txt")
     cols = feed.base("GtfsCalendarDateRule", key, table, "calendar_dates.txt")
     cols.update({"hasService": urns("GtfsService", service, feed.feed_id), "appliesOn": day,
-                 "exceptionType": kind})
+                 "exceptionType": pc.cast(kind, pa.string())})  # SDM's text: "1", "2"
     return _finish("GtfsCalendarDateRule", cols, table, key, p, where,
                    ["service_id", "date"])
 
@@ -275,8 +280,21 @@ def services(feed: Feed) -> pa.Table:
                   f"calendar_dates.txt, so their trips run on no day (e.g. "
                   f"{', '.join(map(repr, undated.to_pylist()[:3]))})")
     cols = feed.base("GtfsService", names, pa.table({}), "")
-    cols.update({"name": names, "_records": pa.array(np.zeros(len(names), np.int64))})
+    cols.update({"name": names,
+                 "operatedBy": urns("GtfsAgency", _agencies(feed, names), feed.feed_id),
+                 "_records": pa.array(np.zeros(len(names), np.int64))})
     return pa.table(cols)
+
+
+def _agencies(feed: Feed, services: pa.Array) -> pa.Array:
+    """The agency of each service (SDM's GtfsService.operatedBy): the one agency of the routes
+    its trips run on, else the feed's only agency, else none."""
+    only = feed.agencies[0].as_py() if len(feed.agencies) == 1 else None
+    out = []
+    for name in services.to_pylist():
+        found = feed.service_agency.get(name, set())
+        out.append(next(iter(found)) if len(found) == 1 else only)
+    return pa.array(out, pa.string())
 
 
 def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
@@ -310,6 +328,9 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
                  "wheelChairAccessible": wheel})
     done = _finish("GtfsTrip", cols, table, trip_id, p, where, ["trip_id"])
     feed.trips = done.ids
+    for route, svc in set(zip(route_id.to_pylist(), service.to_pylist(), strict=True)):
+        if svc is not None and route in feed.route_agency:
+            feed.service_agency.setdefault(svc, set()).add(feed.route_agency[route])
     return done
 
 

@@ -104,7 +104,8 @@ def service_days_sql(ctx: PipelineContext) -> str:
     if exceptions:
         parts.append("""
             SELECT hasService, appliesOn FROM GtfsCalendarDateRule
-            WHERE feedId = $1 AND exceptionType = 1 AND appliesOn BETWEEN $2::DATE AND $3::DATE""")
+            WHERE feedId = $1 AND exceptionType = '1'
+              AND appliesOn BETWEEN $2::DATE AND $3::DATE""")
     if not parts:
         raise InputError("the feed has neither calendar.txt nor calendar_dates.txt rules in the "
                          "lake (GtfsCalendarRule, GtfsCalendarDateRule)",
@@ -112,7 +113,7 @@ def service_days_sql(ctx: PipelineContext) -> str:
     sql = " UNION ".join(parts)
     if exceptions:
         sql = f"""({sql}) EXCEPT SELECT hasService, appliesOn FROM GtfsCalendarDateRule
-                  WHERE feedId = $1 AND exceptionType = 2"""
+                  WHERE feedId = $1 AND exceptionType = '2'"""
     return sql
 
 
@@ -160,7 +161,7 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
                     [feed, dates[0], dates[-1]])
         type_filter = ""
         if route_types:
-            kinds = ", ".join(str(int(t)) for t in route_types)
+            kinds = ", ".join(f"'{int(t)}'" for t in route_types)  # SDM's text codes
             type_filter = (f"AND t.hasRoute IN (SELECT id FROM GtfsRoute WHERE feedId = $1 "
                            f"AND routeType IN ({kinds}))")
         con.execute(f"""
@@ -218,7 +219,8 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
                 ORDER BY ALL"""),
             patterns=_patterns(ctx),
             routes=ctx.sql("""
-                SELECT id AS route, shortName AS short_name, name, routeType AS route_type
+                SELECT id AS route, shortName AS short_name, name,
+                       TRY_CAST(routeType AS BIGINT) AS route_type
                 FROM GtfsRoute WHERE feedId = $1 AND id IN (SELECT route FROM __br_tripdays)
                 ORDER BY id""", [feed]),
         )

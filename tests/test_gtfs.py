@@ -116,7 +116,7 @@ def test_a_feed_becomes_every_type_with_ids_namespaced_by_the_feed(tmp_path: Pat
     assert (rule["startDate"], rule["endDate"]) == ("2026-01-01", "2026-12-31")
     dates = sql(lake, "SELECT id, appliesOn, exceptionType FROM GtfsCalendarDateRule ORDER BY id")
     assert dates[0] == {"id": "urn:ngsi-ld:GtfsCalendarDateRule:metro:HOL:20260505",
-                        "appliesOn": "2026-05-05", "exceptionType": 1}
+                        "appliesOn": "2026-05-05", "exceptionType": "1"}
     shape = sql(lake, "SELECT * FROM GtfsShape")[0]
     line = json.loads(shape["location"])
     assert line == {"type": "LineString",
