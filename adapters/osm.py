@@ -35,8 +35,8 @@ from hubctl.errors import InputError
 from hubctl.geo import haversine_m
 from hubctl.rejects import Reject, reason
 
-__all__ = ["ADAPTER", "DRIVE_CLASSES", "OSM", "parse_maxspeed", "read_osm", "read_osm_pbf",
-           "segments"]
+__all__ = ["ADAPTER", "DRIVE_CLASSES", "OSM", "ROAD_CLASSES", "VEHICLES_ALLOWED", "parse_maxspeed",
+           "read_osm", "read_osm_pbf", "segments"]
 
 SOURCE = "OpenStreetMap"
 # Highway classes a motor vehicle (fire engine, ambulance, patrol car) can use.
@@ -55,6 +55,25 @@ _SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(km/h|kmh|kph|mph|knots|kn)?\s*$", r
 _UNIT_KMH = {None: 1.0, "km/h": 1.0, "kmh": 1.0, "kph": 1.0, "mph": 1.609344, "knots": 1.852,
              "kn": 1.852}
 _CHUNK = 1 << 20  # values buffered in Python lists before they become a numpy chunk
+#: SDM RoadSegment.roadClass (its enum) of an OSM highway value; any other value is
+#: OTHER_PUBLIC_ROAD. OSM's own value is kept in the hub's ``highway`` attribute.
+ROAD_CLASSES = {
+    **dict.fromkeys(("motorway", "motorway_link", "trunk", "trunk_link"), "NATIONAL_HIGHWAY"),
+    **dict.fromkeys(("primary", "primary_link"), "STATE_HIGHWAY"),
+    **dict.fromkeys(("secondary", "secondary_link", "tertiary", "tertiary_link"),
+                    "MAJOR_CITY_ROAD"),
+    **dict.fromkeys(("residential", "living_street", "unclassified", "road"), "MINOR_CITY_ROAD"),
+    "service": "SERVICE_ROAD",
+}
+_MOTOR_VEHICLES = ("bus", "car", "caravan", "carWithCaravan", "carWithTrailer", "lorry",
+                   "motorcycle", "tanker", "trailer", "van")
+#: SDM RoadSegment.allowedVehicleType of an OSM highway value, from the class alone (access
+#: tags are not read); drivable classes not listed allow ``anyVehicle``, others none.
+VEHICLES_ALLOWED: dict[str, tuple[str, ...]] = {
+    "motorway": _MOTOR_VEHICLES, "motorway_link": _MOTOR_VEHICLES, "busway": ("bus",),
+    "cycleway": ("bicycle",), "path": ("bicycle",), "bridleway": ("bicycle",),
+    "track": ("agriculturalVehicle",),
+}
 
 
 @cache
@@ -369,7 +388,10 @@ def _table(ex: Extract, seg_way: np.ndarray, start_pos: np.ndarray, start_node: 
     return pa.table({
         "id": ids,
         "name": per_way["name"].take(w),
+        "refRoad": pc.binary_join_element_wise(
+            "urn:ngsi-ld:Road:osm-", pc.cast(pa.array(way_id), pa.string()), ""),
         "roadClass": per_way["roadClass"].take(w),
+        "highway": per_way["highway"].take(w),
         "location": pc.binary_join_element_wise(
             '{"type":"LineString","coordinates":[', line, "]}", ""),
         "startPoint": _point_json(pair.take(pa.array(head))),
@@ -380,6 +402,7 @@ def _table(ex: Extract, seg_way: np.ndarray, start_pos: np.ndarray, start_node: 
         "length": pa.array(np.round(length, 3)),
         "maximumAllowedSpeed": per_way["maximumAllowedSpeed"].take(w),
         "totalLaneNumber": per_way["totalLaneNumber"].take(w),
+        "allowedVehicleType": per_way["allowedVehicleType"].take(w),
         "category": _categories(oneway, per_way["link"].take(w), per_way["toll"].take(w)),
         "source": pa.repeat(pa.scalar(SOURCE), n),
     })
@@ -398,16 +421,22 @@ def _point_json(pair: pa.Array) -> pa.Array:
 
 def _way_columns(ex: Extract) -> dict[str, pa.Array]:
     """Per-way attribute columns (a way's tags are parsed once, however many pieces it has)."""
-    names, classes, speeds, lanes, link, toll = [], [], [], [], [], []
+    names, classes, speeds, lanes, link, toll, allowed = [], [], [], [], [], [], []
     for t in ex.tags:
         names.append(t.get("name") or t.get("ref") or None)
         highway = t.get("highway", "")
         classes.append(highway)
+        allowed.append(list(VEHICLES_ALLOWED.get(
+            highway, ("anyVehicle",) if highway in DRIVE_CLASSES else ())))
         speeds.append(parse_maxspeed(t.get("maxspeed")))
         lanes.append(_lanes(t.get("lanes")))
         link.append(highway.endswith("_link"))
         toll.append(t.get("toll", "").lower() == "yes")
-    return {"name": pa.array(names, pa.string()), "roadClass": pa.array(classes, pa.string()),
+    highways = pa.array(classes, pa.string())
+    road_class = [ROAD_CLASSES.get(c, "OTHER_PUBLIC_ROAD") for c in classes]
+    return {"name": pa.array(names, pa.string()), "highway": highways,
+            "roadClass": pa.array(road_class, pa.string()),
+            "allowedVehicleType": pa.array(allowed, pa.list_(pa.string())),
             "maximumAllowedSpeed": pa.array(speeds, pa.float64()),
             "totalLaneNumber": pa.array(lanes, pa.int64()),
             "link": pa.array(link, pa.bool_()), "toll": pa.array(toll, pa.bool_())}

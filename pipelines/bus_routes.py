@@ -279,7 +279,7 @@ def _walking(ctx: PipelineContext, mode: str, net: Network, population: Populati
     pi, pj, _ = walking_pairs(graph, population.lon, population.lat, net.lon, net.lat, radius)
     _, stop_snap = graph.snap(net.lon, net.lat)
     info = graph.summary()
-    paths = ctx.scalar("SELECT count(*) FROM RoadSegment WHERE roadClass IN ('footway', "
+    paths = ctx.scalar("SELECT count(*) FROM RoadSegment WHERE highway IN ('footway', "
                        "'path', 'pedestrian', 'steps', 'cycleway', 'bridleway', 'corridor')")
     return _Walking((pi, pj), {
         "nodes": info["nodes"], "edges": info["edges"], "length_km": info["length_km"],

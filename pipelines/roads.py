@@ -7,10 +7,10 @@ time-of-day speed profile, snapping, and multi-source shortest travel times.
 - Each segment is one directed edge (start -> end) and, unless its ``category`` holds
   ``oneway``, a second edge (end -> start). Parallel edges keep the fastest; self loops go.
 - Free-flow speed of an edge: its ``maximumAllowedSpeed`` when set (and ``use_maxspeed``), else
-  the default speed of its ``roadClass`` (:data:`CLASS_SPEEDS`). A time band multiplies every
-  speed by its factor (:data:`DEFAULT_BANDS`), so the travel time in band b is the free-flow
-  time divided by the band's factor. Both tables are documented in ``docs/roads.md`` and
-  overridable by pipeline parameters.
+  the default speed of its OpenStreetMap ``highway`` class (:data:`CLASS_SPEEDS`). A time band
+  multiplies every speed by its factor (:data:`DEFAULT_BANDS`), so the travel time in band b is
+  the free-flow time divided by the band's factor. Both tables are documented in
+  ``docs/roads.md`` and overridable by pipeline parameters.
 - Shortest travel times use ``scipy.sparse.csgraph.dijkstra`` on a CSR matrix: one multi-source
   search (``min_only=True``) gives every node's time from its nearest source.
 """
@@ -74,7 +74,7 @@ SELECT startNode, endNode,
        CAST(json_extract(startPoint, '$.coordinates[1]') AS DOUBLE) AS start_lat,
        CAST(json_extract(endPoint, '$.coordinates[0]') AS DOUBLE) AS end_lon,
        CAST(json_extract(endPoint, '$.coordinates[1]') AS DOUBLE) AS end_lat,
-       length, roadClass, maximumAllowedSpeed,
+       length, highway, maximumAllowedSpeed,
        coalesce(list_contains(category, 'oneway'), false) AS oneway
 FROM RoadSegment
 WHERE startNode IS NOT NULL AND endNode IS NOT NULL AND length IS NOT NULL
@@ -265,7 +265,7 @@ def build_graph(segments: pa.Table, class_speeds: dict[str, float] | None = None
 def _speeds(segments: pa.Table, class_speeds: dict[str, float],
             use_maxspeed: bool) -> np.ndarray:
     """Free-flow km/h per segment."""
-    classes = segments.column("roadClass").combine_chunks().dictionary_encode()
+    classes = segments.column("highway").combine_chunks().dictionary_encode()
     names = classes.dictionary.to_pylist()
     table = np.array([class_speeds.get(c or "", FALLBACK_SPEED) for c in names] or [0.0])
     codes = classes.indices.to_numpy(zero_copy_only=False)
@@ -319,7 +319,7 @@ WITH s AS (
     SELECT row_number() OVER (ORDER BY id) AS seg,
            from_json(location, '{{"coordinates": "DOUBLE[][]"}}').coordinates AS c
     FROM RoadSegment
-    WHERE location IS NOT NULL AND coalesce(roadClass, '') NOT IN
+    WHERE location IS NOT NULL AND coalesce(highway, '') NOT IN
           ({", ".join(f"'{c}'" for c in NO_WALKING)}))
 SELECT seg, generate_subscripts(c, 1) AS k, unnest(c)[1] AS lon, unnest(c)[2] AS lat
 FROM s ORDER BY seg, k

@@ -107,11 +107,11 @@ BASE = ("target_minutes=0.5", "bands=" + ",".join(BANDS), "candidate_spacing_m=5
 
 def reference_graph(lake: Path) -> nx.MultiDiGraph:
     """Independent: the segments as a networkx graph with free-flow seconds."""
-    rows = hub_json(lake, "sql", "SELECT startNode, endNode, length, roadClass, "
+    rows = hub_json(lake, "sql", "SELECT startNode, endNode, length, highway, "
                     "maximumAllowedSpeed, category FROM RoadSegment")
     g = nx.MultiDiGraph()
     for r in rows:
-        kmh = r["maximumAllowedSpeed"] or CLASS_SPEEDS[r["roadClass"]]
+        kmh = r["maximumAllowedSpeed"] or CLASS_SPEEDS[r["highway"]]
         secs = r["length"] / (kmh / 3.6)
         g.add_edge(r["startNode"], r["endNode"], weight=secs)
         if "oneway" not in r["category"]:

@@ -131,7 +131,8 @@ def test_ways_are_cut_at_intersections_into_segments(tmp_path: Path, name: str) 
     assert json.loads(a["location"])["coordinates"] == [[0.0, 0.0], [0.001, 0.0], [0.002, 0.0]]
     assert a["maximumAllowedSpeed"] == pytest.approx(48.28, abs=1e-3)
     assert a["name"] == "Main & 1st" and a["totalLaneNumber"] == 2 and a["category"] == []
-    assert a["roadClass"] == "residential" and a["wayId"] == 10
+    assert a["highway"] == "residential" and a["wayId"] == 10
+    assert a["roadClass"] == "MINOR_CITY_ROAD" and a["refRoad"] == "urn:ngsi-ld:Road:osm-10"
     for s in seg.values():
         assert s["length"] == pytest.approx(line_length(s["location"]), abs=1e-3)
         start = json.loads(s["startPoint"])["coordinates"]
@@ -171,7 +172,7 @@ def test_network_all_keeps_footways(tmp_path: Path) -> None:
     run = hub_json(lake, "ingest", "osm", str(write_osm(tmp_path / "c.osm", NODES, WAYS)),
                    "--network", "all")
     assert run["written"] == 6
-    assert segments(lake)["osm-14-0"]["roadClass"] == "footway"
+    assert segments(lake)["osm-14-0"]["highway"] == "footway"
 
 
 @pytest.mark.parametrize(("text", "message"), [

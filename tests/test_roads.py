@@ -34,7 +34,7 @@ def seg_table(rows: list[tuple[int, int, float, str, float | None, bool]],
         "startNode": [r[0] for r in rows], "endNode": [r[1] for r in rows],
         "start_lon": [coords[r[0]][0] for r in rows], "start_lat": [coords[r[0]][1] for r in rows],
         "end_lon": [coords[r[1]][0] for r in rows], "end_lat": [coords[r[1]][1] for r in rows],
-        "length": [r[2] for r in rows], "roadClass": [r[3] for r in rows],
+        "length": [r[2] for r in rows], "highway": [r[3] for r in rows],
         "maximumAllowedSpeed": pa.array([r[4] for r in rows], pa.float64()),
         "oneway": [r[5] for r in rows]})
 
@@ -181,7 +181,7 @@ def test_west_oakland_times_equal_networkx(tmp_path: Path) -> None:
     _, cat = _lake_graph(tmp_path)
     segs = cat.con.sql(SEGMENT_SQL).to_arrow_table()
     g = build_graph(segs)
-    rows = [(r["startNode"], r["endNode"], r["length"], r["roadClass"],
+    rows = [(r["startNode"], r["endNode"], r["length"], r["highway"],
              r["maximumAllowedSpeed"], r["oneway"]) for r in segs.to_pylist()]
     for sources in ([0], [3, 20]):
         for factor in (1.0, 0.6):
