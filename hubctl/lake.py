@@ -284,12 +284,15 @@ class Lake:
             key += " AND t.date = s.date AND t.date IN (" + ", ".join(
                 f"'{d}'" for d in dates) + ")"
         keep = set(et.key) | {"date"}
+        stored = {f.name for f in dt.schema().fields}
         updates = {}
         for name in source.column_names:
             q = quote_ident(name)
             if name in keep:
                 continue
-            if name in PROVENANCE or name == "_time_index":
+            # a column the table does not have yet (an attribute added to the schema since
+            # the table was written) has no target value to keep: merge_schema adds it
+            if name in PROVENANCE or name == "_time_index" or name not in stored:
                 updates[q] = f"s.{q}"
             else:
                 updates[q] = f"COALESCE(s.{q}, t.{q})"
@@ -338,7 +341,10 @@ class Lake:
                  cell_columns: tuple[str, ...]) -> pa.Table:
         """Classify ``rows`` against the rows stored in ``files`` (a DuckDB join)."""
         stored = set(pa.schema(dt.schema()).names)
-        attrs = [c for c in et.attribute_columns() + ["_extra"] if c in stored]
+        # an attribute the table does not have yet (added to the schema since) is a gap that
+        # a value fills, so that re-ingesting the same input adds the new column's values
+        attrs = [c for c in et.attribute_columns() + ["_extra"]
+                 if c in stored or c in rows.column_names]
         con = scratch()
         try:
             con.register("s_rows", rows.select(list(et.key) + attrs).append_column(
@@ -349,7 +355,8 @@ class Lake:
                 for q in map(quote_ident, attrs)) or "false"
             filled = " OR ".join(f"(s.{q} IS NOT NULL AND t.{q} IS NULL)"
                                  for q in map(quote_ident, attrs)) or "false"
-            cols = ", ".join(quote_ident(c) for c in list(et.key) + attrs)
+            cols = ", ".join(quote_ident(c) if c in stored else f"NULL AS {quote_ident(c)}"
+                             for c in list(et.key) + attrs)
             counts = {
                 "changed": "s.{q} IS NOT NULL AND t.{q} IS NOT NULL "
                            "AND s.{q} IS DISTINCT FROM t.{q}",

@@ -279,3 +279,23 @@ def test_an_osm_pbf_extract_gives_the_same_segments_as_its_xml(tmp_path: Path) -
     damaged.write_bytes(pbf.read_bytes()[:len(pbf.read_bytes()) // 2])
     result = hub(tmp_path / "c", "ingest", "osm", str(damaged))
     assert result.exit_code == 1 and "cannot be read as OSM PBF" in result.output
+
+
+def test_a_table_written_before_highway_existed_takes_it_on_reingest(tmp_path: Path) -> None:
+    """RoadSegment tables of earlier versions held OSM's class in roadClass and had no
+    highway, refRoad or allowedVehicleType: `ingest osm --force` fills them in every segment and
+    the new columns join the table (a MERGE used to fail on the target's missing columns)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    path = write_osm(tmp_path / "city.osm", NODES, WAYS)
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "osm", str(path))
+    folder = lake / "RoadSegment"
+    old = DeltaTable(str(folder)).to_pyarrow_table().drop_columns(
+        ["highway", "refRoad", "allowedVehicleType"])
+    write_deltalake(str(folder), old, mode="overwrite", schema_mode="overwrite")
+    run = hub_json(lake, "ingest", "osm", str(path), "--force")
+    assert (run["written"], run["duplicate"], run["rejected"]) == (5, 0, 1)  # gaps filled
+    a = segments(lake)["osm-10-0"]
+    assert (a["highway"], a["roadClass"], a["allowedVehicleType"]) == (
+        "residential", "MINOR_CITY_ROAD", ["anyVehicle"])
