@@ -169,7 +169,8 @@ def time_index(entity: dict[str, Any], et: EntityType,
     """The time of an entity and where it came from.
 
     Precedence: the newest ``observedAt`` of its attributes, then ``dateObserved`` (or the
-    type's declared time index), then ``TimeInstant`` / ``timestamp``, else arrival time.
+    type's declared time index), then ``observationDateTime`` (what Smart Data Models' Vehicle
+    and EVChargingStation examples carry), ``TimeInstant`` / ``timestamp``, else arrival time.
     """
     observed = [parse_time(v.get("observedAt")) for k, v in entity.items()
                 if isinstance(v, dict) and k not in ("@context",)]
@@ -177,7 +178,7 @@ def time_index(entity: dict[str, Any], et: EntityType,
     if observed_ok:
         return max(observed_ok), "observedAt"
     for name in dict.fromkeys([et.time_index or "dateObserved", "dateObserved",
-                               "TimeInstant", "timestamp"]):
+                               "observationDateTime", "TimeInstant", "timestamp"]):
         attr = entity.get(name)
         if isinstance(attr, dict):
             ts = parse_time(attr.get("value"))

@@ -144,6 +144,10 @@ def test_official_examples_ingest_with_no_rejects(tmp_path: Path, form: str) -> 
     assert route["routeType"] == "3" and route["operatedBy"].endswith("Malaga_EMT")
     [road] = json.loads(hub(lake, "entities", "RoadSegment", "--format", "keyValues").stdout)
     assert road["roadClass"] == "OTHER_PUBLIC_ROAD" and road["laneUsage"] == ["forward"] * 2
+    # SDM's Vehicle is dated by observationDateTime (15:51:02+05:30)
+    [vehicle] = hub_json(lake, "sql", "SELECT strftime(observed_at, '%Y-%m-%dT%H:%M:%S') AS t, "
+                                      "_time_index FROM Vehicle")
+    assert vehicle == {"t": "2021-03-11T10:21:02", "_time_index": "observationDateTime"}
 
 
 def test_read_back_examples_validate_against_the_official_schemas(tmp_path: Path) -> None:
