@@ -545,3 +545,21 @@ def test_the_official_sdm_gtfs_agency_example_ingests(tmp_path: Path) -> None:
     [back] = json.loads(hub(lake, "entities", "GtfsAgency", "--format", "keyValues").stdout)
     assert {k: back[k] for k in ("agencyName", "page", "timezone", "source")} == {
         k: example[k] for k in ("agencyName", "page", "timezone", "source")}
+
+
+def test_a_service_is_operated_by_the_agency_of_its_routes(tmp_path: Path) -> None:
+    """SDM's GtfsService requires operatedBy: the one agency of the routes its trips run on
+    (WK: A1 only), none where its trips run for two agencies (SAT), the feed's only agency
+    for a service no trip uses (HOL) in a one-agency feed."""
+    two = write_feed(tmp_path / "two", {
+        "agency.txt": FEED["agency.txt"] + "A2,Bus,https://bus.example,Asia/Seoul\n",
+        "routes.txt": FEED["routes.txt"].replace("R2,,102", "R2,A2,102"),
+        "trips.txt": FEED["trips.txt"] + "R1,SAT,T4,North,0,\n"})
+    ingest(tmp_path / "lake", str(two), "--feed-id", "f")
+    got = {r["id"].rsplit(":", 1)[1]: r["operatedBy"] for r in sql(
+        tmp_path / "lake", "SELECT id, operatedBy FROM GtfsService")}
+    assert got == {"WK": "urn:ngsi-ld:GtfsAgency:f:A1", "SAT": None, "HOL": None}
+    ingest(tmp_path / "lake1", str(write_feed(tmp_path / "one")), "--feed-id", "f")
+    got = {r["id"].rsplit(":", 1)[1]: r["operatedBy"] for r in sql(
+        tmp_path / "lake1", "SELECT id, operatedBy FROM GtfsService")}
+    assert set(got.values()) == {"urn:ngsi-ld:GtfsAgency:f:A1"} and len(got) == 3
