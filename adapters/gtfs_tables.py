@@ -328,7 +328,9 @@ def trips(feed: Feed, table: pa.Table, where: str) -> Converted:
                  "wheelChairAccessible": wheel})
     done = _finish("GtfsTrip", cols, table, trip_id, p, where, ["trip_id"])
     feed.trips = done.ids
-    for route, svc in set(zip(route_id.to_pylist(), service.to_pylist(), strict=True)):
+    pairs = pa.table({"r": route_id, "s": service}).group_by(["r", "s"]).aggregate([])
+    for route, svc in zip(pairs.column("r").to_pylist(), pairs.column("s").to_pylist(),
+                          strict=True):  # distinct (route, service): a few hundred at most
         if svc is not None and route in feed.route_agency:
             feed.service_agency.setdefault(svc, set()).add(feed.route_agency[route])
     return done
