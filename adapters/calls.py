@@ -18,13 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,18 +37,18 @@ from hubctl.adapterkit import (
     json_text,
     open_text_csv,
     parse_map,
+    parse_times,
     type_error,
     unescape_html,
     urns,
 )
-from hubctl.arrowkit import blank, parse_numbers
+from hubctl.arrowkit import parse_numbers
 from hubctl.csvread import CSV_LIMIT_PARAMS, csv_limits
 from hubctl.errors import InputError
-from hubctl.localtime import zone, zone_offsets
+from hubctl.localtime import zone
 from hubctl.rejects import Reason, reason
-from hubctl.types import TIMESTAMP
 
-__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile", "parse_times"]
+__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile"]
 
 TYPE = "Alert"
 
@@ -249,7 +247,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
         text = _issued_text(t, layout) if field == "dateIssued" else _column(t, layout, field)
         if text is None:
             continue
-        values, unreadable = parse_times(text, layout.zone)
+        values, unreadable = parse_times(text, layout.zone, need_time=True)
         times[field] = values
         p.flag(unreadable, _bad_timestamp(field, text))
     rows: dict[str, Any] = {"id": _ids(t, layout)}
@@ -361,100 +359,6 @@ def _extra(t: pa.Table, layout: Layout, unusable: pa.Array) -> pa.Array:
     empty = pa.scalar(None, pa.string())
     parts += [(c, pc.if_else(unusable, t.column(c).combine_chunks(), empty)) for c in position]
     return extra_json(parts, t.num_rows)
-
-
-# ---------------------------------------------------------------- local times
-
-_DATETIME = (
-    r"^\s*(?:(?P<y>\d{4})[-./년]?\s*(?P<mo>\d{1,2})[-./월]?\s*(?P<d>\d{1,2})일?"
-    r"|(?P<mo2>\d{1,2})/(?P<d2>\d{1,2})/(?P<y2>\d{4}))"
-    r"(?:(?:[T\s]+|)(?P<h>\d{1,2})(?:[:시]\s*)?(?P<mi>\d{2})분?"
-    r"(?::?(?P<s>\d{2})(?:\.\d+)?초?)?)?"
-    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?|오전|오후)?\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?\s*$")
-_ISO_LOCAL = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
-_US_PER_HOUR = 3_600_000_000
-
-
-def _part(m: pa.Array, name: str, alt: str | None = None) -> np.ndarray:
-    """One regex group as int64 (-1 where empty or unmatched)."""
-    text = pc.struct_field(m, name)
-    if alt is not None:
-        text = pc.if_else(pc.equal(text, ""), pc.struct_field(m, alt), text)
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    return np.asarray(pc.fill_null(pc.cast(text, pa.int64()), -1).to_numpy(
-        zero_copy_only=False))
-
-
-def parse_times(text: pa.Array, tz_: tzinfo) -> tuple[pa.Array, np.ndarray]:
-    """(UTC timestamps, mask of present-but-unreadable texts) from local date-times.
-
-    Reads ``YYYY-MM-DD HH:MM[:SS]`` (also ``T``, ``.`` or ``/`` separators, no separators at
-    all, Korean 년월일/시분초), ``MM/DD/YYYY HH:MM[:SS] [AM|PM]`` and 오전/오후; an explicit
-    offset or ``Z`` wins over ``zone``. A date without a time of day is unreadable (a call's
-    time is its key). Local times become UTC per distinct local hour with the zone database:
-    a time in a DST gap is read with the offset before the change, a repeated hour as its
-    first occurrence (the one rule of :mod:`hubctl.localtime`).
-    """
-    n = len(text)
-    present = ~np.asarray(blank(text).to_numpy(zero_copy_only=False), dtype=bool)
-    fast = _iso_local(text, present, tz_)
-    if fast is not None:
-        return fast
-    m = pc.extract_regex(pc.fill_null(text, ""), _DATETIME)
-    matched = np.asarray(pc.is_valid(m).to_numpy(zero_copy_only=False), dtype=bool)
-    m = pc.fill_null(m, pa.scalar({k: "" for k in (
-        "y", "mo", "d", "mo2", "d2", "y2", "h", "mi", "s", "ampm", "tz")}, m.type))
-    y, mo, d = _part(m, "y", "y2"), _part(m, "mo", "mo2"), _part(m, "d", "d2")
-    h, mi, sec = _part(m, "h"), _part(m, "mi"), np.maximum(_part(m, "s"), 0)
-    ampm = pc.utf8_upper(pc.replace_substring(pc.struct_field(m, "ampm"), ".", ""))
-    pm = np.asarray(pc.is_in(ampm, value_set=pa.array(["PM", "오후"])).to_numpy(
-        zero_copy_only=False), dtype=bool)
-    twelve = np.asarray(pc.not_equal(ampm, "").to_numpy(zero_copy_only=False), dtype=bool)
-    ok = matched & (y >= 1900) & (mo >= 1) & (mo <= 12) & (d >= 1) & (h >= 0) & (mi <= 59)
-    ok &= (sec <= 60) & ((h < 24) | ((h == 24) & (mi == 0) & (sec == 0) & ~twelve))
-    ok &= ~twelve | ((h >= 1) & (h <= 12))
-    h = np.where(twelve, h % 12 + np.where(pm, 12, 0), h)
-    month = np.where(ok, (y - 1970) * 12 + mo - 1, 0).astype("datetime64[M]")
-    day = month.astype("datetime64[D]") + np.where(ok, d - 1, 0)
-    ok &= day.astype("datetime64[M]") == month
-    local = (day.astype(np.int64) * 86400 + (h * 60 + mi) * 60 + np.minimum(sec, 59)) * 1_000_000
-    local = np.where(ok, local, 0)
-    tz = pc.struct_field(m, "tz")
-    has_tz = np.asarray(pc.not_equal(tz, "").to_numpy(zero_copy_only=False), dtype=bool)
-    utc = local - np.where(has_tz, _fixed_offsets(tz), zone_offsets(local, tz_, ok & ~has_tz))
-    values = pa.array(utc, pa.int64(), mask=~ok).cast(TIMESTAMP)
-    return values, present & ~ok if n else np.zeros(0, dtype=bool)
-
-
-def _iso_local(text: pa.Array, present: np.ndarray,
-               tz_: tzinfo) -> tuple[pa.Array, np.ndarray] | None:
-    """The fast path: every present text is ``YYYY-MM-DD[ T]HH:MM:SS`` without an offset
-    (most exports); Arrow's ISO cast reads them. None when any text needs the general path."""
-    simple = pc.fill_null(pc.match_substring_regex(text, _ISO_LOCAL), False)
-    if int(pc.sum(simple).as_py() or 0) != int(present.sum()):
-        return None
-    iso = pc.if_else(pa.array(present), pc.replace_substring(text, " ", "T"),
-                     pa.scalar(None, pa.string()))
-    try:
-        naive = pc.cast(iso, pa.timestamp("us"))
-    except pa.ArrowInvalid:  # an impossible date (Feb 30): the general path says which
-        return None
-    local = np.asarray(pc.fill_null(pc.cast(naive, pa.int64()), 0).to_numpy(
-        zero_copy_only=False), dtype=np.int64)
-    utc = local - zone_offsets(local, tz_, present)
-    values = pa.array(utc, pa.int64(), mask=~present).cast(TIMESTAMP)
-    return values, np.zeros(len(text), dtype=bool)
-
-
-def _fixed_offsets(tz: pa.Array) -> np.ndarray:
-    """Microseconds east of UTC of texts like +09:00, -0700 or Z (0 where empty)."""
-    parts = pc.extract_regex(tz, r"^(?P<sign>[+-]?)(?P<hh>\d{0,2}):?(?P<mm>\d{0,2})$")
-    parts = pc.fill_null(parts, pa.scalar({"sign": "", "hh": "", "mm": ""}, parts.type))
-    hh = _part(parts, "hh").clip(0)
-    mm = _part(parts, "mm").clip(0)
-    sign = np.where(np.asarray(pc.equal(pc.struct_field(parts, "sign"), "-").to_numpy(
-        zero_copy_only=False), dtype=bool), -1, 1)
-    return np.asarray(sign * (hh * 60 + mm) * 60_000_000, dtype=np.int64)
 
 
 ADAPTER = Calls()

@@ -109,3 +109,25 @@ def test_a_fixed_offset_zone_is_named_as_arrow_and_duckdb_take_it() -> None:
     assert stamp.type.tz == "+09:00"
     with pytest.raises(UsageError, match="--param timezone 'Mars/Base' is not a known"):
         zone("Mars/Base", "--param timezone")
+
+
+def test_one_reader_of_local_time_texts() -> None:
+    """ISO (fractions, offsets), the other spellings, a date alone (its local midnight, or
+    unreadable where a time is needed) and strptime formats, through one function."""
+    from datetime import UTC, datetime
+
+    from hubctl.adapterkit import parse_times
+
+    texts = pa.array(["2024-03-15", "2024-03-15T10:00:00.250", "2024-03-15 10:00+01:00",
+                      "15/03/2024", "2024년 3월 15일 14시 30분", "03/15/2024 02:30 PM", None])
+    values, bad = parse_times(texts, "Asia/Seoul")
+    assert values.to_pylist()[:3] == [
+        datetime(2024, 3, 14, 15, tzinfo=UTC),  # local midnight, not UTC midnight
+        datetime(2024, 3, 15, 1, 0, 0, 250000, tzinfo=UTC),
+        datetime(2024, 3, 15, 9, tzinfo=UTC)]
+    assert values.to_pylist()[4:6] == [datetime(2024, 3, 15, 5, 30, tzinfo=UTC),
+                                       datetime(2024, 3, 15, 5, 30, tzinfo=UTC)]
+    assert bad.to_pylist() == [False, False, False, True, False, False, False]
+    assert parse_times(texts, "Asia/Seoul", need_time=True)[1].to_pylist()[0] is True
+    dmy, bad = parse_times(pa.array(["15/03/2024"]), "+09:00", "%d/%m/%Y")
+    assert dmy.to_pylist() == [datetime(2024, 3, 14, 15, tzinfo=UTC)] and not bad[0].as_py()

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 
-from hubctl.adapters.calls import detect_profile, parse_times
+from hubctl.adapterkit import parse_times
+from hubctl.adapters.calls import detect_profile
 from tests.conftest import SAMPLE_DATA, needs_sample_data
 from tests.helpers import hub, hub_json
 
@@ -91,8 +92,8 @@ def test_berkeley_times_cross_dst_correctly() -> None:
     # 2018-03-11 is the spring-forward day: 01:xx is PST (UTC-8), 03:xx PDT (UTC-7)
     text = pa.array(["03/11/2018 01:30", "03/11/2018 03:30", "03/10/2018 22:17",
                      "08/19/2018 22:25"])
-    values, bad = parse_times(text, LA)
-    assert not bad.any()
+    values, bad = parse_times(text, LA, need_time=True)
+    assert not any(bad.to_pylist())
     assert [v.strftime("%m-%d %H:%M") for v in values.to_pylist()] == [
         "03-11 09:30", "03-11 10:30", "03-11 06:17", "08-20 05:25"]
 
@@ -102,7 +103,7 @@ def test_local_time_forms_and_edge_cases() -> None:
                      "2024-03-15T12:00:00+00:00", "2024-03-15 24:00", "2024-02-30 10:00",
                      "2024-03-15", "", None, "2024년 3월 15일 14시 30분",
                      "03/10/2024 02:30", "11/03/2024 01:30"])
-    values, bad = parse_times(text, SEOUL)
+    values, bad = parse_times(text, SEOUL, need_time=True)
     got = values.to_pylist()
     assert got[0] == datetime(2024, 3, 15, 14, 58, 10, tzinfo=UTC)
     assert got[1] == datetime(2024, 3, 15, 1, 15, tzinfo=UTC)
@@ -110,8 +111,8 @@ def test_local_time_forms_and_edge_cases() -> None:
     assert got[3] == datetime(2024, 3, 15, 12, 0, tzinfo=UTC)  # the offset wins
     assert got[4] == datetime(2024, 3, 15, 15, 0, tzinfo=UTC)  # 24:00 = next midnight
     assert got[9] == datetime(2024, 3, 15, 5, 30, tzinfo=UTC)
-    assert bad.tolist()[5:9] == [True, True, False, False]  # Feb 30, date only; blanks
-    chicago, _ = parse_times(text, ZoneInfo("America/Chicago"))
+    assert bad.to_pylist()[5:9] == [True, True, False, False]  # Feb 30, date only; blanks
+    chicago, _ = parse_times(text, ZoneInfo("America/Chicago"), need_time=True)
     # DST gap (02:30 does not exist): the offset before the change; repeated hour: the first
     assert chicago.to_pylist()[10] == datetime(2024, 3, 10, 8, 30, tzinfo=UTC)
     assert chicago.to_pylist()[11] == datetime(2024, 11, 3, 6, 30, tzinfo=UTC)
@@ -221,12 +222,15 @@ def test_html_entities_in_types_are_decoded(tmp_path: Path) -> None:
 def test_fast_iso_path_agrees_with_the_general_parser() -> None:
     texts = ["2018-03-11 01:59:59", "2018-03-11 02:30:00", "2018-03-11 03:00:00",
              "2018-11-04 01:30:00", "2018-11-04T02:30:00", "", "2018-07-01 12:00:00"]
-    fast, fast_bad = parse_times(pa.array(texts), LA)  # every text ISO: the fast path
+    fast, fast_bad = parse_times(pa.array(texts), LA)  # every text ISO: Arrow's cast
     general, _ = parse_times(pa.array([*texts, "07/01/2018 12:00"]), LA)
     assert fast.to_pylist() == general.to_pylist()[:-1]
-    assert not fast_bad.any() and fast.to_pylist()[5] is None
+    assert not any(fast_bad.to_pylist()) and fast.to_pylist()[5] is None
+    # the general pattern reads the ISO texts the same way (the US date forces it)
+    us = [f"{t[5:7]}/{t[8:10]}/{t[:4]} {t[11:]}" if t else "" for t in texts]
+    assert parse_times(pa.array(us), LA)[0].to_pylist() == fast.to_pylist()
     _, bad = parse_times(pa.array(["2018-02-30 10:00:00", "2018-03-01 10:00:00"]), LA)
-    assert bad.tolist() == [True, False]
+    assert bad.to_pylist() == [True, False]
 
 
 @needs_sample_data
@@ -248,15 +252,15 @@ def test_one_rule_for_local_times_in_the_dst_gap_and_the_repeated_hour() -> None
     adapters gave 09:59:59.999999Z for the first."""
     import pyarrow as pa
 
-    from hubctl.adapterkit import parse_times as energy_times
-    from hubctl.adapters.calls import parse_times as call_times
     from hubctl.localtime import zone
 
     texts = pa.array(["2024-03-10 02:30:00", "2024-11-03 01:30:00", "2024-07-01 12:00:00"])
     want = ["2024-03-10T10:30:00+00:00", "2024-11-03T08:30:00+00:00",
             "2024-07-01T19:00:00+00:00"]
-    calls, _ = call_times(texts, zone("America/Los_Angeles"))
-    energy, _ = energy_times(texts, "America/Los_Angeles")
-    energy_fmt, _ = energy_times(texts, "America/Los_Angeles", "%Y-%m-%d %H:%M:%S")
-    for got in (calls, energy, energy_fmt):
+    calls, _ = parse_times(texts, zone("America/Los_Angeles"), need_time=True)
+    energy, _ = parse_times(texts, "America/Los_Angeles")
+    energy_fmt, _ = parse_times(texts, "America/Los_Angeles", "%Y-%m-%d %H:%M:%S")
+    us = pa.array(["03/10/2024 02:30 AM", "11/03/2024 01:30 AM", "07/01/2024 12:00 PM"])
+    general, _ = parse_times(us, "America/Los_Angeles")
+    for got in (calls, energy, energy_fmt, general):
         assert [v.isoformat() for v in got.to_pylist()] == want
