@@ -110,54 +110,51 @@ def _trunc(x: np.ndarray, decimals: int) -> np.ndarray:
     return np.floor(x * scale + EPS) / scale
 
 
+PAD = 24  # empty hours laid before each station's first: the longest window (24 h), so a
+# lag or a running window never reaches the station before, without a mask
+
+
 class Grid:
-    """Each station's hours laid out densely; arrays are indexed by dense position."""
+    """Each station's hours laid out densely after :data:`PAD` empty hours. Inputs (``dense``)
+    span the whole grid; lags, running means and what is computed from them are *body* arrays,
+    the grid without its first ``PAD`` positions, and ``observed`` picks the observed hours."""
 
     def __init__(self, station: np.ndarray, h: np.ndarray) -> None:
         if len(h) == 0:
-            self.offset = self.pos = self.j = np.zeros(0, dtype=np.int64)
-            self.size = 0
+            self.pos = np.zeros(0, dtype=np.int64)
+            self.size = PAD
             return
         first = np.r_[True, station[1:] != station[:-1]]
         starts = np.flatnonzero(first)
-        lo = h[starts]
-        hi = np.r_[h[starts[1:] - 1], h[-1]] if len(h) else lo
+        lo = h[starts] - PAD
+        hi = np.r_[h[starts[1:] - 1], h[-1]]
         length = hi - lo + 1
-        self.offset = np.r_[0, np.cumsum(length)[:-1]]
+        offset = np.r_[0, np.cumsum(length)[:-1]]
         self.size = int(length.sum())
         seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(h)]))
-        self.pos = self.offset[seg] + (h - lo[seg])
-        dense_seg = np.repeat(np.arange(len(starts)), length)
-        self.j = np.arange(self.size) - self.offset[dense_seg]  # hours since station's first
+        self.pos = offset[seg] + (h - lo[seg])  # every one at least PAD
 
     def dense(self, values: np.ndarray) -> np.ndarray:
-        """An observed-row array spread onto the dense grid (NaN where no observation)."""
-        if self.size == len(values):  # every station has every hour: already dense
-            return values
+        """An observed-row array spread onto the whole grid (NaN where no observation)."""
         out = np.full(self.size, NAN)
         out[self.pos] = values
         return out
 
     def observed(self, values: np.ndarray) -> np.ndarray:
-        """A dense-grid array at the observed rows only."""
-        return values if self.size == len(self.pos) else values[self.pos]
+        """A body array at the observed rows only."""
+        return values[self.pos - PAD]
 
     def lag(self, x: np.ndarray, k: int) -> np.ndarray:
-        """``x`` of k hours before, NaN before the station's first hour."""
-        if k == 0:
-            return x
-        out = np.full(self.size, NAN)
-        out[k:] = x[:-k]
-        out[self.j < k] = NAN
-        return out
+        """The body of grid array ``x`` as of k hours before (a view; k at most PAD)."""
+        return x[PAD - k:self.size - k]
 
     def rolling(self, x: np.ndarray, hours: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and count of the non-missing values of the last ``hours`` hours."""
+        """Mean and count of the non-missing values of the last ``hours`` hours (a body
+        array): differences of cumulative sums, the same sums whatever the padding."""
         ok = ~np.isnan(x)
         cs = np.r_[0.0, np.cumsum(np.where(ok, x, 0.0))]
         cn = np.r_[0, np.cumsum(ok)]
-        end = np.arange(1, self.size + 1)
-        start = end - np.minimum(hours, self.j + 1)
+        end, start = slice(PAD + 1, self.size + 1), slice(PAD + 1 - hours, self.size + 1 - hours)
         n = cn[end] - cn[start]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(n > 0, (cs[end] - cs[start]) / np.maximum(n, 1), NAN)
@@ -168,24 +165,26 @@ def _nowcast(g: Grid, x: np.ndarray) -> np.ndarray:
     """EPA NowCast of the last 12 hours (weight factor min/max, at least 0.5); valid when two
     of the three most recent hours are present (AirNow's completeness rule). The weighted sums
     are evaluated by Horner's rule from the oldest hour."""
-    lo, hi = x.copy(), x.copy()
-    recent = (~np.isnan(x)).astype(np.int8)
+    now = g.lag(x, 0)
+    lo, hi = now.copy(), now.copy()
+    ok = ~np.isnan(x)
+    zero = np.where(ok, x, 0.0)
+    recent = ok[PAD:].astype(np.int8)
     for k in range(1, 12):
         v = g.lag(x, k)
         np.fmin(lo, v, out=lo)
         np.fmax(hi, v, out=hi)
         if k < 3:
-            recent += ~np.isnan(v)
+            recent += g.lag(ok, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.where(hi <= 0, 1.0, np.maximum(0.5, lo / hi))
-    num, den = np.zeros(g.size), np.zeros(g.size)
+    body = g.size - PAD
+    num, den = np.zeros(body), np.zeros(body)
     for k in range(11, -1, -1):
-        v = g.lag(x, k)
-        ok = ~np.isnan(v)
         num *= w
-        num += np.where(ok, v, 0.0)
+        num += g.lag(zero, k)
         den *= w
-        den += ok
+        den += g.lag(ok, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(recent >= 2, num / den, NAN)
 
@@ -195,7 +194,7 @@ def _c24e(g: Grid, x: np.ndarray, m: float, mc: float) -> tuple[np.ndarray, np.n
     the mean of the last four hours, each taken as 0.75 of itself when it is at least M and
     between 0.9 and 1.7 times C12 (AirKorea's CAI calculator); and the hours C12 had."""
     c12, n12 = g.rolling(x, 12)
-    total, n4 = np.zeros(g.size), np.zeros(g.size, dtype=int)
+    total, n4 = np.zeros(g.size - PAD), np.zeros(g.size - PAD, dtype=int)
     with np.errstate(invalid="ignore", divide="ignore"):
         for k in range(4):
             c = g.lag(x, k)
@@ -237,7 +236,11 @@ def _coded(code: np.ndarray, texts: dict[int, str]) -> pa.Array:
 
 
 def _ints(x: np.ndarray, typ: pa.DataType) -> pa.Array:
-    return pa.array(np.round(x), mask=np.isnan(x)).cast(typ)
+    """Rounded whole numbers of type ``typ`` (small: indices, grades, hour counts), null where
+    NaN."""
+    missing = np.isnan(x)
+    whole = np.where(missing, 0.0, np.round(x)).astype(typ.to_pandas_dtype())
+    return pa.array(whole, typ, mask=missing)
 
 
 def _floats(x: np.ndarray) -> pa.Array:
