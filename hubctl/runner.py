@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from hubctl.catalog import Catalog
 from hubctl.errors import EXIT_FAILED, HubError, InputError, UsageError
+from hubctl.heap import retained
 from hubctl.lake import DERIVED, Lake
 from hubctl.ledger import new_run_id
 from hubctl.locks import hold
@@ -195,15 +196,16 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
             ctx = PipelineContext(con=catalog.con, params=dict(params), run_id=out.run_id,
                                   tables=frozenset(tables), warn=warn, step=step,
                                   engine=spark)
-            result = pipeline.run(ctx)
-            out.summary = plain(result.summary)
-            out.notes = list(result.notes)
-            for note in out.notes:
-                warn(note)
-            for name, table in sorted(result.tables.items()):
-                step(f"writing {DERIVED}.{pipeline.name}_{name} ({table.num_rows:,} rows)")
-                lake.replace(f"{DERIVED}/{pipeline.name}/{name}", _tagged(table, out.run_id))
-                out.tables[name] = table.num_rows
+            with retained():  # big numpy temporaries reuse freed memory, not fresh pages
+                result = pipeline.run(ctx)
+                out.summary = plain(result.summary)
+                out.notes = list(result.notes)
+                for note in out.notes:
+                    warn(note)
+                for name, table in sorted(result.tables.items()):
+                    step(f"writing {DERIVED}.{pipeline.name}_{name} ({table.num_rows:,} rows)")
+                    lake.replace(f"{DERIVED}/{pipeline.name}/{name}", _tagged(table, out.run_id))
+                    out.tables[name] = table.num_rows
             out.checks = _check(out.summary, asserts)
             out.status = "ok" if all(c["ok"] for c in out.checks) else "assert-failed"
             if result.empty:
