@@ -5,11 +5,12 @@ NO2 and PM2.5, seeded), then, alternating, ``--repeat`` times each:
 
 - A: ``hubctl export bench AirQualityObserved --format parquet`` and ``--format csv`` (data,
   datapackage.json, DCAT, README, index.html, SHA256SUMS) in a child process;
-- B: a plain DuckDB ``COPY (SELECT ... ORDER BY id, observed_at) TO ... (FORMAT parquet,
-  COMPRESSION zstd)`` and ``(FORMAT csv)`` of the same rows from the same Delta files, in a
-  child process.
+- B: a plain DuckDB ``COPY (SELECT ...) TO ... (FORMAT parquet, COMPRESSION zstd)`` and
+  ``(FORMAT csv)`` of the same rows in the same order (the Delta files' storage order, which
+  is the order hubctl publishes rows in) from the same Delta files, in a child process.
 
-Reports median rows/s, the ratio A/B and the child's peak RSS (getrusage).
+Reports median rows/s (wall) and rows per CPU-second, the ratio A/B, the child's peak RSS
+(getrusage) and the load average before each run.
 
     make bench          # or: .venv/bin/python bench/bench_export.py --rows 5000000
 """
@@ -70,9 +71,9 @@ def build_lake(lake: Path, rows: int) -> int:
     return done
 
 
-def _child(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of this one child process (wait4 gives its own rusage,
-    not the maximum over every child so far)."""
+def _child(args: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of this one child process
+    (wait4 gives its own rusage, not the maximum over every child so far)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -81,10 +82,10 @@ def _child(args: list[str]) -> tuple[float, float]:
     if proc.returncode != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{args[:4]} failed: {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def hubctl_export(lake: Path, out: Path, fmt: str) -> tuple[float, float]:
+def hubctl_export(lake: Path, out: Path, fmt: str) -> tuple[float, float, float]:
     """A: hubctl export of one format (plus all the metadata)."""
     shutil.rmtree(out, ignore_errors=True)
     return _child([str(Path(sys.executable).parent / "hubctl"), "--lake", str(lake), "export",
@@ -101,12 +102,12 @@ con.execute("SET memory_limit = '512MB'")
 listing = "[" + ", ".join("'" + f + "'" for f in files) + "]"
 opts = "FORMAT parquet, COMPRESSION zstd" if sys.argv[3] == "parquet" else "FORMAT csv, HEADER"
 con.execute(f"COPY (SELECT * EXCLUDE (_source, _run_id, _ingested_at, _extra, _time_index, date) "
-            f"FROM read_parquet({listing}, hive_partitioning=true, union_by_name=true) "
-            f"ORDER BY id, observed_at) TO '{sys.argv[2]}' ({opts})").fetchall()
+            f"FROM read_parquet({listing}, hive_partitioning=true, union_by_name=true)) "
+            f"TO '{sys.argv[2]}' ({opts})").fetchall()
 """
 
 
-def duckdb_copy(lake: Path, out: Path, fmt: str) -> tuple[float, float]:
+def duckdb_copy(lake: Path, out: Path, fmt: str) -> tuple[float, float, float]:
     """B: a plain DuckDB COPY of the same rows, same order, same format."""
     out.mkdir(parents=True, exist_ok=True)
     return _child([sys.executable, "-c", _COPY, str(lake), str(out / f"copy.{fmt}"), fmt])
@@ -128,21 +129,29 @@ def main() -> None:
     for _ in range(ns.repeat):
         for fmt in ("parquet", "csv"):
             for label, fn in (("hubctl", hubctl_export), ("duckdb", duckdb_copy)):
-                wall, peak = fn(lake, OUT / f"export-{label}", fmt)
-                slot = results.setdefault(f"{label}.{fmt}", {"seconds": [], "peak_rss_mb": []})
+                load = os.getloadavg()[0]
+                wall, cpu, peak = fn(lake, OUT / f"export-{label}", fmt)
+                slot = results.setdefault(f"{label}.{fmt}", {"seconds": [], "cpu_s": [],
+                                                            "peak_rss_mb": [], "load": []})
                 slot["seconds"].append(wall)
+                slot["cpu_s"].append(cpu)
                 slot["peak_rss_mb"].append(peak)
+                slot["load"].append(load)
     summary: dict[str, object] = {"rows": rows, "build_lake_s": round(built, 1),
                                   "loadavg": os.getloadavg()}
     for key, slot in sorted(results.items()):
         med = statistics.median(slot["seconds"])
+        cpu = statistics.median(slot["cpu_s"])
         summary[key] = {"median_s": round(med, 2), "rows_per_s": round(rows / med),
+                        "median_cpu_s": round(cpu, 2), "rows_per_cpu_s": round(rows / cpu),
                         "runs_s": [round(s, 2) for s in slot["seconds"]],
+                        "load_before": [round(x, 1) for x in slot["load"]],
                         "peak_rss_mb": round(max(slot["peak_rss_mb"]))}
     for fmt in ("parquet", "csv"):
-        a = statistics.median(results[f"hubctl.{fmt}"]["seconds"])
-        b = statistics.median(results[f"duckdb.{fmt}"]["seconds"])
-        summary[f"ratio.{fmt}"] = round(a / b, 2)
+        for what in ("seconds", "cpu_s"):
+            a = statistics.median(results[f"hubctl.{fmt}"][what])
+            b = statistics.median(results[f"duckdb.{fmt}"][what])
+            summary[f"ratio.{fmt}" + (".cpu" if what == "cpu_s" else "")] = round(a / b, 2)
     print(json.dumps(summary, indent=2))
     shutil.rmtree(OUT / "export-hubctl", ignore_errors=True)
     shutil.rmtree(OUT / "export-duckdb", ignore_errors=True)

@@ -152,6 +152,22 @@ def test_dcat_conforms_to_dcat_ap_3_shapes(shared: dict[str, Path]) -> None:
 
 
 @needs_sample_data
+def test_a_bundle_exported_without_shapes_conforms_to_dcat_ap_3_too(tmp_path: Path) -> None:
+    """The shapes only make export check itself: the DCAT written without --shapes conforms."""
+    from pyshacl import validate
+    from rdflib import Graph
+
+    lake = _air_lake(tmp_path, range(0, 3))
+    _export(lake, tmp_path / "plain", "export", "air", "AirQualityObserved")
+    shapes = Graph().parse(SHAPES / "dcat-ap-3.0.0-shapes.ttl").parse(
+        SHAPES / "dcat-ap-3.0.0-range.ttl")
+    data = Graph().parse(tmp_path / "plain" / "dcat.ttl", format="turtle")
+    conforms, _, text = validate(data, shacl_graph=shapes, inference="none")
+    assert conforms, text
+    assert "SHACL: not checked at export" in (tmp_path / "plain" / "README.md").read_text()
+
+
+@needs_sample_data
 def test_duckdb_reads_parquet_and_csv_with_the_declared_types(shared: dict[str, Path]) -> None:
     bundle = shared["bundle"]
     package = json.loads((bundle / "datapackage.json").read_text())

@@ -22,11 +22,17 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def iso(expr: str) -> str:
-    """SQL giving ISO 8601 UTC text (``2024-05-01T10:00:00Z``, microseconds only if any)."""
-    return (f"CASE WHEN {expr} IS NULL THEN NULL WHEN microsecond({expr}) % 1000000 = 0 "
-            f"THEN strftime({expr}, '%Y-%m-%dT%H:%M:%SZ') "
-            f"ELSE strftime({expr}, '%Y-%m-%dT%H:%M:%S.%fZ') END")
+def iso(expr: str, duck: str = "TIMESTAMP WITH TIME ZONE") -> str:
+    """SQL giving ISO 8601 UTC text (``2024-05-01T10:00:00Z``; a fraction of a second only if
+    any, without trailing zeros) of a timestamp of DuckDB type ``duck``.
+
+    DuckDB's own text of a timestamp with time zone, on the export's UTC connection
+    (``2024-05-01 10:00:00+00``), with ``T`` and ``Z``: a third of the CPU time of
+    ``strftime`` or of a cast to a plain timestamp (which goes through ICU)."""
+    text = f"replace(CAST({expr} AS VARCHAR), ' ', 'T')"
+    if "TIME ZONE" in duck.upper() or duck.upper() == "TIMESTAMPTZ":
+        return f"replace({text}, '+00', 'Z')"
+    return f"{text} || 'Z'"
 
 
 def _flat(col: Column, as_text: bool) -> str:
@@ -35,7 +41,7 @@ def _flat(col: Column, as_text: bool) -> str:
     if col.role == "list":
         return f"CAST(to_json({q}) AS VARCHAR) AS {q}"
     if as_text and col.duck.startswith("TIMESTAMP"):
-        return f"{iso(q)} AS {q}"
+        return f"{iso(q, col.duck)} AS {q}"
     return q
 
 
@@ -61,7 +67,7 @@ def _json_value(col: Column) -> str:
     """SQL for a column's value inside a JSON document."""
     q = quote_ident(col.name)
     if col.duck.startswith("TIMESTAMP"):
-        return iso(q)
+        return iso(q, col.duck)
     if col.role in ("json", "geometry"):
         return f"json({q})"
     return q
