@@ -32,8 +32,8 @@ from hubctl.rejects import Reject
 from hubctl.types import TIMESTAMP
 
 __all__ = ["REJECTS", "RUNS", "Cursor", "Run", "checkpoint", "find_ingested", "last_cursor",
-           "last_run_start", "mark_interrupted", "new_run_id", "source_runs", "start_run",
-           "write_rejects", "write_run"]
+           "last_run_start", "last_start", "mark_interrupted", "new_run_id", "source_runs",
+           "start_run", "write_rejects", "write_run"]
 
 RUNS = "_runs"
 REJECTS = "_rejects"
@@ -249,11 +249,13 @@ class Cursor:
     after: str | None = None
 
 
-def _query(lake: Lake, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` over ``_runs`` (written ``FROM runs``); none if there is no ledger."""
-    if not lake.exists(RUNS):
+def _query(lake: Lake, sql: str, params: list[Any], table: str = RUNS
+           ) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` over the ledger ``table`` (``_runs`` unless told; written ``FROM
+    runs``); none if there is no ledger."""
+    if not lake.exists(table):
         return []
-    files = lake.files(RUNS)
+    files = lake.files(table)
     if not files:
         return []
     con = scratch()
@@ -275,7 +277,14 @@ def last_cursor(lake: Lake, source: str) -> str | None:
 
 def last_run_start(lake: Lake, source: str) -> datetime | None:
     """When the newest finished run of ``source`` (any outcome) started, as aware UTC."""
-    rows = _query(lake, "SELECT epoch_us(max(started_at)) FROM runs WHERE source = ?", [source])
+    return last_start(lake, RUNS, "source", source)
+
+
+def last_start(lake: Lake, ledger: str, column: str, name: str) -> datetime | None:
+    """When the newest run recorded in the ledger table ``ledger`` (``_runs``,
+    ``_pipeline_runs``, ``_exports``) whose ``column`` is ``name`` started, as aware UTC."""
+    rows = _query(lake, f"SELECT epoch_us(max(started_at)) FROM runs WHERE {column} = ?",
+                  [name], ledger)
     return _utc(rows[0][0]) if rows else None
 
 

@@ -82,8 +82,9 @@ def hold(root: Path | S3Root, name: str) -> Iterator[Path | S3Root]:
         lease = _lease(root, name)
         if not lease.acquire():
             raise LockHeld(f"{name!r} is locked by {lease.holder}",
-                           hint="another run of this source is in progress; try again later "
-                                "(exit code 75 means 'skipped, locked')" + _expiry_hint())
+                           hint="another run of this source, pipeline or export is in "
+                                "progress; try again later (exit code 75 means 'skipped, "
+                                "locked')" + _expiry_hint())
         try:
             yield lease.path
         finally:
@@ -95,8 +96,9 @@ def hold(root: Path | S3Root, name: str) -> Iterator[Path | S3Root]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockHeld(f"{name!r} is locked by {_holder(fd)}",
-                           hint="another run of this source is in progress; try again later "
-                                "(exit code 75 means 'skipped, locked')") from None
+                           hint="another run of this source, pipeline or export is in "
+                                "progress; try again later (exit code 75 means 'skipped, "
+                                "locked')") from None
         _mark(fd)
         yield _lock_path(root, name)
     finally:

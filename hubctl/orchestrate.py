@@ -44,9 +44,10 @@ if TYPE_CHECKING:
     from hubctl.pipeline import Pipeline
     from hubctl.runner import Assertion, Outcome
 
-__all__ = ["SEVERITY", "PipelineRun", "Progress", "SourceRun", "exit_code", "ingest_request",
-           "most_severe", "overall_exit", "route_all", "run_pipelines", "run_request",
-           "run_sources", "source_names", "source_options", "source_request", "try_request"]
+__all__ = ["SEVERITY", "PipelineRun", "Progress", "SourceRun", "error_hint", "error_message",
+           "exit_code", "ingest_request", "most_severe", "overall_exit", "route_all",
+           "run_pipelines", "run_request", "run_sources", "source_names", "source_options",
+           "source_request", "try_request"]
 
 #: Exit codes from the most severe to the least: what a command that ran several sources or
 #: pipelines exits with when they ended differently.
@@ -79,14 +80,16 @@ def _known(error: BaseException) -> HubError | None:
     return error if isinstance(error, HubError) else translate(error)
 
 
-def _message(error: BaseException) -> str:
+def error_message(error: BaseException) -> str:
+    """What went wrong, for a log line or --json (a bug as ``internal error: ...``)."""
     known = _known(error)
     if known is not None:
         return known.message
     return f"internal error: {type(error).__name__}: {error}"
 
 
-def _hint(error: BaseException) -> str | None:
+def error_hint(error: BaseException) -> str | None:
+    """What to do about ``error`` (for a bug: rerun with --debug and report it)."""
     known = _known(error)
     if known is not None:
         return known.hint
@@ -128,7 +131,7 @@ class SourceRun:
             out |= self.run.summary()
             out["status"] = self.status
         if self.error is not None:
-            out["error"], out["hint"] = _message(self.error), _hint(self.error)
+            out["error"], out["hint"] = error_message(self.error), error_hint(self.error)
         out["seconds"] = round(self.seconds, 3)
         return out
 
@@ -310,8 +313,8 @@ class PipelineRun:
         if self.outcome is not None:
             out |= self.outcome.as_json()
         out |= {"status": self.status, "exit_code": self.exit_code,
-                "error": _message(self.error) if self.error is not None else None,
-                "hint": _hint(self.error) if self.error is not None else None}
+                "error": error_message(self.error) if self.error is not None else None,
+                "hint": error_hint(self.error) if self.error is not None else None}
         if self.missing:
             out["missing_inputs"] = self.missing
         return out

@@ -8,6 +8,12 @@ due source in a thread of its own process, through the engine function that ``hu
 --source NAME`` calls (:func:`hubctl.orchestrate.source_request`); the source's lock keeps two runs
 of one source (from two schedulers, cron and a person) from overlapping: the loser is logged as
 skipped (exit code 75 for ``hubctl ingest``).
+
+Pipelines (``[pipelines.NAME] schedule``, or ``after = [SOURCE, ...]``: after each successful
+run of those sources) and exports (``[exports.NAME] schedule``) are run by the same scheduler
+the same way, through :func:`hubctl.orchestrate.run_pipelines` and
+:func:`hubctl.export.bundle.export_bundle`; they are due by the start of their last run in
+``_pipeline_runs`` and ``_exports``, and locked by ``pipeline:NAME`` and ``export:NAME``.
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ from hubctl.config import Config
 from hubctl.cron import CronError, CronExpr, local_zone, parse_cron
 from hubctl.errors import ConfigError
 from hubctl.lake import Lake
-from hubctl.ledger import last_run_start
+from hubctl.ledger import last_run_start, last_start
 from hubctl.s3 import S3Root
 
 if TYPE_CHECKING:
     from hubctl.orchestrate import SourceRun
 
-__all__ = ["Logger", "Scheduler", "cron_table", "due", "log_event", "pipelines_after",
-           "run_event", "scheduled", "scheduled_exports", "scheduled_pipelines", "systemd_units"]
+__all__ = ["LEDGERS", "Logger", "Scheduler", "Task", "cron_table", "due", "log_event",
+           "pipelines_after", "run_event", "scheduled", "scheduled_exports", "scheduled_pipelines",
+           "systemd_units"]
 
 Logger = Callable[..., None]
 
@@ -122,13 +129,20 @@ def pipelines_after(config: Config) -> dict[str, list[str]]:
     return out
 
 
+#: Where the start of each kind of scheduled run is recorded: ledger table, name column.
+LEDGERS = {"source": ("_runs", "source"), "pipeline": ("_pipeline_runs", "pipeline"),
+           "export": ("_exports", "name")}
+
+
 def due(lake: Lake, source: str, expr: CronExpr, now: datetime,
-        since: datetime | None = None) -> tuple[bool, datetime | None]:
-    """Whether ``source`` is due at ``now``, and the fire time that makes it due or the next one.
+        since: datetime | None = None, kind: str = "source") -> tuple[bool, datetime | None]:
+    """Whether ``source`` (a pipeline or an export with ``kind``) is due at ``now``, and the
+    fire time that makes it due or the next one.
 
     ``since`` (a fire time already tried) is taken if it is later than the last run's start.
     """
-    last = last_run_start(lake, source)
+    last = last_run_start(lake, source) if kind == "source" else last_start(
+        lake, *LEDGERS[kind], source)
     start = max((t for t in (last, since) if t is not None), default=None)
     if start is None:
         return True, None
@@ -332,21 +346,33 @@ def systemd_units(config: Config, lake: Path | S3Root | None = None,
 
 # ---------------------------------------------------------------- the scheduler
 
+@dataclass(frozen=True)
+class Task:
+    """One thing the scheduler runs: a source's ingest, a pipeline or an export."""
+
+    kind: str  # source | pipeline | export
+    name: str
+
+
 @dataclass
 class _Job:
-    """A source being ingested by a thread of the scheduler."""
+    """A task being run by a thread of the scheduler."""
 
-    source: str
+    task: Task
     fire: datetime | None
     thread: threading.Thread | None = None
-    result: SourceRun | None = None
+    event: tuple[str, dict[str, Any]] | None = None  # its log event, once it has ended
+    ok: bool = False
     started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class Scheduler:
-    """Runs due sources in this process (at most ``jobs`` at once, each in a thread, through
-    :func:`hubctl.orchestrate.source_request`) until told to stop."""
+    """Runs due sources, pipelines and exports in this process (at most ``jobs`` at once, each
+    in a thread, through the engine functions their commands call) until told to stop.
+
+    ``sources``, ``pipelines`` and ``exports`` map names to schedules; ``after`` maps a source
+    to the pipelines that run after each of its successful runs (``after = [...]``)."""
 
     config: Config
     lake: Lake
@@ -355,16 +381,27 @@ class Scheduler:
     jobs: int = 2
     poll: float = 0.2  # seconds between looks at the clock and the running jobs
     zone: tzinfo = field(default_factory=local_zone)
+    pipelines: dict[str, CronExpr] = field(default_factory=dict)
+    exports: dict[str, CronExpr] = field(default_factory=dict)
+    after: dict[str, list[str]] = field(default_factory=dict)
     stopping: int = 0  # signals received
-    _tried: dict[str, datetime] = field(default_factory=dict)
-    _next: dict[str, datetime | None] = field(default_factory=dict)
-    _running: dict[str, _Job] = field(default_factory=dict)
+    _tried: dict[Task, datetime] = field(default_factory=dict)
+    _next: dict[Task, datetime | None] = field(default_factory=dict)
+    _running: dict[Task, _Job] = field(default_factory=dict)
+    _queued: list[Task] = field(default_factory=list)  # pipelines after a source's success
     _signal: str = ""
     _announced: bool = False
 
+    def timed(self) -> dict[Task, CronExpr]:
+        """Every task with a schedule."""
+        return {Task(kind, name): expr
+                for kind, table in (("source", self.sources), ("pipeline", self.pipelines),
+                                    ("export", self.exports))
+                for name, expr in table.items()}
+
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         """Stop starting runs; a second signal also asks the running ingests to stop after the
-        commit in progress (pulls stop at their next request).
+        commit in progress (pulls stop at their next request; pipelines and exports finish).
 
         A signal handler: it only sets flags. The loop logs ``stopping`` at its next step, so
         that a run it was starting when the signal came is logged before it (running ingests
@@ -379,23 +416,33 @@ class Scheduler:
     def _announce_stop(self) -> None:
         if self.stopping and not self._announced:
             self._announced = True
-            self.log("stopping", signal=self._signal, waiting_for=sorted(self._running) or None)
+            self.log("stopping", signal=self._signal,
+                     waiting_for=sorted(f"{t.kind} {t.name}" for t in self._running) or None)
 
     def run(self) -> int:
-        """The loop: start due sources, log finished ones; returns the exit code (0)."""
+        """The loop: start due tasks, log finished ones; returns the exit code (0)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
         self.log("scheduler-started", pid=os.getpid(), lake=str(self.lake.root),
-                 sources={n: e.text for n, e in self.sources.items()})
+                 sources={n: e.text for n, e in self.sources.items()},
+                 pipelines={n: e.text for n, e in self.pipelines.items()} or None,
+                 exports={n: e.text for n, e in self.exports.items()} or None,
+                 after=self.after or None)
+        timed = self.timed()
         while not self.stopping:
             self._reap()
             now = datetime.now(self.zone)
-            for name, expr in self.sources.items():
+            for task in [*self._queued, *timed]:
                 if self.stopping or len(self._running) >= self.jobs:
                     break
-                if name not in self._running and self._is_due(name, expr, now) \
-                        and not self.stopping:  # a signal may have come while asking the ledger
-                    self._start(name, now)
+                if task in self._running:
+                    continue
+                if task in self._queued:
+                    self._queued.remove(task)
+                    self._start(task, None)
+                elif self._is_due(task, timed[task], now) and not self.stopping:
+                    # (a signal may have come while asking the ledger)
+                    self._start(task, now)
             if not self.stopping:
                 time.sleep(self.poll)
         self._announce_stop()
@@ -405,48 +452,109 @@ class Scheduler:
         self.log("scheduler-stopped", pid=os.getpid())
         return 0
 
-    def _is_due(self, name: str, expr: CronExpr, now: datetime) -> bool:
+    def _is_due(self, task: Task, expr: CronExpr, now: datetime) -> bool:
         """Cheap check on the cached next fire; the ledger is asked only when that has come."""
-        cached = self._next.get(name, now)
+        cached = self._next.get(task, now)
         if cached is not None and cached > now:
             return False
         try:
-            is_due, fire = due(self.lake, name, expr, now, self._tried.get(name))
+            is_due, fire = due(self.lake, task.name, expr, now, self._tried.get(task),
+                               kind=task.kind)
         except Exception as exc:  # an unreadable ledger: say so, try again at the next fire
-            self._tried[name] = now
-            self._next[name] = expr.next_after(now)
-            self.log("schedule-error", source=name, error=f"{type(exc).__name__}: {exc}")
+            self._tried[task] = now
+            self._next[task] = expr.next_after(now)
+            self.log("schedule-error", **{task.kind: task.name},
+                     error=f"{type(exc).__name__}: {exc}")
             return False
-        self._next[name] = None if is_due else fire
+        self._next[task] = None if is_due else fire
         return is_due
 
-    def _start(self, name: str, now: datetime) -> None:
-        """Run source ``name`` in a thread of its own, on a Lake object of its own."""
+    def _start(self, task: Task, now: datetime | None) -> None:
+        """Run ``task`` in a thread of its own, on a Lake object of its own; ``now`` is the
+        fire time it serves (None: a pipeline started by a source's success)."""
+        job = _Job(task, now)
+        work = {"source": self._ingest, "pipeline": self._pipeline,
+                "export": self._export}[task.kind]
+
+        def target() -> None:
+            job.event, job.ok = work(task.name, Lake(self.lake.root))
+
+        job.thread = threading.Thread(target=target, name=f"{task.kind} {task.name}",
+                                      daemon=True)
+        if now is not None:
+            self._tried[task] = now
+            self._next[task] = now
+        self._running[task] = job
+        job.thread.start()
+        self.log("run-started", **{task.kind: task.name}, pid=os.getpid())
+
+    def _ingest(self, name: str, lake: Lake) -> tuple[tuple[str, dict[str, Any]], bool]:
         from hubctl.orchestrate import source_request, try_request
 
-        job = _Job(name, now)
+        result = try_request(name, lambda: source_request(self.config, name), lake)
+        return run_event(result), result.exit_code == 0 and result.status != "locked"
 
-        def work() -> None:
-            job.result = try_request(name, lambda: source_request(self.config, name),
-                                     Lake(self.lake.root))
+    def _pipeline(self, name: str, lake: Lake) -> tuple[tuple[str, dict[str, Any]], bool]:
+        from hubctl.config import param_text
+        from hubctl.orchestrate import run_pipelines
+        from hubctl.pipelines import PIPELINES
 
-        job.thread = threading.Thread(target=work, name=f"ingest {name}", daemon=True)
-        self._tried[name] = now
-        self._next[name] = now
-        self._running[name] = job
-        job.thread.start()
-        self.log("run-started", source=name, pid=os.getpid())
+        began = time.monotonic()
+        spec = self.config.pipelines.get(name)
+        pairs = [f"{k}={param_text(v)}" for k, v in (spec.params if spec else {}).items()]
+        if name not in PIPELINES:
+            return ("run-failed", {"pipeline": name, "error": f"unknown pipeline {name!r}",
+                                   "hint": f"known: {', '.join(sorted(PIPELINES))}",
+                                   "exit_code": 2, "duration_s": 0.0}), False
+        [result] = run_pipelines(lake, {name: PIPELINES[name]}, {name: pairs}, {})
+        fields = {k: v for k, v in result.as_json().items()
+                  if k in ("pipeline", "run_id", "status", "exit_code", "error", "hint",
+                           "missing_inputs")}
+        fields["duration_s"] = round(time.monotonic() - began, 3)
+        if result.status == "locked":
+            return ("run-skipped", {**fields, "reason": "locked"}), False
+        event = "run-finished" if result.exit_code == 0 else "run-failed"
+        return (event, fields), result.exit_code == 0
+
+    def _export(self, name: str, lake: Lake) -> tuple[tuple[str, dict[str, Any]], bool]:
+        from hubctl.errors import LockHeld
+        from hubctl.export.bundle import export_bundle
+        from hubctl.export.request import export_request
+        from hubctl.orchestrate import error_hint, error_message, exit_code
+
+        began = time.monotonic()
+        try:
+            out = export_bundle(lake, export_request(self.config, lake, name))
+        except Exception as exc:  # kept and logged, like a source's failure
+            code = exit_code(exc)
+            fields = {"export": name, "exit_code": code,
+                      "duration_s": round(time.monotonic() - began, 3)}
+            if isinstance(exc, LockHeld):
+                return ("run-skipped", {**fields, "reason": "locked"}), False
+            return ("run-failed", {**fields, "error": error_message(exc),
+                                   "hint": error_hint(exc)}), False
+        return ("run-finished", {
+            "export": name, "export_id": out["export_id"], "bundle": out["bundle"],
+            "rows": {t["table"]: t["rows"] for t in out["tables"]}, "exit_code": 0,
+            "duration_s": round(time.monotonic() - began, 3)}), True
 
     def _reap(self) -> None:
-        """Log every job that has ended: its counts, skipped (locked) or its error."""
-        for name, job in list(self._running.items()):
+        """Log every job that has ended: its counts, skipped (locked) or its error; queue the
+        pipelines that run after a source that succeeded."""
+        for task, job in list(self._running.items()):
             if job.thread is not None and job.thread.is_alive():
                 continue
-            del self._running[name]
-            self._next.pop(name, None)  # ask the ledger again at the next fire
-            if job.result is None:  # the thread died without a result: a bug in the loop
-                self.log("run-failed", source=name, error="the run ended without a result",
-                         exit_code=1, duration_s=round(time.monotonic() - job.started, 3))
+            del self._running[task]
+            self._next.pop(task, None)  # ask the ledger again at the next fire
+            if job.event is None:  # the thread died without a result: a bug in the loop
+                self.log("run-failed", **{task.kind: task.name},
+                         error="the run ended without a result", exit_code=1,
+                         duration_s=round(time.monotonic() - job.started, 3))
                 continue
-            event, fields = run_event(job.result)
+            event, fields = job.event
             self.log(event, **fields)
+            if task.kind == "source" and job.ok and not self.stopping:
+                for name in self.after.get(task.name, []):
+                    queued = Task("pipeline", name)
+                    if queued not in self._queued:
+                        self._queued.append(queued)

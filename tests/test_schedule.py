@@ -209,9 +209,12 @@ def _scheduler(config_path: Path) -> tuple[Any, list[tuple[str, dict[str, Any]]]
         (event, fields))), events
 
 
-def _finish(scheduler: Any, name: str) -> None:
-    scheduler._start(name, datetime.now(UTC))
-    scheduler._running[name].thread.join(timeout=60)
+def _finish(scheduler: Any, name: str, kind: str = "source") -> None:
+    from hubctl.schedule import Task
+
+    task = Task(kind, name)
+    scheduler._start(task, datetime.now(UTC))
+    scheduler._running[task].thread.join(timeout=120)
     scheduler._reap()
 
 
@@ -450,3 +453,103 @@ def test_a_second_signal_stops_the_in_process_runs_after_their_commit(tmp_path: 
     assert event == "run-failed" and fields["status"] == "stopped", events
     [run] = source_runs(Lake(tmp_path / "lake"), "a")
     assert run["status"] == "stopped"
+
+
+# ---------------------------------------------------------------- exports and pipelines
+
+EXPORT = """
+[publisher]
+name = "Test City"
+licence = "CC-BY-4.0"
+
+[exports.air]
+tables = ["AirQualityObserved"]
+to = "bundles/air"
+formats = ["parquet", "csv"]
+schedule = "0 * * * *"
+
+[pipelines.air_quality]
+after = ["a"]
+"""
+
+
+def test_the_scheduler_runs_a_scheduled_export_and_pipelines_after_a_source(
+        tmp_path: Path) -> None:
+    from hubctl.config import load_config
+    from hubctl.schedule import Scheduler, Task, scheduled_exports
+
+    config_path = write_hub(tmp_path, {"a": "* * * * *"})
+    config_path.write_text(config_path.read_text() + EXPORT, encoding="utf-8")
+    config = load_config(config_path, None)
+    events: list[tuple[str, dict[str, Any]]] = []
+    scheduler = Scheduler(config, Lake(config.lake), {}, lambda event, **fields: events.append(
+        (event, fields)), exports=scheduled_exports(config), after={"a": ["air_quality"]})
+    _finish(scheduler, "a")  # the source succeeds: its pipeline is queued, then run
+    assert scheduler._queued == [Task("pipeline", "air_quality")]
+    scheduler._queued.clear()
+    _finish(scheduler, "air_quality", "pipeline")
+    event, fields = events[-1]
+    assert (event, fields["pipeline"], fields["status"], fields["exit_code"]) == (
+        "run-finished", "air_quality", "ok", 0), events
+    lake = Lake(tmp_path / "lake")
+    assert any(n == "air_quality" for n, _ in lake.derived_names())
+    _finish(scheduler, "air", "export")
+    event, fields = events[-1]
+    assert (event, fields["export"], fields["rows"], fields["exit_code"]) == (
+        "run-finished", "air", {"AirQualityObserved": 3}, 0), events
+    bundle = tmp_path / "bundles" / "air"
+    assert fields["bundle"] == str(bundle)
+    assert sorted(p.name for p in (bundle / "data").iterdir()) == [
+        "AirQualityObserved.csv", "AirQualityObserved.parquet"]
+    expr = scheduled_exports(config)["air"]
+    started = datetime.now(UTC)
+    assert due(lake, "air", expr, started, kind="export") == (False, expr.next_after(
+        last_export_started(lake, "air")))
+    # a held lock: skipped, as for a source
+    from hubctl.locks import hold
+
+    with hold(lake.root, "export:air"):
+        _finish(scheduler, "air", "export")
+    event, fields = events[-1]
+    assert (event, fields["export"], fields["reason"], fields["exit_code"]) == (
+        "run-skipped", "air", "locked", 75)
+    listed = hub(lake.root, "--config", str(config_path), "schedule", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    [row_] = [r for r in json.loads(listed.stdout) if "export" in r]
+    assert (row_["schedule"], row_["due"]) == ("0 * * * *", False)
+
+
+def last_export_started(lake: Lake, name: str) -> datetime:
+    """When the newest export of ``name`` started (from ``_exports``)."""
+    from hubctl.ledger import last_start
+
+    started = last_start(lake, "_exports", "name", name)
+    assert started is not None
+    return started
+
+
+@pytest.mark.subprocess
+def test_schedule_run_runs_an_export_on_its_schedule(tmp_path: Path) -> None:
+    config = write_hub(tmp_path, {"a": "*/2 * * * * *"})
+    config.write_text(config.read_text() + EXPORT.replace('"0 * * * *"', '"*/2 * * * * *"')
+                      .split("[pipelines.")[0], encoding="utf-8")
+    log = tmp_path / "s.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([HUBCTL, "--config", str(config), "schedule", "run",
+                                 "--log-format", "json"], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(
+                e["event"] == "run-finished" and "export" in e for e in _events(log)):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    events = _events(log)
+    assert events[0]["exports"] == {"air": "*/2 * * * * *"}
+    done = [e for e in events if e["event"] == "run-finished" and "export" in e]
+    assert done and done[0]["rows"]["AirQualityObserved"] == 3, events
+    assert (tmp_path / "bundles" / "air" / "datapackage.json").is_file()

@@ -120,35 +120,66 @@ def scheduled_anything(config: Any) -> bool:
 
 @schedule.command("run")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Sources run at the same time at most (each source once at a time).")
+              help="Runs at the same time at most (each source, pipeline or export once at a "
+                   "time).")
 @click.option("--source", "sources", multiple=True, metavar="NAME",
               help="Schedule only these sources (repeatable; default: every scheduled one).")
+@click.option("--pipeline", "pipelines", multiple=True, metavar="NAME",
+              help="Schedule only these pipelines (repeatable).")
+@click.option("--export", "exports", multiple=True, metavar="NAME",
+              help="Schedule only these exports (repeatable).")
 @LOG_FORMAT
-def run(jobs: int, sources: tuple[str, ...], log_format: str) -> None:
-    """Run scheduled sources when due, in the foreground, until SIGTERM or ^C.
+def run(jobs: int, sources: tuple[str, ...], pipelines: tuple[str, ...],
+        exports: tuple[str, ...], log_format: str) -> None:
+    """Run scheduled sources, pipelines and exports when due, in the foreground, until
+    SIGTERM or ^C.
 
     Each due source runs in this process, in a thread, as `hubctl ingest --source NAME` would
-    run it. Missed fire times (the machine was off, a run took long) coalesce into one run. Two
-    schedulers on one lake never run a source twice at once: the loser of the source's lock is
-    logged as skipped. On SIGTERM no new run starts and the scheduler exits once running
-    ingests have committed; a second SIGTERM asks them to stop after their current commit.
+    run it; a [pipelines.NAME] with a schedule as `hubctl run NAME` with its params, and one
+    with after = ["SOURCE", ...] after each successful run of those sources; an
+    [exports.NAME] with a schedule as `hubctl export NAME`. Missed fire times (the machine
+    was off, a run took long) coalesce into one run. Two schedulers on one lake never run a
+    source, pipeline or export twice at once: the loser of its lock is logged as skipped. On
+    SIGTERM no new run starts and the scheduler exits once running ones have ended; a second
+    SIGTERM asks ingests to stop after their current commit. With --source, --pipeline or
+    --export, only what they name is scheduled (and the pipelines after the sources named).
 
     \b
     Example:
       hubctl schedule run --log-format json >> /var/log/hubctl.log
     """
-    from hubctl.schedule import Scheduler, log_event
+    from hubctl.schedule import (
+        Scheduler,
+        log_event,
+        pipelines_after,
+        scheduled,
+        scheduled_exports,
+        scheduled_pipelines,
+    )
 
-    found = _schedules()
-    unknown = [s for s in sources if s not in found]
-    if unknown:
-        raise ConfigError(f"not a scheduled source: {', '.join(unknown)}",
-                          hint=f"scheduled: {', '.join(found)}")
     ctx = hub()
-    chosen = {n: e for n, e in found.items() if not sources or n in sources}
+    config = ctx.config
+    found = {"source": scheduled(config), "pipeline": scheduled_pipelines(config),
+             "export": scheduled_exports(config)}
+    after = pipelines_after(config)
+    if not any(found.values()):
+        raise ConfigError(f"nothing has a schedule in {config.path or 'hub.toml (none found)'}",
+                          hint='add schedule = "*/10 * * * *" to a [sources.NAME], '
+                               "[pipelines.NAME] or [exports.NAME] table")
+    asked = {"source": sources, "pipeline": pipelines, "export": exports}
+    for kind, names in asked.items():
+        unknown = [n for n in names if n not in found[kind]]
+        if unknown:
+            raise ConfigError(f"not a scheduled {kind}: {', '.join(unknown)}",
+                              hint=f"scheduled: {', '.join(found[kind]) or 'none'}")
+    narrowed = any(asked.values())
+    chosen = {kind: {n: e for n, e in table.items() if not narrowed or n in asked[kind]}
+              for kind, table in found.items()}
     logger = functools.partial(log_event, log_format, stream=sys.stdout)
     ctx.lake.root.mkdir(parents=True, exist_ok=True)
-    code = Scheduler(ctx.config, ctx.lake, chosen, logger, jobs=jobs).run()
+    code = Scheduler(config, ctx.lake, chosen["source"], logger, jobs=jobs,
+                     pipelines=chosen["pipeline"], exports=chosen["export"],
+                     after={s: p for s, p in after.items() if s in chosen["source"]}).run()
     sys.exit(code)
 
 
@@ -156,20 +187,29 @@ def run(jobs: int, sources: tuple[str, ...], log_format: str) -> None:
 @json_option
 def list_(as_json: bool) -> None:
     """Each scheduled source: its schedule, last run, whether it is due, and the next fire;
-    then each [pipelines.NAME]: its schedule or the sources it runs after.
+    then each [pipelines.NAME]: its schedule or the sources it runs after; then each
+    [exports.NAME] with a schedule: its last export, whether it is due, the next fire.
 
     \b
     Example:
       hubctl schedule list --json
     """
     from hubctl.cron import local_zone
-    from hubctl.ledger import last_run_start
-    from hubctl.schedule import due, pipelines_after, scheduled, scheduled_pipelines
+    from hubctl.ledger import last_run_start, last_start
+    from hubctl.schedule import (
+        LEDGERS,
+        due,
+        pipelines_after,
+        scheduled,
+        scheduled_exports,
+        scheduled_pipelines,
+    )
 
     ctx = hub()
     config = ctx.config
     timed = scheduled(config)
-    if not timed and not config.pipelines:
+    exports = scheduled_exports(config)
+    if not timed and not config.pipelines and not exports:
         _schedules()  # raises: nothing is scheduled
     lake = ctx.lake
     now = datetime.now(local_zone())
@@ -186,10 +226,17 @@ def list_(as_json: bool) -> None:
                       "next_fire": expr.next_after(now) if expr else None}
                      for name in config.pipelines
                      for expr in [scheduled_pipelines(config).get(name)]]
+    export_rows = []
+    for name, expr in exports.items():
+        is_due, fire = due(lake, name, expr, now, kind="export")
+        export_rows.append({"export": name, "schedule": expr.text,
+                            "last_export_started": last_start(lake, *LEDGERS["export"], name),
+                            "due": is_due, "next_fire": fire if not is_due else
+                            expr.next_after(now)})
     if as_json:
-        emit_json(rows + pipeline_rows)
+        emit_json(rows + pipeline_rows + export_rows)
         return
-    for table in (rows, pipeline_rows):
+    for table in (rows, pipeline_rows, export_rows):
         if table:
             print_rows(list(table[0]), [[", ".join(v) if isinstance(v, list) else v
                                          for v in r.values()] for r in table])
