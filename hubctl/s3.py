@@ -144,8 +144,8 @@ class S3Root:
                 found = [c for f in found for c in f.iterdir()]
             elif "*" in part:
                 raise ValueError(f"S3Root.glob supports '*' parts only, not {part!r}")
-            else:
-                found = [f / part for f in found if (f / part).exists()]
+            else:  # a folder in the patterns the lake uses: one listing, no HEAD first
+                found = [f / part for f in found if (f / part).is_dir() or (f / part).is_file()]
         return iter(found)
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:

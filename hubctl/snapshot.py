@@ -39,8 +39,10 @@ def committed(folder: LakeRoot) -> bool:
     """True once a Delta table has its first commit: a process killed between creating the
     folder and committing leaves an empty ``_delta_log`` that is not yet a table."""
     log = folder / "_delta_log"
-    return log.is_dir() and any(p.suffix in (".json", ".parquet") or p.name == "_last_checkpoint"
-                                for p in log.iterdir())
+    if not (isinstance(log, S3Root) or log.is_dir()):  # on S3 the listing below tells
+        return False
+    return any(p.suffix in (".json", ".parquet") or p.name == "_last_checkpoint"
+               for p in log.iterdir())
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ def table_stats(lake: Lake) -> list[dict[str, Any]]:
         out = []
         for name in lake.table_names():
             q = quote_ident(name)
-            info: dict[str, Any] = {"table": name, "version": lake.open(name).version(),
-                                    "columns": lake.schema(name).names,
-                                    **_sizes(lake, name)}
+            info: dict[str, Any] = {"table": name, **_described(lake, name)}
             et = types.get(name)
             if et is not None:
                 rows, ids, lo, hi = cat.query(
@@ -43,10 +41,7 @@ def table_stats(lake: Lake) -> list[dict[str, Any]]:
         for pipeline, table in lake.derived_names():
             path = f"{DERIVED}/{pipeline}/{table}"
             name = f"{DERIVED}.{quote_ident(f'{pipeline}_{table}')}"
-            out.append({"table": f"{DERIVED}.{pipeline}_{table}",
-                        "version": lake.open(path).version(),
-                        "columns": lake.schema(path).names,
-                        **_sizes(lake, path),
+            out.append({"table": f"{DERIVED}.{pipeline}_{table}", **_described(lake, path),
                         "rows": cat.query(f"SELECT count(*) AS n FROM {name}"
                                           ).to_pylist()[0]["n"]})
         return out
@@ -69,11 +64,14 @@ def _last_runs(cat: Catalog) -> dict[str, str]:
     return last
 
 
-def _sizes(lake: Lake, name: str) -> dict[str, int]:
-    """Bytes of the current snapshot's Parquet files, and of the table's folder on disk
-    (older versions kept for time travel until ``hubctl lake vacuum``, and the log)."""
-    sizes = pa.table(lake.open(name).get_add_actions(flatten=True)).column("size_bytes")
-    return {"files": len(sizes), "bytes": int(pc.sum(sizes).as_py() or 0),
+def _described(lake: Lake, name: str) -> dict[str, Any]:
+    """Version and columns of table ``name``, the bytes of its current snapshot's Parquet
+    files, and of its folder on disk (older versions kept for time travel until ``hubctl lake
+    vacuum``, and the log); the table is opened once (on S3 each open reads the log)."""
+    dt = lake.open(name)
+    sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes")
+    return {"version": dt.version(), "columns": pa.schema(dt.schema()).names,
+            "files": len(sizes), "bytes": int(pc.sum(sizes).as_py() or 0),
             "disk_bytes": folder_bytes(lake.path(name))}
 
 
