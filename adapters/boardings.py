@@ -34,9 +34,10 @@ from hubctl.adapterkit import (
     field_batches,
     parse_hours,
     parse_map,
+    parse_times,
     urns,
 )
-from hubctl.arrowkit import blank, parse_numbers, parse_timestamps
+from hubctl.arrowkit import blank, parse_numbers
 from hubctl.csvread import (
     CSV_LIMIT_PARAMS,
     csv_limits,
@@ -105,22 +106,18 @@ def parse_months(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
 
 
 def local_wall_times(t: pa.Table, p: Problems,
-                     zone: str) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+                     tz_name: str) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
     """(UTC instant of each period start, local date, local hour or null, period) from
     ``datetime``, ``date`` [+ ``hour``] or ``month`` [+ ``hour``]; bad or missing cells are
     flagged on ``p``. ``period`` is ``month`` for a month's count (``serviceDate`` its first
     day), else ``day`` (also for a whole date in a month column)."""
     period: pa.Array = pa.repeat(pa.scalar("day"), t.num_rows)
     if "datetime" in t.column_names:
-        text = t.column("datetime").combine_chunks()
-        trimmed = pc.utf8_trim_whitespace(text)
-        zoned = pc.fill_null(pc.match_substring_regex(trimmed, r"(Z|[+-]\d{2}:?\d{2})$"), False)
-        instant, bad = parse_timestamps(text)  # zone-less text read as wall time (UTC)
+        tz = zone(tz_name)
+        instant, bad = parse_times(t.column("datetime"), tz)
         p.flag(bad, lambda i: reason("bad-timestamp", "datetime", value=p.cell("datetime", i)))
         p.flag(pc.is_null(instant), lambda i: reason("missing-required", "datetime"))
-        naive = pc.cast(instant, pa.timestamp("us"))
-        local_of_zoned = pc.local_timestamp(pc.cast(instant, pa.timestamp("us", tz=zone)))
-        wall = pc.if_else(zoned, local_of_zoned, naive)
+        wall = pc.local_timestamp(pc.cast(instant, pa.timestamp("us", tz=str(tz))))
         wall = pc.floor_temporal(wall, unit="hour")
         hour = pc.cast(pc.hour(wall), pa.int64())
     else:
@@ -139,7 +136,7 @@ def local_wall_times(t: pa.Table, p: Problems,
         wall = pc.cast(pc.add(pc.cast(pc.cast(day, pa.timestamp("us")), pa.int64()), seconds),
                        pa.timestamp("us"))
     local_date = pc.cast(wall, pa.date32())
-    return local_to_utc(wall, zone), local_date, hour, period
+    return local_to_utc(wall, tz_name), local_date, hour, period
 
 
 class Boardings(Adapter):
