@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow as pa
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.csvread import read_whole
 from hubctl.errors import InputError, UsageError
+from hubctl.localtime import wall_to_utc
 from hubctl.ngsild import entity_id
 from hubctl.registry import get_type
 from hubctl.rejects import Reason, Reject, reason
@@ -73,7 +74,7 @@ def parse_data_time(value: Any, zone: tzinfo = KST) -> datetime | None:
         local = datetime(y, mo, d, 0 if next_day else h, mi, s) + timedelta(days=next_day)
     except ValueError:
         return None
-    return local.replace(tzinfo=zone).astimezone(UTC)
+    return wall_to_utc(local, zone)
 
 
 def _number(value: Any) -> Any:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from hubctl.errors import UsageError
 from hubctl.types import TIMESTAMP
 
-__all__ = ["local_to_utc", "zone", "zone_offsets"]
+__all__ = ["local_to_utc", "wall_to_utc", "zone", "zone_offsets"]
 
 _OFFSET = re.compile(r"^(?:Z|UTC|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _US_PER_MINUTE = 60_000_000
@@ -49,6 +49,12 @@ def zone(name: str, option: str = "--timezone") -> tzinfo:
         raise UsageError(f"{option} {name!r} is not a known time zone",
                          hint="use an IANA name such as Asia/Seoul, America/Los_Angeles or "
                               "UTC, or an offset like +09:00") from None
+
+
+def wall_to_utc(wall: datetime, tz: tzinfo) -> datetime:
+    """One zone-less wall-clock time in ``tz`` as a UTC datetime, by the module's rule (the
+    scalar form of :func:`local_to_utc`)."""
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def zone_offsets(local_us: np.ndarray, tz: tzinfo, use: np.ndarray | None = None) -> np.ndarray:
