@@ -108,7 +108,8 @@ class MeterReadings(Adapter):
                      help="Time zone of timestamps that carry none (IANA name or +HH:MM)."),
         click.Option(["--date-format"], default=None,
                      help="strptime format of the timestamp (or of date and time joined by a "
-                          "space), e.g. '%d/%m/%Y %H:%M'; default ISO 8601."),
+                          "space), e.g. '%d/%m/%Y %H:%M'; default ISO 8601 and the common other "
+                          "spellings (03/01/2025 12:15 AM, 20250301001500)."),
         click.Option(["--timestamp-at"], type=click.Choice(["start", "end"]), default="start",
                      show_default=True,
                      help="Whether the timestamp marks the start or the end of the interval."),
