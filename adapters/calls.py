@@ -34,10 +34,10 @@ from hubctl.adapterkit import (
     coordinates,
     csv_batches,
     extra_json,
-    json_text,
     open_text_csv,
     parse_map,
     parse_times,
+    postal_address,
     type_error,
     unescape_html,
     urns,
@@ -268,7 +268,7 @@ def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
         rows["severity"] = _severity(rows["priority"])
     address = _column(t, layout, "address")
     if address is not None:
-        rows["address"] = json_text(blank_to_null(unescape_html(address)))
+        rows["address"] = postal_address(blank_to_null(unescape_html(address)))
     rows["alertSource"] = pa.repeat(pa.scalar(layout.alert_source), n)
     rows["source"] = pa.repeat(pa.scalar(path.name), n)
     rows["_time_index"] = pa.repeat(pa.scalar("dateIssued"), n)

@@ -30,8 +30,8 @@ from hubctl.adapterkit import (
     check_mapped,
     coordinates,
     extra_json,
-    json_text,
     parse_map,
+    postal_address,
     read_text_csv,
     unescape_html,
     urns,
@@ -329,7 +329,7 @@ def _convert(path: Path, t: pa.Table, options: dict[str, Any], ctx: ReadContext,
         if col(field) is not None:
             rows[field] = blank_to_null(unescape_html(col(field)))  # type: ignore[arg-type]
     if col("address") is not None:
-        rows["address"] = json_text(blank_to_null(col("address")))  # type: ignore[arg-type]
+        rows["address"] = postal_address(blank_to_null(col("address")))  # type: ignore[arg-type]
     mapped = set(fields.values())
     rows["_extra"] = extra_json([(c, t.column(c).combine_chunks()) for c in t.column_names
                                  if c not in mapped], n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,9 +82,9 @@ def test_berkeley_sample_one_alert_per_row_with_coordinates_and_local_times(
         assert (r["lon"], r["lat"]) == (lon, lat), case
         assert r["category"] == "security" and r["alertSource"] == "Berkeley PD"
     assert sum(r["lon"] is None for r in rows) == 159
-    # HTML entities decoded, the address a JSON string
+    # HTML entities decoded, the address SDM's object
     corner = [r for r in rows if r["id"].endswith(":18022300")][0]
-    assert corner["address"] == '"OREGON STREET & MCGEE AVE"'
+    assert json.loads(corner["address"]) == {"streetAddress": "OREGON STREET & MCGEE AVE"}
     assert not any("&amp;" in (r["address"] or "") + (r["subCategory"] or "") for r in rows)
 
 
@@ -137,7 +138,8 @@ def test_korean_112_profile_detected_with_response_times_and_rejects(tmp_path: P
     assert first["subCategory"] == "폭력" and first["severity"] == "high"
     assert first["responseTime"] == 450.0  # 23:58:10 -> 00:05:40
     assert (first["lon"], first["lat"]) == (128.6014, 35.8714)
-    assert first["address"] == '"대구 중구 동성로 1"' and "현장종결" in first["_extra"]
+    assert json.loads(first["address"]) == {"streetAddress": "대구 중구 동성로 1"}
+    assert "현장종결" in first["_extra"]
     no_place, zero = rows[1], rows[2]
     assert no_place["lon"] is None and no_place["responseTime"] is None
     assert zero["lon"] is None and zero["severity"] == "medium"

@@ -33,7 +33,8 @@ def test_korean_patrol_points_csv(tmp_path: Path) -> None:
     assert rows[0]["id"] == "urn:ngsi-ld:PointOfInterest:patrol-point:P-01"
     assert rows[0]["name"] == "동성로 거점" and rows[0]["category"] == ["patrol-point"]
     assert (rows[0]["lon"], rows[0]["lat"]) == (128.596, 35.869)
-    assert rows[0]["address"] == '"대구 중구 동성로"' and rows[0]["areaServed"] == "중부서"
+    assert json.loads(rows[0]["address"]) == {"streetAddress": "대구 중구 동성로"}
+    assert rows[0]["areaServed"] == "중부서"
     assert rows[1]["name"] == "patrol-point P-02"  # no name: kind and id
     rejects = hub_json(lake, "rejects")
     assert rejects[0]["codes"] == "missing-required"

@@ -10,9 +10,9 @@ helper per idea:
   records named by file line), with :func:`missing`, :func:`type_error` and
   :func:`line_numbers`;
 - text cells to lake values: :func:`blank_to_null`, :func:`unescape_html`,
-  :func:`json_text`, :func:`extra_json` (the ``_extra`` column: unmapped source columns as
-  one JSON object per row, empty cells left out); positions from columns or text:
-  :func:`coordinates`;
+  :func:`json_text`, :func:`postal_address` (SDM's address object), :func:`extra_json` (the
+  ``_extra`` column: unmapped source columns as one JSON object per row, empty cells left out);
+  positions from columns or text: :func:`coordinates`;
 - entity ids for whole columns: :func:`urns` (one URN builder, the vectorised
   :func:`hubctl.ngsild.entity_id`), their namespaces: :func:`check_feed_id`, :func:`feed_slug`;
 - NGSI-LD entities to batches: :mod:`hubctl.adapterkit.entities` (imported on its own: it
@@ -46,11 +46,17 @@ from hubctl.adapterkit.ids import check_feed_id, feed_slug, local_ids, urns
 from hubctl.adapterkit.positions import coordinates
 from hubctl.adapterkit.problems import Problems, line_numbers, missing, type_error
 from hubctl.adapterkit.sites import Places, read_places
-from hubctl.adapterkit.text import blank_to_null, extra_json, json_text, unescape_html
+from hubctl.adapterkit.text import (
+    blank_to_null,
+    extra_json,
+    json_text,
+    postal_address,
+    unescape_html,
+)
 from hubctl.adapterkit.times import parse_hours, parse_times
 
 __all__ = ["Places", "Problems", "blank_to_null", "check_feed_id", "check_mapped", "coordinates",
            "csv_batches", "extra_json", "feed_slug", "field_batches", "fold", "json_text",
            "line_numbers", "local_ids", "missing", "open_text_csv", "parse_hours", "parse_map",
-           "parse_times", "read_places", "read_text_csv", "resolve_columns", "text_column",
-           "type_error", "unescape_html", "urns"]
+           "parse_times", "postal_address", "read_places", "read_text_csv", "resolve_columns",
+           "text_column", "type_error", "unescape_html", "urns"]

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from hubctl.arrowkit import blank
 
-__all__ = ["blank_to_null", "extra_json", "json_text", "unescape_html"]
+__all__ = ["blank_to_null", "extra_json", "json_text", "postal_address", "unescape_html"]
 
 
 def blank_to_null(text: pa.Array) -> pa.Array:
@@ -43,6 +43,13 @@ def json_text(text: pa.Array) -> pa.Array:
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
                          for v in text.to_pylist()], pa.string())
     return pc.binary_join_element_wise('"', esc, '"', "")
+
+
+def postal_address(text: pa.Array) -> pa.Array:
+    """Each address text as the JSON of Smart Data Models' ``address`` (schema.org's
+    PostalAddress, an object): ``{"streetAddress": "<text>"}``; null stays null. SDM's
+    schemas have no plain-text address, so the whole line is the street address."""
+    return pc.binary_join_element_wise('{"streetAddress":', json_text(text), "}", "")
 
 
 def extra_json(parts: Sequence[tuple[str, pa.Array]], n: int) -> pa.Array:
