@@ -27,12 +27,12 @@ import pyarrow.compute as pc
 from hubctl.adapter import Adapter, Batch, ReadContext
 from hubctl.adapterkit import (
     blank_to_null,
-    check_mapped,
     coordinates,
     extra_json,
     parse_map,
     postal_address,
     read_text_csv,
+    resolve_columns,
     unescape_html,
     urns,
 )
@@ -50,7 +50,8 @@ __all__ = ["ADAPTER", "KINDS", "Places"]
 TYPE = "PointOfInterest"
 #: The facility kinds: the PointOfInterest schema's vocabulary of its category.
 KINDS = vocabulary(TYPE, "category")
-#: Place fields and the header names (lower case) recognised for each.
+#: Place fields and the header names recognised for each (matched by adapterkit.fold: case,
+#: spaces, dots, dashes and underscores aside).
 FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "code", "station_id", "site_id", "코드", "관리번호", "시설코드", "관서코드",
            "번호"),
@@ -73,14 +74,7 @@ def _mapping(path: Path, header: Sequence[str], items: Sequence[str],
     """field -> column: the --map items first, then the recognised header names. Without
     coordinate columns it is an InputError, unless ``joined`` (``--coordinates``) and the
     file has a name or an address to join on."""
-    out = parse_map(items, FIELDS, "place")
-    lower = {h.strip().lower(): h for h in header}
-    for field, names in FIELDS.items():
-        if field not in out:
-            found = next((lower[n] for n in names if n in lower), None)
-            if found is not None:
-                out[field] = found
-    check_mapped(path, header, out)
+    out = resolve_columns(path, header, FIELDS, parse_map(items, FIELDS, "place"), [])
     has_position = {"lat", "lon"} <= set(out) or "location" in out
     if joined and not has_position and not {"name", "address"} & set(out):
         raise InputError("--coordinates needs a name or address column to join on "

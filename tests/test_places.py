@@ -171,3 +171,16 @@ def test_police_box_list_without_coordinates_joins_a_coordinates_file(tmp_path: 
     result = hub(lake, "ingest", "places", str(boxes), "--kind", "patrol-point",
                  "--coordinates", str(bare))
     assert result.exit_code == 1 and "bare.csv" in result.output and "join on" in result.output
+
+
+def test_headers_are_matched_as_every_adapter_matches_them(tmp_path: Path) -> None:
+    """Case, spaces, dots and underscores aside (adapterkit.fold), as the energy adapters
+    match theirs: 'Station ID' is station_id, 'LATITUDE' and 'Longitude ' need no --map."""
+    data = _csv(tmp_path / "stations.csv", ["Station ID", "Name", "LATITUDE", "Longitude "],
+                [["F1", "Jung fire station", "35.87", "128.60"]])
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "places", str(data), "--kind", "fire-station")
+    assert run["written"] == 1 and run["reconciles"]
+    [row] = hub_json(lake, "sql", "SELECT id, name, lon, lat FROM PointOfInterest")
+    assert row == {"id": "urn:ngsi-ld:PointOfInterest:fire-station:F1",
+                   "name": "Jung fire station", "lon": 128.6, "lat": 35.87}
