@@ -472,3 +472,35 @@ def test_since_last_after_an_update_exports_the_changed_row_only(tmp_path: Path)
     got = duckdb.connect().execute(f"SELECT id, no2 FROM "
                                    f"'{tmp_path}/two/data/AirQualityObserved.parquet'").fetchall()
     assert got == [("urn:ngsi-ld:AirQualityObserved:S1", 99.0)]
+
+
+def _bars(svg: str) -> list[tuple[str, int]]:
+    """(dates, rows) of every bar of a rows chart, read from the SVG as XML."""
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.fromstring(svg)
+    out = []
+    for rect in root.iter(f"{ns}rect"):
+        title = rect.find(f"{ns}title")
+        assert title is not None and title.text is not None
+        dates, _, rows = title.text.rpartition(": ")
+        out.append((dates, int(rows.split()[0].replace(",", ""))))
+    return out
+
+
+def test_index_html_charts_rows_per_day_as_static_svg(tmp_path: Path) -> None:
+    from hubctl.export.docs import rows_chart
+
+    lake = _air_lake(tmp_path, range(0, 6))
+    out = _export(lake, tmp_path / "i", "export", "air", "AirQualityObserved")
+    page = (tmp_path / "i" / "index.html").read_text()
+    assert "<script" not in page.lower() and page.count("<svg") == 1
+    svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+    assert _bars(svg) == [("2024-05-01", out["tables"][0]["rows"])]
+    # 500 days with a gap: bars of a week, every row in one bar, gaps as missing bars
+    days = [(19_000 + d, d + 1) for d in range(500) if not 100 <= d < 200]
+    bars = _bars(rows_chart(days, "X").split("<figcaption>")[0].removeprefix("<figure>"))
+    assert sum(r for _, r in bars) == sum(r for _, r in days)
+    # weeks 0-14 (days 0-99) and 28-71 (days 200-499)
+    assert len(bars) == 15 + 44 and bars[0][0] == "2022-01-08 to 2022-01-14"

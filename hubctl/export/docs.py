@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hubctl.export.metadata import BundleFile, BundleMeta, licence_of
 from hubctl.export.tables import Published
+from hubctl.report.style import CATEGORY
 
-__all__ = ["index_html", "readme"]
+__all__ = ["index_html", "readme", "rows_chart"]
+
+_BINS = ((400, 1, "day"), (2800, 7, "week"))  # up to N days: bars of so many days
 
 
 def _ts(value: Any) -> str:
@@ -75,6 +79,50 @@ def readme(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
     return "\n".join(out)
 
 
+def _day(n: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=n)).strftime("%Y-%m-%d")
+
+
+def rows_chart(per_day: list[tuple[int, int]], label: str) -> str:
+    """A static SVG bar chart of rows per UTC day (per week past 400 days, per 30 days past
+    2,800): no script, no font or file to fetch, so it works from ``file://``; each bar has
+    a ``<title>`` (its dates and rows) and the chart a text caption. '' for no rows."""
+    if not per_day:
+        return ""
+    first, last = per_day[0][0], per_day[-1][0]
+    step, unit = next(((n, u) for limit, n, u in _BINS if last - first < limit), (30, "30 days"))
+    bins: dict[int, int] = {}
+    for day, rows in per_day:
+        bins[(day - first) // step] = bins.get((day - first) // step, 0) + rows
+    count = (last - first) // step + 1
+    top = max(bins.values())
+    width, height, left, bottom = 640.0, 140.0, 56.0, 18.0
+    bar = (width - left) / count
+    e = html.escape
+    title = f"Rows per {unit} (UTC) of {label}"
+    out = [f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width:g}" '
+           f'height="{height + bottom:g}" viewBox="0 0 {width:g} {height + bottom:g}" '
+           f'role="img" aria-label="{e(title)}" font-family="sans-serif" font-size="11">',
+           f"<title>{e(title)}</title>",
+           f'<line x1="{left:g}" y1="{height:g}" x2="{width:g}" y2="{height:g}" '
+           'stroke="#555"/>',
+           f'<text x="{left - 4:g}" y="11" text-anchor="end">{top:,}</text>',
+           f'<text x="{left - 4:g}" y="{height:g}" text-anchor="end">0</text>']
+    for i, rows in sorted(bins.items()):
+        h = (height - 4) * rows / top
+        start = first + i * step
+        span = _day(start) if step == 1 else f"{_day(start)} to {_day(start + step - 1)}"
+        out.append(f'<rect x="{left + i * bar:.2f}" y="{height - h:.2f}" '
+                   f'width="{max(bar - (1 if bar > 3 else 0), 0.5):.2f}" height="{h:.2f}" '
+                   f'fill="{CATEGORY[0]}"><title>{span}: {rows:,} rows</title></rect>')
+    out += [f'<text x="{left:g}" y="{height + 14:g}">{_day(first)}</text>',
+            f'<text x="{width:g}" y="{height + 14:g}" text-anchor="end">{_day(last)}</text>',
+            "</svg>",
+            f"<figcaption>{e(title)}: {_day(first)} to {_day(last)}; the fullest {unit} holds "
+            f"{top:,} rows.</figcaption></figure>"]
+    return "\n".join(out)
+
+
 def index_html(meta: BundleMeta, pubs: list[Published], files: list[BundleFile]) -> str:
     """A plain static page: datasets, descriptions, schemas, row counts, licence, links."""
     e = html.escape
@@ -96,6 +144,9 @@ def index_html(meta: BundleMeta, pubs: list[Published], files: list[BundleFile])
         parts += [f'<h2 id="{e(p.label)}">{e(meta.titles.get(p.label, p.label))}</h2>',
                   f"<p>{e(meta.descriptions.get(p.label, ''))}</p>",
                   f"<p>{p.rows:,} rows. Download: {links}</p>"]
+        chart = rows_chart(p.per_day, p.label)
+        if chart:
+            parts.append(chart)
         parts += [f"<p><em>{e(r)}</em></p>" for r in p.rules]
         parts.append("<table><tr><th>column</th><th>type</th><th>unit</th>"
                      "<th>description</th></tr>")

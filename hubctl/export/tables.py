@@ -59,6 +59,7 @@ class Published:
     filters: list[str] = field(default_factory=list)
     span: tuple[datetime | None, datetime | None] = (None, None)
     nullable_ints: set[str] = field(default_factory=set)
+    per_day: list[tuple[int, int]] = field(default_factory=list)  # (days since 1970, rows)
     bbox: tuple[float, float, float, float] | None = None
 
     @property
@@ -325,20 +326,33 @@ def _fifteen(con: duckdb.DuckDBPyConnection, body: str, rules: Rules
     return f"SELECT {keep} FROM ({graded}) WHERE ok", report
 
 
+_DAY_US = 86_400_000_000
+
+
 def _stats(con: duckdb.DuckDBPyConnection, pub: Published) -> None:
-    """Row count, time span and bounding box of the published rows."""
+    """Row count, rows per UTC day, time span, bounding box and integer columns with nulls of
+    the published rows: one scan, grouped by day when the table has ``observed_at``."""
     names = {c.name for c in pub.columns}
     v = quote_ident(pub.view)
-    span = ("epoch_us(min(observed_at)), epoch_us(max(observed_at))"
-            if "observed_at" in names else "NULL, NULL")
+    timed = "observed_at" in names
+    span = ("epoch_us(min(observed_at)), epoch_us(max(observed_at))" if timed
+            else "NULL, NULL")
     box = "min(lon), min(lat), max(lon), max(lat)" if {"lon", "lat"} <= names else \
         "NULL, NULL, NULL, NULL"
     ints = [c.name for c in pub.columns if c.duck in ("BIGINT", "INTEGER", "SMALLINT")]
     nulls = "".join(f", count(*) - count({quote_ident(c)})" for c in ints)
-    row = con.execute(f"SELECT count(*), {span}, {box}{nulls} FROM {v}").fetchall()[0]
-    assert row is not None
-    pub.rows = int(row[0])
-    pub.nullable_ints = {c for c, n in zip(ints, row[7:], strict=True) if n}
-    pub.span = (_utc(row[1]), _utc(row[2]))
-    if row[3] is not None:
-        pub.bbox = (float(row[3]), float(row[4]), float(row[5]), float(row[6]))
+    day = f"epoch_us(observed_at) // {_DAY_US}" if timed else "NULL"
+    groups = con.execute(f"SELECT {day} AS day, count(*), {span}, {box}{nulls} FROM {v} "
+                         "GROUP BY ALL ORDER BY day NULLS LAST").fetchall()
+    pub.rows = sum(int(g[1]) for g in groups)
+    pub.per_day = [(int(g[0]), int(g[1])) for g in groups if g[0] is not None]
+    pub.nullable_ints = {c for i, c in enumerate(ints) if any(g[8 + i] for g in groups)}
+
+    def pick(i: int, fold: Any) -> Any:
+        values = [g[i] for g in groups if g[i] is not None]
+        return fold(values) if values else None
+
+    pub.span = (_utc(pick(2, min)), _utc(pick(3, max)))
+    corners = [pick(4, min), pick(5, min), pick(6, max), pick(7, max)]
+    if corners[0] is not None:
+        pub.bbox = (float(corners[0]), float(corners[1]), float(corners[2]), float(corners[3]))
