@@ -305,7 +305,11 @@ def use_with_duckdb() -> None:
     """Let every DuckDB connection of this process read ``s3://`` files (read-only)."""
     from hubctl.duck import use_filesystem
 
-    use_filesystem(duckdb_filesystem())
+    try:
+        use_filesystem(duckdb_filesystem())
+    except ImportError as exc:
+        raise HubError(f"a lake on S3 needs {exc.name or 'fsspec'} to read its tables",
+                       hint="pip install 'hubctl[s3]'") from None
 
 
 @functools.cache
