@@ -112,8 +112,18 @@ class S3Root:
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
+    def _arrow(self) -> str:
+        return f"{self.bucket}/{self.key}" if self.key else self.bucket
+
     def is_dir(self) -> bool:
         """True when any object lies under this prefix."""
+        try:  # pyarrow's client: reading the lake (hubctl sql) then never imports boto3
+            from pyarrow import fs
+
+            return bool(arrow_filesystem().get_file_info(self._arrow()).type
+                        == fs.FileType.Directory)
+        except OSError:  # the request failed: boto3's error says why
+            pass
         return any(p.get("KeyCount", 0) for p in self._listing(delimiter=False, limit=1))
 
     def is_file(self) -> bool:
@@ -130,6 +140,17 @@ class S3Root:
 
     def iterdir(self) -> Iterator[S3Root]:
         """The objects and prefixes one level under this one."""
+        try:
+            from pyarrow import fs
+
+            infos = arrow_filesystem().get_file_info(fs.FileSelector(self._arrow(),
+                                                                     allow_not_found=True))
+        except OSError:  # the request failed: boto3's error says why
+            pass
+        else:
+            for info in infos:
+                yield S3Root(self.bucket, info.path.split("/", 1)[1])
+            return
         for page in self._listing():
             for p in page.get("CommonPrefixes", []):
                 yield S3Root(self.bucket, p["Prefix"].rstrip("/"))
