@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from hubctl.deltafiles import append_files, can_append_files
 from hubctl.duck import quote_ident, scan_sql, scratch
 from hubctl.errors import DuplicateKeys, HubError, UnknownTable, UsageError, damaged_table
 from hubctl.locks import table_commit
@@ -231,12 +232,21 @@ class Lake:
 
     def _append_fresh(self, et: EntityType, dt: DeltaTable, fresh: pa.Table,
                       own_files: set[str] | None) -> None:
-        """Append rows whose keys the table does not hold (a blind append, no MERGE scan)."""
+        """Append rows whose keys the table does not hold (a blind append, no MERGE scan).
+        A local table whose schema is the type's takes the bulk path (pyarrow's Parquet
+        writer, one file per date, one commit: :mod:`hubctl.deltafiles`)."""
         before, version = set(dt.file_uris()) if own_files is not None else set(), dt.version()
-        _retrying(dt, lambda: write_deltalake(
-            dt, _constants_as_dictionaries(fresh), mode="append",
-            partition_by=et.partition_by or None,
-            writer_properties=_writer_properties(et.arrow_schema())))
+        schema = et.arrow_schema()
+        rows = _constants_as_dictionaries(fresh)
+        if isinstance(self.root, Path) and can_append_files(rows, et.partition_by) and \
+                _same_columns(pa.schema(dt.schema()), schema):
+            plain = {f.name for f in schema if pa.types.is_floating(f.type)}
+            root = Path(self.path(et.name))
+            _retrying(dt, lambda: append_files(dt, root, rows, schema, et.partition_by, plain))
+        else:
+            _retrying(dt, lambda: write_deltalake(
+                dt, rows, mode="append", partition_by=et.partition_by or None,
+                writer_properties=_writer_properties(schema)))
         if own_files is not None and dt.version() == version + 1:  # nobody else in between
             own_files |= set(dt.file_uris()) - before
 
@@ -534,6 +544,13 @@ def _derived_writer_properties(schema: pa.Schema) -> WriterProperties:
     columns = {f.name: floats for f in schema if pa.types.is_floating(f.type)}
     columns |= {f.name: ints for f in schema if pa.types.is_integer(f.type)}
     return WriterProperties(compression="ZSTD", column_properties=columns)
+
+
+def _same_columns(have: pa.Schema, want: pa.Schema) -> bool:
+    """True when a table's schema has exactly ``want``'s columns, in order, of the same types
+    (nullability aside)."""
+    return have.names == want.names and all(
+        a.type == b.type for a, b in zip(have, want, strict=True))
 
 
 def _constants_as_dictionaries(rows: pa.Table) -> pa.Table:
