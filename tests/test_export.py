@@ -165,6 +165,9 @@ def test_a_bundle_exported_without_shapes_conforms_to_dcat_ap_3_too(tmp_path: Pa
     conforms, _, text = validate(data, shacl_graph=shapes, inference="none")
     assert conforms, text
     assert "SHACL: not checked at export" in (tmp_path / "plain" / "README.md").read_text()
+    # recommended: the catalogue's spatial coverage (the union of its datasets') and centroids
+    ttl = (tmp_path / "plain" / "dcat.ttl").read_text()
+    assert "dct:spatial <#spatial>" in ttl and ttl.count("dcat:centroid") == 2
 
 
 @needs_sample_data

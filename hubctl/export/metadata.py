@@ -270,9 +270,30 @@ def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
     g.add((catalog, dct.description, Literal(meta.description)))
     g.add((catalog, dct.publisher, publisher))
     g.add((catalog, dct.license, licence))
+    if meta.base_url:  # published: the bundle's own page is the catalogue's home page
+        g.add((catalog, FOAF.homepage, URIRef(base + "index.html")))
     if meta.issued is not None:
         g.add((catalog, dct.modified, stamp(meta.issued)))
         g.add((catalog, dct.issued, stamp(meta.issued)))
+    wkt = URIRef("http://www.opengis.net/ont/geosparql#wktLiteral")
+
+    def location(local: str, box: tuple[float, float, float, float]) -> URIRef:
+        """A dct:Location with its bounding box and the box's centre as centroid."""
+        place = node(local)
+        w, s, e, n = box
+        g.add((place, RDF.type, dct.Location))
+        g.add((place, DCAT.bbox, Literal(
+            f"POLYGON(({w} {s}, {e} {s}, {e} {n}, {w} {n}, {w} {s}))", datatype=wkt)))
+        centre = f"POINT({round((w + e) / 2, 7)} {round((s + n) / 2, 7)})"  # 7 places: ~1 cm
+        g.add((place, DCAT.centroid, Literal(centre, datatype=wkt)))
+        return place
+
+    boxes = [b for b in ([meta.spatial] if meta.spatial else [p.bbox for p in pubs])
+             if b is not None]
+    if boxes:  # the catalogue covers the union of its datasets' boxes
+        g.add((catalog, dct.spatial, location("#spatial", (
+            min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes)))))
     scheme = URIRef(EU + "data-theme")
     g.add((scheme, RDF.type, SKOS.ConceptScheme))
     g.add((scheme, dct.title, Literal("Data theme")))
@@ -312,13 +333,7 @@ def dcat_graph(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
             g.add((ds, dct.temporal, period))
         box = meta.spatial or pub.bbox
         if box is not None:
-            place = node(f"#spatial-{pub.label}")
-            w, s, e, n = box
-            wkt = (f"POLYGON(({w} {s}, {e} {s}, {e} {n}, {w} {n}, {w} {s}))")
-            g.add((place, RDF.type, dct.Location))
-            g.add((place, DCAT.bbox, Literal(wkt, datatype=URIRef(
-                "http://www.opengis.net/ont/geosparql#wktLiteral"))))
-            g.add((ds, dct.spatial, place))
+            g.add((ds, dct.spatial, location(f"#spatial-{pub.label}", box)))
         if meta.frequency:
             freq = URIRef(f"{EU}frequency/{meta.frequency}")
             g.add((freq, RDF.type, dct.Frequency))
