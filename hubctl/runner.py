@@ -143,12 +143,14 @@ class Outcome:
     checks: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "running"
+    engine: str = "duckdb"  # where the heavy queries ran (``--engine``)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
-            "seconds": round(self.seconds, 3), "params": plain(self.params),
+            "seconds": round(self.seconds, 3), "engine": self.engine,
+            "params": plain(self.params),
             "inputs": self.inputs,
             "tables": {t: {"rows": n, "sql": f"{DERIVED}.{self.pipeline}_{t}"}
                        for t, n in self.tables.items()},
@@ -183,7 +185,7 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
         used = [t for spec in (*pipeline.inputs, *pipeline.optional_inputs)
                 for t in spec.split("|") if t in tables]
         out = Outcome(pipeline.name, new_run_id(), params,
-                      {t: lake.open(t).version() for t in used})
+                      {t: lake.open(t).version() for t in used}, engine=engine or "duckdb")
         started = datetime.now(UTC)
         clock = time.perf_counter()
         catalog = Catalog(lake)

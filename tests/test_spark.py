@@ -51,7 +51,9 @@ def _run(lake: Path, pipeline: str, engine: str, *params: str) -> tuple[dict, di
     args = [a for p in params for a in ("--param", p)]
     result = hub(lake, "run", pipeline, "--json", "--engine", engine, *args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)["summary"], _derived(lake, pipeline)
+    out = json.loads(result.stdout)
+    assert out["engine"] == engine
+    return out["summary"], _derived(lake, pipeline)
 
 
 def _close(a: Any, b: Any) -> bool:
