@@ -26,7 +26,7 @@ from hubctl.errors import LockHeld
 from hubctl.locks import table_commit
 from hubctl.s3 import parse_root
 from tests.helpers import hub, hub_json, row, write_openaq
-from tests.test_integrity import SMALL_BATCHES, openaq_files
+from tests.test_integrity import HUBCTL, SMALL_BATCHES, openaq_files
 
 MOTO = Path(sys.executable).parent / "moto_server"
 pytestmark = pytest.mark.skipif(not MOTO.exists(), reason="moto_server is not installed "
@@ -285,3 +285,35 @@ def test_the_store_refuses_stale_conditional_writes(s3_lake: str) -> None:
     assert second is not None and obj.replace_if(b"d", first) is None
     assert not obj.delete_if(first) and obj.read_bytes() == b"c"
     assert obj.delete_if(second) and not obj.is_file()
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_run_killed_mid_ingest_on_s3_is_recorded_and_its_source_freed_at_once(
+        s3_endpoint: str, s3_lake: str, tmp_path: Path) -> None:
+    """kill -9 mid-ingest: the next run of the source on this machine takes the dead run's
+    source lease over at once (a 60 s lease), records it as interrupted, and writes the rest
+    without duplicates."""
+    no2, _, st = openaq_files(tmp_path / "in", 40, 250)  # 10,000 lines: several 64 KiB blocks
+    env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
+           "HUBCTL_LEASE_SECONDS": "60"}
+    argv = [*SMALL_BATCHES, "150", "ingest", "openaq", str(no2), "--stations", str(st),
+            "--source-name", "slow", "--json"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    markers, deadline = parse_root(s3_lake) / "_running", time.monotonic() + 120
+    while not any(json.loads(m.read_text())["counts"]["written"] >= 1000
+                  for m in markers.iterdir() if m.suffix == ".json"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    again = subprocess.run([HUBCTL, *argv[argv.index("ingest"):]], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    runs = _rows(s3_lake, "SELECT status, written FROM _runs WHERE source = 'slow' "
+                          "ORDER BY started_at")
+    assert [r["status"] for r in runs] == ["interrupted", "ok"] and runs[0]["written"] >= 1000
+    (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k "
+                               "FROM AirQualityObserved")
+    assert counts == {"n": 10000, "k": 10000}
