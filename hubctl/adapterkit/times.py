@@ -20,6 +20,8 @@ from hubctl.types import TIMESTAMP
 
 __all__ = ["parse_hours", "parse_times"]
 
+_ISO_LOCAL = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"  # most exports: the fast path
+
 
 
 def parse_hours(t: pa.Table, p: Problems) -> pa.Array:
@@ -49,23 +51,46 @@ def parse_times(text: pa.Array | pa.ChunkedArray, tz: tzinfo | str = "UTC",
     are wall-clock times in ``tz`` (an IANA name, an offset, or a tzinfo), converted by
     :mod:`hubctl.localtime`'s one rule: a time in a DST gap takes the offset before the change,
     a repeated hour is its first occurrence. A date alone is its midnight, or unreadable with
-    ``need_time`` (a call's time is its key). Each distinct text is parsed once.
+    ``need_time`` (a call's time is its key). Repeated texts (sensor data) are parsed once.
     """
     tz_ = tz if isinstance(tz, tzinfo) else zone(tz)
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     if len(text) == 0:
         return pa.array([], TIMESTAMP), pa.array([], pa.bool_())
+    head = text.slice(0, 4096)
+    if len(text) > 4096 and pc.count_distinct(head).as_py() * 2 > len(head):
+        return _parse(text, tz_, fmt, need_time)  # mostly distinct texts: no dictionary
     encoded = pc.dictionary_encode(text)
-    uniq, idx = encoded.dictionary, encoded.indices
+    values, bad = _parse(encoded.dictionary, tz_, fmt, need_time)
+    return pc.take(values, encoded.indices), pc.fill_null(pc.take(bad, encoded.indices), False)
+
+
+def _parse(text: pa.Array, tz_: tzinfo, fmt: str | None,
+           need_time: bool) -> tuple[pa.Array, pa.Array]:
     if fmt:
-        naive = pc.strptime(pc.utf8_trim_whitespace(uniq), format=fmt, unit="us",
+        naive = pc.strptime(pc.utf8_trim_whitespace(text), format=fmt, unit="us",
                             error_is_null=True)
         values = _wall_to_utc(naive, tz_)
-        bad = pc.and_(pc.invert(blank(uniq)), pc.is_null(values))
-    else:
-        values, bad = _any_spelling(uniq, tz_, need_time)
-    return pc.take(values, idx), pc.fill_null(pc.take(bad, idx), False)
+        return values, pc.and_(pc.invert(blank(text)), pc.is_null(values))
+    fast = _iso_local(text, tz_)
+    return fast if fast is not None else _any_spelling(text, tz_, need_time)
+
+
+def _iso_local(text: pa.Array, tz_: tzinfo) -> tuple[pa.Array, pa.Array] | None:
+    """The fast path of most exports: every present text is ``YYYY-MM-DD[ T]HH:MM:SS``
+    without an offset, read by Arrow's cast over the whole column. None when any text needs
+    the general path."""
+    present = pc.invert(blank(text))
+    simple = pc.fill_null(pc.match_substring_regex(text, _ISO_LOCAL), False)
+    if pc.sum(simple).as_py() != pc.sum(present).as_py():
+        return None
+    iso = pc.if_else(present, pc.replace_substring(text, " ", "T"), pa.scalar(None, pa.string()))
+    try:
+        naive = pc.cast(iso, pa.timestamp("us"))
+    except pa.ArrowInvalid:  # an impossible date (Feb 30): the general path says which
+        return None
+    return _wall_to_utc(naive, tz_), pa.array(np.zeros(len(text), bool))
 
 
 def _wall_to_utc(naive: pa.Array, tz_: tzinfo) -> pa.Array:
