@@ -2,7 +2,9 @@
 ``read`` that yields bounded batches of lake rows (never the whole input).
 
 The ingest engine (:mod:`hubctl.ingest`) does the rest: quality gate, lake upsert, rejects,
-ledger. Adapters know their source format and nothing else.
+ledger. Adapters know their source format and nothing else: what every adapter needs besides
+(the ``--map`` parser, the reject collector, the CSV batch loop, entity ids, local times) is in
+:mod:`hubctl.adapterkit`, and no adapter imports from another.
 """
 
 from __future__ import annotations
