@@ -21,7 +21,7 @@ One folder per table, each a Delta Lake table (Parquet files plus a `_delta_log/
 - `_runs/` — the run ledger: one row per ingest run with its counts.
 - `_rejects/` — every rejected record with its reasons and raw form.
 - `_locks/` — lock files (per source, per input file, per table commit, maintenance); safe
-  to delete when idle.
+  to delete when idle. On S3 they are lease objects (`<name>.lease`).
 - `_running/` — one marker per run in progress; a marker whose process died makes the next
   command record that run as `interrupted`.
 - `derived/<pipeline>/` — outputs of analyses.
