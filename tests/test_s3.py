@@ -234,19 +234,30 @@ DIES_RUNNING = """
 import os, sys
 from hubctl import running
 from hubctl.s3 import parse_root
+if sys.argv[2] != "this":  # a run on another machine
+    running._me = lambda pid: (("host", sys.argv[2]), ("boot", ""), ("pid", pid),
+                               ("pid_start", None))
 running.write(parse_root(sys.argv[1]), "run-1", {"counts": {"written": 7}})
 os._exit(9)
 """
 
 
 @pytest.mark.subprocess
-def test_a_dead_runs_marker_on_s3_is_claimed_once(s3_endpoint: str, s3_lake: str) -> None:
+@pytest.mark.parametrize("machine", ["this", "another"])
+def test_a_dead_runs_marker_on_s3_is_claimed_once(s3_endpoint: str, s3_lake: str,
+                                                  machine: str) -> None:
+    """A dead run of this machine is found at once (its pid is gone); one of another machine
+    once its marker has not been renewed for a lease time (3 s here)."""
     from hubctl import running
 
     root = parse_root(s3_lake)
-    subprocess.run([sys.executable, "-c", DIES_RUNNING, s3_lake], check=False,
+    subprocess.run([sys.executable, "-c", DIES_RUNNING, s3_lake,
+                    "machine-b" if machine == "another" else "this"], check=False,
                    env={**os.environ, **_aws(s3_endpoint)}, timeout=60)
     assert running.any_markers(root)
+    if machine == "another":
+        assert list(running.dead_markers(root)) == []  # it may live: only its age tells
+        time.sleep(4)
     (marker,) = running.dead_markers(root)
     assert marker.run_id == "run-1" and marker.content is not None
     assert marker.content["counts"] == {"written": 7}
