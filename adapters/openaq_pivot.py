@@ -26,6 +26,10 @@ __all__ = ["PIVOT_ROWS", "Held", "Readings"]
 PIVOT_ROWS = 2_000_000
 """Readings pivoted into one batch (about a million wide rows), cut at a day boundary."""
 
+KEY_LIMIT = 2**62
+"""Largest sort key (time slots x stations x pollutants); a wider input (irregular
+microseconds over centuries) is sorted on its columns instead."""
+
 _DAY = 86_400_000_000  # µs
 
 
@@ -128,30 +132,44 @@ class _Pivot:
         for p in parts:  # the time grid: e.g. hours, so that the sort key stays small
             step = int(np.gcd(step, np.gcd.reduce(p.ts - self.lo)))
         self.step = max(step, 1)
-        self.ts = np.empty(n, np.int64)
-        self.station = np.empty(n, np.int32)
+        slots = (max(int(p.ts.max()) for p in parts) - self.lo) // self.step + 1
         self.value = np.empty(n, np.float64)
         self.city = np.empty(n, np.int32)
-        attr = np.empty(n, np.int8)
+        # One integer key per reading (time slot, station, pollutant): time and station are
+        # read back from it, so the held columns are freed as they are copied (40 bytes per
+        # reading at the peak, not 65).
+        self.ts: np.ndarray | None = None
+        self.station: np.ndarray | None = None
+        by_key = slots * self.n_st * self.n_at < KEY_LIMIT
+        key = np.empty(n, np.int64)
+        if not by_key:  # an enormous time range: the columns are kept and sorted on
+            self.ts, self.station = np.empty(n, np.int64), np.empty(n, np.int32)
+        attr = None if by_key else np.empty(n, np.int8)
         at = 0
-        for p in parts:  # one column at a time, freeing the parts as they are copied
+        while parts:
+            p = parts.pop(0)
             k = len(p)
-            self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station
-            attr[at:at + k], self.value[at:at + k], self.city[at:at + k] = \
-                p.attr, p.value, p.city
+            self.value[at:at + k], self.city[at:at + k] = p.value, p.city
+            if by_key:
+                key[at:at + k] = ((p.ts - self.lo) // self.step * self.n_st + p.station) \
+                    * self.n_at + p.attr
+            else:
+                assert self.ts is not None and self.station is not None and attr is not None
+                self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station
+                attr[at:at + k] = p.attr
             at += k
-        parts.clear()
-        slots = (int(self.ts.max()) - self.lo) // self.step + 1
-        if slots * self.n_st * self.n_at < 2**62:
-            key = ((self.ts - self.lo) // self.step * self.n_st + self.station) * self.n_at
-            key += attr
+            del p
+        if by_key:
             self.order = np.argsort(key, kind="stable")  # near-linear on time-ordered input
-            self.key = key[self.order]
-        else:  # an enormous time range: sort on the columns, rank the (time, station) rows
+            self.key = key  # in input order: each batch gathers its slice (no sorted copy)
+        else:  # sort on the columns, rank the (time, station) rows
+            assert self.ts is not None and self.station is not None and attr is not None
             self.order = np.lexsort((attr, self.station, self.ts))
             s_ts, s_st = self.ts[self.order], self.station[self.order]
             new_row = np.concatenate(([0], (s_ts[1:] != s_ts[:-1]) | (s_st[1:] != s_st[:-1])))
-            self.key = np.cumsum(new_row, dtype=np.int64) * self.n_at + attr[self.order]
+            rank = np.empty(n, np.int64)  # the sorted rank, put back in input order
+            rank[self.order] = np.cumsum(new_row, dtype=np.int64) * self.n_at + attr[self.order]
+            self.key = rank
 
     def batches(self) -> Iterator[Batch]:
         """The pivoted rows, about :data:`PIVOT_ROWS` readings per batch."""
@@ -162,7 +180,18 @@ class _Pivot:
             start = end
 
     def _time(self, i: int) -> int:
-        return int(self.ts[self.order[i]])
+        """The time of the reading at sorted position ``i``."""
+        if self.ts is not None:
+            return int(self.ts[self.order[i]])
+        return self.lo + int(self.key[self.order[i]]) // (self.n_st * self.n_at) * self.step
+
+    def _rows(self, key: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(time, station) of the rows whose sorted keys are ``key`` and first readings
+        ``first``."""
+        if self.ts is not None and self.station is not None:
+            return self.ts[first], self.station[first]
+        row = key // self.n_at
+        return self.lo + row // self.n_st * self.step, (row % self.n_st).astype(np.int32)
 
     def _cut(self, target: int) -> int:
         """A batch end at or after sorted position ``target``: the next day boundary, or the
@@ -177,7 +206,8 @@ class _Pivot:
         return bisect.bisect_left(range(n), t + 1, lo=target, key=self._time)
 
     def _batch(self, start: int, end: int) -> Batch:
-        key, order = self.key[start:end], self.order[start:end]
+        order = self.order[start:end]
+        key = self.key[order]
         n = len(key)
         cell_starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
         rows = key // self.n_at
@@ -197,8 +227,8 @@ class _Pivot:
             upd = int((counts - 1)[repeated & ~same].sum())
         first = np.minimum.reduceat(order, row_starts)  # the first reading of each row
         size = len(row_starts)
-        station = self.station[first]
-        at = pa.array(self.ts[first]).view(TIMESTAMP)
+        times, station = self._rows(key[row_starts], first)
+        at = pa.array(times).view(TIMESTAMP)
         city = self.city[first]
         cities = pa.array(self.held.cities, pa.string())
         columns: dict[str, pa.Array] = {}

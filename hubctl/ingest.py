@@ -462,8 +462,21 @@ def _with_provenance(et: EntityType, rows: pa.Table, run: Run) -> pa.Table:
     schema = et.arrow_schema()
     for f in schema:
         if f.name not in rows.column_names:
-            rows = rows.append_column(f.name, pa.nulls(n, f.type))
+            rows = rows.append_column(f.name, _nulls(f.type, n))
     return conform(rows, pa.schema(list(schema) + [pa.field("_records", pa.int64())]))
+
+
+_NULLS: dict[pa.DataType, pa.Array] = {}
+
+
+def _nulls(kind: pa.DataType, n: int) -> pa.Array:
+    """``n`` nulls of type ``kind``: slices of one array per type, shared by the attribute
+    columns a batch does not carry (a million-row OpenAQ batch has 28 of them)."""
+    found = _NULLS.get(kind)
+    if found is None or len(found) < n:
+        found = _NULLS[kind] = pa.nulls(max(n, 2 * len(found) if found is not None else n),
+                                        kind)
+    return found.slice(0, n)
 
 
 def _constant(value: str, n: int) -> pa.DictionaryArray:

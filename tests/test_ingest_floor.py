@@ -11,6 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 import hubctl.adapters.openaq as openaq
+import hubctl.adapters.openaq_pivot as pivot
 import hubctl.csvread as csvread
 from hubctl.adapter import ReadContext
 from tests.helpers import hub_json, write_openaq
@@ -149,3 +150,22 @@ def test_repeats_split_across_blocks_count_once_as_duplicate_or_updated(
         station = r["id"].rsplit(":", 1)[1]
         assert r["no2"] == last[(station, f"{r['h']:02d}", "no2")]
         assert r["pm25"] == last[(station, f"{r['h']:02d}", "pm25")]
+
+
+def test_the_column_sort_for_enormous_time_ranges_gives_the_same_lake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readings whose (time slot, station, pollutant) key would not fit an integer are sorted
+    on their columns: the same rows, counts and single append."""
+    rows = _rows(30)
+    rows += [r[:5] + [r[5] + 1] + r[6:] for r in rows[:40]]  # repeats with new values: updates
+    random.Random(5).shuffle(rows)
+    runs, contents = [], []
+    for name, limit in (("key", pivot.KEY_LIMIT), ("columns", 0)):
+        monkeypatch.setattr(pivot, "KEY_LIMIT", limit)
+        data, st = write_openaq(tmp_path / name, rows, STATIONS)
+        run = _ingest(tmp_path / name / "lake", data, st)
+        runs.append({k: run[k] for k in ("read", "written", "updated", "duplicate")})
+        contents.append(_content(tmp_path / name / "lake"))
+        assert "MERGE" not in _operations(tmp_path / name / "lake")
+    assert runs[0] == runs[1] and runs[0]["updated"] == 40
+    assert contents[0] == contents[1] and len(contents[0]) == 60 * 30
