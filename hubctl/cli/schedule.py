@@ -37,7 +37,8 @@ def _schedules() -> dict[str, CronExpr]:
 
 @click.group("schedule")
 def schedule() -> None:
-    """Schedules: sources and pipelines in hub.toml with schedule = "CRON" (local time).
+    """Schedules: sources, pipelines and exports in hub.toml with schedule = "CRON" (local
+    time), and pipelines that run after sources (after = [...]).
 
     \b
     Examples:
