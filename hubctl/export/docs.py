@@ -60,6 +60,9 @@ def readme(meta: BundleMeta, pubs: list[Published], files: list[BundleFile],
             "```", "",
             "Timestamps are UTC (ISO 8601 with `Z` in CSV). NGSI-LD files hold one normalized "
             "entity per line with its `@context`; `hubctl ingest ngsi-ld FILE` reads them back.",
+            "", "Rows of tables published row by row are in the lake's storage order (the same "
+            "for the same table version), not sorted: `ORDER BY` the primary key of "
+            "`datapackage.json` where order matters. Aggregates are sorted by their key.",
             "", "## Metadata", "",
             "- `datapackage.json`: Frictionless Data Package v2, one resource per file.",
             "- `dcat.ttl`, `dcat.jsonld`: DCAT-AP 3.0 (Catalogue, a Dataset per table, a "
