@@ -65,6 +65,9 @@ class Batch:
     # itself): the engine skips its within-batch key check. Keys may still repeat in other
     # batches of the run; the lake's upsert classifies those.
     distinct_keys: bool = False
+    # True when ``rows`` already passed the quality gate and ``rejects`` hold the gate's
+    # rejects too (a batch read and gated on a Spark executor: :mod:`hubctl.spark_ingest`).
+    gated: bool = False
 
 
 @dataclass

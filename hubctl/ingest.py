@@ -46,7 +46,8 @@ from hubctl.rejects import Reason, Reject
 from hubctl.running import STOP, stop_reason
 from hubctl.types import TIMESTAMP
 
-__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "ingest", "ingest_batches", "judge"]
+__all__ = ["IngestRequest", "expand_inputs", "fingerprint", "gate_batch", "ingest",
+           "ingest_batches", "judge"]
 
 _BOOKKEEPING = ("_records", "_raw", "_record")
 
@@ -62,6 +63,9 @@ class IngestRequest:
     force: bool = False
     max_reject_rate: float | None = None
     cursor: Cursor | None = None  # a pull: resumes from the source's last committed cursor
+    # A Spark master (``local[N]``, ``spark://HOST:PORT``): the adapter and the quality gate
+    # run on its executors, file by file (:mod:`hubctl.spark_ingest`); None: in this process.
+    engine: str | None = None
     # The run, set by the engine as soon as it starts: a caller reports the counts so far of a
     # run that failed from it.
     run: Run | None = None
@@ -231,8 +235,15 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
         read[0] += nbytes
 
     def positioned() -> Iterator[tuple[Batch, int]]:
-        for batch in req.adapter.read(req.inputs, req.options, ctx):
+        for batch in reader(req.inputs, req.options, ctx):
             yield batch, read[0]
+
+    reader: Callable[[Sequence[Path], dict[str, Any], ReadContext], Iterator[Batch]]
+    reader = req.adapter.read
+    if req.engine is not None:
+        from hubctl.spark_ingest import spark_reader
+
+        reader = spark_reader(lake, req.adapter, req.engine)
 
     ctx = ReadContext(batch_rows=req.adapter.batch_rows, warn=run.warnings.append,
                       advance=advance)
@@ -347,15 +358,14 @@ def _unreconciled(run: Run) -> str:
 
 def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     """Gate, collapse and upsert one batch; return its rejects."""
-    rows = batch.rows
-    assert rows is not None
-    if "_records" not in rows.column_names:
-        rows = rows.append_column("_records", pa.array(np.ones(rows.num_rows, np.int64)))
-    good, bad, reasons = gate_for(et).split(rows, batch.typed_bad)
-    rejects = [_reject(et, bad, i, rs, batch.file) for i, rs in reasons.items()]
+    rejects: list[Reject] = []
+    if batch.gated:  # gated where it was read (a Spark executor): its rejects are in it
+        assert batch.rows is not None
+        good = batch.rows
+    else:
+        good, rejects = gate_batch(et, batch)
     if good.num_rows == 0:
         return rejects
-    good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
     shadowed = {"updated": 0, "duplicate": 0}
     if batch.unique_keys:
         own = run.own_files.setdefault(et.name, set())
@@ -374,6 +384,19 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     if result.version is not None:
         run.tables[et.name] = result.version
     return rejects
+
+
+def gate_batch(et: EntityType, batch: Batch) -> tuple[pa.Table, list[Reject]]:
+    """The quality gate on one batch's rows: the rows that pass (with ``_records``, without
+    the ``_raw``/``_record`` bookkeeping) and a Reject for each row that does not."""
+    rows = batch.rows
+    assert rows is not None
+    if "_records" not in rows.column_names:
+        rows = rows.append_column("_records", pa.array(np.ones(rows.num_rows, np.int64)))
+    good, bad, reasons = gate_for(et).split(rows, batch.typed_bad)
+    rejects = [_reject(et, bad, i, rs, batch.file) for i, rs in reasons.items()]
+    good = good.drop_columns([c for c in ("_raw", "_record") if c in good.column_names])
+    return good, rejects
 
 
 def _reject(et: EntityType, bad: pa.Table, i: int, reasons: list[Reason], file: str) -> Reject:

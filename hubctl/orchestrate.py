@@ -169,17 +169,25 @@ def source_options(src: Source) -> dict[str, Any]:
 
 def ingest_request(adapter_name: str, inputs: Sequence[str], options: dict[str, Any], *,
                    source: str | None = None, force: bool = False,
-                   max_reject_rate: float | None = None) -> IngestRequest:
+                   max_reject_rate: float | None = None,
+                   engine: str | None = None) -> IngestRequest:
     """What to run for an adapter and its arguments: an API pull when the adapter says the
     options ask for one (no input files; resumes from the source's cursor), else its files.
-    The source is named ``source``, else after the adapter and the input paths."""
+    The source is named ``source``, else after the adapter and the input paths. ``engine``:
+    a Spark master that reads the files (:mod:`hubctl.spark_ingest`), None for this
+    process."""
     from hubctl.adapters import get_adapter
     from hubctl.ingest import IngestRequest, expand_inputs
     from hubctl.ledger import Cursor
     from hubctl.pull import Pulling
 
     adapter = get_adapter(adapter_name)
+    if engine is not None:
+        engine = _spark_master(engine, adapter)
     if adapter.is_pull(options):
+        if engine is not None:
+            raise UsageError(f"--engine {engine}: an API pull runs in this process",
+                             hint="drop --engine")
         if inputs:
             raise UsageError(f"{adapter.name}: an API pull reads no files ({inputs[0]} given)",
                              hint="drop the file arguments, or drop --api to read files")
@@ -194,7 +202,23 @@ def ingest_request(adapter_name: str, inputs: Sequence[str], options: dict[str, 
         raise UsageError(f"{adapter_name}: give at least one input file")
     name = source or f"{adapter_name}:" + ",".join(str(p.resolve()) for p in paths)
     return IngestRequest(adapter=adapter, inputs=paths, options=options, source=name,
-                         force=force, max_reject_rate=max_reject_rate)
+                         force=force, max_reject_rate=max_reject_rate, engine=engine)
+
+
+def _spark_master(engine: str, adapter: Adapter) -> str:
+    """``engine`` checked as a Spark master that can read ``adapter``'s files."""
+    from hubctl.spark import check_engine
+
+    engine = check_engine(engine)
+    if engine == "duckdb":
+        raise UsageError("--engine duckdb: ingest has no DuckDB engine",
+                         hint="leave --engine out to ingest in this process, or give a Spark "
+                              "master: local[N] or spark://HOST:PORT")
+    if adapter.accepts_folders:
+        raise UsageError(f"--engine {engine}: {adapter.name} is not read on Spark yet (a "
+                         "feed is one input with cross-file references)",
+                         hint="ingest it without --engine")
+    return engine
 
 
 def source_names(config: Config, names: Sequence[str] | None = None) -> list[str]:

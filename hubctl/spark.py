@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,6 +299,9 @@ def _session(master: str) -> Any:
                .config("spark.driver.bindAddress", "0.0.0.0")
                .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
                .config("spark.executor.extraJavaOptions", JVM_OPTIONS))
+    # Python on the executors (ingest's mapInArrow): hubctl's own interpreter, unless the
+    # user names another (the SparkContext reads it from the environment)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,13 @@ needs_sample_data = pytest.mark.skipif(
     reason=f"sample data not found at {SAMPLE_DATA} (set HUBCTL_SAMPLE_DATA to the shared/data "
            "folder to run the conformance tests)",
 )
+
+
+@pytest.fixture(scope="session")
+def spark_master() -> Iterator[str]:
+    """A Spark standalone cluster on loopback (one master, two workers), shared by every test
+    of the session that runs on Spark; its ``spark://127.0.0.1:PORT``."""
+    from tests.spark import cluster
+
+    with cluster(workers=2) as url:
+        yield url

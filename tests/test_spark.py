@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from hubctl.errors import UsageError
 from hubctl.pipeline import metrics
 from hubctl.spark import check_engine, to_spark_sql
 from tests.helpers import hub, hub_json
-from tests.spark import cluster, needs_spark
+from tests.spark import needs_spark
 
 RTOL = 1e-9
 
@@ -31,12 +30,6 @@ def _clock(metric: str) -> bool:
     """Wall-clock times in summaries (solver and step seconds): not results."""
     return metric in ("solver.seconds", "whatif.solver_seconds") \
         or metric.startswith("seconds.")
-
-
-@pytest.fixture(scope="session")
-def spark_master() -> Iterator[str]:
-    with cluster(workers=2) as url:
-        yield url
 
 
 def _derived(lake: Path, pipeline: str) -> dict[str, pa.Table]:

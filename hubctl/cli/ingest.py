@@ -254,12 +254,13 @@ def _adapter_command(name: str) -> click.Command:
 
     adapter = get_adapter(name)
 
-    def callback(files: tuple[str, ...], source_name: str | None, force: bool,
-                 max_reject_rate: float | None, as_json: bool, **options: Any) -> None:
+    def callback(files: tuple[str, ...], source_name: str | None, engine: str | None,
+                 force: bool, max_reject_rate: float | None, as_json: bool,
+                 **options: Any) -> None:
         with _stoppable():
             result = try_request(source_name or name, lambda: ingest_request(
                 name, list(files), options, source=source_name, force=force,
-                max_reject_rate=max_reject_rate), hub().lake, progress_bar)
+                max_reject_rate=max_reject_rate, engine=engine), hub().lake, progress_bar)
         report_sources([result], as_json, many=False)
         _exit([result])
 
@@ -275,7 +276,11 @@ def _adapter_command(name: str) -> click.Command:
                 *adapter.params, *adapter.pull_params,
                 click.Option(["--source-name"], default=None, metavar="NAME",
                              help="Name of this source in the ledger and its lock "
-                                  "(default: adapter and input paths).")],
+                                  "(default: adapter and input paths)."),
+                click.Option(["--engine"], default=None, metavar="MASTER",
+                             help="Read, convert and gate the files on Spark, one task per "
+                                  "file: local[N] or spark://HOST:PORT; this process then "
+                                  "commits them (default: all in this process).")],
     )
     return _common(command)  # type: ignore[return-value]
 
