@@ -180,6 +180,7 @@ class Calls(Adapter):
                "  hubctl ingest calls 112_2024.csv --profile korea-112\n"
                "  hubctl ingest calls cad.csv --map 'Received=dateIssued' --map 'Type=subCategory'"
                " --map 'Y=lat' --map 'X=lon' --timezone America/Chicago")
+    reads_files_apart = True  # no state from one file to the next: one Spark task each
     params: Sequence[click.Parameter] = (
         click.Option(["--profile"], type=click.Choice(sorted(PROFILES)), default=None,
                      help="Layout of the file; detected from the header when absent."),

@@ -135,6 +135,7 @@ class GreenButton(Adapter):
     entity_types = (TYPE,)
     summary = "Green Button / NAESB ESPI Atom XML (UsagePoint, ReadingType, IntervalBlock)."
     example = "hubctl ingest greenbutton 'downloads/*.xml'"
+    reads_files_apart = True  # no state from one file to the next: one Spark task each
     params: Sequence[click.Parameter] = ()
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],

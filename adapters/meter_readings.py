@@ -92,6 +92,7 @@ class MeterReadings(Adapter):
     summary = "AMI interval readings CSV (meter, timestamp, value) to MeterReadingObserved."
     example = ("hubctl ingest meter-readings ami-2025.csv --meters meters.csv "
                "--map 'MeterNo=meter' --map 'Read kWh=value' --timezone Asia/Seoul")
+    reads_files_apart = True  # no state from one file to the next: one Spark task each
     params: Sequence[click.Parameter] = (
         click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN as FIELD (repeatable). Fields: "

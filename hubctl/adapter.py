@@ -98,6 +98,11 @@ class Adapter(Protocol):
     #: True: a folder given as input is one input (an unzipped GTFS feed); otherwise a folder
     #: argument is a usage mistake.
     accepts_folders: bool = False
+    #: True: each input file is read on its own, nothing carried from one file to the next
+    #: (no pivot or station list across files), so files can be read in parallel and their
+    #: batches replayed in order (``ingest --engine``: one Spark task per file); otherwise
+    #: the files of a run are one task.
+    reads_files_apart: bool = False
     #: Rows an adapter puts in one Batch (``ReadContext.batch_rows``).
     batch_rows: int = BATCH_ROWS
     #: An adapter that can pull from an API: the options of a pull, an example command line,

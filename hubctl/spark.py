@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,6 +287,9 @@ def _session(master: str) -> Any:
     if _ACTIVE.get("master") == master:
         return _ACTIVE["session"]
     stop()
+    # pyspark warns about pandas 3 on each Arrow use; hubctl hands Spark Arrow, not pandas
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
     from pyspark.sql import SparkSession
 
     builder = (SparkSession.builder.master(master).appName("hubctl")

@@ -1,10 +1,14 @@
 """Ingest on Spark: ``hubctl ingest ADAPTER FILES... --engine spark://HOST:PORT`` or ``local[N]``.
 
 What is distributed: reading and converting the input files, and the quality gate. Each input
-file is one Spark task (``mapInArrow`` over a frame of one row per file); its executor runs the
-adapter's own ``read`` on that one file, with the run's options and arrival time, gates each
-batch (:func:`hubctl.ingest.gate_batch`) and writes the rows that passed as an Arrow IPC file,
-and the batch's rejects, counts and warnings as JSON, into ``<lake>/_staging/<token>/``.
+file is one Spark task (``mapInArrow`` over a frame of one row per task) when the adapter
+reads its files apart (``Adapter.reads_files_apart``: meter readings, calls, Green Button);
+an adapter that carries state from one file to the next (OpenAQ pivots a station-hour split
+across files into one row) reads all its files in one task, so that its counts stay those of
+the local path. A task's executor runs the adapter's own ``read`` on its files, with the run's
+options and arrival time, gates each batch (:func:`hubctl.ingest.gate_batch`) and writes the
+rows that passed as an Arrow IPC file, and the batch's rejects, counts and warnings as JSON,
+into ``<lake>/_staging/<token>/``.
 
 What is not: the driver reads those staged batches back in the order the local path reads
 them (input by input, batch by batch) and hands them to the same engine as without
@@ -46,7 +50,8 @@ from hubctl.rejects import Reason, Reject
 __all__ = ["spark_reader"]
 
 Reader = Callable[[Sequence[Path], dict[str, Any], ReadContext], Iterator[Batch]]
-_TASKS = "task int, path string"
+_TASKS = "task int, paths string"  # the files of a task, as a JSON list
+_STAGED = pa.ipc.IpcWriteOptions(compression="lz4")  # cheap to write and read back
 _ITEMS_DDL = "task int, seq int, kind string"  # mapInArrow's output: one row per item
 _ITEMS = pa.schema([("task", pa.int32()), ("seq", pa.int32()), ("kind", pa.string())])
 
@@ -95,7 +100,9 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
     plan = _Plan(adapter.name, absolute, ctx.batch_rows, ctx.arrival, str(staging))
     try:
         spark = _session(master)
-        tasks = [(i, str(Path(p).resolve())) for i, p in enumerate(inputs)]
+        files = [str(Path(p).resolve()) for p in inputs]
+        groups = [[f] for f in files] if adapter.reads_files_apart else [files]
+        tasks = [(i, json.dumps(group)) for i, group in enumerate(groups)]
         frame = spark.sparkContext.parallelize(tasks, max(1, len(tasks))).toDF(_TASKS)
         try:
             items = frame.mapInArrow(lambda it: _execute(plan, it), _ITEMS_DDL).collect()
@@ -180,15 +187,16 @@ def _error(meta: dict[str, Any], given: dict[str, str]) -> HubError:
 def _execute(plan: _Plan, tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow's function: read each task's file, stage its batches, one item row each."""
     for rb in tasks:
-        for task, path in zip(rb.column("task").to_pylist(), rb.column("path").to_pylist(),
-                              strict=True):
-            for seq, kind in enumerate(_stage_file(plan, task, Path(path))):
+        for task, paths in zip(rb.column("task").to_pylist(), rb.column("paths").to_pylist(),
+                               strict=True):
+            files = [Path(p) for p in json.loads(paths)]
+            for seq, kind in enumerate(_stage_files(plan, task, files)):
                 yield pa.RecordBatch.from_pydict(
                     {"task": [task], "seq": [seq], "kind": [kind]}, schema=_ITEMS)
 
 
-def _stage_file(plan: _Plan, task: int, path: Path) -> Iterator[str]:
-    """Read ``path`` with the plan's adapter and gate each batch; write each as
+def _stage_files(plan: _Plan, task: int, paths: list[Path]) -> Iterator[str]:
+    """Read ``paths`` with the plan's adapter and gate each batch; write each as
     ``<task>-<seq>.arrow`` and ``.json`` in the staging folder; yield each one's kind
     (``batch``, then ``end``, or ``error`` where reading failed)."""
     from hubctl.adapters import get_adapter
@@ -205,7 +213,7 @@ def _stage_file(plan: _Plan, task: int, path: Path) -> Iterator[str]:
         stem = Path(plan.staging) / f"{task}-{seq}"
         if rows is not None:
             with pa.OSFile(str(stem.with_suffix(".arrow")), "wb") as sink, \
-                    pa.ipc.new_file(sink, rows.schema) as writer:
+                    pa.ipc.new_file(sink, rows.schema, options=_STAGED) as writer:
                 writer.write_table(rows)
         meta |= {"warnings": list(warnings), "advanced": advanced[0],
                  "rows": rows is not None}
@@ -220,8 +228,8 @@ def _stage_file(plan: _Plan, task: int, path: Path) -> Iterator[str]:
     seq = 0
     try:
         adapter = get_adapter(plan.adapter)
-        for batch in adapter.read([path], plan.options, ctx):
-            if task != 0 and not _from_inputs(batch.file, [path]):
+        for batch in adapter.read(paths, plan.options, ctx):
+            if task != 0 and not _from_inputs(batch.file, paths):
                 warnings.clear()  # a side file's batch: the first task keeps it
                 continue
             rows = batch.rows
@@ -237,7 +245,8 @@ def _stage_file(plan: _Plan, task: int, path: Path) -> Iterator[str]:
                               "hint": exc.hint})
     except Exception as exc:  # a bug or the machine: named, with where it happened
         yield write("error", {"error": "HubError",
-                              "message": f"reading {path} on a Spark executor failed: "
+                              "message": f"reading {', '.join(map(str, paths))} on a "
+                                         "Spark executor failed: "
                                          f"{type(exc).__name__}: {exc}",
                               "hint": "".join(traceback.format_exc(limit=-3))})
 
