@@ -1,17 +1,24 @@
-"""Benchmark: ``hubctl ingest openaq`` in this process and with ``--engine local[2]``, in one run.
+"""Benchmark: ``hubctl ingest`` in this process and with ``--engine local[2]``, in one run.
 
-The OpenAQ long CSV of ``bench_ingest.generate`` (seeded; 2 M lines by default) is cut into
-``--files`` files of whole station-hours (Spark ingest splits by file: one task per file). Each
-round ingests them into a fresh lake once per engine, alternating, ``--repeat`` rounds; the
-medians are reported with their ratio to the local path, CPU seconds beside wall seconds (the
-hubctl process and its children: the driver JVM and its Python workers) and the load average
-beside every figure. Both engines' counts must be equal. Spark's figures include starting its
-driver, which a long-lived session would pay once.
+Two inputs, each cut into ``--files`` files of whole lines with the header (Spark ingest runs
+one task per file for adapters that read files apart):
+
+- ``meter-readings``: the energy benchmark's AMI CSV (``bench_energy.generate``, seeded;
+  ``--meters`` x ``--days`` quarter-hours): one Spark task per file;
+- ``openaq``: the OpenAQ long CSV of ``bench_ingest.generate`` (seeded; ``--rows`` lines), cut
+  at whole station-hours: one task for all files (its pivot folds across files), so this line
+  shows Spark's overhead for the same work.
+
+Each round ingests each input into a fresh lake once per engine, alternating, ``--repeat``
+rounds; the medians are reported with their ratio to the local path, CPU seconds beside wall
+seconds (the hubctl process and its children: the driver JVM and its Python workers) and the
+load average beside every figure. Both engines' counts must be equal. Spark's figures include
+starting its driver, which a long-lived session would pay once.
 
 Skips with the reason where Java or pyspark is missing.
 
-    make bench     # or: .venv/bin/python bench/bench_spark_ingest.py [--rows 2000000 --files 2]
-    .venv/bin/python bench/bench_spark_ingest.py --quick      # 200,000 lines, one round
+    make bench     # or: .venv/bin/python bench/bench_spark_ingest.py [--files 2]
+    .venv/bin/python bench/bench_spark_ingest.py --quick      # small inputs, one round
 """
 
 from __future__ import annotations
@@ -27,87 +34,108 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_ingest import generate  # noqa: E402
+from bench.bench_energy import generate as generate_ami  # noqa: E402
+from bench.bench_ingest import generate as generate_openaq  # noqa: E402
 from bench.bench_spark import _hubctl  # noqa: E402
 from hubctl.spark import java_missing  # noqa: E402
 
 OUT = ROOT / "bench-out" / "spark-ingest"
 COUNTS = ("read", "written", "updated", "duplicate", "rejected", "rows_added")
+ENGINES = {"this process": [], "local[2]": ["--engine", "local[2]"]}
 
 
-def split(data: Path, files: int, stations: int) -> list[Path]:
-    """``data`` cut into ``files`` CSV files with its header, at whole station-hours (the
-    generator writes 2 lines per station and hour)."""
+def split(data: Path, files: int, block: int = 1) -> list[Path]:
+    """``data`` cut into ``files`` CSV files with its header, each a whole number of
+    ``block`` lines; ``data`` is removed."""
     lines = data.read_bytes().splitlines(keepends=True)
     header, body = lines[0], lines[1:]
-    block = 2 * stations
-    hours = len(body) // block
+    blocks = len(body) // block
     out = []
     for i in range(files):
-        part = body[(hours * i // files) * block:(hours * (i + 1) // files) * block]
-        path = data.with_name(f"part{i}.csv")
+        part = body[(blocks * i // files) * block:(blocks * (i + 1) // files) * block]
+        path = data.with_name(f"{data.stem}-part{i}.csv")
         path.write_bytes(header + b"".join(part))
         out.append(path)
+    data.unlink()
     return out
+
+
+def inputs(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Each benchmark's ``hubctl ingest`` arguments (generated once, kept in bench-out)."""
+    stations = 500
+    ami = OUT / f"ami-{args.meters}x{args.days}x{args.files}"
+    aq = OUT / f"openaq-{args.rows}x{args.files}"
+    if not (ami / "done").exists():
+        data, _ = generate_ami(ami, args.meters, args.days)
+        split(data, args.files)
+        (ami / "done").touch()
+    if not (aq / "done").exists():
+        data, _ = generate_openaq(aq, args.rows, stations)
+        split(data, args.files, 2 * stations)
+        (aq / "done").touch()
+    return {
+        "meter-readings": ["meter-readings", *sorted(map(str, ami.glob("ami-part*.csv"))),
+                           "--meters", str(ami / "meters.csv"), "--interval", "900"],
+        "openaq": ["openaq", *sorted(map(str, aq.glob("openaq_long-part*.csv"))),
+                   "--stations", str(aq / "stations.csv")],
+    }
 
 
 def main() -> None:
     """Run the benchmark; print a markdown table and a JSON summary (medians)."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meters", type=int, default=100)
+    ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="200,000 lines, one round")
+    ap.add_argument("--quick", action="store_true",
+                    help="20 meters x 30 days and 200,000 OpenAQ lines, one round")
     args = ap.parse_args()
     why = java_missing()
     if why is not None:
         print(f"bench_spark_ingest: skipped: {why}", file=sys.stderr)
         return
     if args.quick:
-        args.rows, args.repeat = 200_000, 1
-    stations = 500
-    folder = OUT / f"{args.rows}x{args.files}"
-    if not (folder / "done").exists():
-        data, _ = generate(folder, args.rows, stations)
-        split(data, args.files, stations)
-        data.unlink()
-        (folder / "done").touch()
-    parts = [str(folder / f"part{i}.csv") for i in range(args.files)]
-    st = str(folder / "stations.csv")
-    engines = {"this process": [], "local[2]": ["--engine", "local[2]"]}
-    times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in engines}
-    counts: dict[str, dict] = {}
+        args.meters, args.days, args.rows, args.repeat = 20, 30, 200_000, 1
+    cases = inputs(args)
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    counts: dict[tuple[str, str], dict] = {}
+    lake = OUT / "lake"
     for _ in range(args.repeat):
-        for label, extra in engines.items():
-            lake = folder / "lake"
-            shutil.rmtree(lake, ignore_errors=True)
-            wall, cpu, run = _hubctl(["--lake", str(lake), "ingest", "openaq", *parts,
-                                      "--stations", st, *extra], [])
-            load = os.getloadavg()[0]
-            times[label].append((wall, cpu, load))
-            counts[label] = {k: run[k] for k in COUNTS}
-            print(f"  ingest openaq {label}: {wall:.1f}s ({cpu:.1f} CPU s), load average "
-                  f"{load:.1f}", file=sys.stderr)
-    same = counts["this process"] == counts["local[2]"]
-    base = statistics.median(t[0] for t in times["this process"])
-    base_cpu = statistics.median(t[1] for t in times["this process"])
-    read = counts["this process"]["read"]
-    print(f"| `hubctl ingest openaq`, {read:,} lines in {args.files} files, median of "
-          f"{args.repeat} | wall s | CPU s | wall / local | CPU / local | load average |\n"
-          "|---|---|---|---|---|---|")
-    summary: dict = {"lines": read, "files": args.files, "same_counts": same, "engines": {}}
-    for label, runs in times.items():
-        w = statistics.median(t[0] for t in runs)
-        c = statistics.median(t[1] for t in runs)
-        loads = ", ".join(f"{t[2]:.1f}" for t in runs)
-        print(f"| {label} | {w:.1f} | {c:.1f} | {w / base:.2f} | {c / base_cpu:.2f} | "
-              f"{loads} |")
-        summary["engines"][label] = {"seconds": [round(t[0], 2) for t in runs],
-                                     "cpu_seconds": [round(t[1], 2) for t in runs],
-                                     "load_average_1min": [round(t[2], 1) for t in runs]}
+        for name, argv in cases.items():
+            for label, extra in ENGINES.items():
+                shutil.rmtree(lake, ignore_errors=True)
+                wall, cpu, run = _hubctl(["--lake", str(lake), "ingest", *argv, *extra], [])
+                load = os.getloadavg()[0]
+                times.setdefault((name, label), []).append((wall, cpu, load))
+                counts[(name, label)] = {k: run[k] for k in COUNTS}
+                print(f"  ingest {name} {label}: {wall:.1f}s ({cpu:.1f} CPU s), load "
+                      f"average {load:.1f}", file=sys.stderr)
+    shutil.rmtree(lake, ignore_errors=True)
+    print(f"| `hubctl ingest`, {args.files} files, median of {args.repeat} | records | wall s | "
+          "CPU s | wall / local | CPU / local | load average |\n|---|---|---|---|---|---|---|")
+    summary: dict = {"files": args.files, "cases": {}}
+    for name in cases:
+        base = statistics.median(t[0] for t in times[(name, "this process")])
+        base_cpu = statistics.median(t[1] for t in times[(name, "this process")])
+        read = counts[(name, "this process")]["read"]
+        same = counts[(name, "this process")] == counts[(name, "local[2]")]
+        summary["cases"][name] = {"records": read, "same_counts": same, "engines": {}}
+        for label in ENGINES:
+            runs = times[(name, label)]
+            w = statistics.median(t[0] for t in runs)
+            c = statistics.median(t[1] for t in runs)
+            loads = ", ".join(f"{t[2]:.1f}" for t in runs)
+            print(f"| {name}, {label} | {read:,} | {w:.1f} | {c:.1f} | {w / base:.2f} | "
+                  f"{c / base_cpu:.2f} | {loads} |")
+            summary["cases"][name]["engines"][label] = {
+                "seconds": [round(t[0], 2) for t in runs],
+                "cpu_seconds": [round(t[1], 2) for t in runs],
+                "load_average_1min": [round(t[2], 1) for t in runs]}
     print(json.dumps(summary, indent=2))
-    if not same:
+    if not all(c["same_counts"] for c in summary["cases"].values()):
         raise SystemExit(f"the counts differ: {counts}")
 
 
