@@ -42,7 +42,7 @@ from hubctl.duck import (
     table_refs,
 )
 from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
-from hubctl.s3 import LakeRoot, S3Root, use_with_duckdb
+from hubctl.s3 import LakeRoot, S3Root, arrow_dataset, use_with_duckdb
 
 if TYPE_CHECKING:
     from hubctl.lake import Lake
@@ -128,10 +128,12 @@ class Catalog:
 
     def __init__(self, lake: Lake, path: str = ":memory:", *,
                  _con: duckdb.DuckDBPyConnection | None = None,
-                 _tables: Sequence[_Table] | None = None, _base: Path | None = None) -> None:
+                 _tables: Sequence[_Table] | None = None, _base: Path | None = None,
+                 _persistent: bool = False) -> None:
         self.root = lake.root
         self.con = _con if _con is not None else connect(path)
         self.base = _base  # file paths relative to this folder (catalog files)
+        self.persistent = _persistent or path != ":memory:"  # views outlive this process
         self.views: list[str] = []
         self.derived: list[str] = []
         for table in _tables if _tables is not None else _all_tables(lake):
@@ -182,7 +184,12 @@ class Catalog:
         files = snap.files
         if self.base is not None:
             files = [os.path.relpath(f, self.base) for f in files]
-        if files:
+        if files and isinstance(table.folder, S3Root) and snap.schema is not None \
+                and not self.persistent:  # on S3: a pyarrow dataset, read in C++
+            name = f"__snapshot_{len(self.views) + len(self.derived)}"
+            self.con.register(name, arrow_dataset(files, snap.schema, snap.partition_by))
+            source = f"SELECT * FROM {quote_ident(name)}"
+        elif files:
             source = f"SELECT * FROM {scan_sql(files, hive=snap.partitioned)}"
         else:  # a typed empty SELECT (works in a database file, unlike a registration)
             parts = [f"CAST(NULL AS {typ}) AS {quote_ident(col)}" for col, typ in snap.columns]
@@ -314,7 +321,7 @@ def _write(lake: Lake, path: Path, absolute: bool) -> list[str]:
         config["file_search_path"] = str(base)  # relative paths resolve from the file's folder
     con = connect(str(tmp), config=config)
     try:
-        cat = Catalog(lake, _con=con, _base=base)
+        cat = Catalog(lake, _con=con, _base=base, _persistent=True)
         views = list(cat.views) + list(cat.derived)
         con.execute("CHECKPOINT").fetchall()
     finally:

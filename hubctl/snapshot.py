@@ -53,6 +53,8 @@ class Snapshot:
     files: list[str]  # absolute paths of the data files
     partitioned: bool  # hive-style partition folders
     columns: list[tuple[str, str]]  # (name, DuckDB type), in table order
+    schema: Any = None  # the Arrow schema, when read through deltalake (not from the cache)
+    partition_by: tuple[str, ...] = ()  # partition columns, likewise
 
     @property
     def column_names(self) -> set[str]:
@@ -119,9 +121,10 @@ def _from_delta(folder: LakeRoot) -> Snapshot:
         described = con.execute("DESCRIBE SELECT * FROM __schema_probe").fetchall()
     finally:
         con.close()
-    return Snapshot(dt.version(), list(dt.file_uris()),
-                    bool(dt.metadata().partition_columns),
-                    [(str(row[0]), str(row[1])) for row in described])
+    partition_by = tuple(dt.metadata().partition_columns)
+    return Snapshot(dt.version(), list(dt.file_uris()), bool(partition_by),
+                    [(str(row[0]), str(row[1])) for row in described],
+                    pa.schema(dt.schema()), partition_by)
 
 
 def _remember(entry: Path, folder: Path, snap: Snapshot) -> None:
