@@ -11,6 +11,11 @@ converted from local time to UTC per distinct local hour (so DST gaps and overla
 time-zone database); Python only touches distinct texts (HTML entities, ids that need
 percent-encoding) and rejected records. A call without usable coordinates is a real call: it is
 kept with an empty location and counted in a warning.
+
+The publisher's call type (Berkeley ``OFFENSE``, 112 ``사건종별``) is kept as published in
+``callType``; ``subCategory`` holds only a value of Smart Data Models' enum, derived from the
+call type by :data:`SUBCATEGORY_KEYWORDS` (a call type the table does not map leaves it empty
+and is counted in a warning).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,8 @@ from hubctl.errors import InputError
 from hubctl.localtime import zone
 from hubctl.rejects import Reason, reason
 
-__all__ = ["ADAPTER", "FIELDS", "PROFILES", "Calls", "Profile", "detect_profile"]
+__all__ = ["ADAPTER", "FIELDS", "PROFILES", "SUBCATEGORY_KEYWORDS", "Calls", "Profile",
+           "detect_profile", "sdm_subcategory"]
 
 TYPE = "Alert"
 
@@ -58,7 +64,8 @@ FIELDS: dict[str, str] = {
     "dateIssued": "date and time the call was received",
     "issuedDate": "date the call was received (with issuedTime)",
     "issuedTime": "time of day the call was received (with issuedDate)",
-    "subCategory": "type of incident as the source names it",
+    "callType": "type of call or incident as the publisher names it",
+    "subCategory": "older name of callType (still accepted); SDM's subCategory is derived",
     "description": "broader class or remarks",
     "category": "Smart Data Models category (default security)",
     "lat": "latitude (WGS84)",
@@ -73,6 +80,26 @@ FIELDS: dict[str, str] = {
     "severity": "Smart Data Models severity (informational, low, medium, high, critical)",
 }
 _TIME_FIELDS = ("dateIssued", "dateDispatched", "dateArrived")
+#: Case-insensitive keywords of call types -> Smart Data Models Alert subCategory; the first
+#: row with a keyword found in the call type wins. A call type that is itself a value of SDM's
+#: enum (any case) is that value. Property crime (theft, burglary, vandalism, fraud), drugs,
+#: weapons, missing persons and fires of unknown kind have no SDM subcategory: unmapped.
+SUBCATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("robbery", ("robbery", "강도")),
+    ("assault", ("assault", "battery", "domestic violence", "폭력", "폭행", "상해")),
+    ("carAccident", ("traffic accident", "traffic collision", "vehicle accident",
+                     "vehicle collision", "car accident", "auto accident", "hit and run",
+                     "hit & run", "교통사고")),
+    ("civilDisorder", ("disturbance", "disorderly", "civil disorder", "riot", "소란", "난동")),
+    ("suspiciousAction", ("suspicious", "거동수상", "수상한")),
+    ("buildingFire", ("structure fire", "building fire", "house fire", "건물화재")),
+    ("forestFire", ("forest fire", "wildfire", "brush fire", "산불")),
+    ("heartAttack", ("heart attack", "cardiac arrest", "심정지")),
+    ("carWrongDirection", ("wrong way", "역주행")),
+    ("carStopped", ("stalled vehicle", "disabled vehicle", "고장차량")),
+    ("hazardOnRoad", ("road hazard", "debris in road", "낙하물")),
+    ("trafficJam", ("traffic jam", "traffic congestion", "교통정체")),
+)
 # 112 response codes (C0 most urgent .. C4 not a police matter) -> SDM severity
 _SEVERITY = {"0": "critical", "1": "high", "2": "medium", "3": "low", "4": "informational"}
 
@@ -107,14 +134,14 @@ class Profile:
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("berkeley", "berkeley-pd", "Berkeley PD", "America/Los_Angeles", {
         "id": ("CASENO",), "issuedDate": ("EVENTDT",), "issuedTime": ("EVENTTM",),
-        "subCategory": ("OFFENSE",), "description": ("CVLEGEND",),
+        "callType": ("OFFENSE",), "description": ("CVLEGEND",),
         "location": ("Block_Location",), "address": ("BLKADDR",),
     }, (("CASENO",), ("EVENTDT",), ("EVENTTM",), ("Block_Location",))),
     Profile("korea-112", "112", "112", "Asia/Seoul", {
         "id": ("접수번호", "사건번호", "신고번호", "사건관리번호"),
         "dateIssued": ("접수일시", "신고일시", "접수시각"),
         "issuedDate": ("접수일자", "신고일자"), "issuedTime": ("접수시간", "신고시간"),
-        "subCategory": ("사건종별", "사건종류", "신고유형", "사건유형"),
+        "callType": ("사건종별", "사건종류", "신고유형", "사건유형"),
         "description": ("사건분류", "종별대분류", "대분류"),
         "lat": ("위도", "Y좌표", "y좌표"), "lon": ("경도", "X좌표", "x좌표"),
         "address": ("발생지주소", "발생장소", "주소", "발생지"),
@@ -148,13 +175,15 @@ def resolve_layout(path: Path, header: Sequence[str], options: dict[str, Any]) -
     """Pick the profile (given or detected), apply ``--map``, check the columns exist."""
     name = options.get("profile")
     overrides = parse_map(options.get("map") or (), FIELDS, "call")
+    if "subCategory" in overrides:  # the older name of the call type
+        overrides.setdefault("callType", overrides.pop("subCategory"))
     profile = PROFILES[name] if name else detect_profile(header)
     if profile is None and not overrides:
         raise InputError(
             "the header matches no call profile (" + ", ".join(PROFILES) + ")",
             path=str(path), record="line 1",
             hint="name the columns with --map, e.g. --map 'Received=dateIssued' "
-                 "--map 'Type=subCategory' --map 'Lat=lat' --map 'Lon=lon'")
+                 "--map 'Type=callType' --map 'Lat=lat' --map 'Lon=lon'")
     fields = profile.mapping(header) if profile else {}
     fields.update(overrides)
     check_mapped(path, header, fields, hint="check --map and --profile against the file")
@@ -178,7 +207,7 @@ class Calls(Adapter):
                "profiles berkeley and korea-112, any other layout with --map column=field.")
     example = ("hubctl ingest calls berkeley-pd-calls-for-service-2018.csv\n"
                "  hubctl ingest calls 112_2024.csv --profile korea-112\n"
-               "  hubctl ingest calls cad.csv --map 'Received=dateIssued' --map 'Type=subCategory'"
+               "  hubctl ingest calls cad.csv --map 'Received=dateIssued' --map 'Type=callType'"
                " --map 'Y=lat' --map 'X=lon' --timezone America/Chicago")
     reads_files_apart = True  # no state from one file to the next: one Spark task each
     params: Sequence[click.Parameter] = (
@@ -212,13 +241,21 @@ def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterato
     ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
              f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
     counts = {"none": 0, "unusable": 0}
+    unmapped: dict[str, int] = {}
     yield from csv_batches(stream, path, TYPE, ctx,
-                           partial(_convert, path=path, layout=layout, counts=counts))
+                           partial(_convert, path=path, layout=layout, counts=counts,
+                                   unmapped=unmapped))
     if counts["none"] or counts["unusable"]:
         ctx.warn(f"{path.name}: {counts['none'] + counts['unusable']} calls without usable "
                  f"coordinates kept with an empty location ({counts['none']} without any, "
                  f"{counts['unusable']} zero, out of range or unreadable; those are kept in "
                  "_extra); analyses that need a position leave them out")
+    if unmapped:
+        top = sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        ctx.warn(f"{path.name}: {sum(unmapped.values())} calls of {len(unmapped)} call types "
+                 "have no Smart Data Models subCategory (e.g. "
+                 + ", ".join(f"{k!r} {v}" for k, v in top) + "): kept in callType, "
+                 "subCategory left empty (the keyword table is in docs/safety.md)")
 
 
 def _column(t: pa.Table, layout: Layout, field: str) -> pa.Array | None:
@@ -241,7 +278,7 @@ def _issued_text(t: pa.Table, layout: Layout) -> pa.Array:
 
 
 def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
-             counts: dict[str, int]) -> Batch:
+             counts: dict[str, int], unmapped: dict[str, int]) -> Batch:
     n = t.num_rows
     times: dict[str, pa.Array] = {}
     for field in _TIME_FIELDS:
@@ -258,11 +295,13 @@ def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
     rows["responseTime"] = _response(t, layout, times, p)
     lon, lat, unusable = _location(t, layout, counts)
     rows["lon"], rows["lat"] = lon, lat
-    for field in ("subCategory", "description", "areaServed", "priority", "severity",
+    for field in ("callType", "description", "areaServed", "priority", "severity",
                   "category"):
         col = _column(t, layout, field)
         if col is not None:
             rows[field] = blank_to_null(unescape_html(col))
+    if "callType" in rows:
+        rows["subCategory"] = sdm_subcategory(rows["callType"], unmapped)
     if "category" not in rows:
         rows["category"] = pa.repeat(pa.scalar("security"), n)
     if "severity" not in rows and "priority" in rows:
@@ -277,6 +316,42 @@ def _convert(t: pa.Table, p: Problems, path: Path, layout: Layout,
     rows["_record"] = p.record_column()
     rows["_raw"] = p.raw_column()
     return Batch(TYPE, pa.table(rows), str(path), n, typed_bad=p.rows)
+
+
+def sdm_subcategory(call_type: pa.Array, unmapped: dict[str, int] | None = None) -> pa.Array:
+    """SDM's Alert subCategory of each call type by :data:`SUBCATEGORY_KEYWORDS` (null where
+    none applies, or no call type); ``unmapped`` counts the calls of each call type left
+    without one. Python
+    sees each distinct call type once."""
+    encoded = pc.dictionary_encode(call_type)
+    types = encoded.dictionary.to_pylist()
+    sub = pa.array([_subcategory_of(t) for t in types], pa.string())
+    out = pc.take(sub, encoded.indices)
+    if unmapped is not None:
+        left = pc.and_(pc.is_valid(call_type), pc.is_null(out))
+        counts = pc.value_counts(pc.filter(call_type, left))
+        for value, n in zip(counts.field("values").to_pylist(),
+                            counts.field("counts").to_pylist(), strict=True):
+            unmapped[value] = unmapped.get(value, 0) + n
+    return out
+
+
+def _subcategory_of(call_type: str) -> str | None:
+    folded = call_type.strip().casefold()
+    exact = _sdm_enum().get(folded)
+    if exact is not None:
+        return exact
+    return next((sub for sub, words in SUBCATEGORY_KEYWORDS
+                 if any(w in folded for w in words)), None)
+
+
+@cache
+def _sdm_enum() -> dict[str, str]:
+    """SDM's subCategory values (schemas/Alert.json) by their case-folded text."""
+    from hubctl.registry import get_type
+
+    values = get_type(TYPE).attributes["subCategory"].value_schema["enum"]
+    return {v.casefold(): v for v in values}
 
 
 def _bad_timestamp(field: str, text: pa.Array) -> Callable[[int], Reason]:

@@ -90,7 +90,7 @@ def generate_entities(path: Path, width: float, height: float, calls: int, stati
     with open(path, "w", encoding="utf-8") as f:
         for i in range(calls):
             e = {"id": f"urn:ngsi-ld:Alert:bench-{i}", "type": "Alert", "category": "security",
-                 "subCategory": "fire", "dateIssued": f"2026-02-{day[i]:02d}T{hour[i]:02d}:"
+                 "subCategory": "buildingFire", "dateIssued": f"2026-02-{day[i]:02d}T{hour[i]:02d}:"
                                                       f"{i % 60:02d}:00Z"}
             if i % 50:  # one call in fifty has no location
                 e["location"] = {"type": "Point", "coordinates": [

@@ -255,13 +255,15 @@ def _safety(ctx: PipelineContext, population: float | None) -> list[Kpi]:
            for q, v in (("median", row[0]), ("90th percentile", row[1]))]
     years = (row[5] - row[4]).total_seconds() / (365.25 * 86400) if row[4] else 0
     cats = [tuple(r.values()) for r in ctx.aggregate(
-        "SELECT coalesce(subCategory, category, 'unknown'), count(*) FROM Alert_latest "
+        "SELECT coalesce(callType, subCategory, category, 'unknown'), count(*) "
+        "FROM Alert_latest "
         "GROUP BY ALL ORDER BY 2 DESC, 1").to_pylist()]
     for cat, n in cats:
         rate = n / years / population * 100_000 if population and years > 0 else None
         out.append(_kpi(SOC, *sub, f"Emergency calls: {cat}",
                         "per 100,000 inhabitants per year",
-                        "calls for service of this type (subCategory, else category), "
+                        "calls for service of this type (callType as published, else SDM's "
+                        "subCategory, else category), "
                         "annualised over the period "
                         "the calls cover", rate, period,
                         None if rate is not None else "needs the population and calls "

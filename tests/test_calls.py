@@ -71,8 +71,8 @@ def test_berkeley_sample_one_alert_per_row_with_coordinates_and_local_times(
     assert any("profile berkeley (detected" in w for w in run["warnings"])
     assert any("159 calls without usable coordinates" in w for w in run["warnings"])
     rows = hub_json(lake, "sql", "SELECT id, strftime(dateIssued AT TIME ZONE 'UTC', "
-                    "'%Y-%m-%dT%H:%M') AS t, lon, lat, category, subCategory, address, "
-                    "alertSource FROM Alert")
+                    "'%Y-%m-%dT%H:%M') AS t, lon, lat, category, callType, subCategory, "
+                    "address, alertSource FROM Alert")
     expected = _expected_berkeley()
     assert len(rows) == len(expected) == 3788
     for r in rows:
@@ -85,7 +85,17 @@ def test_berkeley_sample_one_alert_per_row_with_coordinates_and_local_times(
     # HTML entities decoded, the address SDM's object
     corner = [r for r in rows if r["id"].endswith(":18022300")][0]
     assert json.loads(corner["address"]) == {"streetAddress": "OREGON STREET & MCGEE AVE"}
-    assert not any("&amp;" in (r["address"] or "") + (r["subCategory"] or "") for r in rows)
+    assert not any("&amp;" in (r["address"] or "") + (r["callType"] or "") for r in rows)
+    # the call type as published; SDM's subCategory from the keyword table, or empty
+    subs = {(r["callType"], r["subCategory"]) for r in rows}
+    assert {("ROBBERY", "robbery"), ("ASSAULT/BATTERY FEL.", "assault"),
+            ("SEXUAL ASSAULT MISD.", "assault"), ("DOMESTIC VIOLENCE", "assault"),
+            ("DISTURBANCE", "civilDisorder"), ("DISTURBANCE - NOISE", "civilDisorder"),
+            ("BURGLARY AUTO", None), ("THEFT MISD. (UNDER $950)", None)} <= subs
+    mapped = sum(r["subCategory"] is not None for r in rows)
+    [warning] = [w for w in run["warnings"] if "no Smart Data Models subCategory" in w]
+    assert warning.startswith(f"berkeley-pd-calls-for-service-2018.csv: {3788 - mapped} calls")
+    assert "'BURGLARY AUTO' 658" in warning
 
 
 @needs_sample_data
@@ -128,14 +138,15 @@ def test_korean_112_profile_detected_with_response_times_and_rejects(tmp_path: P
     assert any("profile korea-112 (detected" in w for w in run["warnings"])
     assert any("2 calls without usable coordinates" in w and "1 without any" in w
                for w in run["warnings"])
-    rows = hub_json(lake, "sql", "SELECT id, dateIssued AT TIME ZONE 'UTC' AS t, subCategory, "
-                    "severity, priority, lon, lat, responseTime, areaServed, address, _extra "
-                    "FROM Alert ORDER BY id")
+    rows = hub_json(lake, "sql", "SELECT id, dateIssued AT TIME ZONE 'UTC' AS t, callType, "
+                    "subCategory, severity, priority, lon, lat, responseTime, areaServed, "
+                    "address, _extra FROM Alert ORDER BY id")
     first = rows[0]
     assert first["id"] == "urn:ngsi-ld:Alert:112:2024031500001"
     assert first["t"].startswith("2024-03-15T14:58:10") or first["t"].startswith(
         "2024-03-15 14:58:10")
-    assert first["subCategory"] == "폭력" and first["severity"] == "high"
+    assert first["callType"] == "폭력" and first["severity"] == "high"
+    assert [r["subCategory"] for r in rows] == ["assault", None, "carAccident"]  # 절도: none
     assert first["responseTime"] == 450.0  # 23:58:10 -> 00:05:40
     assert (first["lon"], first["lat"]) == (128.6014, 35.8714)
     assert json.loads(first["address"]) == {"streetAddress": "대구 중구 동성로 1"}
@@ -154,23 +165,29 @@ def test_cp949_file_is_read(tmp_path: Path) -> None:
     data = _write(tmp_path / "112_cp949.csv", KOREAN_HEADER, KOREAN_ROWS[:1], encoding="cp949")
     run = hub_json(tmp_path / "lake", "ingest", "calls", str(data), "--profile", "korea-112")
     assert run["written"] == 1
-    r = hub_json(tmp_path / "lake", "sql", "SELECT subCategory FROM Alert")[0]
-    assert r["subCategory"] == "폭력"
+    r = hub_json(tmp_path / "lake", "sql", "SELECT callType, subCategory FROM Alert")[0]
+    assert (r["callType"], r["subCategory"]) == ("폭력", "assault")
 
 
 def test_other_layouts_through_map_with_a_timezone(tmp_path: Path) -> None:
     data = _write(tmp_path / "cad.csv", ["Incident", "Received", "Type", "Where", "Beat"], [
         ["A-1", "2024-07-04 21:15:00", "Noise", "POINT (-87.6298 41.8781)", "12"],
         ["A-2", "2024-07-04 22:00:00", "Theft", "", "13"],
+        ["A-3", "2024-07-04 22:30:00", "robbery", "", "13"],
     ])
     lake = tmp_path / "lake"
     args = ["ingest", "calls", str(data), "--map", "Incident=id", "--map", "Received=dateIssued",
             "--map", "Type=subCategory", "--map", "Where=location", "--map", "Beat=areaServed",
             "--timezone", "America/Chicago", "--agency", "chicago"]
     run = hub_json(lake, *args)
-    assert run["written"] == 2 and run["reconciles"]
+    assert run["written"] == 3 and run["reconciles"]
+    assert any("2 calls of 2 call types have no Smart Data Models subCategory" in w
+               for w in run["warnings"])
     rows = hub_json(lake, "sql", "SELECT id, hour(dateIssued AT TIME ZONE 'UTC') AS h, lon, lat, "
-                    "areaServed, alertSource FROM Alert ORDER BY id")
+                    "areaServed, alertSource, callType, subCategory FROM Alert ORDER BY id")
+    # --map X=subCategory is the older name of --map X=callType: the call type as published
+    assert [(r["callType"], r["subCategory"]) for r in rows] == [
+        ("Noise", None), ("Theft", None), ("robbery", "robbery")]
     assert rows[0]["id"] == "urn:ngsi-ld:Alert:chicago:A-1" and rows[0]["h"] == 2
     assert (rows[0]["lon"], rows[0]["lat"]) == (-87.6298, 41.8781)
     assert rows[1]["lon"] is None and rows[0]["areaServed"] == "12"
@@ -215,8 +232,8 @@ def test_html_entities_in_types_are_decoded(tmp_path: Path) -> None:
     ])
     lake = tmp_path / "lake"
     hub_json(lake, "ingest", "calls", str(data))
-    r = hub_json(lake, "sql", "SELECT subCategory, lon, lat FROM Alert")[0]
-    assert r["subCategory"] == html.unescape("THEFT &amp; FRAUD")
+    r = hub_json(lake, "sql", "SELECT callType, lon, lat FROM Alert")[0]
+    assert r["callType"] == html.unescape("THEFT &amp; FRAUD")
     assert (r["lon"], r["lat"]) == (-122.27, 37.87)
     assert np.isclose(r["lat"], 37.87)
 
@@ -266,3 +283,17 @@ def test_one_rule_for_local_times_in_the_dst_gap_and_the_repeated_hour() -> None
     general, _ = parse_times(us, "America/Los_Angeles")
     for got in (calls, energy, energy_fmt, general):
         assert [v.isoformat() for v in got.to_pylist()] == want
+
+
+def test_sdm_subcategory_from_the_call_type() -> None:
+    """The keyword table, case-insensitive; SDM's own values pass as themselves; the first row
+    of the table that matches wins; unmapped call types are counted."""
+    from hubctl.adapters.calls import sdm_subcategory
+
+    types = pa.array(["Armed Robbery", "CARACCIDENT", "assault w/ weapon", "Hit & Run",
+                      "Suspicious Person", "가정폭력", "절도", None, "절도", "ROBBERY - ASSAULT"])
+    unmapped: dict[str, int] = {}
+    assert sdm_subcategory(types, unmapped).to_pylist() == [
+        "robbery", "carAccident", "assault", "carAccident", "suspiciousAction", "assault", None,
+        None, None, "robbery"]
+    assert unmapped == {"절도": 2}
