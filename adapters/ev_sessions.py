@@ -10,12 +10,20 @@ separate columns, sessions in progress with no end and no energy), ChargePoint n
 A session without an end is kept with status ``open`` (and counted as open); one that ends
 before it starts, or has negative energy, is rejected with that reason. Sites get coordinates
 from ``--sites FILE`` (site, lat, lon).
+
+Smart Data Models requires of an ``EVChargingStation`` its ``socketType``, ``capacity``
+(vehicles charging at once) and ``allowedVehicleType``, which sessions files do not give:
+``--socket-type``, ``--capacity`` and ``--allowed-vehicle-type`` supply them (SDM's enums,
+the same for every charge point of the run); without them the run warns that the stations
+will not validate against SDM.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +134,36 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "zone); name other columns with --map.", _GENERIC, ("",), "UTC"),
 )}
 PROFILES["dundee"] = PROFILES["chargeplace-scotland"]
+
+
+def _station_enum(attribute: str) -> list[str]:
+    """SDM's values of a list attribute of schemas/EVChargingStation.json (one file read)."""
+    text = resources.files("hubctl.schemas").joinpath(f"{STATION}.json").read_text("utf-8")
+    return list(json.loads(text)["properties"][attribute]["properties"]["value"]["items"]["enum"])
+
+
+SOCKET_TYPES = _station_enum("socketType")
+VEHICLE_TYPES = _station_enum("allowedVehicleType")
+
+
+def _sdm_values(allowed: Sequence[str]) -> Any:
+    """A click callback: each value one of SDM's ``allowed`` (any case), spelt as SDM does;
+    anything else is a usage error that lists them."""
+    by_fold = {a.casefold(): a for a in allowed}
+
+    def check(_ctx: click.Context, param: click.Parameter,
+              values: Sequence[str]) -> tuple[str, ...]:
+        bad = [v for v in values if v.casefold() not in by_fold]
+        if bad:
+            raise click.BadParameter(f"{bad[0]!r} is not one of Smart Data Models' values: "
+                                     + ", ".join(allowed), param=param)
+        return tuple(by_fold[v.casefold()] for v in values)
+    return check
+
+
+#: What SDM requires of a station that sessions files lack: attribute -> the option giving it.
+STATION_OPTIONS = {"socketType": "--socket-type", "capacity": "--capacity",
+                   "allowedVehicleType": "--allowed-vehicle-type"}
 REQUIRED = [["charge_point", "start"], ["charge_point", "start_date", "start_time"],
             ["charge_point", "start_date"]]
 
@@ -178,6 +216,17 @@ class EVSessions(Adapter):
         click.Option(["--date-format"], default=None,
                      help="strptime format of start and end (date and time joined by a space), "
                           "e.g. '%d/%m/%Y %H:%M'; default: the profile's formats."),
+        click.Option(["--socket-type", "socket_type"], multiple=True, metavar="TYPE",
+                     callback=_sdm_values(SOCKET_TYPES),
+                     help="Socket type of the charge points (SDM socketType; repeatable): "
+                          + ", ".join(SOCKET_TYPES) + "."),
+        click.Option(["--capacity"], type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Vehicles that can charge at once at each charge point (SDM "
+                          "capacity)."),
+        click.Option(["--allowed-vehicle-type", "allowed_vehicle_type"], multiple=True,
+                     metavar="TYPE", callback=_sdm_values(VEHICLE_TYPES),
+                     help="Vehicle type that can charge (SDM allowedVehicleType; repeatable): "
+                          + ", ".join(VEHICLE_TYPES) + "."),
     ) + CSV_LIMIT_PARAMS
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
@@ -202,7 +251,7 @@ class EVSessions(Adapter):
                 ctx.warn(f"{path.name}: {last.open_sessions} sessions still open (no end): "
                          "kept with status open")
         if last is not None and stations.site:
-            yield _station_batch(last, stations, ctx)
+            yield _station_batch(last, stations, ctx, options)
 
 
 def _split_date_time(cols: dict[str, str]) -> None:
@@ -453,8 +502,11 @@ def _note_stations(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Ar
         st.connectors[cp_id].add(plug)
 
 
-def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext) -> Batch:
-    """One EVChargingStation per charge point; derived rows, so they count no input records."""
+def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext,
+                   options: dict[str, Any]) -> Batch:
+    """One EVChargingStation per charge point; derived rows, so they count no input records.
+    SDM's socketType, capacity and allowedVehicleType come from the options, the same for
+    every charge point; a warning names those missing."""
     cps = sorted(st.site)
     sites = pa.array([st.site[c] for c in cps], pa.string())
     lon, lat = pa.nulls(len(cps), pa.float64()), pa.nulls(len(cps), pa.float64())
@@ -478,7 +530,29 @@ def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext) -> Batch:
         "_time_index": pa.repeat(pa.scalar("arrival"), n),
         "_records": pa.array(np.zeros(n, dtype=np.int64)),
     })
+    for name, column in _sdm_required(options, n).items():
+        rows = rows.append_column(name, column)
+    missing = [a for a in STATION_OPTIONS if a not in rows.column_names]
+    if missing:
+        ctx.warn(f"{n} charging stations will not validate against Smart Data Models' "
+                 f"EVChargingStation: it requires {' and '.join(missing)}, which the file does "
+                 "not give; supply them with " + ", ".join(
+                     f"{STATION_OPTIONS[a]} {'N' if a == 'capacity' else 'TYPE'}"
+                     for a in missing) + " (the same for every charge point of the run)")
     return Batch(STATION, rows, str(plan.path), 0)
+
+
+def _sdm_required(options: dict[str, Any], n: int) -> dict[str, pa.Array]:
+    """The SDM attributes given as options, as columns of ``n`` stations."""
+    out: dict[str, pa.Array] = {}
+    for name, key in (("socketType", "socket_type"),
+                      ("allowedVehicleType", "allowed_vehicle_type")):
+        values = list(dict.fromkeys(options.get(key) or ()))  # unique, in the given order
+        if values:
+            out[name] = pa.array([values] * n, pa.list_(pa.string()))
+    if options.get("capacity"):
+        out["capacity"] = pa.repeat(pa.scalar(int(options["capacity"]), pa.int64()), n)
+    return out
 
 
 def _trimmed(batch: pa.RecordBatch, column: str) -> pa.Array:

@@ -187,3 +187,42 @@ def test_recognised_layout_whose_dates_never_parse_stops_with_the_column(
     assert result.exit_code == 1
     assert "Start Date+Start Time = '31.08.2019 23:26'" in result.output
     assert "--date-format" in result.output
+
+
+@pytest.mark.conformance
+@needs_sample_data
+def test_sdm_required_station_attributes_come_from_options(tmp_path: Path) -> None:
+    """SDM requires socketType, capacity and allowedVehicleType of an EVChargingStation;
+    sessions files lack them. Without the options the run says the stations will not validate
+    and which options supply them; with them, the stations validate against SDM's schema."""
+    import json
+
+    from tests.sdm import sdm_errors
+
+    data = _csv(tmp_path / "council.csv", CPS_HEADER,
+                '1,500,1,05/06/2018,11:00,05/06/2018,13:30,12.5,0,Site A,G,M 7kW',
+                '2,501,1,05/06/2018,12:00,05/06/2018,13:00,4,0,Site B,G,M 50kW')
+    without = tmp_path / "without"
+    run = hub_json(without, "ingest", "ev-sessions", str(data))
+    [warning] = [w for w in run["warnings"] if "will not validate" in w]
+    assert warning.startswith("2 charging stations will not validate against Smart Data "
+                              "Models' EVChargingStation")
+    assert "--socket-type TYPE, --capacity N, --allowed-vehicle-type TYPE" in warning
+    kv = json.loads(hub(without, "entities", "EVChargingStation", "--format",
+                        "keyValues").stdout)
+    assert {e for s in kv for e in sdm_errors("EVChargingStation", s)} == {
+        f": '{a}' is a required property" for a in ("socketType", "capacity",
+                                                     "allowedVehicleType")}
+    lake = tmp_path / "with"
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), "--socket-type", "type2",
+                   "--socket-type", "CHAdeMO", "--capacity", "2", "--allowed-vehicle-type", "Car")
+    assert not any("will not validate" in w for w in run["warnings"])
+    kv = json.loads(hub(lake, "entities", "EVChargingStation", "--format", "keyValues").stdout)
+    assert [(s["name"], s["socketType"], s["capacity"], s["allowedVehicleType"]) for s in kv] == [
+        ("500", ["Type2", "CHAdeMO"], 2, ["car"]), ("501", ["Type2", "CHAdeMO"], 2, ["car"])]
+    assert [sdm_errors("EVChargingStation", s) for s in kv] == [[], []]
+    bad = hub(tmp_path / "bad", "ingest", "ev-sessions", str(data), "--socket-type", "Type 2")
+    assert bad.exit_code == 2 and "'Type 2' is not one of Smart Data Models' values" in bad.output
+    assert "Type2" in bad.output
+    bad = hub(tmp_path / "bad", "ingest", "ev-sessions", str(data), "--capacity", "0")
+    assert bad.exit_code == 2 and "--capacity" in bad.output

@@ -208,7 +208,8 @@ def _errors(lake: Path, type_name: str) -> tuple[int, set[str]]:
 def test_key_values_of_real_files_validate_against_the_official_schemas(tmp_path: Path) -> None:
     """Three GTFS feeds (Google's sample with frequencies, Cairns with calendar dates and
     untimed stops, Caltrain with wheelchair codes), West Oakland's OSM extract, MBTA's
-    vehicle positions, OpenAQ, a place list and Berkeley's calls: every entity of every SDM
+    vehicle positions, OpenAQ, a place list, Berkeley's calls and Dundee's charging sessions
+    (with the station attributes SDM requires given as options): every entity of every SDM
     type validates, but for KEPT. Alert's subCategory is SDM's enum (the call type is in
     callType), so Berkeley's calls validate too."""
     lake = tmp_path / "lake"
@@ -228,7 +229,10 @@ def test_key_values_of_real_files_validate_against_the_official_schemas(tmp_path
     hub_json(lake, "ingest", "places", str(places), "--kind", "fire-station")
     hub_json(lake, "ingest", "calls", str(SAMPLE_DATA / "calls" /
                                           "berkeley-pd-calls-for-service-2018.csv"))
+    hub_json(lake, "ingest", "ev-sessions", str(SAMPLE_DATA / "energy" /
+                                                "dundee-ev-charging-sessions-2018-03-05.csv"),
+             "--socket-type", "Type2", "--capacity", "2", "--allowed-vehicle-type", "car")
     for type_name in (*GTFS_TYPES, "RoadSegment", "Vehicle", "AirQualityObserved",
-                      "PointOfInterest", "Alert"):
+                      "PointOfInterest", "Alert", "EVChargingStation"):
         count, errors = _errors(lake, type_name)
         assert count and errors == set(), type_name
