@@ -278,9 +278,10 @@ def _adapter_command(name: str) -> click.Command:
                              help="Name of this source in the ledger and its lock "
                                   "(default: adapter and input paths)."),
                 click.Option(["--engine"], default=None, metavar="MASTER",
-                             help="Read, convert and gate the files on Spark, one task per "
-                                  "file: local[N] or spark://HOST:PORT; this process then "
-                                  "commits them (default: all in this process).")],
+                             help="Read, convert and gate the files on Spark (local[N] or "
+                                  "spark://HOST:PORT; one task per file where the adapter "
+                                  "reads its files apart); this process commits them "
+                                  "(default: all in this process).")],
     )
     return _common(command)  # type: ignore[return-value]
 
