@@ -12,10 +12,12 @@ before it starts, or has negative energy, is rejected with that reason. Sites ge
 from ``--sites FILE`` (site, lat, lon).
 
 Smart Data Models requires of an ``EVChargingStation`` its ``socketType``, ``capacity``
-(vehicles charging at once) and ``allowedVehicleType``, which sessions files do not give:
-``--socket-type``, ``--capacity`` and ``--allowed-vehicle-type`` supply them (SDM's enums,
-the same for every charge point of the run); without them the run warns that the stations
-will not validate against SDM.
+(vehicles charging at once) and ``allowedVehicleType``, which sessions files rarely give:
+columns mapped to ``socket_type`` (ChargePoint's ``Plug Type`` is found by name),
+``capacity`` and ``vehicle_type`` give them per charge point, and ``--socket-type``,
+``--capacity`` and ``--allowed-vehicle-type`` (SDM's enums) fill the charge points the file
+leaves without; a station still without one is counted in a warning that it will not
+validate against SDM.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,7 +61,7 @@ __all__ = ["ADAPTER", "FIELDS", "PROFILES", "EVSessions", "Profile"]
 SESSION, STATION = "EVChargingSession", "EVChargingStation"
 FIELDS = ("session", "charge_point", "connector", "start", "start_date", "start_time", "end",
           "end_date", "end_time", "duration", "charging_duration", "energy", "cost", "site",
-          "lat", "lon", "operator", "model")
+          "lat", "lon", "operator", "model", "socket_type", "capacity", "vehicle_type")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ _GENERIC = {
     "lon": ("longitude", "lng"),
     "operator": ("group", "org name", "network", "operator name", "operator_name"),
     "model": ("charger model", "equipment", "charger type"),
+    "socket_type": ("plug type", "socket type", "connector type"),
+    "capacity": (),
+    "vehicle_type": (),
 }
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -176,6 +182,9 @@ class _Stations:
     operator: dict[str, str | None] = field(default_factory=dict)
     model: dict[str, str | None] = field(default_factory=dict)
     connectors: dict[str, set[str]] = field(default_factory=dict)
+    capacity: dict[str, str | None] = field(default_factory=dict)
+    socket_types: dict[str, dict[str, None]] = field(default_factory=dict)  # texts, ordered
+    vehicle_types: dict[str, dict[str, None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,14 +227,16 @@ class EVSessions(Adapter):
                           "e.g. '%d/%m/%Y %H:%M'; default: the profile's formats."),
         click.Option(["--socket-type", "socket_type"], multiple=True, metavar="TYPE",
                      callback=_sdm_values(SOCKET_TYPES),
-                     help="Socket type of the charge points (SDM socketType; repeatable): "
+                     help="Socket type of the charge points a socket_type column leaves without "
+                          "(SDM socketType; repeatable): "
                           + ", ".join(SOCKET_TYPES) + "."),
         click.Option(["--capacity"], type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Vehicles that can charge at once at each charge point (SDM "
-                          "capacity)."),
+                     help="Vehicles that can charge at once at each charge point a capacity "
+                          "column leaves without (SDM capacity)."),
         click.Option(["--allowed-vehicle-type", "allowed_vehicle_type"], multiple=True,
                      metavar="TYPE", callback=_sdm_values(VEHICLE_TYPES),
-                     help="Vehicle type that can charge (SDM allowedVehicleType; repeatable): "
+                     help="Vehicle type that can charge where a vehicle_type column gives none "
+                          "(SDM allowedVehicleType; repeatable): "
                           + ", ".join(VEHICLE_TYPES) + "."),
     ) + CSV_LIMIT_PARAMS
 
@@ -488,18 +499,30 @@ def _note_stations(plan: _Plan, batch: pa.RecordBatch, keep: pa.Array, cp: pa.Ar
         "operator": _trimmed(batch, cols["operator"]).filter(keep) if "operator" in cols
         else none,
         "model": _trimmed(batch, cols["model"]).filter(keep) if "model" in cols else none,
+        "capacity": (_trimmed(batch, cols["capacity"]).filter(keep) if "capacity" in cols
+                     else none),
     })
     firsts = table.group_by("cp", use_threads=False).aggregate(
-        [("site", "first"), ("operator", "first"), ("model", "first")])
-    for cp_id, site_name, operator, model in zip(*(firsts.column(c).to_pylist() for c in (
-            "cp", "site_first", "operator_first", "model_first")), strict=True):
+        [("site", "first"), ("operator", "first"), ("model", "first"), ("capacity", "first")])
+    for cp_id, site_name, operator, model, capacity in zip(*(firsts.column(c).to_pylist() for c in (
+            "cp", "site_first", "operator_first", "model_first", "capacity_first")), strict=True):
         if cp_id not in st.site:
             st.site[cp_id], st.operator[cp_id], st.model[cp_id] = site_name, operator, model
+            st.capacity[cp_id] = capacity
             st.connectors[cp_id] = set()
+            st.socket_types[cp_id], st.vehicle_types[cp_id] = {}, {}
     pairs = table.group_by(["cp", "connector"]).aggregate([])
     for cp_id, plug in zip(pairs.column("cp").to_pylist(), pairs.column("connector").to_pylist(),
                            strict=True):
         st.connectors[cp_id].add(plug)
+    for name, seen in (("socket_type", st.socket_types), ("vehicle_type", st.vehicle_types)):
+        if name in cols:
+            texts = pa.table({"cp": cp, "v": _trimmed(batch, cols[name]).filter(keep)})
+            pairs = texts.filter(pc.invert(blank(texts.column("v")))).group_by(
+                ["cp", "v"], use_threads=False).aggregate([])
+            for cp_id, text in zip(pairs.column("cp").to_pylist(),
+                                   pairs.column("v").to_pylist(), strict=True):
+                seen[cp_id][text] = None
 
 
 def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext,
@@ -530,29 +553,61 @@ def _station_batch(plan: _Plan, st: _Stations, ctx: ReadContext,
         "_time_index": pa.repeat(pa.scalar("arrival"), n),
         "_records": pa.array(np.zeros(n, dtype=np.int64)),
     })
-    for name, column in _sdm_required(options, n).items():
-        rows = rows.append_column(name, column)
-    missing = [a for a in STATION_OPTIONS if a not in rows.column_names]
+    required = _sdm_required(plan, st, cps, options, ctx)
+    for name, column in required.items():
+        if column.null_count < n:
+            rows = rows.append_column(name, column)
+    missing = [a for a, column in required.items() if column.null_count]
     if missing:
-        ctx.warn(f"{n} charging stations will not validate against Smart Data Models' "
-                 f"EVChargingStation: it requires {' and '.join(missing)}, which the file does "
-                 "not give; supply them with " + ", ".join(
+        lacking = int(pc.sum(reduce(pc.or_, [pc.is_null(required[a]) for a in missing])).as_py())
+        ctx.warn(f"{lacking} of {n} charging stations will not validate against Smart Data "
+                 f"Models' EVChargingStation: it requires {' and '.join(missing)}, which the "
+                 "file does not give for them; supply them with " + ", ".join(
                      f"{STATION_OPTIONS[a]} {'N' if a == 'capacity' else 'TYPE'}"
-                     for a in missing) + " (the same for every charge point of the run)")
+                     for a in missing) + " (for every charge point the file leaves without)")
     return Batch(STATION, rows, str(plan.path), 0)
 
 
-def _sdm_required(options: dict[str, Any], n: int) -> dict[str, pa.Array]:
-    """The SDM attributes given as options, as columns of ``n`` stations."""
+#: Spellings of SDM's socket types seen in exports, by their folded form.
+_SOCKET_SYNONYMS = {"ccs": "CCS/SAE", "ccs1": "CCS/SAE", "ccs2": "CCS/SAE",
+                    "combo": "CCS/SAE", "saecombo": "CCS/SAE", "j1772combo": "CCS/SAE",
+                    "type1": "J-1772", "saej1772": "J-1772"}
+
+
+def _sdm_required(plan: _Plan, st: _Stations, cps: list[str], options: dict[str, Any],
+                  ctx: ReadContext) -> dict[str, pa.Array]:
+    """socketType, capacity and allowedVehicleType of each station: from the mapped columns
+    (texts matched to SDM's values by :func:`fold`), else from the options; null where
+    neither gives one. Texts that match no SDM value are left out, named in a warning."""
     out: dict[str, pa.Array] = {}
-    for name, key in (("socketType", "socket_type"),
-                      ("allowedVehicleType", "allowed_vehicle_type")):
-        values = list(dict.fromkeys(options.get(key) or ()))  # unique, in the given order
-        if values:
-            out[name] = pa.array([values] * n, pa.list_(pa.string()))
-    if options.get("capacity"):
-        out["capacity"] = pa.repeat(pa.scalar(int(options["capacity"]), pa.int64()), n)
-    return out
+    for name, key, seen, allowed, synonyms in (
+            ("socketType", "socket_type", st.socket_types, SOCKET_TYPES, _SOCKET_SYNONYMS),
+            ("allowedVehicleType", "allowed_vehicle_type", st.vehicle_types, VEHICLE_TYPES,
+             {})):
+        by_fold = {**{fold(a): a for a in allowed}, **synonyms}
+        given = list(dict.fromkeys(options.get(key) or ())) or None
+        values: list[list[str] | None] = []
+        unknown: dict[str, None] = {}
+        for c in cps:
+            found = [by_fold.get(fold(t)) for t in seen.get(c, {})]
+            unknown.update({t: None for t, f in zip(seen.get(c, {}), found, strict=True)
+                            if f is None})
+            values.append(list(dict.fromkeys(f for f in found if f)) or given)
+        if unknown:
+            ctx.warn(f"{plan.path.name}: {len(unknown)} {key.replace('_', ' ')}s are none of "
+                     f"Smart Data Models' values and are left out (e.g. {next(iter(unknown))!r}"
+                     f"); SDM's: {', '.join(allowed)}")
+        out[name] = pa.array(values, pa.list_(pa.string()))
+    capacity = [st.capacity.get(c) for c in cps]
+    numbers, bad = parse_numbers(pa.array(capacity, pa.string()))
+    whole = pc.and_(pc.equal(numbers, pc.floor(numbers)), pc.greater_equal(numbers, 1))
+    if pc.any(pc.or_(bad, pc.invert(pc.fill_null(whole, True)))).as_py():
+        ctx.warn(f"{plan.path.name}: capacities that are not whole numbers of at least 1 are "
+                 "left out")
+    numbers = pc.if_else(pc.fill_null(whole, False), numbers, None)
+    fallback = pa.scalar(options.get("capacity"), pa.int64())
+    out["capacity"] = pc.fill_null(pc.cast(numbers, pa.int64()), fallback)
+    return {a: out[a] for a in STATION_OPTIONS}
 
 
 def _trimmed(batch: pa.RecordBatch, column: str) -> pa.Array:

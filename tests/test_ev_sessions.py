@@ -205,8 +205,8 @@ def test_sdm_required_station_attributes_come_from_options(tmp_path: Path) -> No
     without = tmp_path / "without"
     run = hub_json(without, "ingest", "ev-sessions", str(data))
     [warning] = [w for w in run["warnings"] if "will not validate" in w]
-    assert warning.startswith("2 charging stations will not validate against Smart Data "
-                              "Models' EVChargingStation")
+    assert warning.startswith("2 of 2 charging stations will not validate against Smart "
+                              "Data Models' EVChargingStation")
     assert "--socket-type TYPE, --capacity N, --allowed-vehicle-type TYPE" in warning
     kv = json.loads(hub(without, "entities", "EVChargingStation", "--format",
                         "keyValues").stdout)
@@ -226,3 +226,39 @@ def test_sdm_required_station_attributes_come_from_options(tmp_path: Path) -> No
     assert "Type2" in bad.output
     bad = hub(tmp_path / "bad", "ingest", "ev-sessions", str(data), "--capacity", "0")
     assert bad.exit_code == 2 and "--capacity" in bad.output
+
+
+@pytest.mark.conformance
+@needs_sample_data
+def test_sdm_station_attributes_from_columns_and_options_for_the_rest(tmp_path: Path) -> None:
+    """ChargePoint's 'Plug Type' is the socket type (J1772 is SDM's J-1772); capacity and
+    vehicle types come from mapped columns; the options fill what a charge point lacks, and a
+    text that is none of SDM's values is left out and named."""
+    import json
+
+    from tests.sdm import sdm_errors
+
+    header = "Station Name,Start Date,End Date,Energy (kWh),Plug Type,Bays,Vehicles"
+    data = _csv(tmp_path / "cp.csv", header,
+                "PALO ALTO CA / A,7/29/2011 20:17,7/29/2011 23:20,6.2,J1772,2,Car",
+                "PALO ALTO CA / A,7/30/2011 10:00,7/30/2011 11:00,3.0,CHAdeMO,2,car",
+                "PALO ALTO CA / B,7/30/2011 12:00,7/30/2011 13:00,1.0,NEMA 5-20R,,",
+                "PALO ALTO CA / C,7/30/2011 12:00,7/30/2011 13:00,1.0,,1,bus")
+    lake = tmp_path / "lake"
+    maps = ["--map", "Bays=capacity", "--map", "Vehicles=vehicle_type"]
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), "--profile", "chargepoint", *maps)
+    assert any("1 socket types are none of Smart Data Models' values and are left out (e.g. "
+               "'NEMA 5-20R')" in w for w in run["warnings"])
+    [warning] = [w for w in run["warnings"] if "will not validate" in w]
+    assert warning.startswith("2 of 3 charging stations will not validate")
+    assert "requires socketType and capacity and allowedVehicleType" in warning
+    run = hub_json(lake, "ingest", "ev-sessions", str(data), "--profile", "chargepoint", *maps,
+                   "--socket-type", "Type2", "--capacity", "1", "--allowed-vehicle-type", "car",
+                   "--force")
+    assert not any("will not validate" in w for w in run["warnings"])
+    kv = json.loads(hub(lake, "entities", "EVChargingStation", "--format", "keyValues").stdout)
+    got = {s["name"]: (s["socketType"], s["capacity"], s["allowedVehicleType"]) for s in kv}
+    assert got == {"PALO ALTO CA / A": (["J-1772", "CHAdeMO"], 2, ["car"]),
+                   "PALO ALTO CA / B": (["Type2"], 1, ["car"]),
+                   "PALO ALTO CA / C": (["Type2"], 1, ["bus"])}
+    assert [e for s in kv for e in sdm_errors("EVChargingStation", s)] == []
