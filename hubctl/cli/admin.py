@@ -24,6 +24,8 @@ One folder per table, each a Delta Lake table (Parquet files plus a `_delta_log/
   to delete when idle. On S3 they are lease objects (`<name>.lease`).
 - `_running/` — one marker per run in progress; a marker whose process died makes the next
   command record that run as `interrupted`.
+- `_staging/` — batches an `ingest --engine` run's Spark executors read and gated, until the
+  run commits them; safe to delete when no such run is under way.
 - `derived/<pipeline>/` — outputs of analyses.
 
 Query it with `hubctl sql`, or write a DuckDB database with `hubctl catalog FILE.duckdb`.
