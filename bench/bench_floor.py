@@ -95,7 +95,8 @@ def loadavg() -> str:
         return "n/a"
 
 
-def measure(rows: int, repeat: int, before: str | None = None) -> dict[str, object]:
+def measure(rows: int, repeat: int, before: str | None = None,
+            hubctl: str = HUBCTL) -> dict[str, object]:
     """Generate (or reuse) a file of ``rows`` rows and time floor and hubctl alternately."""
     folder = OUT / f"floor-{rows}"
     data, st = folder / "openaq_long.csv", folder / "stations.csv"
@@ -107,7 +108,7 @@ def measure(rows: int, repeat: int, before: str | None = None) -> dict[str, obje
     loads = [loadavg()]
     for _ in range(repeat):
         floor.append(run_floor(data, st, folder / "lake-floor"))
-        hub.append(run_hubctl(data, st, folder / "lake-hubctl"))
+        hub.append(run_hubctl(data, st, folder / "lake-hubctl", hubctl))
         if before:
             old.append(run_hubctl(data, st, folder / "lake-hubctl", before))
             print(f"  {rows:,}: before {old[-1]['wall']:.2f}s wall {old[-1]['cpu']:.2f}s cpu "
@@ -153,8 +154,11 @@ def main() -> None:
     ap.add_argument("--before", metavar="HUBCTL",
                     help="another hubctl (e.g. an older checkout's .venv/bin/hubctl), timed in "
                          "the same rounds")
+    ap.add_argument("--hubctl", default=HUBCTL,
+                    help="the hubctl to time (default: this environment's)")
     args = ap.parse_args()
-    print(json.dumps([measure(n, args.repeat, args.before) for n in args.rows], indent=2))
+    print(json.dumps([measure(n, args.repeat, args.before, args.hubctl) for n in args.rows],
+                     indent=2))
 
 
 if __name__ == "__main__":
