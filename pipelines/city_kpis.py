@@ -254,9 +254,11 @@ def _safety(ctx: PipelineContext, population: float | None) -> list[Kpi]:
                 "Alert", f"{row[2]} of {row[3]} calls with an arrival time")
            for q, v in (("median", row[0]), ("90th percentile", row[1]))]
     years = (row[5] - row[4]).total_seconds() / (365.25 * 86400) if row[4] else 0
+    # a lake written before callType existed holds the call type in subCategory
+    stored = set(ctx.sql("SELECT * FROM Alert_latest LIMIT 0").column_names)
+    kinds = ", ".join(c for c in ("callType", "subCategory", "category") if c in stored)
     cats = [tuple(r.values()) for r in ctx.aggregate(
-        "SELECT coalesce(callType, subCategory, category, 'unknown'), count(*) "
-        "FROM Alert_latest "
+        f"SELECT coalesce({kinds}, 'unknown'), count(*) FROM Alert_latest "
         "GROUP BY ALL ORDER BY 2 DESC, 1").to_pylist()]
     for cat, n in cats:
         rate = n / years / population * 100_000 if population and years > 0 else None

@@ -126,3 +126,25 @@ def test_energy_and_not_computable(city: tuple[Path, dict[str, Any]]) -> None:
     assert crime["computable"] is False and "recorded crimes by type" in crime["note"]
     assert out["summary"]["population"] == {"value": 4000.0, "source": "PopulationCell:census"}
     assert out["summary"]["computable"] == sum(1 for r in k.values() if r["computable"])
+
+
+def test_calls_per_type_on_a_lake_written_before_call_type(tmp_path: Path) -> None:
+    """A lake whose Alert table predates callType holds the call type in subCategory: the
+    per-type counts read it from there instead of failing on the missing column."""
+    from deltalake import DeltaTable, write_deltalake
+
+    lake = tmp_path / "lake"
+    calls = tmp_path / "112.csv"
+    calls.write_text("접수번호,접수일시,사건종별,위도,경도\n1,2023-03-01 10:00:00,폭력,37.5,127.0\n"
+                     "2,2023-03-02 10:00:00,절도,37.5,127.0\n", encoding="utf-8")
+    assert hub_json(lake, "ingest", "calls", str(calls))["written"] == 2
+    table = DeltaTable(str(lake / "Alert"))
+    rows = table.to_pyarrow_table()
+    old = rows.set_column(rows.column_names.index("subCategory"), "subCategory",
+                          rows.column("callType")).drop_columns(["callType"])
+    write_deltalake(str(lake / "Alert"), old, mode="overwrite", schema_mode="overwrite",
+                    partition_by=table.metadata().partition_columns or None)
+    assert hub(lake, "run", "city_kpis").exit_code == 0
+    kpis = hub_json(lake, "sql", "SELECT kpi FROM derived.city_kpis_kpis "
+                                 "WHERE kpi LIKE 'Emergency calls: %' ORDER BY kpi")
+    assert [k["kpi"] for k in kpis] == ["Emergency calls: 절도", "Emergency calls: 폭력"]
