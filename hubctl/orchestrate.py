@@ -183,7 +183,7 @@ def ingest_request(adapter_name: str, inputs: Sequence[str], options: dict[str, 
 
     adapter = get_adapter(adapter_name)
     if engine is not None:
-        engine = _spark_master(engine, adapter)
+        engine = _spark_master(engine)
     if adapter.is_pull(options):
         if engine is not None:
             raise UsageError(f"--engine {engine}: an API pull runs in this process",
@@ -205,8 +205,8 @@ def ingest_request(adapter_name: str, inputs: Sequence[str], options: dict[str, 
                          force=force, max_reject_rate=max_reject_rate, engine=engine)
 
 
-def _spark_master(engine: str, adapter: Adapter) -> str:
-    """``engine`` checked as a Spark master that can read ``adapter``'s files."""
+def _spark_master(engine: str) -> str:
+    """``engine`` checked as a Spark master (ingest has no DuckDB engine)."""
     from hubctl.spark import check_engine
 
     engine = check_engine(engine)
@@ -214,10 +214,6 @@ def _spark_master(engine: str, adapter: Adapter) -> str:
         raise UsageError("--engine duckdb: ingest has no DuckDB engine",
                          hint="leave --engine out to ingest in this process, or give a Spark "
                               "master: local[N] or spark://HOST:PORT")
-    if adapter.accepts_folders:
-        raise UsageError(f"--engine {engine}: {adapter.name} is not read on Spark yet (a "
-                         "feed is one input with cross-file references)",
-                         hint="ingest it without --engine")
     return engine
 
 

@@ -3,9 +3,9 @@
 What is distributed: reading and converting the input files, and the quality gate. Each input
 file is one Spark task (``mapInArrow`` over a frame of one row per task) when the adapter
 reads its files apart (``Adapter.reads_files_apart``: meter readings, calls, Green Button);
-an adapter that carries state from one file to the next (OpenAQ pivots a station-hour split
-across files into one row) reads all its files in one task, so that its counts stay those of
-the local path. A task's executor runs the adapter's own ``read`` on its files, with the run's
+any other adapter reads all its files in one task (OpenAQ pivots a station-hour split across
+files into one row; a GTFS feed's files refer to each other), so that its counts stay those
+of the local path. A task's executor runs the adapter's own ``read`` on its files, with the run's
 options and arrival time, gates each batch (:func:`hubctl.ingest.gate_batch`) and writes the
 rows that passed as an Arrow IPC file, and the batch's rejects, counts and warnings as JSON,
 into ``<lake>/_staging/<token>/``.

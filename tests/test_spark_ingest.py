@@ -78,7 +78,7 @@ def test_openaq_on_spark_equals_local(tmp_path: Path, spark_master: str) -> None
 
 @needs_spark
 @pytest.mark.slow
-def test_meter_readings_and_calls_on_spark_equal_local(tmp_path: Path,
+def test_meter_readings_calls_greenbutton_gtfs_on_spark_equal_local(tmp_path: Path,
                                                        spark_master: str) -> None:
     days = []
     for i, day in enumerate(("2025-03-01", "2025-03-02")):
@@ -100,6 +100,21 @@ def test_meter_readings_and_calls_on_spark_equal_local(tmp_path: Path,
     run = _both(tmp_path, spark_master, "calls", str(calls))
     assert run["written"] == 2 and run["rejected"] == 1
 
+    from tests.test_city_kpis import _feed as gtfs_feed
+    from tests.test_greenbutton import T0, _block, _feed, _meter_reading, _reading_type
+
+    xml = _feed(tmp_path / "gb.xml",
+                _meter_reading(1, 1, 1), _reading_type(1, uom=38), _block(1, 1, T0, ["5"]),
+                _meter_reading(2, 1, 2), _reading_type(2), _block(2, 1, T0, ["x", "", "7"]),
+                _block(3, 1, T0, ["9"]), _reading_type(4), _reading_type(5))
+    run = _both(tmp_path, spark_master, "greenbutton", str(xml))
+    assert run["written"] == 1 and run["rejected"] == 4
+
+    # a GTFS feed (one input, read in one task): scoped rows, unique keys, a zip's members
+    feed = gtfs_feed(tmp_path / "feed.zip")
+    run = _both(tmp_path, spark_master, "gtfs", str(feed), "--feed-id", "t")
+    assert run["written"] > 0 and run["reconciles"]
+
     # an input the adapter refuses: the executor's error, as the local path says it
     local = hub(tmp_path / "local", "ingest", "meter-readings", str(days[0]), "--unit", "lb")
     spark = hub(tmp_path / "spark", "ingest", "meter-readings", str(days[0]), "--unit", "lb",
@@ -112,7 +127,5 @@ def test_engine_is_checked_before_spark_starts(tmp_path: Path) -> None:
     data, st = write_openaq(tmp_path, [row("S1", 1, "no2", 20)])
     result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--engine", "duckdb")
     assert result.exit_code == 2 and "no DuckDB engine" in result.output
-    feed = tmp_path / "feed"
-    feed.mkdir()
-    result = hub(tmp_path / "lake", "ingest", "gtfs", str(feed), "--engine", "local[2]")
-    assert result.exit_code == 2 and "not read on Spark yet" in result.output
+    result = hub(tmp_path / "lake", "ingest", "openaq", str(data), "--engine", "yarn")
+    assert result.exit_code == 2 and "not an engine" in result.output
