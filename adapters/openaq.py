@@ -227,7 +227,7 @@ FLUSH_ROWS = 40_000_000
 """Good readings held for one pivot (about 25 bytes each: 1 GB) before the oldest hours are
 committed early; below it, no input order needs a MERGE (see :class:`Held`)."""
 
-TEXT_TYPES = {"station": _DICT, "name": _DICT, "parameter": _DICT, "unit": _DICT,
+READ_TYPES = {"station": _DICT, "name": _DICT, "parameter": _DICT, "unit": _DICT,
               "city": _DICT, "value": pa.float64(), "time": TIMESTAMP}
 """Fields the CSV reader parses itself when a whole block allows it (repeated texts as
 dictionaries: each distinct station, pollutant, unit and city is handled once per block)."""
@@ -243,7 +243,7 @@ def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadCon
                          "stations' coordinates with --stations FILE (location,"
                          "coordinates.latitude,coordinates.longitude)",
                          hint="or name the columns with --map COLUMN=lat --map COLUMN=lon")
-    stream.types = {cols[f]: t for f, t in TEXT_TYPES.items() if f in cols}
+    stream.types = {cols[f]: t for f, t in READ_TYPES.items() if f in cols}
     for batch in stream:
         ctx.advance(stream.take_read_bytes())
         if from_file:

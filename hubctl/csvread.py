@@ -9,6 +9,9 @@ with the wrong number of fields (``malformed-record``) is kept aside with its ra
 that do not decode shown as ``\\xNN``) and its real line number in the file, and reading goes
 on. :attr:`CsvStream.lines` gives the file line number of every row of the last batch.
 
+An adapter may name columns to be parsed by Arrow itself (``open_csv(types=...)``: numbers,
+times, dictionaries of repeated texts); a clean block then comes typed, any other as text.
+
 Limits (see ``docs/limits.md``): a header wider than ``max_columns`` columns is refused before
 anything is read; a record longer than ``max_line_bytes`` is rejected. Both have defaults
 (:data:`DEFAULT_LIMITS`) and the options ``--max-columns`` / ``--max-line-bytes`` of every CSV
