@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from hubctl.lake import Lake
 
-__all__ = ["JVM_OPTIONS", "LOCAL", "SparkEngine", "check_engine", "java_missing", "stop",
-           "to_spark_sql"]
+__all__ = ["JAVA_OPTIONS_ENV", "JVM_OPTIONS", "LOCAL", "SparkEngine", "check_engine",
+           "java_missing", "stop", "to_spark_sql"]
 
 LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _MASTER = re.compile(r"^spark://[^\s/:]+:\d+$")
@@ -247,9 +247,12 @@ class SparkEngine:
         self._views.add(name.lower())
 
 
-# Short-lived JVMs: the client compiler only and the serial collector start faster and use
-# less CPU on a small machine; a long-running cluster sets its own options.
+# Short-lived JVMs on tiny data (the tests): the client compiler only and the serial collector
+# start faster and use less CPU on a small machine. Not the default: on real data they make
+# the driver and executors slower. HUBCTL_SPARK_JAVA_OPTIONS sets the driver's and executors'
+# JVM options (a cluster's own spark-defaults.conf applies otherwise).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+JAVA_OPTIONS_ENV = "HUBCTL_SPARK_JAVA_OPTIONS"
 _ACTIVE: dict[str, Any] = {}  # the process's one Spark session and its master
 
 
@@ -300,9 +303,11 @@ def _session(master: str) -> Any:
                .config("spark.sql.shuffle.partitions", str(_partitions(master)))
                .config("spark.driver.host", os.environ.get("HUBCTL_SPARK_DRIVER_HOST",
                                                            "127.0.0.1"))
-               .config("spark.driver.bindAddress", "0.0.0.0")
-               .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
-               .config("spark.executor.extraJavaOptions", JVM_OPTIONS))
+               .config("spark.driver.bindAddress", "0.0.0.0"))
+    java = os.environ.get(JAVA_OPTIONS_ENV, "").strip()
+    if java:
+        builder = (builder.config("spark.driver.extraJavaOptions", java)
+                   .config("spark.executor.extraJavaOptions", java))
     # Python on the executors (ingest's mapInArrow): hubctl's own interpreter, unless the
     # user names another (the SparkContext reads it from the environment)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

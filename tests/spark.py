@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 
-from hubctl.spark import JVM_OPTIONS, java_missing
+from hubctl.spark import JAVA_OPTIONS_ENV, JVM_OPTIONS, java_missing
 from tests.acme import free_port
 
 __all__ = ["SKIP_REASON", "cluster", "needs_spark"]
 
 SKIP_REASON = java_missing()
+# Tiny inputs: JVMs that start fast matter more than their peak speed (hubctl.spark says why
+# this is not the default).
+os.environ.setdefault(JAVA_OPTIONS_ENV, JVM_OPTIONS)
 needs_spark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
