@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
 from hubctl.ngsild import parse_time
 from hubctl.registry import Attribute, EntityType
@@ -94,20 +93,24 @@ def coordinate_reason(field: str, lon: Any, lat: Any) -> Reason | None:
 # ---------------------------------------------------------------- jsonschema path
 
 def _re2_pattern(validator: Any, pattern: str, instance: Any,
-                 schema: dict[str, Any]) -> Iterator[ValidationError]:
+                 schema: dict[str, Any]) -> Iterator[Any]:
+    from jsonschema import ValidationError
+
     if validator.is_type(instance, "string") and not pattern_matches(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_FORMATS = FormatChecker(formats=())
-# A date-time is what the vectorised path can parse (naive text counts as UTC there).
-_FORMATS.checks("date-time")(lambda v: not isinstance(v, str) or parse_time(v) is not None)
-_Validator = validators.extend(Draft202012Validator, {"pattern": _re2_pattern})
-
-
 @cache
 def _validator(et: EntityType) -> Any:
-    return _Validator(et.schema, format_checker=_FORMATS)
+    """The jsonschema validator of ``et`` (jsonschema is imported only for this path: the
+    vectorised path, every bulk ingest, never needs it)."""
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+
+    formats = FormatChecker(formats=())
+    # A date-time is what the vectorised path can parse (naive text counts as UTC there).
+    formats.checks("date-time")(lambda v: not isinstance(v, str) or parse_time(v) is not None)
+    kind = validators.extend(Draft202012Validator, {"pattern": _re2_pattern})
+    return kind(et.schema, format_checker=formats)
 
 
 def _point_reason(field: str, coords: Any) -> Reason | None:
