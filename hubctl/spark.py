@@ -253,6 +253,7 @@ class SparkEngine:
 # JVM options (a cluster's own spark-defaults.conf applies otherwise).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 JAVA_OPTIONS_ENV = "HUBCTL_SPARK_JAVA_OPTIONS"
+LOG_CONFIG = Path(__file__).resolve().parent / "spark-log4j2.properties"  # errors only
 _ACTIVE: dict[str, Any] = {}  # the process's one Spark session and its master
 
 
@@ -304,10 +305,10 @@ def _session(master: str) -> Any:
                .config("spark.driver.host", os.environ.get("HUBCTL_SPARK_DRIVER_HOST",
                                                            "127.0.0.1"))
                .config("spark.driver.bindAddress", "0.0.0.0"))
-    java = os.environ.get(JAVA_OPTIONS_ENV, "").strip()
-    if java:
-        builder = (builder.config("spark.driver.extraJavaOptions", java)
-                   .config("spark.executor.extraJavaOptions", java))
+    java = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} " \
+        + os.environ.get(JAVA_OPTIONS_ENV, "").strip()
+    builder = (builder.config("spark.driver.extraJavaOptions", java.strip())
+               .config("spark.executor.extraJavaOptions", java.strip()))
     # Python on the executors (ingest's mapInArrow): hubctl's own interpreter, unless the
     # user names another (the SparkContext reads it from the environment)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
