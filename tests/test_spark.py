@@ -27,8 +27,10 @@ RTOL = 1e-9
 
 
 def _clock(metric: str) -> bool:
-    """Wall-clock times in summaries (solver and step seconds): not results."""
-    return metric in ("solver.seconds", "whatif.solver_seconds") \
+    """Wall-clock times in summaries (solver, matrix and step seconds, the what-if solver's
+    time limit: what the run had left): not results."""
+    return metric in ("solver.seconds", "whatif.solver_seconds", "whatif.matrix_seconds",
+                      "whatif.solver_time_limit") \
         or metric.startswith("seconds.")
 
 
