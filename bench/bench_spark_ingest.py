@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_energy import generate as generate_ami  # noqa: E402
 from bench.bench_ingest import generate as generate_openaq  # noqa: E402
 from bench.bench_spark import _hubctl  # noqa: E402
-from hubctl.spark import java_missing  # noqa: E402
+from hubctl.spark import JAVA_OPTIONS_ENV, JVM_OPTIONS, java_missing  # noqa: E402
 
 OUT = ROOT / "bench-out" / "spark-ingest"
 COUNTS = ("read", "written", "updated", "duplicate", "rejected", "rows_added")
@@ -99,6 +99,7 @@ def main() -> None:
         return
     if args.quick:
         args.meters, args.days, args.rows, args.repeat = 20, 30, 200_000, 1
+    os.environ.setdefault(JAVA_OPTIONS_ENV, JVM_OPTIONS)  # short-lived JVMs, as measured
     cases = inputs(args)
     times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     counts: dict[tuple[str, str], dict] = {}
