@@ -68,21 +68,23 @@ def cluster(workers: int = 2, cores: int = 1, memory: str = "1g", timeout: float
         url = f"spark://127.0.0.1:{port}"
         try:
             log = Path(tmp) / "master.log"
-            master = subprocess.Popen(
-                [script, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                 "--port", str(port), "--webui-port", str(free_port())],
-                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+            with log.open("wb") as out:  # the child keeps its own descriptor
+                master = subprocess.Popen(
+                    [script, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                     "--port", str(port), "--webui-port", str(free_port())],
+                    env=env, stdout=out, stderr=subprocess.STDOUT)
             procs.append(master)
             _wait(log, r"I have been elected leader", master, "master", timeout)
             logs = []
             for i in range(workers):
                 wlog = Path(tmp) / f"worker{i}.log"
-                worker = subprocess.Popen(
-                    [script, "org.apache.spark.deploy.worker.Worker", url, "--host",
-                     "127.0.0.1", "--cores", str(cores), "--memory", memory,
-                     "--webui-port", str(free_port()), "--work-dir",
-                     str(Path(tmp) / f"work{i}")],
-                    env=env, stdout=wlog.open("wb"), stderr=subprocess.STDOUT)
+                with wlog.open("wb") as out:
+                    worker = subprocess.Popen(
+                        [script, "org.apache.spark.deploy.worker.Worker", url, "--host",
+                         "127.0.0.1", "--cores", str(cores), "--memory", memory,
+                         "--webui-port", str(free_port()), "--work-dir",
+                         str(Path(tmp) / f"work{i}")],
+                        env=env, stdout=out, stderr=subprocess.STDOUT)
                 procs.append(worker)
                 logs.append((wlog, worker))
             for i, (wlog, worker) in enumerate(logs):
