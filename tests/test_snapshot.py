@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from hubctl.lake import Lake
-from hubctl.snapshot import CACHE, _from_delta, read_snapshot
+from hubctl.snapshot import CACHE, Snapshot, _from_delta, read_snapshot
 from tests.helpers import hub_json
 
 
@@ -22,8 +22,11 @@ def _rows(n: int, start: int = 0) -> pa.Table:
                      "value": [float(i) for i in range(start, start + n)]})
 
 
-def _same(a: object, b: object) -> None:
-    assert a == b
+def _same(a: Snapshot, b: Snapshot) -> None:
+    """Equal for DuckDB: version, files, partitioning, columns (the Arrow schema and the
+    partition columns come only with a read through deltalake, for the S3 path)."""
+    assert (a.version, a.files, a.partitioned, a.columns) \
+        == (b.version, b.files, b.partitioned, b.columns)
 
 
 def test_cache_answers_as_deltalake_and_follows_commits(tmp_path: Path) -> None:
