@@ -17,7 +17,7 @@ starting its driver, which a long-lived session would pay once.
 
 Skips with the reason where Java or pyspark is missing.
 
-    make bench     # or: .venv/bin/python bench/bench_spark_ingest.py [--files 2]
+    make bench     # or: .venv/bin/python bench/bench_spark_ingest.py [--files 2] [--cluster]
     .venv/bin/python bench/bench_spark_ingest.py --quick      # small inputs, one round
 """
 
@@ -29,6 +29,7 @@ import os
 import shutil
 import statistics
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ from hubctl.spark import JAVA_OPTIONS_ENV, JVM_OPTIONS, java_missing  # noqa: E4
 OUT = ROOT / "bench-out" / "spark-ingest"
 COUNTS = ("read", "written", "updated", "duplicate", "rejected", "rows_added")
 ENGINES = {"this process": [], "local[2]": ["--engine", "local[2]"]}
+CLUSTER = "cluster (2 workers x 1 core)"
 
 
 def split(data: Path, files: int, block: int = 1) -> list[Path]:
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cluster", action="store_true",
+                    help="also a standalone master with two one-core workers on loopback")
     ap.add_argument("--quick", action="store_true",
                     help="20 meters x 30 days and 200,000 OpenAQ lines, one round")
     args = ap.parse_args()
@@ -104,17 +108,38 @@ def main() -> None:
     times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     counts: dict[tuple[str, str], dict] = {}
     lake = OUT / "lake"
-    for _ in range(args.repeat):
+    engines: dict[str, tuple[list[str], list[int]]] = {k: (v, []) for k, v in ENGINES.items()}
+    with ExitStack() as stack:
+        if args.cluster:
+            from tests.spark import cluster
+
+            master, pids = stack.enter_context(cluster(workers=2, with_pids=True))
+            engines[CLUSTER] = (["--engine", master], pids)
+        _rounds(args.repeat, cases, engines, lake, times, counts)
+    report(args, cases, list(engines), times, counts)
+
+
+def _rounds(repeat: int, cases: dict[str, list[str]],
+            engines: dict[str, tuple[list[str], list[int]]], lake: Path,
+            times: dict[tuple[str, str], list[tuple[float, float, float]]],
+            counts: dict[tuple[str, str], dict]) -> None:
+    for _ in range(repeat):
         for name, argv in cases.items():
-            for label, extra in ENGINES.items():
+            for label, (extra, pids) in engines.items():
                 shutil.rmtree(lake, ignore_errors=True)
-                wall, cpu, run = _hubctl(["--lake", str(lake), "ingest", *argv, *extra], [])
+                wall, cpu, run = _hubctl(["--lake", str(lake), "ingest", *argv, *extra], pids)
                 load = os.getloadavg()[0]
                 times.setdefault((name, label), []).append((wall, cpu, load))
                 counts[(name, label)] = {k: run[k] for k in COUNTS}
                 print(f"  ingest {name} {label}: {wall:.1f}s ({cpu:.1f} CPU s), load "
                       f"average {load:.1f}", file=sys.stderr)
     shutil.rmtree(lake, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, cases: dict[str, list[str]], engines: list[str],
+           times: dict[tuple[str, str], list[tuple[float, float, float]]],
+           counts: dict[tuple[str, str], dict]) -> None:
+    """The medians as a markdown table and JSON; exits non-zero when counts differ."""
     print(f"| `hubctl ingest`, {args.files} files, median of {args.repeat} | records | wall s | "
           "CPU s | wall / local | CPU / local | load average |\n|---|---|---|---|---|---|---|")
     summary: dict = {"files": args.files, "cases": {}}
@@ -122,9 +147,9 @@ def main() -> None:
         base = statistics.median(t[0] for t in times[(name, "this process")])
         base_cpu = statistics.median(t[1] for t in times[(name, "this process")])
         read = counts[(name, "this process")]["read"]
-        same = counts[(name, "this process")] == counts[(name, "local[2]")]
+        same = all(counts[(name, "this process")] == counts[(name, e)] for e in engines)
         summary["cases"][name] = {"records": read, "same_counts": same, "engines": {}}
-        for label in ENGINES:
+        for label in engines:
             runs = times[(name, label)]
             w = statistics.median(t[0] for t in runs)
             c = statistics.median(t[1] for t in runs)
