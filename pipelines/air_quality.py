@@ -16,10 +16,8 @@ docs/air-quality.md gives every breakpoint and its source.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +25,7 @@ import pyarrow.compute as pc
 from hubctl.errors import UsageError
 from hubctl.pipeline import Param, PipelineContext, PipelineResult
 from hubctl.pipelines import aq_exposure, aq_stats
-from hubctl.pipelines.aq_indices import CAI_PM_MODES, INDICES, OBS, hourly_indices, load_hours
+from hubctl.pipelines.aq_indices import CAI_PM_MODES, INDICES, hourly_indices, load_hours
 from hubctl.pipelines.aq_standards import POLLUTANTS
 
 __all__ = ["PIPELINE", "AirQuality"]
@@ -69,9 +67,11 @@ class AirQuality:
         mc = float(p["min_completeness"])
         notes: list[str] = []
         ctx.step("hourly grid")
-        hours = load_hours(ctx)
+        grid = load_hours(ctx)
+        hours = grid.num_rows
         ctx.step("indices")
-        indices, stations = hourly_indices(ctx, mc, str(p["cai_pm"]), which)
+        indices, stations = hourly_indices(grid, mc, str(p["cai_pm"]), which)
+        del grid
         hourly = aq_stats.Hourly(indices)
         ctx.step("lights, means and exceedances")
         lights = aq_stats.lights(hourly)
@@ -90,9 +90,6 @@ class AirQuality:
         finally:
             for name in ("__aq_means", "__aq_stations"):
                 ctx.con.unregister(name)
-            for kind in ("TABLE", "VIEW"):
-                with contextlib.suppress(duckdb.CatalogException):  # it is the other kind
-                    ctx.con.execute(f"DROP {kind} IF EXISTS {OBS}").fetchall()
         summary["exposure"] = aq_exposure.summarise(exposure, targets)
         if hours == 0:
             notes.append("AirQualityObserved has no rows with a time: every table is empty")

@@ -90,8 +90,8 @@ def stops(ctx: PipelineContext) -> Targets | None:
     weight = np.ones(len(ids))
     weighted_by = "none (each stop counts once; the lake has no StopBoardings)"
     if ctx.has("StopBoardings"):
-        b = ctx.sql("""SELECT refStop, feedId, stopId, sum(boardings) AS b FROM StopBoardings
-                       GROUP BY ALL""")
+        b = ctx.aggregate("""SELECT refStop, feedId, stopId, sum(boardings) AS b
+                             FROM StopBoardings GROUP BY ALL""")
         totals: dict[str, float] = {}
         for ref, feed, stop, n in zip(b["refStop"].to_pylist(), b["feedId"].to_pylist(),
                                       b["stopId"].to_pylist(), b["b"].to_pylist(), strict=True):

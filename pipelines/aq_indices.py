@@ -1,6 +1,7 @@
 """Hourly indices per station: the Korean CAI, the US AQI and the European AQI.
 
-DuckDB puts the lake's ``AirQualityObserved`` rows on an hourly grid (``h`` = hours since 1970
+DuckDB (Spark with ``hubctl run --engine``) puts the lake's ``AirQualityObserved`` rows on an
+hourly grid (``h`` = hours since 1970
 UTC, the hour an observation's time falls in; several rows in one hour are averaged). numpy
 then lays each station's hours out densely between its first and last hour, so running means
 are differences of cumulative sums and a lag of k is a shift by k: every step is a vectorised
@@ -32,12 +33,11 @@ from hubctl.pipelines.aq_standards import (
 )
 from hubctl.units import conversion_factor
 
-__all__ = ["CAI_PM_MODES", "INDICES", "OBS", "band", "hourly_indices", "index", "load_hours",
+__all__ = ["CAI_PM_MODES", "INDICES", "band", "hourly_indices", "index", "load_hours",
            "need", "ppm", "stations"]
 
 INDICES = ("cai", "us_aqi", "eaqi")
 CAI_PM_MODES = ("c24e", "mean24h", "reported")
-OBS = "__aq_obs"
 # AirKorea's 24-hour predicted moving average: thresholds M in µg/m³ (CAI calculator).
 C24E_M = {"pm10": 70.0, "pm25": 30.0}
 _REPORTED = {"reportedPm25Avg24h": "rep_pm25_24", "reportedPm10Avg24h": "rep_pm10_24",
@@ -53,14 +53,16 @@ def ppm(p: str) -> float:
     return factor
 
 
-def load_hours(ctx: PipelineContext) -> int:
-    """Put the lake's observations on the hourly grid as ``__aq_obs`` (a view when every
-    observation is on the hour, the common case; else a table of hourly means); returns the
-    number of station-hours."""
+def load_hours(ctx: PipelineContext) -> pa.Table:
+    """The lake's observations on the hourly grid: one row per station and hour (``id``, ``h``,
+    each pollutant, position and reported value; several rows in one hour averaged). Both
+    scans go through :meth:`~hubctl.pipeline.PipelineContext.aggregate`, so with ``hubctl run
+    --engine`` Spark runs them; the station-hours still come back to the driver, where the
+    index code needs them all."""
     cols = {r[0] for r in ctx.con.execute("DESCRIBE AirQualityObserved").fetchall()}
-    off_hour = ctx.scalar("SELECT count(*) FROM AirQualityObserved "
-                          "WHERE epoch_us(observed_at) % 3600000000 <> 0")
-    agg = bool(off_hour)
+    off_hour = ctx.aggregate("SELECT count(*) AS n FROM AirQualityObserved "
+                             "WHERE epoch_us(observed_at) % 3600000000 <> 0")
+    agg = bool(off_hour["n"][0].as_py()) if off_hour.num_rows else False
 
     def col(name: str, alias: str, how: str = "avg") -> str:
         if name not in cols:
@@ -70,13 +72,10 @@ def load_hours(ctx: PipelineContext) -> int:
     select = [col(p, p) for p in (*POLLUTANTS, "lon", "lat")]
     select += [col(name, alias, "max" if "Grade" in name else "avg")
                for name, alias in _REPORTED.items()]
-    kind = "TEMP TABLE" if agg else "TEMP VIEW"
-    ctx.con.execute(f"""
-        CREATE OR REPLACE {kind} {OBS} AS
+    return ctx.aggregate(f"""
         SELECT id, CAST(floor(epoch(observed_at) / 3600) AS BIGINT) AS h, {', '.join(select)}
         FROM AirQualityObserved WHERE observed_at IS NOT NULL AND id IS NOT NULL
-        {'GROUP BY 1, 2' if agg else ''}""").fetchall()
-    return int(ctx.scalar(f"SELECT count(*) FROM {OBS}") or 0)
+        {'GROUP BY 1, 2' if agg else ''}""")
 
 
 def need(hours: int, mc: float) -> int:
@@ -381,11 +380,11 @@ def _eaqi(hr: Hours, mc: float) -> dict[str, pa.Array]:
     return out
 
 
-def _sorted(ctx: PipelineContext) -> tuple[pa.DictionaryArray, dict[str, np.ndarray]]:
-    """The station ids (dictionary-encoded, the dictionary in id order) and every column as
-    numpy, ordered by station id, then hour. The lake is read in its own order and sorted in
-    numpy on integer keys (a DuckDB sort on the long text ids cost four times as much)."""
-    t = ctx.sql(f"SELECT * FROM {OBS}")
+def _sorted(t: pa.Table) -> tuple[pa.DictionaryArray, dict[str, np.ndarray]]:
+    """The station ids (dictionary-encoded, the dictionary in id order) and every column of
+    :func:`load_hours`' table as numpy, ordered by station id, then hour. The lake is read in
+    its own order and sorted in numpy on integer keys (a DuckDB sort on the long text ids cost
+    four times as much; the order is the same whatever order the engine returns rows in)."""
     enc = t["id"].combine_chunks().dictionary_encode()
     names = enc.dictionary
     rank = np.argsort(np.argsort(names.to_numpy(zero_copy_only=False), kind="stable"))
@@ -417,11 +416,11 @@ def stations(ids: pa.DictionaryArray, obs: dict[str, np.ndarray]) -> pa.Table:
     return pa.table({"id": ids.dictionary, "lon": _floats(lon[pos]), "lat": _floats(lat[pos])})
 
 
-def hourly_indices(ctx: PipelineContext, mc: float, cai_pm: str,
+def hourly_indices(hours: pa.Table, mc: float, cai_pm: str,
                    which: Iterable[str] = INDICES) -> tuple[pa.Table, pa.Table]:
-    """One row per station and observed hour with every index, sub-index and averaged input;
-    and each station's position."""
-    ids, obs = _sorted(ctx)
+    """One row per station and observed hour of :func:`load_hours`' ``hours`` with every
+    index, sub-index and averaged input; and each station's position."""
+    ids, obs = _sorted(hours)
     n = len(ids)
     hr = Hours(ids, obs, mc)
     wanted = set(which)
