@@ -69,9 +69,9 @@ def java_missing() -> str | None:
 
 
 def to_spark_sql(query: str, params: Sequence[Any] | None = None) -> str:
-    """DuckDB SQL as Spark SQL: ``?`` parameters inlined as literals, decimal literals read as
-    doubles (DuckDB divides decimals in floating point, Spark in decimal), then sqlglot's
-    transpilation with the rewrites of :func:`_spark_function`."""
+    """DuckDB SQL as Spark SQL: ``?`` (or ``$n``) parameters inlined as literals, decimal
+    literals read as doubles (DuckDB divides decimals in floating point, Spark in decimal),
+    then sqlglot's transpilation with the rewrites of :func:`_spark_function`."""
     from sqlglot import exp
 
     def rewrite(node: Any) -> Any:
@@ -83,7 +83,8 @@ def to_spark_sql(query: str, params: Sequence[Any] | None = None) -> str:
 
 
 def _parse(query: str, params: Sequence[Any] | None) -> Any:
-    """DuckDB ``query`` as a sqlglot tree, its ``?`` parameters inlined as literals."""
+    """DuckDB ``query`` as a sqlglot tree, its ``?`` or ``$n`` parameters inlined as
+    literals."""
     import sqlglot
     from sqlglot import exp
 
@@ -92,6 +93,8 @@ def _parse(query: str, params: Sequence[Any] | None) -> Any:
     except sqlglot.errors.ParseError as exc:
         raise HubError(f"the query cannot be read for Spark: {exc}") from None
     values = list(params or [])
+    if any(isinstance(n, exp.Placeholder) and n.this for n in tree.walk()):
+        return tree.transform(lambda node: _numbered(node, values))
 
     def inline(node: Any) -> Any:
         if isinstance(node, exp.Placeholder):
@@ -104,6 +107,20 @@ def _parse(query: str, params: Sequence[Any] | None) -> Any:
     if values:
         raise HubError("the query has fewer ? parameters than values")
     return tree
+
+
+def _numbered(node: Any, values: list[Any]) -> Any:
+    """A ``$n`` parameter as the literal of ``values[n - 1]`` (each may appear many times)."""
+    from sqlglot import exp
+
+    if not isinstance(node, exp.Placeholder):
+        return node
+    if not node.this or not str(node.this).isdigit():
+        raise HubError("the query mixes ? and $n parameters (or names one): use one kind")
+    k = int(str(node.this))
+    if not 1 <= k <= len(values):
+        raise HubError(f"the query's ${k} has no value ({len(values)} given)")
+    return exp.convert(values[k - 1])
 
 
 def _spark_function(node: Any) -> Any:
@@ -347,7 +364,7 @@ def _table_names(query: str) -> set[str]:
 
 
 def _inline(query: str, params: Sequence[Any] | None) -> str:
-    """``query`` with its ``?`` parameters inlined as DuckDB literals."""
+    """``query`` with its ``?`` or ``$n`` parameters inlined as DuckDB literals."""
     return query if not params else str(_parse(query, params).sql(dialect="duckdb"))
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from hubctl.errors import UsageError
+from hubctl.errors import HubError, UsageError
 from hubctl.pipeline import metrics
 from hubctl.spark import check_engine, to_spark_sql
 from tests.helpers import hub, hub_json, write_openaq
@@ -115,6 +115,14 @@ def test_duckdb_sql_is_written_for_spark() -> None:
     assert "FROM_UTC_TIMESTAMP(t, 'Asia/Seoul')" in text
     assert "UNIX_MICROS(t)" in text and "CAST(3600.0 AS DOUBLE)" in text
     assert "PERCENTILE(x, 0.25)" in text and "k = 'it''s'" in text.replace("\\'", "''")
+    numbered = to_spark_sql("SELECT * FROM x WHERE a = $1 AND d BETWEEN $2::DATE AND $3::DATE "
+                            "AND b = $1", ["t", "2024-01-01", "2024-01-31"])
+    assert "a = 't'" in numbered and "b = 't'" in numbered
+    assert "CAST('2024-01-31' AS DATE)" in numbered
+    with pytest.raises(HubError, match=r"\$4 has no value"):
+        to_spark_sql("SELECT $4", [1, 2, 3])
+    with pytest.raises(HubError, match="mixes"):
+        to_spark_sql("SELECT $1, ?", [1])
 
 
 @needs_spark
