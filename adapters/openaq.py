@@ -102,7 +102,7 @@ class OpenAQ(Adapter):
             book.listed = stations
             yield station_batch
         held = Held(CELL_COLUMNS, "AirQualityObserved",
-                    {"source": "OpenAQ", "_time_index": "dateObserved"})
+                    {"source": "OpenAQ", "_time_index": "dateObserved"}, ctx.batch_rows)
         for path in inputs:
             yield from _measurements(path, book, mapping, ctx, limits, held)
         yield from held.flush(book.table())

@@ -5,8 +5,9 @@ whatever their order, so a fresh ingest only appends and never MERGEs.
 
 Memory: about 25 bytes per held reading (station, time, pollutant, value, city), 40 while
 pivoting; the adapter bounds it (``openaq.FLUSH_ROWS``). The rows come out sorted by
-(time, station) in batches cut at day boundaries, so each commit writes whole date
-partitions and never compares with the one before.
+(time, station), one commit's worth cut at day boundaries, so each commit writes whole date
+partitions and never compares with the one before; each commit's rows come in slices of at
+most ``batch_rows`` (``Batch.continues``), which the engine commits together.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hubctl.types import TIMESTAMP
 __all__ = ["PIVOT_ROWS", "Held", "Readings"]
 
 PIVOT_ROWS = 2_000_000
-"""Readings pivoted into one batch (about a million wide rows), cut at a day boundary."""
+"""Readings pivoted into one commit (about a million wide rows), cut at a day boundary."""
 
 KEY_LIMIT = 2**62
 """Largest sort key (time slots x stations x pollutants); a wider input (irregular
@@ -67,8 +68,10 @@ class Held:
     unsorted input, and the lake's upsert then merges them (the same result, slower).
     """
 
-    def __init__(self, attrs: tuple[str, ...], type_name: str, extra: dict[str, str]) -> None:
+    def __init__(self, attrs: tuple[str, ...], type_name: str, extra: dict[str, str],
+                 batch_rows: int) -> None:
         self.attrs, self.type_name, self.extra = attrs, type_name, extra
+        self.batch_rows = batch_rows  # rows per Batch (ReadContext.batch_rows)
         self.parts: list[Readings] = []
         self.rows = 0
         self.file = ""
@@ -172,11 +175,12 @@ class _Pivot:
             self.key = rank
 
     def batches(self) -> Iterator[Batch]:
-        """The pivoted rows, about :data:`PIVOT_ROWS` readings per batch."""
+        """The pivoted rows, about :data:`PIVOT_ROWS` readings per commit, in batches of at
+        most ``batch_rows`` rows (slices of one commit: ``Batch.continues``)."""
         n, start = len(self.order), 0
         while start < n:
             end = self._cut(start + PIVOT_ROWS)
-            yield self._batch(start, end)
+            yield from self._batch(start, end).slices(self.held.batch_rows)
             start = end
 
     def _time(self, i: int) -> int:

@@ -10,7 +10,7 @@ ledger. Adapters know their source format and nothing else: what every adapter n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,6 +68,31 @@ class Batch:
     # True when ``rows`` already passed the quality gate and ``rejects`` hold the gate's
     # rejects too (a batch read and gated on a Spark executor: :mod:`hubctl.spark_ingest`).
     gated: bool = False
+    # True when the next batch is more rows of the same commit: one logical batch the
+    # adapter cut into slices of at most ``batch_rows`` rows (:meth:`slices`). The engine
+    # gates each slice as it comes and commits them together with the last one (one upsert,
+    # one rejects commit): slicing adds no Delta commit.
+    continues: bool = False
+
+    def slices(self, batch_rows: int) -> Iterator[Batch]:
+        """This batch as slices of at most ``batch_rows`` rows (zero-copy), all but the last
+        marked :attr:`continues`. The first carries ``records``, ``rejects``, ``duplicate``
+        and ``updated``; ``typed_bad`` goes with the rows it names."""
+        n = self.rows.num_rows if self.rows is not None else 0
+        if n <= batch_rows:
+            yield self
+            return
+        assert self.rows is not None
+        for start in range(0, n, batch_rows):
+            first = start == 0
+            typed_bad = {i - start: r for i, r in self.typed_bad.items()
+                         if start <= i < start + batch_rows}
+            yield replace(self, rows=self.rows.slice(start, batch_rows),
+                          records=self.records if first else 0, typed_bad=typed_bad,
+                          rejects=self.rejects if first else [],
+                          duplicate=self.duplicate if first else 0,
+                          updated=self.updated if first else 0,
+                          continues=self.continues or start + batch_rows < n)
 
 
 @dataclass

@@ -248,6 +248,7 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
     ctx = ReadContext(batch_rows=req.adapter.batch_rows, warn=run.warnings.append,
                       advance=advance)
     shown = 0
+    held = _Commit()
     batches = prefetch(positioned())
     try:
         while True:
@@ -259,20 +260,24 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
                 if not STOP.is_set():
                     raise
                 run.warnings.append(f"reading stopped: {exc}")  # e.g. a pull's next request
+                _commit(lake, run, held)
                 return True
             if STOP.is_set():
+                _commit(lake, run, held)  # the commit in progress: the slices gated so far
                 run.read += batch.records  # read, never committed: counted as unreached
                 return True
-            rejects = _account(lake, batch, run)
+            rejects = _account(lake, batch, run, held)
             if _from_inputs(batch.file, req.inputs):
                 run.from_inputs["read"] += batch.records
                 run.from_inputs["rejected"] += sum(r.records for r in rejects)
-            committed = batch.rows is not None and batch.rows.num_rows > 0
+            committed = not batch.continues and batch.rows is not None and \
+                batch.rows.num_rows > 0
             if progress is not None and committed and position > shown:
                 progress(position - shown)  # input counts as done once its rows are committed
                 shown = position
     finally:
         batches.close()
+    _commit(lake, run, held)  # an adapter whose last batch said continues
     if progress is not None and read[0] > shown:
         progress(read[0] - shown)
     return False
@@ -296,9 +301,29 @@ def _from_inputs(file: str, inputs: Sequence[Path]) -> bool:
     return any(file == str(p) or file.startswith((f"{p}:", f"{p}/")) for p in inputs)
 
 
-def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
-    """Gate and store one batch, write its rejects, count it in the run; return the rejects.
-    Counts are added as their commits succeed, and checkpointed after each."""
+class _Commit:
+    """The batches of one commit: one batch, or the slices of one (``Batch.continues``),
+    gated as they come and committed together with the last: one upsert, one rejects commit."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.good: list[pa.Table] = []
+        self.rejects: list[Reject] = []
+
+    def joins(self, batch: Batch) -> bool:
+        """True when ``batch`` continues the slices held (same type, file and cells)."""
+        last = self.batches[-1] if self.batches else None
+        return last is None or (last.continues and last.entity_type == batch.entity_type
+                                and last.file == batch.file
+                                and last.cell_columns == batch.cell_columns)
+
+
+def _account(lake: Lake, batch: Batch, run: Run, held: _Commit) -> list[Reject]:
+    """Gate one batch and commit it (with the slices before it that it continues, held in
+    ``held``: its last slice commits them all); return the batch's own rejects. Counts are
+    added as their commits succeed, and checkpointed after each batch."""
+    if not held.joins(batch):
+        _commit(lake, run, held)  # an adapter's last slice said continues: commit it anyway
     run.read += batch.records
     rejects = list(batch.rejects)
     if batch.replaces is not None:  # the keys this version holds, rejected rows' too
@@ -306,16 +331,38 @@ def _account(lake: Lake, batch: Batch, run: Run) -> list[Reject]:
         if batch.rows is not None and batch.rows.num_rows:
             kept.append(batch.rows.column("id").combine_chunks())
     if batch.rows is not None and batch.rows.num_rows:
-        et = get_type(batch.entity_type)
-        rejects += _store(lake, et, batch, run)
-    run.duplicate += batch.duplicate  # folded by the adapter: nothing to commit
-    run.updated += batch.updated
+        good, gated = _gate(get_type(batch.entity_type), batch)
+        rejects += gated
+        if good.num_rows:
+            held.good.append(good)
+    held.batches.append(batch)
+    held.rejects += rejects
+    if batch.continues:
+        checkpoint(lake, run)  # what was read so far; nothing more committed
+    else:
+        _commit(lake, run, held)
+    return rejects
+
+
+def _commit(lake: Lake, run: Run, held: _Commit) -> None:
+    """Commit the batches ``held`` (their good rows, then their rejects), count them in the
+    run and checkpoint it; empty ``held``."""
+    if not held.batches:
+        return
+    first = held.batches[0]
+    if held.good:
+        good = held.good[0] if len(held.good) == 1 else pa.concat_tables(held.good)
+        _store(lake, get_type(first.entity_type), first, good, run)
+    for batch in held.batches:  # folded by the adapter: nothing to commit
+        run.duplicate += batch.duplicate
+        run.updated += batch.updated
+    rejects = held.rejects
+    held.batches, held.good, held.rejects = [], [], []
     if rejects:
         checkpoint(lake, run)
         run.tables["_rejects"] = write_rejects(lake, run, rejects)
         run.rejected += sum(r.records for r in rejects)
     checkpoint(lake, run)
-    return rejects
 
 
 def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batch], *,
@@ -337,9 +384,11 @@ def ingest_batches(lake: Lake, source: str, adapter: str, batches: Sequence[Batc
               inputs=list(inputs), options=dict(options or {}), cursor_after=cursor)
     rejects: list[Reject] = []
     start_run(lake, run)
+    held = _Commit()
     try:
         for batch in batches:
-            rejects += _account(lake, batch, run)
+            rejects += _account(lake, batch, run, held)
+        _commit(lake, run, held)
         if not run.reconciles:
             raise HubError(_unreconciled(run))
     except BaseException as exc:
@@ -356,16 +405,18 @@ def _unreconciled(run: Run) -> str:
             f"{run.unreached}")
 
 
-def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
-    """Gate, collapse and upsert one batch; return its rejects."""
-    rejects: list[Reject] = []
-    if batch.gated:  # gated where it was read (a Spark executor): its rejects are in it
+def _gate(et: EntityType, batch: Batch) -> tuple[pa.Table, list[Reject]]:
+    """The rows of a batch that pass the quality gate, and the rejects of the rest (none to
+    add for a batch gated where it was read: a Spark executor)."""
+    if batch.gated:
         assert batch.rows is not None
-        good = batch.rows
-    else:
-        good, rejects = gate_batch(et, batch)
-    if good.num_rows == 0:
-        return rejects
+        return batch.rows, []
+    return gate_batch(et, batch)
+
+
+def _store(lake: Lake, et: EntityType, batch: Batch, good: pa.Table, run: Run) -> None:
+    """Collapse and upsert the gated rows ``good`` of ``batch`` (or of its slices) in one
+    commit; count them in the run."""
     shadowed = {"updated": 0, "duplicate": 0}
     if batch.unique_keys:
         own = run.own_files.setdefault(et.name, set())
@@ -383,7 +434,6 @@ def _store(lake: Lake, et: EntityType, batch: Batch, run: Run) -> list[Reject]:
     run.duplicate += result.records["duplicate"]
     if result.version is not None:
         run.tables[et.name] = result.version
-    return rejects
 
 
 def gate_batch(et: EntityType, batch: Batch) -> tuple[pa.Table, list[Reject]]:

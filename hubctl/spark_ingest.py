@@ -165,7 +165,8 @@ def _batch(meta: dict[str, Any], rows: pa.Table | None, given: dict[str, str]) -
                  updated=meta["updated"], cell_columns=tuple(meta["cell_columns"]),
                  unique_keys=meta["unique_keys"],
                  replaces=tuple(meta["replaces"]) if meta["replaces"] else None,  # type: ignore[arg-type]
-                 distinct_keys=meta["distinct_keys"], gated=meta["gated"])
+                 distinct_keys=meta["distinct_keys"], gated=meta["gated"],
+                 continues=meta["continues"])
 
 
 def _error(meta: dict[str, Any], given: dict[str, str]) -> HubError:
@@ -263,4 +264,5 @@ def _meta(batch: Batch) -> dict[str, Any]:
         "cell_columns": list(batch.cell_columns), "unique_keys": batch.unique_keys,
         "replaces": list(batch.replaces) if batch.replaces else None,
         "distinct_keys": batch.distinct_keys, "gated": batch.gated,
+        "continues": batch.continues,
     }

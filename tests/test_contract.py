@@ -101,11 +101,7 @@ def test_facility_kinds_are_the_point_of_interest_vocabulary() -> None:
 # The batch size of the contract's reads: smaller than every small input.
 BATCH_ROWS = 3
 # Adapters that do not (yet) keep to ReadContext.batch_rows, and why.
-UNBOUNDED = {
-    "openaq": "its pivot holds the readings of the whole input and yields them in batches of "
-              "up to PIVOT_ROWS readings cut at day boundaries (issue 13 section 4: fewer, "
-              "larger commits), whatever ReadContext.batch_rows is",
-}
+UNBOUNDED: dict[str, str] = {}
 
 
 @contextlib.contextmanager

@@ -77,6 +77,32 @@ def test_pairs_split_across_blocks_become_one_row_without_merge(tmp_path: Path) 
     assert "MERGE" not in ops and ops.count("WRITE") == 2  # create + one append
 
 
+def test_slices_of_batch_rows_commit_as_one_append_with_the_same_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pivot's rows come in batches of at most batch_rows, marked as slices of one
+    commit: the lake gets one append, as with one large batch, and the same counts."""
+    rows = _rows()
+    random.Random(5).shuffle(rows)
+    data, st = write_openaq(tmp_path, rows + [["Town", "XX", "not a time", "S1", "no2", 1,
+                                                "µg/m³"]], STATIONS)
+    whole = _ingest(tmp_path / "whole", data, st)
+    monkeypatch.setattr(openaq.ADAPTER, "batch_rows", 100)
+    batches = list(openaq.ADAPTER.read([data], {"stations": str(st)},
+                                       ReadContext(batch_rows=100)))
+    pivoted = [b for b in batches if b.entity_type == "AirQualityObserved" and b.rows]
+    assert len(pivoted) == 24 and max(b.rows.num_rows for b in pivoted) == 100
+    assert [b.continues for b in pivoted] == [True] * 23 + [False]
+    sliced = _ingest(tmp_path / "sliced", data, st)
+    counts = ("read", "written", "updated", "duplicate", "rejected", "unreached", "status")
+    assert {k: sliced[k] for k in counts} == {k: whole[k] for k in counts}
+    assert sliced["rejected"] == 1 and sliced["reconciles"]
+    assert _operations(tmp_path / "sliced") == _operations(tmp_path / "whole")
+    assert _operations(tmp_path / "sliced").count("WRITE") == 2  # create + one append
+    assert _content(tmp_path / "sliced") == _content(tmp_path / "whole")
+    where = hub_json(tmp_path / "sliced", "rejects", "--run", sliced["run_id"])
+    assert [r["record"] for r in where] == [f"line {len(rows) + 2}"], where
+
+
 def test_shuffled_input_gives_the_same_lake_and_counts_as_sorted(tmp_path: Path) -> None:
     rows = _rows()
     shuffled = rows[:]

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hubctl.ingest import _account, ingest_batches
+from hubctl.ingest import _account, _Commit, ingest_batches
 from hubctl.lake import Lake
 from hubctl.ledger import Run
 from hubctl.mqtt import iotagent
@@ -58,7 +58,7 @@ def test_a_batch_without_its_ledger_row_gets_a_recovered_one(tmp_path: Path) -> 
     cut = Run(run_id="20240101T000000000000Z-dead01", source="live",
               adapter="mqtt-iotagent-json", fingerprint="b", inputs=[], options={})
     for batch in batches(5, 7):  # committed rows and rejects, then "killed": no write_run
-        _account(lake, batch, cut)
+        _account(lake, batch, cut, _Commit())
     recovered = recover_orphans(lake, "live", "mqtt-iotagent-json", ["AirQualityObserved"])
     assert [(r.run_id, r.status, r.read, r.written, r.rejected) for r in recovered] == [
         (cut.run_id, "recovered", 8, 7, 1)]
