@@ -328,3 +328,170 @@ def test_a_run_killed_mid_ingest_on_s3_is_recorded_and_its_source_freed_at_once(
     (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k "
                                "FROM AirQualityObserved")
     assert counts == {"n": 10000, "k": 10000}
+
+
+# ------------------------------------------ the commands only run by hand before (issue 20 §1)
+META = ["--licence", "CC-BY-4.0", "--publisher", "Test City", "--contact", "data@example.org"]
+
+
+def _twin_lakes(s3_lake: str, tmp_path: Path) -> Path:
+    """The same small OpenAQ file ingested and ``air_quality`` run on the S3 lake and on a
+    local one; returns the local lake."""
+    data, st = write_openaq(tmp_path / "in", [row(s, h, p, 10 + h + i) for h in range(6)
+                                              for i, s in enumerate(("S1", "S2"))
+                                              for p in ("no2", "pm25")])
+    local = tmp_path / "local"
+    for lake in (s3_lake, local):
+        run = hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st))  # type: ignore[arg-type]
+        assert (run["written"], run["rejected"]) == (24 + 3, 0)  # cells and stations
+        result = hub(lake, "run", "air_quality")  # type: ignore[arg-type]
+        assert result.exit_code == 0, result.output
+    return local
+
+
+def _parquet_rows(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every Parquet file of an export bundle: its rows, sorted, by path in the bundle."""
+    import pyarrow.parquet as pq
+
+    return {str(p.relative_to(folder)): sorted(tuple(r.values()) for r in
+                                               pq.read_table(p).to_pylist())
+            for p in sorted(folder.rglob("*.parquet"))}
+
+
+@pytest.mark.slow
+def test_entities_export_catalog_report_and_schedule_on_s3_give_what_they_give_locally(
+        s3_lake: str, tmp_path: Path) -> None:
+    import duckdb
+
+    from hubctl.duck import use_filesystem
+    from hubctl.s3 import duckdb_filesystem
+
+    local = _twin_lakes(s3_lake, tmp_path)
+    # entities: the same NGSI-LD documents
+    for args in (("AirQualityObserved", "--limit", "0"),
+                 ("AirQualityObserved", "--latest", "--format", "keyValues")):
+        on_s3, here = hub(s3_lake, "entities", *args), hub(local, "entities", *args)  # type: ignore[arg-type]
+        assert on_s3.exit_code == 0 and here.exit_code == 0, on_s3.output + here.output
+        assert json.loads(on_s3.stdout) == json.loads(here.stdout) != []
+    # export: a local bundle with the same tables, rows and files
+    bundles = {}
+    for name, lake in (("s3", s3_lake), ("local", local)):
+        out = hub_json(lake, "export", "air", "AirQualityObserved",  # type: ignore[arg-type]
+                       "--to", str(tmp_path / f"bundle-{name}"), *META)
+        bundles[name] = [(t["table"], t["rows"]) for t in out["tables"]]
+    assert bundles["s3"] == bundles["local"] == [("AirQualityObserved", 12)]
+    from_s3, from_here = tmp_path / "bundle-s3", tmp_path / "bundle-local"
+    assert sorted(p.relative_to(from_s3) for p in from_s3.rglob("*")) == \
+        sorted(p.relative_to(from_here) for p in from_here.rglob("*"))
+    assert _parquet_rows(from_s3) == _parquet_rows(from_here) != {}
+    # catalog: a DuckDB file whose views read the snapshot's s3:// files, as the local one's
+    # read its folder
+    use_filesystem(duckdb_filesystem())  # what a client's httpfs would do, without a download
+    answers = {}
+    for name, lake, extra in (("s3", s3_lake, ()), ("local", local, ("--absolute",))):
+        db = tmp_path / f"{name}.duckdb"
+        result = hub(lake, "catalog", str(db), *extra)  # type: ignore[arg-type]
+        assert result.exit_code == 0, result.output
+        con = duckdb.connect(str(db), read_only=True)
+        con.register_filesystem(duckdb_filesystem())
+        try:
+            answers[name] = [con.execute(AQ).fetchall(), con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+        finally:
+            con.close()
+    assert answers["s3"] == answers["local"] and len(answers["s3"][0]) == 6 * 2
+    # report: the HTML page, with the air-quality section from the pipeline's run
+    reports = {name: hub_json(lake, "report", "--out", str(tmp_path / f"report-{name}"))  # type: ignore[arg-type]
+               for name, lake in (("s3", s3_lake), ("local", local))}
+    page = Path(reports["s3"]["path"]).read_text(encoding="utf-8")
+    (run_id,) = [r["run_id"] for r in _rows(s3_lake, "SELECT run_id FROM _pipeline_runs")]
+    assert page.startswith("<!DOCTYPE html>") and run_id in page
+    assert [(s["title"], s["charts"]) for s in reports["s3"]["sections"]] == \
+        [(s["title"], s["charts"]) for s in reports["local"]["sections"]]
+    assert any(s["run_id"] == run_id for s in reports["s3"]["sections"])
+    # schedule emit: the S3 lake on every line, no local folder for systemd to open
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'[lake]\npath = "{s3_lake}"\n[sources.air]\nadapter = "openaq"\n'
+                    f'inputs = ["{tmp_path}/in/long.csv"]\nschedule = "*/10 * * * *"\n'
+                    f'options = {{ stations = "{tmp_path}/in/stations.csv" }}\n')
+    cron = hub(s3_lake, "--config", str(toml), "schedule", "emit", "--cron")  # type: ignore[arg-type]
+    assert cron.exit_code == 0, cron.output
+    (line,) = [ln for ln in cron.stdout.splitlines() if "--source air" in ln]
+    assert f"--lake {s3_lake} ingest --source air" in line
+    units = hub(s3_lake, "--config", str(toml), "schedule", "emit", "--systemd")  # type: ignore[arg-type]
+    assert units.exit_code == 0, units.output
+    assert f"--lake {s3_lake}" in units.stdout and "ReadWritePaths" not in units.stdout
+
+
+def test_lake_check_repair_on_s3_keeps_what_it_keeps_locally(s3_lake: str,
+                                                              tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from deltalake import write_deltalake
+
+    from hubctl.lake import Lake
+    from hubctl.registry import get_type
+    from hubctl.s3 import delta_options
+    from tests.test_integrity import lake_rows
+
+    data, st = write_openaq(tmp_path / "in", [row("S1", h, "no2", h) for h in range(4)])
+    local = tmp_path / "local"
+    then = datetime.now(UTC) + timedelta(hours=1)  # written after the ingest: these win
+    for lake in (s3_lake, local):
+        hub_json(lake, "ingest", "openaq", str(data), "--stations", str(st))  # type: ignore[arg-type]
+        where = Lake(parse_root(lake) if isinstance(lake, str) else lake).path(
+            "AirQualityObserved")
+        for value, run, at in ((1.0, "a", then), (2.0, "b", then + timedelta(hours=1))):
+            # what another tool could leave: keys the lake already has, appended again
+            write_deltalake(str(where), lake_rows("AirQualityObserved", [("S1", 1), ("S1", 2)],
+                                                  value, run, at).drop_columns(["_records"]),
+                            mode="append",
+                            partition_by=get_type("AirQualityObserved").partition_by or None,
+                            storage_options=delta_options(where))
+        found = hub(lake, "lake", "check", "--json")  # type: ignore[arg-type]
+        assert found.exit_code == 1 and json.loads(found.stdout)["duplicate_keys"] == 2
+        fixed = hub(lake, "lake", "check", "--repair", "--json")  # type: ignore[arg-type]
+        assert fixed.exit_code == 0 and json.loads(fixed.stdout)["status"] == "repaired", \
+            fixed.output
+        assert hub_json(lake, "lake", "check")["status"] == "clean"  # type: ignore[arg-type]
+    kept = ("SELECT id, observed_at, no2, if(_run_id IN ('a', 'b'), _run_id, 'ingest') AS run "
+            "FROM AirQualityObserved ORDER BY ALL")
+    assert _rows(s3_lake, kept) == _rows(local, kept)
+    assert [(r["no2"], r["run"]) for r in _rows(s3_lake, kept)] == [
+        (0.0, "ingest"), (2.0, "b"), (2.0, "b"), (3.0, "ingest")]
+    repairs = ("SELECT read, written, updated, duplicate, rejected, status FROM _runs "
+               "WHERE source = 'lake-check'")
+    assert _rows(s3_lake, repairs) == _rows(local, repairs) != []
+
+
+@pytest.mark.subprocess
+def test_listen_commits_every_message_to_an_s3_lake_once(s3_lake: str, tmp_path: Path) -> None:
+    from tests.test_mqtt import MOSQUITTO, Broker, InProcess, measures, publish, write_hub
+
+    if MOSQUITTO is None:
+        pytest.skip("the mosquitto broker is not installed (scripts/ensure-mosquitto adds it)")
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        config = write_hub(tmp_path, broker)
+        config.write_text(config.read_text().replace('path = "lake"', f'path = "{s3_lake}"'))
+        listener = InProcess(config)
+        publish(broker, "/json/k1/d1/attrs", measures(0, 200))
+        publish(broker, "/json/k1/d1/attrs", measures(150, 50), "pub-again")  # 50 repeats
+        count, deadline = 0, time.monotonic() + 60
+        while count < 200 and time.monotonic() < deadline:
+            result = hub(s3_lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved",  # type: ignore[arg-type]
+                         "--json")
+            count = json.loads(result.stdout)[0]["n"] if result.exit_code == 0 else 0
+            time.sleep(0.3)
+        totals = listener.terminate()
+    finally:
+        broker.stop()
+    assert count == 200 and totals["messages"] == 250
+    (ledger,) = _rows(s3_lake, "SELECT sum(read) AS read, sum(written) AS written, "
+                               "sum(duplicate) AS duplicate, sum(rejected) AS rejected, "
+                               "bool_and(status = 'ok') AS ok FROM _runs")
+    assert ledger == {"read": 250, "written": 200, "duplicate": 50, "rejected": 0, "ok": True}
+    assert _rows(s3_lake, "SELECT count(DISTINCT observed_at) AS n FROM AirQualityObserved") \
+        == [{"n": 200}]

@@ -173,7 +173,8 @@ def _calendar(m: dict[str, list[Any]], names: dict[str, str],
             z[r, c] = raw[r, c] / limit if limit else raw[r, c]
         fig.add_trace(go.Heatmap(
             z=z, x=days, y=[names.get(i, i) for i in ids], customdata=raw, visible=b == 0,
-            colorscale=SEQUENTIAL, zmin=0, zmax=max(2.0, float(np.nanmax(z))) if limit else None,
+            colorscale=SEQUENTIAL, zmin=0,  # a day without a valid mean is NaN: initial=0
+            zmax=max(2.0, float(np.nanmax(z, initial=0.0))) if limit else None,
             name=p, hoverongaps=False,
             hovertemplate="%{y}, %{x|%Y-%m-%d}: %{customdata:.3~g} "
                           f"{m['unit'][sel[0]]} (%{{z:.2f}} × guideline)<extra>{p}</extra>",
