@@ -465,8 +465,12 @@ def test_lake_check_repair_on_s3_keeps_what_it_keeps_locally(s3_lake: str,
 
 
 @pytest.mark.subprocess
-def test_listen_commits_every_message_to_an_s3_lake_once(s3_lake: str, tmp_path: Path) -> None:
-    from tests.test_mqtt import MOSQUITTO, Broker, InProcess, measures, publish, write_hub
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_listen_commits_every_message_to_an_s3_lake_once(s3_lake: str, tmp_path: Path,
+                                                         workers: int) -> None:
+    """One listener in this process; two worker processes sharing the subscription (their
+    commit lock a flock of this machine, the key check against the S3 lake)."""
+    from tests.test_mqtt import MOSQUITTO, Broker, InProcess, Listener, measures, publish, write_hub
 
     if MOSQUITTO is None:
         pytest.skip("the mosquitto broker is not installed (scripts/ensure-mosquitto adds it)")
@@ -476,7 +480,8 @@ def test_listen_commits_every_message_to_an_s3_lake_once(s3_lake: str, tmp_path:
     try:
         config = write_hub(tmp_path, broker)
         config.write_text(config.read_text().replace('path = "lake"', f'path = "{s3_lake}"'))
-        listener = InProcess(config)
+        listener = InProcess(config) if workers == 1 else \
+            Listener(config, "--workers", "2", subscribed=2)
         publish(broker, "/json/k1/d1/attrs", measures(0, 200))
         publish(broker, "/json/k1/d1/attrs", measures(150, 50), "pub-again")  # 50 repeats
         count, deadline = 0, time.monotonic() + 60
