@@ -423,7 +423,7 @@ def test_entities_export_catalog_report_and_schedule_on_s3_give_what_they_give_l
     assert f"--lake {s3_lake}" in units.stdout and "ReadWritePaths" not in units.stdout
 
 
-def test_lake_check_repair_on_s3_keeps_what_it_keeps_locally(s3_lake: str,
+def test_lake_check_repair_and_history_on_s3_give_what_they_give_locally(s3_lake: str,
                                                               tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -462,6 +462,11 @@ def test_lake_check_repair_on_s3_keeps_what_it_keeps_locally(s3_lake: str,
     repairs = ("SELECT read, written, updated, duplicate, rejected, status FROM _runs "
                "WHERE source = 'lake-check'")
     assert _rows(s3_lake, repairs) == _rows(local, repairs) != []
+    # lake history: the same commits (ingest, two appends by the other tool, the repair)
+    on_s3, here = (hub_json(lake, "lake", "history", "AirQualityObserved")  # type: ignore[arg-type]
+                   for lake in (s3_lake, local))
+    assert [(c["version"], c["operation"]) for c in on_s3] == \
+        [(c["version"], c["operation"]) for c in here] and len(on_s3) >= 4
 
 
 @pytest.mark.subprocess
