@@ -91,15 +91,15 @@ def choose_feed(ctx: PipelineContext, feed: str) -> str:
 
 def service_days_sql(ctx: PipelineContext) -> str:
     """SQL of (service, d) for every date d in [$2, $3] the services of feed $1 run on."""
-    weekday = " ".join(f"WHEN {(i + 1) % 7} THEN r.{name}" for i, name in enumerate(_WEEKDAYS))
+    weekday = " ".join(f"WHEN {i + 1} THEN r.{name}" for i, name in enumerate(_WEEKDAYS))
     parts = []
     if ctx.has("GtfsCalendarRule"):
         parts.append(f"""
             SELECT r.hasService AS service, days.d
             FROM GtfsCalendarRule r
-            JOIN (SELECT CAST(unnest(generate_series($2::DATE, $3::DATE, INTERVAL 1 DAY)) AS DATE)
-                  AS d) days ON days.d BETWEEN r.startDate AND r.endDate
-            WHERE r.feedId = $1 AND coalesce(CASE dayofweek(days.d) {weekday} END, false)""")
+            JOIN (SELECT CAST(d AS DATE) AS d FROM (SELECT unnest(generate_series(
+                      $2::DATE, $3::DATE, INTERVAL 1 DAY)) AS d)) days ON days.d BETWEEN r.startDate AND r.endDate
+            WHERE r.feedId = $1 AND coalesce(CASE isodow(days.d) {weekday} END, false)""")
     exceptions = ctx.has("GtfsCalendarDateRule")
     if exceptions:
         parts.append("""
@@ -155,29 +155,25 @@ def _temp_tables(ctx: PipelineContext) -> Iterator[None]:
 def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types: list[int],
                  peak: list[tuple[int, int]], day_window: tuple[int, int]) -> Service:
     """Summarise what feed ``feed`` runs on ``dates`` (one contiguous range)."""
-    con = ctx.con
     with _temp_tables(ctx):
-        con.execute(f"CREATE TEMP TABLE __br_days AS {service_days_sql(ctx)}",
-                    [feed, dates[0], dates[-1]])
+        ctx.stage("__br_days", service_days_sql(ctx), [feed, dates[0], dates[-1]])
         type_filter = ""
         if route_types:
             kinds = ", ".join(f"'{int(t)}'" for t in route_types)  # SDM's text codes
             type_filter = (f"AND t.hasRoute IN (SELECT id FROM GtfsRoute WHERE feedId = $1 "
                            f"AND routeType IN ({kinds}))")
-        con.execute(f"""
-            CREATE TEMP TABLE __br_trips AS
+        ctx.stage("__br_trips", f"""
             SELECT t.id AS trip, t.hasRoute AS route, coalesce(t.direction, 0) AS dir,
                    t.hasShape AS shape, d.d AS day
             FROM GtfsTrip t JOIN __br_days d ON d.service = t.hasService
             WHERE t.feedId = $1 {type_filter}""", [feed])
         repeated = _expand_frequencies(ctx, feed)
-        con.execute("""CREATE TEMP TABLE __br_tripdays AS
+        ctx.stage("__br_tripdays", """
                        SELECT trip, any_value(route) AS route, any_value(dir) AS dir,
                               any_value(shape) AS shape, count(*) AS days
                        FROM __br_trips GROUP BY trip""")
         if not repeated:
-            con.execute("""
-                CREATE TEMP TABLE __br_st AS
+            ctx.stage("__br_st", """
                 SELECT st.hasTrip AS trip, st.stopSequence AS seq, st.hasStop AS stop,
                        coalesce(st.departureSeconds, st.arrivalSeconds) AS dep,
                        coalesce(st.arrivalSeconds, st.departureSeconds) AS arr,
@@ -185,10 +181,9 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
                            AS next_stop
                 FROM GtfsStopTime st
                 WHERE st.feedId = $1 AND st.hasTrip IN (SELECT trip FROM __br_tripdays)""",
-                        [feed])
+                      [feed])
         else:  # each departure of a repeated trip: its template's stop times, shifted
-            con.execute("""
-                CREATE TEMP TABLE __br_st AS
+            ctx.stage("__br_st", """
                 SELECT i.trip, st.stopSequence AS seq, st.hasStop AS stop,
                        coalesce(st.departureSeconds, st.arrivalSeconds) + i.shift AS dep,
                        coalesce(st.arrivalSeconds, st.departureSeconds) + i.shift AS arr,
@@ -199,26 +194,26 @@ def load_service(ctx: PipelineContext, feed: str, dates: list[date], route_types
         _trip_summary(ctx)
         return Service(
             feed=feed, dates=dates,
-            trips=ctx.sql("""
+            trips=ctx.aggregate("""
                 SELECT t.route, t.dir, t.day, t.trip, s.start, s.end_, s.length_m
                 FROM __br_trips t LEFT JOIN __br_tripsum s USING (trip)
                 ORDER BY t.route, t.dir, t.day, s.start, t.trip"""),
-            route_days=ctx.sql("""
+            route_days=ctx.aggregate("""
                 SELECT route, dir, day, count(*) AS trips FROM __br_trips
                 GROUP BY ALL ORDER BY route, dir, day"""),
             headways=_headways(ctx, peak, day_window, len(dates)),
             stops=_stops(ctx, len(dates), day_window),
-            stop_routes=ctx.sql("""
+            stop_routes=ctx.aggregate("""
                 SELECT s.stop, d.route, d.dir, sum(d.days) AS departures
                 FROM __br_st s JOIN __br_tripdays d USING (trip)
                 GROUP BY ALL ORDER BY s.stop, d.route, d.dir"""),
-            segments=ctx.sql("""
+            segments=ctx.aggregate("""
                 SELECT DISTINCT d.route, d.dir, s.stop AS a, s.next_stop AS b
                 FROM __br_st s JOIN __br_tripdays d USING (trip)
                 WHERE s.next_stop IS NOT NULL AND s.next_stop <> s.stop
                 ORDER BY ALL"""),
             patterns=_patterns(ctx),
-            routes=ctx.sql("""
+            routes=ctx.aggregate("""
                 SELECT id AS route, shortName AS short_name, name,
                        TRY_CAST(routeType AS BIGINT) AS route_type
                 FROM GtfsRoute WHERE feedId = $1 AND id IN (SELECT route FROM __br_tripdays)
@@ -234,9 +229,7 @@ def _expand_frequencies(ctx: PipelineContext, feed: str) -> bool:
     its stop times move by. Returns False, changing nothing, when no analysed trip repeats."""
     if not ctx.has("GtfsFrequency"):
         return False
-    con = ctx.con
-    con.execute("""
-        CREATE TEMP TABLE __br_freq AS
+    ctx.stage("__br_freq", """
         WITH w AS (SELECT hasTrip AS trip, startSeconds AS a, endSeconds AS b,
                           headwaySeconds AS h
                    FROM GtfsFrequency
@@ -249,16 +242,14 @@ def _expand_frequencies(ctx: PipelineContext, feed: str) -> bool:
         SELECT DISTINCT w.trip, d.dep, d.dep - first.t0 AS shift
         FROM w JOIN first USING (trip),
              LATERAL (SELECT unnest(generate_series(w.a, w.b - 1, w.h)) AS dep) d""", [feed])
-    if not con.execute("SELECT count(*) FROM __br_freq").fetchone()[0]:  # type: ignore[index]
+    if not ctx.aggregate("SELECT count(*) AS n FROM __br_freq")["n"][0].as_py():
         return False
-    con.execute("""
-        CREATE TEMP TABLE __br_inst AS
+    ctx.stage("__br_inst", """
         SELECT DISTINCT trip AS template, trip, 0 AS shift FROM __br_trips
         WHERE trip NOT IN (SELECT trip FROM __br_freq)
         UNION ALL
         SELECT trip, trip || '@' || dep, shift FROM __br_freq""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE __br_trips AS
+    ctx.stage("__br_trips", """
         SELECT i.trip, t.route, t.dir, t.shape, t.day
         FROM __br_trips t JOIN __br_inst i ON i.template = t.trip""")
     return True
@@ -271,8 +262,7 @@ def _trip_summary(ctx: PipelineContext) -> None:
     shape_length = ("(SELECT id, length FROM GtfsShape WHERE length > 0)"
                     if ctx.has("GtfsShape") else "(SELECT NULL::VARCHAR AS id, NULL::DOUBLE "
                                                  "AS length WHERE false)")
-    ctx.con.execute(f"""
-        CREATE TEMP TABLE __br_tripsum AS
+    ctx.stage("__br_tripsum", f"""
         WITH path AS (
             SELECT s.trip, min(s.dep) AS start, max(s.arr) AS end_, count(*) AS stops,
                    sum(CASE WHEN b.id IS NOT NULL THEN {hav} ELSE 0 END) AS path_m
@@ -308,7 +298,7 @@ def _headways(ctx: PipelineContext, peak: list[tuple[int, int]], day_window: tup
                         for i, (a, b) in enumerate(peak)) or "0"
     trips = " + ".join(f"p{i}" for i in range(len(peak))) or "0"
     off_min = ((day_window[1] - day_window[0]) - _overlap(peak, day_window)) / 60
-    return ctx.sql(f"""
+    return ctx.aggregate(f"""
         WITH starts AS (
             SELECT t.route, t.dir, t.day, s.start,
                    s.start - lag(s.start) OVER (PARTITION BY t.route, t.dir, t.day
@@ -330,7 +320,7 @@ def _stops(ctx: PipelineContext, days: int, day_window: tuple[int, int]) -> pa.T
     """Served stops with their departures per day, in the day window, and at the busiest hour."""
     hours = max(1.0, (day_window[1] - day_window[0]) / 3600)
     in_day = _in_windows("s.dep", [day_window])
-    return ctx.sql(f"""
+    return ctx.aggregate(f"""
         WITH per_hour AS (
             SELECT s.stop, (s.dep // 3600) % 24 AS hour, sum(d.days) AS n,
                    sum(d.days) FILTER (WHERE {in_day}) AS n_day
@@ -349,7 +339,7 @@ def _patterns(ctx: PipelineContext) -> pa.Table:
     """The most common stop sequence of each route and direction (ties: the longest, then the
     smallest trip id), one row per position. Trips are grouped by a fingerprint of their
     (stop, sequence) pairs, so no per-trip list is built over millions of stop times."""
-    return ctx.sql("""
+    return ctx.aggregate("""
         WITH fp AS (
             SELECT trip, sum(hash(stop, seq)) AS f, count(*) AS n FROM __br_st GROUP BY trip),
         counted AS (

@@ -477,7 +477,7 @@ def test_straight_catchments_without_roads_say_so(base: tuple[Path, dict[str, An
     assert r.exit_code == 1 and "needs streets in the lake" in r.output
 
 
-def test_frequencies_expand_into_departures(tmp_path: Path) -> None:
+def frequency_feed(feed: Path) -> Path:
     """Route F has one template trip (S1 -> S2, 8 minutes) that frequencies.txt repeats every
     10 minutes from 08:00 to 09:00 (6 departures: 08:00 .. 08:50; 09:00 is the window's end)
     and every 30 minutes from 09:00 to 10:00 (2), beside an ordinary trip at 10:30."""
@@ -497,10 +497,15 @@ def test_frequencies_expand_into_departures(tmp_path: Path) -> None:
         "frequencies.txt": "trip_id,start_time,end_time,headway_secs,exact_times\n"
                            "tmpl,08:00:00,09:00:00,600,0\ntmpl,09:00:00,10:00:00,1800,1\n",
     }
-    feed = tmp_path / "f.zip"
     with zipfile.ZipFile(feed, "w") as z:
         for name, text in files.items():
             z.writestr(name, text)
+    return feed
+
+
+def test_frequencies_expand_into_departures(tmp_path: Path) -> None:
+    """The departures of :func:`frequency_feed` (9 a day, 6 in the peak hour)."""
+    feed = frequency_feed(tmp_path / "f.zip")
     lake = tmp_path / "lake"
     assert hub_json(lake, "ingest", "gtfs", str(feed), "--feed-id", "f")["rejected"] == 0
     out = hub_json(lake, "run", "bus_routes", "--param", "date=2024-05-08",

@@ -196,3 +196,20 @@ def test_air_quality_on_spark_equals_duckdb(tmp_path: Path, spark_master: str) -
                      "SB,2024-03-01,8,300,0\n", encoding="utf-8")
     hub_json(lake, "ingest", "boardings", str(board), "--feed-id", "t", "--timezone", "UTC")
     _compare(lake, "air_quality", spark_master, "timezone=Asia/Seoul", "min_completeness=0.5")
+
+
+@needs_spark
+@pytest.mark.slow
+def test_bus_routes_on_spark_equals_duckdb(tmp_path: Path, spark_master: str) -> None:
+    from tests.test_bus_routes import PARAMS, frequency_feed, write_feed, write_population
+
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "gtfs", str(write_feed(tmp_path / "t.zip")), "--feed-id", "t")
+    hub_json(lake, "ingest", "population", str(write_population(tmp_path / "pop.csv")),
+             "--dataset", "test")
+    _compare(lake, "bus_routes", spark_master, *PARAMS[1::2])
+    # frequencies.txt: departures expanded with generate_series over a LATERAL join
+    freq = tmp_path / "freq"
+    hub_json(freq, "ingest", "gtfs", str(frequency_feed(tmp_path / "f.zip")), "--feed-id", "f")
+    _compare(freq, "bus_routes", spark_master, "date=2024-05-08", "day_window=08:00-11:00",
+             "peak_windows=08:00-09:00")
