@@ -98,7 +98,8 @@ def service_days_sql(ctx: PipelineContext) -> str:
             SELECT r.hasService AS service, days.d
             FROM GtfsCalendarRule r
             JOIN (SELECT CAST(d AS DATE) AS d FROM (SELECT unnest(generate_series(
-                      $2::DATE, $3::DATE, INTERVAL 1 DAY)) AS d)) days ON days.d BETWEEN r.startDate AND r.endDate
+                      $2::DATE, $3::DATE, INTERVAL 1 DAY)) AS d)) days
+                 ON days.d BETWEEN r.startDate AND r.endDate
             WHERE r.feedId = $1 AND coalesce(CASE isodow(days.d) {weekday} END, false)""")
     exceptions = ctx.has("GtfsCalendarDateRule")
     if exceptions:

@@ -2,9 +2,9 @@
 loopback (one master, two workers): every converted pipeline's derived tables and summary equal
 the DuckDB path's, exactly for keys and counts, within 1e-9 relative for floats.
 
-air_quality sends its observations scan and pivot to the engine, but the station-hours come
-back to the driver for the index code. bus_routes is not yet on the engine seam: it runs
-entirely in DuckDB with --engine and is not compared here (docs/scale.md lists what runs where).
+air_quality sends its observations scan to the engine, but the station-hours come back to the
+driver for the index code; bus_routes sends its feed scans, not its boarding scans
+(docs/scale.md lists what runs where).
 """
 
 from __future__ import annotations
