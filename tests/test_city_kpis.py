@@ -19,6 +19,19 @@ S1, S2 = (37.50, 127.00), (37.50, 127.01)
 TRIPS = 40  # each stop is served 40 times on the service day: regular (>= 36)
 
 
+
+def calls_112(path: Path) -> Path:
+    """Three 112 calls in the Korean layout, with dispatch and arrival times (two 폭력, one
+    절도): the calls behind the safety KPIs here and in tests/test_spark.py."""
+    path.write_text("접수번호,접수일시,사건종별,위도,경도,출동일시,도착일시\n"
+                    "1,2023-03-01 10:00:00,폭력,37.5,127.0,2023-03-01 10:01:00,"
+                    "2023-03-01 10:05:00\n"
+                    "2,2023-03-02 10:00:00,폭력,37.5,127.0,2023-03-02 10:02:00,"
+                    "2023-03-02 10:10:00\n"
+                    "3,2023-03-03 10:00:00,절도,37.5,127.0,2023-03-03 10:05:00,"
+                    "2023-03-03 10:20:00\n", encoding="utf-8")
+    return path
+
 def _feed(path: Path) -> Path:
     trips = "".join(f"R,WK,t{i}\n" for i in range(TRIPS))
     times = "".join(f"t{i},{7 + i // 4:02d}:{(i % 4) * 15:02d}:00,{7 + i // 4:02d}:"
@@ -55,15 +68,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
                    encoding="utf-8")
     hub_json(lake, "ingest", "population", str(pop), "--dataset", "census")
     hub_json(lake, "ingest", "gtfs", str(_feed(folder / "feed.zip")), "--feed-id", "t")
-    calls = folder / "112.csv"
-    calls.write_text("접수번호,접수일시,사건종별,위도,경도,출동일시,도착일시\n"
-                     "1,2023-03-01 10:00:00,폭력,37.5,127.0,2023-03-01 10:01:00,"
-                     "2023-03-01 10:05:00\n"
-                     "2,2023-03-02 10:00:00,폭력,37.5,127.0,2023-03-02 10:02:00,"
-                     "2023-03-02 10:10:00\n"
-                     "3,2023-03-03 10:00:00,절도,37.5,127.0,2023-03-03 10:05:00,"
-                     "2023-03-03 10:20:00\n", encoding="utf-8")
-    assert hub_json(lake, "ingest", "calls", str(calls))["rejected"] == 0
+    assert hub_json(lake, "ingest", "calls", str(calls_112(folder / "112.csv")))["rejected"] == 0
     ev = folder / "ev.csv"
     ev.write_text("session,charge_point,start,end,energy,site\n"
                   "s1,CP1,2023-03-03T08:00:00Z,2023-03-03T10:00:00Z,10,Hall\n"

@@ -161,19 +161,11 @@ def test_dispatch_coverage_on_spark_equals_duckdb(tmp_path: Path, spark_master: 
 @needs_spark
 @pytest.mark.slow
 def test_city_kpis_on_spark_equals_duckdb(tmp_path: Path, spark_master: str) -> None:
-    from tests.test_city_kpis import _feed
+    from tests.test_city_kpis import _feed, calls_112
 
     lake = tmp_path / "lake"
     hub_json(lake, "ingest", "gtfs", str(_feed(tmp_path / "feed.zip")), "--feed-id", "t")
-    calls = tmp_path / "112.csv"
-    calls.write_text("접수번호,접수일시,사건종별,위도,경도,출동일시,도착일시\n"
-                     "1,2023-03-01 10:00:00,폭력,37.5,127.0,2023-03-01 10:01:00,"
-                     "2023-03-01 10:05:00\n"
-                     "2,2023-03-02 10:00:00,폭력,37.5,127.0,2023-03-02 10:02:00,"
-                     "2023-03-02 10:10:00\n"
-                     "3,2023-03-03 10:00:00,절도,37.5,127.0,2023-03-03 10:05:00,"
-                     "2023-03-03 10:20:00\n", encoding="utf-8")
-    hub_json(lake, "ingest", "calls", str(calls))
+    hub_json(lake, "ingest", "calls", str(calls_112(tmp_path / "112.csv")))
     _compare(lake, "city_kpis", spark_master, "population=50000")
 
 
