@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-from collections.abc import Sequence
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,33 @@ def write_openaq(folder: Path, rows: Sequence[Sequence[Any]], stations: Sequence
 def row(station: str, hour: int, parameter: str, value: Any, unit: str = "µg/m³") -> list[Any]:
     """One OpenAQ long row on 2024-05-01."""
     return ["X", "XX", f"2024-05-01 {hour:02d}:00:00+00:00", station, parameter, value, unit]
+
+
+def write_zip(path: Path, files: dict[str, str]) -> Path:
+    """A zip archive at ``path`` holding ``files`` (member name -> text), as a GTFS feed is
+    handed out; returns ``path``."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+@contextlib.contextmanager
+def held_by_another_process(lake: Path, key: str) -> Iterator[None]:
+    """Hold the lake lock ``key`` (e.g. ``source:eu``) from another process, as a long ingest
+    would, for as long as the body runs."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time; from pathlib import Path; from hubctl.locks import hold\n"
+         f"with hold(Path({str(lake)!r}), {key!r}):\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+

@@ -5,14 +5,13 @@ with the completeness rule, WHO exceedances, exposure, lights and parameter erro
 from __future__ import annotations
 
 import json
-import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import hub, hub_json, write_openaq
+from tests.helpers import hub, hub_json, write_openaq, write_zip
 
 YEAR0 = datetime(2023, 1, 1)
 A, B, C = ("A", 37.50, 127.00), ("B", 37.50, 127.02), ("C", 37.60, 127.10)
@@ -58,10 +57,7 @@ def _feed(path: Path) -> Path:
         "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
                           "t1,08:00:00,08:00:00,SA,1\nt1,08:05:00,08:05:00,SB,2\n",
     }
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return path
+    return write_zip(path, files)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from hubctl.pipelines.transit_geo import cluster_cells
 from hubctl.pipelines.transit_plans import Segments, removals
 from tests.conftest import SAMPLE_DATA, needs_sample_data
-from tests.helpers import hub, hub_json
+from tests.helpers import hub, hub_json, write_zip
 
 LAT0, LON0, STEP = 37.5, 127.0, 0.005  # stops every 0.005° of longitude (~440 m)
 
@@ -69,10 +69,7 @@ def write_feed(path: Path) -> Path:
                                     for t, _, _, _, seq, m in trips
                                     for k, s in enumerate(seq)),
     }
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return path
+    return write_zip(path, files)
 
 
 def write_population(path: Path) -> Path:
@@ -497,10 +494,7 @@ def frequency_feed(feed: Path) -> Path:
         "frequencies.txt": "trip_id,start_time,end_time,headway_secs,exact_times\n"
                            "tmpl,08:00:00,09:00:00,600,0\ntmpl,09:00:00,10:00:00,1800,1\n",
     }
-    with zipfile.ZipFile(feed, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return feed
+    return write_zip(feed, files)
 
 
 def test_frequencies_expand_into_departures(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ against a figure worked out here, and the not-computable ones with what they nee
 from __future__ import annotations
 
 import json
-import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from hubctl.geo import haversine_m
-from tests.helpers import hub, hub_json, write_openaq
+from tests.helpers import hub, hub_json, write_openaq, write_zip
 
 S1, S2 = (37.50, 127.00), (37.50, 127.01)
 TRIPS = 40  # each stop is served 40 times on the service day: regular (>= 36)
@@ -48,10 +47,7 @@ def _feed(path: Path) -> Path:
         "trips.txt": "route_id,service_id,trip_id\n" + trips,
         "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n" + times,
     }
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return path
+    return write_zip(path, files)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from hubctl.adapterkit import feed_slug
 from hubctl.adapters.gtfs import ADAPTER
 from hubctl.adapters.gtfs_parse import parse_clock, parse_date, parse_float, parse_int
 from tests.conftest import SAMPLE_DATA, needs_sample_data
-from tests.helpers import hub, hub_json
+from tests.helpers import hub, hub_json, write_zip
 
 GTFS = SAMPLE_DATA / "gtfs"
 
@@ -459,10 +459,7 @@ def test_a_new_feed_version_replaces_what_the_old_one_had(tmp_path: Path) -> Non
     files["stops.txt"] = keep(files["stops.txt"], lambda ln: ln[:2] in ("S7", "S8", "S9"))
     files["routes.txt"] = keep(files["routes.txt"], lambda ln: ln.startswith("C,"))
     del files["calendar_dates.txt"]
-    v2 = tmp_path / "v2.zip"
-    with zf.ZipFile(v2, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
+    v2 = write_zip(tmp_path / "v2.zip", files)
     run = hub_json(lake, "ingest", "gtfs", str(v2), "--feed-id", "t")
     stop_times = len(files["stop_times.txt"].splitlines()) - 1
     assert run["rows_removed"] == {"GtfsStop": 3, "GtfsRoute": 1, "GtfsTrip": 5,

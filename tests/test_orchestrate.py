@@ -27,7 +27,7 @@ from hubctl.locks import hold
 from hubctl.orchestrate import most_severe, run_request, source_request
 from hubctl.pipeline import PipelineContext, PipelineResult, run_order, upstream
 from hubctl.pipelines import PIPELINES
-from tests.helpers import hub, hub_json, row, write_openaq
+from tests.helpers import held_by_another_process, hub, hub_json, row, write_openaq
 from tests.test_runner import Broken, DailyMeans
 
 
@@ -109,21 +109,11 @@ def test_an_all_rejected_real_process_exits_4_with_json_on_stdout(tmp_path: Path
 def test_a_real_ingest_all_lists_a_locked_and_a_rejected_source_and_exits_4(
         three_sources: Path) -> None:
     lake = three_sources.parent / "lake"
-    holder = subprocess.Popen(  # another process holds source "good", as a long ingest would
-        [sys.executable, "-c",
-         "import time; from pathlib import Path; from hubctl.locks import hold\n"
-         f"with hold(Path({str(lake)!r}), 'source:good'):\n"
-         "    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(lake, "source:good"):
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "hubctl"), "--config", str(three_sources),
              "--lake", str(lake), "ingest", "--source", "good", "--source", "bad", "--json"],
             capture_output=True, text=True, timeout=120)
-    finally:
-        holder.kill()
-        holder.wait()
     assert proc.returncode == EXIT_REJECT_RATE, proc.stderr  # a lock never hides a rejection
     out = json.loads(proc.stdout)
     assert [(r["source"], r["status"], r["exit_code"]) for r in out] == [

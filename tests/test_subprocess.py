@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import row, write_openaq
+from tests.helpers import held_by_another_process, row, write_openaq
 
 pytestmark = pytest.mark.subprocess
 
@@ -55,15 +55,7 @@ def test_second_run_of_the_same_source_exits_75_while_other_sources_succeed(
         tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     data, st = write_openaq(tmp_path, [row("S1", h % 24, "no2", h) for h in range(24)])
-    # hold the source lock from another process, as a long ingest would
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from hubctl.locks import hold\n"
-         f"with hold(Path({str(lake)!r}), 'source:eu'):\n"
-         "    print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(lake, "source:eu"):
         started = time.monotonic()
         locked = _run("ingest", "openaq", str(data), "--stations", str(st),
                       "--source-name", "eu", lake=lake)
@@ -72,9 +64,6 @@ def test_second_run_of_the_same_source_exits_75_while_other_sources_succeed(
         other = _run("ingest", "openaq", str(data), "--stations", str(st),
                      "--source-name", "other", lake=lake)
         assert other.returncode == 0, other.stderr
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_two_sources_ingest_into_the_same_table_at_once(tmp_path: Path) -> None:
