@@ -141,8 +141,9 @@ class PipelineContext:
 
     ``engine`` is None (DuckDB runs everything) or, with ``hubctl run --engine``, the
     :class:`hubctl.spark.SparkEngine` that runs the queries a pipeline sends through
-    :meth:`aggregate` and :meth:`stage`: its heavy scans over the big lake tables. Everything
-    else (:meth:`sql`, :meth:`scalar`, ``con``) runs in DuckDB on the driver.
+    :meth:`aggregate` and :meth:`stage`: its heavy scans over the big lake tables, which may
+    join small tables built in Python and handed over with :meth:`share`. Everything else
+    (:meth:`sql`, :meth:`scalar`, ``con``) runs in DuckDB on the driver.
     """
 
     con: duckdb.DuckDBPyConnection
@@ -178,6 +179,23 @@ class PipelineContext:
                              list(params) if params else []).fetchall()
         else:
             self.engine.stage(self.con, name, query, params)
+
+    def share(self, name: str, table: pa.Table) -> None:
+        """Make ``table``, a small Arrow table built on the driver (a lookup, a mapping of
+        ids), visible as table ``name`` to later :meth:`aggregate` and :meth:`stage` queries,
+        and to :meth:`sql`: a DuckDB temp table, and with ``--engine`` a Spark temporary view
+        of the same rows too, so that heavy queries may join it on either engine."""
+        from hubctl.duck import quote_ident
+
+        source = f"__share_{name}"
+        self.con.register(source, table)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
+                             f"SELECT * FROM {quote_ident(source)}").fetchall()
+        finally:
+            self.con.unregister(source)
+        if self.engine is not None:
+            self.engine.share(name, table)
 
     def scalar(self, query: str, params: Sequence[Any] | None = None) -> Any:
         """The first column of the first row of a query (None when there is no row)."""

@@ -3,7 +3,8 @@
 A pipeline writes its SQL once, in DuckDB's dialect. The scans and aggregations over the big
 lake tables (calls, stop times, boardings, meter readings) go through
 :meth:`hubctl.pipeline.PipelineContext.aggregate` (and :meth:`~PipelineContext.stage` for an
-intermediate table those queries share). Without ``--engine`` DuckDB runs them; with it,
+intermediate table those queries share, :meth:`~PipelineContext.share` for a small table built
+in Python that they join). Without ``--engine`` DuckDB runs them; with it,
 :class:`SparkEngine` transpiles each query to Spark SQL (sqlglot), runs it on the cluster over
 the same Delta snapshots and brings the small result back to the driver as Arrow, cast to the
 exact schema DuckDB gives the same query. Everything after that (the solvers, the small SQL
@@ -192,6 +193,16 @@ class SparkEngine:
         select = _inline(query, params)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
                     f"SELECT * FROM ({select}) LIMIT 0").fetchall()
+
+    def share(self, name: str, table: pa.Table) -> None:
+        """``name`` as a Spark temporary view of the driver's Arrow ``table`` (small: it is
+        sent to the cluster with the query plan), for later queries."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        frame = self.spark.createDataFrame(table) if table.num_rows else \
+            self.spark.createDataFrame([], from_arrow_schema(table.schema))
+        frame.createOrReplaceTempView(name)
+        self._views.add(name.lower())
 
     def close(self) -> None:
         """Drop this run's views and cached tables. The session stays up for the next run in

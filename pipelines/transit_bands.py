@@ -40,12 +40,11 @@ def demand_profile(ctx: PipelineContext, feed: str, bands: Bands,
                    trips: pa.Table) -> tuple[np.ndarray, str]:
     """Share of the day's demand in each band, and its basis."""
     if ctx.has("StopBoardings"):
-        rows = ctx.con.execute(
-            "SELECT hour, sum(boardings) FROM StopBoardings WHERE hour IS NOT NULL AND "
-            "boardings IS NOT NULL AND (feedId = ? OR feedId IS NULL) GROUP BY hour",
-            [feed]).fetchall()
+        t = ctx.aggregate(
+            "SELECT hour, sum(boardings) AS n FROM StopBoardings WHERE hour IS NOT NULL AND "
+            "boardings IS NOT NULL AND (feedId = ? OR feedId IS NULL) GROUP BY hour", [feed])
         per_hour = np.zeros(24)
-        for hour, n in rows:
+        for hour, n in zip(t["hour"].to_pylist(), t["n"].to_pylist(), strict=True):
             if hour is not None and 0 <= int(hour) < 24:
                 per_hour[int(hour)] += float(n or 0)
         if per_hour.sum() > 0:
@@ -69,13 +68,14 @@ def route_profiles(ctx: PipelineContext, feed: str, bands: Bands, route_of: dict
     columns = {r[0] for r in ctx.con.execute("DESCRIBE StopBoardings").fetchall()}
     if "line" not in columns:
         return out, 0
-    rows = ctx.con.execute(
-        "SELECT line, hour, sum(boardings) FROM StopBoardings WHERE line IS NOT NULL AND "
+    t = ctx.aggregate(
+        "SELECT line, hour, sum(boardings) AS n FROM StopBoardings WHERE line IS NOT NULL AND "
         "hour IS NOT NULL AND boardings IS NOT NULL AND (feedId = ? OR feedId IS NULL) "
-        "GROUP BY 1, 2", [feed]).fetchall()
+        "GROUP BY 1, 2", [feed])
     index = {r: k for k, r in enumerate(routes)}
     per_hour = np.zeros((len(routes), 24))
-    for line, hour, n in rows:
+    for line, hour, n in zip(t["line"].to_pylist(), t["hour"].to_pylist(), t["n"].to_pylist(),
+                             strict=True):
         k = index.get(route_of.get(line, ""), -1)
         if k >= 0 and 0 <= int(hour) < 24:
             per_hour[k, int(hour)] += float(n or 0)

@@ -93,47 +93,52 @@ def load_population(ctx: PipelineContext, kind: str, dataset: str,
 def load_boardings(ctx: PipelineContext, feed: str, dates: list[date],
                    served: set[str]) -> Boardings:
     """Mean daily boardings and alightings per served stop of ``feed``, and per stop and line
-    where the counts name one (grouped in DuckDB; one row per stop and line reaches Python)."""
+    where the counts name one. The scans of ``StopBoardings`` go through
+    :meth:`~hubctl.pipeline.PipelineContext.aggregate` (Spark with ``hubctl run --engine``),
+    joined with the stop links built here (:meth:`~hubctl.pipeline.PipelineContext.share`);
+    one row per stop and line reaches Python."""
     if not ctx.has("StopBoardings"):
         return Boardings({}, 0, "none")
-    unlinked = [r[0] for r in ctx.con.execute(
+    unlinked = ctx.aggregate(
         "SELECT DISTINCT stopId FROM StopBoardings WHERE refStop IS NULL AND stopId IS NOT NULL "
-        "AND (feedId = ? OR feedId IS NULL) ORDER BY 1", [feed]).fetchall()]
+        "AND (feedId = ? OR feedId IS NULL)", [feed])["stopId"].to_pylist()
+    unlinked.sort()
     links = pa.table({"stopId": pa.array(unlinked, pa.string()),
                       "urn": pa.array([entity_id("GtfsStop", f"{feed}:{s}") for s in unlinked],
                                       pa.string())})
     columns = {r[0] for r in ctx.con.execute("DESCRIBE StopBoardings").fetchall()}
     line = "b.line" if "line" in columns else "NULL::VARCHAR"
     period = "coalesce(b.period, 'day')" if "period" in columns else "'day'"
-    ctx.con.register("__br_stop_links", links)
     try:
-        ctx.con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE __br_rows AS
+        ctx.share("__br_stop_links", links)
+        ctx.stage("__br_rows", f"""
             SELECT coalesce(b.refStop, l.urn) AS stop, {line} AS line, b.serviceDate AS day,
                    b.hour, b.boardings AS b, b.alightings AS a, {period} AS period
             FROM StopBoardings b LEFT JOIN __br_stop_links l
                  ON b.refStop IS NULL AND l.stopId = b.stopId
             WHERE b.feedId = ? OR b.feedId IS NULL""", [feed])
-        ctx.con.execute(_BOARD_SQL)
+        ctx.stage("__br_board", _BOARD_SQL)
         out = _per_stop(ctx, dates, served)
         if "line" in columns:
             out.per_stop_line = _per_stop_line(ctx, dates, served, out)
         if "lineName" in columns:
-            out.line_names = dict(ctx.con.execute(
-                "SELECT line, min(lineName) FROM StopBoardings WHERE line IS NOT NULL AND "
-                "lineName IS NOT NULL GROUP BY line").fetchall())
+            names = ctx.aggregate(
+                "SELECT line, min(lineName) AS name FROM StopBoardings WHERE line IS NOT NULL "
+                "AND lineName IS NOT NULL GROUP BY line")
+            out.line_names = dict(zip(names["line"].to_pylist(), names["name"].to_pylist(),
+                                      strict=True))
         return out
     finally:
-        ctx.con.execute("DROP TABLE IF EXISTS __br_rows")
-        ctx.con.execute("DROP TABLE IF EXISTS __br_board")
-        ctx.con.unregister("__br_stop_links")
+        for name in ("__br_rows", "__br_board", "__br_stop_links"):
+            ctx.con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 # Counts per stop, line and day: a stop and day with hourly counts uses them (over every line),
 # else its whole-day totals; a stop and month likewise, spread evenly over the month's days
-# where no count of a single day covers that stop and day.
+# where no count of a single day covers that stop and day. Written for both engines: the
+# month's days come from a LATERAL series of dates (a generator inside an expression is
+# DuckDB's alone).
 _BOARD_SQL = """
-CREATE OR REPLACE TEMP TABLE __br_board AS
 WITH days AS (
     SELECT stop, day, count(hour) > 0 AS hourly FROM __br_rows WHERE period = 'day'
     GROUP BY 1, 2),
@@ -146,16 +151,15 @@ months AS (
     SELECT stop, day, count(hour) > 0 AS hourly FROM __br_rows WHERE period = 'month'
     GROUP BY 1, 2),
 monthly AS (
-    SELECT r.stop, r.line, r.day AS month, sum(r.b) AS b, sum(r.a) AS a,
-           day(last_day(r.day)) AS n
+    SELECT r.stop, r.line, r.day AS month, last_day(r.day) AS last, sum(r.b) AS b,
+           sum(r.a) AS a, day(last_day(r.day)) AS n
     FROM __br_rows r JOIN months m ON m.stop = r.stop AND m.day = r.day
     WHERE r.period = 'month' AND (r.hour IS NOT NULL OR NOT m.hourly)
-    GROUP BY 1, 2, 3),
+    GROUP BY 1, 2, 3, 4),
 spread AS (
-    SELECT stop, line, CAST(unnest(generate_series(month, month + (n - 1) * INTERVAL 1 DAY,
-                                                   INTERVAL 1 DAY)) AS DATE) AS day,
-           b / n AS b, a / n AS a
-    FROM monthly)
+    SELECT m.stop, m.line, CAST(s.d AS DATE) AS day, m.b / m.n AS b, m.a / m.n AS a
+    FROM monthly m,
+         LATERAL (SELECT unnest(generate_series(m.month, m.last, INTERVAL 1 DAY)) AS d) s)
 SELECT * FROM daily
 UNION ALL
 SELECT s.* FROM spread s
@@ -165,20 +169,19 @@ WHERE NOT EXISTS (SELECT 1 FROM days d WHERE d.stop = s.stop AND d.day = s.day)
 
 def _window(ctx: PipelineContext, dates: list[date]) -> tuple[str, list[Any], int, bool]:
     """(SQL condition on ``day``, its arguments, days averaged over, whether in range)."""
-    in_range = bool(ctx.scalar("SELECT count(*) FROM __br_board WHERE day BETWEEN ? AND ?",
-                               [dates[0], dates[-1]]))
-    if in_range:
+    t = ctx.aggregate("SELECT count(*) FILTER (WHERE day BETWEEN ? AND ?) AS n, "
+                      "count(DISTINCT day) AS days FROM __br_board", [dates[0], dates[-1]])
+    if t["n"][0].as_py():
         return "day BETWEEN ? AND ?", [dates[0], dates[-1]], len(dates), True
-    days = int(ctx.scalar("SELECT count(DISTINCT day) FROM __br_board") or 1)
-    return "true", [], days, False
+    return "true", [], int(t["days"][0].as_py() or 1), False
 
 
 def _per_stop(ctx: PipelineContext, dates: list[date], served: set[str]) -> Boardings:
-    if not ctx.scalar("SELECT count(*) FROM __br_board"):
+    if not ctx.aggregate("SELECT count(*) AS n FROM __br_board")["n"][0].as_py():
         return Boardings({}, 0, "none")
     where, args, days, in_range = _window(ctx, dates)
-    t = ctx.sql(f"""SELECT stop, coalesce(sum(b), 0) AS b, coalesce(sum(a), 0) AS a
-                    FROM __br_board WHERE {where} GROUP BY stop ORDER BY stop""", args)
+    t = ctx.aggregate(f"""SELECT stop, coalesce(sum(b), 0) AS b, coalesce(sum(a), 0) AS a
+                          FROM __br_board WHERE {where} GROUP BY stop ORDER BY stop""", args)
     per_stop: dict[str, tuple[float, float]] = {}
     unmatched = 0
     for stop, b, a in zip(t["stop"].to_pylist(), t["b"].to_pylist(), t["a"].to_pylist(),
@@ -195,9 +198,9 @@ def _per_stop_line(ctx: PipelineContext, dates: list[date], served: set[str],
     if base.basis == "none":
         return {}
     where, args, days, _ = _window(ctx, dates)
-    t = ctx.sql(f"""SELECT stop, line, coalesce(sum(b), 0) AS b, coalesce(sum(a), 0) AS a
-                    FROM __br_board WHERE {where} AND line IS NOT NULL
-                    GROUP BY stop, line ORDER BY stop, line""", args)
+    t = ctx.aggregate(f"""SELECT stop, line, coalesce(sum(b), 0) AS b, coalesce(sum(a), 0) AS a
+                          FROM __br_board WHERE {where} AND line IS NOT NULL
+                          GROUP BY stop, line ORDER BY stop, line""", args)
     return {(s, ln): (b / max(days, 1), a / max(days, 1))
             for s, ln, b, a in zip(t["stop"].to_pylist(), t["line"].to_pylist(),
                                    t["b"].to_pylist(), t["a"].to_pylist(), strict=True)

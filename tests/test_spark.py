@@ -3,8 +3,8 @@ loopback (one master, two workers): every converted pipeline's derived tables an
 the DuckDB path's, exactly for keys and counts, within 1e-9 relative for floats.
 
 air_quality sends its observations scan to the engine, but the station-hours come back to the
-driver for the index code; bus_routes sends its feed scans, not its boarding scans
-(docs/scale.md lists what runs where).
+driver for the index code; bus_routes sends its feed scans and its boarding scans, which join
+a stop-link table built in Python (``ctx.share``) (docs/scale.md lists what runs where).
 """
 
 from __future__ import annotations
@@ -199,9 +199,40 @@ def test_bus_routes_on_spark_equals_duckdb(tmp_path: Path, spark_master: str) ->
     hub_json(lake, "ingest", "gtfs", str(write_feed(tmp_path / "t.zip")), "--feed-id", "t")
     hub_json(lake, "ingest", "population", str(write_population(tmp_path / "pop.csv")),
              "--dataset", "test")
+    _boardings(lake, tmp_path)
     _compare(lake, "bus_routes", spark_master, *PARAMS[1::2])
     # frequencies.txt: departures expanded with generate_series over a LATERAL join
     freq = tmp_path / "freq"
     hub_json(freq, "ingest", "gtfs", str(frequency_feed(tmp_path / "f.zip")), "--feed-id", "f")
     _compare(freq, "bus_routes", spark_master, "date=2024-05-08", "day_window=08:00-11:00",
              "peak_windows=08:00-09:00")
+
+
+def _boardings(lake: Path, tmp_path: Path) -> None:
+    """Boardings that exercise every scan of bus_routes' demand: counts without a feed (their
+    stops linked to the feed by a table built in Python and shared with the engine), hourly
+    counts of a day beside that day's total (the hours win), a month's hourly counts per line
+    spread over its days (OA-12913 layout), and a line with its long name."""
+    plain = tmp_path / "plain.csv"
+    plain.write_text("stop_id,date,hour,boardings,alightings\n"
+                     "S1,2024-05-08,,500,250\nS1,2024-05-08,8,120,60\nS1,2024-05-08,17,80,40\n"
+                     "S5,2024-05-08,,300,100\nS7,2024-05-07,,90,30\nX9,2024-05-08,,7,7\n",
+                     encoding="utf-8")
+    hub_json(lake, "ingest", "boardings", str(plain), "--timezone", "Asia/Seoul")
+    hours = [f"{'00' if h == 0 else h}시{k}총승객수" for h in range(24) for k in ("승차", "하차")]
+    header = ["사용년월", "노선번호", "노선명", "표준버스정류장ID", "버스정류장ARS번호", "역명",
+              *hours]
+
+    def row(line: str, stop: str, counts: dict[int, int]) -> str:
+        cells = [counts.get(h, 0) if k == 0 else counts.get(h, 0) // 3
+                 for h in range(24) for k in (0, 1)]
+        return ",".join(["202405", line, f"{line}번(시험)", stop, stop[1:], stop,
+                         *map(str, cells)])
+
+    monthly = tmp_path / "bus-hourly-202405.csv"
+    monthly.write_text("\n".join([",".join(header), row("A", "S2", {8: 3100, 9: 310}),
+                                   row("B", "S3", {10: 620, 18: 217}),
+                                   row("Z", "S4", {7: 93})]) + "\n", encoding="utf-8")
+    run = hub_json(lake, "ingest", "boardings", str(monthly), "--feed-id", "t",
+                   "--timezone", "Asia/Seoul")
+    assert run["rejected"] == 0, run
