@@ -79,3 +79,19 @@ def test_two_sources_ingest_into_the_same_table_at_once(tmp_path: Path) -> None:
         assert p.returncode == 0, err
     res = _run("sql", "SELECT count(*) AS n FROM AirQualityObserved", "--json", lake=lake)
     assert json.loads(res.stdout) == [{"n": 48}]
+
+
+def test_ingest_does_not_import_pandas_even_where_it_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")  # a dev dependency: pyarrow would import it on its own
+    lake = tmp_path / "lake"
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(24)])
+    for extra in ((), ("--force",)):  # a fresh lake, then one with a ledger to look up
+        res = subprocess.run([sys.executable, "-X", "importtime", HUBCTL, "--lake", str(lake),
+                              "ingest", "openaq", str(data), "--stations", str(st), "--json",
+                              *extra], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert json.loads(res.stdout)["reconciles"]
+        loaded = [line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines()
+                  if line.startswith("import time:") and "|" in line]
+        assert "pyarrow.compute" in loaded  # the import log is the one of the ingest
+        assert not [m for m in loaded if m.startswith("pandas.")]  # refused, never loaded

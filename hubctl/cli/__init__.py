@@ -13,7 +13,11 @@ from hubctl.cli.context import HubContext
 from hubctl.cli.output import JSON_WANTED, emit_failure
 from hubctl.errors import HubError, translate
 
-__all__ = ["cli", "main"]
+__all__ = ["OWN_PROCESS", "cli", "main", "pyarrow_without_pandas"]
+
+#: True in the ``hubctl`` console script's own process (set by :func:`main`); False when
+#: ``cli`` is called by another program (tests' CliRunner), whose pandas use is its own.
+OWN_PROCESS = False
 
 
 class HubCommandError(click.ClickException):
@@ -154,5 +158,41 @@ def main() -> None:
     leads to is reported as a message."""
     from hubctl.cli.panics import quiet_rust_panics
 
+    global OWN_PROCESS
+    OWN_PROCESS = True
     with quiet_rust_panics(enabled="--debug" not in sys.argv[1:]):
         cli(prog_name="hubctl")
+
+
+class _NoPandas:
+    """A meta-path finder for which pandas is not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        """Refuse pandas and its submodules; leave every other import alone."""
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not imported by hubctl", name=name)
+
+
+def pyarrow_without_pandas() -> None:
+    """In hubctl's own process, answer pyarrow's lazy pandas checks with "not installed"
+    before they import pandas (0.3-0.5 s of CPU, a third of a small ingest).
+
+    pyarrow imports pandas, when it is installed, on the first ``pa.array``, ``pa.scalar``
+    or ``Table.from_pylist`` of Python or numpy values (to ask whether they are pandas
+    objects; passing a type does not avoid it), and its C++ converter again on the first
+    untyped one. hubctl never hands pyarrow pandas objects and does not depend on pandas (a
+    dev dependency), so both checks are made once here while pandas cannot be imported: the
+    process then behaves as an install without pandas. An explicit ``import pandas`` and
+    ``to_pandas()`` still work afterwards. Does nothing when pandas is already loaded or
+    ``cli`` runs inside another program (:data:`OWN_PROCESS` is False)."""
+    if not OWN_PROCESS or "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    refuse = _NoPandas()
+    sys.meta_path.insert(0, refuse)
+    try:
+        pa.array([], pa.int8())  # the Cython check (pyarrow's _PandasAPIShim)
+        pa.array([None])  # the C++ converter's pandas constants (inferred type)
+    finally:
+        sys.meta_path.remove(refuse)

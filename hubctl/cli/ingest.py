@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hubctl.cli import pyarrow_without_pandas
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
 from hubctl.errors import UsageError
@@ -92,6 +93,7 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
         raise UsageError("name an adapter subcommand, --source NAME or --all")
     from hubctl.orchestrate import run_sources, source_names
 
+    pyarrow_without_pandas()  # hub.toml sources run in this process
     config = hub().config
     names = source_names(config, None if run_all else list(dict.fromkeys(sources)))
     if due:
@@ -257,6 +259,8 @@ def _adapter_command(name: str) -> click.Command:
     def callback(files: tuple[str, ...], source_name: str | None, engine: str | None,
                  force: bool, max_reject_rate: float | None, as_json: bool,
                  **options: Any) -> None:
+        if engine is None:  # on Spark the pyspark driver may hand pyarrow pandas objects
+            pyarrow_without_pandas()
         with _stoppable():
             result = try_request(source_name or name, lambda: ingest_request(
                 name, list(files), options, source=source_name, force=force,
