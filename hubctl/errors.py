@@ -22,6 +22,7 @@ __all__ = [
     "DuplicateKeys",
     "HubError",
     "InputError",
+    "LeaseLost",
     "LockHeld",
     "MachineError",
     "RejectRateExceeded",
@@ -88,6 +89,11 @@ class LockHeld(HubError):
     """Another process holds the lock of this source or of lake maintenance."""
 
     exit_code = EXIT_LOCKED
+
+
+class LeaseLost(HubError):
+    """A lease of a lake on object storage (:mod:`hubctl.lease`) is no longer this process's:
+    it stalled past the lease and another process took it over, so it must not commit."""
 
 
 class RejectRateExceeded(HubError):

@@ -16,21 +16,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from hubctl.deltafiles import append_files, can_append_files
 from hubctl.duck import quote_ident, scan_sql, scratch
 from hubctl.errors import DuplicateKeys, HubError, UnknownTable, UsageError, damaged_table
-from hubctl.locks import table_commit
+from hubctl.locks import fence, table_commit
 from hubctl.registry import PROVENANCE, EntityType
 from hubctl.s3 import LakeRoot, S3Root, delta_options, use_with_duckdb
 from hubctl.snapshot import committed as _committed
+
+if TYPE_CHECKING:
+    from hubctl.lease import Fence
 
 __all__ = ["Lake", "Snapshot", "UpsertResult", "conform"]
 
@@ -40,6 +49,9 @@ _DATE_DIR = re.compile(r"[/\\]date=(\d{4}-\d{2}-\d{2})[/\\]")
 _MERGE_RETRIES = 8
 DERIVED = "derived"  # <lake>/derived/<pipeline>/<table>/: tables that pipelines write
 _LEDGERS = ("_runs", "_pipeline_runs")  # each run ends with a commit to one of them
+# Ledgers: each run commits only its own row, true whatever became of its leases (a run
+# refused a commit records itself failed), so their commits are not fenced.
+_OWN_ROWS = (*_LEDGERS, "_exports")
 
 
 @dataclass(frozen=True)
@@ -158,9 +170,10 @@ class Lake:
         """Append rows (used for the ledger and rejects); returns the new version."""
         self.ensure(name, table.schema, partition_by or [])
         dt = self.open(name)
-        _retrying(dt, lambda: write_deltalake(
+        _retrying(dt, lambda props: write_deltalake(
             dt, table, mode="append", schema_mode="merge", partition_by=partition_by or None,
-            writer_properties=_writer_properties(table.schema)))
+            writer_properties=_writer_properties(table.schema), commit_properties=props),
+            None if name in _OWN_ROWS else fence(self.root), name)
         _ledger_hook(self.root, name)
         return dt.version()
 
@@ -175,9 +188,10 @@ class Lake:
                            for v in rows.column(key).to_pylist())
         with table_commit(self.root, name):
             dt = self.open(name)  # a fresh snapshot: faster to prune than a long-lived one
-            _retrying(dt, lambda: write_deltalake(
+            _retrying(dt, lambda props: write_deltalake(
                 dt, rows, mode="overwrite", predicate=f"{quote_ident(key)} IN ({values})",
-                schema_mode="merge", writer_properties=_writer_properties(rows.schema)))
+                schema_mode="merge", writer_properties=_writer_properties(rows.schema),
+                commit_properties=props))  # the ledger (_OWN_ROWS): not fenced
         _ledger_hook(self.root, name)
         return dt.version()
 
@@ -198,6 +212,9 @@ class Lake:
         """
         self.ensure(et.name, et.arrow_schema(), et.partition_by)
         with table_commit(self.root, et.name):
+            fenced = fence(self.root)  # a run that lost its leases classifies nothing more
+            if fenced is not None:
+                fenced.check(et.name)
             return self._upsert_locked(et, rows, cell_columns, own_files)
 
     def _upsert_locked(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...],
@@ -226,7 +243,8 @@ class Lake:
         if fresh.num_rows:
             self._append_fresh(et, dt, fresh, own_files)
         if known.num_rows:
-            _retrying(dt, lambda: self._merge(et, dt, known))
+            _retrying(dt, lambda props: self._merge(et, dt, known, props),
+                      fence(self.root), et.name)
         result.version = dt.version()
         return result
 
@@ -241,12 +259,14 @@ class Lake:
         if isinstance(self.root, Path) and can_append_files(rows, et.partition_by) and \
                 _same_columns(pa.schema(dt.schema()), schema):
             plain = {f.name for f in schema if pa.types.is_floating(f.type)}
-            root = Path(self.path(et.name))
-            _retrying(dt, lambda: append_files(dt, root, rows, schema, et.partition_by, plain))
+            root = Path(self.path(et.name))  # a local lake: no lease to fence
+            _retrying(dt, lambda _: append_files(dt, root, rows, schema, et.partition_by,
+                                                 plain))
         else:
-            _retrying(dt, lambda: write_deltalake(
+            _retrying(dt, lambda props: write_deltalake(
                 dt, rows, mode="append", partition_by=et.partition_by or None,
-                writer_properties=_writer_properties(schema)))
+                writer_properties=_writer_properties(schema), commit_properties=props),
+                fence(self.root), et.name)
         if own_files is not None and dt.version() == version + 1:  # nobody else in between
             own_files |= set(dt.file_uris()) - before
 
@@ -279,14 +299,16 @@ class Lake:
             gone = int(row[0]) if row else 0
             if gone:
                 literal = value.replace("'", "''")
-                _retrying(dt, lambda: dt.merge(
+                _retrying(dt, lambda props: dt.merge(
                     ids, predicate="t.id = s.id", source_alias="s", target_alias="t",
-                    writer_properties=_writer_properties(et.arrow_schema()))
+                    writer_properties=_writer_properties(et.arrow_schema()),
+                    commit_properties=props)
                     .when_not_matched_by_source_delete(predicate=f"t.{q} = '{literal}'")
-                    .execute())
+                    .execute(), fence(self.root), et.name)
             return gone
 
-    def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table) -> None:
+    def _merge(self, et: EntityType, dt: DeltaTable, source: pa.Table,
+               props: CommitProperties | None) -> None:
         key = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in et.key)
         if et.time_series:  # literal partitions let delta-rs skip every other file
             dates = sorted({d.isoformat() for d in
@@ -307,7 +329,7 @@ class Lake:
             else:
                 updates[q] = f"COALESCE(s.{q}, t.{q})"
         (dt.merge(source, predicate=key, source_alias="s", target_alias="t", merge_schema=True,
-                  writer_properties=_writer_properties(source.schema))
+                  writer_properties=_writer_properties(source.schema), commit_properties=props)
            .when_matched_update(updates=updates)
            .when_not_matched_insert_all()
            .execute())
@@ -407,9 +429,10 @@ class Lake:
         dt = self.open(name)
         predicate = None if dates is None else "date IN (" + ", ".join(
             f"'{d}'" for d in dates) + ")"
-        _retrying(dt, lambda: write_deltalake(
+        _retrying(dt, lambda props: write_deltalake(
             dt, rows, mode="overwrite", predicate=predicate, partition_by=partition_by or None,
-            writer_properties=_writer_properties(rows.schema)))
+            writer_properties=_writer_properties(rows.schema), commit_properties=props),
+            fence(self.root), name)
         return dt.version()
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -419,10 +442,18 @@ class Lake:
     def compact(self, name: str) -> dict[str, Any]:
         """Rewrite small files into larger ones (a new version; old files stay until vacuum)."""
         dt = self.open(name)
-        return dt.optimize.compact(writer_properties=_writer_properties(pa.schema(dt.schema())))
+        fenced = fence(self.root)
+        if fenced is not None:
+            fenced.check(name)
+        return dt.optimize.compact(writer_properties=_writer_properties(pa.schema(dt.schema())),
+                                   commit_properties=fenced.properties(exact=False)
+                                   if fenced is not None else None)
 
     def vacuum(self, name: str, retention_hours: int, dry_run: bool) -> list[str]:
         """Delete files no longer referenced by versions newer than the retention period."""
+        fenced = fence(self.root)
+        if fenced is not None:
+            fenced.check(name)
         return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
                                       enforce_retention_duration=False)
 
@@ -430,12 +461,16 @@ class Lake:
         """Overwrite table ``name`` with ``table`` (a pipeline's derived table; earlier
         versions stay readable by time travel until vacuumed). Returns the new version."""
         self.path(name).mkdir(parents=True, exist_ok=True)
+        fenced = fence(self.root)  # the pipeline's lease: an overwrite needs no exact version
+        if fenced is not None:
+            fenced.check(name)
         # the run id (one value in every row) as a one-entry dictionary: the Parquet writer then
         # skips hashing 4.4 M copies of it for air_quality's indices (-0.3 s CPU per million rows)
         write_deltalake(str(self.path(name)), _constants_as_dictionaries(table),
                         mode="overwrite", schema_mode="overwrite",
                         writer_properties=_derived_writer_properties(table.schema),
-                        storage_options=self.storage)
+                        storage_options=self.storage, commit_properties=fenced.properties(
+                            exact=False) if fenced is not None else None)
         return self.open(name).version()
 
     def derived_names(self) -> list[tuple[str, str]]:
@@ -503,21 +538,33 @@ def _candidates(dt: DeltaTable, rows: pa.Table, files: list[str]
     return maybe, [f for f in files if any(f.endswith(w) for w in wanted)] or files
 
 
-def _retrying(dt: DeltaTable, commit: Callable[[], object]) -> None:
+def _retrying(dt: DeltaTable, commit: Callable[[CommitProperties | None], object],
+              fenced: Fence | None = None, name: str = "") -> None:
     """Run one commit, again after a conflict with a writer that does not take the commit lock
     (compaction, another tool): the commit lock already keeps hubctl's upserts apart, and
-    each step is safe to repeat (an append of keys the table lacks, a MERGE on the key)."""
-    for attempt in range(_MERGE_RETRIES):
+    each step is safe to repeat (an append of keys the table lacks, a MERGE on the key).
+
+    Under leases (``fenced``, a lake on S3), each attempt first checks them, then commits at
+    exactly the version ``dt`` holds, with the leases' tokens in its commit info; after a lost
+    race, the commits in between must not have been made under one of those locks by another
+    holder (else LeaseLost: see :mod:`hubctl.lease`)."""
+    attempts = _MERGE_RETRIES if fenced is None else 4 * _MERGE_RETRIES  # no rebase inside
+    for attempt in range(attempts):
+        read = dt.version()
+        if fenced is not None:
+            fenced.check(name)
         try:
-            commit()
+            commit(fenced.properties() if fenced is not None else None)
         except CommitFailedError:
-            if attempt == _MERGE_RETRIES - 1:
+            if attempt == attempts - 1:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
         else:
             dt.update_incremental()
             return
         dt.update_incremental()
+        if fenced is not None:
+            fenced.overtaken(dt, read, name)
 
 
 @cache

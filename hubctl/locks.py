@@ -9,7 +9,9 @@ and commits the result.
 
 A lake on object storage (``s3://``), shared by several machines, holds the same locks as
 leases (:mod:`hubctl.lease`): objects under ``_locks/`` written with conditional puts, renewed
-while held, and taken over once a dead holder's lease has expired.
+while held, and taken over once a dead holder's lease has expired. A holder that stalled past
+its lease may have lost it without knowing: :func:`fence` gives the leases a thread holds, which
+the lake checks before each commit and names in it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import fcntl
 import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +31,9 @@ from hubctl.errors import LockHeld
 from hubctl.s3 import S3Root
 
 if TYPE_CHECKING:
-    from hubctl.lease import Lease
+    from hubctl.lease import Fence, Lease
 
-__all__ = ["COMMIT_TIMEOUT", "MAINTENANCE", "file_key", "hold", "table_commit"]
+__all__ = ["COMMIT_TIMEOUT", "MAINTENANCE", "fence", "file_key", "hold", "table_commit"]
 
 MAINTENANCE = "lake-maintenance"
 #: Seconds a writer waits for a table's commit lock before giving up (exit 75).
@@ -50,7 +53,44 @@ def _lock_path(root: Path, name: str) -> Path:
 def _lease(root: S3Root, name: str) -> Lease:
     from hubctl.lease import Lease
 
-    return Lease(root / "_locks" / f"{_lock_name(name)}.lease")
+    return Lease(root / "_locks" / f"{_lock_name(name)}.lease", name=name)
+
+
+_held = threading.local()  # .leases: the leases this thread holds, oldest first
+
+
+def _leases() -> list[Lease]:
+    if not hasattr(_held, "leases"):
+        _held.leases = []
+    leases: list[Lease] = _held.leases
+    return leases
+
+
+@contextmanager
+def _holding(lease: Lease) -> Iterator[None]:
+    """Count ``lease`` among this thread's for the ``with`` block, then release it."""
+    _leases().append(lease)
+    try:
+        yield
+    finally:
+        _leases().remove(lease)
+        lease.release()
+
+
+def fence(root: Path | S3Root) -> Fence | None:
+    """What a commit to a table of the lake ``root`` made now, in this thread, must check
+    and carry (:class:`hubctl.lease.Fence`): every lease of that lake the thread holds (its
+    source's, its input files', the table's commit lease, maintenance's, a pipeline's). None
+    on a local lake (``flock`` is never lost) or without one."""
+    if not isinstance(root, S3Root):
+        return None
+    locks = root / "_locks"
+    leases = [lease for lease in _leases() if lease.path.parent == locks]
+    if not leases:
+        return None
+    from hubctl.lease import Fence
+
+    return Fence(leases)
 
 
 def _expiry_hint() -> str:
@@ -85,10 +125,8 @@ def hold(root: Path | S3Root, name: str) -> Iterator[Path | S3Root]:
                            hint="another run of this source, pipeline or export is in "
                                 "progress; try again later (exit code 75 means 'skipped, "
                                 "locked')" + _expiry_hint())
-        try:
+        with _holding(lease):
             yield lease.path
-        finally:
-            lease.release()
         return
     fd = _open(root, name)
     try:
@@ -168,7 +206,5 @@ def _waiting_lease(root: S3Root, table: str, timeout: float) -> Iterator[None]:
                            "large batch or is stuck; check it, then try again" + _expiry_hint())
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
-    try:
+    with _holding(lease):
         yield
-    finally:
-        lease.release()

@@ -230,6 +230,92 @@ def test_a_killed_lease_holder_is_taken_over_after_its_lease_expires(
         holder.wait()
 
 
+# The real CLI with small batches, which freezes itself (SIGSTOP) at its first commit to
+# AirQualityObserved: "before" it (its rows classified, its leases checked, the commit about to
+# be sent: a GC pause or a frozen VM at the worst moment) or "after" it (between two commits).
+STALLS = """
+import os, signal, sys
+import hubctl.lake
+where, commit, stalled = sys.argv.pop(1), hubctl.lake.write_deltalake, []
+def write_deltalake(table, *args, **kwargs):
+    first = not stalled and "AirQualityObserved" in getattr(table, "table_uri", "")
+    if first:
+        stalled.append(True)
+    if first and where == "before":
+        os.kill(os.getpid(), signal.SIGSTOP)
+    commit(table, *args, **kwargs)
+    if first and where == "after":
+        os.kill(os.getpid(), signal.SIGSTOP)
+if where != "no":
+    hubctl.lake.write_deltalake = write_deltalake
+""" + SMALL_BATCHES[2]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
+        s3_endpoint: str, s3_lake: str, tmp_path: Path, where: str) -> None:
+    """Machine A freezes (SIGSTOP) just before or just after its first commit of readings, past
+    its 2 s leases; machine B takes them over and ingests the same file; then A wakes up. A
+    commits nothing more: its leases are checked before each classification and commit, and a
+    commit already on its way is made at the version A read with A's lease tokens, so it loses
+    to B's. A's run is recorded as failed and says why; the lake holds what one machine would
+    have written."""
+    no2, _, st = openaq_files(tmp_path / "in", 20, 200)  # 4,000 readings: commits of ~1,200
+
+    def machine(name: str, stall: str) -> subprocess.Popen[str]:
+        home = tmp_path / name
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
+               "HUBCTL_LEASE_SECONDS": "2", "TMPDIR": str(home), "HOME": str(home)}
+        return subprocess.Popen(
+            [sys.executable, "-c", STALLS, stall, "100", "ingest", "openaq", str(no2),
+             "--stations", str(st), "--source-name", "shared", "--json"],
+            env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    a = machine("a", where)
+    try:
+        _, status = os.waitpid(a.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), a.communicate()
+        frozen = time.monotonic()
+        time.sleep(1)
+        while True:  # B: skipped (75) while A's source lease is current, then takes it over
+            b = machine("b", "no")
+            out, err = b.communicate(timeout=120)
+            if b.returncode != 75:
+                break
+            assert time.monotonic() - frozen < 30, err
+        assert b.returncode == 0, err
+        assert "took over the lease" in err and time.monotonic() - frozen >= 2
+        run_b = json.loads(out)
+        os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=120)
+    finally:
+        a.kill()
+        a.wait()
+    assert a.returncode == 1, err
+    assert "refused to commit to AirQualityObserved: another machine took over the lease of" \
+        in err, err
+    # the lake: every reading once, as one machine would have written it
+    (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k, "
+                               "count(no2) AS no2 FROM AirQualityObserved")
+    assert counts == {"n": 4000, "k": 4000, "no2": 4000}
+    # the ledger: A failed (what it committed stays, the rest is unreached), B found what A
+    # had committed already there; together they wrote each reading and station once
+    runs = _rows(s3_lake, "SELECT status, error, read, written, duplicate, unreached "
+                          "FROM _runs WHERE source = 'shared' ORDER BY started_at")
+    assert [r["status"] for r in runs] == ["failed", "ok"], runs
+    run_a = runs[0]
+    assert "another machine took over the lease" in run_a["error"]
+    assert run_a["read"] == run_a["written"] + run_a["unreached"] and run_a["duplicate"] == 0
+    if where == "before":  # the stations only
+        assert run_a["written"] == 20
+    else:  # and the readings of its first commit
+        assert 20 < run_a["written"] < 4000 and run_a["unreached"] > 0
+    assert run_b["written"] + run_a["written"] == 4000 + 20
+    assert run_b["duplicate"] == run_a["written"] and runs[1]["written"] == run_b["written"]
+
+
 DIES_RUNNING = """
 import os, sys
 from hubctl import running
