@@ -14,28 +14,34 @@ stays the lock of local lakes (:mod:`hubctl.locks`).
 
 A holder that only stalls (a long GC pause, ``SIGSTOP``, a slow network) for longer than its
 lease is taken over too, and wakes up believing it still holds the lock. Every Delta commit
-made under leases is therefore fenced (:class:`Fence`, from :func:`hubctl.locks.fence`):
+made under leases (entity tables, ``_rejects``, lake check's rewrite, compaction, vacuum, a
+pipeline's derived tables), and every classification of rows before one, is therefore fenced
+(:class:`Fence`, from :func:`hubctl.locks.fence`: every lease the thread holds):
 
-1. Before the commit, each lease must have at least half its duration left by this process's
-   own monotonic clock, counted from the sending of the request that last renewed it; if not,
-   it is renewed there and then (``If-Match``), and a lease another process has taken over
-   since raises LeaseLost, naming the lock, the table and the new holder.
+1. Each lease must have at least half its duration left by this process's own monotonic
+   clock, counted from the sending of the request that last renewed it; if not, it is renewed
+   there and then (``If-Match``), and a lease another process has taken over since raises
+   LeaseLost, naming the lock, the table and the new holder. The run is recorded as failed.
 2. The commit carries the leases' tokens in its commit info (``hubctl.leases``) and is made at
    exactly the version the writer read (no silent rebase onto newer commits). If another
    commit got there first, the commits in between are read: one made under the same lock with
    another token means the lock changed hands while this writer held it, and raises
-   LeaseLost; anything else (compaction, another lock's writer) is retried at the new version.
-   So a writer that passed step 1 and then stalled past its lease before its commit landed
-   cannot append rows a new holder has committed since: the new holder's commit under the same
-   lock is in between, and the store's conditional put of the log entry lets exactly one of the
-   two commits take each version.
+   LeaseLost; anything else (compaction, another lock's writer) is retried at the new version,
+   fenced again. So a writer that passed step 1 and then stalled past its lease before its
+   commit landed cannot append rows a new holder has committed since: the new holder's commit
+   under the same lock is in between, and the store's conditional put of the log entry lets
+   exactly one of the two commits take each version. (Compaction, vacuum and a pipeline's
+   overwrite of its derived tables take step 1 only: nothing they write was classified
+   against the version they read.)
 
-What stays open: a lock whose holder does not commit to the table in question (the source's
-lease during an append to ``_rejects`` that no other holder of that source has touched since
-the writer read it) is covered by step 1 alone, which a stall of more than half a lease
-between the check and the log entry's put defeats; the new holder then appends the same
-rejects again. Entity rows are never duplicated: they are committed under the table's commit
-lease, which every writer of the table holds.
+The ledgers (``_runs``, ``_pipeline_runs``, ``_exports``) are not fenced: a run writes only its
+own row, true whatever became of its leases, so a run refused a commit can record that it
+failed. What stays open: a commit whose holder stalled after step 1 and whose log entry lands
+after a takeover but before the new holder's first commit to that table is kept. For an entity
+table that is harmless (the new holder then classifies against it, and finds its rows
+duplicate); for ``_rejects`` the new run rejects the same records again under its own run id.
+And if such a commit lands just after the new holder read the table, the new holder's commit is
+refused (LeaseLost, "committed ... after this process had read") rather than classified again.
 
 The duration is ``HUBCTL_LEASE_SECONDS`` (default 60): the longest a crashed holder blocks
 others.
@@ -206,7 +212,7 @@ class Lease:
             self.path.delete_if(etag)
 
 
-_AFTER_LOSS = ("nothing was committed, and the run is recorded as failed (what it committed "
+_AFTER_LOSS = ("nothing more was committed; a run is recorded as failed (what it committed "
                "before stays); the other machine may be doing the same work now: check the "
                "ledger (`hubctl sql \"SELECT * FROM _runs ORDER BY started_at\"`) before "
                "running it again")

@@ -165,7 +165,9 @@ def table_commit(root: Path | S3Root, table: str, timeout: float = COMMIT_TIMEOU
     is a blocking ``flock`` on ``<lake>/_locks/commit-<table>…``, released by the kernel when the
     holder dies. A lake on object storage, shared by several machines, backs this same call
     with a lease object in the lake (:class:`hubctl.lease.Lease`: a conditional put of
-    ``_locks/commit_<table>….lease`` carrying an owner and an expiry, renewed while held).
+    ``_locks/commit_<table>….lease`` carrying an owner and an expiry, renewed while held); the
+    lake checks it, with the thread's other leases, before classifying and committing
+    (:func:`fence`), so a holder that stalled past it and was taken over commits nothing.
     """
     if isinstance(root, S3Root):
         with _waiting_lease(root, table, timeout):
