@@ -4,7 +4,11 @@ per (station, time): the pivot's open keys are carried across CSV blocks and inp
 whatever their order, so a fresh ingest only appends and never MERGEs.
 
 Memory: about 25 bytes per held reading (station, time, pollutant, value, city), 40 while
-pivoting; the adapter bounds it (``openaq.FLUSH_ROWS``). The rows come out sorted by
+pivoting; the adapter bounds it (``openaq.FLUSH_ROWS``). Readings are held in pages of
+:data:`PAGE` readings, not block by block: a page's columns are large enough for the C
+allocator to give them their own mapping, so each goes back to the system as soon as the
+pivot has copied it (blocks' small arrays stayed resident: 20 M readings peaked 470 MB
+higher). The rows come out sorted by
 (time, station), one commit's worth cut at day boundaries, so each commit writes whole date
 partitions and never compares with the one before; each commit's rows come in slices of at
 most ``batch_rows`` (``Batch.continues``), which the engine commits together.
@@ -22,7 +26,11 @@ import pyarrow as pa
 from hubctl.adapter import Batch
 from hubctl.types import TIMESTAMP
 
-__all__ = ["PIVOT_ROWS", "Held", "Readings"]
+__all__ = ["PAGE", "PIVOT_ROWS", "Held", "Readings"]
+
+PAGE = 1 << 23
+"""Readings per page of held readings: 32 MB and more per column (glibc maps allocations
+from 32 MB on by themselves and unmaps them when freed)."""
 
 PIVOT_ROWS = 2_000_000
 """Readings pivoted into one commit (about a million wide rows), cut at a day boundary."""
@@ -54,6 +62,26 @@ class Readings:
         return Readings(self.station[keep], self.ts[keep], self.attr[keep], self.value[keep],
                         self.city[keep])
 
+    def head(self, n: int) -> Readings:
+        """The first ``n`` readings (views)."""
+        return Readings(self.station[:n], self.ts[:n], self.attr[:n], self.value[:n],
+                        self.city[:n])
+
+    @staticmethod
+    def empty(n: int) -> Readings:
+        """Room for ``n`` readings (unwritten pages cost no memory)."""
+        return Readings(np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int8),
+                        np.empty(n, np.float64), np.empty(n, np.int32))
+
+    def put(self, at: int, src: Readings, start: int, end: int) -> None:
+        """Copy ``src[start:end]`` to positions ``at``... of these readings."""
+        k = end - start
+        self.station[at:at + k] = src.station[start:end]
+        self.ts[at:at + k] = src.ts[start:end]
+        self.attr[at:at + k] = src.attr[start:end]
+        self.value[at:at + k] = src.value[start:end]
+        self.city[at:at + k] = src.city[start:end]
+
 
 class Held:
     """Readings read but not yet pivoted, across blocks and input files, whatever their
@@ -72,8 +100,11 @@ class Held:
                  batch_rows: int) -> None:
         self.attrs, self.type_name, self.extra = attrs, type_name, extra
         self.batch_rows = batch_rows  # rows per Batch (ReadContext.batch_rows)
-        self.parts: list[Readings] = []
+        self.parts: list[Readings] = []  # full pages (and what an early commit left)
         self.rows = 0
+        self._page: Readings | None = None  # the page being filled: its first _used readings
+        self._used = 0
+        self._newest = 0  # the first time of the newest block
         self.file = ""
         self.cities: list[str] = []
         self._city_code: dict[str, int] = {}
@@ -93,32 +124,46 @@ class Held:
         return out
 
     def add(self, readings: Readings, file: str) -> None:
-        """Hold the good readings of one block."""
-        if len(readings):
-            self.parts.append(readings)
-            self.rows += len(readings)
-            self.file = file
+        """Hold the good readings of one block (copied into the page being filled)."""
+        n = len(readings)
+        if not n:
+            return
+        start = 0
+        while start < n:
+            if self._page is None:
+                self._page, self._used = Readings.empty(PAGE), 0
+            k = min(n - start, PAGE - self._used)
+            self._page.put(self._used, readings, start, start + k)
+            self._used += k
+            start += k
+            if self._used == PAGE:
+                self.parts.append(self._page)
+                self._page = None
+        self.rows += n
+        self.file = file
+        self._newest = int(readings.ts.min())
 
     def flush(self, stations: pa.Table, limit: int | None = None) -> Iterator[Batch]:
         """Batches of pivoted rows: of every reading held when ``limit`` is None (the end of
         the input); else, once more than ``limit`` are held, of those older than the newest
         block's first hour (all of them past twice ``limit``)."""
-        if not self.parts or (limit is not None and self.rows < limit):
+        if not self.rows or (limit is not None and self.rows < limit):
             return
+        held = self.parts + ([self._page.head(self._used)] if self._page is not None else [])
         keep: list[Readings] = []
         if limit is not None:
-            newest = int(self.parts[-1].ts.min())
-            later = [p.ts >= newest for p in self.parts]
+            later = [p.ts >= self._newest for p in held]
             kept = sum(int(m.sum()) for m in later)
             if kept * 2 < self.rows:
-                keep = [p.take(m) for p, m in zip(self.parts, later, strict=True)]
-                self.parts = [p.take(~m) for p, m in zip(self.parts, later, strict=True)]
+                keep = [p.take(m) for p, m in zip(held, later, strict=True)]
+                held = [p.take(~m) for p, m in zip(held, later, strict=True)]
             elif self.rows < 2 * limit:
                 return  # mostly open hours (an unsorted input): wait
-        parts, self.parts = [p for p in self.parts if len(p)], [p for p in keep if len(p)]
+        self._page = None  # in ``held`` now: the pivot frees each part once copied
+        held, self.parts = [p for p in held if len(p)], [p for p in keep if len(p)]
         self.rows = sum(len(p) for p in self.parts)
-        if parts:
-            yield from _Pivot(parts, stations, self).batches()
+        if held:
+            yield from _Pivot(held, stations, self).batches()
 
 
 class _Pivot:
@@ -153,9 +198,14 @@ class _Pivot:
             p = parts.pop(0)
             k = len(p)
             self.value[at:at + k], self.city[at:at + k] = p.value, p.city
-            if by_key:
-                key[at:at + k] = ((p.ts - self.lo) // self.step * self.n_st + p.station) \
-                    * self.n_at + p.attr
+            if by_key:  # in place: a page-sized temporary would be 64 MB
+                dst = key[at:at + k]
+                np.subtract(p.ts, self.lo, out=dst)
+                dst //= self.step
+                dst *= self.n_st
+                dst += p.station
+                dst *= self.n_at
+                dst += p.attr
             else:
                 assert self.ts is not None and self.station is not None and attr is not None
                 self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station

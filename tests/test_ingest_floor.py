@@ -103,7 +103,10 @@ def test_slices_of_batch_rows_commit_as_one_append_with_the_same_counts(
     assert [r["record"] for r in where] == [f"line {len(rows) + 2}"], where
 
 
-def test_shuffled_input_gives_the_same_lake_and_counts_as_sorted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", [pivot.PAGE, 777])  # 777: blocks straddle held pages
+def test_shuffled_input_gives_the_same_lake_and_counts_as_sorted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
+    monkeypatch.setattr(pivot, "PAGE", page)
     rows = _rows()
     shuffled = rows[:]
     random.Random(7).shuffle(shuffled)
@@ -134,11 +137,13 @@ def test_reingest_of_the_same_records_is_all_duplicates(tmp_path: Path) -> None:
     assert _content(lake) == before
 
 
+@pytest.mark.parametrize("page", [pivot.PAGE, 777])
 def test_held_rows_over_the_limit_commit_early_and_still_give_the_same_lake(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
     """Past FLUSH_ROWS the oldest rows are committed early (bounded memory): a time-ordered
     input still never MERGEs; a shuffled one merges the keys that come back, to the same
     content and counts."""
+    monkeypatch.setattr(pivot, "PAGE", page)
     rows = _rows(80)
     shuffled = rows[:]
     random.Random(11).shuffle(shuffled)
