@@ -8,6 +8,14 @@ lake each time, alternating floor and hubctl; the medians of wall and CPU time (
 of the child, from getrusage: the machine is shared, CPU time is the steadier figure), their
 ratio, rows/s and peak RSS are reported with the load average.
 
+Whether ingest scales linearly: each round also runs both on a tiny file of the same shape
+(one hour of every station: the fixed start-up) and the bare interpreter imports (``python -c
+pass``, ``import pyarrow``, the floor's imports), alternated with the sizes. Beside the
+end-to-end rows/s of each size come the rate net of the start-up, (rows - tiny rows) / (CPU -
+tiny CPU), and the marginal rate between consecutive sizes, (rows2 - rows1) / (CPU2 - CPU1).
+Before timing, hubctl's own modules are compiled to bytecode once, as an install does (with
+PYTHONDONTWRITEBYTECODE set, as on the shared machine, every run would compile them again).
+
     make bench      # or: .venv/bin/python bench/bench_floor.py --rows 1000000 5000000
 """
 
@@ -23,9 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.bench_ingest import OUT, generate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# bench_ingest's OUT. This process imports neither bench_ingest (numpy, pyarrow) nor hubctl
+# nor deltalake: a child's peak RSS (getrusage) starts from its parent's at the exec.
+OUT = ROOT / "bench-out"
 
 FLOOR = r"""
 import sys
@@ -80,11 +89,20 @@ def run_hubctl(data: Path, st: Path, lake: Path, hubctl: str = HUBCTL) -> dict[s
                str(st), "--json"])
     run = json.loads(str(r["stdout"]))
     assert run["reconciles"] and run["status"] == "ok", run
-    from deltalake import DeltaTable
-    ops = [h.get("operation") for h in DeltaTable(str(lake / "AirQualityObserved")).history()]
-    r["merges"] = sum(op == "MERGE" for op in ops)
+    r["merges"] = sum(_operations(lake / "AirQualityObserved").count(op) for op in ("MERGE",))
     r["read"] = run["read"]
     return r
+
+
+def _operations(table: Path) -> list[str]:
+    """The operation of each commit of the Delta table at ``table``, from its log."""
+    ops = []
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            info = json.loads(line).get("commitInfo") if line.strip() else None
+            if info:
+                ops.append(str(info.get("operation")))
+    return ops
 
 
 def loadavg() -> str:
@@ -95,59 +113,132 @@ def loadavg() -> str:
         return "n/a"
 
 
-def measure(rows: int, repeat: int, before: str | None = None,
-            hubctl: str = HUBCTL) -> dict[str, object]:
-    """Generate (or reuse) a file of ``rows`` rows and time floor and hubctl alternately."""
+TINY = 1_000  # one hour of 500 stations, two pollutants: the fixed start-up
+IMPORTS = {"python -c pass": "pass", "import pyarrow": "import pyarrow",
+           "floor imports": "import pyarrow, pyarrow.compute, pyarrow.csv, deltalake"}
+
+
+def files(rows: int) -> tuple[Path, Path, Path]:
+    """The generated file of ``rows`` rows (made once), its stations and its folder."""
     folder = OUT / f"floor-{rows}"
     data, st = folder / "openaq_long.csv", folder / "stations.csv"
     if not (data.exists() and st.exists()):
-        generate(folder, rows)
-    floor: list[dict[str, float]] = []
-    hub: list[dict[str, float]] = []
-    old: list[dict[str, float]] = []
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        f"sys.path.insert(0, {str(ROOT)!r}); "
+                        "from bench.bench_ingest import generate; "
+                        f"generate(Path({str(folder)!r}), {rows})"], check=True)
+    return data, st, folder
+
+
+COMPILE = """
+import compileall, sys
+import hubctl, hubctl.adapters, hubctl.pipelines
+from pathlib import Path
+for pkg in (hubctl, hubctl.adapters, hubctl.pipelines):
+    compileall.compile_dir(str(Path(pkg.__file__).parent), quiet=1)
+"""
+
+
+def compile_hubctl() -> None:
+    """Compile the modules of this environment's hubctl to bytecode, as an install does (in
+    a child: see OUT)."""
+    subprocess.run([sys.executable, "-c", COMPILE], check=True)
+
+
+def med(runs: list[dict[str, float]], k: str) -> float:
+    """The median of field ``k`` over ``runs``."""
+    return statistics.median(r[k] for r in runs)
+
+
+def measure(sizes: list[int], repeat: int, before: str | None = None,
+            hubctl: str = HUBCTL) -> dict[str, object]:
+    """Time floor and hubctl on a tiny file and on each size, alternately, ``repeat`` rounds;
+    the bare imports too."""
+    paths = {n: files(n) for n in [TINY, *sizes]}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {
+        k: {n: [] for n in paths} for k in ("floor", "hubctl", "before")}
+    imports: dict[str, list[dict[str, float]]] = {k: [] for k in IMPORTS}
     loads = [loadavg()]
     for _ in range(repeat):
-        floor.append(run_floor(data, st, folder / "lake-floor"))
-        hub.append(run_hubctl(data, st, folder / "lake-hubctl", hubctl))
-        if before:
-            old.append(run_hubctl(data, st, folder / "lake-hubctl", before))
-            print(f"  {rows:,}: before {old[-1]['wall']:.2f}s wall {old[-1]['cpu']:.2f}s cpu "
-                  f"({old[-1]['merges']} MERGEs)", file=sys.stderr)
+        for name, code in IMPORTS.items():
+            imports[name].append(child([sys.executable, "-c", code]))
+        for n, (data, st, folder) in paths.items():
+            runs["floor"][n].append(run_floor(data, st, folder / "lake-floor"))
+            runs["hubctl"][n].append(run_hubctl(data, st, folder / "lake-hubctl", hubctl))
+            if before:
+                runs["before"][n].append(run_hubctl(data, st, folder / "lake-hubctl", before))
+            f, h = runs["floor"][n][-1], runs["hubctl"][n][-1]
+            print(f"  {n:,}: floor {f['wall']:.2f}s wall {f['cpu']:.2f}s cpu | hubctl "
+                  f"{h['wall']:.2f}s wall {h['cpu']:.2f}s cpu (load {loadavg()})",
+                  file=sys.stderr)
         loads.append(loadavg())
-        print(f"  {rows:,}: floor {floor[-1]['wall']:.2f}s wall {floor[-1]['cpu']:.2f}s cpu | "
-              f"hubctl {hub[-1]['wall']:.2f}s wall {hub[-1]['cpu']:.2f}s cpu "
-              f"(load {loads[-1]})", file=sys.stderr)
-    shutil.rmtree(folder / "lake-floor", ignore_errors=True)
-    shutil.rmtree(folder / "lake-hubctl", ignore_errors=True)
+    for _data, _st, folder in paths.values():
+        shutil.rmtree(folder / "lake-floor", ignore_errors=True)
+        shutil.rmtree(folder / "lake-hubctl", ignore_errors=True)
+    return {"repeat": repeat, "loadavg": loads,
+            "startup": {**{k: {"cpu_s": round(med(v, "cpu"), 3), "wall_s": round(med(v, "wall"), 3),
+                               "peak_rss_mb": round(max(r["rss_mb"] for r in v))}
+                           for k, v in imports.items()},
+                        **{f"{who} on {TINY:,} rows": _fixed(runs[who][TINY])
+                           for who in ("floor", "hubctl", "before") if runs[who][TINY]}},
+            "sizes": _sizes(runs, sizes)}
 
-    def med(runs: list[dict[str, float]], k: str) -> float:
-        return statistics.median(r[k] for r in runs)
 
-    read = int(hub[0]["read"])
-    extra: dict[str, object] = {}
-    if old:
-        extra = {"before_wall_s": round(med(old, "wall"), 2),
-                 "before_cpu_s": round(med(old, "cpu"), 2),
-                 "before_ratio_cpu": round(med(old, "cpu") / med(floor, "cpu"), 2),
-                 "before_peak_rss_mb": round(max(r["rss_mb"] for r in old)),
-                 "before_merges": max(int(r["merges"]) for r in old)}
-    return {
-        "rows": read, "repeat": repeat,
-        "floor_wall_s": round(med(floor, "wall"), 2), "floor_cpu_s": round(med(floor, "cpu"), 2),
-        "hubctl_wall_s": round(med(hub, "wall"), 2), "hubctl_cpu_s": round(med(hub, "cpu"), 2),
-        "ratio_wall": round(med(hub, "wall") / med(floor, "wall"), 2),
-        "ratio_cpu": round(med(hub, "cpu") / med(floor, "cpu"), 2),
-        "hubctl_rows_per_s_wall": round(read / med(hub, "wall")),
-        "hubctl_rows_per_s_cpu": round(read / med(hub, "cpu")),
-        "floor_peak_rss_mb": round(max(r["rss_mb"] for r in floor)),
-        "hubctl_peak_rss_mb": round(max(r["rss_mb"] for r in hub)),
-        "hubctl_merges": max(int(r["merges"]) for r in hub),
-        "loadavg": loads, **extra,
-    }
+def _fixed(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {"cpu_s": round(med(runs, "cpu"), 3), "wall_s": round(med(runs, "wall"), 3),
+            "peak_rss_mb": round(max(r["rss_mb"] for r in runs))}
+
+
+def _sizes(runs: dict[str, dict[int, list[dict[str, float]]]],
+           sizes: list[int]) -> list[dict[str, object]]:
+    """Per size: medians, ratios, end-to-end, net and marginal rows/s."""
+    out: list[dict[str, object]] = []
+    tiny_rows = int(runs["hubctl"][TINY][0]["read"])
+    prev: tuple[int, float, float] | None = None
+    for n in sizes:
+        floor, hub, old = runs["floor"][n], runs["hubctl"][n], runs["before"][n]
+        read = int(hub[0]["read"])
+        cpu, wall = med(hub, "cpu"), med(hub, "wall")
+        fixed_cpu = med(runs["hubctl"][TINY], "cpu")
+        fixed_floor = med(runs["floor"][TINY], "cpu")
+        row: dict[str, object] = {
+            "rows": read,
+            "floor_wall_s": round(med(floor, "wall"), 2),
+            "floor_cpu_s": round(med(floor, "cpu"), 2),
+            "hubctl_wall_s": round(wall, 2), "hubctl_cpu_s": round(cpu, 2),
+            "ratio_wall": round(wall / med(floor, "wall"), 2),
+            "ratio_cpu": round(cpu / med(floor, "cpu"), 2),
+            "hubctl_rows_per_s_wall": round(read / wall),
+            "hubctl_rows_per_s_cpu": round(read / cpu),
+            "hubctl_net_rows_per_s_cpu": round((read - tiny_rows) / (cpu - fixed_cpu)),
+            "floor_rows_per_s_cpu": round(read / med(floor, "cpu")),
+            "floor_net_rows_per_s_cpu": round((read - tiny_rows)
+                                              / (med(floor, "cpu") - fixed_floor)),
+            "floor_peak_rss_mb": round(max(r["rss_mb"] for r in floor)),
+            "hubctl_peak_rss_mb": round(max(r["rss_mb"] for r in hub)),
+            "hubctl_merges": max(int(r["merges"]) for r in hub),
+        }
+        if prev is not None:
+            row["hubctl_marginal_rows_per_s_cpu"] = round((read - prev[0]) / (cpu - prev[1]))
+            row["floor_marginal_rows_per_s_cpu"] = round(
+                (read - prev[0]) / (med(floor, "cpu") - prev[2]))
+        prev = (read, cpu, med(floor, "cpu"))
+        if old:
+            row |= {"before_wall_s": round(med(old, "wall"), 2),
+                    "before_cpu_s": round(med(old, "cpu"), 2),
+                    "before_ratio_cpu": round(med(old, "cpu") / med(floor, "cpu"), 2),
+                    "before_peak_rss_mb": round(max(r["rss_mb"] for r in old)),
+                    "before_merges": max(int(r["merges"]) for r in old)}
+        out.append(row)
+    rates = [int(r["hubctl_rows_per_s_cpu"]) for r in out]  # type: ignore[call-overload]
+    if len(rates) > 1:
+        out.append({"hubctl_rows_per_s_cpu_spread": round(max(rates) / min(rates) - 1, 3)})
+    return out
 
 
 def main() -> None:
-    """Run the benchmark for each --rows and print a JSON summary."""
+    """Run the benchmark over every --rows (one round covers them all) and print a JSON
+    summary."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--repeat", type=int, default=3)
@@ -157,7 +248,8 @@ def main() -> None:
     ap.add_argument("--hubctl", default=HUBCTL,
                     help="the hubctl to time (default: this environment's)")
     args = ap.parse_args()
-    print(json.dumps([measure(n, args.repeat, args.before, args.hubctl) for n in args.rows],
+    compile_hubctl()
+    print(json.dumps(measure(sorted(args.rows), args.repeat, args.before, args.hubctl),
                      indent=2))
 
 
