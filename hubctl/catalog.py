@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from hubctl.duck import (
     connect,
     lock,
@@ -45,6 +43,8 @@ from hubctl.errors import HubError, SqlError, UnknownTable, damaged_table
 from hubctl.s3 import LakeRoot, S3Root, arrow_dataset, use_with_duckdb
 
 if TYPE_CHECKING:
+    import duckdb
+
     from hubctl.lake import Lake
 
 __all__ = ["REGISTRY", "STORAGE_COMPATIBILITY", "Catalog", "refresh_catalogs", "translate_error",
@@ -61,6 +61,8 @@ REGISTRY = "_catalogs.json"  # <lake>/_catalogs.json: catalog files that follow 
 
 def translate_error(exc: duckdb.Error, sql: str) -> SqlError:
     """A DuckDB error as a message that says what to do next."""
+    import duckdb  # loaded with the first connection (see hubctl.duck)
+
     text = str(exc).strip()
     missing = re.search(r"Table with name (\S+) does not exist", text)
     if isinstance(exc, duckdb.CatalogException) and missing:
@@ -216,6 +218,8 @@ class Catalog:
 
     def query(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run SQL; returns an Arrow table or raises SqlError with a helpful message."""
+        import duckdb
+
         try:
             return self.con.sql(sql, params=params or None).to_arrow_table()
         except duckdb.Error as exc:
@@ -223,6 +227,8 @@ class Catalog:
 
     def run(self, statements: Sequence[str]) -> duckdb.DuckDBPyConnection:
         """Run statements in order; the returned cursor holds the last one's result."""
+        import duckdb
+
         cursor = self.con
         for text in statements:
             try:
