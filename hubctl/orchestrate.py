@@ -31,6 +31,7 @@ from hubctl.errors import (
     ConfigError,
     HubError,
     LockHeld,
+    Stopped,
     UsageError,
     translate,
 )
@@ -318,13 +319,16 @@ class PipelineRun:
 
     @property
     def status(self) -> str:
-        """``ok``, ``assert-failed``, ``failed``, ``locked`` or ``skipped`` (inputs missing)."""
+        """``ok``, ``assert-failed``, ``failed``, ``locked``, ``interrupted`` (SIGINT or
+        SIGTERM) or ``skipped`` (inputs missing)."""
         if self.missing:
             return "skipped"
         if isinstance(self.error, LockHeld):
             return "locked"
         if self.outcome is not None:
             return self.outcome.status
+        if isinstance(self.error, Stopped):
+            return "interrupted"
         return "failed" if self.error is not None else "ok"
 
     def as_json(self) -> dict[str, Any]:
@@ -389,6 +393,11 @@ def run_pipelines(lake: Lake, registry: dict[str, Pipeline],
                     step=partial(step, name), engine=engine)
             except AssertionFailed as exc:  # it ran: its outcome is kept
                 result.outcome, result.error = exc.outcome, exc
+            except Stopped as exc:  # SIGINT or SIGTERM: no further pipeline starts
+                result.outcome, result.error = exc.run, exc  # type: ignore[assignment]
+                out.append(result)
+                done(result)
+                break
             except Exception as exc:
                 if debug and not isinstance(exc, HubError):
                     raise

@@ -14,9 +14,13 @@ import math
 import operator
 import os
 import re
+import signal
 import socket
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from hubctl.catalog import Catalog
-from hubctl.errors import EXIT_FAILED, HubError, InputError, UsageError
+from hubctl.errors import EXIT_FAILED, HubError, InputError, Stopped, UsageError
 from hubctl.heap import retained
 from hubctl.lake import DERIVED, Lake
 from hubctl.ledger import new_run_id
@@ -32,8 +36,8 @@ from hubctl.locks import hold
 from hubctl.pipeline import Pipeline, PipelineContext, metrics
 from hubctl.types import TIMESTAMP
 
-__all__ = ["PIPELINE_RUNS", "Assertion", "AssertionFailed", "Outcome", "missing_inputs",
-           "parse_assert", "parse_params", "plain", "run_pipeline"]
+__all__ = ["PIPELINE_RUNS", "Assertion", "AssertionFailed", "Outcome", "interruptible",
+           "missing_inputs", "parse_assert", "parse_params", "plain", "run_pipeline"]
 
 PIPELINE_RUNS = "_pipeline_runs"
 
@@ -158,6 +162,51 @@ class Outcome:
         }
 
 
+class _Interrupt:
+    """The signal that interrupted the runs of this process (SIGINT, SIGTERM), and whether the
+    run in progress is writing its outputs (the signal then waits until they are written)."""
+
+    signal: str | None = None
+    writing: bool = False
+
+
+_INTERRUPT = _Interrupt()
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """While ``hubctl run`` runs pipelines, SIGINT (Ctrl-C) and SIGTERM interrupt the run in
+    progress where it is: a Spark job under way is cancelled and the session stopped, the run
+    is recorded as ``interrupted`` (its derived tables are not written) and Stopped is raised
+    (exit 1, a message, no traceback). A signal that comes while the run writes its derived
+    tables and its ledger row waits until they are written: the run ends as it would have,
+    then Stopped is raised. Outside the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        first = _INTERRUPT.signal is None
+        _INTERRUPT.signal = _INTERRUPT.signal or signal.Signals(signum).name
+        spark = sys.modules.get("hubctl.spark")  # imported by the command; Spark only if used
+        inside = spark is not None and spark.interrupt()  # a JVM call: it ends by itself
+        if first and not _INTERRUPT.writing and not inside:
+            raise KeyboardInterrupt(_INTERRUPT.signal)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:  # before a run started (its lock, the catalog): nothing recorded
+        raise Stopped(f"stopped by {_INTERRUPT.signal or 'SIGINT'} before the pipeline "
+                      "started: nothing was written") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _INTERRUPT.signal, _INTERRUPT.writing = None, False
+        if "hubctl.spark" in sys.modules:
+            sys.modules["hubctl.spark"].CANCEL.clear()
+
+
 def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                  asserts: Sequence[Assertion] = (), *,
                  warn: Callable[[str], None] = lambda m: None,
@@ -169,8 +218,9 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
     heavy queries (:class:`hubctl.spark.SparkEngine`); None or ``duckdb`` runs them in DuckDB.
 
     Raises InputError when an input table is missing, LockHeld when the same pipeline runs
-    elsewhere, UsageError when an assert names no metric of the summary, and AssertionFailed
-    (after writing everything) when an assert does not hold.
+    elsewhere, UsageError when an assert names no metric of the summary, AssertionFailed
+    (after writing everything) when an assert does not hold, and Stopped when a signal
+    interrupted it (:func:`interruptible`; a KeyboardInterrupt without it).
     """
     lake.require_root()
     tables = lake.table_names()
@@ -182,6 +232,7 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
             hint="ingest them first (`hubctl ingest --help` lists the adapters, "
                  "`hubctl tables` what the lake holds)")
     with hold(lake.root, f"pipeline:{pipeline.name}"):
+        _INTERRUPT.writing = False
         used = [t for spec in (*pipeline.inputs, *pipeline.optional_inputs)
                 for t in spec.split("|") if t in tables]
         out = Outcome(pipeline.name, new_run_id(), params,
@@ -202,6 +253,7 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                 result = pipeline.run(ctx)
                 out.summary = plain(result.summary)
                 out.notes = list(result.notes)
+                _INTERRUPT.writing = True  # from here on a signal waits for the outputs
                 for note in out.notes:
                     warn(note)
                 for name, table in sorted(result.tables.items()):
@@ -213,9 +265,22 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
             if result.empty:
                 out.status = "empty"
         except BaseException as exc:
-            out.status = "failed"
+            # a signal before the outputs: DuckDB reports it as its own error, Spark's gateway
+            # as a broken call; KeyboardInterrupt is Ctrl-C without interruptible()
+            stopped = isinstance(exc, KeyboardInterrupt) or (
+                _INTERRUPT.signal is not None and not _INTERRUPT.writing)
+            out.status = "interrupted" if stopped else "failed"
             out.seconds = time.perf_counter() - clock
-            _record(lake, out, started, error=_describe(exc))
+            why = f"stopped by {_INTERRUPT.signal or 'SIGINT'}"
+            if stopped and spark is not None:
+                spark.abandon()
+            _INTERRUPT.writing = True  # the ledger row, then the message
+            _record(lake, out, started, error=why if stopped else _describe(exc))
+            if stopped:
+                raise Stopped(f"{why}: run {out.run_id} of {pipeline.name} is recorded as "
+                              "interrupted; its derived tables were not written",
+                              hint="run it again; the lake holds the previous run's tables"
+                              ) from None
             raise
         finally:
             catalog.close()
@@ -223,6 +288,11 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                 spark.close()
         out.seconds = time.perf_counter() - clock
         _record(lake, out, started)
+        _INTERRUPT.writing = False
+    if _INTERRUPT.signal is not None:
+        raise Stopped(f"stopped by {_INTERRUPT.signal} while run {out.run_id} of "
+                      f"{pipeline.name} wrote its derived tables: it finished first and is "
+                      f"recorded as {out.status}", run=out)
     if out.status == "empty":
         raise EmptyAnalysis(
             f"pipeline {pipeline.name} analysed nothing: {result.empty}", out,

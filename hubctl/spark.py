@@ -23,10 +23,13 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
 
     from hubctl.lake import Lake
 
-__all__ = ["JAVA_OPTIONS_ENV", "JVM_OPTIONS", "LOCAL", "SparkEngine", "check_engine",
-           "java_missing", "stop", "to_spark_sql"]
+__all__ = ["CANCEL", "JAVA_OPTIONS_ENV", "JVM_OPTIONS", "LOCAL", "SparkEngine", "cancel_jobs",
+           "cancelled_on", "check_engine", "interrupt", "java_missing", "stop", "to_spark_sql"]
 
 LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _MASTER = re.compile(r"^spark://[^\s/:]+:\d+$")
@@ -169,7 +172,8 @@ class SparkEngine:
     def spark(self) -> Any:
         """The session (started on first use)."""
         if self._spark is None:
-            self._spark = _session(self.master)
+            with _calling():
+                self._spark = _session(self.master)
         return self._spark
 
     def query(self, con: duckdb.DuckDBPyConnection, query: str,
@@ -177,8 +181,9 @@ class SparkEngine:
         """Run DuckDB ``query`` on Spark; its result as Arrow with DuckDB's schema for it
         (bound, not run, on ``con``)."""
         expected = _schema(con, query, params)
-        frame = self._frame(query, params)
-        return _conform(frame.toArrow(), expected)
+        with _calling():
+            result = self._frame(query, params).toArrow()
+        return _conform(result, expected)
 
     def stage(self, con: duckdb.DuckDBPyConnection, name: str, query: str,
               params: Sequence[Any] | None = None) -> None:
@@ -187,8 +192,9 @@ class SparkEngine:
         queries still bind there."""
         from hubctl.duck import quote_ident
 
-        frame = self._frame(query, params).cache()
-        frame.createOrReplaceTempView(name)
+        with _calling():
+            frame = self._frame(query, params).cache()
+            frame.createOrReplaceTempView(name)
         self._staged.add(name.lower())
         select = _inline(query, params)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS "
@@ -199,10 +205,21 @@ class SparkEngine:
         sent to the cluster with the query plan), for later queries."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        frame = self.spark.createDataFrame(table) if table.num_rows else \
-            self.spark.createDataFrame([], from_arrow_schema(table.schema))
-        frame.createOrReplaceTempView(name)
+        with _calling():
+            frame = self.spark.createDataFrame(table) if table.num_rows else \
+                self.spark.createDataFrame([], from_arrow_schema(table.schema))
+            frame.createOrReplaceTempView(name)
         self._views.add(name.lower())
+
+    def abandon(self) -> None:
+        """The run was interrupted: cancel its jobs and stop the session (and its driver JVM;
+        on a cluster the application and its executors end with it)."""
+        if self._spark is not None:
+            cancel_jobs()
+            stop()
+        self._spark = None
+        self._views.clear()
+        self._staged.clear()
 
     def close(self) -> None:
         """Drop this run's views and cached tables. The session stays up for the next run in
@@ -313,6 +330,81 @@ def stop() -> None:
             proc.wait()
 
 
+#: Set when a signal asked the process to stop (:func:`interrupt`); cleared by the caller
+#: that handles the signals (``hubctl run``: :func:`hubctl.runner.interruptible`).
+CANCEL = threading.Event()
+_CALLS = [0]  # JVM calls of the main thread under way (:func:`_calling`)
+
+
+def interrupt() -> bool:
+    """A signal handler's part (SIGINT, SIGTERM): mark the process as stopping and cancel the
+    Spark jobs under way, from another thread (py4j gives each thread its own connection, and
+    the main thread's may be waiting for an answer). True when the main thread is inside a
+    call into the JVM: the handler must not raise there (py4j would log the exception with
+    its traceback and drop the connection mid-answer); the call ends with the cancelled job
+    and :func:`_calling` raises KeyboardInterrupt right after it."""
+    CANCEL.set()
+    if _ACTIVE.get("session") is not None:
+        def cancel() -> None:
+            while True:
+                cancel_jobs()
+                if not _CALLS[0] or _ACTIVE.get("session") is None:
+                    return
+                time.sleep(0.2)  # a job the call submits later is cancelled too
+
+        threading.Thread(target=cancel, name="hubctl-spark-cancel", daemon=True).start()
+    return _CALLS[0] > 0
+
+
+@contextlib.contextmanager
+def _calling() -> Iterator[None]:
+    """A call into the JVM (session start, a query, a view): not entered once the process is
+    stopping, and KeyboardInterrupt when a signal came while it ran (:func:`interrupt`)."""
+    if CANCEL.is_set():
+        raise KeyboardInterrupt("stopping")
+    _CALLS[0] += 1
+    try:
+        yield
+    except Exception:
+        if CANCEL.is_set():  # the job was cancelled: that is why the call failed
+            raise KeyboardInterrupt("stopping") from None
+        raise
+    finally:
+        _CALLS[0] -= 1
+    if CANCEL.is_set():
+        raise KeyboardInterrupt("stopping")
+
+
+def cancel_jobs() -> None:
+    """Cancel every Spark job under way in the process's session, if one runs (from a thread
+    other than the one waiting for the job)."""
+    session = _ACTIVE.get("session")
+    if session is not None:
+        with contextlib.suppress(Exception):  # the session is stopping already
+            session.sparkContext.cancelAllJobs()
+
+
+@contextlib.contextmanager
+def cancelled_on(event: threading.Event, every: float = 0.2) -> Iterator[None]:
+    """While the body runs, cancel the session's jobs once ``event`` is set (the stop token
+    of SIGTERM and Ctrl-C) and keep cancelling (``every`` seconds) until the body ends: for a
+    job submitted from a thread other than the main one, which no signal interrupts."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every):
+            if event.is_set():
+                cancel_jobs()
+
+    watcher = threading.Thread(target=watch, name="hubctl-spark-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
 def _session(master: str) -> Any:
     """The process's Spark session on ``master`` (Spark allows one per process: a session on
     another master is stopped first)."""
@@ -340,6 +432,10 @@ def _session(master: str) -> Any:
     # Python on the executors (ingest's mapInArrow): hubctl's own interpreter, unless the
     # user names another (the SparkContext reads it from the environment)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # pyspark's SparkContext replaces the Ctrl-C handler with its own (it cancels the jobs,
+    # then raises KeyboardInterrupt); keep the caller's, which does both and records the run
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
@@ -347,6 +443,9 @@ def _session(master: str) -> Any:
         raise HubError(f"--engine {master}: Spark did not start: {_first_line(exc)}",
                        hint="check that the master runs (spark://HOST:PORT) and that Java 17 "
                             "is installed") from None
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
     if not _ACTIVE.get("atexit"):
         atexit.register(stop)
     _ACTIVE.update(session=session, master=master, atexit=True)

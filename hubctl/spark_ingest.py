@@ -87,7 +87,8 @@ def spark_reader(lake: Lake, adapter: Adapter, master: str) -> Reader:
 
 def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
           options: dict[str, Any], ctx: ReadContext) -> Iterator[Batch]:
-    from hubctl.spark import _first_line, _session, java_missing
+    from hubctl.running import STOP
+    from hubctl.spark import _first_line, _session, cancelled_on, java_missing
 
     why = java_missing()
     if why is not None:
@@ -105,8 +106,12 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
         tasks = [(i, json.dumps(group)) for i, group in enumerate(groups)]
         frame = spark.sparkContext.parallelize(tasks, max(1, len(tasks))).toDF(_TASKS)
         try:
-            items = frame.mapInArrow(lambda it: _execute(plan, it), _ITEMS_DDL).collect()
+            with cancelled_on(STOP):  # SIGTERM or Ctrl-C: the job is cancelled, not awaited
+                items = frame.mapInArrow(lambda it: _execute(plan, it), _ITEMS_DDL).collect()
         except Exception as exc:  # a lost executor, a Python worker that failed to start
+            if STOP.is_set():
+                raise HubError("the Spark job was cancelled: the run was asked to stop"
+                               ) from None
             raise HubError(f"--engine {master}: the Spark job failed: {_first_line(exc)}",
                            hint="the executors must see the input files and the lake at the "
                                 "same paths as this machine, and run hubctl's Python "

@@ -7,6 +7,8 @@ registered for the test only.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from datetime import date
 from pathlib import Path
 
@@ -63,6 +65,39 @@ class Broken(DailyMeans):
     def run(self, ctx: PipelineContext) -> PipelineResult:
         """Fails."""
         raise ZeroDivisionError("bug in the analysis")
+
+
+class Terminated(DailyMeans):
+    """A pipeline whose process gets SIGTERM in the middle of its analysis (``kill``)."""
+
+    name = "aa_terminated"  # first in --all's order
+
+    def run(self, ctx: PipelineContext) -> PipelineResult:
+        """Computes, is sent SIGTERM, would compute more."""
+        super().run(ctx)
+        os.kill(os.getpid(), signal.SIGTERM)
+        ctx.sql("SELECT count(*) FROM range(1000)")
+        raise AssertionError("the signal did not stop the analysis")
+
+
+class _SignalOnWrite(dict[str, pa.Table]):
+    """Derived tables that send SIGTERM to the process when the runner starts writing them."""
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        os.kill(os.getpid(), signal.SIGTERM)
+        return super().items()
+
+
+class TerminatedWhileWriting(DailyMeans):
+    """A pipeline whose process gets SIGTERM while the runner writes its derived tables."""
+
+    name = "terminated_writing"
+
+    def run(self, ctx: PipelineContext) -> PipelineResult:
+        """DailyMeans's result, its tables in a :class:`_SignalOnWrite`."""
+        result = super().run(ctx)
+        result.tables = _SignalOnWrite(result.tables)
+        return result
 
 
 class NeedsGtfs(DailyMeans):
@@ -164,6 +199,38 @@ def test_failing_pipeline_is_recorded(lake: Path) -> None:
     assert result.exit_code == 1 and "ZeroDivisionError" in result.stderr
     runs = hub_json(lake, "sql", "SELECT status, error FROM _pipeline_runs")
     assert runs == [{"status": "failed", "error": "ZeroDivisionError: bug in the analysis"}]
+
+
+def test_sigterm_interrupts_the_analysis_and_writes_nothing(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PIPELINES, "aa_terminated", Terminated())
+    result = hub(lake, "run", "aa_terminated")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: stopped by SIGTERM: run " in result.stderr
+    assert "recorded as interrupted; its derived tables were not written" in result.stderr
+    assert not (lake / "derived" / "aa_terminated").exists()
+    runs = hub_json(lake, "sql", "SELECT pipeline, status, error FROM _pipeline_runs")
+    assert runs == [{"pipeline": "aa_terminated", "status": "interrupted",
+                     "error": "stopped by SIGTERM"}]
+    # --all starts nothing after the interrupted run (aa_terminated runs first)
+    every = hub(lake, "run", "--all", "--json")
+    assert every.exit_code == 1
+    assert [(r["pipeline"], r["status"]) for r in json.loads(every.stdout)] == [
+        ("aa_terminated", "interrupted")]
+    assert hub_json(lake, "sql", "SELECT count(*) AS n FROM _pipeline_runs") == [{"n": 2}]
+
+
+def test_sigterm_while_writing_waits_for_the_outputs(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PIPELINES, "terminated_writing", TerminatedWhileWriting())
+    result = hub(lake, "run", "terminated_writing", "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "stopped by SIGTERM while run" in result.stderr and "finished first" in result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "ok" and out["tables"]["means"]["rows"] == 2
+    assert hub_json(lake, "sql", "SELECT count(*) AS n FROM derived.terminated_writing_means"
+                    ) == [{"n": 2}]
+    assert hub_json(lake, "sql", "SELECT status FROM _pipeline_runs") == [{"status": "ok"}]
 
 
 def test_locked_pipeline_exits_75(lake: Path) -> None:

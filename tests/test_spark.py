@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from hubctl.pipeline import metrics
 from hubctl.spark import check_engine, to_spark_sql
 from tests.helpers import hub, hub_json, write_openaq
 from tests.spark import needs_spark
+from tests.test_subprocess import HUBCTL
 
 RTOL = 1e-9
 
@@ -236,3 +241,131 @@ def _boardings(lake: Path, tmp_path: Path) -> None:
     run = hub_json(lake, "ingest", "boardings", str(monthly), "--feed-id", "t",
                    "--timezone", "Asia/Seoul")
     assert run["rejected"] == 0, run
+
+
+def _meter_files(folder: Path, files: int, meters: int, days: int) -> tuple[list[Path], Path]:
+    """Quarter-hour readings of ``meters`` meters over ``days`` days in ``files`` files, and
+    the meters' positions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime(2025, 3, 1)
+    paths = []
+    for f in range(files):
+        path = folder / f"ami-{f}.csv"
+        with path.open("w", encoding="utf-8") as out:
+            out.write("meter_id,timestamp,kwh\n")
+            for q in range(days * 96):
+                stamp = (start + timedelta(minutes=15 * q)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                out.writelines(f"M{f}-{m},{stamp},{(m + q) % 7 / 4}\n" for m in range(meters))
+        paths.append(path)
+    meters_csv = folder / "meters.csv"
+    meters_csv.write_text("meter,lat,lon,site\n" + "".join(
+        f"M{f}-{m},35.8,128.6,S{f}\n" for f in range(files) for m in range(meters)),
+        encoding="utf-8")
+    return paths, meters_csv
+
+
+def _interrupted(tmp_path: Path, lake: Path, sig: signal.Signals,
+                 *args: str) -> tuple[int, str, list[str]]:
+    """``hubctl ARGS`` in a real process (Spark with an event log), sent ``sig`` once its
+    first Spark job has started; its exit code, stderr and the event log's lines. Checks that
+    the process ends within a minute and leaves no JVM behind."""
+    conf, events = tmp_path / "spark-conf", tmp_path / "spark-events"
+    conf.mkdir(exist_ok=True)
+    events.mkdir(exist_ok=True)
+    (conf / "spark-defaults.conf").write_text(  # spark-submit reads it: the job's start shows
+        f"spark.eventLog.enabled true\nspark.eventLog.dir {events.as_uri()}\n"
+        "spark.eventLog.compress false\nspark.eventLog.rolling.enabled false\n",
+        encoding="utf-8")
+    env = {**os.environ, "HUBCTL_LAKE": str(lake), "SPARK_CONF_DIR": str(conf)}
+    proc = subprocess.Popen([HUBCTL, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    jvms: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while "SparkListenerJobStart" not in _events(events):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no Spark job started in 300 s"
+            jvms |= _children(proc.pid)
+            time.sleep(0.2)
+        jvms |= _children(proc.pid)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert time.monotonic() - sent < 60, "the process waited for the job"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert jvms, "Spark's driver JVM was not seen"
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in jvms) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in jvms if Path(f"/proc/{pid}").exists()], "a JVM outlived hubctl"
+    return proc.returncode, err, _events(events).splitlines()
+
+
+def _events(folder: Path) -> str:
+    return "".join(f.read_text(errors="replace") for f in sorted(folder.rglob("*"))
+                   if f.is_file())
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _cancelled(events: list[str]) -> bool:
+    """True when the event log ends a job as cancelled."""
+    ends = [json.loads(e) for e in events if '"SparkListenerJobEnd"' in e]
+    return any("cancel" in json.dumps(e.get("Job Result", {})).lower() for e in ends)
+
+
+@needs_spark
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_sigterm_cancels_the_pipelines_spark_job_and_records_it_interrupted(
+        tmp_path: Path) -> None:
+    paths, meters = _meter_files(tmp_path / "in", 2, 40, 60)
+    lake = tmp_path / "lake"
+    hub_json(lake, "ingest", "meter-readings", *map(str, paths), "--meters", str(meters))
+    code, err, events = _interrupted(tmp_path, lake, signal.SIGTERM, "run", "energy",
+                                     "--engine", "local[1]", "--param", "population=1000")
+    assert code == 1 and "Traceback" not in err, err
+    assert "error: stopped by SIGTERM: run " in err and "recorded as interrupted" in err, err
+    assert _cancelled(events), "the Spark job under way was not cancelled"
+    assert not (lake / "derived" / "energy").exists()  # no derived table written
+    (run,) = hub_json(lake, "sql", "SELECT status, error FROM _pipeline_runs")
+    assert run == {"status": "interrupted", "error": "stopped by SIGTERM"}
+
+
+@needs_spark
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_cancels_the_ingests_spark_job(tmp_path: Path, sig: signal.Signals) -> None:
+    """As without --engine: Ctrl-C fails the run (click's "Aborted!"), SIGTERM stops it;
+    either way the Spark job is cancelled rather than waited for, and nothing is committed."""
+    paths, meters = _meter_files(tmp_path / "in", 2, 200, 30)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    code, err, events = _interrupted(tmp_path, lake, sig, "ingest", "meter-readings",
+                                     *map(str, paths), "--meters", str(meters), "--engine",
+                                     "local[1]")
+    assert code == 1 and "Traceback" not in err, err
+    assert _cancelled(events), "the Spark job under way was not cancelled"
+    (run,) = hub_json(lake, "sql", "SELECT status, error, written FROM _runs")
+    if sig == signal.SIGINT:
+        assert "Aborted!" in err
+        assert run == {"status": "failed", "error": "KeyboardInterrupt", "written": 0}
+    else:
+        assert "error: stopped by SIGTERM after its last commit" in err
+        assert run["status"] == "stopped" and run["written"] == 0
+    assert "MeterReadingObserved" not in [t["table"] for t in hub_json(lake, "tables")]
+    assert not list((lake / "_staging").iterdir())

@@ -170,11 +170,17 @@ def _stoppable() -> Iterator[None]:
     def stop(signum: int, frame: object) -> None:
         request_stop(signal.Signals(signum).name)
 
+    def interrupt(signum: int, frame: object) -> None:
+        request_stop("SIGINT")  # so that a Spark job under way is cancelled (spark_ingest)
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         clear_stop()
 
 

@@ -130,13 +130,15 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
       hubctl run energy --engine spark://10.0.0.5:7077
 
     \b
-    Exit codes: 0 ok, 1 an --assert failed, an input is missing or the pipeline failed,
-    2 bad parameters, 75 the same pipeline is running elsewhere (skipped). --all runs every
+    Exit codes: 0 ok, 1 an --assert failed, an input is missing, the pipeline failed or
+    SIGINT/SIGTERM stopped it (recorded as interrupted, its derived tables not written; a
+    Spark job under way is cancelled), 2 bad parameters, 75 the same pipeline is running
+    elsewhere (skipped). --all runs every
     pipeline whose inputs are present even when one fails, lists each with its own exit code
     and exits with the most severe: 1 > 2 > 75 > 0; with --debug a bug stops it with its
     traceback.
     """
-    from hubctl.runner import AssertionFailed, parse_assert, parse_params, run_pipeline
+    from hubctl.runner import interruptible
     from hubctl.spark import check_engine
 
     engine = check_engine(engine)
@@ -145,16 +147,23 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
         raise UsageError("give one pipeline NAME or --all",
                          hint=f"pipelines: {', '.join(sorted(registry)) or 'none'}")
     lake = hub().lake
+    with interruptible():  # SIGINT, SIGTERM: the run in progress is recorded as interrupted
+        if name is None:
+            _run_all(lake, registry, params, asserts, as_json, engine)
+        else:
+            _run_one(lake, registry, name, params, asserts, as_json, engine)
+
+
+def _run_one(lake: Any, registry: dict[str, Any], name: str, params: tuple[str, ...],
+             asserts: tuple[str, ...], as_json: bool, engine: str) -> None:
+    from hubctl.orchestrate import PipelineRun
+    from hubctl.runner import AssertionFailed, parse_assert, parse_params, run_pipeline
+
     checks = [parse_assert(a) for a in asserts]
-    if name is None:
-        _run_all(lake, registry, params, checks, as_json, engine)
-        return
     if name not in registry:
         raise UsageError(f"unknown pipeline {name!r}",
                          hint=f"known: {', '.join(sorted(registry)) or 'none'} "
                               "(`hubctl pipelines` describes them)")
-    from hubctl.orchestrate import PipelineRun
-
     try:
         out = run_pipeline(lake, registry[name], parse_params(registry[name], params), checks,
                            warn=_warn, step=_stepper(name), engine=engine)
@@ -163,15 +172,17 @@ def run(name: str | None, params: tuple[str, ...], asserts: tuple[str, ...], run
         raise
     except Exception as exc:
         if as_json:
-            emit_json(PipelineRun(name, error=exc).as_json())
+            emit_json(PipelineRun(name, getattr(exc, "run", None), exc).as_json())
         raise
     show_pipeline(PipelineRun(name, out), as_json)
 
 
 def _run_all(lake: Any, registry: dict[str, Any], params: tuple[str, ...],
-             checks: list[Any], as_json: bool, engine: str) -> None:
+             asserts: tuple[str, ...], as_json: bool, engine: str) -> None:
     from hubctl.orchestrate import overall_exit, route_all, run_pipelines
+    from hubctl.runner import parse_assert
 
+    checks = [parse_assert(a) for a in asserts]
     per_params, per_checks = route_all(registry, params, checks)
     results = run_pipelines(lake, registry, per_params, per_checks, debug=hub().debug,
                             warn=_warn, step=pipeline_steps(),
