@@ -478,6 +478,8 @@ def test_entities_export_catalog_report_and_schedule_on_s3_give_what_they_give_l
         db = tmp_path / f"{name}.duckdb"
         result = hub(lake, "catalog", str(db), *extra)  # type: ignore[arg-type]
         assert result.exit_code == 0, result.output
+        # the S3 lake's file is not rewritten by later commits: the user is told so
+        assert ("not rewritten by later commits" in result.stderr) == (name == "s3")
         con = duckdb.connect(str(db), read_only=True)
         con.register_filesystem(duckdb_filesystem())
         try:

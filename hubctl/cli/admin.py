@@ -111,6 +111,7 @@ def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json
     files vacuum never deletes. A query that is running now, a DuckDB client that opened a
     catalog file before the last commit, and time travel to a version older than the
     retention period may fail with "No files found": rerun the query or reopen the file.
+    On a lake on S3, catalog files are not registered: write them again after a vacuum.
 
     \b
     Example:

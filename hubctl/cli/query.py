@@ -207,6 +207,11 @@ def catalog(database: Path, absolute: bool) -> None:
     keeps working: start the client in that folder, or run
     SET file_search_path = '<folder>' first. Delete the file to stop the rewrites.
 
+    On a lake on S3 the file is not registered: its views name the current snapshot's
+    s3:// files (a client reads them with DuckDB's httpfs extension) and do not follow later
+    commits, and after `hubctl lake vacuum` may fail with "No files found". Write it again
+    after each change.
+
     \b
     Example:
       hubctl catalog lake/city.duckdb
@@ -218,6 +223,10 @@ def catalog(database: Path, absolute: bool) -> None:
     lake.require_root()
     views = write_catalog(lake, database, absolute=absolute)
     click.echo(f"wrote {database} with {len(views)} views: {', '.join(views)}")
+    if not isinstance(lake.root, Path):  # an S3 lake: catalog files are not registered
+        click.echo(f"warning: {database} names the s3:// files of the lake's current snapshot "
+                   "and is not rewritten by later commits; run `hubctl catalog` again after "
+                   "each ingest, run, compact or vacuum", err=True)
 
 
 COMMANDS = [sql, tables, rejects, catalog]
