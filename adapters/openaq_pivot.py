@@ -213,7 +213,11 @@ class _Pivot:
             at += k
             del p
         if by_key:
-            self.order = np.argsort(key, kind="stable")  # near-linear on time-ordered input
+            order = np.argsort(key, kind="stable")  # near-linear on time-ordered input
+            # positions fit in 32 bits below 2**31 readings: 4 bytes a reading less while the
+            # batches are written
+            self.order = order.astype(np.int32) if n < 2**31 else order
+            del order
             self.key = key  # in input order: each batch gathers its slice (no sorted copy)
         else:  # sort on the columns, rank the (time, station) rows
             assert self.ts is not None and self.station is not None and attr is not None
