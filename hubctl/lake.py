@@ -211,10 +211,9 @@ class Lake:
         that already holds duplicate keys raises DuplicateKeys (see ``hubctl lake check``).
         """
         self.ensure(et.name, et.arrow_schema(), et.partition_by)
+        self._check_leases(et.name)  # a run that lost its leases does not wait for the lock
         with table_commit(self.root, et.name):
-            fenced = fence(self.root)  # a run that lost its leases classifies nothing more
-            if fenced is not None:
-                fenced.check(et.name)
+            self._check_leases(et.name)  # nor classifies (its commit lease checked too)
             return self._upsert_locked(et, rows, cell_columns, own_files)
 
     def _upsert_locked(self, et: EntityType, rows: pa.Table, cell_columns: tuple[str, ...],
@@ -451,9 +450,7 @@ class Lake:
 
     def vacuum(self, name: str, retention_hours: int, dry_run: bool) -> list[str]:
         """Delete files no longer referenced by versions newer than the retention period."""
-        fenced = fence(self.root)
-        if fenced is not None:
-            fenced.check(name)
+        self._check_leases(name)
         return self.open(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
                                       enforce_retention_duration=False)
 
@@ -478,6 +475,13 @@ class Lake:
         found = self.root.glob(f"{DERIVED}/*/*/_delta_log")
         return sorted((p.parent.parent.name, p.parent.name) for p in found
                       if _committed(p.parent))
+
+    def _check_leases(self, name: str) -> None:
+        """Raise LeaseLost, before work on table ``name``, if a lease this thread holds on
+        this lake was taken over (:func:`hubctl.locks.fence`); nothing on a local lake."""
+        fenced = fence(self.root)
+        if fenced is not None:
+            fenced.check(name)
 
     def require_root(self) -> None:
         """Fail with a hint when the lake folder does not exist."""

@@ -15,7 +15,8 @@ stays the lock of local lakes (:mod:`hubctl.locks`).
 A holder that only stalls (a long GC pause, ``SIGSTOP``, a slow network) for longer than its
 lease is taken over too, and wakes up believing it still holds the lock. Every Delta commit
 made under leases (entity tables, ``_rejects``, lake check's rewrite, compaction, vacuum, a
-pipeline's derived tables), and every classification of rows before one, is therefore fenced
+pipeline's derived tables), and every wait for a table's commit lock and classification of
+rows before one, is therefore fenced
 (:class:`Fence`, from :func:`hubctl.locks.fence`: every lease the thread holds):
 
 1. Each lease must have at least half its duration left by this process's own monotonic

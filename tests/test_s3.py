@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,51 @@ if where != "no":
 """ + SMALL_BATCHES[2]
 
 
+def _machines(s3_endpoint: str, s3_lake: str, tmp_path: Path
+              ) -> Callable[..., subprocess.Popen[str]]:
+    """A way to start "machines" (processes with their own temporary folders) ingesting the
+    same 4,000 OpenAQ readings (commits of about 1,200) as source ``shared``, with STALLS."""
+    no2, _, st = openaq_files(tmp_path / "in", 20, 200)
+
+    def machine(name: str, stall: str, lease: str = "2") -> subprocess.Popen[str]:
+        home = tmp_path / name
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
+               "HUBCTL_LEASE_SECONDS": lease, "TMPDIR": str(home), "HOME": str(home)}
+        return subprocess.Popen(
+            [sys.executable, "-c", STALLS, stall, "100", "ingest", "openaq", str(no2),
+             "--stations", str(st), "--source-name", "shared", "--json"],
+            env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    return machine
+
+
+def _frozen(proc: subprocess.Popen[str]) -> bool:
+    """Wait until ``proc`` stops itself (True) or exits (False, its exit code set)."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        return True
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return False
+
+
+def _taking_over(machine: Callable[..., subprocess.Popen[str]], *args: str
+                 ) -> subprocess.Popen[str]:
+    """``machine(*args)`` started again while it exits 75 (a frozen machine's source lease
+    is current), until it runs: within 30 s."""
+    deadline = time.monotonic() + 30
+    time.sleep(1)
+    while True:
+        proc = machine(*args)
+        if args[1] == "no":
+            proc.wait(timeout=120)
+            if proc.returncode != 75:
+                return proc
+        elif _frozen(proc) or proc.returncode != 75:
+            return proc
+        assert time.monotonic() < deadline, proc.communicate()
+
+
 @pytest.mark.subprocess
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
@@ -261,30 +306,13 @@ def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
     commit already on its way is made at the version A read with A's lease tokens, so it loses
     to B's. A's run is recorded as failed and says why; the lake holds what one machine would
     have written."""
-    no2, _, st = openaq_files(tmp_path / "in", 20, 200)  # 4,000 readings: commits of ~1,200
-
-    def machine(name: str, stall: str) -> subprocess.Popen[str]:
-        home = tmp_path / name
-        home.mkdir(exist_ok=True)
-        env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
-               "HUBCTL_LEASE_SECONDS": "2", "TMPDIR": str(home), "HOME": str(home)}
-        return subprocess.Popen(
-            [sys.executable, "-c", STALLS, stall, "100", "ingest", "openaq", str(no2),
-             "--stations", str(st), "--source-name", "shared", "--json"],
-            env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
+    machine = _machines(s3_endpoint, s3_lake, tmp_path)
     a = machine("a", where)
     try:
-        _, status = os.waitpid(a.pid, os.WUNTRACED)
-        assert os.WIFSTOPPED(status), a.communicate()
+        _frozen(a)
         frozen = time.monotonic()
-        time.sleep(1)
-        while True:  # B: skipped (75) while A's source lease is current, then takes it over
-            b = machine("b", "no")
-            out, err = b.communicate(timeout=120)
-            if b.returncode != 75:
-                break
-            assert time.monotonic() - frozen < 30, err
+        b = _taking_over(machine, "b", "no")
+        out, err = b.communicate(timeout=120)
         assert b.returncode == 0, err
         assert "took over the lease" in err and time.monotonic() - frozen >= 2
         run_b = json.loads(out)
@@ -314,6 +342,50 @@ def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
         assert 20 < run_a["written"] < 4000 and run_a["unreached"] > 0
     assert run_b["written"] + run_a["written"] == 4000 + 20
     assert run_b["duplicate"] == run_a["written"] and runs[1]["written"] == run_b["written"]
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_stalled_holders_commit_landing_after_a_takeover_is_never_duplicated(
+        s3_endpoint: str, s3_lake: str, tmp_path: Path) -> None:
+    """The window the fence leaves open (hubctl/lease.py): A freezes just before its first
+    commit of readings, its leases checked; B takes them over (a 10 s lease) and freezes just
+    before its own first commit, its rows classified; A wakes up and its commit lands (nobody
+    had committed since A read the table), then A fails at its next check; B wakes up, and its
+    commit, classified before A's landed, is refused rather than duplicating A's readings. A
+    third run writes the rest: the lake holds each reading once."""
+    machine = _machines(s3_endpoint, s3_lake, tmp_path)
+    a = machine("a", "before")
+    b = None
+    try:
+        assert _frozen(a), a.communicate()
+        b = _taking_over(machine, "b", "before", "10")
+        assert b.returncode is None, b.communicate()
+        os.kill(a.pid, signal.SIGCONT)
+        _, err_a = a.communicate(timeout=120)
+        os.kill(b.pid, signal.SIGCONT)
+        _, err_b = b.communicate(timeout=120)
+    finally:
+        for proc in (a, b):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    assert a.returncode == 1 and "another machine took over the lease of" in err_a, err_a
+    assert b.returncode == 1, err_b
+    assert "which held the lock 'source:shared' before this process took its lease over, " \
+           "committed version 1 after this process had read version 0" in err_b, err_b
+    c = machine("c", "no")
+    out, err = c.communicate(timeout=120)
+    assert c.returncode == 0, err
+    (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k "
+                               "FROM AirQualityObserved")
+    assert counts == {"n": 4000, "k": 4000}
+    runs = _rows(s3_lake, "SELECT status, written, duplicate FROM _runs WHERE source = "
+                          "'shared' ORDER BY started_at")
+    assert [r["status"] for r in runs] == ["failed", "failed", "ok"], runs
+    run_a, run_b, run_c = runs
+    assert 20 < run_a["written"] < 4020 and run_b["written"] == 0
+    assert run_c["written"] + run_a["written"] == 4020 and run_c["duplicate"] == run_a["written"]
 
 
 DIES_RUNNING = """
