@@ -345,6 +345,30 @@ def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
 
 
 @pytest.mark.subprocess
+def test_a_holder_stalled_past_its_lease_that_nobody_took_over_goes_on(
+        s3_endpoint: str, s3_lake: str, tmp_path: Path) -> None:
+    """Frozen for 3 s after its first commit, past its 2 s leases, with no other machine
+    wanting them: the holder renews them when it wakes up (before its next commit) and
+    finishes as if nothing had happened."""
+    machine = _machines(s3_endpoint, s3_lake, tmp_path)
+    a = machine("a", "after")
+    try:
+        assert _frozen(a), a.communicate()
+        time.sleep(3)
+        os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=120)
+    finally:
+        a.kill()
+        a.wait()
+    assert a.returncode == 0, err
+    run = json.loads(out)
+    assert (run["status"], run["written"], run["duplicate"]) == ("ok", 4020, 0)
+    (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k "
+                               "FROM AirQualityObserved")
+    assert counts == {"n": 4000, "k": 4000}
+
+
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_stalled_holders_commit_landing_after_a_takeover_is_never_duplicated(
         s3_endpoint: str, s3_lake: str, tmp_path: Path) -> None:
