@@ -7,6 +7,7 @@ would; a lease whose holder was killed is taken over once it expires, and not be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -251,23 +252,32 @@ if where != "no":
 """ + SMALL_BATCHES[2]
 
 
+@contextlib.contextmanager
 def _machines(s3_endpoint: str, s3_lake: str, tmp_path: Path
-              ) -> Callable[..., subprocess.Popen[str]]:
+              ) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """A way to start "machines" (processes with their own temporary folders) ingesting the
-    same 4,000 OpenAQ readings (commits of about 1,200) as source ``shared``, with STALLS."""
+    same 4,000 OpenAQ readings (commits of about 1,200) as source ``shared``, with STALLS;
+    every one started is killed when the block ends."""
     no2, _, st = openaq_files(tmp_path / "in", 20, 200)
+    started: list[subprocess.Popen[str]] = []
 
     def machine(name: str, stall: str, lease: str = "2") -> subprocess.Popen[str]:
         home = tmp_path / name
         home.mkdir(exist_ok=True)
         env = {**os.environ, **_aws(s3_endpoint), "HUBCTL_LAKE": s3_lake,
                "HUBCTL_LEASE_SECONDS": lease, "TMPDIR": str(home), "HOME": str(home)}
-        return subprocess.Popen(
+        started.append(subprocess.Popen(
             [sys.executable, "-c", STALLS, stall, "100", "ingest", "openaq", str(no2),
              "--stations", str(st), "--source-name", "shared", "--json"],
-            env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return started[-1]
 
-    return machine
+    try:
+        yield machine
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
 
 
 def _frozen(proc: subprocess.Popen[str]) -> bool:
@@ -277,6 +287,12 @@ def _frozen(proc: subprocess.Popen[str]) -> bool:
         return True
     proc.returncode = os.waitstatus_to_exitcode(status)
     return False
+
+
+def _woken(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGCONT to a frozen ``proc``; its output once it ends."""
+    os.kill(proc.pid, signal.SIGCONT)
+    return proc.communicate(timeout=120)
 
 
 def _taking_over(machine: Callable[..., subprocess.Popen[str]], *args: str
@@ -306,21 +322,16 @@ def test_a_holder_stalled_past_its_lease_commits_nothing_after_a_takeover(
     commit already on its way is made at the version A read with A's lease tokens, so it loses
     to B's. A's run is recorded as failed and says why; the lake holds what one machine would
     have written."""
-    machine = _machines(s3_endpoint, s3_lake, tmp_path)
-    a = machine("a", where)
-    try:
-        _frozen(a)
+    with _machines(s3_endpoint, s3_lake, tmp_path) as machine:
+        a = machine("a", where)
+        assert _frozen(a), a.communicate()
         frozen = time.monotonic()
         b = _taking_over(machine, "b", "no")
         out, err = b.communicate(timeout=120)
         assert b.returncode == 0, err
         assert "took over the lease" in err and time.monotonic() - frozen >= 2
         run_b = json.loads(out)
-        os.kill(a.pid, signal.SIGCONT)
-        out, err = a.communicate(timeout=120)
-    finally:
-        a.kill()
-        a.wait()
+        out, err = _woken(a)
     assert a.returncode == 1, err
     assert "refused to commit to AirQualityObserved: another machine took over the lease of" \
         in err, err
@@ -350,16 +361,11 @@ def test_a_holder_stalled_past_its_lease_that_nobody_took_over_goes_on(
     """Frozen for 3 s after its first commit, past its 2 s leases, with no other machine
     wanting them: the holder renews them when it wakes up (before its next commit) and
     finishes as if nothing had happened."""
-    machine = _machines(s3_endpoint, s3_lake, tmp_path)
-    a = machine("a", "after")
-    try:
+    with _machines(s3_endpoint, s3_lake, tmp_path) as machine:
+        a = machine("a", "after")
         assert _frozen(a), a.communicate()
         time.sleep(3)
-        os.kill(a.pid, signal.SIGCONT)
-        out, err = a.communicate(timeout=120)
-    finally:
-        a.kill()
-        a.wait()
+        out, err = _woken(a)
     assert a.returncode == 0, err
     run = json.loads(out)
     assert (run["status"], run["written"], run["duplicate"]) == ("ok", 4020, 0)
@@ -378,28 +384,19 @@ def test_a_stalled_holders_commit_landing_after_a_takeover_is_never_duplicated(
     had committed since A read the table), then A fails at its next check; B wakes up, and its
     commit, classified before A's landed, is refused rather than duplicating A's readings. A
     third run writes the rest: the lake holds each reading once."""
-    machine = _machines(s3_endpoint, s3_lake, tmp_path)
-    a = machine("a", "before")
-    b = None
-    try:
+    with _machines(s3_endpoint, s3_lake, tmp_path) as machine:
+        a = machine("a", "before")
         assert _frozen(a), a.communicate()
         b = _taking_over(machine, "b", "before", "10")
         assert b.returncode is None, b.communicate()
-        os.kill(a.pid, signal.SIGCONT)
-        _, err_a = a.communicate(timeout=120)
-        os.kill(b.pid, signal.SIGCONT)
-        _, err_b = b.communicate(timeout=120)
-    finally:
-        for proc in (a, b):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
+        _, err_a = _woken(a)
+        _, err_b = _woken(b)
+        c = machine("c", "no")
+        out, err = c.communicate(timeout=120)
     assert a.returncode == 1 and "another machine took over the lease of" in err_a, err_a
     assert b.returncode == 1, err_b
     assert "which held the lock 'source:shared' before this process took its lease over, " \
            "committed version 1 after this process had read version 0" in err_b, err_b
-    c = machine("c", "no")
-    out, err = c.communicate(timeout=120)
     assert c.returncode == 0, err
     (counts,) = _rows(s3_lake, "SELECT count(*) AS n, count(DISTINCT (id, observed_at)) AS k "
                                "FROM AirQualityObserved")
