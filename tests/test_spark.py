@@ -348,7 +348,7 @@ def test_sigterm_cancels_the_pipelines_spark_job_and_records_it_interrupted(
 @needs_spark
 @pytest.mark.slow
 @pytest.mark.subprocess
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_cancels_the_ingests_spark_job(tmp_path: Path, sig: signal.Signals) -> None:
     """As without --engine: Ctrl-C fails the run (click's "Aborted!"), SIGTERM stops it;
     either way the Spark job is cancelled rather than waited for, and nothing is committed."""
