@@ -100,6 +100,7 @@ SUBCATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hazardOnRoad", ("road hazard", "debris in road", "낙하물")),
     ("trafficJam", ("traffic jam", "traffic congestion", "교통정체")),
 )
+_UNMAPPED = "unmapped:"  # counts key prefix of a call type without a subCategory
 # 112 response codes (C0 most urgent .. C4 not a police matter) -> SDM severity
 _SEVERITY = {"0": "critical", "1": "high", "2": "medium", "3": "low", "4": "informational"}
 
@@ -210,6 +211,7 @@ class Calls(Adapter):
                "  hubctl ingest calls cad.csv --map 'Received=dateIssued' --map 'Type=callType'"
                " --map 'Y=lat' --map 'X=lon' --timezone America/Chicago")
     reads_files_apart = True  # no state from one file to the next: one Spark task each
+    reads_byte_ranges = True  # nor from one record to the next: a large file in byte ranges
     params: Sequence[click.Parameter] = (
         click.Option(["--profile"], type=click.Choice(sorted(PROFILES)), default=None,
                      help="Layout of the file; detected from the header when absent."),
@@ -230,32 +232,43 @@ class Calls(Adapter):
         if options.get("timezone"):
             zone(options["timezone"])  # a bad zone fails before any file is read
         for path in inputs:
-            yield from _read_file(path, options, ctx)
+            yield from self._read_file(path, options, ctx)
 
+    def _read_file(self, path: Path, options: dict[str, Any],
+                   ctx: ReadContext) -> Iterator[Batch]:
+        stream = open_text_csv(path, csv_limits(options), batch_rows=ctx.batch_rows,
+                               span=ctx.span)
+        header = list(stream.schema.names)
+        layout = resolve_layout(path, header, options)
+        how = "given" if options.get("profile") else "detected from the header"
+        if ctx.span is None or ctx.span.first:
+            ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
+                     f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
+        counts = {"none": 0, "unusable": 0}
+        unmapped: dict[str, int] = {}
+        yield from csv_batches(stream, path, TYPE, ctx,
+                               partial(_convert, path=path, layout=layout, counts=counts,
+                                       unmapped=unmapped))
+        ctx.file_done(self, path, counts | {_UNMAPPED + k: v for k, v in unmapped.items()})
 
-def _read_file(path: Path, options: dict[str, Any], ctx: ReadContext) -> Iterator[Batch]:
-    stream = open_text_csv(path, csv_limits(options))
-    header = list(stream.schema.names)
-    layout = resolve_layout(path, header, options)
-    how = "given" if options.get("profile") else "detected from the header"
-    ctx.warn(f"{path.name}: read with profile {layout.profile} ({how}), times in "
-             f"{layout.zone}, ids urn:ngsi-ld:Alert:{layout.source}:<case>")
-    counts = {"none": 0, "unusable": 0}
-    unmapped: dict[str, int] = {}
-    yield from csv_batches(stream, path, TYPE, ctx,
-                           partial(_convert, path=path, layout=layout, counts=counts,
-                                   unmapped=unmapped))
-    if counts["none"] or counts["unusable"]:
-        ctx.warn(f"{path.name}: {counts['none'] + counts['unusable']} calls without usable "
-                 f"coordinates kept with an empty location ({counts['none']} without any, "
-                 f"{counts['unusable']} zero, out of range or unreadable; those are kept in "
-                 "_extra); analyses that need a position leave them out")
-    if unmapped:
-        top = sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        ctx.warn(f"{path.name}: {sum(unmapped.values())} calls of {len(unmapped)} call types "
-                 "have no Smart Data Models subCategory (e.g. "
-                 + ", ".join(f"{k!r} {v}" for k, v in top) + "): kept in callType, "
-                 "subCategory left empty (the keyword table is in docs/safety.md)")
+    def file_warnings(self, path: Path, counts: dict[str, int]) -> list[str]:
+        """The calls without usable coordinates, and the call types without an SDM
+        subCategory, of one file."""
+        out = []
+        none, unusable = counts.get("none", 0), counts.get("unusable", 0)
+        if none or unusable:
+            out.append(f"{path.name}: {none + unusable} calls without usable coordinates kept "
+                       f"with an empty location ({none} without any, {unusable} zero, out of "
+                       "range or unreadable; those are kept in _extra); analyses that need a "
+                       "position leave them out")
+        unmapped = {k[len(_UNMAPPED):]: v for k, v in counts.items() if k.startswith(_UNMAPPED)}
+        if unmapped:
+            top = sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+            out.append(f"{path.name}: {sum(unmapped.values())} calls of {len(unmapped)} call "
+                       "types have no Smart Data Models subCategory (e.g. "
+                       + ", ".join(f"{k!r} {v}" for k, v in top) + "): kept in callType, "
+                       "subCategory left empty (the keyword table is in docs/safety.md)")
+        return out
 
 
 def _column(t: pa.Table, layout: Layout, field: str) -> pa.Array | None:

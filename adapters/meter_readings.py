@@ -93,6 +93,9 @@ class MeterReadings(Adapter):
     example = ("hubctl ingest meter-readings ami-2025.csv --meters meters.csv "
                "--map 'MeterNo=meter' --map 'Read kWh=value' --timezone Asia/Seoul")
     reads_files_apart = True  # no state from one file to the next: one Spark task each
+    # nor from one record to the next but the interval inferred from a file's first batch,
+    # which file_options settles once: a large file in byte ranges
+    reads_byte_ranges = True
     params: Sequence[click.Parameter] = (
         click.Option(["--map", "mapping"], multiple=True, metavar="COLUMN=FIELD",
                      help="Read COLUMN as FIELD (repeatable). Fields: "
@@ -124,30 +127,65 @@ class MeterReadings(Adapter):
         places = (read_places(Path(meters), "meter", ALIASES["meter"])
                   if meters else None)
         for path in inputs:
-            stream = open_csv(path, limits=csv_limits(options), batch_rows=ctx.batch_rows)
-            header = stream.names
-            cols = resolve_columns(path, header, ALIASES, mapping, REQUIRED)
-            if "timestamp" in cols and "date" in cols:  # a full timestamp wins
-                cols.pop("date")
-                cols.pop("time", None)
-            unit = options.get("unit") or _UNIT_FROM_HEADER.get(
-                cols["value"].strip().lower(), "kWh")
-            if energy_factors(pa.array([unit])).null_count:
-                raise UsageError(f"--unit {unit!r} is not an energy unit",
-                                 hint="use kWh, Wh or MWh")
-            plan = _Plan(path, cols, unit, options.get("timezone") or "UTC",
-                         options.get("date_format"), options.get("interval"),
-                         options.get("timestamp_at") == "end", places)
+            stream = open_csv(path, limits=csv_limits(options), batch_rows=ctx.batch_rows,
+                              span=ctx.span)
+            plan = _plan(path, stream, mapping, options, places)
+            if options.get("interval_inferred") and (ctx.span is None or ctx.span.first):
+                ctx.warn(_inferred(plan))  # settled by file_options on the whole file
             yield from _read_file(plan, stream, ctx)
+
+    def file_options(self, path: Path, options: dict[str, Any],
+                     ctx: ReadContext) -> dict[str, Any]:
+        """``options`` with the interval the whole file's first batch gives (as its reading
+        would infer it), when neither ``--interval`` nor a duration column gives one."""
+        if options.get("interval"):
+            return options
+        stream = open_csv(path, limits=csv_limits(options), batch_rows=ctx.batch_rows)
+        try:
+            plan = _plan(path, stream, parse_map(options.get("mapping") or (), ALIASES),
+                         options, None)
+            if "duration" in plan.cols:
+                return options
+            for batch, _, _, _ in _whole_instants(plan, stream):
+                start, end = _bounded(plan, batch, max(1, ctx.batch_rows))[0]
+                piece = batch.slice(start, end - start)
+                interval = _infer_interval(plan, _meters(plan, piece), _times(plan, piece)[0])
+                return options | {"interval": interval, "interval_inferred": True}
+            return options
+        finally:
+            stream.close()
+
+
+def _plan(path: Path, stream: CsvStream, mapping: dict[str, str], options: dict[str, Any],
+          places: Places | None) -> _Plan:
+    """How to read ``path``, whose header ``stream`` read."""
+    cols = resolve_columns(path, stream.names, ALIASES, mapping, REQUIRED)
+    if "timestamp" in cols and "date" in cols:  # a full timestamp wins
+        cols.pop("date")
+        cols.pop("time", None)
+    unit = options.get("unit") or _UNIT_FROM_HEADER.get(cols["value"].strip().lower(), "kWh")
+    if energy_factors(pa.array([unit])).null_count:
+        stream.close()
+        raise UsageError(f"--unit {unit!r} is not an energy unit", hint="use kWh, Wh or MWh")
+    return _Plan(path, cols, unit, options.get("timezone") or "UTC", options.get("date_format"),
+                 options.get("interval"), options.get("timestamp_at") == "end", places)
+
+
+def _inferred(plan: _Plan) -> str:
+    return (f"{plan.path.name}: interval length inferred as {plan.interval} s from the data; "
+            "pass --interval to set it")
 
 
 def _read_file(plan: _Plan, stream: CsvStream, ctx: ReadContext) -> Iterator[Batch]:
-    for batch, lines, bad in _whole_instants(plan, stream):
+    more = ctx.span is not None and ctx.span.index < ctx.span.count - 1
+    for batch, lines, bad, joins in _whole_instants(plan, stream, more):
         ctx.advance(stream.take_read_bytes())
-        for k, (start, end) in enumerate(_bounded(plan, batch, max(1, ctx.batch_rows))):
+        pieces = _bounded(plan, batch, max(1, ctx.batch_rows))
+        for k, (start, end) in enumerate(pieces):
             out = _convert(plan, batch.slice(start, end - start), lines[start:end], ctx)
             if k == 0:
                 add_malformed(out, TYPE, plan.path, bad)
+            out.continues = joins and k == len(pieces) - 1
             yield out
 
 
@@ -175,34 +213,46 @@ def _bounded(plan: _Plan, batch: pa.RecordBatch, size: int) -> list[tuple[int, i
     return pieces
 
 
-def _whole_instants(plan: _Plan, stream: CsvStream
-                    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[BadLine]]]:
+def _whole_instants(plan: _Plan, stream: CsvStream, more: bool = False
+                    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray, list[BadLine], bool]]:
     """The reader's batches (with their line numbers and the lines kept out), cut so that
     the readings of one instant (one timestamp text) are never split across two batches:
     head-end exports are in time order, and a batch whose readings are all later than
-    anything stored is appended without comparing a row."""
-    column = plan.cols.get("timestamp") or plan.cols["date"]
-    extra = None if "timestamp" in plan.cols else plan.cols.get("time")
+    anything stored is appended without comparing a row. ``more``: a byte range that another
+    follows; its last instant comes apart, marked True: it joins the next range's first
+    batch (one commit, where the whole file's reading puts it)."""
     pending: pa.RecordBatch | None = None
     lines = np.zeros(0, np.int64)
     for batch in stream:
         if pending is None or pending.num_rows == 0:
             pending, lines = batch, stream.lines
             continue
-        n = pending.num_rows
-        same = pc.equal(pending.column(column), pending.column(column)[n - 1])
-        if extra is not None:
-            same = pc.and_(same, pc.equal(pending.column(extra), pending.column(extra)[n - 1]))
-        differs = np.flatnonzero(~pc.fill_null(same, False).to_numpy(zero_copy_only=False))
-        cut = int(differs[-1]) + 1 if len(differs) else n
-        yield pending.slice(0, cut), lines[:cut], stream.take_invalid()
+        n, cut = pending.num_rows, _last_instant(plan, pending)
+        yield pending.slice(0, cut), lines[:cut], stream.take_invalid(), False
         if cut < n:
             pending = pa.concat_batches([pending.slice(cut), batch])
             lines = np.concatenate((lines[cut:], stream.lines))
         else:
             pending, lines = batch, stream.lines
-    if pending is not None:
-        yield pending, lines, stream.take_invalid()
+    if pending is None:
+        return
+    cut = _last_instant(plan, pending) if more and pending.num_rows else pending.num_rows
+    yield pending.slice(0, cut), lines[:cut], stream.take_invalid(), False
+    if cut < pending.num_rows:
+        yield pending.slice(cut), lines[cut:], stream.take_invalid(), True
+
+
+def _last_instant(plan: _Plan, batch: pa.RecordBatch) -> int:
+    """Where the readings of a batch's last instant start (its length when the batch is one
+    instant: nothing is held back)."""
+    column = plan.cols.get("timestamp") or plan.cols["date"]
+    extra = None if "timestamp" in plan.cols else plan.cols.get("time")
+    n = batch.num_rows
+    same = pc.equal(batch.column(column), batch.column(column)[n - 1])
+    if extra is not None:
+        same = pc.and_(same, pc.equal(batch.column(extra), batch.column(extra)[n - 1]))
+    differs = np.flatnonzero(~pc.fill_null(same, False).to_numpy(zero_copy_only=False))
+    return int(differs[-1]) + 1 if len(differs) else n
 
 
 def _times(plan: _Plan, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array, str]:
@@ -220,9 +270,13 @@ def _times(plan: _Plan, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array, str]
     return ts, bad, field_name
 
 
+def _meters(plan: _Plan, batch: pa.RecordBatch) -> pa.Array:
+    return pc.utf8_trim_whitespace(text_column(batch, plan.cols["meter"]))
+
+
 def _convert(plan: _Plan, batch: pa.RecordBatch, lines: np.ndarray, ctx: ReadContext) -> Batch:
     n = batch.num_rows
-    meter = pc.utf8_trim_whitespace(text_column(batch, plan.cols["meter"]))
+    meter = _meters(plan, batch)
     ts, bad_ts, ts_field = _times(plan, batch)
     value, bad_value = _numbers(text_column(batch, plan.cols["value"]))
     unit_text = text_column(batch, plan.cols.get("unit"))
@@ -306,8 +360,7 @@ def _durations(plan: _Plan, batch: pa.RecordBatch, meter: pa.Array, ts: pa.Array
         return ints, bad
     if plan.interval is None:
         plan.interval = _infer_interval(plan, meter, ts)
-        ctx.warn(f"{plan.path.name}: interval length inferred as {plan.interval} s from the "
-                 "data; pass --interval to set it")
+        ctx.warn(_inferred(plan))
     return pa.repeat(pa.scalar(plan.interval, pa.int64()), n), None
 
 

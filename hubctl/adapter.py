@@ -21,7 +21,7 @@ import pyarrow as pa
 from hubctl.gate import RowReasons
 from hubctl.rejects import Reject
 
-__all__ = ["BATCH_ROWS", "Adapter", "Batch", "ReadContext"]
+__all__ = ["BATCH_ROWS", "Adapter", "Batch", "ReadContext", "Span"]
 
 # The one name for the batch size, everywhere: rows an adapter puts in one Batch.
 BATCH_ROWS = 250_000
@@ -95,14 +95,49 @@ class Batch:
                           continues=self.continues or start + batch_rows < n)
 
 
+@dataclass(frozen=True)
+class Span:
+    """A byte range of one input file, cut just after a record's line break (``ingest
+    --engine`` reads a large CSV in ranges: :func:`hubctl.csvread.split_csv`): bytes
+    ``[start, end)``, whose first line is line ``first_line`` of the file; range ``index``
+    of the file's ``count``. The header is read from the file's start whatever the range."""
+
+    start: int
+    end: int
+    first_line: int
+    index: int = 0
+    count: int = 1
+
+    @property
+    def first(self) -> bool:
+        """True for the file's first range (the one that holds its header)."""
+        return self.index == 0
+
+
 @dataclass
 class ReadContext:
-    """What the engine gives an adapter: batch size, arrival time, warnings, progress."""
+    """What the engine gives an adapter: batch size, arrival time, warnings, progress, and,
+    when the engine split a file, the byte range to read."""
 
     batch_rows: int = BATCH_ROWS
     arrival: datetime = field(default_factory=lambda: datetime.now(UTC))
     warn: Callable[[str], None] = lambda msg: None
     advance: Callable[[int], None] = lambda nbytes: None
+    #: The byte range of the (one) input to read, when the engine split it (an adapter with
+    #: ``reads_byte_ranges`` passes it to :func:`hubctl.csvread.open_csv`); None: whole files.
+    span: Span | None = None
+    #: Where a byte range's counts for its file's closing warnings go (:meth:`file_done`).
+    tally: Callable[[dict[str, int]], None] = lambda counts: None
+
+    def file_done(self, adapter: Adapter, path: Path, counts: dict[str, int]) -> None:
+        """The end of reading ``path``: its closing warnings (:meth:`Adapter.file_warnings`
+        of ``counts``) now; or, when this was one byte range of it, ``counts`` to the
+        engine, which sums them over the file's ranges and warns once, after the last."""
+        if self.span is None:
+            for warning in adapter.file_warnings(path, counts):
+                self.warn(warning)
+        else:
+            self.tally(counts)
 
 
 class Adapter(Protocol):
@@ -128,6 +163,14 @@ class Adapter(Protocol):
     #: batches replayed in order (``ingest --engine``: one Spark task per file); otherwise
     #: the files of a run are one task.
     reads_files_apart: bool = False
+    #: True (with ``reads_files_apart``): a large plain CSV input may be read in byte ranges,
+    #: each on its own, with the same batches, rejects and line numbers as the whole file:
+    #: one Spark task per range (``ingest --engine``). The adapter opens its input with
+    #: ``open_csv(..., batch_rows=ctx.batch_rows, span=ctx.span)``
+    #: (:func:`hubctl.csvread.split_csv` cuts where such a stream cuts its blocks); what it
+    #: infers from a file's first rows is settled once (:meth:`file_options`), and its
+    #: per-file closing warnings are summed over the ranges (:meth:`file_warnings`).
+    reads_byte_ranges: bool = False
     #: Rows an adapter puts in one Batch (``ReadContext.batch_rows``).
     batch_rows: int = BATCH_ROWS
     #: An adapter that can pull from an API: the options of a pull, an example command line,
@@ -146,6 +189,18 @@ class Adapter(Protocol):
     def pull_source(self, options: dict[str, Any]) -> str:
         """The default source name of a pull (its cursor is kept under it)."""
         return self.name
+
+    def file_options(self, path: Path, options: dict[str, Any],
+                     ctx: ReadContext) -> dict[str, Any]:
+        """``options`` for reading ``path`` in byte ranges: with what the adapter would infer
+        from the file's first rows (meter readings' interval) settled once, on the whole
+        file, so that every range reads as the whole file would. The default: ``options``."""
+        return options
+
+    def file_warnings(self, path: Path, counts: dict[str, int]) -> list[str]:
+        """The warnings that close the reading of ``path``, from the counts the adapter gave
+        :meth:`ReadContext.file_done` (summed over the file's byte ranges). Default: none."""
+        return []
 
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:

@@ -12,6 +12,13 @@ on. :attr:`CsvStream.lines` gives the file line number of every row of the last 
 An adapter may name columns to be parsed by Arrow itself (``open_csv(types=...)``: numbers,
 times, dictionaries of repeated texts); a clean block then comes typed, any other as text.
 
+A large file can be read in byte ranges (``ingest --engine`` gives each range to its own
+task): :func:`split_csv` cuts it just after record ends, by the same quote rules as the
+reader, and counts the lines before each cut; ``open_csv(span=...)`` then reads the header
+from the file's start and only the records of the range, numbered by their line in the file.
+Read one after the other, the ranges give the rows, bad lines and line numbers of the whole
+file.
+
 Limits (see ``docs/limits.md``): a header wider than ``max_columns`` columns is refused before
 anything is read; a record longer than ``max_line_bytes`` is rejected. Both have defaults
 (:data:`DEFAULT_LIMITS`) and the options ``--max-columns`` / ``--max-line-bytes`` of every CSV
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,17 +43,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from hubctl.adapter import BATCH_ROWS, Batch
+from hubctl.adapter import BATCH_ROWS, Batch, Span
 from hubctl.errors import InputError
 from hubctl.rejects import Reject, reason
 
 __all__ = ["CSV_LIMIT_PARAMS", "DEFAULT_LIMITS", "BadLine", "CsvLimits", "CsvStream",
-           "add_malformed", "csv_limits", "open_csv", "read_whole", "require_columns"]
+           "add_malformed", "csv_limits", "open_csv", "read_whole", "require_columns",
+           "split_csv"]
 
 _BYTES_PER_ROW = 64  # block size = BATCH_ROWS rows of a typical sensor CSV
 _NL, _CR, _QUOTE = 10, 13, 34
 _SAMPLE = 200  # bytes of an over-long line kept in its reject
 _MAX_STRAY_PASSES = 32  # stray quotes resolved vectorised; more fall back to a loop over quotes
+_COMPRESSED = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ class CsvStream:
     _handed: int = 0  # bytes of the file handed out as records (and the header), for progress
     _reported: int = 0
     _read_total: int = 0
+    _remaining: int | None = None  # bytes left to read in a byte range (None: to the end)
     _next_line: int = 2
     _bad: list[BadLine] = field(default_factory=list)
     _eof: bool = False
@@ -192,11 +203,14 @@ class CsvStream:
 
     # -- the byte-level pass -------------------------------------------------------------
 
-    def _read(self) -> bytes:
+    def _read(self, size: int | None = None) -> bytes:
         if self._eof:
             return b""
+        size = size or self.block_size
+        if self._remaining is not None:
+            size = min(size, self._remaining)
         try:
-            more = self.handle.read(self.block_size)
+            more = self.handle.read(size) if size else b""
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise InputError(f"is damaged inside its zip file ({exc})", path=self.path,
                              hint="download or copy the zip again; `unzip -t` tests it") from None
@@ -205,6 +219,8 @@ class CsvStream:
         if not more:
             self._eof = True
         self._read_total += len(more)
+        if self._remaining is not None:
+            self._remaining -= len(more)
         return more
 
     def _chunks(self) -> Iterator[_Chunk]:
@@ -596,14 +612,18 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
              handle: IO[bytes] | None = None, empty_as_null: bool = False,
              pad_short: bool = False, batch_rows: int | None = None,
              header_only_ok: bool = False,
-             types: Mapping[str, pa.DataType] | None = None) -> CsvStream:
+             types: Mapping[str, pa.DataType] | None = None,
+             span: Span | None = None) -> CsvStream:
     """Open a CSV for streaming; its header is read and checked here.
 
     ``handle`` reads from an open binary file instead (a zip member), which the stream then
     closes; ``path`` only names it in messages. ``batch_rows`` sizes the blocks from the mean
     line length of the first block, so that a batch holds about that many rows (else
     ``block_size`` bytes). A header that is not valid in ``encoding`` fails (``is not UTF-8
-    text``); every later line that is not is rejected alone.
+    text``); every later line that is not is rejected alone. ``span`` (from
+    :func:`split_csv`) reads only the records of that byte range of the file, numbered by
+    their line in the file (the header, the block size and the trailing-field rule still come
+    from the file's start).
     """
     codec = "utf-8" if encoding.replace("-", "").lower() == "utf8" else encoding
     codecs.lookup(codec)
@@ -630,7 +650,130 @@ def open_csv(path: Path | str, encoding: str = "utf8", delimiter: str = ",", *,
             float(_BYTES_PER_ROW)
         stream.bytes_per_row = per_row
         stream.block_size = max(int(max(batch_rows, 1) * per_row * 0.97), 1 << 16)
+    if span is not None:
+        _to_span(stream, span)
     return stream
+
+
+def _to_span(stream: CsvStream, span: Span) -> None:
+    """Make ``stream`` (its header read) read the records of ``span`` only, with its end as
+    the end of the file. A later range starts where the whole file's reading cut a block
+    (:func:`split_csv` cuts nowhere else), and its reads keep the whole file's block
+    alignment, so that it cuts the same blocks, hence the same batches, from there on."""
+    data_start = stream._read_total - len(stream._pending)
+    if span.start <= data_start:  # the file's first range: what follows the header
+        stream._pending = stream._pending[:max(0, span.end - data_start)]
+        stream._remaining = max(0, span.end - stream._read_total)
+        return
+    first, block = _first_cut(stream), stream.block_size
+    aligned = first + max(0, -(-(span.start - first) // block)) * block  # the read it ended
+    try:
+        stream.handle.seek(span.start)
+    except OSError as exc:
+        stream.close()
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=stream.path) from None
+    stream._pending, stream._eof = b"", False
+    stream._read_total, stream._remaining = span.start, span.end - span.start
+    stream._handed = stream._reported = 0  # the header's bytes count in the first range
+    stream._next_line = span.first_line
+    if aligned > span.start:  # what the whole file's reading held after this cut
+        stream._pending = stream._read(aligned - span.start)
+
+
+def _first_cut(stream: CsvStream) -> int:
+    """The file offset at which a stream whose header was just read first cuts a block: the
+    end of what it holds, or of one more block when it holds less than a block. Every later
+    cut is at a whole number of blocks after it."""
+    held = len(stream._pending)
+    return stream._read_total + (0 if held >= stream.block_size else stream.block_size)
+
+
+def split_csv(path: Path | str, size: int, *, limits: CsvLimits = DEFAULT_LIMITS,
+              batch_rows: int | None = None, delimiter: str = ",") -> list[Span]:
+    """Byte ranges of about ``size`` bytes that cover a CSV file, for ``open_csv(span=...)``
+    with the same ``limits`` and ``batch_rows``: read in order, they give the rows, bad lines
+    and line numbers of the whole file, in the same blocks.
+
+    Each range ends where reading the whole file cuts a block: just after the line break that
+    ends the last record of a block (the reader's own quote rules, :func:`_record_ends`: never
+    inside a quoted field), so a range is at least a block (about ``batch_rows`` rows). One
+    range (the whole file) for a file of at most ``size`` bytes, a compressed file (gzip,
+    zip, bzip2, xz, zstd: read as one), or one whose header cannot be read (the reader then
+    fails on it as usual). Past a quoted record longer than ``limits.max_line_bytes`` (which
+    the reader rejects line by line) nothing is cut: the rest of the file is the last range.
+    The file is read once, block by block: a search for line breaks, and a vectorised pass of
+    the quote rules over the blocks that have quotes."""
+    total = os.path.getsize(path)
+    whole = [Span(0, total, 1)]
+    if total <= size:
+        return whole
+    with open(path, "rb") as f:
+        if f.read(6).startswith(_COMPRESSED):
+            return whole
+    try:  # where the records start and the blocks end (any codec reads the header's bytes)
+        stream = open_csv(path, "latin-1", delimiter, limits=limits, batch_rows=batch_rows)
+    except InputError:
+        return whole
+    start, line = stream._read_total - len(stream._pending), stream._next_line
+    reads = (_first_cut(stream), stream.block_size)
+    stream.close()
+    n = max(1, round((total - start) / size))
+    targets = [start + (total - start) * k // n for k in range(1, n)]
+    cuts = _cuts(path, (start, line), reads, targets,
+                 (limits.max_line_bytes, delimiter.encode()[0]))
+    starts, ends = [(0, 1), *cuts], [offset for offset, _ in cuts] + [total]
+    return [Span(s, e, first, i, len(starts))
+            for i, ((s, first), e) in enumerate(zip(starts, ends, strict=True))]
+
+
+def _cuts(path: Path | str, at: tuple[int, int], reads: tuple[int, int], targets: list[int],
+          rules: tuple[int, int]) -> list[tuple[int, int]]:
+    """(offset, line) of the first block cut at or after each target (a target that an
+    earlier cut passed is dropped), reading from ``at``, the (offset, line) of the first
+    record; ``reads``: (where the reader first cuts a block, the block size); ``rules``: (the
+    record length limit, the delimiter byte)."""
+    cuts: list[tuple[int, int]] = []
+    pos, line = at
+    end, block = reads
+    pending = b""  # the bytes from pos (a record start, the last cut) to the last read's end
+    with open(path, "rb") as f:
+        f.seek(pos)
+        while targets:
+            more = f.read(max(0, end - pos - len(pending)))
+            if not more:
+                break
+            data = pending + more
+            ends, stop = _record_ends_in(data, *rules)
+            if len(ends):  # the reader cuts its block after the last record it holds
+                last = int(ends[-1])
+                lines = data.count(b"\n", 0, last)
+                if pos + last >= targets[0]:
+                    cuts.append((pos + last, line + lines))
+                    targets = [t for t in targets if t > pos + last]
+                pos, line, pending = pos + last, line + lines, data[last:]
+            else:
+                pending = data
+            if stop:
+                break
+            end += block
+    return cuts
+
+
+def _record_ends_in(data: bytes, limit: int, delimiter: int) -> tuple[np.ndarray, bool]:
+    """Offsets just after the line breaks that end records in ``data`` (which starts at a
+    record start; without a quote in it, only the last line break: every one ends a record),
+    and True when nothing may be cut after them: a quoted record longer than ``limit`` (the
+    reader rejects its first line and starts afresh on the next, which quote parity does not
+    follow), or a line longer than ``limit`` that does not end in ``data``."""
+    if data.find(b'"') < 0:
+        last = data.rfind(b"\n") + 1  # a line with no end in sight: stop, not hold it all
+        return np.array([last] if last else [], np.int64), not last and len(data) > limit
+    a = np.frombuffer(data, np.uint8)
+    ends = _record_ends(a, np.flatnonzero(a == _NL), delimiter)[0] + 1
+    over = np.flatnonzero(np.diff(ends, prepend=0) > limit)
+    if len(over):
+        return ends[:over[0]], True
+    return ends, not len(ends) and len(data) > limit
 
 
 def _header(stream: CsvStream) -> list[str]:
@@ -640,10 +783,10 @@ def _header(stream: CsvStream) -> list[str]:
     window = 1 << 16  # the header is looked for in a window that grows only if it must
     while True:
         while len(data) < window and not stream._eof:
-            data += stream._read()
+            data += stream._read(window - len(data))  # a first block is read after the sample
         a = np.frombuffer(data, np.uint8, min(window, len(data)))
         ends, _ = _record_ends(a, np.flatnonzero(a == _NL), stream.delimiter[0])
-        if len(ends) or window >= len(data) or window > limit:
+        if len(ends) or (stream._eof and window >= len(data)) or window > limit:
             break
         window *= 2
     end = int(ends[0]) + 1 if len(ends) else min(window, len(data))

@@ -1,26 +1,43 @@
 """Ingest on Spark: ``hubctl ingest ADAPTER FILES... --engine spark://HOST:PORT`` or ``local[N]``.
 
-What is distributed: reading and converting the input files, and the quality gate. Each input
-file is one Spark task (``mapInArrow`` over a frame of one row per task) when the adapter
-reads its files apart (``Adapter.reads_files_apart``: meter readings, calls, Green Button);
-any other adapter reads all its files in one task (OpenAQ pivots a station-hour split across
-files into one row; a GTFS feed's files refer to each other), so that its counts stay those
-of the local path. A task's executor runs the adapter's own ``read`` on its files, with the run's
+What is distributed: reading and converting the input files, and the quality gate, in Spark
+tasks (``mapInArrow`` over a frame of one row per task):
+
+- by byte range, when the adapter reads a CSV's records apart (``Adapter.reads_byte_ranges``:
+  meter readings, calls): a plain CSV file larger than the range size
+  (``HUBCTL_INGEST_RANGE_BYTES``, default 64 MiB) is cut by
+  :func:`hubctl.csvread.split_csv` on the driver where the local path's reader ends a block
+  (after a record's line break, never inside a quoted field), with the line number each
+  range starts on, and each range is one task, which reads the file's header and then only
+  its range (``ReadContext.span``) in the same blocks as the whole file's reading, its
+  rejects numbered by their line in the file. What the adapter infers from a file's first
+  rows (meter readings' interval) is settled once on the driver (``Adapter.file_options``),
+  and its closing warnings are counted per range and summed by the driver
+  (``Adapter.file_warnings``), so the warnings are those of the whole file. A compressed file
+  (gzip, zip, ...) is one task: it cannot be entered in the middle;
+- by file, when the adapter reads its files apart (``Adapter.reads_files_apart``: also Green
+  Button): one task per file;
+- else all the files of the run in one task (OpenAQ pivots a station-hour split across files
+  into one row; a GTFS feed's files refer to each other), so that its counts stay those of
+  the local path.
+
+A task's executor runs the adapter's own ``read`` on its files or range, with the run's
 options and arrival time, gates each batch (:func:`hubctl.ingest.gate_batch`) and writes the
 rows that passed as an Arrow IPC file, and the batch's rejects, counts and warnings as JSON,
 into ``<lake>/_staging/<token>/``.
 
 What is not: the driver reads those staged batches back in the order the local path reads
-them (input by input, batch by batch) and hands them to the same engine as without
-``--engine``: the within-batch collapse, :meth:`hubctl.lake.Lake.upsert` (classification as
-new, updated, filled or duplicate under the table's commit lock, then the Delta commit), the
-rejects table and the one ledger row. So the rows, rejects and counts are those of the local
-path; the driver's share is the classification and the commits.
+them (input by input, range by range, batch by batch) and hands them to the same engine as
+without ``--engine``: the within-batch collapse, :meth:`hubctl.lake.Lake.upsert`
+(classification as new, updated, filled or duplicate under the table's commit lock, then the
+Delta commit), the rejects table and the one ledger row. So the rows, rejects and counts are
+those of the local path, commit for commit (meter readings' instant at the end of a range
+joins the next range's first batch: ``docs/scale.md`` says the one case where its commits,
+hence its counts, can differ); the driver's share is the cut points, the classification and
+the commits.
 
-A side file named in an option (OpenAQ's ``--stations``) is read by every task (each needs
-it) but its batches are kept from the first task only, so it is counted once. An input is
-split by file, not by byte range: the CSV adapters number rejects by their line in the file
-and fold rows across a file's lines (OpenAQ's pivot), which a byte range would cut.
+A side file named in an option (OpenAQ's ``--stations``, ``--meters``) is read by every task
+(each needs it) but its batches are kept from the first task only, so it is counted once.
 
 The executors must see the input files and the lake at the same paths as the driver (one
 machine, or a shared filesystem), and run hubctl's Python (``PYSPARK_PYTHON``, by default the
@@ -30,11 +47,12 @@ driver's own interpreter).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,18 +60,60 @@ from typing import Any
 import pyarrow as pa
 
 from hubctl import errors
-from hubctl.adapter import Adapter, Batch, ReadContext
+from hubctl.adapter import Adapter, Batch, ReadContext, Span
 from hubctl.errors import HubError, UsageError
 from hubctl.lake import Lake
 from hubctl.rejects import Reason, Reject
 
-__all__ = ["spark_reader"]
+__all__ = ["RANGE_BYTES_ENV", "range_bytes", "spark_reader"]
 
 Reader = Callable[[Sequence[Path], dict[str, Any], ReadContext], Iterator[Batch]]
-_TASKS = "task int, paths string"  # the files of a task, as a JSON list
+RANGE_BYTES_ENV = "HUBCTL_INGEST_RANGE_BYTES"
+_RANGE_BYTES = 64 << 20  # big enough that a task's start-up is a small share of its work
+_TASKS = "task int, spec string"  # what a task reads (_Task), as JSON
 _STAGED = pa.ipc.IpcWriteOptions(compression="lz4")  # cheap to write and read back
 _ITEMS_DDL = "task int, seq int, kind string"  # mapInArrow's output: one row per item
 _ITEMS = pa.schema([("task", pa.int32()), ("seq", pa.int32()), ("kind", pa.string())])
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What one task reads: files, or one byte range of one file, with the options settled
+    for that file on the driver (``Adapter.file_options``)."""
+
+    paths: list[str]
+    span: Span | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> str:
+        """The task as JSON, for its row of the Spark frame."""
+        span = self.span
+        return json.dumps({"paths": self.paths, "options": self.options, "span": None if
+                           span is None else [span.start, span.end, span.first_line,
+                                              span.index, span.count]}, default=str)
+
+    @classmethod
+    def of(cls, spec: str) -> _Task:
+        """The task of a JSON ``spec``."""
+        d = json.loads(spec)
+        return cls(d["paths"], Span(*d["span"]) if d["span"] else None, d["options"])
+
+
+def range_bytes() -> int:
+    """The size of the byte ranges a large CSV input is split into (``HUBCTL_INGEST_RANGE_BYTES``,
+    default 64 MiB)."""
+    text = os.environ.get(RANGE_BYTES_ENV, "").strip()
+    if not text:
+        return _RANGE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"{RANGE_BYTES_ENV}={text!r} is not a number of bytes",
+                         hint=f"set it to a whole number such as {_RANGE_BYTES} (64 MiB), "
+                              "or unset it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +133,7 @@ def spark_reader(lake: Lake, adapter: Adapter, master: str) -> Reader:
     from hubctl.spark import check_engine
 
     master = check_engine(master)
+    range_bytes()  # a bad HUBCTL_INGEST_RANGE_BYTES fails before anything starts
     if "://" in str(lake.root):
         raise UsageError(f"--engine {master}: the lake {lake.root} is on object storage, which "
                          "the Spark executors do not write to yet",
@@ -100,11 +161,11 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
     staging.mkdir(parents=True)
     plan = _Plan(adapter.name, absolute, ctx.batch_rows, ctx.arrival, str(staging))
     try:
-        spark = _session(master)
         files = [str(Path(p).resolve()) for p in inputs]
-        groups = [[f] for f in files] if adapter.reads_files_apart else [files]
-        tasks = [(i, json.dumps(group)) for i, group in enumerate(groups)]
-        frame = spark.sparkContext.parallelize(tasks, max(1, len(tasks))).toDF(_TASKS)
+        tasks = _tasks(adapter, files, absolute, ctx)
+        spark = _session(master)
+        rows = [(i, task.spec()) for i, task in enumerate(tasks)]
+        frame = spark.sparkContext.parallelize(rows, max(1, len(rows))).toDF(_TASKS)
         try:
             with cancelled_on(STOP):  # SIGTERM or Ctrl-C: the job is cancelled, not awaited
                 items = frame.mapInArrow(lambda it: _execute(plan, it), _ITEMS_DDL).collect()
@@ -116,10 +177,50 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
                            hint="the executors must see the input files and the lake at the "
                                 "same paths as this machine, and run hubctl's Python "
                                 "(PYSPARK_PYTHON)") from None
+        counts: dict[str, int] = {}
+        replayed = replace(ctx, tally=lambda more: _add(counts, more))
         for task, seq, kind in sorted((r.task, r.seq, r.kind) for r in items):
-            yield from _replay(staging, task, seq, kind, given, ctx)
+            yield from _replay(staging, task, seq, kind, given, replayed)
+            span = tasks[task].span
+            if kind == "end" and span is not None and span.index == span.count - 1:
+                path = Path(given.get(tasks[task].paths[0], tasks[task].paths[0]))
+                for warning in adapter.file_warnings(path, counts):
+                    ctx.warn(warning)  # the file's closing warnings, of all its ranges
+                counts.clear()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tasks(adapter: Adapter, files: list[str], options: dict[str, Any],
+           ctx: ReadContext) -> list[_Task]:
+    """The tasks of a run: the byte ranges of each large CSV file (``reads_byte_ranges``),
+    else one per file (``reads_files_apart``), else one for all the files."""
+    if not adapter.reads_files_apart:
+        return [_Task(files)]
+    from hubctl.csvread import csv_limits, split_csv
+
+    size = range_bytes()
+    out: list[_Task] = []
+    for f in files:
+        spans = split_csv(f, size, limits=csv_limits(options), batch_rows=ctx.batch_rows) \
+            if adapter.reads_byte_ranges else []
+        settled: dict[str, Any] = {}
+        if len(spans) > 1:
+            try:
+                settled = adapter.file_options(Path(f), options, ctx)
+            except HubError:  # read whole: it fails there as it does without --engine
+                spans = []
+        if len(spans) > 1:
+            extra = {k: v for k, v in settled.items() if k not in options or options[k] != v}
+            out += [_Task([f], span, extra) for span in spans]
+        else:
+            out.append(_Task([f]))
+    return out
+
+
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        counts[key] = counts.get(key, 0) + n
 
 
 def _absolute(value: Any) -> Any:
@@ -138,6 +239,8 @@ def _replay(staging: Path, task: int, seq: int, kind: str, given: dict[str, str]
     meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
     for warning in meta["warnings"]:
         ctx.warn(_named(warning, given))
+    if meta.get("tally"):  # a byte range's counts for its file's closing warnings
+        ctx.tally(meta["tally"])
     ctx.advance(meta["advanced"])
     if kind == "error":
         raise _error(meta, given)
@@ -191,26 +294,28 @@ def _error(meta: dict[str, Any], given: dict[str, str]) -> HubError:
 
 # ---------------------------------------------------------------- on the executors
 def _execute(plan: _Plan, tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow's function: read each task's file, stage its batches, one item row each."""
+    """mapInArrow's function: read each task's files or range, stage its batches, one item
+    row each."""
     for rb in tasks:
-        for task, paths in zip(rb.column("task").to_pylist(), rb.column("paths").to_pylist(),
-                               strict=True):
-            files = [Path(p) for p in json.loads(paths)]
-            for seq, kind in enumerate(_stage_files(plan, task, files)):
+        for task, spec in zip(rb.column("task").to_pylist(), rb.column("spec").to_pylist(),
+                              strict=True):
+            for seq, kind in enumerate(_stage_files(plan, task, _Task.of(spec))):
                 yield pa.RecordBatch.from_pydict(
                     {"task": [task], "seq": [seq], "kind": [kind]}, schema=_ITEMS)
 
 
-def _stage_files(plan: _Plan, task: int, paths: list[Path]) -> Iterator[str]:
-    """Read ``paths`` with the plan's adapter and gate each batch; write each as
-    ``<task>-<seq>.arrow`` and ``.json`` in the staging folder; yield each one's kind
-    (``batch``, then ``end``, or ``error`` where reading failed)."""
+def _stage_files(plan: _Plan, task: int, todo: _Task) -> Iterator[str]:
+    """Read a task's files (or range) with the plan's adapter and gate each batch; write each
+    as ``<task>-<seq>.arrow`` and ``.json`` in the staging folder; yield each one's kind
+    (``batch``, then ``end`` with the range's counts, or ``error`` where reading failed)."""
     from hubctl.adapters import get_adapter
     from hubctl.ingest import _from_inputs, gate_batch
     from hubctl.registry import get_type
 
+    paths = [Path(p) for p in todo.paths]
     warnings: list[str] = []
     advanced = [0]
+    counts: dict[str, int] = {}
 
     def advance(nbytes: int) -> None:
         advanced[0] += nbytes
@@ -230,11 +335,11 @@ def _stage_files(plan: _Plan, task: int, paths: list[Path]) -> Iterator[str]:
         return kind
 
     ctx = ReadContext(batch_rows=plan.batch_rows, arrival=plan.arrival, warn=warnings.append,
-                      advance=advance)
+                      advance=advance, span=todo.span, tally=lambda more: _add(counts, more))
     seq = 0
     try:
         adapter = get_adapter(plan.adapter)
-        for batch in adapter.read(paths, plan.options, ctx):
+        for batch in adapter.read(paths, plan.options | todo.options, ctx):
             if task != 0 and not _from_inputs(batch.file, paths):
                 warnings.clear()  # a side file's batch: the first task keeps it
                 continue
@@ -245,7 +350,7 @@ def _stage_files(plan: _Plan, task: int, paths: list[Path]) -> Iterator[str]:
                 batch.typed_bad, batch.gated = {}, True
             yield write("batch", _meta(batch), rows)
             seq += 1
-        yield write("end", {})
+        yield write("end", {"tally": counts})
     except HubError as exc:
         yield write("error", {"error": type(exc).__name__, "message": exc.message,
                               "hint": exc.hint})

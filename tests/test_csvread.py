@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubctl.csvread import CsvLimits, open_csv
+from hubctl.csvread import DEFAULT_LIMITS, CsvLimits, open_csv, split_csv
 from hubctl.errors import InputError
 from tests.helpers import hub, hub_json
 
@@ -29,6 +29,122 @@ def _read(path: Path, **kw: object) -> tuple[list[dict], list[int], list]:
         lines += stream.lines.tolist()
         bad += stream.take_invalid()
     return rows, lines, bad
+
+
+Read = tuple[list[dict], list[int], list, list[int]]  # rows, lines, bad lines, batch sizes
+
+
+def _blocks(path: Path, **kw: object) -> Read:
+    """What a stream reads: rows, their lines, bad lines (sorted: a block's come by reason)
+    and the rows of each batch."""
+    stream = open_csv(path, **kw)  # type: ignore[arg-type]
+    rows, lines, bad, sizes = [], [], [], []
+    for batch in stream:
+        rows += batch.to_pylist()
+        lines += stream.lines.tolist()
+        bad += stream.take_invalid()
+        sizes.append(batch.num_rows)
+    return rows, lines, sorted(bad), sizes
+
+
+def _read_ranges(path: Path, size: int, limits: CsvLimits = DEFAULT_LIMITS,
+                 batch_rows: int = 100) -> tuple[int, Read]:
+    """The file read range by range (:func:`split_csv` of ``size``), one stream per range,
+    after checking that the ranges cover it and start on the lines they say: (how many
+    ranges, what the ranges read together). ``batch_rows`` 100: blocks of 64 KiB."""
+    spans = split_csv(path, size, limits=limits, batch_rows=batch_rows)
+    data = path.read_bytes()
+    assert spans[0].start == 0 and spans[-1].end == len(data)
+    assert [s.end for s in spans[:-1]] == [s.start for s in spans[1:]]
+    assert [s.first_line for s in spans] == [data.count(b"\n", 0, s.start) + 1 for s in spans]
+    assert [(s.index, s.count) for s in spans] == [(i, len(spans)) for i in range(len(spans))]
+    out: Read = ([], [], [], [])
+    for span in spans:
+        more = _blocks(path, limits=limits, batch_rows=batch_rows, span=span)
+        out = (out[0] + more[0], out[1] + more[1], out[2] + more[2], out[3] + more[3])
+    return len(spans), (out[0], out[1], sorted(out[2]), out[3])
+
+
+def _messy(records: int, long_at: int | None = None) -> bytes:
+    """A CRLF file of three columns: records on two or four lines (quoted line breaks), stray
+    quotes, empty lines, malformed records, bad bytes, a quoted record of 5,000 bytes at
+    ``long_at``, and a quote that never closes near the end."""
+    out = [b"\xef\xbb\xbfid,text,n\r\n"]
+    for i in range(records):
+        k = i % 9
+        if i == long_at:
+            out.append(b'%d,"%s",%d\r\n' % (i, b"long\r\n" * 800, i))
+        elif k == 0:
+            out.append(b'%d,"two\r\nlines, ""quoted""",%d\r\n' % (i, i))
+        elif k == 1:
+            out.append(b'%d,12" pizza,%d\r\n' % (i, i))
+        elif k == 2 and i % 5 == 0:
+            out.append(b"%d,too,many,%d\r\n" % (i, i))
+        elif k == 3 and i % 7 == 0:
+            out.append(b"%d,caf\xe9,%d\r\n" % (i, i))
+        elif k == 4:
+            out.append(b"\r\n")
+        elif k == 5:
+            out.append(b'%d,"a\nb\nc\n",%d\n' % (i, i))
+        else:
+            out.append(b"%d,plain %d,%d\r\n" % (i, i, i))
+    return b"".join(out) + b'"never closed,1\r\nlast,1,2\r\nend,3'
+
+
+@pytest.mark.parametrize("data,limits", [
+    (_messy(20_000), DEFAULT_LIMITS),
+    (_messy(20_000, long_at=15_000), CsvLimits(max_line_bytes=2000)),
+])
+def test_byte_ranges_read_the_whole_files_blocks(tmp_path: Path, data: bytes,
+                                                  limits: CsvLimits) -> None:
+    """The ranges cut only where reading the whole file cuts a block, never in a quoted line
+    break (three lines in four of the file are in one), and together read the same blocks:
+    the rows, line numbers and bad lines (text, reason) of the whole file; nothing is cut
+    past a quoted record longer than the limit."""
+    path = tmp_path / "m.csv"
+    path.write_bytes(data)
+    whole = _blocks(path, limits=limits, batch_rows=100)
+    assert len(whole[2]) > 700 and len(whole[3]) > 4  # bad lines; blocks
+    n, ranges = _read_ranges(path, 1, limits)  # a cut at every block's end
+    assert n > 4 and ranges == whole
+    if limits.max_line_bytes == 2000:  # rejected, then nothing cut after it
+        assert any(b.code == "malformed-record" and b.text == "15000,\"long" for b in whole[2])
+        last = split_csv(path, 1, limits=limits, batch_rows=100)[-1]
+        assert last.start <= data.index(b'15000,"long')
+
+
+def test_byte_ranges_of_many_quoted_multi_line_records(tmp_path: Path) -> None:
+    """Quoted records that span lines, with a malformed line in a later range: the same
+    records, line numbers and bad lines as one read."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    w = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    w.writerow(["id", "text"])
+    for i in range(30_000):
+        w.writerow([str(i), f"line {i}\nstill {i}, \"quoted\"" if i % 7 == 0 else f"t{i}"])
+    out.write("5999,too,many\n6000,last\n")
+    path = tmp_path / "q.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    whole = _blocks(path, batch_rows=100)
+    assert [b.line for b in whole[2]] == [out.getvalue().count("\n") - 1]
+    n, ranges = _read_ranges(path, 100_000)
+    assert n > 2 and ranges == whole
+
+
+def test_a_compressed_or_small_file_is_one_range(tmp_path: Path) -> None:
+    import gzip
+
+    data = b"a,b\n" + b"1,2\n" * 100_000
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(data, mtime=0))
+    (tmp_path / "a.csv").write_bytes(data)
+    assert len(split_csv(tmp_path / "a.csv.gz", 10, batch_rows=100)) == 1
+    assert len(split_csv(tmp_path / "a.csv", len(data), batch_rows=100)) == 1
+    spans = split_csv(tmp_path / "a.csv", 100_000, batch_rows=100)
+    # a cut at the end of the block after each target: the blocks end at whole numbers of
+    # 64 KiB (batch_rows 100) after the 64 KiB read with the header
+    assert [s.start for s in spans] == [0, 2 << 16, 4 << 16, 5 << 16]
 
 
 def test_bad_byte_and_long_line_cost_one_line_each(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from hubctl.adapter import Batch, ReadContext
+from hubctl.adapter import Batch, ReadContext, Span
 from hubctl.adapterkit.columns import check_mapped
 from hubctl.adapterkit.problems import Problems
 from hubctl.csvread import DEFAULT_LIMITS, CsvLimits, CsvStream, add_malformed, open_csv, read_whole
@@ -83,15 +83,17 @@ def _not_utf8(exc: InputError) -> bool:
     return "UTF-8" in str(exc)
 
 
-def open_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS) -> CsvStream:
+def open_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS, *,
+                  batch_rows: int | None = None, span: Span | None = None) -> CsvStream:
     """:func:`hubctl.csvread.open_csv`, falling back to CP949 (common for Korean public data)
-    when the file's header is not UTF-8."""
+    when the file's header is not UTF-8; ``batch_rows`` and ``span`` as there."""
     try:
-        return open_csv(path, limits=limits)
+        return open_csv(path, limits=limits, batch_rows=batch_rows, span=span)
     except InputError as exc:
         if not _not_utf8(exc):
             raise
-        return open_csv(path, encoding="cp949", limits=limits)
+        return open_csv(path, encoding="cp949", limits=limits, batch_rows=batch_rows,
+                        span=span)
 
 
 def read_text_csv(path: Path, limits: CsvLimits = DEFAULT_LIMITS) -> pa.Table:

@@ -290,8 +290,10 @@ def _adapter_command(name: str) -> click.Command:
                 click.Option(["--engine"], default=None, metavar="MASTER",
                              help="Read, convert and gate the files on Spark (local[N] or "
                                   "spark://HOST:PORT; one task per file where the adapter "
-                                  "reads its files apart); this process commits them "
-                                  "(default: all in this process).")],
+                                  "reads its files apart, one per byte range of a large CSV "
+                                  "where it reads its records apart: "
+                                  "HUBCTL_INGEST_RANGE_BYTES, default 64 MiB); this process "
+                                  "commits them (default: all in this process).")],
     )
     return _common(command)  # type: ignore[return-value]
 
