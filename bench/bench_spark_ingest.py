@@ -1,10 +1,11 @@
 """Benchmark: ``hubctl ingest`` in this process and with ``--engine local[2]``, in one run.
 
-Two inputs, each cut into ``--files`` files of whole lines with the header (Spark ingest runs
-one task per file for adapters that read files apart):
+Two inputs, each cut into ``--files`` files of whole lines with the header:
 
 - ``meter-readings``: the energy benchmark's AMI CSV (``bench_energy.generate``, seeded;
-  ``--meters`` x ``--days`` quarter-hours): one Spark task per file;
+  ``--meters`` x ``--days`` quarter-hours): one Spark task per byte range of about
+  ``--range-mb`` (``HUBCTL_INGEST_RANGE_BYTES``, default 64 MiB) of each file, so one large
+  file (``--files 1``) is read by several tasks;
 - ``openaq``: the OpenAQ long CSV of ``bench_ingest.generate`` (seeded; ``--rows`` lines), cut
   at whole station-hours: one task for all files (its pivot folds across files), so this line
   shows Spark's overhead for the same work.
@@ -19,6 +20,7 @@ Skips with the reason where Java or pyspark is missing.
 
     make bench     # or: .venv/bin/python bench/bench_spark_ingest.py [--files 2] [--cluster]
     .venv/bin/python bench/bench_spark_ingest.py --quick      # small inputs, one round
+    .venv/bin/python bench/bench_spark_ingest.py --files 1 --meters 1000 --case meter-readings
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from bench.bench_energy import generate as generate_ami  # noqa: E402
 from bench.bench_ingest import generate as generate_openaq  # noqa: E402
 from bench.bench_spark import _hubctl  # noqa: E402
 from hubctl.spark import JAVA_OPTIONS_ENV, JVM_OPTIONS, java_missing  # noqa: E402
+from hubctl.spark_ingest import RANGE_BYTES_ENV  # noqa: E402
 
 OUT = ROOT / "bench-out" / "spark-ingest"
 COUNTS = ("read", "written", "updated", "duplicate", "rejected", "rows_added")
@@ -92,6 +95,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--range-mb", type=float, default=None,
+                    help="byte ranges of this many MiB (default: HUBCTL_INGEST_RANGE_BYTES "
+                         "or 64)")
+    ap.add_argument("--case", action="append", choices=["meter-readings", "openaq"],
+                    help="only this input (repeatable; default both)")
     ap.add_argument("--cluster", action="store_true",
                     help="also a standalone master with two one-core workers on loopback")
     ap.add_argument("--quick", action="store_true",
@@ -104,7 +112,9 @@ def main() -> None:
     if args.quick:
         args.meters, args.days, args.rows, args.repeat = 20, 30, 200_000, 1
     os.environ.setdefault(JAVA_OPTIONS_ENV, JVM_OPTIONS)  # short-lived JVMs, as measured
-    cases = inputs(args)
+    if args.range_mb:
+        os.environ[RANGE_BYTES_ENV] = str(int(args.range_mb * (1 << 20)))
+    cases = {k: v for k, v in inputs(args).items() if not args.case or k in args.case}
     times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     counts: dict[tuple[str, str], dict] = {}
     lake = OUT / "lake"
