@@ -351,7 +351,10 @@ def _commit(lake: Lake, run: Run, held: _Commit) -> None:
         return
     first = held.batches[0]
     if held.good:
-        good = held.good[0] if len(held.good) == 1 else pa.concat_tables(held.good)
+        # slices may hold dictionaries of their own (a meter-readings range's last instant
+        # and the next range's first batch): one dictionary per column for the key checks
+        good = held.good[0] if len(held.good) == 1 else \
+            pa.concat_tables(held.good).unify_dictionaries()
         _store(lake, get_type(first.entity_type), first, good, run)
     for batch in held.batches:  # folded by the adapter: nothing to commit
         run.duplicate += batch.duplicate

@@ -20,7 +20,7 @@ from hubctl.csvread import split_csv
 from hubctl.spark_ingest import RANGE_BYTES_ENV
 from tests.helpers import hub
 from tests.spark import needs_spark
-from tests.test_spark_ingest import _both
+from tests.test_spark_ingest import _both, _tables
 
 RANGE = 1 << 16  # bytes: a cut at the end of about every block
 CALLS_BATCH, READINGS_BATCH = 300, 3000  # rows: blocks of 64 KiB (the least) and 84 KiB
@@ -160,3 +160,37 @@ def test_a_bad_range_size_is_a_usage_error(tmp_path: Path,
     result = hub(tmp_path / "lake", "ingest", "meter-readings", str(path), "--engine",
                  "local[2]")
     assert result.exit_code == 2 and f"{RANGE_BYTES_ENV}='64MB'" in result.output
+
+
+def test_meter_readings_ranges_commit_as_the_whole_file(tmp_path: Path) -> None:
+    """Without Spark: a file of 50 meters per instant read range by range (cuts in the middle
+    of instants) and ingested gives the rows and counts of the whole file; the instant at a
+    range's end joins the next range's first batch although their id dictionaries differ."""
+    from dataclasses import replace
+
+    from hubctl.adapter import ReadContext
+    from hubctl.adapters import get_adapter
+    from hubctl.ingest import ingest_batches
+    from hubctl.lake import Lake
+
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    lines = [f"M{m:02d},{(start + timedelta(minutes=15 * k)).strftime('%Y-%m-%dT%H:%M:%SZ')},"
+             f"{(m * k) % 7 + 0.25}" for k in range(600) for m in range(50)]
+    lines[20_010] = lines[20_010].rsplit(",", 1)[0] + ",-1"  # rejected: negative
+    path = tmp_path / "ami.csv"
+    path.write_text("meter_id,timestamp,kwh\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    data = path.read_bytes()
+    spans = split_csv(path, 1 << 16, batch_rows=READINGS_BATCH)
+    stamp = [data[data.rfind(b"\n", 0, s.start - 1):s.start].split(b",")[1] for s in spans[1:]]
+    assert len(spans) > 5 and any(data[s.start:].split(b",")[1] == t
+                                 for s, t in zip(spans[1:], stamp, strict=True))
+    adapter, ctx = get_adapter("meter-readings"), ReadContext(batch_rows=READINGS_BATCH)
+    ranges = [b for s in spans for b in adapter.read([path], {}, replace(ctx, span=s))]
+    assert any(b.continues for b in ranges)
+    whole = list(adapter.read([path], {}, ctx))
+    runs = [ingest_batches(Lake(tmp_path / name), "ami", "meter-readings", batches,
+                           fingerprint=name)[0]
+            for name, batches in (("ranges", ranges), ("whole", whole))]
+    assert [(r.read, r.written, r.updated, r.duplicate, r.rejected) for r in runs] == \
+        [(30_000, 29_999, 0, 0, 1)] * 2
+    assert _tables(tmp_path / "ranges") == _tables(tmp_path / "whole")
