@@ -272,7 +272,7 @@ def read_osm_pbf(path: Path, network: str = "drive", ctx: ReadContext | None = N
     except ImportError:
         raise InputError("is an OSM PBF extract, which needs pyosmium (a hubctl dependency "
                          "this installation lacks)", path=str(path),
-                         hint="pip install 'osmium>=3.7' (or make setup), or convert it: "
+                         hint="pip install 'osmium>=4.0' (or make setup), or convert it: "
                               "osmium cat FILE.osm.pbf -o FILE.osm.bz2") from None
 
     ctx = ctx or ReadContext()
