@@ -107,7 +107,15 @@ class Listener:
                                      stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for("subscribed", subscribed)
+        try:  # a loaded machine (load 20 on 2 cores) takes more than 20 s to start two workers
+            self.wait_for("subscribed", subscribed, timeout=60)
+        except AssertionError:  # stop it, or the listener and its workers outlive the test
+            self.proc.terminate()  # SIGTERM first: the workers stop with it
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            raise
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
