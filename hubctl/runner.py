@@ -8,6 +8,7 @@ row counts, the summary, the assert results and how the run ended.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
@@ -163,11 +164,16 @@ class Outcome:
 
 
 class _Interrupt:
-    """The signal that interrupted the runs of this process (SIGINT, SIGTERM), and whether the
-    run in progress is writing its outputs (the signal then waits until they are written)."""
+    """The signal that interrupted the runs of this process (SIGINT, SIGTERM), whether the
+    run in progress is writing its outputs (the signal then waits until they are written),
+    whether KeyboardInterrupt was raised for it, and the run's DuckDB connection (interrupted
+    from another thread: a query does not return to Python, so no handler runs, until it
+    ends)."""
 
     signal: str | None = None
     writing: bool = False
+    raised: bool = False
+    con: Any = None
 
 
 _INTERRUPT = _Interrupt()
@@ -176,35 +182,74 @@ _INTERRUPT = _Interrupt()
 @contextmanager
 def interruptible() -> Iterator[None]:
     """While ``hubctl run`` runs pipelines, SIGINT (Ctrl-C) and SIGTERM interrupt the run in
-    progress where it is: a Spark job under way is cancelled and the session stopped, the run
-    is recorded as ``interrupted`` (its derived tables are not written) and Stopped is raised
-    (exit 1, a message, no traceback). A signal that comes while the run writes its derived
-    tables and its ledger row waits until they are written: the run ends as it would have,
-    then Stopped is raised. Outside the main thread nothing is installed."""
+    progress where it is: a DuckDB query is interrupted, a Spark job under way is cancelled and
+    the session stopped, the run is recorded as ``interrupted`` (its derived tables are not
+    written) and Stopped is raised (exit 1, a message, no traceback). A signal that comes while
+    the run writes its derived tables and its ledger row waits until they are written: the
+    run ends as it would have, then Stopped is raised. Outside the main thread nothing is
+    installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: object) -> None:
-        first = _INTERRUPT.signal is None
         _INTERRUPT.signal = _INTERRUPT.signal or signal.Signals(signum).name
         spark = sys.modules.get("hubctl.spark")  # imported by the command; Spark only if used
         inside = spark is not None and spark.interrupt()  # a JVM call: it ends by itself
-        if first and not _INTERRUPT.writing and not inside:
+        # not while an exception is handled: the run is ending and records the signal then
+        if not (_INTERRUPT.raised or _INTERRUPT.writing or inside or sys.exc_info()[0]):
+            _INTERRUPT.raised = True
             raise KeyboardInterrupt(_INTERRUPT.signal)
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    woken, watcher, wakeup = _watch_signals()
     try:
         yield
     except KeyboardInterrupt:  # before a run started (its lock, the catalog): nothing recorded
         raise Stopped(f"stopped by {_INTERRUPT.signal or 'SIGINT'} before the pipeline "
                       "started: nothing was written") from None
     finally:
+        signal.set_wakeup_fd(wakeup)
+        woken.close()  # the watcher's read ends
+        watcher.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _INTERRUPT.signal, _INTERRUPT.writing = None, False
+        _INTERRUPT.signal, _INTERRUPT.writing, _INTERRUPT.raised = None, False, False
         if "hubctl.spark" in sys.modules:
             sys.modules["hubctl.spark"].CANCEL.clear()
+
+
+def _watch_signals() -> tuple[socket.socket, threading.Thread, int]:
+    """A thread told of each signal by the interpreter's wakeup file descriptor (written at
+    once, even while the main thread is inside a DuckDB query): it interrupts the run's query
+    (``DuckDBPyConnection.interrupt``). Returns the socket to close to end it, the thread and
+    the wakeup descriptor it replaced."""
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def watch() -> None:
+        with reader, writer:
+            while True:
+                try:
+                    data = reader.recv(16)
+                except OSError:
+                    return
+                if not data:
+                    return
+                names = [signal.Signals(b).name for b in data
+                         if b in (signal.SIGINT, signal.SIGTERM)]
+                if not names:
+                    continue
+                _INTERRUPT.signal = _INTERRUPT.signal or names[0]
+                con = _INTERRUPT.con
+                if con is not None and not _INTERRUPT.writing:
+                    with contextlib.suppress(Exception):
+                        con.interrupt()
+
+    thread = threading.Thread(target=watch, name="hubctl-signals", daemon=True)
+    thread.start()
+    return writer, thread, wakeup
 
 
 def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
@@ -240,6 +285,7 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
         started = datetime.now(UTC)
         clock = time.perf_counter()
         catalog = Catalog(lake)
+        _INTERRUPT.con = catalog.con
         spark = None
         try:
             if engine not in (None, "duckdb"):
@@ -283,6 +329,7 @@ def run_pipeline(lake: Lake, pipeline: Pipeline, params: dict[str, Any],
                               ) from None
             raise
         finally:
+            _INTERRUPT.con = None
             catalog.close()
             if spark is not None:
                 spark.close()

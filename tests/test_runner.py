@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -218,6 +221,55 @@ def test_sigterm_interrupts_the_analysis_and_writes_nothing(
     assert [(r["pipeline"], r["status"]) for r in json.loads(every.stdout)] == [
         ("aa_terminated", "interrupted")]
     assert hub_json(lake, "sql", "SELECT count(*) AS n FROM _pipeline_runs") == [{"n": 2}]
+
+
+# A pipeline whose query runs for minutes, registered in a real hubctl process: a query does
+# not come back to Python, so only the signal watcher's DuckDB interrupt stops it.
+_SLOW_QUERY = """
+import sys
+from hubctl.pipeline import PipelineResult
+from hubctl.pipelines import PIPELINES
+from tests.test_runner import DailyMeans
+
+class SlowQuery(DailyMeans):
+    name = "slow_query"
+
+    def run(self, ctx):
+        ctx.sql("SELECT count(*) FROM range(100000000000) a WHERE a.range % 7 = 3")
+        raise AssertionError("the query was not interrupted")
+
+PIPELINES["slow_query"] = SlowQuery()
+from hubctl.cli import main
+sys.argv = ["hubctl", "run", "slow_query"]
+main()
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_interrupts_a_duckdb_query_in_a_real_process(lake: Path,
+                                                               sig: signal.Signals) -> None:
+    env = {**os.environ, "HUBCTL_LAKE": str(lake)}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_QUERY], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not (lake / "_locks").exists() or not any(
+                "pipeline" in f.name for f in (lake / "_locks").iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(3.0)  # inside the query (it runs for minutes)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert f"error: stopped by {sig.name}: run " in err and "recorded as interrupted" in err
+    assert hub_json(lake, "sql", "SELECT status, error FROM _pipeline_runs") == [
+        {"status": "interrupted", "error": f"stopped by {sig.name}"}]
 
 
 def test_sigterm_while_writing_waits_for_the_outputs(
