@@ -12,14 +12,21 @@ over results) runs in the driver as without ``--engine``.
 
 Spark reads each lake table as the Parquet files of its current Delta snapshot
 (``DeltaTable.file_uris()``), with the Delta schema, so no Delta jar is needed on the cluster
-and nothing is downloaded at run time. The executors must see the lake at the same path (a
-shared filesystem, or object storage).
+and nothing is downloaded at run time. A local lake is read by Spark's own Parquet reader: the
+executors must see it at the same path (one machine, or a shared filesystem). A lake on S3 is
+read by pyarrow, as the pyspark wheel has no S3 connector (hadoop-aws): ``mapInArrow`` over a
+frame of the snapshot's file names, one task per group of files, each executor reading its
+files through pyarrow's S3 filesystem configured from its own ``AWS_*`` variables
+(:func:`hubctl.s3.arrow_filesystem`; with ``local[N]`` this process's, on a cluster the
+workers' environment, e.g. their ``spark-env.sh``).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import json
 import os
 import re
 import shutil
@@ -157,11 +164,6 @@ class SparkEngine:
         why = java_missing()
         if why is not None:
             raise UsageError(f"--engine {master}: Spark cannot start: {why}")
-        if "://" in str(lake.root):
-            raise UsageError(f"--engine {master}: the lake {lake.root} is on object storage, "
-                             "which this Spark engine does not read yet (it would need the "
-                             "cluster's S3 connector)",
-                             hint="run the pipeline without --engine (DuckDB reads it)")
         self.master = master
         self.lake = lake
         self._spark: Any = None
@@ -262,14 +264,20 @@ class SparkEngine:
             return
         from pyspark.sql.pandas.types import from_arrow_schema
 
+        from hubctl.s3 import is_uri
+
         dt = self.lake.open(table)
-        schema = from_arrow_schema(pa.schema(dt.schema()))
+        delta = pa.schema(dt.schema())
+        schema = from_arrow_schema(delta)
         files = dt.file_uris()
-        reader = self.spark.read.schema(schema)
-        if files:
-            frame = reader.option("basePath", _uri(self.lake.path(table))).parquet(*files)
-        else:
+        if not files:
             frame = self.spark.createDataFrame([], schema)
+        elif is_uri(files[0]):  # no S3 connector in pyspark's wheel: pyarrow reads them
+            frame = _s3_frame(self.spark, files, delta,
+                              tuple(dt.metadata().partition_columns))
+        else:
+            frame = (self.spark.read.schema(schema)
+                     .option("basePath", _uri(self.lake.path(table))).parquet(*files))
         frame.createOrReplaceTempView(table)
         self._views.add(table.lower())
 
@@ -458,6 +466,45 @@ def _partitions(master: str) -> int:
     if m and m.group(2) and m.group(2).isdigit():
         return max(2, 2 * int(m.group(2)))
     return 8
+
+
+#: How an executor's failed S3 read begins (the driver finds it in Spark's error).
+S3_READ_FAILED = "a Spark executor could not read"
+
+
+def _s3_frame(spark: Any, files: list[str], schema: pa.Schema,
+              partition_by: tuple[str, ...]) -> Any:
+    """A snapshot's ``s3://`` Parquet files as a Spark frame of the Delta ``schema``, read on
+    the executors through pyarrow's S3 filesystem (:func:`hubctl.s3.arrow_dataset`, configured
+    from each executor's own AWS variables): ``mapInArrow`` over a frame of one row per group
+    of files, one task per group, a few groups per core."""
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+    spark_schema = from_arrow_schema(schema)
+    count = min(len(files), 4 * max(1, spark.sparkContext.defaultParallelism))
+    groups = [json.dumps(files[i::count]) for i in range(count)]
+    tasks = spark.sparkContext.parallelize([(g,) for g in groups], count).toDF("files string")
+    target = to_arrow_schema(spark_schema, timezone="UTC")  # the session's time zone
+    read = functools.partial(_read_s3_files, schema, target, partition_by)
+    return tasks.mapInArrow(read, spark_schema)
+
+
+def _read_s3_files(schema: pa.Schema, target: pa.Schema, partition_by: tuple[str, ...],
+                   tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """On an executor: the rows of each task's files, as batches of the types Spark expects
+    (``target``); a failed read names the file and the variables the executor reads S3 with."""
+    from hubctl.s3 import arrow_dataset
+
+    for rb in tasks:
+        for group in rb.column("files").to_pylist():
+            files = json.loads(group)
+            try:
+                for batch in arrow_dataset(files, schema, partition_by).to_batches():
+                    yield batch.cast(target)
+            except OSError as exc:
+                raise OSError(f"{S3_READ_FAILED} the lake's files on S3: {exc} (each "
+                              "executor reads them with its own AWS_ENDPOINT_URL, AWS_REGION, "
+                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
 
 
 def _uri(folder: Any) -> str:

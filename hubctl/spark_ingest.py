@@ -24,7 +24,8 @@ tasks (``mapInArrow`` over a frame of one row per task):
 A task's executor runs the adapter's own ``read`` on its files or range, with the run's
 options and arrival time, gates each batch (:func:`hubctl.ingest.gate_batch`) and writes the
 rows that passed as an Arrow IPC file, and the batch's rejects, counts and warnings as JSON,
-into ``<lake>/_staging/<token>/``.
+into ``<lake>/_staging/<token>/`` in the lake's own storage (on S3, objects under that prefix,
+written through pyarrow's S3 filesystem with the executor's own ``AWS_*`` variables).
 
 What is not: the driver reads those staged batches back in the order the local path reads
 them (input by input, range by range, batch by batch) and hands them to the same engine as
@@ -39,16 +40,18 @@ the commits.
 A side file named in an option (OpenAQ's ``--stations``, ``--meters``) is read by every task
 (each needs it) but its batches are kept from the first task only, so it is counted once.
 
-The executors must see the input files and the lake at the same paths as the driver (one
-machine, or a shared filesystem), and run hubctl's Python (``PYSPARK_PYTHON``, by default the
-driver's own interpreter).
+The executors must see the input files at the same paths as the driver (one machine, or a
+shared filesystem), and the lake too: a local one at the same path, one on S3 with their own
+``AWS_*`` variables (the environment of ``local[N]``'s process, or of a cluster's workers). They
+run hubctl's Python (``PYSPARK_PYTHON``, by default the driver's own interpreter). The driver
+reads the staged batches back, commits them, and deletes the staging folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -134,10 +137,6 @@ def spark_reader(lake: Lake, adapter: Adapter, master: str) -> Reader:
 
     master = check_engine(master)
     range_bytes()  # a bad HUBCTL_INGEST_RANGE_BYTES fails before anything starts
-    if "://" in str(lake.root):
-        raise UsageError(f"--engine {master}: the lake {lake.root} is on object storage, which "
-                         "the Spark executors do not write to yet",
-                         hint="ingest without --engine")
 
     def read(inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
@@ -157,9 +156,8 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
     given = {str(Path(p).resolve()): str(p) for p in inputs}
     absolute = {k: _absolute(v) for k, v in options.items()}
     given |= {str(absolute[k]): str(v) for k, v in options.items() if absolute[k] != v}
-    staging = Path(str(lake.root)) / "_staging" / uuid.uuid4().hex  # a local lake
-    staging.mkdir(parents=True)
-    plan = _Plan(adapter.name, absolute, ctx.batch_rows, ctx.arrival, str(staging))
+    staging = _staging(lake)
+    plan = _Plan(adapter.name, absolute, ctx.batch_rows, ctx.arrival, staging)
     try:
         files = [str(Path(p).resolve()) for p in inputs]
         tasks = _tasks(adapter, files, absolute, ctx)
@@ -188,7 +186,7 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
                     ctx.warn(warning)  # the file's closing warnings, of all its ranges
                 counts.clear()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
 
 
 def _tasks(adapter: Adapter, files: list[str], options: dict[str, Any],
@@ -231,12 +229,12 @@ def _absolute(value: Any) -> Any:
     return value
 
 
-def _replay(staging: Path, task: int, seq: int, kind: str, given: dict[str, str],
+def _replay(staging: str, task: int, seq: int, kind: str, given: dict[str, str],
             ctx: ReadContext) -> Iterator[Batch]:
     """One staged item as the local path would have met it: its warnings, the bytes read
     before it, then its batch (or its error)."""
-    stem = staging / f"{task}-{seq}"
-    meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    stem = f"{task}-{seq}"
+    meta = json.loads(_get(staging, f"{stem}.json").to_pybytes().decode("utf-8"))
     for warning in meta["warnings"]:
         ctx.warn(_named(warning, given))
     if meta.get("tally"):  # a byte range's counts for its file's closing warnings
@@ -248,10 +246,9 @@ def _replay(staging: Path, task: int, seq: int, kind: str, given: dict[str, str]
         return
     rows = None
     if meta["rows"]:
-        with pa.memory_map(str(stem.with_suffix(".arrow"))) as source:
-            rows = pa.ipc.open_file(source).read_all()
+        rows = pa.ipc.open_file(_get(staging, f"{stem}.arrow")).read_all()
     batch = _batch(meta, rows, given)
-    stem.with_suffix(".arrow").unlink(missing_ok=True)
+    _drop(staging, f"{stem}.arrow")  # a long run frees each staged batch once read
     yield batch
 
 
@@ -321,15 +318,15 @@ def _stage_files(plan: _Plan, task: int, todo: _Task) -> Iterator[str]:
         advanced[0] += nbytes
 
     def write(kind: str, meta: dict[str, Any], rows: pa.Table | None = None) -> str:
-        stem = Path(plan.staging) / f"{task}-{seq}"
+        stem = f"{task}-{seq}"
         if rows is not None:
-            with pa.OSFile(str(stem.with_suffix(".arrow")), "wb") as sink, \
+            with _put(plan.staging, f"{stem}.arrow") as sink, \
                     pa.ipc.new_file(sink, rows.schema, options=_STAGED) as writer:
                 writer.write_table(rows)
         meta |= {"warnings": list(warnings), "advanced": advanced[0],
                  "rows": rows is not None}
-        stem.with_suffix(".json").write_text(json.dumps(meta, ensure_ascii=False,
-                                                        default=str), encoding="utf-8")
+        with _put(plan.staging, f"{stem}.json") as sink:
+            sink.write(json.dumps(meta, ensure_ascii=False, default=str).encode("utf-8"))
         warnings.clear()
         advanced[0] = 0
         return kind
@@ -376,3 +373,52 @@ def _meta(batch: Batch) -> dict[str, Any]:
         "distinct_keys": batch.distinct_keys, "gated": batch.gated,
         "continues": batch.continues,
     }
+
+
+# ---------------------------------------------------------------- staging I/O
+def _staging(lake: Lake) -> str:
+    """A new staging folder for one run, ``<lake>/_staging/<token>``, in the lake's own
+    storage: a local folder, or an ``s3://`` prefix (nothing to create there)."""
+    where = lake.root.resolve() / "_staging" / uuid.uuid4().hex
+    where.mkdir(parents=True)
+    return str(where)
+
+
+def _storage(staging: str) -> tuple[Any, str]:
+    """The pyarrow filesystem of a staging folder and its path on it: pyarrow's S3 filesystem
+    configured from this process's AWS variables (:func:`hubctl.s3.arrow_filesystem`; on an
+    executor, the executor's own), or the local one."""
+    from pyarrow import fs
+
+    from hubctl.s3 import SCHEME, arrow_filesystem, is_uri
+
+    if is_uri(staging):
+        return arrow_filesystem(), staging.removeprefix(SCHEME)
+    return fs.LocalFileSystem(use_mmap=True), staging
+
+
+def _put(staging: str, name: str) -> Any:
+    """A stream writing the staged file ``name`` (on S3, one object once it is closed)."""
+    filesystem, folder = _storage(staging)
+    return filesystem.open_output_stream(f"{folder}/{name}")
+
+
+def _get(staging: str, name: str) -> pa.Buffer:
+    """The staged file ``name`` (memory-mapped when local)."""
+    filesystem, folder = _storage(staging)
+    with filesystem.open_input_file(f"{folder}/{name}") as source:
+        return source.read_buffer()
+
+
+def _drop(staging: str, name: str) -> None:
+    """Delete the staged file ``name``, if there is one."""
+    filesystem, folder = _storage(staging)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_file(f"{folder}/{name}")
+
+
+def _remove(staging: str) -> None:
+    """Delete the staging folder and everything in it (a failure leaves it for later)."""
+    filesystem, folder = _storage(staging)
+    with contextlib.suppress(OSError):
+        filesystem.delete_dir(folder)

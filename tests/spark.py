@@ -11,7 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,14 @@ def _wait(log: Path, pattern: str, proc: subprocess.Popen[bytes], what: str,
 
 @contextmanager
 def cluster(workers: int = 2, cores: int = 1, memory: str = "1g", timeout: float = 240.0,
-            with_pids: bool = False) -> Iterator[Any]:
+            with_pids: bool = False, extra_env: Mapping[str, str] | None = None) -> Iterator[Any]:
     """Start a master and ``workers`` workers on 127.0.0.1; yields the master's
     ``spark://127.0.0.1:PORT`` (with ``with_pids``, a pair of it and the JVMs' process ids);
-    stops them (by their process ids) at the end."""
+    stops them (by their process ids) at the end. ``extra_env`` adds to the environment the JVMs,
+    and so the executors and their Python workers, start with (an S3 lake's AWS variables)."""
     home = _spark_home()
     script = str(home / "bin" / "spark-class")
-    env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1",
+    env = dict(os.environ, **(extra_env or {}), SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1",
                SPARK_NO_DAEMONIZE="1", SPARK_DAEMON_JAVA_OPTS=JVM_OPTIONS,
                SPARK_DAEMON_MEMORY="256m")
     procs: list[subprocess.Popen[bytes]] = []

@@ -11,13 +11,10 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +23,13 @@ import pytest
 from hubctl.errors import LockHeld
 from hubctl.locks import table_commit
 from hubctl.s3 import parse_root
+from tests.conftest import MOTO
+from tests.conftest import aws_env as _aws
 from tests.helpers import hub, hub_json, row, write_openaq
 from tests.test_integrity import HUBCTL, SMALL_BATCHES, openaq_files
 
-MOTO = Path(sys.executable).parent / "moto_server"
 pytestmark = pytest.mark.skipif(not MOTO.exists(), reason="moto_server is not installed "
                                 "(pip install -e '.[dev]' brings moto[server])")
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto in server mode on a free loopback port, for the whole session."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def _aws(endpoint: str) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ALLOW_HTTP": "true", "HUBCTL_LEASE_SECONDS": "3"}
-
-
-@pytest.fixture
-def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``s3://<new bucket>/hub`` with the AWS variables set for this process."""
-    import boto3
-
-    for k, v in _aws(s3_endpoint).items():
-        monkeypatch.setenv(k, v)
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing"
-                 ).create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/hub"
 
 
 def _rows(lake: str | Path, sql: str) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 
 from hubctl.errors import HubError, UsageError
 from hubctl.pipeline import metrics
+from hubctl.s3 import delta_options, is_uri, parse_root
 from hubctl.spark import check_engine, to_spark_sql
 from tests.helpers import hub, hub_json, write_openaq
 from tests.spark import needs_spark
@@ -41,15 +42,16 @@ def _clock(metric: str) -> bool:
         or metric.startswith("seconds.")
 
 
-def _derived(lake: Path, pipeline: str) -> dict[str, pa.Table]:
+def _derived(lake: Path | str, pipeline: str) -> dict[str, pa.Table]:
+    root = parse_root(str(lake)) if is_uri(lake) else Path(lake)  # an S3 lake (test_spark_s3)
     out = {}
-    for folder in sorted((lake / "derived" / pipeline).iterdir()):
-        table = DeltaTable(str(folder)).to_pyarrow_table()
+    for folder in sorted((root / "derived" / pipeline).iterdir(), key=str):
+        table = DeltaTable(str(folder), storage_options=delta_options(folder)).to_pyarrow_table()
         out[folder.name] = table.drop_columns(["_run_id"])
     return out
 
 
-def _run(lake: Path, pipeline: str, engine: str, *params: str) -> tuple[dict, dict]:
+def _run(lake: Path | str, pipeline: str, engine: str, *params: str) -> tuple[dict, dict]:
     args = [a for p in params for a in ("--param", p)]
     result = hub(lake, "run", pipeline, "--json", "--engine", engine, *args)
     assert result.exit_code == 0, result.output
@@ -96,7 +98,7 @@ def _texts(value: Any) -> Any:
     return None if isinstance(value, int | float) else value
 
 
-def _compare(lake: Path, pipeline: str, master: str, *params: str) -> None:
+def _compare(lake: Path | str, pipeline: str, master: str, *params: str) -> None:
     duck = _run(lake, pipeline, "duckdb", *params)
     assert any(t.num_rows for t in duck[1].values()), "the fixture should produce rows"
     _same(duck, _run(lake, pipeline, master, *params))
