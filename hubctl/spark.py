@@ -183,8 +183,13 @@ class SparkEngine:
         """Run DuckDB ``query`` on Spark; its result as Arrow with DuckDB's schema for it
         (bound, not run, on ``con``)."""
         expected = _schema(con, query, params)
-        with _calling():
-            result = self._frame(query, params).toArrow()
+        try:
+            with _calling():
+                result = self._frame(query, params).toArrow()
+        except HubError:
+            raise
+        except Exception as exc:  # a failed task: an executor's error, in one line
+            raise HubError(f"Spark could not run a pipeline query: {_first_line(exc)}") from None
         return _conform(result, expected)
 
     def stage(self, con: duckdb.DuckDBPyConnection, name: str, query: str,
@@ -549,5 +554,15 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the error a Python worker raised (the last exception line
+    of the traceback Spark's message carries, e.g. an executor that cannot reach S3), else the
+    message's first line."""
     text = str(exc).strip()
+    if "Traceback (most recent call last)" in text:
+        raised = [line for line in text.splitlines() if _RAISED.match(line)]
+        if raised:
+            return raised[-1]
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*: \S")  # "OSError: ..." as a traceback ends

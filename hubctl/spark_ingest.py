@@ -173,8 +173,9 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
                                ) from None
             raise HubError(f"--engine {master}: the Spark job failed: {_first_line(exc)}",
                            hint="the executors must see the input files and the lake at the "
-                                "same paths as this machine, and run hubctl's Python "
-                                "(PYSPARK_PYTHON)") from None
+                                "same paths as this machine (a lake on S3: with their own "
+                                "AWS_* variables), and run hubctl's Python (PYSPARK_PYTHON)"
+                           ) from None
         counts: dict[str, int] = {}
         replayed = replace(ctx, tally=lambda more: _add(counts, more))
         for task, seq, kind in sorted((r.task, r.seq, r.kind) for r in items):
