@@ -18,7 +18,7 @@ import pytest
 from hubctl import spark
 from hubctl.s3 import S3Root, parse_root
 from tests.conftest import MOTO
-from tests.helpers import hub_json
+from tests.helpers import hub, hub_json
 from tests.spark import needs_spark
 from tests.test_spark import _compare
 from tests.test_spark_ingest import COUNTS, _tables
@@ -102,3 +102,22 @@ def test_ingest_on_spark_into_an_s3_lake_equals_the_local_path(
     assert (changed["updated"], changed["duplicate"]) == (1, 5)
     ledger = hub_json(s3_lake, "sql", "SELECT count(*) AS n FROM _runs")  # type: ignore[arg-type]
     assert ledger == [{"n": 3}]
+
+
+def test_executors_that_cannot_reach_the_store_fail_the_run_in_one_line(
+        s3_lake: str, tmp_path: Path, local2: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the executors' Python workers get an endpoint nothing listens on; the driver keeps moto
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.executorEnv.AWS_ENDPOINT_URL="
+                       "http://127.0.0.1:9 pyspark-shell")
+    readings = tmp_path / "ami.csv"
+    readings.write_text("meter_id,timestamp,kwh\nM1,2025-03-01T00:00:00Z,1.5\n"
+                        "M1,2025-03-01T01:00:00Z,2.5\n", encoding="utf-8")
+    staged = hub(s3_lake, "ingest", "meter-readings", str(readings), "--engine", local2)  # type: ignore[arg-type]
+    assert staged.exit_code == 1 and "Traceback" not in staged.output
+    assert "the Spark job failed: OSError" in staged.output and "_staging/" in staged.output
+    assert "AWS_* variables" in staged.output  # the hint
+    assert hub_json(s3_lake, "ingest", "meter-readings", str(readings))["written"] == 2  # type: ignore[arg-type]
+    run = hub(s3_lake, "run", "energy", "--engine", local2)  # type: ignore[arg-type]
+    assert run.exit_code == 1 and "Traceback" not in run.output
+    assert "Spark could not run a pipeline query: OSError: a Spark executor could not read" \
+        in run.output and "AWS_ENDPOINT_URL" in run.output
