@@ -473,10 +473,6 @@ def _partitions(master: str) -> int:
     return 8
 
 
-#: How an executor's failed S3 read begins (the driver finds it in Spark's error).
-S3_READ_FAILED = "a Spark executor could not read"
-
-
 def _s3_frame(spark: Any, files: list[str], schema: pa.Schema,
               partition_by: tuple[str, ...]) -> Any:
     """A snapshot's ``s3://`` Parquet files as a Spark frame of the Delta ``schema``, read on
@@ -507,9 +503,10 @@ def _read_s3_files(schema: pa.Schema, target: pa.Schema, partition_by: tuple[str
                 for batch in arrow_dataset(files, schema, partition_by).to_batches():
                     yield batch.cast(target)
             except OSError as exc:
-                raise OSError(f"{S3_READ_FAILED} the lake's files on S3: {exc} (each "
-                              "executor reads them with its own AWS_ENDPOINT_URL, AWS_REGION, "
-                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
+                raise OSError(f"a Spark executor could not read the lake's files on S3: {exc} "
+                              "(each executor reads them with its own AWS_ENDPOINT_URL, "
+                              "AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                              ) from None
 
 
 def _uri(folder: Any) -> str:

@@ -31,6 +31,20 @@ def hub_json(lake: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def write_meter_days(folder: Path) -> list[Path]:
+    """Two days of meter readings, ``ami0.csv`` and ``ami1.csv``: meters M1 and M2 every hour
+    for three hours a day (12 rows, M1's 01:00 reading 1.1) and one bad line a day (a time that
+    is not one, a negative reading)."""
+    days = []
+    for i, day in enumerate(("2025-03-01", "2025-03-02")):
+        lines = [f"M{m},{day}T{h:02d}:00:00Z,{m + h / 10}" for m in (1, 2) for h in range(3)]
+        lines.append(f"M3,{day}T00:00:00Z,-1" if i else "M3,yesterday,1")  # rejects
+        days.append(folder / f"ami{i}.csv")
+        days[-1].write_text("meter_id,timestamp,kwh\n" + "\n".join(lines) + "\n",
+                            encoding="utf-8")
+    return days
+
+
 def write_openaq(folder: Path, rows: Sequence[Sequence[Any]], stations: Sequence[Sequence[Any]]
                  = STATIONS, name: str = "long.csv") -> tuple[Path, Path]:
     """An OpenAQ long CSV and its stations CSV."""

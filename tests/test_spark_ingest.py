@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import hub, hub_json, row, write_openaq
+from tests.helpers import hub, hub_json, row, write_meter_days, write_openaq
 from tests.spark import needs_spark
 
 COUNTS = ("status", "read", "written", "updated", "duplicate", "rejected", "rows_added",
@@ -80,13 +80,7 @@ def test_openaq_on_spark_equals_local(tmp_path: Path, spark_master: str) -> None
 @pytest.mark.slow
 def test_meter_readings_calls_greenbutton_gtfs_on_spark_equal_local(tmp_path: Path,
                                                        spark_master: str) -> None:
-    days = []
-    for i, day in enumerate(("2025-03-01", "2025-03-02")):
-        lines = [f"M{m},{day}T{h:02d}:00:00Z,{m + h / 10}" for m in (1, 2) for h in range(3)]
-        lines.append(f"M3,{day}T00:00:00Z,-1" if i else "M3,yesterday,1")  # rejects
-        days.append(tmp_path / f"ami{i}.csv")
-        days[-1].write_text("meter_id,timestamp,kwh\n" + "\n".join(lines) + "\n",
-                            encoding="utf-8")
+    days = write_meter_days(tmp_path)
     run = _both(tmp_path, spark_master, "meter-readings", *map(str, days))
     assert run["written"] == 12 and run["rejected"] == 2
 

@@ -18,7 +18,7 @@ import pytest
 from hubctl import spark
 from hubctl.s3 import S3Root, parse_root
 from tests.conftest import MOTO
-from tests.helpers import hub, hub_json
+from tests.helpers import hub, hub_json, write_meter_days
 from tests.spark import needs_spark
 from tests.test_spark import _compare
 from tests.test_spark_ingest import COUNTS, _tables
@@ -85,13 +85,7 @@ def test_energy_on_spark_on_an_s3_lake_equals_duckdb(s3_lake: str, tmp_path: Pat
 def test_ingest_on_spark_into_an_s3_lake_equals_the_local_path(
         s3_lake: str, tmp_path: Path, request: pytest.FixtureRequest, engine: str) -> None:
     master = _engine(request, engine)
-    days = []
-    for i, day in enumerate(("2025-03-01", "2025-03-02")):
-        lines = [f"M{m},{day}T{h:02d}:00:00Z,{m + h / 10}" for m in (1, 2) for h in range(3)]
-        lines.append(f"M3,{day}T00:00:00Z,-1" if i else "M3,yesterday,1")  # rejects
-        days.append(tmp_path / f"ami{i}.csv")
-        days[-1].write_text("meter_id,timestamp,kwh\n" + "\n".join(lines) + "\n",
-                            encoding="utf-8")
+    days = write_meter_days(tmp_path)
     first = _ingest_both(s3_lake, master, "meter-readings", *map(str, days))
     assert (first["written"], first["rejected"]) == (12, 2)
     again = _ingest_both(s3_lake, master, "meter-readings", *map(str, days), "--force")
