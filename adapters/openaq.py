@@ -17,11 +17,19 @@ COLUMN=FIELD`` names other columns.
 One input row is one pollutant at one station and hour; rows of the same station and hour
 pivot into one AirQualityObserved row. Everything is vectorised over Arrow record batches:
 Python only touches rejected records.
+
+Reading is a map and a fold: :meth:`OpenAQ.read_parts` reads and checks each block into its
+rejects and its good readings (a part: ``Batch.part``), :meth:`OpenAQ.fold` holds the parts'
+readings and pivots them (:mod:`hubctl.adapters.openaq_pivot`). With ``--stations`` each byte
+range of each input can be read on its own (``ingest --engine``: the executors read the
+ranges, the driver folds); without it, a station's coordinates come from the first row that
+gives them anywhere in the input, and the whole input is read in order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -94,18 +102,71 @@ class OpenAQ(Adapter):
     def read(self, inputs: Sequence[Path], options: dict[str, Any],
              ctx: ReadContext) -> Iterator[Batch]:
         """Stations first (PointOfInterest), then the measurements of every input file."""
-        limits = csv_limits(options)
-        mapping = parse_map(options.get("mapping") or (), FIELDS)
+        book = _Book()
+        return _fold(_parts(inputs, options, ctx, book), book, ctx)
+
+    def parts_apart(self, options: dict[str, Any]) -> bool:
+        """With ``--stations``: every block is checked against the same station list."""
+        return bool(options.get("stations"))
+
+    def read_parts(self, inputs: Sequence[Path], options: dict[str, Any],
+                   ctx: ReadContext) -> Iterator[Batch]:
+        """The station batch, then each block's rejects and its good readings (a part)."""
+        return _parts(inputs, options, ctx, _Book())
+
+    def fold(self, parts: Iterator[Batch], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """The parts' readings pivoted (the station list read again, quietly, for its
+        table); every other batch as it comes."""
         book = _Book()
         if options.get("stations"):
-            stations, station_batch = _stations(Path(options["stations"]), ctx, limits)
-            book.listed = stations
-            yield station_batch
-        held = Held(CELL_COLUMNS, "AirQualityObserved",
-                    {"source": "OpenAQ", "_time_index": "dateObserved"}, ctx.batch_rows)
-        for path in inputs:
-            yield from _measurements(path, book, mapping, ctx, limits, held)
-        yield from held.flush(book.table())
+            quiet = replace(ctx, warn=lambda message: None)
+            book.listed = _stations(Path(options["stations"]), quiet, csv_limits(options))[0]
+        return _fold(parts, book, ctx)
+
+
+def _parts(inputs: Sequence[Path], options: dict[str, Any], ctx: ReadContext,
+           book: _Book) -> Iterator[Batch]:
+    limits = csv_limits(options)
+    mapping = parse_map(options.get("mapping") or (), FIELDS)
+    if options.get("stations"):
+        stations, station_batch = _stations(Path(options["stations"]), ctx, limits)
+        book.listed = stations
+        yield station_batch
+    for path in inputs:
+        yield from _measurements(path, book, mapping, ctx, limits)
+
+
+def _fold(parts: Iterator[Batch], book: _Book, ctx: ReadContext) -> Iterator[Batch]:
+    """Hold the readings of each part and pivot them (early past :data:`FLUSH_ROWS`, all at
+    the end); the other batches pass."""
+    held = Held(CELL_COLUMNS, "AirQualityObserved",
+                {"source": "OpenAQ", "_time_index": "dateObserved"}, ctx.batch_rows)
+    for batch in parts:
+        if not batch.part:
+            yield batch
+            continue
+        assert batch.rows is not None
+        held.add(_readings(batch.rows, held), batch.file)
+        yield from held.flush(book.table(), FLUSH_ROWS)
+    yield from held.flush(book.table())
+
+
+def _readings(part: pa.Table, held: Held) -> Readings:
+    """A part's readings, its cities coded in ``held``'s city list."""
+    city = part.column("city").combine_chunks()
+    codes = held.city_codes(city.dictionary.to_pylist())
+    idx = city.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    cities = np.where(idx >= 0, codes[np.maximum(idx, 0)] if len(codes) else -1, -1)
+    return Readings(*(part.column(c).to_numpy() for c in ("station", "ts", "attr", "value")),
+                    cities.astype(np.int32))
+
+
+def _part(path: Path, good: Readings, city: pa.DictionaryArray) -> Batch:
+    """The good readings of a block as a part (cities as the block's dictionary)."""
+    rows = pa.table({"station": good.station, "ts": good.ts, "attr": good.attr,
+                     "value": good.value, "city": city})
+    return Batch("AirQualityObserved", rows, str(path), 0, part=True)
 
 
 class _Book:
@@ -234,8 +295,8 @@ dictionaries: each distinct station, pollutant, unit and city is handled once pe
 
 
 def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadContext,
-                  limits: CsvLimits, held: Held) -> Iterator[Batch]:
-    stream = open_csv(path, limits=limits)
+                  limits: CsvLimits) -> Iterator[Batch]:
+    stream = open_csv(path, limits=limits, span=ctx.span)
     cols = resolve_columns(path, stream.schema.names, ALIASES, mapping, REQUIRED)
     from_file = book.listed is None
     if from_file and not ("lat" in cols and "lon" in cols):
@@ -250,18 +311,18 @@ def _measurements(path: Path, book: _Book, mapping: dict[str, str], ctx: ReadCon
             learned = book.learn(path, batch, cols, ctx)
             if learned is not None:
                 yield learned
-        out, good = _convert(path, batch, cols, stream, book.table(), held)
+        out, good, city = _convert(path, batch, cols, stream, book.table())
         add_malformed(out, "AirQualityObserved", path, stream.take_invalid())
-        held.add(good, str(path))
         yield out
-        yield from held.flush(book.table(), FLUSH_ROWS)
+        if len(good):
+            yield _part(path, good, city)
 
 
 def _convert(path: Path, t: pa.RecordBatch, cols: dict[str, str], stream: CsvStream,
-             stations: pa.Table, held: Held) -> tuple[Batch, Readings]:
-    """The block's rejects (a batch of no rows that accounts for every record of the block)
-    and its good readings, for :class:`Held`. Texts repeated down the block (station,
-    pollutant, unit, city) are looked at once per distinct value."""
+             stations: pa.Table) -> tuple[Batch, Readings, pa.DictionaryArray]:
+    """The block's rejects (a batch of no rows that accounts for every record of the block),
+    its good readings (their city column unset) and their cities. Texts repeated down the
+    block (station, pollutant, unit, city) are looked at once per distinct value."""
     n = t.num_rows
     ts_arr, bad_ts = parse_timestamps(_text(t, cols["time"]))
     measured, bad_value = parse_numbers(_text(t, cols["value"]))
@@ -287,15 +348,14 @@ def _convert(path: Path, t: pa.RecordBatch, cols: dict[str, str], stream: CsvStr
             "no_station": no_station}, attr, value, out_of_range)
     if "city" in cols:
         city_idx, city_values = _dictionary(t.column(cols["city"]))
-        codes = held.city_codes(city_values.to_pylist())
-        city = np.where(city_idx >= 0, codes[np.maximum(city_idx, 0)] if len(codes) else -1,
-                        -1).astype(np.int32)
     else:
-        city = np.full(n, -1, np.int32)
-    good = Readings(station.astype(np.int32), ts, attr.astype(np.int8), value, city)
+        city_idx, city_values = np.full(n, -1, np.int32), pa.array([], pa.string())
+    good = Readings(station.astype(np.int32), ts, attr.astype(np.int8), value,
+                    city_idx.astype(np.int32))
     if flagged.any():
         good = good.take(~flagged)
-    return Batch("AirQualityObserved", None, str(path), n, rejects=rejects), good
+    city = pa.DictionaryArray.from_arrays(pa.array(good.city, mask=good.city < 0), city_values)
+    return Batch("AirQualityObserved", None, str(path), n, rejects=rejects), good, city
 
 
 def _dictionary(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:

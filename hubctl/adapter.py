@@ -73,6 +73,10 @@ class Batch:
     # gates each slice as it comes and commits them together with the last one (one upsert,
     # one rejects commit): slicing adds no Delta commit.
     continues: bool = False
+    # True: not lake rows but a part of the input read and checked, for the adapter's own
+    # :meth:`Adapter.fold` (OpenAQ's good readings of one block, before its pivot); a part
+    # never reaches the engine.
+    part: bool = False
 
     def slices(self, batch_rows: int) -> Iterator[Batch]:
         """This batch as slices of at most ``batch_rows`` rows (zero-copy), all but the last
@@ -196,6 +200,25 @@ class Adapter(Protocol):
         from the file's first rows (meter readings' interval) settled once, on the whole
         file, so that every range reads as the whole file would. The default: ``options``."""
         return options
+
+    def parts_apart(self, options: dict[str, Any]) -> bool:
+        """True when, with these options, :meth:`read_parts` may read each byte range of each
+        input on its own (``ReadContext.span``, given to :func:`hubctl.csvread.open_csv`) and
+        :meth:`fold` of their parts, in input order, gives what :meth:`read` gives (``ingest
+        --engine``: the executors read the parts, the driver folds them). Default: False."""
+        return False
+
+    def read_parts(self, inputs: Sequence[Path], options: dict[str, Any],
+                   ctx: ReadContext) -> Iterator[Batch]:
+        """:meth:`read` before its fold: batches of lake rows or rejects, and parts
+        (``Batch.part``) for :meth:`fold`. Default: :meth:`read`."""
+        return self.read(inputs, options, ctx)
+
+    def fold(self, parts: Iterator[Batch], options: dict[str, Any],
+             ctx: ReadContext) -> Iterator[Batch]:
+        """The batches of :meth:`read_parts`, parts folded into lake rows (OpenAQ's pivot of
+        the whole input's readings). Default: the batches as they are."""
+        return parts
 
     def file_warnings(self, path: Path, counts: dict[str, int]) -> list[str]:
         """The warnings that close the reading of ``path``, from the counts the adapter gave

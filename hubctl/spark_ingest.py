@@ -15,11 +15,17 @@ tasks (``mapInArrow`` over a frame of one row per task):
   and its closing warnings are counted per range and summed by the driver
   (``Adapter.file_warnings``), so the warnings are those of the whole file. A compressed file
   (gzip, zip, ...) is one task: it cannot be entered in the middle;
+- by byte range into parts, when the adapter's read is a map and a fold and its options let
+  each range be mapped on its own (``Adapter.parts_apart``: OpenAQ with ``--stations``):
+  each range's task runs ``Adapter.read_parts`` (OpenAQ: each block parsed and checked into
+  its rejects and its good readings, compact numeric columns) and the driver runs
+  ``Adapter.fold`` over the staged parts in input order (OpenAQ's pivot of the whole input,
+  once), so a station-hour split across ranges or files is one row, as without ``--engine``;
 - by file, when the adapter reads its files apart (``Adapter.reads_files_apart``: also Green
   Button): one task per file;
-- else all the files of the run in one task (OpenAQ pivots a station-hour split across files
-  into one row; a GTFS feed's files refer to each other), so that its counts stay those of
-  the local path.
+- else all the files of the run in one task (OpenAQ without ``--stations`` learns each
+  station from the first row anywhere in the input that gives its coordinates; a GTFS feed's
+  files refer to each other), so that its counts stay those of the local path.
 
 A task's executor runs the adapter's own ``read`` on its files or range, with the run's
 options and arrival time, gates each batch (:func:`hubctl.ingest.gate_batch`) and writes the
@@ -38,7 +44,8 @@ hence its counts, can differ); the driver's share is the cut points, the classif
 the commits.
 
 A side file named in an option (OpenAQ's ``--stations``, ``--meters``) is read by every task
-(each needs it) but its batches are kept from the first task only, so it is counted once.
+(each needs it) but its batches are kept from the first task only, so it is counted once
+(OpenAQ's fold reads the station list again on the driver, for the pivot's station table).
 
 The executors must see the input files at the same paths as the driver (one machine, or a
 shared filesystem), and the lake too: a local one at the same path, one on S3 with their own
@@ -87,19 +94,22 @@ class _Task:
     paths: list[str]
     span: Span | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    parts: bool = False  # Adapter.read_parts, for the driver's Adapter.fold
 
     def spec(self) -> str:
         """The task as JSON, for its row of the Spark frame."""
         span = self.span
-        return json.dumps({"paths": self.paths, "options": self.options, "span": None if
-                           span is None else [span.start, span.end, span.first_line,
-                                              span.index, span.count]}, default=str)
+        return json.dumps({"paths": self.paths, "options": self.options, "parts": self.parts,
+                           "span": None if span is None else [
+                               span.start, span.end, span.first_line, span.index,
+                               span.count]}, default=str)
 
     @classmethod
     def of(cls, spec: str) -> _Task:
         """The task of a JSON ``spec``."""
         d = json.loads(spec)
-        return cls(d["paths"], Span(*d["span"]) if d["span"] else None, d["options"])
+        return cls(d["paths"], Span(*d["span"]) if d["span"] else None, d["options"],
+                   d["parts"])
 
 
 def range_bytes() -> int:
@@ -176,25 +186,39 @@ def _read(lake: Lake, adapter: Adapter, master: str, inputs: Sequence[Path],
                                 "same paths as this machine (a lake on S3: with their own "
                                 "AWS_* variables), and run hubctl's Python (PYSPARK_PYTHON)"
                            ) from None
-        counts: dict[str, int] = {}
-        replayed = replace(ctx, tally=lambda more: _add(counts, more))
-        for task, seq, kind in sorted((r.task, r.seq, r.kind) for r in items):
-            yield from _replay(staging, task, seq, kind, given, replayed)
-            span = tasks[task].span
-            if kind == "end" and span is not None and span.index == span.count - 1:
-                path = Path(given.get(tasks[task].paths[0], tasks[task].paths[0]))
-                for warning in adapter.file_warnings(path, counts):
-                    ctx.warn(warning)  # the file's closing warnings, of all its ranges
-                counts.clear()
+        order = sorted((r.task, r.seq, r.kind) for r in items)
+        staged = _staged(staging, order, tasks, adapter, given, ctx)
+        if any(task.parts for task in tasks):  # the adapter's fold (OpenAQ's pivot) here
+            yield from adapter.fold(staged, absolute, ctx)
+        else:
+            yield from staged
     finally:
         _remove(staging)
 
 
+def _staged(staging: str, order: list[tuple[int, int, str]], tasks: list[_Task],
+            adapter: Adapter, given: dict[str, str], ctx: ReadContext) -> Iterator[Batch]:
+    """The staged items in input order, and after a file's last range its closing warnings
+    of the counts of all its ranges."""
+    counts: dict[str, int] = {}
+    replayed = replace(ctx, tally=lambda more: _add(counts, more))
+    for task, seq, kind in order:
+        yield from _replay(staging, task, seq, kind, given, replayed)
+        span = tasks[task].span
+        if kind == "end" and span is not None and span.index == span.count - 1:
+            path = Path(given.get(tasks[task].paths[0], tasks[task].paths[0]))
+            for warning in adapter.file_warnings(path, counts):
+                ctx.warn(warning)
+            counts.clear()
+
+
 def _tasks(adapter: Adapter, files: list[str], options: dict[str, Any],
            ctx: ReadContext) -> list[_Task]:
-    """The tasks of a run: the byte ranges of each large CSV file (``reads_byte_ranges``),
-    else one per file (``reads_files_apart``), else one for all the files."""
-    if not adapter.reads_files_apart:
+    """The tasks of a run: the byte ranges of each large CSV file (``reads_byte_ranges``, or
+    ``parts_apart``: then the adapter's parts), else one per file (``reads_files_apart``), else
+    one for all the files."""
+    parts = adapter.parts_apart(options)
+    if not adapter.reads_files_apart and not parts:
         return [_Task(files)]
     from hubctl.csvread import csv_limits, split_csv
 
@@ -202,7 +226,7 @@ def _tasks(adapter: Adapter, files: list[str], options: dict[str, Any],
     out: list[_Task] = []
     for f in files:
         spans = split_csv(f, size, limits=csv_limits(options), batch_rows=ctx.batch_rows) \
-            if adapter.reads_byte_ranges else []
+            if adapter.reads_byte_ranges or parts else []
         settled: dict[str, Any] = {}
         if len(spans) > 1:
             try:
@@ -211,9 +235,9 @@ def _tasks(adapter: Adapter, files: list[str], options: dict[str, Any],
                 spans = []
         if len(spans) > 1:
             extra = {k: v for k, v in settled.items() if k not in options or options[k] != v}
-            out += [_Task([f], span, extra) for span in spans]
+            out += [_Task([f], span, extra, parts) for span in spans]
         else:
-            out.append(_Task([f]))
+            out.append(_Task([f], parts=parts))
     return out
 
 
@@ -272,7 +296,7 @@ def _batch(meta: dict[str, Any], rows: pa.Table | None, given: dict[str, str]) -
                  unique_keys=meta["unique_keys"],
                  replaces=tuple(meta["replaces"]) if meta["replaces"] else None,  # type: ignore[arg-type]
                  distinct_keys=meta["distinct_keys"], gated=meta["gated"],
-                 continues=meta["continues"])
+                 continues=meta["continues"], part=meta.get("part", False))
 
 
 def _error(meta: dict[str, Any], given: dict[str, str]) -> HubError:
@@ -337,12 +361,14 @@ def _stage_files(plan: _Plan, task: int, todo: _Task) -> Iterator[str]:
     seq = 0
     try:
         adapter = get_adapter(plan.adapter)
-        for batch in adapter.read(paths, plan.options | todo.options, ctx):
+        read = adapter.read_parts if todo.parts else adapter.read
+        for batch in read(paths, plan.options | todo.options, ctx):
             if task != 0 and not _from_inputs(batch.file, paths):
                 warnings.clear()  # a side file's batch: the first task keeps it
                 continue
             rows = batch.rows
-            if rows is not None and rows.num_rows and batch.replaces is None:
+            if rows is not None and rows.num_rows and batch.replaces is None and \
+                    not batch.part:
                 rows, rejects = gate_batch(get_type(batch.entity_type), batch)
                 batch.rejects = list(batch.rejects) + rejects
                 batch.typed_bad, batch.gated = {}, True
@@ -372,7 +398,7 @@ def _meta(batch: Batch) -> dict[str, Any]:
         "cell_columns": list(batch.cell_columns), "unique_keys": batch.unique_keys,
         "replaces": list(batch.replaces) if batch.replaces else None,
         "distinct_keys": batch.distinct_keys, "gated": batch.gated,
-        "continues": batch.continues,
+        "continues": batch.continues, "part": batch.part,
     }
 
 

@@ -18,12 +18,12 @@ import pytest
 from hubctl.adapter import Span
 from hubctl.csvread import split_csv
 from hubctl.spark_ingest import RANGE_BYTES_ENV
-from tests.helpers import hub
+from tests.helpers import hub, write_openaq
 from tests.spark import needs_spark
 from tests.test_spark_ingest import _both, _tables
 
 RANGE = 1 << 16  # bytes: a cut at the end of about every block
-CALLS_BATCH, READINGS_BATCH = 300, 3000  # rows: blocks of 64 KiB (the least) and 84 KiB
+CALLS_BATCH, READINGS_BATCH, OPENAQ_BATCH = 300, 3000, 1000  # rows: blocks of 64 to 84 KiB
 
 
 @pytest.fixture(params=["local[2]", "cluster"])
@@ -31,12 +31,12 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     """``local[2]`` (its session stopped afterwards), then the session's two-worker
     cluster; with small byte ranges and batches (the executors take the batch size from
     the driver)."""
-    from adapters.calls import Calls
-    from adapters.meter_readings import MeterReadings
+    from hubctl.adapters import get_adapter
 
     monkeypatch.setenv(RANGE_BYTES_ENV, str(RANGE))
-    monkeypatch.setattr(Calls, "batch_rows", CALLS_BATCH)
-    monkeypatch.setattr(MeterReadings, "batch_rows", READINGS_BATCH)
+    for name, rows in (("calls", CALLS_BATCH), ("meter-readings", READINGS_BATCH),
+                       ("openaq", OPENAQ_BATCH)):
+        monkeypatch.setattr(type(get_adapter(name)), "batch_rows", rows)
     if request.param == "cluster":
         yield request.getfixturevalue("spark_master")
         return
@@ -101,6 +101,46 @@ def split_csv_bytes(path: Path, data: bytes) -> list[Span]:
     """The ranges of the readings file ``data`` (written to ``path``)."""
     path.write_bytes(data)
     return split_csv(path, RANGE, batch_rows=READINGS_BATCH)
+
+
+def _openaq(folder: Path, changed: bool = False) -> tuple[Path, Path]:
+    """An OpenAQ long CSV of 400 KB and its stations: every no2 reading, then every pm25
+    one, so that each station-hour's two readings are in ranges far apart (the driver's
+    pivot folds them into one row); a value below the minimum, a station not listed and a
+    malformed line in later ranges, a reading repeated unchanged and one changed at the
+    end."""
+    rows = []
+    for parameter in ("no2", "pm25"):
+        for k in range(50 * 24):
+            at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=k)
+            rows += [["X", "XX", at.isoformat(sep=" "), station, parameter,
+                      (k * (i + 1)) % 40 + 1, "µg/m³"]
+                     for i, station in enumerate(("S1", "S2", "서울 중구"))]
+    rows[5000][5] = -3  # below the minimum
+    rows[6000][3] = "S9"  # not in the station list
+    rows[6500] = ["X", "XX", "2024-05-01 03:00:00+00:00", "S2"]  # malformed
+    rows.append(list(rows[4000]))  # duplicate
+    rows.append(rows[4001][:5] + [77 if changed else 66, "µg/m³"])  # updated
+    return write_openaq(folder, rows, name="aq.csv")
+
+
+@needs_spark
+@pytest.mark.slow
+def test_openaq_in_byte_ranges_folded_on_the_driver_equals_local(tmp_path: Path,
+                                                                  engine: str) -> None:
+    data, stations = _openaq(tmp_path / "in")
+    assert len(split_csv(data, RANGE, batch_rows=OPENAQ_BATCH)) > 3
+    args = ("openaq", str(data), "--stations", str(stations))
+    first = _both(tmp_path, engine, *args)
+    assert first["rejected"] == 3 and first["duplicate"] == 1 and first["updated"] == 1
+    assert first["written"] == first["read"] - 3 - 2  # every station-hour one row
+
+    again = _both(tmp_path, engine, *args, "--force")
+    assert again["written"] == 0 and again["rejected"] == 3
+
+    _openaq(tmp_path / "in", changed=True)
+    changed = _both(tmp_path, engine, *args)
+    assert changed["updated"] >= 1 and changed["written"] == 0
 
 
 @needs_spark
@@ -193,4 +233,33 @@ def test_meter_readings_ranges_commit_as_the_whole_file(tmp_path: Path) -> None:
             for name, batches in (("ranges", ranges), ("whole", whole))]
     assert [(r.read, r.written, r.updated, r.duplicate, r.rejected) for r in runs] == \
         [(30_000, 29_999, 0, 0, 1)] * 2
+    assert _tables(tmp_path / "ranges") == _tables(tmp_path / "whole")
+
+
+def test_openaq_parts_of_byte_ranges_fold_as_the_whole_file(tmp_path: Path) -> None:
+    """Without Spark: OpenAQ's parts read range by range (the station list kept from the
+    first range, as the engine keeps a side file's batches) and folded give the rows and
+    counts of reading the whole file."""
+    from dataclasses import replace
+
+    from hubctl.adapter import ReadContext
+    from hubctl.adapters import get_adapter
+    from hubctl.ingest import ingest_batches
+    from hubctl.lake import Lake
+
+    data, stations = _openaq(tmp_path / "in")
+    adapter, ctx = get_adapter("openaq"), ReadContext(batch_rows=OPENAQ_BATCH)
+    options = {"stations": str(stations)}
+    spans = split_csv(data, RANGE, batch_rows=OPENAQ_BATCH)
+    assert len(spans) > 3 and adapter.parts_apart(options)
+    parts = [b for i, s in enumerate(spans)
+             for b in adapter.read_parts([data], options, replace(ctx, span=s))
+             if i == 0 or b.file == str(data)]
+    assert sum(b.part for b in parts) >= len(spans)
+    folded = list(adapter.fold(iter(parts), options, ctx))
+    whole = list(adapter.read([data], options, ctx))
+    runs = [ingest_batches(Lake(tmp_path / name), "aq", "openaq", batches, fingerprint=name)[0]
+            for name, batches in (("ranges", folded), ("whole", whole))]
+    assert [(r.read, r.written, r.updated, r.duplicate, r.rejected) for r in runs] == \
+        [(7205, 7200, 1, 1, 3)] * 2
     assert _tables(tmp_path / "ranges") == _tables(tmp_path / "whole")

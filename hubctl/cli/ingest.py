@@ -291,7 +291,7 @@ def _adapter_command(name: str) -> click.Command:
                              help="Read, convert and gate the files on Spark (local[N] or "
                                   "spark://HOST:PORT; one task per file where the adapter "
                                   "reads its files apart, one per byte range of a large CSV "
-                                  "where it reads its records apart: "
+                                  "for meter-readings, calls and openaq --stations: "
                                   "HUBCTL_INGEST_RANGE_BYTES, default 64 MiB); this process "
                                   "commits them (default: all in this process).")],
     )
