@@ -7,8 +7,8 @@ Two inputs, each cut into ``--files`` files of whole lines with the header:
   ``--range-mb`` (``HUBCTL_INGEST_RANGE_BYTES``, default 64 MiB) of each file, so one large
   file (``--files 1``) is read by several tasks;
 - ``openaq``: the OpenAQ long CSV of ``bench_ingest.generate`` (seeded; ``--rows`` lines), cut
-  at whole station-hours: one task for all files (its pivot folds across files), so this line
-  shows Spark's overhead for the same work.
+  at whole station-hours, with ``--stations``: one task per byte range of each file, each
+  parsing and checking its range into readings that the driver pivots once.
 
 Each round ingests each input into a fresh lake once per engine, alternating, ``--repeat``
 rounds; the medians are reported with their ratio to the local path, CPU seconds beside wall
