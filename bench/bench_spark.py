@@ -23,11 +23,13 @@ driver (and on the cluster its executors), which a long-lived session would pay 
 engines must agree: the same derived tables with the same row counts, and the same summary
 numbers within 1e-9 relative (wall-clock figures aside); the script exits non-zero otherwise.
 
-``--sizes`` picks the inputs (``SIZES`` below): ``default`` keeps a two-round run of all six
-pipelines on this 2-core machine within about 40 minutes (the benchmark sizes for patrol_points
-and dispatch_coverage, whose engine scans read only calls; smaller inputs for the scan-heavy
-energy, air_quality and bus_routes); ``bench`` is every pipeline's own benchmark size; ``quick``
-is tiny (start-up costs only).
+``--sizes`` picks the inputs (``SIZES`` below): ``default`` keeps one round of all six
+pipelines on the project's 2-core machine to about 30 minutes at load 10-20 (plus about 5 to
+build the lakes the first time): the benchmark sizes for patrol_points and dispatch_coverage,
+whose engine scans read only calls, smaller inputs for the scan-heavy energy, air_quality and
+bus_routes; ``bench`` is every pipeline's own benchmark size (well over an hour there);
+``quick`` is tiny (Spark's fixed cost only). ``--repeat 2`` (or a second run with
+``--first-round 2``) gives medians.
 
 Skips with the reason where Java or pyspark is missing.
 
@@ -290,7 +292,7 @@ def main() -> None:
     ap.add_argument("--pipelines", default=",".join(PIPELINES),
                     help=f"comma-separated, of {', '.join(PIPELINES)} (default: all)")
     ap.add_argument("--sizes", choices=sorted(SIZES), default="default")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="--sizes quick --repeat 1")
     ap.add_argument("--first-round", type=int, default=1,
                     help="number the rounds from this one: the engines' order rotates by it "
