@@ -73,23 +73,21 @@ OUT = ROOT / "bench-out" / "spark"
 CLUSTER = "cluster (2 workers x 1 core)"
 PIPELINES = ("energy", "air_quality", "bus_routes", "patrol_points", "dispatch_coverage",
              "city_kpis")
-# Inputs per pipeline. "bench" is each pipeline's own benchmark (bench/bench_<name>.py
+# Inputs per pipeline. BENCH is each pipeline's own benchmark (bench/bench_<name>.py
 # defaults; city_kpis runs on the bus_routes lake with the patrol_points calls added).
+BENCH: dict[str, dict[str, int]] = {
+    "energy": {"meters": 1_000, "days": 365},
+    "air_quality": {"stations": 500, "days": 365, "cells": 100_000},
+    "bus_routes": {"stop_times": 3_000_000, "cells": 100_000},
+    "patrol_points": {"calls": 200_000, "points": 150, "candidates": 2_000},
+    "dispatch_coverage": {"side": 450, "calls": 100_000, "stations": 40},
+}
 SIZES: dict[str, dict[str, dict[str, int]]] = {
-    "default": {
-        "energy": {"meters": 100, "days": 91},
-        "air_quality": {"stations": 100, "days": 365, "cells": 20_000},
-        "bus_routes": {"stop_times": 300_000, "cells": 10_000},
-        "patrol_points": {"calls": 200_000, "points": 150, "candidates": 2_000},
-        "dispatch_coverage": {"side": 450, "calls": 100_000, "stations": 40},
-    },
-    "bench": {
-        "energy": {"meters": 1_000, "days": 365},
-        "air_quality": {"stations": 500, "days": 365, "cells": 100_000},
-        "bus_routes": {"stop_times": 3_000_000, "cells": 100_000},
-        "patrol_points": {"calls": 200_000, "points": 150, "candidates": 2_000},
-        "dispatch_coverage": {"side": 450, "calls": 100_000, "stations": 40},
-    },
+    "bench": BENCH,
+    # the benchmark's sizes where Spark's runs fit about 30 minutes on 2 cores, smaller where not
+    "default": BENCH | {"energy": {"meters": 100, "days": 91},
+                        "air_quality": {"stations": 100, "days": 365, "cells": 20_000},
+                        "bus_routes": {"stop_times": 300_000, "cells": 10_000}},
     "quick": {
         "energy": {"meters": 20, "days": 30},
         "air_quality": {"stations": 20, "days": 30, "cells": 2_000},
