@@ -1,11 +1,16 @@
 """The lake on S3 against a local lake: ``hubctl ingest openaq`` and ``hubctl sql`` on the
-same input, alternating, medians of wall and CPU time (issue 20 §1).
+same input, alternating, medians of wall and CPU time (issue 20 §1). With ``--engine MASTER``
+also ``run air_quality`` on each lake, and a third lake on S3 ingested and run with
+``--engine MASTER`` (Spark's executors reading and staging on S3 through pyarrow); the CPU
+time is the hubctl process's and its children's (with ``local[N]``, the driver JVM and the
+executors' Python workers; a cluster's JVMs are not counted).
 
 The S3 server is moto on loopback (a Python process on the same cores, much slower per
 request than S3 itself): the figures bound hubctl's own overhead on object storage (requests
 per commit, leases, listing), not S3's latency. Skips with a reason where moto is missing.
 
     .venv/bin/python bench/bench_s3.py --stations 200 --hours 250 --repeat 3
+    .venv/bin/python bench/bench_s3.py --stations 200 --hours 250 --repeat 3 --engine 'local[2]'
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ def main() -> None:
     ap.add_argument("--stations", type=int, default=200)
     ap.add_argument("--hours", type=int, default=250)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--engine", help="also run air_quality, and ingest and run it on a third "
+                    "S3 lake with --engine ENGINE (local[N] or spark://HOST:PORT)")
     args = ap.parse_args()
     if not (BIN / "moto_server").exists():
         print("bench_s3: skipped: moto_server is not installed (pip install -e '.[dev]')")
@@ -91,32 +98,40 @@ def main() -> None:
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                           aws_access_key_id="x", aws_secret_access_key="x")
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        wheres = ("local", "s3", "s3-spark") if args.engine else ("local", "s3")
+        steps = ("ingest", "sql", "run") if args.engine else ("ingest", "sql")
         for r in range(args.repeat):
-            for where in ("local", "s3"):  # alternating A and B
-                if where == "s3":
+            for where in wheres:  # alternating
+                if where.startswith("s3"):
                     bucket = f"bench-{uuid.uuid4().hex[:8]}"
                     s3.create_bucket(Bucket=bucket)
                     lake = f"s3://{bucket}/hub"
                 else:
                     lake = str(work / f"lake{r}")
                 env = {**os.environ, **aws, "HUBCTL_LAKE": lake}
+                engine = ["--engine", args.engine] if where == "s3-spark" else []
                 ingest = [str(BIN / "hubctl"), "ingest", "openaq", str(data), "--stations",
-                          str(st)]
+                          str(st), *engine]
                 query = [str(BIN / "hubctl"), "sql",
                          "SELECT id, avg(no2), max(pm25) FROM AirQualityObserved GROUP BY id"]
+                run = [str(BIN / "hubctl"), "run", "air_quality", *engine]
                 times.setdefault((where, "ingest"), []).append(_timed(ingest, env))
                 times.setdefault((where, "sql"), []).append(_timed(query, env))
+                if "run" in steps:
+                    times.setdefault((where, "run"), []).append(_timed(run, env))
         load = os.getloadavg()
         rows = args.stations * args.hours
         print(f"bench_s3: {rows:,} keys ({2 * rows:,} lines), {args.repeat} rounds, "
-              f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-        for step in ("ingest", "sql"):
-            local = times[("local", step)]
-            remote = times[("s3", step)]
-            lw, lc = (statistics.median(x[i] for x in local) for i in (0, 1))
-            rw, rc = (statistics.median(x[i] for x in remote) for i in (0, 1))
-            print(f"  {step:6s} local {lw:6.2f} s wall {lc:6.2f} s CPU | s3 (moto) {rw:6.2f} s "
-                  f"wall {rc:6.2f} s CPU | ratio wall {rw / lw:4.2f} CPU {rc / lc:4.2f}")
+              f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+              + (f", --engine {args.engine} on s3-spark" if args.engine else ""))
+        for step in steps:
+            lw, lc = (statistics.median(x[i] for x in times[("local", step)]) for i in (0, 1))
+            line = f"  {step:6s} local {lw:6.2f} s wall {lc:6.2f} s CPU"
+            for where in wheres[1:]:
+                rw, rc = (statistics.median(x[i] for x in times[(where, step)]) for i in (0, 1))
+                line += (f" | {where} {rw:6.2f} s wall {rc:6.2f} s CPU (x{rw / lw:.2f} wall, "
+                         f"x{rc / lc:.2f} CPU)")
+            print(line)
     finally:
         proc.terminate()
         proc.wait()
