@@ -75,7 +75,7 @@ from hubctl.errors import HubError, UsageError
 from hubctl.lake import Lake
 from hubctl.rejects import Reason, Reject
 
-__all__ = ["RANGE_BYTES_ENV", "range_bytes", "spark_reader"]
+__all__ = ["OWNER", "RANGE_BYTES_ENV", "STAGING", "range_bytes", "spark_reader", "stale_staging"]
 
 Reader = Callable[[Sequence[Path], dict[str, Any], ReadContext], Iterator[Batch]]
 RANGE_BYTES_ENV = "HUBCTL_INGEST_RANGE_BYTES"
@@ -83,6 +83,8 @@ _RANGE_BYTES = 64 << 20  # big enough that a task's start-up is a small share of
 _TASKS = "task int, spec string"  # what a task reads (_Task), as JSON
 _STAGED = pa.ipc.IpcWriteOptions(compression="lz4")  # cheap to write and read back
 _ITEMS_DDL = "task int, seq int, kind string"  # mapInArrow's output: one row per item
+STAGING = "_staging"  # under the lake root
+OWNER = "owner.json"  # in a staging folder: the driver process that made it (running.me())
 _ITEMS = pa.schema([("task", pa.int32()), ("seq", pa.int32()), ("kind", pa.string())])
 
 
@@ -406,9 +408,57 @@ def _meta(batch: Batch) -> dict[str, Any]:
 def _staging(lake: Lake) -> str:
     """A new staging folder for one run, ``<lake>/_staging/<token>``, in the lake's own
     storage: a local folder, or an ``s3://`` prefix (nothing to create there)."""
-    where = lake.root.resolve() / "_staging" / uuid.uuid4().hex
+    from hubctl.running import me
+
+    where = lake.root.resolve() / STAGING / uuid.uuid4().hex
     where.mkdir(parents=True)
+    (where / OWNER).write_text(json.dumps({"owner": me()}))
     return str(where)
+
+
+def stale_staging(root: Any, dry_run: bool = False) -> list[str]:
+    """Remove (or, with ``dry_run``, list) the staging folders under ``<lake>/_staging/`` that
+    no run in progress owns: those of an ``ingest --engine`` run killed before it could delete
+    its own (``kill -9``, a lost driver). A folder is kept while a marker in ``_running/``
+    names its owner process (the run has not ended, or its end is not recorded yet), and a
+    folder without an owner file (being created, or from an older hubctl) while it is younger
+    than an hour. ``root`` is the lake's root (a local path or an ``s3://`` root)."""
+    import time
+
+    from hubctl.running import RUNNING
+
+    folder = root / STAGING
+    try:
+        folders = [f for f in folder.iterdir() if not f.name.startswith(".")]
+    except OSError:  # no staging folder
+        return []
+    live = set()
+    with contextlib.suppress(OSError):
+        for marker in (root / RUNNING).iterdir():
+            if marker.name.endswith(".json"):
+                with contextlib.suppress(OSError, ValueError):
+                    live.add(_process(json.loads(marker.read_text()).get("owner", {})))
+    stale = []
+    for staging in folders:
+        try:
+            owner = json.loads((staging / OWNER).read_text()).get("owner", {})
+        except (OSError, ValueError):
+            if isinstance(staging, Path) and staging.stat().st_mtime > time.time() - 3600:
+                continue
+            if not isinstance(staging, Path):
+                continue  # no age to judge by on object storage: left for a later vacuum
+        else:
+            if _process(owner) in live:
+                continue
+        stale.append(str(staging))
+        if not dry_run:
+            _remove(str(staging))
+    return stale
+
+
+def _process(owner: dict[str, Any]) -> tuple[Any, ...]:
+    """Which process an owner record names (host, pid and the pid's start)."""
+    return owner.get("host"), owner.get("pid"), owner.get("pid_start")
 
 
 def _storage(staging: str) -> tuple[Any, str]:

@@ -25,7 +25,8 @@ One folder per table, each a Delta Lake table (Parquet files plus a `_delta_log/
 - `_running/` — one marker per run in progress; a marker whose process died makes the next
   command record that run as `interrupted`.
 - `_staging/` — batches an `ingest --engine` run's Spark executors read and gated, until the
-  run commits them; safe to delete when no such run is under way.
+  run commits them; a run killed before deleting its folder leaves it, and
+  `hubctl lake vacuum` removes it.
 - `derived/<pipeline>/` — outputs of analyses.
 
 Query it with `hubctl sql`, or write a DuckDB database with `hubctl catalog FILE.duckdb`.
@@ -113,6 +114,10 @@ def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json
     retention period may fail with "No files found": rerun the query or reopen the file.
     On a lake on S3, catalog files are not registered: write them again after a vacuum.
 
+    It also removes the staging folders (`_staging/`) of `ingest --engine` runs that were
+    killed before deleting their own (the row `_staging` of the output); a folder whose run
+    is still in progress is kept.
+
     \b
     Example:
       hubctl lake vacuum --retention-hours 0   # after compact: keep only the current files
@@ -125,6 +130,12 @@ def vacuum(tables: tuple[str, ...], retention_hours: int, dry_run: bool, as_json
         for name in _tables(tables):
             files = lake.vacuum(name, retention_hours, dry_run)
             out.append({"table": name, "files": len(files), "dry_run": dry_run})
+        if not tables:
+            from hubctl.spark_ingest import STAGING, stale_staging
+
+            folders = stale_staging(lake.root, dry_run)
+            if folders:
+                out.append({"table": STAGING, "files": len(folders), "dry_run": dry_run})
     if as_json:
         emit_json(out)
     else:
