@@ -7,6 +7,7 @@ A Delta table is read as its current snapshot's Parquet file list through DuckDB
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -89,8 +90,23 @@ def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str])
     :func:`read_only_statements`, which refuses writes inside the allowed folders (DuckDB's
     allow-list does not tell reading from writing)."""
     listing = "[" + ", ".join(_literal(d.rstrip("/") + "/") for d in allowed_directories) + "]"
+    # DuckDB allows its own spill folder too, by default `.tmp` in the working directory,
+    # which would let a query read whatever a user keeps there: a private one instead.
+    con.execute(f"SET temp_directory = {_literal(_private_temp())}").fetchall()
     con.execute(f"SET allowed_directories = {listing}").fetchall()
     con.execute("SET enable_external_access = false").fetchall()
+
+
+@functools.cache
+def _private_temp() -> str:
+    """This process's own spill folder for restricted connections, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="hubctl-sql-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def lock(con: duckdb.DuckDBPyConnection) -> None:

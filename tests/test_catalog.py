@@ -98,6 +98,18 @@ def test_the_settings_refuse_on_their_own(lake: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("x.*"))
 
 
+def test_sql_cannot_read_duckdbs_default_spill_folder(lake: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB allows its spill folder, by default `.tmp` in the working directory: a user's
+    SQL must not read what is kept there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.txt").write_text("secret")
+    result = hub(lake, "sql", "SELECT content FROM read_text('.tmp/secret.txt')")
+    assert result.exit_code == 1 and "Cannot access file" in result.output, result.output
+    assert hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved") == [{"n": 7}]
+
+
 def test_sql_opens_only_the_tables_it_names(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
     real = catalog_module.Catalog._add
