@@ -46,7 +46,10 @@ from hubctl.spark_ingest import RANGE_BYTES_ENV  # noqa: E402
 OUT = ROOT / "bench-out" / "spark-ingest"
 COUNTS = ("read", "written", "updated", "duplicate", "rejected", "rows_added")
 ENGINES = {"this process": [], "local[2]": ["--engine", "local[2]"]}
-CLUSTER = "cluster (2 workers x 1 core)"
+def cluster_label(workers: int) -> str:
+    """The engine's name in the report for a standalone cluster of ``workers`` one-core
+    workers."""
+    return f"cluster ({workers} worker{'s' if workers > 1 else ''} x 1 core)"
 
 
 def split(data: Path, files: int, block: int = 1) -> list[Path]:
@@ -102,6 +105,9 @@ def main() -> None:
                     help="only this input (repeatable; default both)")
     ap.add_argument("--cluster", action="store_true",
                     help="also a standalone master with two one-core workers on loopback")
+    ap.add_argument("--workers", type=int, nargs="+", default=[2], metavar="N",
+                    help="with --cluster: one cluster per N (one-core workers each), e.g. "
+                         "--workers 1 2 to compare one worker with two (default: 2)")
     ap.add_argument("--quick", action="store_true",
                     help="20 meters x 30 days and 200,000 OpenAQ lines, one round")
     args = ap.parse_args()
@@ -123,8 +129,9 @@ def main() -> None:
         if args.cluster:
             from tests.spark import cluster
 
-            master, pids = stack.enter_context(cluster(workers=2, with_pids=True))
-            engines[CLUSTER] = (["--engine", master], pids)
+            for workers in args.workers:
+                master, pids = stack.enter_context(cluster(workers=workers, with_pids=True))
+                engines[cluster_label(workers)] = (["--engine", master], pids)
         _rounds(args.repeat, cases, engines, lake, times, counts)
     report(args, cases, list(engines), times, counts)
 
