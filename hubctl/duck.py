@@ -142,11 +142,21 @@ def read_only_statements(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
             kind = str(st.type).rsplit(".", 1)[-1]
             raise SqlError(
                 f"hubctl sql only reads the lake: {kind} statements are refused "
-                f"({text.strip()[:80]!r})",
-                hint="write results with --output FILE --format csv|json|parquet; change the "
-                     "lake with hubctl ingest / lake / run")
+                f"({text.strip()[:80]!r})", hint=_refused_hint(st.type, text))
         out.append(text)
     return out
+
+
+def _refused_hint(kind: object, text: str) -> str:
+    """What to do instead of statement ``text`` that ``read_only_statements`` refuses."""
+    import duckdb
+
+    if kind == duckdb.StatementType.MULTI and "pivot" in text.lower():  # DuckDB's PIVOT without IN (...): an ENUM first
+        return ("DuckDB runs a PIVOT without IN (...) as several statements (it first creates "
+                "a type of the distinct values); name the values: "
+                "PIVOT t ON col IN ('a', 'b') USING count(*)")
+    return ("write results with --output FILE --format csv|json|parquet; change the lake "
+            "with hubctl ingest / lake / run")
 
 
 def table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> set[str] | None:

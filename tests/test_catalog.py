@@ -79,6 +79,17 @@ def test_sql_cannot_change_the_lake_or_the_machine(lake: Path, tmp_path: Path) -
     assert hub_json(lake, "sql", "SELECT count(*) AS n FROM AirQualityObserved") == [{"n": 7}]
 
 
+def test_sql_pivot_without_in_is_refused_with_a_way_out(lake: Path) -> None:
+    """DuckDB runs a PIVOT without IN (...) as several statements, of which one creates a
+    type: refused like any change, with a hint that names the form that runs."""
+    result = hub(lake, "sql", "PIVOT AirQualityObserved ON areaServed USING count(*)")
+    assert result.exit_code == 1 and "MULTI statements are refused" in result.output
+    assert "PIVOT without IN (...)" in result.output, result.output
+    rows = hub_json(lake, "sql", "PIVOT (SELECT id, NO2 FROM AirQualityObserved) "
+                    "ON id IN ('urn:ngsi-ld:AirQualityObserved:S1') USING count(NO2)")
+    assert rows == [{"urn:ngsi-ld:AirQualityObserved:S1": 6}]
+
+
 def test_the_settings_refuse_on_their_own(lake: Path, tmp_path: Path) -> None:
     """Behind the statement check, DuckDB itself refuses reads outside the allowed folders,
     ATTACH, extensions and setting changes once the connection is restricted and locked."""
