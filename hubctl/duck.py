@@ -151,7 +151,7 @@ def _refused_hint(kind: object, text: str) -> str:
     """What to do instead of statement ``text`` that ``read_only_statements`` refuses."""
     import duckdb
 
-    if kind == duckdb.StatementType.MULTI and "pivot" in text.lower():  # DuckDB's PIVOT without IN (...): an ENUM first
+    if kind == duckdb.StatementType.MULTI and "pivot" in text.lower():
         return ("DuckDB runs a PIVOT without IN (...) as several statements (it first creates "
                 "a type of the distinct values); name the values: "
                 "PIVOT t ON col IN ('a', 'b') USING count(*)")
