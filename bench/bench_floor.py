@@ -13,10 +13,16 @@ Whether ingest scales linearly: each round also runs both on a tiny file of the 
 pass``, ``import pyarrow``, the floor's imports), alternated with the sizes. Beside the
 end-to-end rows/s of each size come the rate net of the start-up, (rows - tiny rows) / (CPU -
 tiny CPU), and the marginal rate between consecutive sizes, (rows2 - rows1) / (CPU2 - CPU1).
+With ``--resident``, each round also runs every size in one resident process of each (the
+floor script exec'd in a process that imported its modules once; hubctl's CLI called in a
+process that imported hubctl once, as ``hubctl schedule run`` runs each due source): the
+rates there carry no process start-up, only each run's own fixed work (creating the tables,
+the ledger's commits).
 Before timing, hubctl's own modules are compiled to bytecode once, as an install does (with
 PYTHONDONTWRITEBYTECODE set, as on the shared machine, every run would compile them again).
 
     make bench      # or: .venv/bin/python bench/bench_floor.py --rows 1000000 5000000
+    .venv/bin/python bench/bench_floor.py --rows 1000000 5000000 20000000 --resident
 """
 
 from __future__ import annotations
@@ -57,6 +63,54 @@ write_deltalake(lake, wide, partition_by=["date"],
                 writer_properties=WriterProperties(compression="ZSTD"))
 print(wide.num_rows)
 """
+
+
+# One resident process (as ``hubctl schedule run`` runs each due source: the engine function in
+# its own process, imports paid once) ingests each (rows, data, stations, lake) of argv[2] in
+# turn, the tiny file first, and prints one JSON line per run: CPU (getrusage of the process,
+# every thread) and wall of that run alone.
+RESIDENT = r"""
+import contextlib, io, json, resource, shutil, sys, time
+who, todo = sys.argv[1], json.loads(sys.argv[2])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+if who == "floor":
+    import pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pacsv
+    from deltalake import WriterProperties, write_deltalake
+    def one(data, stations, lake):  # the floor script itself (its imports are loaded)
+        sys.argv[1:4] = [data, stations, lake]
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            exec(FLOOR_SCRIPT, {})
+        return int(out.getvalue())
+else:
+    import hubctl.cli as hc
+    hc.OWN_PROCESS = True  # as the console script
+    def one(data, stations, lake):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            hc.cli.main(["--lake", lake, "ingest", "openaq", data, "--stations", stations,
+                         "--json"], prog_name="hubctl", standalone_mode=False)
+        run = json.loads(out.getvalue())
+        assert run["reconciles"] and run["status"] == "ok", run
+        return run["read"]
+for rows, data, stations, lake in todo:
+    shutil.rmtree(lake, ignore_errors=True)
+    c0, t0 = cpu(), time.perf_counter()
+    read = one(data, stations, lake)
+    print(json.dumps({"rows": rows, "read": read, "cpu": cpu() - c0,
+                      "wall": time.perf_counter() - t0}), flush=True)
+    shutil.rmtree(lake, ignore_errors=True)
+"""
+
+
+def run_resident(who: str, paths: dict[int, tuple[Path, Path, Path]]) -> dict[int, dict]:
+    """One resident child (``who``: floor or hubctl) that ingests every file of ``paths`` in
+    turn, the tiny one first; each run's CPU, wall and rows read, by size."""
+    todo = [[n, str(d), str(st), str(folder / f"lake-resident-{who}")]
+            for n, (d, st, folder) in sorted(paths.items())]
+    code = RESIDENT.replace("FLOOR_SCRIPT", repr(FLOOR))
+    r = child([sys.executable, "-P", "-c", code, who, json.dumps(todo)])
+    return {int(d["rows"]): d for d in map(json.loads, str(r["stdout"]).splitlines())}
 
 
 def child(argv: list[str]) -> dict[str, float]:
@@ -151,15 +205,25 @@ def med(runs: list[dict[str, float]], k: str) -> float:
 
 
 def measure(sizes: list[int], repeat: int, before: str | None = None,
-            hubctl: str = HUBCTL) -> dict[str, object]:
+            hubctl: str = HUBCTL, resident: bool = False) -> dict[str, object]:
     """Time floor and hubctl on a tiny file and on each size, alternately, ``repeat`` rounds;
-    the bare imports too."""
+    the bare imports too; with ``resident``, each round also runs every size in one resident
+    process of each."""
     paths = {n: files(n) for n in [TINY, *sizes]}
     runs: dict[str, dict[int, list[dict[str, float]]]] = {
         k: {n: [] for n in paths} for k in ("floor", "hubctl", "before")}
     imports: dict[str, list[dict[str, float]]] = {k: [] for k in IMPORTS}
     loads = [loadavg()]
+    stay: dict[str, dict[int, list[dict]]] = {k: {n: [] for n in paths}
+                                              for k in ("floor", "hubctl")}
     for _ in range(repeat):
+        if resident:
+            for who in ("floor", "hubctl"):
+                for n, r in run_resident(who, paths).items():
+                    stay[who][n].append(r)
+            print(f"  resident: floor {[round(v[-1]['cpu'], 2) for v in stay['floor'].values()]}"
+                  f" s cpu | hubctl {[round(v[-1]['cpu'], 2) for v in stay['hubctl'].values()]}"
+                  f" s cpu (load {loadavg()})", file=sys.stderr)
         for name, code in IMPORTS.items():
             imports[name].append(child([sys.executable, "-c", code]))
         for n, (data, st, folder) in paths.items():
@@ -181,7 +245,35 @@ def measure(sizes: list[int], repeat: int, before: str | None = None,
                            for k, v in imports.items()},
                         **{f"{who} on {TINY:,} rows": _fixed(runs[who][TINY])
                            for who in ("floor", "hubctl", "before") if runs[who][TINY]}},
-            "sizes": _sizes(runs, sizes)}
+            "sizes": _sizes(runs, sizes),
+            **({"resident": _resident(stay, sizes)} if resident else {})}
+
+
+def _resident(stay: dict[str, dict[int, list[dict]]], sizes: list[int]) -> dict[str, object]:
+    """Per size in the resident processes: medians, the ratio to the floor and rows/s (per
+    CPU s and per wall s), with the spread of hubctl's rates over the sizes."""
+    out: list[dict[str, object]] = []
+    for n in sizes:
+        floor, hub = stay["floor"][n], stay["hubctl"][n]
+        read = int(hub[0]["read"])
+        out.append({"rows": read,
+                    "floor_cpu_s": round(med(floor, "cpu"), 2),
+                    "floor_wall_s": round(med(floor, "wall"), 2),
+                    "hubctl_cpu_s": round(med(hub, "cpu"), 2),
+                    "hubctl_wall_s": round(med(hub, "wall"), 2),
+                    "ratio_cpu": round(med(hub, "cpu") / med(floor, "cpu"), 2),
+                    "ratio_wall": round(med(hub, "wall") / med(floor, "wall"), 2),
+                    "hubctl_rows_per_s_cpu": round(read / med(hub, "cpu")),
+                    "hubctl_rows_per_s_wall": round(read / med(hub, "wall")),
+                    "floor_rows_per_s_cpu": round(read / med(floor, "cpu")),
+                    "floor_rows_per_s_wall": round(read / med(floor, "wall"))})
+    spread: dict[str, object] = {}
+    for k in ("hubctl_rows_per_s_cpu", "hubctl_rows_per_s_wall", "floor_rows_per_s_cpu",
+              "floor_rows_per_s_wall"):
+        rates = [int(r[k]) for r in out]  # type: ignore[call-overload]
+        if len(rates) > 1:
+            spread[k + "_spread"] = round(max(rates) / min(rates) - 1, 3)
+    return {"sizes": out, **spread}
 
 
 def _fixed(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -247,10 +339,14 @@ def main() -> None:
                          "the same rounds")
     ap.add_argument("--hubctl", default=HUBCTL,
                     help="the hubctl to time (default: this environment's)")
+    ap.add_argument("--resident", action="store_true",
+                    help="also run every size in one resident process of each (floor and "
+                         "hubctl: imports paid once, as `hubctl schedule run` runs sources), "
+                         "once per round")
     args = ap.parse_args()
     compile_hubctl()
-    print(json.dumps(measure(sorted(args.rows), args.repeat, args.before, args.hubctl),
-                     indent=2))
+    print(json.dumps(measure(sorted(args.rows), args.repeat, args.before, args.hubctl,
+                             args.resident), indent=2))
 
 
 if __name__ == "__main__":
