@@ -15,6 +15,7 @@ the counts of its last checkpoint by the next command that opens the lake.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -24,11 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from hubctl import running
-from hubctl.duck import scan_sql, scratch
 from hubctl.lake import Lake
 from hubctl.rejects import Reject
+from hubctl.s3 import SCHEME, S3Root, arrow_filesystem
 from hubctl.types import TIMESTAMP
 
 __all__ = ["REJECTS", "RUNS", "Cursor", "Run", "checkpoint", "find_ingested", "last_cursor",
@@ -233,11 +236,9 @@ def write_rejects(lake: Lake, run: Run, rejects: Sequence[Reject]) -> int:
 
 def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     """The run id that already ingested this exact input for this source, if any."""
-    rows = _query(lake, "SELECT run_id FROM runs WHERE source = ? AND fingerprint = ? AND "
-                        "status IN ('ok', 'over-reject-rate', 'rejected') "
-                        "ORDER BY started_at DESC LIMIT 1",
-                  [source, fingerprint])
-    return rows[0][0] if rows else None
+    runs = _ledger_rows(lake, _columns("run_id", "status", "started_at"),
+                        {"source": source, "fingerprint": fingerprint})
+    return _newest(runs.filter(_ingested(runs)), "started_at", "run_id")
 
 
 @dataclass
@@ -249,30 +250,70 @@ class Cursor:
     after: str | None = None
 
 
-def _query(lake: Lake, sql: str, params: list[Any], table: str = RUNS
-           ) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` over the ledger ``table`` (``_runs`` unless told; written ``FROM
-    runs``); none if there is no ledger."""
+#: How a run ended when it marked its input as ingested (a failed, stopped or interrupted run
+#: did not; nor did a running one).
+_INGESTED = ("ok", "over-reject-rate", "rejected")
+
+
+def _columns(*names: str) -> pa.Schema:
+    """The fields of RUNS_SCHEMA called ``names``."""
+    return pa.schema([RUNS_SCHEMA.field(n) for n in names])
+
+
+def _ledger_rows(lake: Lake, wanted: pa.Schema, where: dict[str, str | None],
+                 table: str = RUNS) -> pa.Table:
+    """The ``wanted`` columns of the rows of ledger ``table`` (``_runs`` unless told) whose
+    ``where`` columns hold the values given (a None value: any), read with pyarrow from the
+    current snapshot's Parquet files; no rows if there is no ledger. A column a file lacks (a
+    ledger written before ``unreached`` existed) reads as nulls.
+
+    DuckDB is not loaded for these lookups: it costs 0.08 s of CPU to import and 0.03 s to
+    connect, a sixth of a small ingest that finds its input already ingested. pyarrow reads
+    a few files in milliseconds, and the 300 one-run files of a ledger never compacted in
+    about the time DuckDB takes once loaded (0.14 s of CPU): each file's ``where`` columns
+    first, the rest only from files with a match."""
     if not lake.exists(table):
-        return []
-    files = lake.files(table)
-    if not files:
-        return []
-    con = scratch()
-    try:
-        return con.execute(sql.replace("FROM runs", f"FROM {scan_sql(files, hive=False)}"),
-                           params).fetchall()
-    finally:
-        con.close()
+        return wanted.empty_table()
+    where = {k: v for k, v in where.items() if v is not None}
+    s3 = isinstance(lake.root, S3Root)
+    parts = []
+    for uri in lake.files(table):
+        file = pq.ParquetFile(uri.removeprefix(SCHEME) if s3 else uri,
+                              filesystem=arrow_filesystem() if s3 else None)
+        match = None
+        if where:  # a few rows a file: pyarrow's threads would cost more than they save
+            keys = file.read(columns=list(where), use_threads=False)
+            match = functools.reduce(pc.and_, (pc.equal(keys[k], v) for k, v in where.items()))
+            if not pc.any(match).as_py():
+                continue
+        have = set(file.schema_arrow.names)
+        got = file.read(columns=[f.name for f in wanted if f.name in have], use_threads=False)
+        got = got.filter(match) if match is not None else got
+        parts.append(pa.table([got.column(f.name).cast(f.type) if f.name in have
+                               else pa.nulls(got.num_rows, f.type) for f in wanted],
+                              schema=wanted))
+    return pa.concat_tables(parts) if parts else wanted.empty_table()
+
+
+def _ingested(runs: pa.Table) -> pa.Array:
+    """Which of ``runs`` marked their input as ingested."""
+    return pc.is_in(runs["status"], value_set=pa.array(_INGESTED))
+
+
+def _newest(runs: pa.Table, by: str, column: str) -> Any:
+    """``column`` of the row of ``runs`` with the greatest ``by`` (None if there are none)."""
+    if runs.num_rows == 0:
+        return None
+    return runs[column][pc.sort_indices(runs, [(by, "descending")])[0].as_py()].as_py()
 
 
 def last_cursor(lake: Lake, source: str) -> str | None:
     """The cursor the newest successful run of ``source`` committed (a failed run never
     advances it)."""
-    rows = _query(lake, "SELECT cursor_after FROM runs WHERE source = ? AND cursor_after IS NOT "
-                        "NULL AND status IN ('ok', 'over-reject-rate', 'rejected') "
-                        "ORDER BY finished_at DESC LIMIT 1", [source])
-    return rows[0][0] if rows else None
+    runs = _ledger_rows(lake, _columns("status", "cursor_after", "finished_at"),
+                        {"source": source})
+    found = runs.filter(pc.and_(_ingested(runs), pc.is_valid(runs["cursor_after"])))
+    return _newest(found, "finished_at", "cursor_after")
 
 
 def last_run_start(lake: Lake, source: str) -> datetime | None:
@@ -283,13 +324,13 @@ def last_run_start(lake: Lake, source: str) -> datetime | None:
 def last_start(lake: Lake, ledger: str, column: str, name: str) -> datetime | None:
     """When the newest run recorded in the ledger table ``ledger`` (``_runs``,
     ``_pipeline_runs``, ``_exports``) whose ``column`` is ``name`` started, as aware UTC."""
-    rows = _query(lake, f"SELECT epoch_us(max(started_at)) FROM runs WHERE {column} = ?",
-                  [name], ledger)
-    return _utc(rows[0][0]) if rows else None
+    runs = _ledger_rows(lake, pa.schema([("started_at", TIMESTAMP)]), {column: name}, ledger)
+    return _utc(pc.max(runs["started_at"].cast(pa.int64())).as_py())
 
 
 def _utc(epoch_us: int | None) -> datetime | None:
-    """Microseconds since the epoch as aware UTC (DuckDB's timestamptz needs pytz otherwise)."""
+    """Microseconds since the epoch as aware UTC (a timestamp column read as integers: no
+    time-zone library in between)."""
     if epoch_us is None:
         return None
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_us)
@@ -299,14 +340,8 @@ def source_runs(lake: Lake, source: str | None, run_id: str | None = None
                 ) -> list[dict[str, Any]]:
     """Every ledger row of ``source`` (of every source if None; only run ``run_id`` if
     given), oldest first."""
-    if not lake.exists(RUNS):
-        return []
-    stored = set(lake.schema(RUNS).names)  # a ledger written before `unreached` existed
-    cols = [f.name for f in RUNS_SCHEMA]
-    times = {f.name for f in RUNS_SCHEMA if f.type == TIMESTAMP}
-    select = ", ".join(f"epoch_us({c})" if c in times else c if c in stored else f"NULL AS {c}"
-                       for c in cols)
-    rows = _query(lake, f"SELECT {select} FROM runs WHERE (source = $1 OR $1 IS NULL) AND "
-                        "(run_id = $2 OR $2 IS NULL) ORDER BY started_at", [source, run_id])
-    return [{c: _utc(v) if c in times else v for c, v in zip(cols, r, strict=True)}
-            for r in rows]
+    runs = _ledger_rows(lake, RUNS_SCHEMA, {"source": source, "run_id": run_id})
+    runs = runs.take(pc.sort_indices(runs["started_at"]))
+    columns = {f.name: [_utc(v) for v in runs[f.name].cast(pa.int64()).to_pylist()]
+               if f.type == TIMESTAMP else runs[f.name].to_pylist() for f in RUNS_SCHEMA}
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

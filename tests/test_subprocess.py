@@ -95,3 +95,25 @@ def test_ingest_does_not_import_pandas_even_where_it_is_installed(tmp_path: Path
                   if line.startswith("import time:") and "|" in line]
         assert "pyarrow.compute" in loaded  # the import log is the one of the ingest
         assert not [m for m in loaded if m.startswith("pandas.")]  # refused, never loaded
+
+
+def test_an_input_already_ingested_is_found_in_the_ledger_without_duckdb(
+        tmp_path: Path) -> None:
+    """The fingerprint lookup of a lake with a ledger (cron re-running a source whose file has
+    not changed) reads the ledger with pyarrow: DuckDB (0.1 s of CPU to load and connect)
+    is never imported, nor pandas."""
+    lake = tmp_path / "lake"
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(24)])
+    args = ["--lake", str(lake), "ingest", "openaq", str(data), "--stations", str(st), "--json"]
+    statuses = []
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-X", "importtime", HUBCTL, *args],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        statuses.append(json.loads(res.stdout)["status"])
+    assert statuses == ["ok", "unchanged"]
+    loaded = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert "hubctl.ledger" in loaded  # the import log is the one of the lookup
+    assert not [m for m in loaded if m.split(".")[0] == "duckdb"]
+    assert not [m for m in loaded if m.startswith("pandas.")]  # refused, never loaded

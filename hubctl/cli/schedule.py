@@ -195,6 +195,7 @@ def list_(as_json: bool) -> None:
     Example:
       hubctl schedule list --json
     """
+    from hubctl.cli import pyarrow_without_pandas
     from hubctl.cron import local_zone
     from hubctl.ledger import last_run_start, last_start
     from hubctl.schedule import (
@@ -206,6 +207,7 @@ def list_(as_json: bool) -> None:
         scheduled_pipelines,
     )
 
+    pyarrow_without_pandas()  # the ledgers are read with pyarrow
     ctx = hub()
     config = ctx.config
     timed = scheduled(config)

@@ -73,12 +73,12 @@ def previous_topics(lake: Lake, source: str, client_id: str) -> set[str]:
     ``mqtt://host:port/<topic>``): a persistent session keeps them until unsubscribed."""
     import json
 
-    from hubctl.ledger import _query
+    from hubctl.ledger import source_runs
 
-    rows = _query(lake, "SELECT DISTINCT inputs FROM runs WHERE source = ? AND fingerprint "
-                        "LIKE ?", [source, f"mqtt:{client_id}:%"])
+    session = f"mqtt:{client_id}:"
     topics: set[str] = set()
-    for (text,) in rows:
+    for text in {r["inputs"] for r in source_runs(lake, source)
+                 if (r["fingerprint"] or "").startswith(session)}:
         for url in json.loads(text or "[]"):
             rest = str(url).split("://", 1)[-1]
             if "/" in rest:
