@@ -19,6 +19,15 @@ from the file's start and only the records of the range, numbered by their line 
 Read one after the other, the ranges give the rows, bad lines and line numbers of the whole
 file.
 
+The byte-level pass and Arrow's parse run on a read-ahead thread (:func:`hubctl.prefetch.
+prefetch`, one block ahead; both release the GIL for most of their work), so that the next
+block is parsed while the adapter converts this one. Each block comes with its own line
+numbers, bad lines and bytes, and the stream shows them when that block is handed out: what an
+adapter sees is the same, in the same batches, as when the blocks are read on its own thread
+(``HUBCTL_CSV_READ_AHEAD=0`` does that). An error on the reading thread (a damaged or unreadable
+file) is raised where the adapter asks for the next batch; closing the stream, or the end of
+its iteration, stops and joins the thread.
+
 Limits (see ``docs/limits.md``): a header wider than ``max_columns`` columns is refused before
 anything is read; a record longer than ``max_line_bytes`` is rejected. Both have defaults
 (:data:`DEFAULT_LIMITS`) and the options ``--max-columns`` / ``--max-line-bytes`` of every CSV
@@ -32,7 +41,7 @@ import csv
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -45,16 +54,19 @@ import pyarrow.csv as pacsv
 
 from hubctl.adapter import BATCH_ROWS, Batch, Span
 from hubctl.errors import InputError
+from hubctl.prefetch import prefetch
 from hubctl.rejects import Reject, reason
 
-__all__ = ["CSV_LIMIT_PARAMS", "DEFAULT_LIMITS", "BadLine", "CsvLimits", "CsvStream",
-           "add_malformed", "csv_limits", "open_csv", "read_whole", "require_columns",
-           "split_csv"]
+__all__ = ["CSV_LIMIT_PARAMS", "DEFAULT_LIMITS", "READ_AHEAD_ENV", "READ_AHEAD_THREAD",
+           "BadLine", "CsvLimits", "CsvStream", "add_malformed", "csv_limits", "open_csv",
+           "read_ahead", "read_whole", "require_columns", "split_csv"]
 
 _BYTES_PER_ROW = 64  # block size = BATCH_ROWS rows of a typical sensor CSV
 _NL, _CR, _QUOTE = 10, 13, 34
 _SAMPLE = 200  # bytes of an over-long line kept in its reject
 _MAX_STRAY_PASSES = 32  # stray quotes resolved vectorised; more fall back to a loop over quotes
+READ_AHEAD_ENV = "HUBCTL_CSV_READ_AHEAD"  # "0": read the blocks on the adapter's thread
+READ_AHEAD_THREAD = "hubctl-csv-read"
 _COMPRESSED = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
 
 
@@ -119,6 +131,23 @@ class _Chunk:
         self.lines = self.first_line + np.searchsorted(nl, self.starts)
 
 
+class _Block(NamedTuple):
+    """A batch as the byte pass and the parse made it, with what the stream shows while it is
+    the last batch handed out; ``batch`` None: the end of the records."""
+
+    batch: pa.RecordBatch | None
+    lines: np.ndarray  # file line number of each row
+    typed: bytes | None  # the block's bytes when it was read typed (for ``text_batch``)
+    bad: list[BadLine]  # lines kept out since the block before
+    handed: int  # bytes of the file handed out since the block before
+
+
+def read_ahead() -> bool:
+    """True unless ``HUBCTL_CSV_READ_AHEAD`` is ``0`` (or ``false``, ``no``, ``off``): a
+    stream then reads its blocks on the thread that asks for them."""
+    return os.environ.get(READ_AHEAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 @dataclass
 class CsvStream:
     """A CSV opened for streaming: its header, its batches of text columns, its bad lines."""
@@ -148,6 +177,11 @@ class CsvStream:
     _eof: bool = False
     _guess: str | None = None  # the likely encoding of a file with bad UTF-8 lines (a hint)
     _typed_block: bytes | None = None  # the last batch's bytes, when it was read typed
+    _invalid: list[BadLine] = field(default_factory=list)  # handed out, not yet taken
+    _ahead: Generator[_Block, None, None] | None = None  # the read-ahead thread's, while it runs
+    # the block being made (on the reading thread): its line numbers and typed bytes
+    _made_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _made_typed: bytes | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -155,18 +189,38 @@ class CsvStream:
         return pa.schema([(n, pa.string()) for n in self.names])
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
+        blocks = self._blocks()
+        if read_ahead() and not self._eof:  # (a file already held whole: nothing to overlap)
+            blocks = self._ahead = prefetch(blocks, name=READ_AHEAD_THREAD)
         try:
-            for chunk in self._chunks():
-                self._handed += len(chunk.data)
-                batch = self._parse(chunk)
-                if batch is not None:
-                    yield batch
-            if self._bad:  # bad lines after the last good row still reach take_invalid
-                self.lines = np.zeros(0, np.int64)
-                self._typed_block = None
-                yield pa.RecordBatch.from_pylist([], schema=self.schema)
+            for block in blocks:
+                self._handed += block.handed
+                self._invalid += block.bad
+                if block.batch is not None:
+                    self.lines, self._typed_block = block.lines, block.typed
+                    yield block.batch
+                elif self._invalid:  # bad lines after the last good row still reach
+                    self.lines = np.zeros(0, np.int64)  # take_invalid
+                    self._typed_block = None
+                    yield pa.RecordBatch.from_pylist([], schema=self.schema)
         finally:
             self.close()
+
+    def _blocks(self) -> Iterator[_Block]:
+        """The batches with their line numbers, bad lines and bytes, then the end (whatever
+        thread runs this: the stream's shown state is set as each block is handed out)."""
+        handed = 0
+        for chunk in self._chunks():
+            handed += len(chunk.data)
+            batch = self._parse(chunk)
+            if batch is not None:
+                yield _Block(batch, self._made_lines, self._made_typed, self._take_bad(), handed)
+                handed = 0
+        yield _Block(None, np.zeros(0, np.int64), None, self._take_bad(), handed)
+
+    def _take_bad(self) -> list[BadLine]:
+        out, self._bad = self._bad, []
+        return out
 
     def read_all(self) -> pa.Table:
         """The whole file (for small side files such as station lists)."""
@@ -193,12 +247,15 @@ class CsvStream:
 
     def take_invalid(self) -> list[BadLine]:
         """Lines kept out since the last call (their line numbers, text and reason)."""
-        out = list(self._bad)
-        self._bad.clear()
+        out, self._invalid = self._invalid, []
         return out
 
     def close(self) -> None:
-        """Close the file (once it is read to the end this happens by itself)."""
+        """Stop the read-ahead thread, if it runs (it ends its block first), and close the file
+        (once it is read to the end this happens by itself)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()  # the generator's end joins the thread
         self.handle.close()
 
     # -- the byte-level pass -------------------------------------------------------------
@@ -323,8 +380,8 @@ class CsvStream:
     def _parse(self, chunk: _Chunk) -> pa.RecordBatch | None:
         """Arrow's parse of a chunk's clean records; their file line numbers in ``lines``."""
         if chunk.table is not None:
-            return self._finish(chunk.table, self.lines)
-        self._typed_block = None
+            return self._finish(chunk.table, self._made_lines)
+        self._made_typed = None
         if chunk.starts is None:
             chunk.split(self.delimiter[0])
         assert chunk.starts is not None and chunk.ends is not None and chunk.lines is not None
@@ -350,7 +407,7 @@ class CsvStream:
     def _finish(self, table: pa.Table, lines: np.ndarray) -> pa.RecordBatch:
         if self.pad_short:
             table, lines = self._pad(table, lines)
-        self.lines = lines
+        self._made_lines = lines
         return table.combine_chunks().to_batches()[0] if table.num_rows else \
             pa.RecordBatch.from_pylist([], schema=self.schema)
 
@@ -375,8 +432,8 @@ class CsvStream:
                 continue
             if invalid or table.num_rows != lines or (typed and not _finite(table)):
                 continue
-            self.lines = chunk.first_line + np.arange(lines, dtype=np.int64)
-            self._typed_block = data if typed else None
+            self._made_lines = chunk.first_line + np.arange(lines, dtype=np.int64)
+            self._made_typed = data if typed else None
             return table
         return None
 

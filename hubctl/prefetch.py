@@ -18,8 +18,10 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterator[T], ahead: int = 1) -> Generator[T, None, None]:
-    """Yield the items of ``items``, produced ``ahead`` items in advance by another thread.
+def prefetch(items: Iterator[T], ahead: int = 1,
+             name: str = "hubctl-prefetch") -> Generator[T, None, None]:
+    """Yield the items of ``items``, produced ``ahead`` items in advance by another thread
+    (named ``name``).
 
     An exception in the producer is raised in the consumer at the same point of the sequence;
     if the consumer stops early, the producer stops at its next item.
@@ -38,7 +40,7 @@ def prefetch(items: Iterator[T], ahead: int = 1) -> Generator[T, None, None]:
         else:
             slots.put(_DONE)
 
-    worker = threading.Thread(target=produce, name="hubctl-prefetch", daemon=True)
+    worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while True:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from hubctl.csvread import DEFAULT_LIMITS, CsvLimits, open_csv, split_csv
+from hubctl.csvread import (
+    DEFAULT_LIMITS,
+    READ_AHEAD_ENV,
+    READ_AHEAD_THREAD,
+    CsvLimits,
+    open_csv,
+    split_csv,
+)
 from hubctl.errors import InputError
 from tests.helpers import hub, hub_json
 
@@ -374,3 +383,137 @@ def test_typed_columns_come_typed_only_from_blocks_where_every_cell_parses(
     assert len(kinds) >= 3 and kinds.count(pa.string()) == 1 and pa.float64() in kinds
     assert values == [line.split(b",")[5].decode() for line in lines]
     assert first_lines[0] == 2
+
+
+# ------------------------------------------------------------------ the read-ahead thread
+
+def _reading_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == READ_AHEAD_THREAD]
+
+
+def _everything(path: Path, **kw: object) -> tuple[list[tuple], list[str]]:
+    """Per batch, all a stream shows of it (rows, text rows, line numbers, bad lines in their
+    order, bytes for progress), and the reading threads alive at the first batch."""
+    stream = open_csv(path, **kw)  # type: ignore[arg-type]
+    seen, threads = [], []
+    for k, batch in enumerate(stream):
+        if k == 0:
+            threads = _reading_threads()
+        seen.append((batch.to_pylist(), stream.text_batch(batch).to_pylist(),
+                     stream.lines.tolist(), stream.take_invalid(), stream.take_read_bytes(),
+                     str(batch.schema.field(batch.schema.names[-2]).type)))
+    return seen, threads
+
+
+def _mixed() -> bytes:
+    """OpenAQ lines: runs of 3,000 clean lines (blocks Arrow reads typed in one go) between
+    runs of 1,000 with a bad byte, a malformed row, an over-long line, a quoted line break, an
+    empty line, a value that is no number and an empty station every 47 lines."""
+    out = [HEADER]
+    for i in range(16_000):
+        k = i % 47
+        if i % 4000 < 3000 or k > 6:
+            out.append(_line(f"S{i % 50}", i, i % 90 + 0.5))
+        elif k == 0:
+            out.append(LATIN1)
+        elif k == 1:
+            out.append(b"X,XX,only,four\n")
+        elif k == 2:
+            out.append(_line("S1", i, 1.0).replace(b"S1", b"S" * 5000))
+        elif k == 3:
+            out.append(_line("S1", i, 1.0).replace(b"S1", b'"S\n1"'))
+        elif k == 4:
+            out.append(b"\n")
+        elif k == 5:
+            out.append(_line("S1", i, 1.0).replace(b",1.0,", b",n/a,"))
+        else:
+            out.append(_line("S1", i, 1.0).replace(b",S1,", b",,"))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("data,kw", [
+    (_mixed(), {"limits": CsvLimits(max_line_bytes=2048), "batch_rows": 100}),
+    (_messy(20_000, long_at=15_000), {"limits": CsvLimits(max_line_bytes=2000),
+                                      "batch_rows": 100}),
+])
+def test_the_read_ahead_thread_shows_what_the_serial_read_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes,
+        kw: dict[str, object]) -> None:
+    """Overlapped (the default: the next block is parsed on the reading thread) and serial
+    (HUBCTL_CSV_READ_AHEAD=0): the same batches, each with the same rows, text, line numbers,
+    bad lines in the same order and bytes read; the thread runs only while the stream does.
+    Byte ranges read overlapped give the same blocks (nothing is cut after the first quoted
+    over-long record)."""
+    import pyarrow as pa
+
+    path = tmp_path / "m.csv"
+    path.write_bytes(data)
+    if data.startswith(HEADER):
+        kw = {**kw, "types": {"value": pa.float64(),
+                              "location": pa.dictionary(pa.int32(), pa.string())}}
+    monkeypatch.setenv(READ_AHEAD_ENV, "0")
+    serial, none = _everything(path, **kw)
+    monkeypatch.delenv(READ_AHEAD_ENV)
+    overlapped, threads = _everything(path, **kw)
+    assert none == [] and threads == [READ_AHEAD_THREAD] and _reading_threads() == []
+    assert len(serial) > 5 and overlapped == serial
+    codes = {b.code for batch in serial for b in batch[3]}
+    assert {"malformed-record", "bad-encoding"} <= codes
+    if "types" in kw:  # blocks read typed and blocks read as text; over-long lines
+        assert {batch[5] for batch in serial} == {"double", "string"}
+        assert "line-too-long" in codes
+    spans = split_csv(path, 70_000, limits=kw["limits"], batch_rows=100)  # type: ignore[arg-type]
+    assert len(spans) > 1
+    ranges = [_everything(path, span=span, **kw)[0] for span in spans]
+    assert [b[:4] for r in ranges for b in r] == [b[:4] for b in serial]  # the same blocks
+
+
+def test_an_error_on_the_reading_thread_is_raised_where_the_next_batch_is_asked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip member damaged past its first blocks: both reads hand out the same batches, then
+    fail with the same message; no reading thread is left and the member is closed."""
+    data = HEADER + b"".join(_line(f"S{i % 50}", i, (i * 7919) % 997 / 10)
+                             for i in range(40_000))
+    zipped = tmp_path / "feed.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("m.csv", data)
+    raw = bytearray(zipped.read_bytes())
+    at = int(len(raw) * 0.7)
+    raw[at:at + 4000] = bytes(range(256)) * 15 + bytes(160)
+    zipped.write_bytes(bytes(raw))
+    outcomes = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(READ_AHEAD_ENV, mode)
+        with zipfile.ZipFile(zipped) as z:
+            handle = z.open("m.csv")
+            stream = open_csv(zipped, handle=handle, block_size=1 << 16)
+            rows = 0
+            with pytest.raises(InputError, match="is damaged inside its zip file") as err:
+                for batch in stream:
+                    rows += batch.num_rows
+            assert handle.closed and _reading_threads() == []
+        outcomes.append((rows, str(err.value), err.value.hint))
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] > 10_000
+
+
+def test_closing_or_leaving_a_stream_early_stops_its_reading_thread(tmp_path: Path) -> None:
+    """A reader that stops after one batch (closing the stream, an exception in its loop as
+    a KeyboardInterrupt would be, or a break): the thread ends with it, the file is closed."""
+    path = tmp_path / "m.csv"
+    path.write_bytes(HEADER + b"".join(_line(f"S{i % 50}", i, 1.0) for i in range(20_000)))
+    stream = open_csv(path, block_size=1 << 16)
+    batches = iter(stream)
+    assert next(batches).num_rows and _reading_threads() == [READ_AHEAD_THREAD]
+    stream.close()  # as meter-readings does after the batch it infers the interval from
+    assert _reading_threads() == [] and stream.handle.closed
+    assert next(iter(open_csv(path, block_size=1 << 16))).num_rows  # the iterator dropped
+    assert _reading_threads() == []
+    stream = open_csv(path, block_size=1 << 16)
+    with pytest.raises(KeyboardInterrupt):
+        for _batch in stream:
+            raise KeyboardInterrupt
+    assert _reading_threads() == [] and stream.handle.closed
+    stream = open_csv(path, block_size=1 << 16)
+    for _batch in stream:
+        break
+    assert _reading_threads() == [] and stream.handle.closed

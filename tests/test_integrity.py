@@ -280,6 +280,27 @@ def test_sigterm_mid_ingest_ends_after_a_commit_with_a_ledger_row_that_adds_up(
     assert not list((lake / "_running").iterdir())
 
 
+@pytest.mark.subprocess
+def test_ctrl_c_mid_ingest_ends_the_run_and_its_reading_threads_at_once(tmp_path: Path) -> None:
+    """SIGINT while the CSV is parsed ahead on its own thread (the reading thread, the
+    adapter's and the main one all busy): the process ends within seconds, without a
+    traceback, and its ledger row is ended and adds up."""
+    from hubctl.ledger import source_runs
+
+    no2, _, st = openaq_files(tmp_path / "in", 40, 500)
+    lake = tmp_path / "lake"
+    proc = _slow_ingest(lake, no2, st)
+    _wait_for_commits(lake, proc, 1000)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "Traceback" not in err
+    (run,) = source_runs(Lake(lake), "slow")
+    assert run["status"] not in ("running", "ok") and run["read"] < 20000 + 40
+    assert run["read"] == (run["written"] + run["updated"] + run["duplicate"] + run["rejected"]
+                           + run["unreached"])
+    assert not list((lake / "_running").iterdir())
+
+
 def test_the_same_file_through_a_hard_link_is_not_ingested_twice_at_once(
         tmp_path: Path) -> None:
     from hubctl.locks import file_key, hold

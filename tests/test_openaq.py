@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,3 +239,65 @@ def test_openaq_map_names_other_columns_and_stations_stay_needed_without_coordin
                    "--map", "reading=value", "--map", "site=station", "--stations", str(st))
     assert run["rejected"] == 0 and run["reconciles"]
     assert hub_json(lake, "sql", "SELECT pm25 FROM AirQualityObserved") == [{"pm25": 7.0}]
+
+
+def _long_rows(days: int) -> list[list[Any]]:
+    """Two stations, two pollutants, every hour of ``days`` days, with a bad value, an unknown
+    station, an out-of-range value, a repeated reading and a short row about every 400 rows."""
+    rows: list[list[Any]] = []
+    for d in range(days):
+        for h in range(24):
+            at = f"2024-{5 + d // 28:02d}-{1 + d % 28:02d} {h:02d}:00:00+00:00"
+            for s, p in (("S1", "no2"), ("S2", "no2"), ("S1", "pm25"), ("S2", "pm25")):
+                rows.append(["X", "XX", at, s, p, (d * 24 + h) % 80 + 1, "µg/m³"])
+            k = (d * 24 + h) % 100
+            if k == 7:
+                rows.append(["X", "XX", at, "S1", "o3", "abc", "µg/m³"])
+            elif k == 31:
+                rows.append(["X", "XX", at, "NOPE", "no2", 3, "µg/m³"])
+            elif k == 55:
+                rows.append(["X", "XX", at, "S2", "co", -5, "µg/m³"])
+            elif k == 77:
+                rows.append(["X", "XX", at, "S1", "no2", 99, "µg/m³"])  # repeated: last wins
+            elif k == 91:
+                rows.append(["X", "XX", at, "S2"])
+    return rows
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_the_csv_read_ahead_changes_nothing_a_run_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shuffled: bool) -> None:
+    """The CSV parsed on its own thread (the default) or on the adapter's
+    (HUBCTL_CSV_READ_AHEAD=0), in blocks of 64 KiB, in time order and shuffled: the same ledger
+    counts, warnings, rejects (line, raw text, reasons) and rows; no reading thread is left."""
+    import random
+    import threading
+
+    from hubctl.csvread import READ_AHEAD_ENV, READ_AHEAD_THREAD
+
+    monkeypatch.setattr("hubctl.csvread.BATCH_ROWS", 200)  # blocks of 64 KiB (the least)
+    rows = _long_rows(120)
+    if shuffled:
+        random.Random(13).shuffle(rows)
+    data, st = write_openaq(tmp_path, rows)
+    assert data.stat().st_size > 8 * (1 << 16)
+    outcomes = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(READ_AHEAD_ENV, mode)
+        lake = tmp_path / f"lake{mode}"
+        run = _ingest(lake, data, st)
+        assert run["status"] == "ok" and run["reconciles"]
+        assert not [t for t in threading.enumerate() if t.name == READ_AHEAD_THREAD]
+        counts = {k: run[k] for k in ("read", "written", "updated", "duplicate", "rejected",
+                                      "unreached", "rows_added", "warnings")}
+        rejects = sorted((r["record"], r["codes"], r["raw"], json.dumps(r["reasons"]))
+                         for r in hub_json(lake, "rejects", "--limit", "100000"))
+        table = hub_json(lake, "sql", "SELECT id, observed_at, no2, pm25, o3, co FROM "
+                                      "AirQualityObserved ORDER BY id, observed_at")
+        outcomes.append((counts, rejects, table))
+    assert outcomes[0] == outcomes[1]
+    counts, rejects, table = outcomes[0]
+    assert counts["rejected"] == len(rejects) > 100 and counts["duplicate"] + \
+        counts["updated"] > 20 and len(table) == 2 * 120 * 24
+    assert {r[1] for r in rejects} == {"type-error", "unknown-station", "below-minimum",
+                                       "malformed-record"}
