@@ -180,12 +180,13 @@ def ingest_request(adapter_name: str, inputs: Sequence[str], options: dict[str, 
     from hubctl.adapters import get_adapter
     from hubctl.ingest import IngestRequest, expand_inputs
     from hubctl.ledger import Cursor
-    from hubctl.pull import Pulling
 
     adapter = get_adapter(adapter_name)
     if engine is not None:
         engine = _spark_master(engine)
     if adapter.is_pull(options):
+        from hubctl.pull import Pulling  # HTTP client code: loaded for API pulls only
+
         if engine is not None:
             raise UsageError(f"--engine {engine}: an API pull runs in this process",
                              hint="drop --engine")

@@ -22,7 +22,6 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -229,6 +228,8 @@ class S3Root:
             out = _call("get_object", self, Bucket=self.bucket, Key=self.key)
         except FileNotFoundError:
             return None
+        from email.utils import parsedate_to_datetime  # every command imports this module
+
         body = out["Body"].read()
         served = out["ResponseMetadata"]["HTTPHeaders"].get("date")
         now = parsedate_to_datetime(served) if served else None
