@@ -168,7 +168,8 @@ class Held:
 
 class _Pivot:
     """One pivot of held readings: sorted once by (time, station, pollutant), then cut into
-    batches."""
+    batches. Readings that come in that order already (a time-ordered input) are not sorted:
+    the batches then read their slices in place, without gathering through an order."""
 
     def __init__(self, parts: list[Readings], stations: pa.Table, held: Held) -> None:
         self.held, self.stations = held, stations
@@ -194,6 +195,7 @@ class _Pivot:
             self.ts, self.station = np.empty(n, np.int64), np.empty(n, np.int32)
         attr = None if by_key else np.empty(n, np.int8)
         at = 0
+        ordered = by_key  # keys non-decreasing so far (checked page by page, while cached)
         while parts:
             p = parts.pop(0)
             k = len(p)
@@ -206,14 +208,19 @@ class _Pivot:
                 dst += p.station
                 dst *= self.n_at
                 dst += p.attr
+                ordered = ordered and k > 0 and (at == 0 or key[at - 1] <= dst[0]) and \
+                    not (dst[1:] < dst[:-1]).any()
             else:
                 assert self.ts is not None and self.station is not None and attr is not None
                 self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station
                 attr[at:at + k] = p.attr
             at += k
             del p
-        if by_key:
-            order = np.argsort(key, kind="stable")  # near-linear on time-ordered input
+        self.order: np.ndarray | None = None  # None: the keys are in order already
+        if ordered:
+            self.key = key
+        elif by_key:
+            order = np.argsort(key, kind="stable")  # near-linear on near-ordered input
             # positions fit in 32 bits below 2**31 readings: 4 bytes a reading less while the
             # batches are written
             self.order = order.astype(np.int32) if n < 2**31 else order
@@ -231,17 +238,21 @@ class _Pivot:
     def batches(self) -> Iterator[Batch]:
         """The pivoted rows, about :data:`PIVOT_ROWS` readings per commit, in batches of at
         most ``batch_rows`` rows (slices of one commit: ``Batch.continues``)."""
-        n, start = len(self.order), 0
+        n, start = len(self.key), 0
         while start < n:
             end = self._cut(start + PIVOT_ROWS)
             yield from self._batch(start, end).slices(self.held.batch_rows)
             start = end
 
+    def _at(self, i: int) -> int:
+        """The input position of the reading at sorted position ``i``."""
+        return i if self.order is None else int(self.order[i])
+
     def _time(self, i: int) -> int:
         """The time of the reading at sorted position ``i``."""
         if self.ts is not None:
-            return int(self.ts[self.order[i]])
-        return self.lo + int(self.key[self.order[i]]) // (self.n_st * self.n_at) * self.step
+            return int(self.ts[self._at(i)])
+        return self.lo + int(self.key[self._at(i)]) // (self.n_st * self.n_at) * self.step
 
     def _rows(self, key: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(time, station) of the rows whose sorted keys are ``key`` and first readings
@@ -254,7 +265,7 @@ class _Pivot:
     def _cut(self, target: int) -> int:
         """A batch end at or after sorted position ``target``: the next day boundary, or the
         next time boundary if the day runs much longer."""
-        n = len(self.order)
+        n = len(self.key)
         if target >= n:
             return n
         t = self._time(target)
@@ -264,27 +275,40 @@ class _Pivot:
         return bisect.bisect_left(range(n), t + 1, lo=target, key=self._time)
 
     def _batch(self, start: int, end: int) -> Batch:
-        order = self.order[start:end]
-        key = self.key[order]
+        if self.order is None:  # in order: slices in place
+            order = None
+            key, values = self.key[start:end], self.value[start:end]
+        else:
+            order = self.order[start:end]
+            key, values = self.key[order], self.value[order]
         n = len(key)
-        cell_starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-        rows = key // self.n_at
-        row_starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
-        cell_ends = np.append(cell_starts[1:], n) - 1
-        cell_row = np.searchsorted(row_starts, cell_starts, side="right") - 1
-        cell_attr = key[cell_starts] % self.n_at
-        last = self.value[order[cell_ends]]  # the last reading of a cell wins
-        counts = np.diff(np.append(cell_starts, n))
+        new_cell = key[1:] != key[:-1]
+        row_key = key // self.n_at
+        new_row = np.empty(n, bool)
+        new_row[0] = True
+        np.not_equal(row_key[1:], row_key[:-1], out=new_row[1:])
+        row_starts = np.flatnonzero(new_row)
+        size = len(row_starts)
         dup = upd = 0
-        repeated = counts > 1
-        if repeated.any():  # same value again: duplicate; another value: updated
-            values = self.value[order]
+        if new_cell.all():  # no pollutant twice at a station and time: each reading a cell
+            cell_row = np.cumsum(new_row, dtype=np.int64)
+            cell_row -= 1
+            cell_attr = key - row_key * self.n_at
+            last = values
+        else:  # the last reading of a cell wins; same value again: duplicate, else updated
+            cell_starts = np.flatnonzero(np.concatenate(([True], new_cell)))
+            cell_row = np.cumsum(new_row[cell_starts], dtype=np.int64)
+            cell_row -= 1
+            cell_attr = key[cell_starts] - row_key[cell_starts] * self.n_at
+            counts = np.diff(np.append(cell_starts, n))
+            last = values[cell_starts + counts - 1]
+            repeated = counts > 1
             same = np.minimum.reduceat(values, cell_starts) == np.maximum.reduceat(
                 values, cell_starts)
             dup = int((counts - 1)[repeated & same].sum())
             upd = int((counts - 1)[repeated & ~same].sum())
-        first = np.minimum.reduceat(order, row_starts)  # the first reading of each row
-        size = len(row_starts)
+        # the first reading of each row in input order
+        first = row_starts + start if order is None else np.minimum.reduceat(order, row_starts)
         times, station = self._rows(key[row_starts], first)
         at = pa.array(times).view(TIMESTAMP)
         city = self.city[first]
@@ -292,10 +316,11 @@ class _Pivot:
         columns: dict[str, pa.Array] = {}
         for j in np.flatnonzero(np.bincount(cell_attr, minlength=self.n_at)):
             mine = cell_attr == j
+            rows = cell_row[mine]
             cell = np.full(size, np.nan)
             absent = np.ones(size, bool)
-            cell[cell_row[mine]] = last[mine]
-            absent[cell_row[mine]] = False
+            cell[rows] = last[mine]
+            absent[rows] = False
             columns[self.held.attrs[j]] = pa.array(cell, mask=absent)
         st = self.stations
         lon = st["lon"].to_numpy(zero_copy_only=False)
