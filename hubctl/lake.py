@@ -167,7 +167,12 @@ class Lake:
                 raise
 
     def append(self, name: str, table: pa.Table, partition_by: list[str] | None = None) -> int:
-        """Append rows (used for the ledger and rejects); returns the new version."""
+        """Append rows (used for the ledger and rejects); returns the new version. A table
+        that does not exist yet is created holding the rows: one commit, not an empty table
+        and then the rows (a first ingest commits to ``_runs`` at its start)."""
+        if not self.exists(name) and self._create_with(name, table, partition_by or []):
+            _ledger_hook(self.root, name)
+            return 0
         self.ensure(name, table.schema, partition_by or [])
         dt = self.open(name)
         _retrying(dt, lambda props: write_deltalake(
@@ -176,6 +181,25 @@ class Lake:
             None if name in _OWN_ROWS else fence(self.root), name)
         _ledger_hook(self.root, name)
         return dt.version()
+
+    def _create_with(self, name: str, table: pa.Table, partition_by: list[str]) -> bool:
+        """Create table ``name`` holding ``table``'s rows in one commit (version 0); False
+        when another process created it first (then append to it)."""
+        self.path(name).mkdir(parents=True, exist_ok=True)
+        fenced = None if name in _OWN_ROWS else fence(self.root)
+        if fenced is not None:
+            fenced.check(name)
+        try:
+            write_deltalake(str(self.path(name)), table, mode="error",
+                            partition_by=partition_by or None,
+                            writer_properties=_writer_properties(table.schema),
+                            storage_options=self.storage, commit_properties=fenced.properties(
+                                exact=False) if fenced is not None else None)
+        except Exception:  # another process created it first: append to theirs
+            if not self.exists(name):
+                raise
+            return False
+        return True
 
     def put(self, name: str, rows: pa.Table, key: str) -> int:
         """Replace the rows of table ``name`` whose ``key`` equals one of ``rows``' keys by
