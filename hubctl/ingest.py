@@ -11,12 +11,13 @@ import glob
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,7 @@ __all__ = ["IngestRequest", "expand_inputs", "fingerprint", "gate_batch", "inges
            "ingest_batches", "judge"]
 
 _BOOKKEEPING = ("_records", "_raw", "_record")
+T = TypeVar("T")
 
 
 @dataclass
@@ -109,41 +111,44 @@ def fingerprint(adapter: str, inputs: Sequence[Path], options: dict[str, Any]) -
     return "sha256:" + h.hexdigest()
 
 
+#: Inputs of at least this many bytes are hashed on a thread while the adapter starts reading
+#: them (hashlib and file reads release the GIL): hashing 1.2 GB takes 1.2 s of CPU and up to
+#: 2 s of wall time that the read no longer waits for. A smaller input is hashed first, so
+#: that an input already ingested (cron's common case) is never read.
+HASH_ALONGSIDE_BYTES = 64 << 20
+
+
 def ingest(lake: Lake, req: IngestRequest,
            progress: Callable[[int], None] | None = None) -> Run:
     """Run one ingest under the locks of its source and of its input files; returns its
     ledger row.
 
-    The row is written when the run starts (``running``) and completed when it ends. A stop
-    request (SIGTERM: :data:`hubctl.running.STOP`) ends the run after the commit in progress:
-    its row says ``stopped`` and counts the records read but not committed as ``unreached``,
-    then Stopped is raised.
+    Nothing is committed before the input's fingerprint is known and found new (else the
+    run is ``unchanged``). The row is written when the run starts committing (``running``:
+    once the first batch is read, so that the commit overlaps the read of the next) and
+    completed when it ends. A stop request (SIGTERM: :data:`hubctl.running.STOP`) ends the
+    run after the commit in progress: its row says ``stopped`` and counts the records read
+    but not committed as ``unreached``, then Stopped is raised.
     """
     lake.root.mkdir(parents=True, exist_ok=True)
     mark_interrupted(lake)
     with ExitStack() as locks:
         locks.enter_context(hold(lake.root, f"source:{req.source}"))
         _hold_inputs(locks, lake, req.inputs)
-        fp = fingerprint(req.adapter.name, req.inputs, req.options)
-        run = Run(run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
-                  fingerprint=fp, inputs=[str(p) for p in req.inputs],
-                  options={k: str(v) for k, v in req.options.items() if v is not None})
-        req.run = run
+        start = _Start(lake, req)
+        run = start.run
         if req.cursor is not None:  # read under the lock; a pull is never "unchanged"
             req.cursor.before = run.cursor_before = last_cursor(lake, req.source)
-        pull = req.cursor is not None
-        previous = None if req.force or pull else find_ingested(lake, req.source, fp)
+        previous = None if start.alongside else start.previous()
         if previous:
-            run.status = "unchanged"
-            run.warnings.append(f"input already ingested by run {previous}; use --force to "
-                                "read it again")
-            write_run(lake, run)
-            return run
-        start_run(lake, run)
+            return _unchanged(lake, run, previous)
         try:
-            stopped = _consume(lake, req, run, progress)
+            stopped = _consume(lake, req, run, progress, start)
+        except _Unchanged as found:
+            return _unchanged(lake, run, found.previous)
         except BaseException as exc:
-            _fail(lake, run, str(exc) or type(exc).__name__)
+            if start.checked:  # past the fingerprint check: the run is recorded as failed
+                _fail(lake, run, str(exc) or type(exc).__name__)
             raise
         if stopped:
             _stop(lake, run)
@@ -159,6 +164,107 @@ def ingest(lake: Lake, req: IngestRequest,
         if too_many is not None:
             raise too_many
         return run
+
+
+class _Unchanged(Exception):
+    """The input was ingested before by run ``previous`` (found once its hash was known)."""
+
+    def __init__(self, previous: str) -> None:
+        super().__init__(previous)
+        self.previous = previous
+
+
+def _unchanged(lake: Lake, run: Run, previous: str) -> Run:
+    """Record ``run`` as ``unchanged`` (its input ingested by run ``previous``)."""
+    run.status = "unchanged"
+    run.warnings[:] = [f"input already ingested by run {previous}; use --force to read it "
+                       "again"]  # not what a read begun alongside the hash warned about
+    write_run(lake, run)
+    return run
+
+
+class _Start:
+    """A run up to its first commit: its fingerprint (the input hashed here, or on a thread
+    while the adapter reads when the input is large: ``alongside``), the check that the
+    input is new, and its ``running`` row. Calling it does what is left of that (the first
+    call; raises _Unchanged if the input was ingested before)."""
+
+    def __init__(self, lake: Lake, req: IngestRequest) -> None:
+        self.lake, self.req = lake, req
+        self.alongside = req.engine is None and req.cursor is None and sum(
+            p.stat().st_size for p in req.inputs if p.is_file()) >= HASH_ALONGSIDE_BYTES
+        self.hashed: Callable[[], str] | None = None
+        if self.alongside:
+            self.hashed = _on_thread(lambda: fingerprint(req.adapter.name, req.inputs,
+                                                         req.options))
+        self.checked = False  # past the fingerprint check: the run will be in the ledger
+        self.run = req.run = Run(
+            run_id=new_run_id(), source=req.source, adapter=req.adapter.name,
+            fingerprint="" if self.alongside else fingerprint(req.adapter.name, req.inputs,
+                                                              req.options),
+            inputs=[str(p) for p in req.inputs],
+            options={k: str(v) for k, v in req.options.items() if v is not None})
+
+    def previous(self) -> str | None:
+        """The run that already ingested this input, if any (waits for its hash)."""
+        if self.hashed is not None:
+            self.run.fingerprint, self.hashed = self.hashed(), None
+        found = None if self.req.force or self.req.cursor is not None else find_ingested(
+            self.lake, self.req.source, self.run.fingerprint)
+        self.checked = not found
+        return found
+
+    def __call__(self) -> None:
+        if self.run.started or self.hashed is None and not self.checked:
+            return  # started, or an input found ingested (not read)
+        if self.hashed is not None:
+            previous = self.previous()
+            if previous:
+                raise _Unchanged(previous)
+        start_run(self.lake, self.run)
+
+
+def _on_thread(call: Callable[[], str]) -> Callable[[], str]:
+    """Start ``call`` on a thread; the function returned waits for its result (or raises its
+    exception)."""
+    out: list[str] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # raised where the result is asked for
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="hubctl-fingerprint", daemon=True)
+    thread.start()
+
+    def result() -> str:
+        thread.join()
+        if error:
+            raise error[0]
+        return out[0]
+    return result
+
+
+def _started(start: Callable[[], None], batches: Generator[T, None, None]
+             ) -> Generator[T, None, None]:
+    """``batches``, with ``start()`` called once the first is read (or the read failed or
+    found nothing): the run's first commit waits for it, the read does not."""
+    try:
+        try:
+            first = next(batches)
+        except StopIteration:
+            start()
+            return
+        except Exception:
+            start()  # an input already ingested is skipped, even one that no longer reads
+            raise
+        start()
+        yield first
+        yield from batches
+    finally:
+        batches.close()
 
 
 def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
@@ -227,7 +333,7 @@ def _stop(lake: Lake, run: Run) -> None:
 
 
 def _consume(lake: Lake, req: IngestRequest, run: Run,
-             progress: Callable[[int], None] | None) -> bool:
+             progress: Callable[[int], None] | None, start: Callable[[], None]) -> bool:
     """Account every batch of the adapter; True when a stop request ended the run early."""
     read = [0]  # input bytes the adapter has read, advanced from the reading thread
 
@@ -243,19 +349,22 @@ def _consume(lake: Lake, req: IngestRequest, run: Run,
     if req.engine is not None:
         from hubctl.spark_ingest import spark_reader
 
+        start()  # before the read: the run's marker keeps its Spark staging folder alive
         reader = spark_reader(lake, req.adapter, req.engine)
 
     ctx = ReadContext(batch_rows=req.adapter.batch_rows, warn=run.warnings.append,
                       advance=advance)
     shown = 0
     held = _Commit()
-    batches = prefetch(positioned())
+    batches = _started(start, prefetch(positioned()))
     try:
         while True:
             try:
                 batch, position = next(batches)
             except StopIteration:
                 break
+            except _Unchanged:
+                raise
             except Exception as exc:
                 if not STOP.is_set():
                     raise

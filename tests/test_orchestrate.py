@@ -364,6 +364,38 @@ def test_progress_advances_only_after_a_commit_and_never_past_the_input(tmp_path
     assert sum(shown) == data.stat().st_size + st.stat().st_size
 
 
+@pytest.mark.parametrize("alongside", [False, True])
+def test_an_input_is_hashed_before_anything_commits_and_skipped_when_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alongside: bool) -> None:
+    """A small input is hashed before it is read; a large one (here: every input) on a
+    thread while the read begins. Either way the ledger and the tables end the same: the
+    fingerprint of the whole input, nothing committed by a run of an unchanged input, and
+    --force reading it again."""
+    from hubctl import ingest
+
+    data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(24)])
+    args = ["ingest", "openaq", str(data), "--stations", str(st)]
+    monkeypatch.setattr(ingest, "HASH_ALONGSIDE_BYTES", 1 << 40)
+    hashed_first = hub_json(tmp_path / "reference", *args)["fingerprint"]
+    monkeypatch.setattr(ingest, "HASH_ALONGSIDE_BYTES", 0 if alongside else 1 << 40)
+    lake = tmp_path / "lake"
+    first = hub_json(lake, *args)
+    assert first["status"] == "ok" and first["written"] == 24 + 3
+    assert first["fingerprint"] == hashed_first and hashed_first.startswith("sha256:")
+    versions = {t: Lake(lake).open(t).version() for t in ("AirQualityObserved", "PointOfInterest")}
+    again = hub_json(lake, *args)
+    assert again["status"] == "unchanged" and again["read"] == 0
+    assert again["fingerprint"] == first["fingerprint"]
+    assert again["warnings"] == [f"input already ingested by run {first['run_id']}; use --force "
+                                 "to read it again"]
+    assert {t: Lake(lake).open(t).version() for t in versions} == versions
+    forced = hub_json(lake, *args, "--force")
+    assert forced["status"] == "ok" and forced["duplicate"] == 24 + 3
+    ledger = source_runs(Lake(lake), first["source"])
+    assert [(r["status"], r["fingerprint"]) for r in ledger] == [
+        (s, first["fingerprint"]) for s in ("ok", "unchanged", "ok")]
+
+
 def test_rejects_sort_by_line_number_as_a_number(tmp_path: Path) -> None:
     rows = [row("S1", h, "no2", -1) for h in range(12)]
     data, st = write_openaq(tmp_path, rows)
