@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hubctl.config_check import check_option_value
 from hubctl.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -146,6 +145,7 @@ def source_options(src: Source) -> dict[str, Any]:
     """The adapter options of a hub.toml source, checked against the adapter's own options;
     paths are taken relative to hub.toml."""
     from hubctl.adapters import get_adapter
+    from hubctl.config_check import check_option_value  # difflib: for hub.toml only
 
     try:
         adapter = get_adapter(src.adapter)

@@ -5,7 +5,6 @@ texts that need it.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 
@@ -28,6 +27,8 @@ def unescape_html(text: pa.Array) -> pa.Array:
                        False)
     if not pc.any(has).as_py():
         return text
+    import html  # loaded for texts that hold entities only
+
     encoded = pc.dictionary_encode(text)
     words = [None if w is None else html.unescape(w) for w in encoded.dictionary.to_pylist()]
     return pc.take(pa.array(words, pa.string()), encoded.indices)
