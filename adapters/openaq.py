@@ -421,32 +421,59 @@ def _canonical(attr: str | None) -> str:
 
 def _factors(attr: np.ndarray, unit: np.ndarray, units: list[str | None]) -> np.ndarray:
     """Conversion factor to the canonical unit per row (NaN where not convertible), worked
-    out once per (pollutant, unit) pair."""
+    out once per (pollutant, unit) pair present (a table of every pair, no sort)."""
     width = len(units) + 1
-    pair = attr * width + (unit + 1)
-    found, where = np.unique(pair, return_inverse=True)
-    factors = np.full(len(found), np.nan)
-    for k, p in enumerate(found.tolist()):
+    pair = (attr + 1) * width + (unit + 1)  # no pollutant (-1): the first row of pairs
+    present = np.zeros((len(CELL_COLUMNS) + 1) * width, bool)
+    present[pair] = True
+    factors = np.full(len(present), np.nan)
+    for p in np.flatnonzero(present[width:]).tolist():
         a, u = divmod(p, width)
-        if a < 0:
-            continue
         name = CELL_COLUMNS[a]
         code = unit_code(units[u - 1] or "") if u else None
         f = conversion_factor(name, code, _canonical(name)) if code else None
         if f is not None:
-            factors[k] = f
-    return factors[where.reshape(-1)]
+            factors[width + p] = f
+    return factors[pair]
 
 
 def _range_checks(attr: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Per row, the index into the gate's checks of the first (minimum, maximum) its value
-    fails, else -1."""
+    fails, else -1: each row's bounds gathered by pollutant when every pollutant has at most
+    one minimum and one maximum, else one pass per check."""
+    limits = _limits()
+    if limits is not None:
+        lo_check, lo, hi_check, hi = limits
+        row = attr + 1  # no pollutant (-1): no bounds
+        below = np.where(value < lo[row], lo_check[row], _NO_CHECK)
+        above = np.where(value > hi[row], hi_check[row], _NO_CHECK)
+        first = np.minimum(below, above)
+        return np.where(first == _NO_CHECK, -1, first)
     out = np.full(len(attr), -1, np.int64)
     for k, (a, check) in enumerate(_bounds()):
         mine = attr == a
         bad = mine & ((value < check[1]) if check[0] == "below-minimum" else (value > check[1]))
         out[bad & (out < 0)] = k
     return out
+
+
+_NO_CHECK = np.iinfo(np.int64).max
+
+
+@cache
+def _limits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per pollutant (row 0: none), the index of its minimum check and the minimum, and of its
+    maximum check and the maximum (no check: an infinite bound); None when a pollutant has two
+    checks of one kind."""
+    n = len(CELL_COLUMNS) + 1
+    lo_check, hi_check = np.full(n, _NO_CHECK), np.full(n, _NO_CHECK)
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    for k, (a, (code, limit)) in enumerate(_bounds()):
+        checks, bounds = (lo_check, lo) if code == "below-minimum" else (hi_check, hi)
+        if checks[a + 1] != _NO_CHECK:
+            return None
+        checks[a + 1], bounds[a + 1] = k, limit
+    return lo_check, lo, hi_check, hi
 
 
 @cache
