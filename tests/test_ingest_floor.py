@@ -123,6 +123,50 @@ def test_shuffled_input_gives_the_same_lake_and_counts_as_sorted(
     assert contents[0] == contents[1] and len(contents[0]) == 60 * 40
 
 
+@pytest.mark.parametrize("page", [pivot.PAGE, 777])
+def test_inputs_in_order_or_nearly_give_the_same_lake_and_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
+    """Readings held in (time, station, pollutant) order are pivoted unsorted, others sorted:
+    time order with the stations or pollutants of each hour reversed, and repeated readings
+    next to each other or scattered, give the same lake and counts as the shuffled input."""
+    monkeypatch.setattr(pivot, "PAGE", page)
+    rows = _rows()
+    repeats = rows + [r for i, r in enumerate(rows) if i % 7 == 0]  # the same value again
+    orders = {
+        "shuffled": random.Random(7).sample(repeats, len(repeats)),
+        "sorted, repeats adjacent": sorted(repeats, key=lambda r: (r[2], int(r[3][1:]), r[4])),
+        "stations reversed": sorted(repeats, key=lambda r: (r[2], -int(r[3][1:]), r[4])),
+        "pollutants reversed": sorted(repeats, key=lambda r: (r[2], int(r[3][1:]),
+                                                              r[4] != "pm25")),
+    }
+    seen: list[bool] = []  # per pivot: pivoted unsorted
+    init = pivot._Pivot.__init__
+
+    def spy(self: Any, *args: Any) -> None:
+        init(self, *args)
+        seen.append(self.order is None)
+
+    monkeypatch.setattr(pivot._Pivot, "__init__", spy)
+    runs, contents, unsorted = {}, {}, {}
+    for name, order in orders.items():
+        data, st = write_openaq(tmp_path / name.replace(" ", "_"), order, STATIONS)
+        lake = tmp_path / name.replace(" ", "_") / "lake"
+        seen.clear()
+        run = _ingest(lake, data, st)
+        unsorted[name] = bool(seen) and all(seen)
+        runs[name] = {k: run[k] for k in ("read", "written", "updated", "duplicate",
+                                          "rejected", "unreached", "status")}
+        contents[name] = _content(lake)
+        assert "MERGE" not in _operations(lake)
+    assert unsorted == {"shuffled": False, "sorted, repeats adjacent": True,
+                        "stations reversed": False, "pollutants reversed": False}
+    assert all(r == runs["shuffled"] for r in runs.values()), runs
+    assert runs["shuffled"]["duplicate"] == len(repeats) - len(rows)
+    assert runs["shuffled"]["written"] == len(rows) + 60
+    assert all(c == contents["shuffled"] for c in contents.values())
+    assert len(contents["shuffled"]) == 60 * 40
+
+
 def test_reingest_of_the_same_records_is_all_duplicates(tmp_path: Path) -> None:
     rows = _rows()
     random.Random(3).shuffle(rows)
