@@ -97,6 +97,34 @@ def test_ingest_does_not_import_pandas_even_where_it_is_installed(tmp_path: Path
         assert not [m for m in loaded if m.startswith("pandas.")]  # refused, never loaded
 
 
+def test_ingest_ends_its_process_without_teardown_after_the_exit_handlers(
+        tmp_path: Path) -> None:
+    """The console script ends an ingest with os._exit once the atexit handlers ran and
+    stdout and stderr are flushed (no teardown frees the objects left: 0.08 s): the JSON is
+    whole, the exit code is the command's (0, or 4 when every record is rejected), and a
+    handler registered by anyone still runs."""
+    lake = tmp_path / "lake"
+    good, st = write_openaq(tmp_path / "good", [row("S1", h, "no2", h) for h in range(24)])
+    bad, _ = write_openaq(tmp_path / "bad", [row("S1", h, "no2", -1) for h in range(24)])
+    code = ("import atexit, pathlib, sys\n"
+            "atexit.register(pathlib.Path(sys.argv.pop(1)).write_text, 'ran')\n"
+            "class Torn:\n"
+            "    def __del__(self):\n"
+            "        sys.__stderr__.write('torn down')\n"
+            "kept = Torn()  # freed by a teardown, which a quick exit skips\n"
+            "from hubctl.cli import main\n"
+            "sys.argv[0] = 'hubctl'\n"
+            "main()\n")
+    for data, status in ((good, 0), (bad, 4)):
+        mark = tmp_path / f"atexit-{status}"
+        res = subprocess.run([sys.executable, "-c", code, str(mark), "--lake", str(lake),
+                              "ingest", "openaq", str(data), "--stations", str(st), "--json"],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == status, res.stderr[-2000:]
+        assert json.loads(res.stdout)["exit_code"] == status
+        assert mark.read_text() == "ran" and "torn down" not in res.stderr
+
+
 def test_an_input_already_ingested_is_found_in_the_ledger_without_duckdb(
         tmp_path: Path) -> None:
     """The fingerprint lookup of a lake with a ledger (cron re-running a source whose file has

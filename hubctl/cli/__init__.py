@@ -3,8 +3,12 @@ into messages and exit codes in one place (:func:`main`)."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -13,7 +17,7 @@ from hubctl.cli.context import HubContext
 from hubctl.cli.output import JSON_WANTED, emit_failure
 from hubctl.errors import HubError, translate
 
-__all__ = ["OWN_PROCESS", "cli", "main", "pyarrow_without_pandas"]
+__all__ = ["OWN_PROCESS", "cli", "leave_quickly", "main", "pyarrow_without_pandas"]
 
 #: True in the ``hubctl`` console script's own process (set by :func:`main`); False when
 #: ``cli`` is called by another program (tests' CliRunner), whose pandas use is its own.
@@ -155,13 +159,53 @@ def cli(ctx: click.Context, lake: str | None, config: Path | None, debug: bool) 
 def main() -> None:
     """Console-script entry point. Without --debug, a Rust panic report (deltalake prints one
     on stderr when, e.g., the disk fills up mid-write) is kept off the terminal: the error it
-    leads to is reported as a message."""
+    leads to is reported as a message. A command that asked for it (:func:`leave_quickly`)
+    ends the process without tearing the interpreter down."""
     from hubctl.cli.panics import quiet_rust_panics
 
     global OWN_PROCESS
     OWN_PROCESS = True
-    with quiet_rust_panics(enabled="--debug" not in sys.argv[1:]):
-        cli(prog_name="hubctl")
+    try:
+        with quiet_rust_panics(enabled="--debug" not in sys.argv[1:]):
+            cli(prog_name="hubctl")
+    except SystemExit as exc:
+        if _QUICK_EXIT:
+            _exit_now(exc.code)
+        raise
+
+
+_QUICK_EXIT = False
+
+
+def leave_quickly() -> None:
+    """Let the console script end this process as soon as the command is done (see
+    :func:`_exit_now`). For commands whose every file is closed when they return (``ingest``:
+    its commits are done, its files written with ``with`` blocks or by deltalake); nothing
+    changes when ``cli`` runs inside another program (:data:`OWN_PROCESS` is False)."""
+    global _QUICK_EXIT
+    _QUICK_EXIT = OWN_PROCESS
+
+
+def _exit_now(code: object) -> NoReturn:
+    """Exit with ``code`` (as ``sys.exit`` would) once the exit handlers have run and stdout
+    and stderr are flushed, skipping the interpreter's teardown: freeing every module and
+    object pyarrow, deltalake and hubctl loaded cost 0.08 s of CPU and wall time at the end
+    of every ``hubctl ingest`` (a sixth of a small one), for nothing the process still needs.
+    Falls back to a normal exit while another non-daemon thread runs (it would be joined)
+    or when a flush fails (a closed pipe: Python reports it as usual)."""
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon
+           for t in threading.enumerate()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()  # what a normal exit runs first: temp folders, Spark, logging
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        raise SystemExit(code) from None
+    if code is None or isinstance(code, int):
+        os._exit(code or 0)
+    print(code, file=sys.stderr, flush=True)  # sys.exit("message"): the message, status 1
+    os._exit(1)
 
 
 class _NoPandas:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hubctl.cli import pyarrow_without_pandas
+from hubctl.cli import leave_quickly, pyarrow_without_pandas
 from hubctl.cli.context import hub
 from hubctl.cli.output import emit_json, json_option, print_rows
 from hubctl.errors import UsageError
@@ -94,6 +94,7 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
     from hubctl.orchestrate import run_sources, source_names
 
     pyarrow_without_pandas()  # hub.toml sources run in this process
+    leave_quickly()
     config = hub().config
     names = source_names(config, None if run_all else list(dict.fromkeys(sources)))
     if due:
@@ -267,6 +268,7 @@ def _adapter_command(name: str) -> click.Command:
                  **options: Any) -> None:
         if engine is None:  # on Spark the pyspark driver may hand pyarrow pandas objects
             pyarrow_without_pandas()
+        leave_quickly()
         with _stoppable():
             result = try_request(source_name or name, lambda: ingest_request(
                 name, list(files), options, source=source_name, force=force,
