@@ -21,7 +21,8 @@ file.
 
 The byte-level pass and Arrow's parse run on a read-ahead thread (:func:`hubctl.prefetch.
 prefetch`, one block ahead; both release the GIL for most of their work), so that the next
-block is parsed while the adapter converts this one. Each block comes with its own line
+block is parsed while the adapter converts this one; blocks without quotes (the fast path) are
+parsed :data:`PARSERS` at once on parsing threads while the reading thread cuts the next. Each block comes with its own line
 numbers, bad lines and bytes, and the stream shows them when that block is handed out: what an
 adapter sees is the same, in the same batches, as when the blocks are read on its own thread
 (``HUBCTL_CSV_READ_AHEAD=0`` does that). An error on the reading thread (a damaged or unreadable
@@ -37,11 +38,14 @@ adapter (:data:`CSV_LIMIT_PARAMS`).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import os
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -67,6 +71,7 @@ _SAMPLE = 200  # bytes of an over-long line kept in its reject
 _MAX_STRAY_PASSES = 32  # stray quotes resolved vectorised; more fall back to a loop over quotes
 READ_AHEAD_ENV = "HUBCTL_CSV_READ_AHEAD"  # "0": read the blocks on the adapter's thread
 READ_AHEAD_THREAD = "hubctl-csv-read"
+PARSERS = 2  # blocks parsed at once on their own threads, while the reading thread cuts more
 _COMPRESSED = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
 
 
@@ -114,7 +119,12 @@ class _Chunk:
     data: bytes
     first_line: int
     breaks: np.ndarray | None = None  # positions of the line breaks in data (fast path)
-    table: pa.Table | None = None  # parsed by the fast path (``lines`` of the stream set)
+    table: pa.Table | None = None  # parsed by the fast path, with:
+    fast_lines: np.ndarray | None = None  # the file line number of each of its rows
+    typed: bytes | None = None  # data, when the table has the typed columns
+    later: bool = False  # no quotes: cut without the fast path, which is tried in _blocks
+    parsed: Future[pa.Table | None] | None = None  # that try, on a parsing thread
+    bad_before: list[BadLine] = field(default_factory=list)  # found by the byte pass first
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
     lines: np.ndarray | None = None  # file line number of each record's first line
@@ -179,6 +189,7 @@ class CsvStream:
     _typed_block: bytes | None = None  # the last batch's bytes, when it was read typed
     _invalid: list[BadLine] = field(default_factory=list)  # handed out, not yet taken
     _ahead: Generator[_Block, None, None] | None = None  # the read-ahead thread's, while it runs
+    _made: Generator[_Block, None, None] | None = None  # what that thread runs
     # the block being made (on the reading thread): its line numbers and typed bytes
     _made_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _made_typed: bytes | None = None
@@ -189,9 +200,12 @@ class CsvStream:
         return pa.schema([(n, pa.string()) for n in self.names])
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        blocks = self._blocks()
+        blocks: Iterator[_Block]
         if read_ahead() and not self._eof:  # (a file already held whole: nothing to overlap)
-            blocks = self._ahead = prefetch(blocks, name=READ_AHEAD_THREAD)
+            made = self._made = self._blocks(PARSERS)
+            blocks = self._ahead = prefetch(made, name=READ_AHEAD_THREAD)
+        else:
+            blocks = self._blocks()
         try:
             for block in blocks:
                 self._handed += block.handed
@@ -206,17 +220,50 @@ class CsvStream:
         finally:
             self.close()
 
-    def _blocks(self) -> Iterator[_Block]:
+    def _blocks(self, parsers: int = 0) -> Generator[_Block, None, None]:
         """The batches with their line numbers, bad lines and bytes, then the end (whatever
-        thread runs this: the stream's shown state is set as each block is handed out)."""
-        handed = 0
-        for chunk in self._chunks():
-            handed += len(chunk.data)
-            batch = self._parse(chunk)
-            if batch is not None:
-                yield _Block(batch, self._made_lines, self._made_typed, self._take_bad(), handed)
-                handed = 0
-        yield _Block(None, np.zeros(0, np.int64), None, self._take_bad(), handed)
+        thread runs this: the stream's shown state is set as each block is handed out).
+
+        ``parsers``: threads that parse blocks without quotes (the fast path), that many
+        blocks at once (the next one handed out and those after it), while this thread runs
+        the byte pass. A block's bad lines and any error come as in the serial read."""
+        handed, bad = 0, []
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(ThreadPoolExecutor(
+                parsers, thread_name_prefix=f"{READ_AHEAD_THREAD}-parse")) if parsers else None
+            window: deque[_Chunk | BaseException] = deque()
+            chunks: Iterator[_Chunk] | None = self._chunks(later=pool is not None)
+            while True:
+                while chunks is not None and len(window) < max(parsers, 1):
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        chunks = None
+                        break
+                    except Exception as exc:  # raised where the serial read raises it (the
+                        window.append(exc)  # bad lines found just before are not shown)
+                        self._take_bad()
+                        chunks = None
+                        break
+                    chunk.bad_before = self._take_bad()
+                    if chunk.later and pool is not None:
+                        chunk.parsed = pool.submit(self._fast, chunk)
+                    window.append(chunk)
+                if not window:
+                    break
+                item = window.popleft()
+                if isinstance(item, BaseException):
+                    raise item
+                handed += len(item.data)
+                bad += item.bad_before
+                if item.later:
+                    item.table = item.parsed.result() if item.parsed else self._fast(item)
+                batch = self._parse(item)
+                bad += self._take_bad()
+                if batch is not None:
+                    yield _Block(batch, self._made_lines, self._made_typed, bad, handed)
+                    handed, bad = 0, []
+        yield _Block(None, np.zeros(0, np.int64), None, bad + self._take_bad(), handed)
 
     def _take_bad(self) -> list[BadLine]:
         out, self._bad = self._bad, []
@@ -255,7 +302,10 @@ class CsvStream:
         (once it is read to the end this happens by itself)."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            ahead.close()  # the generator's end joins the thread
+            ahead.close()  # the generator's end joins the reading thread
+        made, self._made = self._made, None
+        if made is not None:
+            made.close()  # ... then its parsing threads
         self.handle.close()
 
     # -- the byte-level pass -------------------------------------------------------------
@@ -280,8 +330,10 @@ class CsvStream:
             self._remaining -= len(more)
         return more
 
-    def _chunks(self) -> Iterator[_Chunk]:
-        """Blocks of complete, clean-length records; over-long ones go to the bad lines."""
+    def _chunks(self, later: bool = False) -> Iterator[_Chunk]:
+        """Blocks of complete, clean-length records; over-long ones go to the bad lines.
+        ``later``: a block without quotes is cut at its last line break without trying the
+        fast path (the caller tries it: the cut is the same whatever it gives)."""
         limit = self.limits.max_line_bytes
         stuck = False
         while True:
@@ -295,8 +347,10 @@ class CsvStream:
                 breaks = np.flatnonzero(np.frombuffer(data, np.uint8, cut) == _NL)
                 count = len(breaks)
                 chunk = _Chunk(data[:cut], self._next_line, breaks)
-                chunk.table = self._fast(chunk)  # every line one clean row: done
-                quoted = chunk.table is None and chunk.data.find(b'"') >= 0
+                chunk.later = later and data.find(b'"', 0, cut) < 0
+                if not chunk.later:
+                    chunk.table = self._fast(chunk)  # every line one clean row: done
+                quoted = not chunk.later and chunk.table is None and chunk.data.find(b'"') >= 0
                 if not quoted:  # else a record may go on past the cut: split exactly below
                     yield chunk
                     self._next_line += count
@@ -380,7 +434,9 @@ class CsvStream:
     def _parse(self, chunk: _Chunk) -> pa.RecordBatch | None:
         """Arrow's parse of a chunk's clean records; their file line numbers in ``lines``."""
         if chunk.table is not None:
-            return self._finish(chunk.table, self._made_lines)
+            assert chunk.fast_lines is not None
+            self._made_typed = chunk.typed
+            return self._finish(chunk.table, chunk.fast_lines)
         self._made_typed = None
         if chunk.starts is None:
             chunk.split(self.delimiter[0])
@@ -415,7 +471,9 @@ class CsvStream:
         """A UTF-8 block parsed in one go: it is taken when every line is a row (no bad byte,
         no empty, malformed, multi-line or over-long record); else None and the exact path
         runs. The columns of ``types`` are parsed to their types when every cell of the block
-        parses (a float column: every cell a finite number); else the block is read as text."""
+        parses (a float column: every cell a finite number); else the block is read as text.
+        Touches nothing but ``chunk`` (its rows' line numbers, its typed bytes): it may run
+        on a parsing thread."""
         if self.codec != "utf-8":
             return None
         data, breaks = chunk.data, chunk.breaks
@@ -432,8 +490,8 @@ class CsvStream:
                 continue
             if invalid or table.num_rows != lines or (typed and not _finite(table)):
                 continue
-            self._made_lines = chunk.first_line + np.arange(lines, dtype=np.int64)
-            self._made_typed = data if typed else None
+            chunk.fast_lines = chunk.first_line + np.arange(lines, dtype=np.int64)
+            chunk.typed = data if typed else None
             return table
         return None
 

@@ -388,7 +388,9 @@ def test_typed_columns_come_typed_only_from_blocks_where_every_cell_parses(
 # ------------------------------------------------------------------ the read-ahead thread
 
 def _reading_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == READ_AHEAD_THREAD]
+    """The reading thread and its parsing threads alive."""
+    return sorted({t.name.split("-parse")[0] for t in threading.enumerate()
+                   if t.name.startswith(READ_AHEAD_THREAD)})
 
 
 def _everything(path: Path, **kw: object) -> tuple[list[tuple], list[str]]:
