@@ -22,12 +22,12 @@ file.
 The byte-level pass and Arrow's parse run on a read-ahead thread (:func:`hubctl.prefetch.
 prefetch`, one block ahead; both release the GIL for most of their work), so that the next
 block is parsed while the adapter converts this one; blocks without quotes (the fast path) are
-parsed :data:`PARSERS` at once on parsing threads while the reading thread cuts the next. Each block comes with its own line
-numbers, bad lines and bytes, and the stream shows them when that block is handed out: what an
-adapter sees is the same, in the same batches, as when the blocks are read on its own thread
-(``HUBCTL_CSV_READ_AHEAD=0`` does that). An error on the reading thread (a damaged or unreadable
-file) is raised where the adapter asks for the next batch; closing the stream, or the end of
-its iteration, stops and joins the thread.
+parsed :data:`PARSERS` at once on parsing threads while the reading thread cuts the next.
+Each block comes with its own line numbers, bad lines and bytes, and the stream shows them
+when that block is handed out: what an adapter sees is the same, in the same batches, as when
+the blocks are read on its own thread (``HUBCTL_CSV_READ_AHEAD=0`` does that). An error on the
+reading thread (a damaged or unreadable file) is raised where the adapter asks for the next
+batch; closing the stream, or the end of its iteration, stops and joins the threads.
 
 Limits (see ``docs/limits.md``): a header wider than ``max_columns`` columns is refused before
 anything is read; a record longer than ``max_line_bytes`` is rejected. Both have defaults
