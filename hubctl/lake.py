@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -435,6 +436,24 @@ class Lake:
         if out.num_rows != rows.num_rows:  # a stored key matched more than one row
             raise DuplicateKeys(et.name, key=et.key)
         return out
+
+    def file_bounds(self, name: str, columns: list[str]
+                    ) -> list[tuple[str, dict[str, tuple[Any, Any]]]]:
+        """Each Parquet file of table ``name``'s current snapshot (named as :meth:`files`
+        names it) with the least and greatest value of each of ``columns`` that the Delta log
+        records for it ((None, None) where it records none): what a lookup may skip files by
+        without opening them."""
+        dt = self.open(name)
+        uris = {uri.rsplit("/", 1)[-1]: uri for uri in dt.file_uris()}
+        adds = pa.table(dt.get_add_actions(flatten=True))
+        paths = [unquote(p).rsplit("/", 1)[-1] for p in adds.column("path").to_pylist()]
+        if sorted(paths) != sorted(uris):  # not expected: then every file, bounds unknown
+            return [(uri, dict.fromkeys(columns, (None, None))) for uri in uris.values()]
+        none = [None] * len(paths)
+        bounds = {c: list(zip(*(adds.column(f"{m}.{c}").to_pylist()
+                                if f"{m}.{c}" in adds.column_names else none
+                                for m in ("min", "max")), strict=True)) for c in columns}
+        return [(uris[p], {c: bounds[c][i] for c in columns}) for i, p in enumerate(paths)]
 
     # ------------------------------------------------------------------ maintenance
     def file_times(self, name: str) -> pa.Table:

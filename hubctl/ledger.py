@@ -269,21 +269,20 @@ def _ledger_rows(lake: Lake, wanted: pa.Schema, where: dict[str, str | None],
 
     DuckDB is not loaded for these lookups: it costs 0.08 s of CPU to import and 0.03 s to
     connect, a sixth of a small ingest that finds its input already ingested. pyarrow reads
-    a few files in milliseconds, and the 300 one-run files of a ledger never compacted in
-    about the time DuckDB takes once loaded (0.14 s of CPU): each file's ``where`` columns
-    first, the rest only from files with a match."""
+    only the files whose logged bounds admit the ``where`` values, each file's ``where``
+    columns first, the rest only from files with a match."""
     if not lake.exists(table):
         return wanted.empty_table()
-    where = {k: v for k, v in where.items() if v is not None}
+    given: dict[str, str] = {k: v for k, v in where.items() if v is not None}
     s3 = isinstance(lake.root, S3Root)
     parts = []
-    for uri in lake.files(table):
+    for uri in _files_that_may_match(lake, table, given):
         file = pq.ParquetFile(uri.removeprefix(SCHEME) if s3 else uri,
                               filesystem=arrow_filesystem() if s3 else None)
         match = None
-        if where:  # a few rows a file: pyarrow's threads would cost more than they save
-            keys = file.read(columns=list(where), use_threads=False)
-            match = functools.reduce(pc.and_, (pc.equal(keys[k], v) for k, v in where.items()))
+        if given:  # a few rows a file: pyarrow's threads would cost more than they save
+            keys = file.read(columns=list(given), use_threads=False)
+            match = functools.reduce(pc.and_, (pc.equal(keys[k], v) for k, v in given.items()))
             if not pc.any(match).as_py():
                 continue
         have = set(file.schema_arrow.names)
@@ -293,6 +292,18 @@ def _ledger_rows(lake: Lake, wanted: pa.Schema, where: dict[str, str | None],
                                else pa.nulls(got.num_rows, f.type) for f in wanted],
                               schema=wanted))
     return pa.concat_tables(parts) if parts else wanted.empty_table()
+
+
+def _files_that_may_match(lake: Lake, table: str, where: dict[str, str]) -> list[str]:
+    """The files of ledger ``table`` whose ``where`` columns may hold the values given, by
+    the bounds the Delta log records per file (each run leaves a file of its own until the
+    ledger is compacted: a lookup among 300 runs went from 0.2 s to 0.02 s); a greatest value the
+    writer cut short counts as the prefix it is."""
+    if not where:
+        return lake.files(table)
+    return [uri for uri, bounds in lake.file_bounds(table, list(where))
+            if all((low is None or low <= value) and (high is None or value[:len(high)] <= high)
+                   for value, (low, high) in ((v, bounds[k]) for k, v in where.items()))]
 
 
 def _ingested(runs: pa.Table) -> pa.Array:

@@ -396,6 +396,37 @@ def test_an_input_is_hashed_before_anything_commits_and_skipped_when_unchanged(
         (s, first["fingerprint"]) for s in ("ok", "unchanged", "ok")]
 
 
+def test_ledger_lookups_open_only_the_files_that_may_hold_the_run(tmp_path: Path) -> None:
+    """Each run leaves a ledger file of its own until the ledger is compacted: a lookup by
+    source, fingerprint or run id opens only the files whose bounds in the Delta log admit
+    the value, and finds what reading every file finds."""
+    from hubctl.ledger import (
+        Run,
+        _files_that_may_match,
+        find_ingested,
+        new_run_id,
+        start_run,
+        write_run,
+    )
+
+    lake = Lake(tmp_path / "lake")
+    ids = []
+    for i in range(6):
+        run = Run(run_id=new_run_id(), source=f"s{i % 2}", adapter="openaq",
+                  fingerprint=f"sha256:{i}", inputs=[], options={})
+        start_run(lake, run)
+        run.status = "ok"
+        write_run(lake, run)
+        ids.append(run.run_id)
+    assert len(lake.files("_runs")) == 6
+    assert len(_files_that_may_match(lake, "_runs", {"fingerprint": "sha256:4"})) == 1
+    assert len(_files_that_may_match(lake, "_runs", {"source": "s1"})) == 3
+    assert find_ingested(lake, "s0", "sha256:4") == ids[4]
+    assert find_ingested(lake, "s1", "sha256:4") is None
+    assert [r["run_id"] for r in source_runs(lake, "s1")] == ids[1::2]
+    assert [r["fingerprint"] for r in source_runs(lake, None, run_id=ids[2])] == ["sha256:2"]
+
+
 def test_rejects_sort_by_line_number_as_a_number(tmp_path: Path) -> None:
     rows = [row("S1", h, "no2", -1) for h in range(12)]
     data, st = write_openaq(tmp_path, rows)
