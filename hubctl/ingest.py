@@ -126,9 +126,11 @@ def ingest(lake: Lake, req: IngestRequest,
     Nothing is committed before the input's fingerprint is known and found new (else the
     run is ``unchanged``). The row is written when the run starts committing (``running``:
     once the first batch is read, so that the commit overlaps the read of the next) and
-    completed when it ends. A stop request (SIGTERM: :data:`hubctl.running.STOP`) ends the
-    run after the commit in progress: its row says ``stopped`` and counts the records read
-    but not committed as ``unreached``, then Stopped is raised.
+    completed when it ends; a run that fails or is interrupted before its fingerprint is
+    known (a large input, hashed alongside the read) leaves none. A stop request (SIGTERM:
+    :data:`hubctl.running.STOP`) ends the run after the commit in progress: its row says
+    ``stopped`` and counts the records read but not committed as ``unreached``, then
+    Stopped is raised.
     """
     lake.root.mkdir(parents=True, exist_ok=True)
     mark_interrupted(lake)
