@@ -34,9 +34,9 @@ from hubctl.rejects import Reject
 from hubctl.s3 import SCHEME, S3Root, arrow_filesystem
 from hubctl.types import TIMESTAMP
 
-__all__ = ["REJECTS", "RUNS", "Cursor", "Run", "checkpoint", "find_ingested", "last_cursor",
-           "last_run_start", "last_start", "mark_interrupted", "new_run_id", "source_runs",
-           "start_run", "write_rejects", "write_run"]
+__all__ = ["REJECTS", "RUNS", "Cursor", "Run", "checkpoint", "find_ingested", "ingested_before",
+           "last_cursor", "last_run_start", "last_start", "mark_interrupted", "new_run_id",
+           "source_runs", "start_run", "write_rejects", "write_run"]
 
 RUNS = "_runs"
 REJECTS = "_rejects"
@@ -239,6 +239,13 @@ def find_ingested(lake: Lake, source: str, fingerprint: str) -> str | None:
     runs = _ledger_rows(lake, _columns("run_id", "status", "started_at"),
                         {"source": source, "fingerprint": fingerprint})
     return _newest(runs.filter(_ingested(runs)), "started_at", "run_id")
+
+
+def ingested_before(lake: Lake, source: str) -> bool:
+    """Whether a finished run of ``source`` marked its input as ingested (any later input of
+    that source may then be found unchanged)."""
+    runs = _ledger_rows(lake, _columns("status"), {"source": source})
+    return bool(runs.num_rows) and bool(pc.any(_ingested(runs)).as_py())
 
 
 @dataclass

@@ -368,10 +368,16 @@ def test_progress_advances_only_after_a_commit_and_never_past_the_input(tmp_path
 def test_an_input_is_hashed_before_anything_commits_and_skipped_when_unchanged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alongside: bool) -> None:
     """A small input is hashed before it is read; a large one (here: every input) on a
-    thread while the read begins. Either way the ledger and the tables end the same: the
-    fingerprint of the whole input, nothing committed by a run of an unchanged input, and
-    --force reading it again."""
+    thread while the read begins, when it cannot be unchanged (its source has no finished
+    run, or --force). Either way the ledger and the tables end the same: the fingerprint of
+    the whole input, nothing committed (nor read) by a run of an unchanged input, and --force
+    reading it again."""
     from hubctl import ingest
+
+    alongside_runs = []
+    on_thread = ingest._on_thread
+    monkeypatch.setattr(ingest, "_on_thread",
+                        lambda call: alongside_runs.append(1) or on_thread(call))
 
     data, st = write_openaq(tmp_path, [row("S1", h, "no2", h) for h in range(24)])
     args = ["ingest", "openaq", str(data), "--stations", str(st)]
@@ -391,6 +397,7 @@ def test_an_input_is_hashed_before_anything_commits_and_skipped_when_unchanged(
     assert {t: Lake(lake).open(t).version() for t in versions} == versions
     forced = hub_json(lake, *args, "--force")
     assert forced["status"] == "ok" and forced["duplicate"] == 24 + 3
+    assert len(alongside_runs) == (2 if alongside else 0)  # the first run and --force's
     ledger = source_runs(Lake(lake), first["source"])
     assert [(r["status"], r["fingerprint"]) for r in ledger] == [
         (s, first["fingerprint"]) for s in ("ok", "unchanged", "ok")]
