@@ -581,7 +581,9 @@ class CsvStream:
                                                block_size=max(len(clean) + 1, 1 << 16)),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter.decode(),
                                                  newlines_in_values=True,
-                                                 invalid_row_handler=keep),
+                                                 # strict: a bad row fails the parse (its
+                                                 # text may not decode: no handler for it)
+                                                 invalid_row_handler=None if strict else keep),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: (self.types.get(n, pa.string()) if typed else pa.string())
                                   for n in self.names},

@@ -6,6 +6,9 @@ that the marker goes with the fix."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,29 @@ def test_an_input_cut_short_while_it_is_read_is_not_marked_as_ingested(
     again = ingest(lake, ingest_request("calls", [str(path)], {}))
     assert again.status == "ok"
     assert lake.open("Alert").to_pyarrow_table().num_rows == 30_000
+
+
+@pytest.mark.subprocess
+def test_a_line_with_a_bad_byte_and_a_field_too_many_prints_no_traceback(
+        tmp_path: Path) -> None:
+    """A record with a byte that is not UTF-8 and one field too many, in a block the fast
+    path tries whole: Arrow's handler of bad rows cannot decode its text, and Python printed
+    "Exception ignored in ... Traceback ... UnicodeDecodeError" on stderr (twice), above a
+    run that is right (the line rejected as bad-encoding, every other written)."""
+    lines = [b"X,XX,2024-05-01 %02d:00:00+00:00,S%d,no2,%d,ppb" % (h, s, h + s)
+             for h in range(24) for s in range(3)]
+    lines[40] = lines[40].replace(b",S", b",S\xe9") + b",extra"
+    data = tmp_path / "long.csv"
+    data.write_bytes(b"city,country,date.utc,location,parameter,value,unit\n"
+                     + b"\n".join(lines) + b"\n")
+    stations = tmp_path / "stations.csv"
+    stations.write_text("location,coordinates.latitude,coordinates.longitude\n"
+                        "S0,1,1\nS1,2,2\nS2,3,3\n", encoding="utf-8")
+    hubctl = str(Path(sys.executable).parent / "hubctl")
+    out = subprocess.run([hubctl, "--lake", str(tmp_path / "lake"), "ingest", "openaq",
+                          str(data), "--stations", str(stations), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert (run["read"], run["written"], run["rejected"]) == (72 + 3, 71 + 3, 1)
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
