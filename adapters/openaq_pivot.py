@@ -3,12 +3,13 @@ held in compact numpy columns and pivoted once, at the end, into one AirQualityO
 per (station, time): the pivot's open keys are carried across CSV blocks and input files
 whatever their order, so a fresh ingest only appends and never MERGEs.
 
-Memory: about 25 bytes per held reading (station, time, pollutant, value, city), 40 while
-pivoting; the adapter bounds it (``openaq.FLUSH_ROWS``). Readings are held in pages of
-:data:`PAGE` readings, not block by block: a page's columns are large enough for the C
-allocator to give them their own mapping, so each goes back to the system as soon as the
-pivot has copied it (blocks' small arrays stayed resident: 20 M readings peaked 470 MB
-higher). The rows come out sorted by
+Memory: about 25 bytes per held reading (station, time, pollutant, value, city); the pivot
+copies them into 14 (a 32-bit sort key, the value and a 16-bit city code, when they fit),
+freeing the held ones as it goes; the adapter bounds it (``openaq.FLUSH_ROWS``). Readings
+are held in pages of :data:`PAGE` readings, not block by block: a page's columns are large
+enough for the C allocator to give them their own mapping, so each goes back to the system
+as soon as the pivot has copied it (blocks' small arrays stayed resident: 20 M readings
+peaked 470 MB higher). The rows come out sorted by
 (time, station), one commit's worth cut at day boundaries, so each commit writes whole date
 partitions and never compares with the one before; each commit's rows come in slices of at
 most ``batch_rows`` (``Batch.continues``), which the engine commits together.
@@ -40,6 +41,7 @@ KEY_LIMIT = 2**62
 microseconds over centuries) is sorted on its columns instead."""
 
 _DAY = 86_400_000_000  # µs
+_CHUNK = 1 << 18  # readings whose sort keys are worked out at a time (2 MB)
 
 
 @dataclass
@@ -183,14 +185,19 @@ class _Pivot:
         self.step = max(step, 1)
         slots = (max(int(p.ts.max()) for p in parts) - self.lo) // self.step + 1
         self.value = np.empty(n, np.float64)
-        self.city = np.empty(n, np.int32)
-        # One integer key per reading (time slot, station, pollutant): time and station are
-        # read back from it, so the held columns are freed as they are copied (40 bytes per
-        # reading at the peak, not 65).
+        # city codes in 16 bits when they fit (the cities of a whole input are few)
+        self.city = np.empty(n, np.int16 if len(held.cities) < 2**15 else np.int32)
+        # One integer key per reading (time slot, station, pollutant), in 32 bits when it
+        # fits (20 M readings: 80 MB less while the batches are written): time and station
+        # are read back from it, so the held columns are freed as they are copied (14 bytes
+        # per reading, 24 with 64-bit keys and more cities; the held pages take 25).
         self.ts: np.ndarray | None = None
         self.station: np.ndarray | None = None
         by_key = slots * self.n_st * self.n_at < KEY_LIMIT
-        key = np.empty(n, np.int64)
+        key: np.ndarray = np.empty(n, np.int32 if slots * self.n_st * self.n_at < 2**31
+                                   else np.int64)
+        chunk = np.empty(min(n, _CHUNK), np.int64)  # keys are worked out in 64 bits
+        last = -1  # the key before this chunk
         if not by_key:  # an enormous time range: the columns are kept and sorted on
             self.ts, self.station = np.empty(n, np.int64), np.empty(n, np.int32)
         attr = None if by_key else np.empty(n, np.int8)
@@ -200,17 +207,19 @@ class _Pivot:
             p = parts.pop(0)
             k = len(p)
             self.value[at:at + k], self.city[at:at + k] = p.value, p.city
-            if by_key:  # in place: a page-sized temporary would be 64 MB
-                dst = key[at:at + k]
-                np.subtract(p.ts, self.lo, out=dst)
+            for c in range(0, k, _CHUNK) if by_key else ():  # cache-sized chunks
+                e = min(k, c + _CHUNK)
+                dst = chunk[:e - c]
+                np.subtract(p.ts[c:e], self.lo, out=dst)
                 dst //= self.step
                 dst *= self.n_st
-                dst += p.station
+                dst += p.station[c:e]
                 dst *= self.n_at
-                dst += p.attr
-                ordered = ordered and k > 0 and (at == 0 or key[at - 1] <= dst[0]) and \
-                    not (dst[1:] < dst[:-1]).any()
-            else:
+                dst += p.attr[c:e]
+                ordered = ordered and last <= dst[0] and not (dst[1:] < dst[:-1]).any()
+                last = int(dst[-1])
+                key[at + c:at + e] = dst
+            if not by_key:
                 assert self.ts is not None and self.station is not None and attr is not None
                 self.ts[at:at + k], self.station[at:at + k] = p.ts, p.station
                 attr[at:at + k] = p.attr
@@ -260,7 +269,8 @@ class _Pivot:
         if self.ts is not None and self.station is not None:
             return self.ts[first], self.station[first]
         row = key // self.n_at
-        return self.lo + row // self.n_st * self.step, (row % self.n_st).astype(np.int32)
+        return (self.lo + (row // self.n_st).astype(np.int64) * self.step,
+                (row % self.n_st).astype(np.int32))
 
     def _cut(self, target: int) -> int:
         """A batch end at or after sorted position ``target``: the next day boundary, or the
