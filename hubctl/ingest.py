@@ -100,16 +100,60 @@ def fingerprint(adapter: str, inputs: Sequence[Path], options: dict[str, Any]) -
     h = hashlib.sha256()
     h.update(adapter.encode())
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    for member, name in _hashed_files(inputs, options):
+        h.update(name.encode())
+        with open(member, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _hashed_files(inputs: Sequence[Path], options: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    """The files a fingerprint covers, each with the name it is hashed under: the inputs (a
+    folder input: every file in it, by relative name) and the files named in options."""
     files = list(inputs) + [Path(v) for v in options.values()
                             if isinstance(v, str | Path) and Path(v).is_file()]
     for path in files:
         members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for member in members:  # a folder input: every file in it, by relative name
-            h.update(str(member.relative_to(path.parent)).encode())
-            with open(member, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-    return "sha256:" + h.hexdigest()
+        for member in members:
+            yield member, str(member.relative_to(path.parent))
+
+
+def _file_states(req: IngestRequest) -> dict[Path, tuple[int, int, int] | None]:
+    """(size, modification time in ns, inode) of each file the run's fingerprint covers (None:
+    it cannot be read): compared before and after the read by :func:`_same_inputs`."""
+    states: dict[Path, tuple[int, int, int] | None] = {}
+    for member, _ in _hashed_files(req.inputs, req.options):
+        try:
+            st = member.stat()
+            states[member] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            states[member] = None
+    return states
+
+
+def _same_inputs(lake: Lake, run: Run, req: IngestRequest,
+                 before: dict[Path, tuple[int, int, int] | None]) -> None:
+    """Fail ``run`` (what it committed stays) when a file its fingerprint covers changed
+    while it was read (rewritten, cut short, still being written): its fingerprint is not
+    of what it read, so it must not mark that input as ingested, else the complete file
+    given again would be found unchanged and its other records never written."""
+    try:
+        after = _file_states(req)
+    except OSError:  # a folder input that is gone
+        after = {}
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if not changed:
+        return
+    was, now = before.get(changed[0]), after.get(changed[0])
+    how = (f"{was[0]:,} bytes when the run began, {now[0]:,} when its read ended" if was and now
+           else "it was removed or added")
+    error = InputError(f"changed while it was read ({how}): it may not have been read whole, "
+                       "so this run does not count as having ingested it", path=str(changed[0]),
+                       hint="what was read is committed; run the same command again once the "
+                            "file is complete (a re-run writes no duplicates)")
+    _fail(lake, run, error.message)
+    raise error
 
 
 #: Inputs of at least this many bytes are hashed on a thread while the adapter starts reading
@@ -140,6 +184,7 @@ def ingest(lake: Lake, req: IngestRequest,
     with ExitStack() as locks:
         locks.enter_context(hold(lake.root, f"source:{req.source}"))
         _hold_inputs(locks, lake, req.inputs)
+        before = _file_states(req)  # before the fingerprint is taken
         start = _Start(lake, req)
         run = start.run
         if req.cursor is not None:  # read under the lock; a pull is never "unchanged"
@@ -158,6 +203,7 @@ def ingest(lake: Lake, req: IngestRequest,
         if stopped:
             _stop(lake, run)
         else:
+            _same_inputs(lake, run, req, before)  # before _retire deletes what it did not read
             _retire(lake, run)
         if not run.reconciles:  # a bug, never a user error: say so loudly
             _fail(lake, run, _unreconciled(run))

@@ -1,8 +1,6 @@
 """Review of the ingest speed-ups of issue 13 §4 (read-ahead and parsing threads, the hash
 beside the read, the running row after the first batch, one-commit table creation): the
-seams a user can hit, with the real engine and lake. A test marked ``xfail(strict=True)``
-pins a problem handed to its owner (see /work/notes/TEAM.md): it fails loudly once fixed, so
-that the marker goes with the fix."""
+seams a user can hit, with the real engine and lake."""
 
 from __future__ import annotations
 
@@ -14,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from hubctl.adapters import get_adapter
+from hubctl.errors import InputError
 from hubctl.ingest import ingest
 from hubctl.lake import Lake
+from hubctl.ledger import source_runs
 from hubctl.orchestrate import ingest_request
 
 
@@ -27,14 +27,13 @@ def _calls(rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-@pytest.mark.xfail(strict=True, reason="boot: an input that changes while it is read is "
-                                       "marked as ingested under the hash taken before")
 def test_an_input_cut_short_while_it_is_read_is_not_marked_as_ingested(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file truncated while a run reads it (an export rewritten, a copy restarted): the run
     reads a third of it and must not record the fingerprint of the whole file as ingested.
     Else the complete file, given again, is 'unchanged' and two thirds of its records are
-    never written, with a ledger that says everything was."""
+    never written, with a ledger that says everything was. The run fails, naming the file,
+    with what it read committed; the complete file given again is read whole."""
     monkeypatch.setattr(type(get_adapter("calls")), "batch_rows", 1000)  # 64 KiB blocks
     data = _calls(30_000)
     path = tmp_path / "112.csv"
@@ -46,8 +45,12 @@ def test_an_input_cut_short_while_it_is_read_is_not_marked_as_ingested(
             with open(path, "r+b") as f:
                 f.truncate(len(data) // 3)
 
-    first = ingest(lake, ingest_request("calls", [str(path)], {}), progress=cut_short)
-    assert first.read < 30_000  # the run did read the file cut short
+    with pytest.raises(InputError, match="changed while it was read") as error:
+        ingest(lake, ingest_request("calls", [str(path)], {}), progress=cut_short)
+    assert error.value.hint and "run the same command again" in error.value.hint
+    (first,) = source_runs(lake, None)
+    assert first["status"] == "failed" and 0 < first["read"] < 30_000  # read cut short
+    assert first["read"] == first["written"] + first["rejected"] + first["unreached"]
     path.write_bytes(data)  # the complete file again
     again = ingest(lake, ingest_request("calls", [str(path)], {}))
     assert again.status == "ok"
