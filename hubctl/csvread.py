@@ -44,11 +44,11 @@ import os
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 import click
 import numpy as np
@@ -72,6 +72,7 @@ _MAX_STRAY_PASSES = 32  # stray quotes resolved vectorised; more fall back to a 
 READ_AHEAD_ENV = "HUBCTL_CSV_READ_AHEAD"  # "0": read the blocks on the adapter's thread
 READ_AHEAD_THREAD = "hubctl-csv-read"
 PARSERS = 2  # blocks parsed at once on their own threads, while the reading thread cuts more
+_T = TypeVar("_T")
 _COMPRESSED = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
 
 
@@ -116,12 +117,12 @@ class _Chunk:
     """Complete records of one block: the bytes and, once split, where each record starts
     and ends (a block without quotes is split only when the fast path cannot take it)."""
 
-    data: bytes
+    data: bytes | bytearray
     first_line: int
     breaks: np.ndarray | None = None  # positions of the line breaks in data (fast path)
     table: pa.Table | None = None  # parsed by the fast path, with:
     fast_lines: np.ndarray | None = None  # the file line number of each of its rows
-    typed: bytes | None = None  # data, when the table has the typed columns
+    typed: bytes | bytearray | None = None  # data, when the table has the typed columns
     later: bool = False  # no quotes: cut without the fast path, which is tried in _blocks
     parsed: Future[pa.Table | None] | None = None  # that try, on a parsing thread
     bad_before: list[BadLine] = field(default_factory=list)  # found by the byte pass first
@@ -147,7 +148,7 @@ class _Block(NamedTuple):
 
     batch: pa.RecordBatch | None
     lines: np.ndarray  # file line number of each row
-    typed: bytes | None  # the block's bytes when it was read typed (for ``text_batch``)
+    typed: bytes | bytearray | None  # the block's bytes when read typed (for ``text_batch``)
     bad: list[BadLine]  # lines kept out since the block before
     handed: int  # bytes of the file handed out since the block before
 
@@ -177,7 +178,7 @@ class CsvStream:
     # columns read typed when a whole block parses (see :func:`open_csv`); else text
     types: Mapping[str, pa.DataType] = field(default_factory=dict)
     lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    _pending: bytes = b""
+    _pending: bytes | bytearray = b""  # held after the last block handed out
     _handed: int = 0  # bytes of the file handed out as records (and the header), for progress
     _reported: int = 0
     _read_total: int = 0
@@ -186,13 +187,13 @@ class CsvStream:
     _bad: list[BadLine] = field(default_factory=list)
     _eof: bool = False
     _guess: str | None = None  # the likely encoding of a file with bad UTF-8 lines (a hint)
-    _typed_block: bytes | None = None  # the last batch's bytes, when it was read typed
+    _typed_block: bytes | bytearray | None = None  # the last batch's bytes, when it was read typed
     _invalid: list[BadLine] = field(default_factory=list)  # handed out, not yet taken
     _ahead: Generator[_Block, None, None] | None = None  # the read-ahead thread's, while it runs
     _made: Generator[_Block, None, None] | None = None  # what that thread runs
     # the block being made (on the reading thread): its line numbers and typed bytes
     _made_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    _made_typed: bytes | None = None
+    _made_typed: bytes | bytearray | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -313,22 +314,46 @@ class CsvStream:
     def _read(self, size: int | None = None) -> bytes:
         if self._eof:
             return b""
+        size = self._size(size)
+        more = self._io(lambda: self.handle.read(size) if size else b"")
+        self._count(len(more))
+        return more
+
+    def _read_after(self, held: bytes | bytearray) -> bytes | bytearray:
+        """``held`` and the next block read after it, in one buffer the block is read into
+        (no copy of the block: it is the bulk of the reading's memory traffic)."""
+        if self._eof:
+            return held
+        size = self._size(None)
+        buf = bytearray(len(held) + size)
+        buf[:len(held)] = held
+        with memoryview(buf) as view:
+            n = self._io(lambda: self.handle.readinto(view[len(held):]) or 0  # type: ignore
+                         if size else 0)
+        del buf[len(held) + n:]
+        self._count(n)
+        return buf
+
+    def _size(self, size: int | None) -> int:
         size = size or self.block_size
-        if self._remaining is not None:
-            size = min(size, self._remaining)
+        return size if self._remaining is None else min(size, self._remaining)
+
+    def _io(self, read: Callable[[], _T]) -> _T:
+        """``read()``, its errors as the file's (a damaged zip member, a read error)."""
         try:
-            more = self.handle.read(size) if size else b""
+            return read()
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise InputError(f"is damaged inside its zip file ({exc})", path=self.path,
                              hint="download or copy the zip again; `unzip -t` tests it") from None
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror or exc}", path=self.path) from None
-        if not more:
+
+    def _count(self, n: int) -> None:
+        if not n:
             self._eof = True
-        self._read_total += len(more)
+        self._read_total += n
         if self._remaining is not None:
-            self._remaining -= len(more)
-        return more
+            self._remaining -= n
 
     def _chunks(self, later: bool = False) -> Iterator[_Chunk]:
         """Blocks of complete, clean-length records; over-long ones go to the bad lines.
@@ -338,7 +363,7 @@ class CsvStream:
         stuck = False
         while True:
             if not self._eof and (len(self._pending) < self.block_size or stuck):
-                self._pending += self._read()
+                self._pending = self._read_after(self._pending)
             data = self._pending
             if not data:
                 return
@@ -346,15 +371,17 @@ class CsvStream:
             if cut and len(data) - cut <= limit:  # cut at the last line break
                 breaks = np.flatnonzero(np.frombuffer(data, np.uint8, cut) == _NL)
                 count = len(breaks)
-                chunk = _Chunk(data[:cut], self._next_line, breaks)
-                chunk.later = later and data.find(b'"', 0, cut) < 0
+                plain = data.find(b'"', 0, cut) < 0  # then no record goes on past the cut
+                chunk = _Chunk(self._records(cut) if plain else bytes(data[:cut]),
+                               self._next_line, breaks, later=later and plain)
                 if not chunk.later:
                     chunk.table = self._fast(chunk)  # every line one clean row: done
-                quoted = not chunk.later and chunk.table is None and chunk.data.find(b'"') >= 0
-                if not quoted:  # else a record may go on past the cut: split exactly below
+                if plain or chunk.table is not None:  # else split exactly below
+                    if not plain:
+                        self._pending = data[cut:]
                     yield chunk
                     self._next_line += count
-                    self._pending, stuck = data[cut:], False
+                    stuck = False
                     continue
             a = np.frombuffer(data, np.uint8)
             nl = np.flatnonzero(a == _NL)
@@ -391,7 +418,17 @@ class CsvStream:
             stuck = False
             self._overlong(data, cut, nl, line)
 
-    def _overlong(self, data: bytes, start: int, nl: np.ndarray, line: int) -> None:
+    def _records(self, cut: int) -> bytes | bytearray:
+        """The held bytes up to ``cut`` (the records of a block); the rest stays held. A
+        buffer read into is cut where it is (the rest is a partial line: copied), not copied."""
+        data = self._pending
+        self._pending = bytes(data[cut:])
+        if isinstance(data, bytearray):
+            del data[cut:]
+            return data
+        return data[:cut]
+
+    def _overlong(self, data: bytes | bytearray, start: int, nl: np.ndarray, line: int) -> None:
         """Reject the record at ``start`` (longer than the limit) and go on after its first
         line: a single over-long line is ``line-too-long``; a record that is long because a
         quoted field never closes costs its first line (``malformed-record``)."""
@@ -505,14 +542,14 @@ class CsvStream:
                                              e - s))
         return over
 
-    def _long_line(self, line: int, sample: bytes, size: int) -> BadLine:
+    def _long_line(self, line: int, sample: bytes | bytearray, size: int) -> BadLine:
         limit = self.limits.max_line_bytes
         return BadLine(line, f"{_show(sample[:_SAMPLE], self.codec)}… ({size:,} bytes)",
                        "line-too-long", f"the line is {size:,} bytes, longer than the limit "
                                         f"of {limit:,} (--max-line-bytes)")
 
-    def _decode(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
-                lines: np.ndarray) -> tuple[bytes, np.ndarray]:
+    def _decode(self, data: bytes | bytearray, starts: np.ndarray, ends: np.ndarray,
+                lines: np.ndarray) -> tuple[bytes | bytearray, np.ndarray]:
         """(UTF-8 bytes of the given records, mask of those that decode); a record that does
         not decode is a bad line. Records left out before (empty, over-long) stay out."""
         good = np.ones(len(starts), bool)
@@ -521,14 +558,14 @@ class CsvStream:
         gaps = np.flatnonzero(starts[1:] != ends[:-1]) + 1  # runs of adjacent records
         firsts = np.concatenate(([0], gaps)).tolist()
         lasts = np.concatenate((gaps - 1, [len(starts) - 1])).tolist()
-        pieces: list[bytes] = []
+        pieces: list[bytes | bytearray] = []
         for first, last in zip(firsts, lasts, strict=True):
             self._decode_span(data, starts, ends, lines, (first, last), good, pieces)
         return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), good
 
-    def _decode_span(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
+    def _decode_span(self, data: bytes | bytearray, starts: np.ndarray, ends: np.ndarray,
                      lines: np.ndarray, span: tuple[int, int], good: np.ndarray,
-                     pieces: list[bytes]) -> None:
+                     pieces: list[bytes | bytearray]) -> None:
         """Decode adjacent records; on a bad byte, reject its record and go on after it."""
         at, hi = int(starts[span[0]]), int(ends[span[1]])
         while at < hi:
@@ -552,7 +589,7 @@ class CsvStream:
                                          + self._looks_like(data[s:s + (1 << 16)])))
                 at = e
 
-    def _looks_like(self, sample: bytes) -> str:
+    def _looks_like(self, sample: bytes | bytearray) -> str:
         """``; the file looks like CP949 ...`` for a UTF-8 stream's first bad line (guessed
         once per stream from the bytes from that line on), else ``""``."""
         if self.codec != "utf-8":
@@ -560,10 +597,10 @@ class CsvStream:
         if self._guess is None:
             from hubctl.encoding import convert_hint
 
-            self._guess = "; " + convert_hint(sample, Path(self.path).name)
+            self._guess = "; " + convert_hint(bytes(sample), Path(self.path).name)
         return self._guess
 
-    def _arrow(self, clean: bytes, invalid: list[str], strict: bool = False,
+    def _arrow(self, clean: bytes | bytearray, invalid: list[str], strict: bool = False,
                typed: bool = False) -> pa.Table:
         """Arrow's parse of clean bytes; ``strict`` lets its errors through (fast path);
         ``typed`` parses the columns of ``types`` to their types (an empty cell is then no
@@ -596,7 +633,7 @@ class CsvStream:
             raise InputError(f"cannot be read as CSV: {exc}", path=self.path,
                              hint="fix or remove the damaged part of the file") from None
 
-    def _place_invalid(self, data: bytes, starts: np.ndarray, ends: np.ndarray,
+    def _place_invalid(self, data: bytes | bytearray, starts: np.ndarray, ends: np.ndarray,
                        lines: np.ndarray, invalid: list[str], rows: int) -> np.ndarray:
         """Line numbers of the rows Arrow kept; the rows it skipped become bad lines. Arrow
         gives a skipped row's text, not where it was: it is found among the records of the
@@ -675,7 +712,7 @@ def _finite(table: pa.Table) -> bool:
     return True
 
 
-def _show(raw: bytes, codec: str) -> str:
+def _show(raw: bytes | bytearray, codec: str) -> str:
     """Raw bytes as text: what decodes as itself, the rest as ``\\xNN``."""
     return raw.decode(codec, "backslashreplace")
 
