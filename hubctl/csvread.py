@@ -581,7 +581,7 @@ class CsvStream:
                     pieces.append(head if self.codec == "utf-8" else
                                   head.decode(self.codec).encode())
                 good[r] = False
-                raw = data[s:e].rstrip(b"\r\n")
+                raw = bytes(data[s:e]).rstrip(b"\r\n")  # shown as b'..', not bytearray(..)
                 col = at + exc.start - s
                 self._bad.append(BadLine(int(lines[r]), _show(raw, self.codec), "bad-encoding",
                                          f"byte {raw[col:col + 1]!r} at column {col + 1} is "

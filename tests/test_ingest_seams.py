@@ -81,3 +81,22 @@ def test_a_line_with_a_bad_byte_and_a_field_too_many_prints_no_traceback(
     run = json.loads(out.stdout)
     assert (run["read"], run["written"], run["rejected"]) == (72 + 3, 71 + 3, 1)
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
+def test_a_bad_byte_in_a_later_block_is_described_as_bytes(tmp_path: Path) -> None:
+    """The reason of a bad-encoding line names its byte as ``b'\\xe9'``, in the first block
+    and in the later ones, which are read into a reused buffer (a bytearray): not
+    ``bytearray(b'\\xe9')``."""
+    from hubctl.csvread import open_csv
+
+    good = [b"X,XX,2024-05-01 00:00:00+00:00,S%d,no2,%d,ppb\n" % (i % 7, i) for i in range(6000)]
+    for at in (3, 5000):  # the first block, a later one (blocks of 64 KiB)
+        good[at] = b"X,XX,2024-05-01 00:00:00+00:00,caf\xe9,no2,1,ppb\n"
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"city,country,date.utc,location,parameter,value,unit\n" + b"".join(good))
+    stream = open_csv(path, block_size=1 << 16)
+    bad = []
+    for _batch in stream:
+        bad += stream.take_invalid()
+    assert [(b.line, b.code) for b in bad] == [(5, "bad-encoding"), (5002, "bad-encoding")]
+    assert all(b.detail.startswith("byte b'\\xe9' at column 35 ") for b in bad), bad
