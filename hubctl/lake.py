@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -154,18 +155,30 @@ class Lake:
         return pa.schema(self.open(name).schema())
 
     def ensure(self, name: str, schema: pa.Schema, partition_by: list[str]) -> None:
-        """Create table ``name`` empty if it does not exist (safe when processes race)."""
+        """Create table ``name`` empty if it does not exist (safe when processes race: see
+        :meth:`_creating`)."""
         if self.exists(name):
             return
-        self.path(name).mkdir(parents=True, exist_ok=True)
-        try:
-            write_deltalake(str(self.path(name)), pa.Table.from_batches([], schema=schema),
-                            partition_by=partition_by or None, mode="ignore",
-                            storage_options=self.storage)
-        except Exception:  # another process created it first: that is fine
-            time.sleep(0.1)
-            if not self.exists(name):
-                raise
+        with self._creating(name) as absent:
+            if absent:
+                write_deltalake(str(self.path(name)), pa.Table.from_batches([], schema=schema),
+                                partition_by=partition_by or None, mode="ignore",
+                                storage_options=self.storage)
+
+    @contextmanager
+    def _creating(self, name: str) -> Iterator[bool]:
+        """Hold table ``name``'s commit lock while it is created; yields False when another
+        process created it meanwhile. A create is a commit like any other: delta-rs does not
+        fail a create that lost the race for version 0 (mode "error" or "ignore" alike) but
+        commits it again at version 1, a second protocol and metaData action (a new table id,
+        so that readers may take the table for replaced) and the loser believing it made
+        version 0."""
+        with table_commit(self.root, name):
+            if self.exists(name):
+                yield False
+                return
+            self.path(name).mkdir(parents=True, exist_ok=True)
+            yield True
 
     def append(self, name: str, table: pa.Table, partition_by: list[str] | None = None) -> int:
         """Append rows (used for the ledger and rejects); returns the new version. A table
@@ -186,20 +199,17 @@ class Lake:
     def _create_with(self, name: str, table: pa.Table, partition_by: list[str]) -> bool:
         """Create table ``name`` holding ``table``'s rows in one commit (version 0); False
         when another process created it first (then append to it)."""
-        self.path(name).mkdir(parents=True, exist_ok=True)
-        fenced = None if name in _OWN_ROWS else fence(self.root)
-        if fenced is not None:
-            fenced.check(name)
-        try:
+        with self._creating(name) as absent:
+            if not absent:
+                return False
+            fenced = None if name in _OWN_ROWS else fence(self.root)  # the commit lease too
+            if fenced is not None:
+                fenced.check(name)
             write_deltalake(str(self.path(name)), table, mode="error",
                             partition_by=partition_by or None,
                             writer_properties=_writer_properties(table.schema),
                             storage_options=self.storage, commit_properties=fenced.properties(
                                 exact=False) if fenced is not None else None)
-        except Exception:  # another process created it first: append to theirs
-            if not self.exists(name):
-                raise
-            return False
         return True
 
     def put(self, name: str, rows: pa.Table, key: str) -> int:

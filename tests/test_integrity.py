@@ -96,6 +96,62 @@ def test_writers_in_four_processes_never_write_one_key_twice_and_count_truly(
     assert sum(t["duplicate"] for t in totals) == written - keys  # the same value from all
 
 
+
+def _create_at_once(root: str, worker: int, rounds: int, barrier: Any, out: Any) -> None:
+    """One process of the create race: each round, at the same instant as the other, append
+    the first row of ``_runs`` to a lake that has none, then ensure an entity table."""
+    et = get_type("AirQualityObserved")
+    for r in range(rounds):
+        lake = Lake(Path(root) / f"round-{r}")
+        row = pa.table({"run_id": [f"w{worker}"], "round": [r]})
+        barrier.wait()
+        version = lake.append("_runs", row)
+        barrier.wait()
+        lake.ensure(et.name, et.arrow_schema(), et.partition_by)
+        out.put((r, worker, version))
+
+
+def _log_actions(table: Path) -> list[tuple[int, str]]:
+    """(version, action) of every action in a Delta table's log."""
+    return [(int(f.stem), next(iter(json.loads(line))))
+            for f in sorted((table / "_delta_log").glob("*.json"))
+            for line in f.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.subprocess
+def test_processes_creating_a_table_at_once_make_one_table_and_each_knows_its_version(
+        tmp_path: Path) -> None:
+    """Two processes create ``_runs`` (with their first row) and an entity table (empty) at
+    the same instant: one creates, the other appends to it. Never a second protocol and
+    metaData action (delta-rs commits a create that lost the race again at version 1, as a
+    table with a new id), and the version each append returns holds its row."""
+    from deltalake import DeltaTable
+
+    rounds = 6
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_create_at_once, args=(str(tmp_path), w, rounds, barrier, out))
+             for w in range(2)]
+    for p in procs:
+        p.start()
+    versions = [out.get(timeout=120) for _ in range(2 * rounds)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    for r in range(rounds):
+        lake = tmp_path / f"round-{r}"
+        for name in ("_runs", "AirQualityObserved"):
+            actions = _log_actions(lake / name)
+            assert [(v, a) for v, a in actions if a in ("protocol", "metaData")] == [
+                (0, "protocol"), (0, "metaData")], (r, name, actions)
+        mine = {w: v for rr, w, v in versions if rr == r}
+        assert sorted(mine.values()) == [0, 1]  # one created it, the other appended
+        for worker, version in mine.items():
+            table = DeltaTable(str(lake / "_runs"), version=version)
+            held = table.to_pyarrow_table().column("run_id").to_pylist()
+            assert f"w{worker}" in held and len(held) == version + 1
+
+
 def test_a_table_with_duplicate_keys_names_itself_and_the_repair(tmp_path: Path) -> None:
     """An older hubctl or another tool left two rows for one key: no IndexError."""
     lake = Lake(tmp_path)
