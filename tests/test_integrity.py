@@ -169,7 +169,7 @@ def test_a_table_with_duplicate_keys_names_itself_and_the_repair(tmp_path: Path)
 HUBCTL = str(Path(sys.executable).parent / "hubctl")
 # The real CLI with small batches, so a few thousand lines make many commits (OpenAQ holds
 # its readings for one pivot up to FLUSH_ROWS: a few blocks' worth here).
-SMALL_BATCHES = [sys.executable, "-c", """
+_SMALL_BATCHES = """
 import importlib, sys
 rows = int(sys.argv.pop(1))
 for name in ("hubctl.adapter", "hubctl.csvread", "hubctl.ingest"):
@@ -179,7 +179,27 @@ for name in ("hubctl.adapter", "hubctl.csvread", "hubctl.ingest"):
 importlib.import_module("hubctl.adapters.openaq").FLUSH_ROWS = 4 * rows
 from hubctl.cli import main
 main()
-"""]
+"""
+SMALL_BATCHES = [sys.executable, "-c", _SMALL_BATCHES]
+# ... whose reads on the CSV reading thread stall while the file <folder>/stall exists (an
+# input on a stalled disk or share), saying so by <folder>/stalled, and <folder>/stopping once
+# the process was asked to stop: a stop that waits for that thread is held as long as the
+# test wants (the folder is the first argument).
+STALLING = [sys.executable, "-c", """
+import sys, threading, time
+from pathlib import Path
+import hubctl.csvread as csvread
+from hubctl.running import STOP
+hold = Path(sys.argv.pop(1))
+read = csvread.CsvStream._io
+def stalling(self, call):
+    reading = threading.current_thread().name == csvread.READ_AHEAD_THREAD
+    while reading and (hold / "stall").exists():
+        (hold / ("stopping" if STOP.is_set() else "stalled")).touch()
+        time.sleep(0.005)
+    return read(self, call)
+csvread.CsvStream._io = stalling
+""" + _SMALL_BATCHES]
 
 
 def openaq_files(folder: Path, stations: int, hours: int) -> tuple[Path, Path, Path]:
@@ -344,6 +364,70 @@ def test_a_signal_mid_ingest_ends_the_run_with_a_ledger_row_that_adds_up(
     else:  # the marker is gone (a checkpoint the interrupt cut short may leave its .tmp,
         assert run["status"] not in ("running", "ok")  # which the next command removes)
         assert not list((lake / "_running").glob("*.json"))
+
+
+def _until(path: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no {path.name} in 60 s"
+        time.sleep(0.005)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("first,second", [(signal.SIGINT, signal.SIGINT),
+                                          (signal.SIGTERM, signal.SIGTERM),
+                                          (signal.SIGTERM, signal.SIGINT)],
+                         ids=["INT-INT", "TERM-TERM", "TERM-INT"])
+def test_a_second_signal_while_the_run_stops_exits_at_once_and_the_next_command_records_it(
+        tmp_path: Path, first: signal.Signals, second: signal.Signals) -> None:
+    """The reading thread is stalled (a read that does not return) after some commits, and
+    the stop the first signal asked for waits for it (Ctrl-C's cleanup joins the reading
+    threads; SIGTERM's stop comes after the next batch): a second signal ends the process at
+    once, with 128 + its number, a message and no traceback. The run's marker stays, so the
+    next command records the run as interrupted with the counts it committed, and the same
+    command run again completes the input."""
+    from hubctl.ledger import source_runs
+
+    no2, _, st = openaq_files(tmp_path / "in", 40, 500)
+    lake, hold = tmp_path / "lake", tmp_path / "hold"
+    hold.mkdir()
+    proc = subprocess.Popen([*STALLING, str(hold), "200", "ingest", "openaq", str(no2),
+                             "--stations", str(st), "--source-name", "slow"], env=_env(lake),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_commits(lake, proc, 1000)
+        (hold / "stall").touch()
+        _until(hold / "stalled", proc)
+        proc.send_signal(first)
+        _until(hold / "stopping", proc)  # the first signal is handled; its stop is held
+        proc.send_signal(second)
+        _, err = proc.communicate(timeout=15)  # before: the stop waited for the read
+    finally:
+        (hold / "stall").unlink()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + second, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert f"error: stopped at once by a second {second.name}" in err
+    assert "the next hubctl command on this lake records it as interrupted" in err
+    (run,) = source_runs(Lake(lake), "slow")
+    assert run["status"] == "running"  # its end was never written ...
+    assert hub(lake, "tables").exit_code == 0
+    (run,) = source_runs(Lake(lake), "slow")  # ... the next command records it
+    assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+    assert run["read"] == run["written"] + run["updated"] + run["duplicate"] + run["rejected"]
+    committed = _rows_by_run(lake)[run["run_id"]]
+    assert 1000 <= run["written"] == committed < 20000  # nothing committed after its checkpoint
+    assert not [p for p in (lake / "_running").iterdir() if not p.name.endswith(".tmp")]
+    again = subprocess.run([HUBCTL, "ingest", "openaq", str(no2), "--stations", str(st),
+                            "--source-name", "slow", "--json"], env=_env(lake),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["duplicate"] == committed
+    assert _sql(lake, "SELECT count(*), count(DISTINCT (id, observed_at)) FROM "
+                      "AirQualityObserved") == [(20000, 20000)]
 
 
 def test_the_same_file_through_a_hard_link_is_not_ingested_twice_at_once(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -82,6 +83,9 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
     \b
     Exit codes: 0 done, 1 failed, 2 usage or configuration, 4 records rejected (every record
     of a run, or more than --max-reject-rate), 75 source locked by another run (skipped).
+    SIGTERM stops a run after the commit in progress, Ctrl-C where it is (exit 1); a second
+    Ctrl-C or SIGTERM while it stops exits at once (130 or 143): the next command records
+    that run as interrupted.
     With several sources each is listed with its own exit code (with --json: an array of run
     objects) and the command exits with the most severe: 1 > 2 > 4 > 75 > 0. --json prints
     the run object on failure too: status, error, hint and the counts so far.
@@ -158,7 +162,11 @@ def _log(log_format: str, result: SourceRun) -> None:
 @contextmanager
 def _stoppable() -> Iterator[None]:
     """While a run is under way, SIGTERM asks it to stop (a token the engine checks between
-    batches): the run ends after the commit in progress and is recorded as stopped."""
+    batches): the run ends after the commit in progress and is recorded as stopped. SIGINT
+    (Ctrl-C) also raises KeyboardInterrupt: the run ends where it is, recorded as failed.
+    Once a stop is under way, a second SIGINT or SIGTERM ends the process at once
+    (:func:`_now`), so that a stop waiting on a stalled read, a long commit or the reading
+    threads never needs ``kill -9`` and is never cut short by a traceback."""
     import signal
     import threading
 
@@ -167,12 +175,17 @@ def _stoppable() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopping = False
 
     def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            _now(signum)
+        stopping = True
         request_stop(signal.Signals(signum).name)
 
     def interrupt(signum: int, frame: object) -> None:
-        request_stop("SIGINT")  # so that a Spark job under way is cancelled (spark_ingest)
+        stop(signum, frame)  # so that a Spark job under way is cancelled (spark_ingest)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -183,6 +196,28 @@ def _stoppable() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
         clear_stop()
+
+
+def _now(signum: int) -> NoReturn:
+    """End the process at once with status 128 + ``signum`` (130 for SIGINT, 143 for SIGTERM),
+    skipping the stop under way. Nothing is lost: what was committed stays, and the run's
+    marker (:mod:`hubctl.running`) outlives the process, so the next command on the lake
+    records the run as ``interrupted`` with the counts of its last commit (if its row says
+    ``running``: not before its first row, nor once its end is recorded). Its locks go with
+    the process; stderr's last lines are forwarded first (:func:`hubctl.cli.panics.unfiltered`)."""
+    import signal
+
+    from hubctl.cli.panics import unfiltered
+
+    name = signal.Signals(signum).name
+    message = (f"error: stopped at once by a second {name}\n  hint: what the run committed "
+               "stays; the next hubctl command on this lake records it as interrupted if the "
+               "ledger still shows it running; run the same command again to complete it\n")
+    try:
+        unfiltered(timeout=1.0)
+        os.write(2, (("\n" if os.isatty(2) else "") + message).encode())
+    finally:
+        os._exit(128 + signum)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-__all__ = ["PanicFilter", "quiet_rust_panics"]
+__all__ = ["PanicFilter", "quiet_rust_panics", "unfiltered"]
 
 _START = re.compile(rb"^thread '[^']*'(?: \(\d+\))? panicked at ")
 _END = re.compile(rb"^note: .*RUST_BACKTRACE")  # or a blank line: the report's end
@@ -80,14 +80,29 @@ def quiet_rust_panics(enabled: bool = True) -> Iterator[PanicFilter]:
     pump = threading.Thread(target=_pump, args=(read_end, saved, flt), daemon=True,
                             name="stderr-filter")
     pump.start()
+    _FILTERING.append((saved, pump))
     try:
         yield flt
     finally:
-        with suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os.dup2(saved, 2)  # the channel's last writer closes: the pump sees its end
-        pump.join(timeout=5)
+        unfiltered()
         os.close(saved)
+
+
+_FILTERING: list[tuple[int, threading.Thread]] = []  # (the real stderr, its pump) while filtered
+
+
+def unfiltered(timeout: float = 5.0) -> None:
+    """Give fd 2 back to the real stderr, once what the filter holds is forwarded (up to
+    ``timeout`` seconds): at the end of :func:`quiet_rust_panics`, or before a process ends at
+    once (``os._exit``), whose last words would otherwise die in the pipe. Nothing when
+    stderr is not filtered."""
+    if not _FILTERING:
+        return
+    saved, pump = _FILTERING.pop()
+    with suppress(OSError, ValueError, RuntimeError):  # (a flush a signal cut short)
+        sys.stderr.flush()
+    os.dup2(saved, 2)  # the channel's last writer closes: the pump sees its end
+    pump.join(timeout=timeout)
 
 
 def _channel(real: int) -> tuple[int, int]:
