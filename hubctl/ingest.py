@@ -208,7 +208,8 @@ def ingest(lake: Lake, req: IngestRequest,
         if not run.reconciles:  # a bug, never a user error: say so loudly
             _fail(lake, run, _unreconciled(run))
             raise HubError(run.error or "")
-        too_many = judge(run, req.max_reject_rate)
+        too_many = judge(run, req.max_reject_rate,
+                         req.inputs if req.cursor is None else ())
         if req.cursor is not None:  # committed with the run; a failed run never advances it
             run.cursor_after = req.cursor.after or req.cursor.before
         write_run(lake, run)
@@ -319,14 +320,18 @@ def _started(start: Callable[[], None], batches: Generator[T, None, None]
         batches.close()
 
 
-def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
+def judge(run: Run, max_reject_rate: float | None,
+          inputs: Sequence[Path] = ()) -> RejectRateExceeded | None:
     """Set the status of a finished run from its rejects; the error to raise (exit 4) when
-    it is not ``ok``.
+    it is not ``ok`` or ``empty``.
 
     ``rejected``: it read records and every one was rejected (nothing written, updated or
     found duplicate), or every record of its input files was (a station list named in an
-    option may have been written), whatever ``max_reject_rate`` says. ``over-reject-rate``:
-    more than ``max_reject_rate`` of what it read was rejected.
+    option may have been written), whatever ``max_reject_rate`` says. ``empty``: its input
+    files (``inputs``; none for an API pull or a message) held no record at all, e.g. a CSV
+    of a header only: not an error (a day without calls can be real; exit 0), but not
+    ``ok`` either, with a warning naming the files. ``over-reject-rate``: more than
+    ``max_reject_rate`` of what it read was rejected.
     """
     rate = run.rejected / run.read if run.read else 0.0
     hint = f"`hubctl rejects --run {run.run_id}` shows the reasons"
@@ -342,6 +347,12 @@ def judge(run: Run, max_reject_rate: float | None) -> RejectRateExceeded | None:
             f"run {run.run_id} rejected all {given['read']} records of its input files; only "
             f"{run.read - given['read']} record(s) of side files (e.g. a station list) were "
             "kept", hint=hint)
+    if inputs and not run.read:
+        run.status = "empty"
+        names = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        run.warnings.append(f"no records in {names} (a header only?): nothing was written; "
+                            "check the export that made it")
+        return None
     if max_reject_rate is not None and rate > max_reject_rate:
         run.status = "over-reject-rate"
         return RejectRateExceeded(

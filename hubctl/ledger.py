@@ -259,7 +259,7 @@ class Cursor:
 
 #: How a run ended when it marked its input as ingested (a failed, stopped or interrupted run
 #: did not; nor did a running one).
-_INGESTED = ("ok", "over-reject-rate", "rejected")
+_INGESTED = ("ok", "empty", "over-reject-rate", "rejected")
 
 
 def _columns(*names: str) -> pa.Schema:

@@ -161,6 +161,19 @@ def test_korean_112_profile_detected_with_response_times_and_rejects(tmp_path: P
     assert codes == ["bad-timestamp", "end-before-start"]
 
 
+def test_a_file_of_a_header_only_is_empty_not_ok(tmp_path: Path) -> None:
+    """Nothing useful written: the run says ``empty`` (exit 0, a day without calls can be
+    real) with a warning naming the file; the same file again is ``unchanged``."""
+    data = _write(tmp_path / "112.csv", KOREAN_HEADER, [])
+    lake = tmp_path / "lake"
+    run = hub_json(lake, "ingest", "calls", str(data))
+    assert run["status"] == "empty" and run["exit_code"] == 0 and run["read"] == 0
+    assert any(f"no records in {data}" in w for w in run["warnings"]), run["warnings"]
+    assert hub_json(lake, "ingest", "calls", str(data))["status"] == "unchanged"
+    ledger = hub_json(lake, "sql", "SELECT status FROM _runs ORDER BY started_at")
+    assert [r["status"] for r in ledger] == ["empty", "unchanged"]
+
+
 def test_cp949_file_is_read(tmp_path: Path) -> None:
     data = _write(tmp_path / "112_cp949.csv", KOREAN_HEADER, KOREAN_ROWS[:1], encoding="cp949")
     run = hub_json(tmp_path / "lake", "ingest", "calls", str(data), "--profile", "korea-112")
