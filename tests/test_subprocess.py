@@ -145,3 +145,33 @@ def test_an_input_already_ingested_is_found_in_the_ledger_without_duckdb(
     assert "hubctl.ledger" in loaded  # the import log is the one of the lookup
     assert not [m for m in loaded if m.split(".")[0] == "duckdb"]
     assert not [m for m in loaded if m.startswith("pandas.")]  # refused, never loaded
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_behind_stdout_is_said_once_and_the_run_is_kept(tmp_path: Path) -> None:
+    """`> file` on a full disk: exit 1 with one message about standard output (not the lake,
+    no traceback), with and without --json; the ingest itself is done and in the ledger."""
+    data, st = write_openaq(tmp_path / "in", [row("S1", h, "no2", 10 + h) for h in range(3)])
+    lake = tmp_path / "lake"
+    for args in (["ingest", "openaq", str(data), "--stations", str(st), "--json"],
+                 ["sql", "SELECT count(*) FROM AirQualityObserved"],
+                 ["sql", "SELECT count(*) FROM AirQualityObserved", "--json"],
+                 ["tables"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([HUBCTL, *args], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, env={**os.environ, "HUBCTL_LAKE": str(lake)},
+                                  timeout=120)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.count("cannot write the output to standard output: No space") == 1
+        assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+        assert "lake" not in proc.stderr.split("\n")[-3], proc.stderr  # not blamed
+    runs = json.loads(_run("sql", "SELECT status, written FROM _runs", "--json",
+                           lake=lake).stdout)
+    assert [r["status"] for r in runs] == ["ok"] and runs[0]["written"] > 0
+    bad = tmp_path / "no-such-folder" / "out.csv"
+    proc = _run("sql", "SELECT 1", "--output", str(bad), "--format", "csv", lake=lake)
+    assert proc.returncode == 1 and f"cannot write {bad}: No such file" in proc.stderr
+    for fmt in ("csv", "parquet"):  # a device that fails is reported, and left where it is
+        proc = _run("sql", "SELECT 1", "--output", "/dev/full", "--format", fmt, lake=lake)
+        assert proc.returncode == 1 and "cannot write /dev/full: No space" in proc.stderr
+        assert Path("/dev/full").is_char_device()

@@ -14,7 +14,7 @@ import click
 
 from hubctl import __version__
 from hubctl.cli.context import HubContext
-from hubctl.cli.output import JSON_WANTED, emit_failure
+from hubctl.cli.output import JSON_WANTED, GuardedStdout, emit_failure
 from hubctl.errors import HubError, translate
 
 __all__ = ["OWN_PROCESS", "cli", "leave_quickly", "main", "pyarrow_without_pandas"]
@@ -79,7 +79,9 @@ class HubGroup(click.Group):
         if "--json" in ctx.args:  # known before the command's options are parsed, so that a
             ctx.meta[JSON_WANTED] = True  # usage error in an option before --json is JSON too
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk behind `> file` says so here (OutputError)
+            return result
         except HubError as exc:
             emit_failure(exc, exc.exit_code)  # --json: the failure as JSON on stdout too
             if _debug(ctx):
@@ -165,6 +167,7 @@ def main() -> None:
 
     global OWN_PROCESS
     OWN_PROCESS = True
+    sys.stdout = GuardedStdout(sys.stdout)  # type: ignore[assignment]
     try:
         with quiet_rust_panics(enabled="--debug" not in sys.argv[1:]):
             cli(prog_name="hubctl")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["JSON_PRINTED", "JSON_WANTED", "emit_failure", "emit_json", "json_option",
-           "print_rows", "to_jsonable", "tsv", "wants_json"]
+from hubctl.errors import HubError
+
+__all__ = ["JSON_PRINTED", "JSON_WANTED", "GuardedStdout", "OutputError", "emit_failure",
+           "emit_json", "json_option", "output_file", "print_rows", "to_jsonable", "tsv",
+           "wants_json"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,15 +43,83 @@ def wants_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     return value
 
 
+class OutputError(HubError):
+    """Standard output could not be written (a redirect to a full disk, a closed terminal):
+    the command's own work is done; only what it printed is missing."""
+
+
+class GuardedStdout:
+    """``sys.stdout`` of hubctl's own process. A write or flush that fails with an OSError
+    (ENOSPC behind ``> file``, EIO) raises OutputError, which says so, instead of a traceback
+    or a message that blames the lake; standard output then goes to /dev/null, so that what
+    is still buffered cannot fail again at exit. A closed pipe (``| head``) stays a
+    BrokenPipeError, which the CLI ends quietly."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` (see the class)."""
+        if isinstance(text, str) and not text:  # click probes the stream with empty
+            return 0  # writes (b'' must still fail as a text stream's would)
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        """Flush (see the class)."""
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+        return OutputError(
+            f"cannot write the output to standard output: {exc.strerror or exc}",
+            hint="free space where it goes (a redirect to a full disk?) or send it elsewhere; "
+                 "the command's work itself is done (an ingest is in the ledger: hubctl sql "
+                 "\"select * from _runs order by started_at desc limit 1\")")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def output_file(path: Path) -> Iterator[None]:
+    """Around writing ``path``, a file the user named (``--output``): a failure to write it (a
+    full disk, a folder that does not exist, no permission) is an OutputError naming it, not
+    a message about the lake."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}",
+                          hint="give --output a path in a folder that exists, that you may "
+                               "write, on a disk with free space") from None
+
+
 def emit_failure(error: BaseException, exit_code: int) -> None:
     """The JSON object of a command that failed before printing its own: status, error,
-    hint and exit code. Printed at most once, and only when ``--json`` was given."""
+    hint and exit code. Printed at most once, and only when ``--json`` was given (not when
+    standard output itself failed)."""
     ctx = click.get_current_context(silent=True)
-    if ctx is None or not ctx.meta.get(JSON_WANTED) or ctx.meta.get(JSON_PRINTED):
+    if ctx is None or not ctx.meta.get(JSON_WANTED) or ctx.meta.get(JSON_PRINTED) \
+            or isinstance(error, OutputError):
         return
     message = getattr(error, "message", None) or getattr(error, "format_message", str)()
-    emit_json({"status": "failed", "error": message, "hint": getattr(error, "hint", None),
-               "exit_code": exit_code})
+    with contextlib.suppress(OutputError):  # the failure itself is said on stderr
+        emit_json({"status": "failed", "error": message, "hint": getattr(error, "hint", None),
+                   "exit_code": exit_code})
 
 
 def to_jsonable(value: Any) -> Any:

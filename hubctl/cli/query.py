@@ -13,7 +13,14 @@ from typing import Any
 import click
 
 from hubctl.cli.context import hub
-from hubctl.cli.output import emit_json, json_option, print_rows, to_jsonable, wants_json
+from hubctl.cli.output import (
+    emit_json,
+    json_option,
+    output_file,
+    print_rows,
+    to_jsonable,
+    wants_json,
+)
 from hubctl.errors import UsageError
 
 __all__ = ["COMMANDS"]
@@ -65,7 +72,9 @@ def sql(query: str, fmt: str, output: Path | None, as_json: bool) -> None:
             import pyarrow.parquet as pq
 
             assert output is not None
-            pq.write_table(cat.arrow(statements), str(output), compression="zstd")
+            table = cat.arrow(statements)
+            with output_file(output), open(output, "wb") as sink:  # a file object: pyarrow
+                pq.write_table(table, sink, compression="zstd")  # unlinks a path it fails on
             click.echo(f"wrote {output}", err=True)
             return
         result = cat.run(statements)
@@ -82,6 +91,8 @@ def _write(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, output: Pa
         print_rows(columns, rows)
         return
     with contextlib.ExitStack() as stack:
+        if output:
+            stack.enter_context(output_file(output))
         stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) \
             if output else sys.stdout
         if fmt == "csv":
