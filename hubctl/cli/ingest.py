@@ -81,8 +81,9 @@ def ingest(ctx: click.Context, sources: tuple[str, ...], run_all: bool, due: boo
       AIRKOREA_SERVICE_KEY=... hubctl ingest airkorea --api --sido 대구 --stations st.json
 
     \b
-    Exit codes: 0 done, 1 failed, 2 usage or configuration, 4 records rejected (every record
-    of a run, or more than --max-reject-rate), 75 source locked by another run (skipped).
+    Exit codes: 0 done (status empty, with a warning, when the input files held no record),
+    1 failed, 2 usage or configuration, 4 records rejected (every record of a run, or more
+    than --max-reject-rate), 75 source locked by another run (skipped).
     SIGTERM stops a run after the commit in progress, Ctrl-C where it is (exit 1); a second
     Ctrl-C or SIGTERM while it stops exits at once (130 or 143): the next command records
     that run as interrupted.
