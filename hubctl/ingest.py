@@ -197,7 +197,9 @@ def ingest(lake: Lake, req: IngestRequest,
         except _Unchanged as found:
             return _unchanged(lake, run, found.previous)
         except BaseException as exc:
-            if start.checked:  # past the fingerprint check: the run is recorded as failed
+            if start.checked and isinstance(exc, KeyboardInterrupt):  # Ctrl-C: where it was
+                _stopped_by_ctrl_c(lake, run)
+            elif start.checked:  # past the fingerprint check: the run is recorded as failed
                 _fail(lake, run, str(exc) or type(exc).__name__)
             raise
         if stopped:
@@ -380,6 +382,16 @@ def _fail(lake: Lake, run: Run, error: str) -> None:
     """Record ``run`` as failed; what it read and did not commit is ``unreached``."""
     run.status, run.error = "failed", error
     run.settle()
+    write_run(lake, run)
+
+
+def _stopped_by_ctrl_c(lake: Lake, run: Run) -> None:
+    """Record ``run`` as stopped by Ctrl-C (SIGINT), which ends it where it is: what it
+    committed stays, the rest of what it read is ``unreached``."""
+    run.status = "stopped"
+    run.settle()
+    run.error = (f"stopped by Ctrl-C (SIGINT): {run.committed} of {run.read} records read "
+                 f"were committed, {run.unreached} were not")
     write_run(lake, run)
 
 

@@ -362,7 +362,8 @@ def test_a_signal_mid_ingest_ends_the_run_with_a_ledger_row_that_adds_up(
         assert run["written"] == _rows_by_run(lake)[run["run_id"]]  # what it committed, exactly
         assert not list((lake / "_running").iterdir())
     else:  # the marker is gone (a checkpoint the interrupt cut short may leave its .tmp,
-        assert run["status"] not in ("running", "ok")  # which the next command removes)
+        assert run["status"] == "stopped"  # which the next command removes)
+        assert run["error"].startswith("stopped by Ctrl-C (SIGINT): "), run["error"]
         assert not list((lake / "_running").glob("*.json"))
 
 
