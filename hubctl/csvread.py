@@ -986,7 +986,28 @@ def _trailing_field(stream: CsvStream) -> None:
         stream.trailing_field = True
 
 
+_COMPRESSION_NAMES = dict(zip(_COMPRESSED, ("gzip", "zip", "bzip2", "xz", "zstd"), strict=True))
+_DECOMPRESS = {"gzip": "gzip -dc {f} > {s}.csv", "bzip2": "bzip2 -dc {f} > {s}.csv",
+               "xz": "xz -dc {f} > {s}.csv", "zstd": "zstd -dc {f} > {s}.csv",
+               "zip": "unzip -l {f} (what it holds), then unzip -p {f} NAME.csv > NAME.csv"}
+
+
+def _compression(raw: bytes) -> str | None:
+    """The compression whose magic bytes start ``raw`` (bzip2's with its block magic, as a
+    header may start with "BZh"), else None."""
+    kind = next((n for magic, n in _COMPRESSION_NAMES.items() if raw.startswith(magic)), None)
+    if kind == "bzip2" and not (raw[3:4].isdigit() and raw[4:10] == b"1AY&SY"):
+        return None
+    return kind
+
+
 def _names(raw: bytes, stream: CsvStream) -> list[str]:
+    kind = _compression(raw)
+    if kind is not None:  # not a text file at all: say so, not "convert it with iconv"
+        name = Path(stream.path).name
+        how = _DECOMPRESS[kind].format(f=name, s=name.split(".")[0] or "data")
+        raise InputError(f"is compressed ({kind}), not CSV text", path=stream.path,
+                         hint=f"decompress it first and give the CSV, e.g. {how}")
     try:
         text = raw.decode(stream.codec)
     except UnicodeDecodeError:

@@ -193,6 +193,31 @@ def test_a_header_wider_than_the_limit_is_refused(tmp_path: Path) -> None:
     assert len(open_csv(path, limits=CsvLimits(max_columns=100_000)).names) == 100_000
 
 
+def test_a_compressed_file_is_named_as_such_with_how_to_decompress_it(tmp_path: Path) -> None:
+    """A gzip / bzip2 / xz / zip file given as CSV: "is compressed (gzip)" and the command
+    that decompresses it, not "is not UTF-8 text, convert it with iconv"; a CSV whose header
+    starts with bzip2's three magic letters is still CSV."""
+    import bz2
+    import gzip
+    import lzma
+
+    text = b"location,value\nS1,1\n"
+    files = {"gzip": ("a.csv.gz", gzip.compress(text), "gzip -dc a.csv.gz > a.csv"),
+             "bzip2": ("b.csv.bz2", bz2.compress(text), "bzip2 -dc b.csv.bz2 > b.csv"),
+             "xz": ("c.xz", lzma.compress(text), "xz -dc c.xz > c.csv")}
+    for kind, (name, data, how) in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match=rf"is compressed \({kind}\), not CSV") as err:
+            open_csv(tmp_path / name)
+        assert how in (err.value.hint or "")
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+        z.writestr("d.csv", text)
+    with pytest.raises(InputError, match=r"is compressed \(zip\)"):
+        open_csv(tmp_path / "d.zip")
+    (tmp_path / "bzh.csv").write_bytes(b"BZh1,value\nS1,1\n")
+    assert open_csv(tmp_path / "bzh.csv").names == ["BZh1", "value"]
+
+
 def test_openaq_rejects_the_latin1_and_the_3mb_line_and_writes_every_other(
         tmp_path: Path) -> None:
     lines = [_line(f"S{1 + i % 2}", i // 2, i) for i in range(4000)]
