@@ -198,7 +198,7 @@ def ingest(lake: Lake, req: IngestRequest,
             return _unchanged(lake, run, found.previous)
         except BaseException as exc:
             if start.checked and isinstance(exc, KeyboardInterrupt):  # Ctrl-C: where it was
-                _stopped_by_ctrl_c(lake, run)
+                _record_stopped(lake, run, "Ctrl-C (SIGINT)")
             elif start.checked:  # past the fingerprint check: the run is recorded as failed
                 _fail(lake, run, str(exc) or type(exc).__name__)
             raise
@@ -385,24 +385,20 @@ def _fail(lake: Lake, run: Run, error: str) -> None:
     write_run(lake, run)
 
 
-def _stopped_by_ctrl_c(lake: Lake, run: Run) -> None:
-    """Record ``run`` as stopped by Ctrl-C (SIGINT), which ends it where it is: what it
-    committed stays, the rest of what it read is ``unreached``."""
+def _record_stopped(lake: Lake, run: Run, how: str) -> None:
+    """Record ``run`` as ``stopped`` (``how``: by what, and where): what it committed stays,
+    the rest of what it read is ``unreached``."""
     run.status = "stopped"
     run.settle()
-    run.error = (f"stopped by Ctrl-C (SIGINT): {run.committed} of {run.read} records read "
-                 f"were committed, {run.unreached} were not")
+    run.error = (f"stopped by {how}: {run.committed} of {run.read} records read were "
+                 f"committed, {run.unreached} were not")
     write_run(lake, run)
 
 
 def _stop(lake: Lake, run: Run) -> None:
     """Record ``run`` as stopped after its last commit, then raise Stopped."""
-    run.status = "stopped"
-    run.settle()
-    run.error = (f"stopped by {stop_reason()} after its last commit: {run.committed} of "
-                 f"{run.read} records read were committed, {run.unreached} were not")
-    write_run(lake, run)
-    raise Stopped(run.error, run=run,
+    _record_stopped(lake, run, f"{stop_reason()} after its last commit")
+    raise Stopped(run.error or "", run=run,
                   hint="what was committed stays; run the same command again to read the rest "
                        "(a stopped run does not mark its input as ingested)")
 
